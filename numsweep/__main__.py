@@ -1,0 +1,3 @@
+from numsweep.cli import main
+
+main()

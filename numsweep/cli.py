@@ -1,0 +1,308 @@
+"""The ``numsweep`` command: a thin layer over the library.
+
+Library errors become a one-line message and exit code 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from numsweep.analysis import ChartError, bar_data, draw_bars, load_trials, save
+from numsweep.analysis.charts import varying_parameters
+from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
+from numsweep.storage import DEFAULT_URL, Storage, StorageError
+from numsweep.sweeps import SweepSpecError, TrialEvent, load_spec, run_single, run_sweep
+
+F = TypeVar("F", bound=Callable[..., Any])
+LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
+
+console = Console(stderr=True)
+
+
+class NumsweepGroup(click.Group):
+    """Turns library errors into ``Error: <one line>`` and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LIBRARY_ERRORS as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
+                                       type(exc).__name__) from None
+
+
+def db_option(fn: F) -> F:
+    return click.option("--db", "db", default=DEFAULT_URL, show_default=True,
+                        envvar="NUMSWEEP_DB",
+                        help="SQLAlchemy URL of the result database (env NUMSWEEP_DB).")(fn)
+
+
+def data_option(fn: F) -> F:
+    return click.option(
+        "--data", "data", default=None, envvar="NUMSWEEP_DATA", metavar="PATH",
+        help="Dataset: an .npz, a cifar-10-batches-py folder, the official .tar.gz, or a "
+             "Fashion-MNIST idx folder (env NUMSWEEP_DATA). Default: download CIFAR-10 into "
+             "the cache.")(fn)
+
+
+def overrides_argument(fn: F) -> F:
+    return click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(fn)
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _download_progress() -> Callable[[int, int | None], None]:
+    progress = Progress(TextColumn("downloading CIFAR-10"), BarColumn(), DownloadColumn(),
+                        TimeElapsedColumn(), console=console, transient=True)
+    task = progress.add_task("download", total=None)
+
+    def update(done: int, total: int | None) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
+        if total is not None and done >= total:
+            progress.stop()
+
+    return update
+
+
+def prepare_data(source: str | None) -> None:
+    """Load (and if needed download) the dataset once up front, so errors come before work."""
+    load_dataset(source, progress=_download_progress())
+
+
+@click.group(cls=NumsweepGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="numsweep")
+def cli() -> None:
+    """numsweep: hyperparameter sweeps for small NumPy image classifiers, kept in a database.
+
+    \b
+    Example:
+        numsweep sweep run examples/lambda-coarse.toml --data cifar10.npz
+        numsweep trials --sweep lambda-coarse
+        numsweep plot bars --sweep lambda-coarse --metric val_acc -o lam.png
+    """
+
+
+@cli.command()
+@overrides_argument
+@data_option
+@db_option
+@click.option("--sweep", "sweep_name", default="train", show_default=True,
+              help="Sweep name the run is stored under.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str,
+          as_json: bool) -> None:
+    """Train one configuration and store it as a trial.
+
+    \b
+    Example:
+        numsweep train lam=0.01 n_train=10000 n_val=10000 n_s=500 cycles=1 --json
+        numsweep train model=convnet f=4 nf=10 nh=50 lam=0.003 n_s=800 cycles=3
+    """
+    spec = TrialSpec.from_mapping(parse_overrides(overrides))
+    storage = Storage(db)
+    prepare_data(data)
+    with console.status("training"):
+        trial_id, outcome = run_single(spec, storage, data_source=data, sweep_name=sweep_name)
+    if outcome.result is None:
+        raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
+    result = outcome.result
+    if as_json:
+        record = {"trial_id": trial_id, **result.spec.to_dict(), **result.metrics(),
+                  "diverged": result.diverged, "message": result.message}
+        click.echo(json.dumps(record, indent=2, default=_json_default))
+    else:
+        click.echo(f"trial {trial_id}: val_acc {result.val_acc:.4f}  test_acc "
+                   f"{result.test_acc:.4f}  train_seconds {result.train_seconds:.2f}  "
+                   f"updates {result.updates}")
+    if result.diverged:
+        raise click.ClickException(f"trial {trial_id} failed: {result.message}")
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+@cli.group()
+def sweep() -> None:
+    """Run and inspect sweeps.
+
+    \b
+    Example:
+        numsweep sweep run examples/lambda-coarse.toml --jobs 2
+        numsweep sweep list
+    """
+
+
+@sweep.command("run")
+@click.argument("spec_file", metavar="SPEC.toml", type=click.Path(dir_okay=False))
+@overrides_argument
+@click.option("--jobs", "-j", default=os.cpu_count() or 1, show_default="number of cores",
+              type=click.IntRange(min=1), help="Worker processes.")
+@data_option
+@db_option
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, data: str | None,
+              db: str) -> None:
+    """Run the stages of a sweep spec; KEY=VALUE overrides its fixed parameters.
+
+    \b
+    Example:
+        numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
+            --jobs 2 --db sqlite:///t.db --data cifar10.npz
+    """
+    spec = load_spec(spec_file, parse_overrides(overrides))
+    storage = Storage(db)
+    prepare_data(data)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                        console=console)
+    tasks: dict[str, Any] = {}
+    from numsweep.sweeps.runner import planned_trials
+
+    def on_event(event: TrialEvent) -> None:
+        if event.stage not in tasks:
+            stage = next(s for s in spec.stages if s.name == event.stage)
+            tasks[event.stage] = progress.add_task(
+                f"{spec.name}/{event.stage}", total=planned_trials(stage, dict(spec.space)))
+        if event.kind == "finished":
+            progress.advance(tasks[event.stage])
+            val = "" if event.val_acc is None or math.isnan(event.val_acc) else \
+                f" val_acc {event.val_acc:.4f}"
+            note = f" ({event.message})" if event.message else ""
+            state = event.state.value.lower() if event.state else ""
+            progress.console.print(f"trial {event.number} {state}{val}{note}")
+
+    with progress:
+        summaries = run_sweep(spec, storage, data_source=data, jobs=jobs, on_event=on_event)
+    for s in summaries:
+        best = "" if s.best_val_acc is None else \
+            f"; best val_acc {s.best_val_acc:.4f} at {s.best_params}"
+        counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
+        click.echo(f"stage {s.name}: {counts}{best}")
+
+
+@sweep.command("list")
+@db_option
+def sweep_list(db: str) -> None:
+    """List the sweeps in the database.
+
+    \b
+    Example:
+        numsweep sweep list --db sqlite:///numsweep.db
+    """
+    storage = Storage(db)
+    for record in storage.list_sweeps():
+        n = len(storage.get_trials(record.name))
+        click.echo(f"{record.name}\t{n} trials\tcreated {record.created_at:%Y-%m-%d %H:%M}")
+
+
+@cli.command()
+@click.option("--sweep", "sweep_name", default=None, help="Only this sweep.")
+@click.option("--stage", default=None, help="Only this stage.")
+@click.option("--state", default=None, help="Only this state (complete, failed, ...).")
+@click.option("--sort", "sort_by", default=None, help="Sort by this column (descending).")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most N rows.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@db_option
+def trials(sweep_name: str | None, stage: str | None, state: str | None, sort_by: str | None,
+           limit: int | None, fmt: str, db: str) -> None:
+    """Show stored trials with their parameters and results.
+
+    \b
+    Example:
+        numsweep trials --sweep lambda-coarse --sort val_acc --format csv
+    """
+    frame = load_trials(db, sweep_name, stage=stage, state=state)
+    if sort_by is not None:
+        if sort_by not in frame.columns:
+            raise click.ClickException(f"unknown column {sort_by!r}")
+        frame = frame.sort_values(sort_by, ascending=False, na_position="last")
+    if limit is not None:
+        frame = frame.head(limit)
+    frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    else:
+        _print_table(frame)
+
+
+def _print_table(frame: Any) -> None:
+    shown = ["trial_id", "sweep", "stage", "state", *varying_parameters(frame)]
+    if frame["sweep"].nunique() == 1:
+        shown.remove("sweep")
+    shown += [c for c in ("val_acc", "test_acc", "train_seconds", "updates") if c in frame]
+    table = Table(*shown)
+    for _, row in frame.iterrows():
+        table.add_row(*[_cell(row[c]) for c in shown])
+    Console(width=None if sys.stdout.isatty() else 250).print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    if value is None:
+        return ""
+    return str(value)
+
+
+@cli.group()
+def plot() -> None:
+    """Draw charts from the database (PNG, SVG or PDF by the file's extension).
+
+    \b
+    Example:
+        numsweep plot bars --sweep lambda-coarse --metric val_acc -o lam.png
+    """
+
+
+@plot.command("bars")
+@click.option("--sweep", "sweep_name", required=True, help="Sweep to draw.")
+@click.option("--stage", default=None, help="Only this stage.")
+@click.option("--metric", default="test_acc", show_default=True,
+              help="Result to draw (val_acc, test_acc, train_seconds, ...).")
+@click.option("--by", default=None, help="Comma-separated parameters that name a bar "
+                                         "(default: those that vary).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .png, .svg or .pdf.")
+@db_option
+def plot_bars(sweep_name: str, stage: str | None, metric: str, by: str | None, output: str,
+              db: str) -> None:
+    """Bar chart of one result per configuration (mean and spread over seeds).
+
+    \b
+    Example:
+        numsweep plot bars --sweep conv-archs --metric train_seconds --by f,nf -o time.png
+    """
+    frame = load_trials(db, sweep_name, stage=stage)
+    data = bar_data(frame, metric, by.split(",") if by else None)
+    path = save(draw_bars(data, metric), output)
+    click.echo(f"wrote {path}")
+
+
+def main() -> None:
+    cli(prog_name="numsweep")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Datasets: CIFAR-10 and Fashion-MNIST from the official files or an ``.npz``, and splits.
+
+Supported sources, by what ``load_dataset`` is given:
+
+- ``None`` or ``"cifar10"``: the official CIFAR-10 python archive, downloaded once into the
+  cache folder (``$NUMSWEEP_CACHE`` or ``~/.cache/numsweep``), MD5-checked and extracted;
+- a ``.tar.gz`` file: that archive, already downloaded;
+- a ``cifar-10-batches-py`` folder (or a folder holding one);
+- a folder holding the four Fashion-MNIST idx ``.gz`` files;
+- an ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (uint8, images HWC or HW).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+FASHION_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+
+Progress = Callable[[int, int | None], None]
+"""Called with (bytes so far, total bytes or None) while downloading."""
+
+
+class DataError(Exception):
+    """A data file is missing, corrupt, truncated or not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw images (N, H, W, C) uint8 and labels (N,) int64, in the official order."""
+
+    name: str
+    classes: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Normalised float images (N, H, W, C) and labels for training, validation and test.
+
+    Every split is normalised with the training split's per-feature mean and std.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NUMSWEEP_CACHE", Path.home() / ".cache" / "numsweep"))
+
+
+def load_dataset(source: str | os.PathLike[str] | None = None, *,
+                 progress: Progress | None = None) -> Dataset:
+    """Load a dataset from any supported source (see the module docstring)."""
+    if source is None or str(source) == "cifar10":
+        folder = cache_dir() / "cifar-10-batches-py"
+        if not folder.is_dir():
+            archive = download(CIFAR10_URL, cache_dir(), md5=CIFAR10_MD5, progress=progress)
+            extract_archive(archive, cache_dir())
+        return load_cifar10_folder(folder)
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"data not found: {path}")
+    if path.is_dir():
+        if (path / "data_batch_1").exists():
+            return load_cifar10_folder(path)
+        if (path / "cifar-10-batches-py").is_dir():
+            return load_cifar10_folder(path / "cifar-10-batches-py")
+        if (path / FASHION_FILES["x_train"]).exists():
+            return load_fashion_mnist_folder(path)
+        raise DataError(f"{path}: no cifar-10-batches-py files nor Fashion-MNIST idx files in it")
+    if path.name.endswith((".tar.gz", ".tgz")):
+        target = cache_dir()
+        folder = target / "cifar-10-batches-py"
+        if not folder.is_dir():
+            extract_archive(path, target)
+        return load_cifar10_folder(folder)
+    if path.suffix == ".npz":
+        return load_npz(path)
+    raise DataError(f"{path}: unsupported data file (expected .npz, .tar.gz or a folder)")
+
+
+def load_npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except KeyError as exc:
+        raise DataError(f"{path}: missing array {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    return _make_dataset(path, **arrays)
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asks for an object a CIFAR-10 batch never holds."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Accepts only what a CIFAR-10 batch holds: dicts, lists, bytes and numpy arrays."""
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise RefusedPickle(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.exists():
+        raise DataError(f"{path}: file missing")
+    try:
+        with path.open("rb") as fh:
+            batch = _ArrayUnpickler(fh, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except RefusedPickle as exc:
+        raise DataError(f"{path}: not a CIFAR-10 batch ({exc})") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError,
+            AttributeError) as exc:
+        raise DataError(f"{path}: corrupt or truncated CIFAR-10 batch ({exc!r})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataError(f"{path}: expected data (N, 3072) with N labels, got {data.shape}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def load_cifar10_folder(folder: Path) -> Dataset:
+    parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = _read_cifar_batch(folder / "test_batch")
+    return _make_dataset(folder, np.concatenate([p[0] for p in parts]),
+                         np.concatenate([p[1] for p in parts]), x_test, y_test)
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    if not path.exists():
+        raise DataError(f"{path}: file missing")
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header or struct.unpack(">I", raw[:4])[0] != magic:
+        raise DataError(f"{path}: not an idx file with magic number {magic}")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: truncated idx data ({len(raw) - header} of {expected} bytes)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist_folder(folder: Path) -> Dataset:
+    arrays = {key: _read_idx(folder / name, 2051 if key.startswith("x") else 2049)
+              for key, name in FASHION_FILES.items()}
+    return _make_dataset(folder, **arrays)
+
+
+def _make_dataset(origin: Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                  y_test: np.ndarray) -> Dataset:
+    if x_train.ndim == 3:
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 4 or x.dtype != np.uint8:
+            raise DataError(f"{origin}: x_{name} must be uint8 images (N, H, W[, C]), "
+                            f"got {x.dtype} {x.shape}")
+        if y.shape != (len(x),):
+            raise DataError(f"{origin}: y_{name} has shape {y.shape}, expected ({len(x)},)")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"{origin}: y_{name} holds labels outside 0..9")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{origin}: train images {x_train.shape[1:]} and test images "
+                        f"{x_test.shape[1:]} differ in shape")
+    is_cifar = x_train.shape[1:] == (32, 32, 3)
+    return Dataset(
+        name="cifar10" if is_cifar else "fashion_mnist" if x_train.shape[1:] == (28, 28, 1)
+        else origin.stem,
+        classes=CIFAR10_CLASSES if is_cifar else FASHION_CLASSES,
+        x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
+        y_test=y_test.astype(np.int64),
+    )
+
+
+def make_split(data: Dataset, n_train: int | None, n_val: int,
+               dtype: np.dtype | type = np.float32) -> Split:
+    """Training images ``[0, n_train)``, validation ``[n_train, n_train + n_val)``.
+
+    ``n_train=None`` takes every training image not kept for validation, so the validation
+    images are the last ``n_val``. ``n_train=10000, n_val=10000`` is CIFAR-10's data_batch_1
+    for training and data_batch_2 for validation.
+    """
+    total = len(data.x_train)
+    if n_train is None:
+        n_train = total - n_val
+    if n_train < 1 or n_train + n_val > total:
+        raise DataError(f"n_train={n_train} + n_val={n_val} exceeds the {total} training images "
+                        f"of {data.name}")
+    x = data.x_train[: n_train + n_val].astype(dtype)
+    mean = x[:n_train].mean(axis=0, dtype=np.float64)
+    std = x[:n_train].std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    mean, inv_std = mean.astype(dtype), (1.0 / std).astype(dtype)
+    x -= mean
+    x *= inv_std
+    x_test = (data.x_test.astype(dtype) - mean) * inv_std
+    return Split(x[:n_train], data.y_train[:n_train], x[n_train:], data.y_train[n_train:
+                 n_train + n_val], x_test, data.y_test, num_classes=len(data.classes))
+
+
+def download(url: str, folder: Path, *, md5: str | None, progress: Progress | None = None,
+             chunk: int = 1 << 20) -> Path:
+    """Download ``url`` into ``folder`` (kept if already there and its MD5 matches)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / url.rsplit("/", 1)[-1]
+    if target.exists() and (md5 is None or file_md5(target) == md5):
+        return target
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
+            total = response.length
+            done = 0
+            while block := response.read(chunk):
+                out.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"cannot download {url}: {exc}") from None
+    if md5 is not None and (got := file_md5(partial)) != md5:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
+    partial.replace(target)
+    return target
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_archive(archive: Path, folder: Path) -> None:
+    """Extract a CIFAR-10 ``.tar.gz`` into ``folder`` (regular files only)."""
+    tmp = folder / (archive.name + ".extracting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{archive}: corrupt or truncated archive ({exc})") from None
+    extracted = tmp / "cifar-10-batches-py"
+    if not extracted.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{archive}: no cifar-10-batches-py folder inside")
+    extracted.replace(folder / "cifar-10-batches-py")
+    shutil.rmtree(tmp, ignore_errors=True)

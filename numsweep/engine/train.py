@@ -1,0 +1,154 @@
+"""Training: one TrialSpec and a dataset in, one TrialResult out."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from numsweep.engine.data import Dataset, Split, make_split
+from numsweep.engine.losses import softmax_cross_entropy
+from numsweep.engine.networks import MLP, Network, PatchConvNet, l2_penalty, param_count
+from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.schedules import ConstantLR, TriangularCyclicLR
+from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
+
+Reporter = Callable[[int, float], bool]
+"""Called with (update step, validation accuracy) at the end of every cycle; returning True
+stops training (a pruned trial)."""
+
+EVAL_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A split turned into a network's inputs, ready to train on."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def resolve_n_s(spec: TrialSpec, n_train: int) -> int:
+    return spec.n_s if spec.n_s is not None else 2 * (n_train // spec.batch_size)
+
+
+def build_network(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int,
+                  rng: np.random.Generator) -> Network:
+    dtype = np.dtype(spec.dtype)
+    if spec.model == "mlp":
+        return MLP(int(np.prod(image_shape)), spec.hidden, num_classes, rng=rng, init=spec.init,
+                   dropout=spec.dropout, dtype=dtype)
+    return PatchConvNet(image_shape, spec.f, spec.nf, spec.nh, num_classes, rng=rng,
+                        init=spec.init, dtype=dtype)
+
+
+def evaluate(net: Network, x: np.ndarray, y: np.ndarray, lam: float,
+             eps: float) -> tuple[float, float, float]:
+    """(loss, cost, accuracy) over a whole set, in chunks to bound memory."""
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), EVAL_CHUNK):
+        scores = net.scores(x[start:start + EVAL_CHUNK])
+        yb = y[start:start + EVAL_CHUNK]
+        loss, _ = softmax_cross_entropy(scores, yb, eps)
+        loss_sum += loss * len(yb)
+        correct += int((scores.argmax(axis=1) == yb).sum())
+    loss = loss_sum / len(x)
+    cost = loss + lam * l2_penalty(net.params, net.weight_names)
+    return loss, cost, correct / len(x)
+
+
+def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None = None,
+          prepared: Prepared | None = None) -> TrialResult:
+    """Train ``spec`` on ``data`` and measure it.
+
+    Curves hold the loss, cost and accuracy on the first ``eval_train`` training images and
+    on the validation set, ``curve_points`` times per cycle plus once before training.
+    """
+    split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
+                                                             np.dtype(spec.dtype))
+    rng = np.random.default_rng(spec.seed)
+    net = build_network(spec, split.x_train.shape[1:], split.num_classes, rng)
+    if prepared is None:
+        prepared = Prepared(net.prepare(split.x_train), split.y_train, net.prepare(split.x_val),
+                            split.y_val, net.prepare(split.x_test), split.y_test)
+    x_tr, y_tr = prepared.x_train, prepared.y_train
+    n = len(x_tr)
+    if spec.batch_size > n:
+        raise ValueError(f"batch_size={spec.batch_size} exceeds n_train={n}")
+    n_s = resolve_n_s(spec, n)
+    if n_s < 1:
+        raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
+    schedule = (TriangularCyclicLR(spec.eta_min, spec.eta_max, n_s) if spec.schedule == "cyclic"
+                else ConstantLR(spec.eta_max))
+    optimizer = make_optimizer(spec.optimizer)
+    total = 2 * n_s * spec.cycles
+    cycle_len = 2 * n_s
+    eval_every = max(1, cycle_len // spec.curve_points)
+    x_ev, y_ev = x_tr[: spec.eval_train], y_tr[: spec.eval_train]
+
+    curves: list[CurvePoint] = []
+    eval_seconds = 0.0
+
+    def record(step: int, lr: float) -> float:
+        nonlocal eval_seconds
+        t0 = time.perf_counter()
+        for split_name, x, y in (("train", x_ev, y_ev), ("val", prepared.x_val, prepared.y_val)):
+            loss, cost, acc = evaluate(net, x, y, spec.lam, spec.eps)
+            curves.append(CurvePoint(step, split_name, loss, cost, acc, lr))
+        eval_seconds += time.perf_counter() - t0
+        return curves[-1].acc
+
+    record(0, schedule.lr(0))
+    batches_per_epoch = n // spec.batch_size
+    order = rng.permutation(n)
+    train_seconds = 0.0
+    diverged = stopped = False
+    message = ""
+    step = 0
+    while step < total:
+        t0 = time.perf_counter()
+        b = step % batches_per_epoch
+        if b == 0 and step:
+            order = rng.permutation(n)
+        idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
+        lr = schedule.lr(step)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
+            loss, _, grads = net.loss(x_tr[idx], y_tr[idx], lam=spec.lam, eps=spec.eps, rng=rng)
+        if not np.isfinite(loss):
+            train_seconds += time.perf_counter() - t0
+            diverged = True
+            message = f"loss diverged ({loss}) at update {step} with learning rate {lr:.3g}"
+            break
+        optimizer.step(net.params, grads, lr)
+        step += 1
+        train_seconds += time.perf_counter() - t0
+        end_of_cycle = step % cycle_len == 0
+        if step % eval_every == 0 or end_of_cycle or step == total:
+            val_acc = record(step, schedule.lr(step))
+            if end_of_cycle and reporter is not None and step < total and reporter(step, val_acc):
+                stopped = True
+                message = f"stopped by the pruner at update {step}"
+                break
+
+    if diverged:
+        val_acc = test_acc = train_acc = float("nan")
+    else:
+        t0 = time.perf_counter()
+        _, _, test_acc = evaluate(net, prepared.x_test, prepared.y_test, spec.lam, spec.eps)
+        eval_seconds += time.perf_counter() - t0
+        train_acc = next(c.acc for c in reversed(curves) if c.split == "train")
+        val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
+    return TrialResult(
+        spec=dataclasses.replace(spec, n_s=n_s, n_train=n), val_acc=val_acc, test_acc=test_acc,
+        train_acc=train_acc,
+        train_seconds=train_seconds, eval_seconds=eval_seconds, updates=step,
+        param_count=param_count(net), diverged=diverged, stopped=stopped, message=message,
+        curves=tuple(curves),
+    )

@@ -1,0 +1,126 @@
+"""SQLAlchemy models. Table names carry an ``ns_`` prefix so that an Optuna study can live in
+the same database (Optuna owns ``studies``, ``trials``, ``trial_params``, ...)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class TrialState(enum.Enum):
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"
+
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+
+
+class FloatKind(enum.Enum):
+    """Why a float column holds what it holds: SQL has no portable inf or NaN."""
+
+    FINITE = 1
+    INF_POS = 2
+    INF_NEG = 3
+    NAN = 4
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SweepModel(Base):
+    __tablename__ = "ns_sweeps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    stages: Mapped[list[StageModel]] = relationship(back_populates="sweep",
+                                                    order_by="StageModel.index")
+
+
+class StageModel(Base):
+    __tablename__ = "ns_stages"
+    __table_args__ = (UniqueConstraint("sweep_id", "index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("ns_sweeps.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    sampler: Mapped[str] = mapped_column(String(50))
+    space_json: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sweep: Mapped[SweepModel] = relationship(back_populates="stages")
+
+
+class TrialModel(Base):
+    __tablename__ = "ns_trials"
+    __table_args__ = (UniqueConstraint("sweep_id", "number"), Index("ix_ns_trials_state",
+                                                                     "sweep_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("ns_sweeps.id"))
+    stage_id: Mapped[int | None] = mapped_column(ForeignKey("ns_stages.id"), nullable=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[TrialState] = mapped_column(Enum(TrialState, native_enum=False, length=12))
+    seed: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    traceback: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[list[TrialParamModel]] = relationship(cascade="all, delete-orphan")
+    metrics: Mapped[list[TrialMetricModel]] = relationship(cascade="all, delete-orphan")
+
+
+class TrialParamModel(Base):
+    """One parameter of a trial: its JSON value, and the number for range queries."""
+
+    __tablename__ = "ns_trial_params"
+    __table_args__ = (UniqueConstraint("trial_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("ns_trials.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    value_json: Mapped[str] = mapped_column(Text)
+    value_num: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TrialMetricModel(Base):
+    __tablename__ = "ns_trial_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("ns_trials.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    kind: Mapped[FloatKind] = mapped_column(Enum(FloatKind, native_enum=False, length=8))
+
+
+class CurvePointModel(Base):
+    """Loss, cost and accuracy of one split at one update step; NULL stands for NaN."""
+
+    __tablename__ = "ns_curve_points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("ns_trials.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(20))
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lr: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,30 @@
+"""Shared fixtures: small generated datasets (never the real data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_images(n: int, rng: np.random.Generator, shape: tuple[int, ...] = (16, 16, 3),
+                num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class shifts the mean of one block of pixels, so they can be learnt."""
+    y = rng.integers(0, num_classes, size=n)
+    x = rng.normal(110, 40, size=(n, *shape))
+    flat = x.reshape(n, -1)
+    block = flat.shape[1] // num_classes
+    for k in range(num_classes):
+        flat[y == k, k * block:(k + 1) * block] += 60
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    x_train, y_train = make_images(600, rng)
+    x_test, y_test = make_images(200, rng)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path

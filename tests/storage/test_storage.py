@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+
+
+def test_trial_round_trip_keeps_params_metrics_curves_and_special_floats(tmp_path: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=3)
+    stage = storage.get_or_create_stage(sweep.id, 0, "coarse", "grid", {"lam": {"grid": 8}})
+    tid = storage.start_trial(sweep.id, stage.id, 0, {"lam": 0.01, "hidden": [50, 20],
+                                                       "model": "mlp", "n_s": None}, seed=11)
+    running = storage.get_trials("s")[0]
+    assert running.state is TrialState.RUNNING and running.metrics == {}
+    curves = [CurveRecord(tid, 0, "train", 2.3, 2.4, 0.1, 1e-5),
+              CurveRecord(tid, 10, "val", math.nan, math.inf, 0.2, 0.1)]
+    storage.finish_trial(tid, TrialState.COMPLETE, curves=curves, worker="w:1",
+                         metrics={"val_acc": 0.5, "a": math.inf, "b": -math.inf, "c": math.nan},
+                         params={"n_s": 40})
+    storage.dispose()
+
+    again = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    [trial] = again.get_trials("s", stage="coarse", states=[TrialState.COMPLETE])
+    assert trial.params == {"lam": 0.01, "hidden": [50, 20], "model": "mlp", "n_s": 40}
+    assert trial.metrics["val_acc"] == 0.5
+    assert trial.metrics["a"] == math.inf and trial.metrics["b"] == -math.inf
+    assert math.isnan(trial.metrics["c"])
+    assert (trial.seed, trial.worker, trial.stage, trial.sweep) == (11, "w:1", "coarse", "s")
+    got = again.get_curves([tid])
+    assert got[0] == curves[0]
+    assert math.isnan(got[1].loss) and got[1].cost == math.inf
+    assert again.get_trials("s", states=[TrialState.FAILED]) == []
+
+
+def test_unknown_sweep_lists_the_known_ones(tmp_path: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    storage.get_or_create_sweep("alpha", {}, 0)
+    with pytest.raises(StorageError, match=r"no sweep named 'beta'.*\(sweeps: alpha\)"):
+        storage.get_sweep("beta")
+
+
+def test_missing_folder_and_bad_url_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        Storage(f"sqlite:///{tmp_path / 'nope' / 'r.db'}")
+    with pytest.raises(StorageError, match="cannot open"):
+        Storage("notadb://x")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+def test_read_only_folder(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(StorageError, match="read-only"):
+            Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    finally:
+        tmp_path.chmod(0o700)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from numsweep.storage import Storage, TrialState
+from numsweep.sweeps import load_spec, run_sweep
+
+SPEC = """
+name = "tiny"
+seed = 5
+[fixed]
+hidden = [16]
+n_train = 300
+n_val = 100
+batch_size = 50
+cycles = 1
+[space]
+lam = { type = "float", low = 1e-4, high = 1e-1, log = true, grid = 4 }
+[[stages]]
+name = "coarse"
+sampler = "grid"
+[[stages]]
+name = "fine"
+sampler = "random"
+n_trials = 2
+"""
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def run(spec_path: Path, tmp_path: Path, tiny_npz: Path, jobs: int, name: str) -> list:
+    storage = Storage(f"sqlite:///{tmp_path / (name + '.db')}")
+    run_sweep(load_spec(spec_path), storage, data_source=str(tiny_npz), jobs=jobs)
+    return storage.get_trials("tiny")
+
+
+def test_grid_then_random_stage_stores_every_trial(spec_path: Path, tmp_path: Path,
+                                                   tiny_npz: Path) -> None:
+    trials = run(spec_path, tmp_path, tiny_npz, 1, "a")
+    assert [t.stage for t in trials] == ["coarse"] * 4 + ["fine"] * 2
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+    assert len({t.params["lam"] for t in trials[:4]}) == 4
+    assert all(t.metrics["val_acc"] > 0.2 for t in trials)
+
+
+def test_same_seed_same_trials_with_one_or_two_jobs(spec_path: Path, tmp_path: Path,
+                                                    tiny_npz: Path) -> None:
+    def key(trials: list) -> list:
+        return sorted((t.stage, t.params["lam"], t.seed, t.metrics["val_acc"]) for t in trials)
+
+    assert key(run(spec_path, tmp_path, tiny_npz, 1, "one")) == \
+        key(run(spec_path, tmp_path, tiny_npz, 2, "two"))

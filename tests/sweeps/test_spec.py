@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from numsweep.sweeps import SweepSpecError, load_spec
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
+
+BASE = """
+name = "s"
+[fixed]
+hidden = [20]
+[space]
+lam = { type = "float", low = 1e-5, high = 1e-1, log = true, grid = 8 }
+[[stages]]
+name = "coarse"
+sampler = "grid"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_spec_loads_with_a_log10_grid() -> None:
+    spec = load_spec(EXAMPLE)
+    assert spec.name == "lambda-coarse"
+    values = spec.space["lam"].grid_values()
+    assert len(values) == 8
+    assert values[0] == pytest.approx(1e-5) and values[-1] == pytest.approx(1e-1)
+    ratios = [b / a for a, b in itertools.pairwise(values)]
+    assert ratios == pytest.approx([10 ** (4 / 7)] * 7)
+
+
+def test_overrides_change_fixed_parameters() -> None:
+    spec = load_spec(EXAMPLE, {"n_train": "2000", "cycles": "1"})
+    assert spec.fixed["n_train"] == 2000 and spec.fixed["cycles"] == 1
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("bogus = 1\n" + BASE, "unknown key 'bogus'"),
+    (BASE + "bogus = 1\n", "stages[0].bogus: unknown key"),
+    (BASE.replace("hidden = [20]", "hiden = [20]"), "fixed.hiden: unknown parameter"),
+    (BASE.replace("hidden = [20]", "lam = -1.0"), "lam=-1.0 is invalid"),
+    (BASE.replace("hidden = [20]", 'batch_size = "big"'), "batch_size='big' is invalid"),
+    (BASE.replace("low = 1e-5", "low = 1.0"), "low=1.0 is above high"),
+    (BASE.replace("low = 1e-5", "low = -1.0"), "a log range needs low > 0"),
+    (BASE.replace(", grid = 8", ""), "has no 'grid'"),
+    (BASE.replace("grid = 8", "grid = 0"), "grid=0 must be a positive integer"),
+    (BASE.replace('sampler = "grid"', 'sampler = "magic"'), "sampler='magic' must be one of"),
+    (BASE.replace('sampler = "grid"', 'sampler = "tpe"'), "n_trials is required"),
+    (BASE.replace("[[stages]]\nname = \"coarse\"\nsampler = \"grid\"\n", ""), "'stages'"),
+    ("name = [", "invalid TOML"),
+])
+def test_invalid_specs_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SweepSpecError) as info:
+        load_spec(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_override_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SweepSpecError, match="cycles='x' is invalid"):
+        load_spec(write(tmp_path, BASE), {"cycles": "x"})
+    with pytest.raises(SweepSpecError, match="unknown parameter"):
+        load_spec(write(tmp_path, BASE), {"cylces": "2"})
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SweepSpecError, match="no such spec file"):
+        load_spec(tmp_path / "none.toml")
