@@ -1,0 +1,173 @@
+"""Engine speed: numsweep against PyTorch on the CPU, same data, schedule and threads.
+
+For each configuration both engines train on the same normalised CIFAR-10 split with the same
+batch order and the triangular cyclical schedule; we report milliseconds per update, their
+ratio, and the share of this machine's float32 matrix-product peak (measured in the same run)
+that numsweep reaches. PyTorch is skipped with a message when it is not installed.
+
+    python benchmarks/speed.py --data ../shared/data/cifar10.npz [--threads 2] [--updates N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from numsweep.engine import TrialSpec, load_dataset, make_split, train
+from numsweep.engine.layers import patchify
+from numsweep.engine.train import build_network, evaluate
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    spec: TrialSpec
+
+
+def configs(updates: int | None) -> list[Config]:
+    base = {"lam": 0.003, "n_train": 49000, "n_val": 1000, "batch_size": 100, "n_s": 800,
+            "cycles": 3, "curve_points": 1}
+    out = [
+        Config("convnet f=4 nf=10 nh=50 (full 3 cycles)", TrialSpec(model="convnet", f=4,
+                                                                      nf=10, nh=50, **base)),
+        Config("convnet f=4 nf=40 nh=300", TrialSpec(model="convnet", f=4, nf=40, nh=300,
+                                                     **{**base, "cycles": 1, "n_s": 250})),
+        Config("convnet f=16 nf=160 nh=50", TrialSpec(model="convnet", f=16, nf=160, nh=50,
+                                                      **{**base, "cycles": 1, "n_s": 400})),
+        Config("mlp hidden=50", TrialSpec(model="mlp", hidden=(50,), **{**base, "lam": 0.01})),
+    ]
+    if updates:
+        out = [Config(c.label, c.spec.replace(n_s=max(1, updates // 2), cycles=1)) for c in out]
+    return out
+
+
+def flops_per_update(spec: TrialSpec, image_shape: tuple[int, int, int], k: int = 10) -> float:
+    """Multiply-adds x 2 of forward and backward (the first layer needs no input gradient)."""
+    n = spec.batch_size
+    h, w, c = image_shape
+    if spec.model == "convnet":
+        n_p, d = (h // spec.f) * (w // spec.f), spec.f * spec.f * c
+        conv = 2 * n * n_p * d * spec.nf
+        fc = 2 * n * (n_p * spec.nf * spec.nh + spec.nh * k)
+        return 2 * conv + 3 * fc
+    dims = (h * w * c, *spec.hidden, k)
+    layers = [2 * n * a * b for a, b in itertools.pairwise(dims)]
+    return 2 * layers[0] + 3 * sum(layers[1:])
+
+
+def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 GFLOP/s of a large square matrix product."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    with threadpool_limits(threads):
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def torch_ms_per_update(spec: TrialSpec, split, threads: int) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: skipping the PyTorch column")
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(spec.seed)
+    x = torch.from_numpy(np.ascontiguousarray(split.x_train.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(split.y_train)
+    c, h, w = x.shape[1:]
+    if spec.model == "convnet":
+        n_p = (h // spec.f) * (w // spec.f)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(c, spec.nf, spec.f, stride=spec.f), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(n_p * spec.nf, spec.nh), torch.nn.ReLU(),
+            torch.nn.Linear(spec.nh, 10))
+    else:
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w,
+                                                                      spec.hidden[0]),
+                                  torch.nn.ReLU(), torch.nn.Linear(spec.hidden[0], 10))
+    weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    opt = torch.optim.SGD(net.parameters(), lr=spec.eta_min)
+    n_s = spec.n_s or 1
+    total = 2 * n_s * spec.cycles
+    rng = np.random.default_rng(spec.seed)
+    n = len(x)
+    per_epoch = n // spec.batch_size
+    order = torch.from_numpy(rng.permutation(n))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for step in range(total):
+        b = step % per_epoch
+        if b == 0 and step:
+            order = torch.from_numpy(rng.permutation(n))
+        idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
+        phase = step % (2 * n_s)
+        rise = phase if phase <= n_s else 2 * n_s - phase
+        for group in opt.param_groups:
+            group["lr"] = spec.eta_min + (spec.eta_max - spec.eta_min) * rise / n_s
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x[idx]), y[idx]) + spec.lam * sum((wt * wt).sum() for wt in weights)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / total * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/cifar10.npz")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=None,
+                        help="cap every run at this many updates (for a quick check)")
+    args = parser.parse_args()
+
+    data = load_dataset(args.data)
+    split = make_split(data, 49000, 1000, np.float32)
+    blas = {(i["internal_api"], i.get("architecture")) for i in threadpool_info()}
+    peak = matmul_peak(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, BLAS {sorted(blas)}, "
+          f"{args.threads} threads, float32 matmul peak {peak:.0f} GFLOP/s")
+
+    with threadpool_limits(args.threads):
+        net = build_network(TrialSpec(model="convnet", f=4), (32, 32, 3), 10,
+                            np.random.default_rng(0))
+        patch_s = min(_timed(lambda: patchify(split.x_train, 4)) for _ in range(3))
+        prepared_test = net.prepare(split.x_test)
+        eval_s = min(_timed(lambda: evaluate(net, prepared_test, split.y_test, 0.0, 0.0))
+                     for _ in range(3))
+        print(f"patch matrices of 49,000 images (f=4): {patch_s:.3f} s; "
+              f"evaluating 10,000 test images (f=4 nf=10 nh=50): {eval_s:.3f} s")
+
+        rows = []
+        for cfg in configs(args.updates):
+            result = train(cfg.spec, split)
+            ms = result.train_seconds / result.updates * 1000
+            gflops = flops_per_update(cfg.spec, (32, 32, 3)) / (ms / 1000) / 1e9
+            torch_ms = torch_ms_per_update(cfg.spec, split, args.threads)
+            rows.append((cfg.label, result.updates, result.train_seconds, ms, torch_ms, gflops,
+                         result.test_acc))
+    print()
+    print("| configuration | updates | numsweep s | numsweep ms/update | PyTorch ms/update "
+          "| speed-up | share of matmul peak | numsweep test acc |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, updates, seconds, ms, torch_ms, gflops, acc in rows:
+        ratio = f"{torch_ms / ms:.1f}x" if torch_ms else "n/a"
+        tms = f"{torch_ms:.2f}" if torch_ms else "n/a"
+        print(f"| {label} | {updates} | {seconds:.2f} | {ms:.3f} | {tms} | {ratio} | "
+              f"{gflops / peak:.0%} | {acc:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
