@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,70 @@ class Storage:
             return [CurveRecord(r.trial_id, r.step, r.split, _nan_if_none(r.loss),
                                 _nan_if_none(r.cost), _nan_if_none(r.acc), _nan_if_none(r.lr))
                     for r in rows]
+
+    # Bulk reads for analysis: plain tuples from a few queries, no ORM objects per row.
+
+    def get_trial_rows(self, sweep: str | None = None, *, stage: str | None = None,
+                       states: Sequence[TrialState] | None = None) -> TrialRows:
+        """The trials :meth:`get_trials` would return, as three lists of plain tuples.
+
+        ``trials``: (id, sweep, stage, number, state, seed, worker, started_at, finished_at,
+        message) ordered by id; ``params``: (trial_id, name, value); ``metrics``: (trial_id,
+        name, value) with inf/NaN restored. Three queries however many trials there are.
+        """
+        ids = (select(TrialModel.id)
+               .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
+               .outerjoin(StageModel, TrialModel.stage_id == StageModel.id))
+        if sweep is not None:
+            ids = ids.where(SweepModel.name == sweep)
+        if stage is not None:
+            ids = ids.where(StageModel.name == stage)
+        if states:
+            ids = ids.where(TrialModel.state.in_(list(states)))
+        with self.session() as s:
+            trials = s.execute(
+                select(TrialModel.id, SweepModel.name, StageModel.name, TrialModel.number,
+                       TrialModel.state, TrialModel.seed, TrialModel.worker,
+                       TrialModel.started_at, TrialModel.finished_at, TrialModel.message)
+                .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
+                .outerjoin(StageModel, TrialModel.stage_id == StageModel.id)
+                .where(TrialModel.id.in_(ids)).order_by(TrialModel.id)).all()
+            params = s.execute(select(TrialParamModel.trial_id, TrialParamModel.name,
+                                      TrialParamModel.value_json)
+                               .where(TrialParamModel.trial_id.in_(ids))).all()
+            metrics = s.execute(select(TrialMetricModel.trial_id, TrialMetricModel.name,
+                                       TrialMetricModel.value, TrialMetricModel.kind)
+                                .where(TrialMetricModel.trial_id.in_(ids))).all()
+            return TrialRows(
+                trials=[tuple(t) for t in trials],
+                params=[(t, n, json.loads(v)) for t, n, v in params],
+                metrics=[(t, n, decode_float(v, k)) for t, n, v, k in metrics])
+
+    def get_curve_rows(self, trial_ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """Curve points of these trials as (trial_id, step, split, loss, cost, acc, lr) tuples
+        (NaN for missing values), ordered by trial and point; one query per 5,000 trials."""
+        ids = sorted(set(trial_ids))
+        out: list[tuple[Any, ...]] = []
+        columns = (CurvePointModel.trial_id, CurvePointModel.step, CurvePointModel.split,
+                   CurvePointModel.loss, CurvePointModel.cost, CurvePointModel.acc,
+                   CurvePointModel.lr)
+        with self.session() as s:
+            for start in range(0, len(ids), 5000):
+                rows = s.execute(select(*columns)
+                                 .where(CurvePointModel.trial_id.in_(ids[start:start + 5000]))
+                                 .order_by(CurvePointModel.trial_id, CurvePointModel.id))
+                out.extend((t, st, sp, _nan_if_none(lo), _nan_if_none(co), _nan_if_none(ac),
+                            _nan_if_none(lr)) for t, st, sp, lo, co, ac, lr in rows)
+        return out
+
+
+@dataclass(frozen=True)
+class TrialRows:
+    """Trials, parameters and metrics as plain tuples (see :meth:`Storage.get_trial_rows`)."""
+
+    trials: list[tuple[Any, ...]]
+    params: list[tuple[int, str, Any]]
+    metrics: list[tuple[int, str, float]]
 
 
 def _first_line(exc: BaseException) -> str:
