@@ -300,6 +300,39 @@ def plot_bars(sweep_name: str, stage: str | None, metric: str, by: str | None, o
     click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--check", "names", multiple=True, metavar="NAME",
+              help="Run only this check (repeatable); default: all.")
+def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
+    """Check every layer, loss and network gradient against float64 centered differences.
+
+    Prints the largest relative error of each check; exits with 1 when any exceeds 1e-7.
+
+    \b
+    Example:
+        numsweep gradcheck
+        numsweep gradcheck --json --check conv --check convnet3
+    """
+    from numsweep.engine.gradcheck import TOL, run_checks
+
+    results = run_checks(list(names) or None)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        table = Table("check", "what", "entries", "max rel error", "result")
+        for r in results:
+            table.add_row(r.name, r.what, str(r.entries), f"{r.max_rel_error:.2e}",
+                          "ok" if r.passed else "[bold red]FAIL[/]")
+        Console(width=None if sys.stdout.isatty() else 250).print(table)
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} gradient checks exceed "
+                                   f"{TOL:g}: {', '.join(failed)}")
+    if not as_json:
+        click.echo(f"all {len(results)} gradient checks within {TOL:g}")
+
+
 def main() -> None:
     cli(prog_name="numsweep")
 

@@ -20,10 +20,14 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
     return out, (x, w)
 
 
-def affine_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dout (N, M) -> dx (N, D), dw (D, M), db (M,)."""
+def affine_backward(dout: np.ndarray, cache: Cache, *, input_grad: bool = True
+                    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """dout (N, M) -> dx (N, D), dw (D, M), db (M,).
+
+    A first layer needs no gradient for its input: ``input_grad=False`` skips it (dx is None).
+    """
     x, w = cache
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    return (dout @ w.T if input_grad else None), x.T @ dout, dout.sum(axis=0)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
@@ -105,3 +109,172 @@ def patch_conv_forward_naive(images: np.ndarray, filters: np.ndarray, b: np.ndar
                 for k in range(nf):
                     out[i, r * (w // f) + c, k] = np.sum(sub * filters[..., k]) + b[k]
     return out
+
+
+def leaky_relu_forward(x: np.ndarray, slope: float) -> tuple[np.ndarray, Cache]:
+    """Elementwise x if x > 0 else slope * x (0 < slope < 1), any shape."""
+    out = np.maximum(x, x * np.asarray(slope, dtype=x.dtype))
+    return out, (out, slope)
+
+
+def leaky_relu_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
+    """dout has the shape of the forward input; the gradient is slope where out was negative."""
+    out, slope = cache
+    return np.where(out > 0, dout, dout * np.asarray(slope, dtype=dout.dtype))
+
+
+def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
+    """1 + (size - filter_size + 2 pad) / stride; a ValueError when that is not a whole number."""
+    span = size - filter_size + 2 * pad
+    if stride < 1 or pad < 0 or span < 0 or span % stride:
+        raise ValueError(
+            f"convolution output size 1 + (W - F + 2P) / S = 1 + ({size} - {filter_size} + "
+            f"2*{pad}) / {stride} = {1 + span / max(stride, 1):g} is not a positive whole "
+            f"number")
+    return 1 + span // stride
+
+
+def _conv_shapes(x: np.ndarray, w: np.ndarray, filter_size: int, stride: int,
+                 pad: int) -> tuple[int, int, int]:
+    n, h, wd, c = x.shape
+    if w.shape[0] != filter_size * filter_size * c:
+        raise ValueError(f"filters of shape {w.shape} do not match filter_size={filter_size} "
+                         f"and {c} input channels")
+    return n, conv_output_size(h, filter_size, stride, pad), \
+        conv_output_size(wd, filter_size, stride, pad)
+
+
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, filter_size: int, stride: int = 1,
+                 pad: int = 0) -> tuple[np.ndarray, Cache]:
+    """Convolution with zero padding, im2col style (one matmul, no loop over images).
+
+    x (N, H, W, C), w (F*F*C, nf) with rows in (row, column, channel) order like the patch
+    filters, b (nf,) -> out (N, H', W', nf), H' = 1 + (H - F + 2 pad) / stride.
+    """
+    n, ho, wo = _conv_shapes(x, w, filter_size, stride, pad)
+    c = x.shape[3]
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
+    # windows (N, H', W', C, F, F): a strided view, copied once into the column matrix.
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (filter_size, filter_size),
+                                                       axis=(1, 2))[:, ::stride, ::stride]
+    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, filter_size ** 2 * c)
+    out = (cols @ w).reshape(n, ho, wo, -1)
+    out += b
+    return out, (cols, w, x.shape, filter_size, stride, pad)
+
+
+def conv_backward(dout: np.ndarray, cache: Cache, *, input_grad: bool = True
+                  ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """dout (N, H', W', nf) -> dx (N, H, W, C), dw (F*F*C, nf), db (nf,).
+
+    The column gradients are added back into the padded input with one slice per filter
+    offset (F*F slices, no loop over images). ``input_grad=False`` skips dx (None).
+    """
+    cols, w, (n, h, wd, c), f, stride, pad = cache
+    _, ho, wo, nf = dout.shape
+    d2 = dout.reshape(n * ho * wo, nf)
+    dw = cols.T @ d2
+    db = d2.sum(axis=0)
+    if not input_grad:
+        return None, dw, db
+    dcols = (d2 @ w.T).reshape(n, ho, wo, f, f, c)
+    dxp = np.zeros((n, h + 2 * pad, wd + 2 * pad, c), dtype=dcols.dtype)
+    for i in range(f):
+        for j in range(f):
+            dxp[:, i:i + stride * ho:stride, j:j + stride * wo:stride, :] += dcols[:, :, :, i, j]
+    dx = dxp[:, pad:pad + h, pad:pad + wd, :] if pad else dxp
+    return dx, dw, db
+
+
+def conv_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, filter_size: int,
+                       stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Reference: one dot product per image, output position and filter. Shapes as
+    :func:`conv_forward`."""
+    n, ho, wo = _conv_shapes(x, w, filter_size, stride, pad)
+    filters = w.reshape(filter_size, filter_size, x.shape[3], -1)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros((n, ho, wo, filters.shape[-1]), dtype=np.result_type(x, w))
+    for i in range(n):
+        for r in range(ho):
+            for s in range(wo):
+                rows = slice(r * stride, r * stride + filter_size)
+                sub = xp[i, rows, s * stride:s * stride + filter_size]
+                for k in range(filters.shape[-1]):
+                    out[i, r, s, k] = np.sum(sub * filters[..., k]) + b[k]
+    return out
+
+
+def conv_backward_naive(dout: np.ndarray, x: np.ndarray, w: np.ndarray, filter_size: int,
+                        stride: int = 1, pad: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference backward with loops: dout (N, H', W', nf) -> dx, dw, db as
+    :func:`conv_backward`."""
+    n, ho, wo = _conv_shapes(x, w, filter_size, stride, pad)
+    c = x.shape[3]
+    filters = w.reshape(filter_size, filter_size, c, -1)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    dxp = np.zeros_like(xp, dtype=np.result_type(x, w, dout))
+    dfilters = np.zeros_like(filters, dtype=dxp.dtype)
+    for i in range(n):
+        for r in range(ho):
+            for s in range(wo):
+                rows = slice(r * stride, r * stride + filter_size)
+                columns = slice(s * stride, s * stride + filter_size)
+                for k in range(filters.shape[-1]):
+                    dfilters[..., k] += dout[i, r, s, k] * xp[i, rows, columns]
+                    dxp[i, rows, columns] += dout[i, r, s, k] * filters[..., k]
+    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2]]
+    return dx, dfilters.reshape(w.shape), dout.sum(axis=(0, 1, 2))
+
+
+def _pool_shape(x: np.ndarray) -> tuple[int, int, int, int]:
+    n, h, w, c = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"2x2 max pooling needs an even height and width, got {h}x{w}")
+    return n, h // 2, w // 2, c
+
+
+def max_pool_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """2x2 max pooling with stride 2: x (N, H, W, C) -> out (N, H/2, W/2, C).
+
+    Each window's gradient goes to one input: the first maximum in (row, column) order.
+    """
+    n, ho, wo, c = _pool_shape(x)
+    windows = x.reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, 4)
+    arg = windows.argmax(axis=-1)[..., None]
+    out = np.take_along_axis(windows, arg, axis=-1)[..., 0]
+    return out, (arg, x.shape)
+
+
+def max_pool_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
+    """dout (N, H/2, W/2, C) -> dx (N, H, W, C)."""
+    arg, (n, h, w, c) = cache
+    dwin = np.zeros((*dout.shape, 4), dtype=dout.dtype)
+    np.put_along_axis(dwin, arg, dout[..., None], axis=-1)
+    return dwin.reshape(n, h // 2, w // 2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, h, w, c)
+
+
+def max_pool_forward_naive(x: np.ndarray) -> np.ndarray:
+    """Reference: a loop over every image, window and channel."""
+    n, ho, wo, c = _pool_shape(x)
+    out = np.zeros((n, ho, wo, c), dtype=x.dtype)
+    for i in range(n):
+        for r in range(ho):
+            for s in range(wo):
+                for k in range(c):
+                    out[i, r, s, k] = x[i, 2 * r:2 * r + 2, 2 * s:2 * s + 2, k].max()
+    return out
+
+
+def max_pool_backward_naive(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reference backward: the gradient goes to the first maximum of each window."""
+    n, ho, wo, c = _pool_shape(x)
+    dx = np.zeros(x.shape, dtype=dout.dtype)
+    for i in range(n):
+        for r in range(ho):
+            for s in range(wo):
+                for k in range(c):
+                    window = x[i, 2 * r:2 * r + 2, 2 * s:2 * s + 2, k]
+                    a, b = np.unravel_index(np.argmax(window), (2, 2))
+                    dx[i, 2 * r + a, 2 * s + b, k] += dout[i, r, s, k]
+    return dx

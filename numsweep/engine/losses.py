@@ -36,3 +36,39 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
     dscores -= targets
     dscores /= n
     return loss, dscores
+
+
+def svm_loss(scores: np.ndarray, y: np.ndarray, eps: float = 0.0,
+             delta: float = 1.0) -> tuple[float, np.ndarray]:
+    """Mean multiclass SVM (hinge) loss: sum over j != y of max(0, s_j - s_y + delta).
+
+    scores (N, K), y (N,) integer labels -> (loss, dscores (N, K)). Label smoothing does not
+    apply to this loss: ``eps`` must be 0 (it is accepted so every loss has one signature).
+    """
+    if eps:
+        raise ValueError(f"eps={eps} is label smoothing, which only the softmax loss uses")
+    n = len(y)
+    rows = np.arange(n)
+    margins = scores - scores[rows, y][:, None]
+    margins += delta
+    margins[rows, y] = 0
+    np.maximum(margins, 0, out=margins)
+    loss = float(margins.sum() / n)
+    dscores = (margins > 0).astype(scores.dtype)
+    dscores[rows, y] = -dscores.sum(axis=1)
+    dscores /= n
+    return loss, dscores
+
+
+LOSSES = {"softmax": softmax_cross_entropy, "svm": svm_loss}
+"""Data losses by their ``loss`` parameter name; each is ``(scores, y, eps) -> (loss, dscores)``."""
+
+
+def data_loss(name: str, scores: np.ndarray, y: np.ndarray,
+              eps: float = 0.0) -> tuple[float, np.ndarray]:
+    """The loss called ``name`` (``softmax`` or ``svm``) of scores (N, K) against labels y (N,)."""
+    try:
+        fn = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})") from None
+    return fn(scores, y, eps)

@@ -1,20 +1,27 @@
-"""Networks: a fully connected net of any depth and the patchify ConvNet.
+"""Networks: a fully connected net of any depth, the patchify ConvNet and a three-layer ConvNet.
 
 A network holds its parameters in ``params`` (names -> arrays); ``weight_names`` are the
 ones L2 applies to (weights and filters, never biases). Inputs are first turned into the
-network's own representation by ``prepare`` (flattened images, or the patch matrix) once per
-dataset, so training never repeats that work.
+network's own representation by ``prepare`` (flattened images, the patch matrix, or the
+images themselves) once per dataset, so training never repeats that work.
+
+Every network takes the same options: ``activation`` (``relu`` or ``leaky_relu`` with
+``leaky_slope``), inverted dropout on its input (``dropout_input``) and on its hidden fully
+connected layers (``dropout``), and the data ``loss`` (``softmax`` with label smoothing
+``eps``, or the multiclass ``svm`` loss).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
 from numsweep.engine import layers
 from numsweep.engine.initializers import init_weights
-from numsweep.engine.losses import softmax_cross_entropy
+from numsweep.engine.losses import LOSSES
+from numsweep.engine.spec import ACTIVATIONS
 
 
 class Network(Protocol):
@@ -24,6 +31,9 @@ class Network(Protocol):
     def prepare(self, images: np.ndarray) -> np.ndarray: ...
 
     def scores(self, x: np.ndarray) -> np.ndarray: ...
+
+    def data_loss(self, scores: np.ndarray, y: np.ndarray,
+                  eps: float) -> tuple[float, np.ndarray]: ...
 
     def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]: ...
@@ -37,20 +47,65 @@ def param_count(net: Network) -> int:
     return int(sum(p.size for p in net.params.values()))
 
 
-class MLP:
-    """Affine - ReLU - [dropout] - ... - affine; ``hidden`` gives the widths."""
+class _Base:
+    """What every network shares: activation, dropout rates, data loss and the L2 cost."""
+
+    params: dict[str, np.ndarray]
+    weight_names: tuple[str, ...]
+
+    def __init__(self, *, activation: str, leaky_slope: float, dropout: float,
+                 dropout_input: float, loss: str) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r} (known: "
+                             f"{', '.join(ACTIVATIONS)})")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+        self.activation = activation
+        self.leaky_slope = leaky_slope
+        self.dropout = dropout
+        self.dropout_input = dropout_input
+        self.loss_name = loss
+        self._loss_fn = LOSSES[loss]
+        self._act: Callable[[np.ndarray], tuple[np.ndarray, Any]]
+        self._act_back: Callable[[np.ndarray, Any], np.ndarray]
+        if activation == "relu":
+            self._act, self._act_back = layers.relu_forward, layers.relu_backward
+        else:
+            self._act = lambda x: layers.leaky_relu_forward(x, leaky_slope)
+            self._act_back = layers.leaky_relu_backward
+
+    def data_loss(self, scores: np.ndarray, y: np.ndarray,
+                  eps: float) -> tuple[float, np.ndarray]:
+        """(mean data loss, dscores) of scores (N, K) against labels y (N,)."""
+        return self._loss_fn(scores, y, eps)
+
+    def _cost(self, loss: float, grads: dict[str, np.ndarray], lam: float) -> float:
+        """Adds lam * sum ||W||^2 to the loss and 2 lam W to the weight gradients."""
+        cost = loss
+        if lam:
+            cost += lam * l2_penalty(self.params, self.weight_names)
+            for name in self.weight_names:
+                grads[name] += (2 * lam) * self.params[name]
+        return cost
+
+
+class MLP(_Base):
+    """[dropout_input] - affine - act - [dropout] - ... - affine; ``hidden`` gives the widths."""
 
     def __init__(self, input_dim: int, hidden: tuple[int, ...], num_classes: int, *,
                  rng: np.random.Generator, init: str = "xavier", dropout: float = 0.0,
+                 dropout_input: float = 0.0, activation: str = "relu",
+                 leaky_slope: float = 0.01, loss: str = "softmax",
                  dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(activation=activation, leaky_slope=leaky_slope, dropout=dropout,
+                         dropout_input=dropout_input, loss=loss)
         dims = (input_dim, *hidden, num_classes)
-        self.params: dict[str, np.ndarray] = {}
+        self.params = {}
         for i in range(len(dims) - 1):
             self.params[f"W{i + 1}"] = init_weights(init, dims[i], dims[i + 1], rng, dtype)
             self.params[f"b{i + 1}"] = np.zeros(dims[i + 1], dtype=dtype)
         self.layers = len(dims) - 1
         self.weight_names = tuple(f"W{i + 1}" for i in range(self.layers))
-        self.dropout = dropout
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """images (N, H, W, C) -> (N, H*W*C)."""
@@ -58,12 +113,12 @@ class MLP:
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None):
         caches = []
-        h = x
+        h, _ = layers.dropout_forward(x, self.dropout_input, rng)
         for i in range(1, self.layers):
             h, c_aff = layers.affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
-            h, c_relu = layers.relu_forward(h)
+            h, c_act = self._act(h)
             h, c_drop = layers.dropout_forward(h, self.dropout, rng)
-            caches.append((c_aff, c_relu, c_drop))
+            caches.append((c_aff, c_act, c_drop))
         out, c_last = layers.affine_forward(h, self.params[f"W{self.layers}"],
                                             self.params[f"b{self.layers}"])
         return out, caches, c_last
@@ -74,30 +129,37 @@ class MLP:
 
     def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
-        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost)."""
+        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost).
+
+        ``rng`` draws the dropout masks; ``None`` turns dropout off.
+        """
         scores, caches, c_last = self._forward(x, rng)
-        loss, dout = softmax_cross_entropy(scores, y, eps)
+        loss, dout = self._loss_fn(scores, y, eps)
         grads: dict[str, np.ndarray] = {}
         L = self.layers
         dh, grads[f"W{L}"], grads[f"b{L}"] = layers.affine_backward(dout, c_last)
         for i in range(L - 1, 0, -1):
-            c_aff, c_relu, c_drop = caches[i - 1]
-            dh = layers.relu_backward(layers.dropout_backward(dh, c_drop), c_relu)
-            dh, grads[f"W{i}"], grads[f"b{i}"] = layers.affine_backward(dh, c_aff)
-        cost = loss
-        if lam:
-            cost += lam * l2_penalty(self.params, self.weight_names)
-            for name in self.weight_names:
-                grads[name] += (2 * lam) * self.params[name]
-        return loss, cost, grads
+            c_aff, c_act, c_drop = caches[i - 1]
+            dh = self._act_back(layers.dropout_backward(dh, c_drop), c_act)
+            dh, grads[f"W{i}"], grads[f"b{i}"] = layers.affine_backward(dh, c_aff,
+                                                                        input_grad=i > 1)
+        return loss, self._cost(loss, grads, lam), grads
 
 
-class PatchConvNet:
-    """Patchify conv (nf filters f x f x C, stride f) - ReLU - affine nh - ReLU - affine K."""
+class PatchConvNet(_Base):
+    """Patchify conv (nf filters f x f x C, stride f) - act - affine nh - act - affine K.
+
+    ``dropout_input`` drops entries of the patch matrix (that is, pixels); ``dropout`` acts
+    on the nh hidden units.
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], f: int, nf: int, nh: int,
                  num_classes: int, *, rng: np.random.Generator, init: str = "xavier",
+                 dropout: float = 0.0, dropout_input: float = 0.0, activation: str = "relu",
+                 leaky_slope: float = 0.01, loss: str = "softmax",
                  dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(activation=activation, leaky_slope=leaky_slope, dropout=dropout,
+                         dropout_input=dropout_input, loss=loss)
         h, w, c = image_shape
         if h % f or w % f:
             raise ValueError(f"f={f} does not divide the image size {h}x{w}")
@@ -118,31 +180,107 @@ class PatchConvNet:
         """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C)."""
         return layers.patchify(images, self.f)
 
-    def _forward(self, p: np.ndarray):
+    def _forward(self, p: np.ndarray, rng: np.random.Generator | None):
+        p, _ = layers.dropout_forward(p, self.dropout_input, rng)
         s, c_conv = layers.patch_conv_forward(p, self.params["F"], self.params["bF"])
-        s, c_relu0 = layers.relu_forward(s)
+        s, c_act0 = self._act(s)
         h = s.reshape(len(p), -1)
         h, c_aff1 = layers.affine_forward(h, self.params["W1"], self.params["b1"])
-        h, c_relu1 = layers.relu_forward(h)
+        h, c_act1 = self._act(h)
+        h, c_drop = layers.dropout_forward(h, self.dropout, rng)
         out, c_aff2 = layers.affine_forward(h, self.params["W2"], self.params["b2"])
-        return out, (c_conv, c_relu0, c_aff1, c_relu1, c_aff2)
+        return out, (c_conv, c_act0, s.shape, c_aff1, c_act1, c_drop, c_aff2)
 
     def scores(self, p: np.ndarray) -> np.ndarray:
-        return self._forward(p)[0]
+        """p (N, n_p, f*f*C) -> scores (N, K), without dropout."""
+        return self._forward(p, None)[0]
 
     def loss(self, p: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
-        scores, (c_conv, c_relu0, c_aff1, c_relu1, c_aff2) = self._forward(p)
-        loss, dout = softmax_cross_entropy(scores, y, eps)
+        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost)."""
+        scores, (c_conv, c_act0, s_shape, c_aff1, c_act1, c_drop, c_aff2) = \
+            self._forward(p, rng)
+        loss, dout = self._loss_fn(scores, y, eps)
         grads: dict[str, np.ndarray] = {}
         dh, grads["W2"], grads["b2"] = layers.affine_backward(dout, c_aff2)
-        dh = layers.relu_backward(dh, c_relu1)
+        dh = self._act_back(layers.dropout_backward(dh, c_drop), c_act1)
         dh, grads["W1"], grads["b1"] = layers.affine_backward(dh, c_aff1)
-        ds = layers.relu_backward(dh.reshape(c_relu0.shape), c_relu0)
+        ds = self._act_back(dh.reshape(s_shape), c_act0)
         _, grads["F"], grads["bF"] = layers.patch_conv_backward(ds, c_conv, input_grad=False)
-        cost = loss
-        if lam:
-            cost += lam * l2_penalty(self.params, self.weight_names)
-            for name in self.weight_names:
-                grads[name] += (2 * lam) * self.params[name]
-        return loss, cost, grads
+        return loss, self._cost(loss, grads, lam), grads
+
+
+class ConvNet3(_Base):
+    """The three-layer ConvNet: conv (nf filters filter_size x filter_size, stride, zero
+    padding) - act - 2x2 max pool - affine nh - act - affine K.
+
+    ``pad=None`` keeps the image size at stride 1: pad = (filter_size - 1) // 2. Filters are
+    held as a (filter_size^2 * C, nf) matrix like the patch filters.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], nf: int, filter_size: int, nh: int,
+                 num_classes: int, *, rng: np.random.Generator, stride: int = 1,
+                 pad: int | None = None, init: str = "xavier", dropout: float = 0.0,
+                 dropout_input: float = 0.0, activation: str = "relu",
+                 leaky_slope: float = 0.01, loss: str = "softmax",
+                 dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(activation=activation, leaky_slope=leaky_slope, dropout=dropout,
+                         dropout_input=dropout_input, loss=loss)
+        h, w, c = image_shape
+        self.filter_size = filter_size
+        self.stride = stride
+        self.pad = (filter_size - 1) // 2 if pad is None else pad
+        where = (f"filter_size={filter_size}, conv_stride={stride}, conv_pad={self.pad} do not "
+                 f"fit {h}x{w} images")
+        try:
+            ho = layers.conv_output_size(h, filter_size, stride, self.pad)
+            wo = layers.conv_output_size(w, filter_size, stride, self.pad)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if ho % 2 or wo % 2:
+            raise ValueError(f"{where}: the {ho}x{wo} convolution output cannot be split into "
+                             f"2x2 pooling windows (it needs an even height and width)")
+        self.params = {
+            "F": init_weights(init, filter_size * filter_size * c, nf, rng, dtype),
+            "bF": np.zeros(nf, dtype=dtype),
+            "W1": init_weights(init, (ho // 2) * (wo // 2) * nf, nh, rng, dtype),
+            "b1": np.zeros(nh, dtype=dtype),
+            "W2": init_weights(init, nh, num_classes, rng, dtype),
+            "b2": np.zeros(num_classes, dtype=dtype),
+        }
+        self.weight_names = ("F", "W1", "W2")
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """images (N, H, W, C), used as they are (contiguous)."""
+        return np.ascontiguousarray(images)
+
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None):
+        x, _ = layers.dropout_forward(x, self.dropout_input, rng)
+        s, c_conv = layers.conv_forward(x, self.params["F"], self.params["bF"],
+                                        self.filter_size, self.stride, self.pad)
+        s, c_act0 = self._act(s)
+        s, c_pool = layers.max_pool_forward(s)
+        h = s.reshape(len(x), -1)
+        h, c_aff1 = layers.affine_forward(h, self.params["W1"], self.params["b1"])
+        h, c_act1 = self._act(h)
+        h, c_drop = layers.dropout_forward(h, self.dropout, rng)
+        out, c_aff2 = layers.affine_forward(h, self.params["W2"], self.params["b2"])
+        return out, (c_conv, c_act0, c_pool, s.shape, c_aff1, c_act1, c_drop, c_aff2)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """x (N, H, W, C) -> scores (N, K), without dropout."""
+        return self._forward(x, None)[0]
+
+    def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
+             rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
+        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost)."""
+        scores, (c_conv, c_act0, c_pool, s_shape, c_aff1, c_act1, c_drop, c_aff2) = \
+            self._forward(x, rng)
+        loss, dout = self._loss_fn(scores, y, eps)
+        grads: dict[str, np.ndarray] = {}
+        dh, grads["W2"], grads["b2"] = layers.affine_backward(dout, c_aff2)
+        dh = self._act_back(layers.dropout_backward(dh, c_drop), c_act1)
+        dh, grads["W1"], grads["b1"] = layers.affine_backward(dh, c_aff1)
+        ds = self._act_back(layers.max_pool_backward(dh.reshape(s_shape), c_pool), c_act0)
+        _, grads["F"], grads["bF"] = layers.conv_backward(ds, c_conv, input_grad=False)
+        return loss, self._cost(loss, grads, lam), grads

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-MODELS = ("mlp", "convnet")
+MODELS = ("mlp", "convnet", "convnet3")
 SCHEDULES = ("cyclic", "constant")
 OPTIMIZERS = ("sgd",)
 INITS = ("xavier", "he")
 DTYPES = ("float32", "float64")
+ACTIVATIONS = ("relu", "leaky_relu")
+LOSSES = ("softmax", "svm")
 
 
 class SpecError(ValueError):
@@ -37,6 +39,12 @@ class TrialSpec:
     f: int = 4
     nf: int = 10
     nh: int = 50
+    filter_size: int = 3
+    conv_stride: int = 1
+    conv_pad: int | None = None
+    activation: str = "relu"
+    leaky_slope: float = 0.01
+    loss: str = "softmax"
     lam: float = 0.0
     eps: float = 0.0
     batch_size: int = 100
@@ -47,6 +55,7 @@ class TrialSpec:
     schedule: str = "cyclic"
     optimizer: str = "sgd"
     dropout: float = 0.0
+    dropout_input: float = 0.0
     init: str = "xavier"
     seed: int = 0
     n_train: int | None = None
@@ -71,6 +80,17 @@ class TrialSpec:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer,
                f"one of {', '.join(OPTIMIZERS)}")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        _check(0 <= self.dropout_input < 1, "dropout_input", self.dropout_input, "in [0, 1)")
+        _check(self.filter_size >= 1, "filter_size", self.filter_size, "at least 1")
+        _check(self.conv_stride >= 1, "conv_stride", self.conv_stride, "at least 1")
+        _check(self.conv_pad is None or self.conv_pad >= 0, "conv_pad", self.conv_pad,
+               ">= 0 (unset: (filter_size - 1) // 2)")
+        _check(self.activation in ACTIVATIONS, "activation", self.activation,
+               f"one of {', '.join(ACTIVATIONS)}")
+        _check(0 < self.leaky_slope < 1, "leaky_slope", self.leaky_slope, "in (0, 1)")
+        _check(self.loss in LOSSES, "loss", self.loss, f"one of {', '.join(LOSSES)}")
+        _check(self.loss == "softmax" or self.eps == 0, "eps", self.eps,
+               f"0 with loss={self.loss} (label smoothing needs loss=softmax)")
         _check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
@@ -108,9 +128,9 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
 
 
 _INT_FIELDS = {"f", "nf", "nh", "batch_size", "n_s", "cycles", "seed", "n_train", "n_val",
-               "curve_points", "eval_train"}
-_FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout"}
-_OPTIONAL = {"n_s", "n_train"}
+               "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad"}
+_FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout", "dropout_input", "leaky_slope"}
+_OPTIONAL = {"n_s", "n_train", "conv_pad"}
 
 
 def coerce(name: str, raw: Any) -> Any:

@@ -41,12 +41,18 @@ def resolve_n_s(spec: TrialSpec, n_train: int) -> int:
 
 def build_network(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int,
                   rng: np.random.Generator) -> Network:
-    dtype = np.dtype(spec.dtype)
+    """The network of ``spec.model``; a ValueError when its shapes do not fit the images."""
+    from numsweep.engine.networks import ConvNet3
+
+    common = dict(rng=rng, init=spec.init, dropout=spec.dropout,
+                  dropout_input=spec.dropout_input, activation=spec.activation,
+                  leaky_slope=spec.leaky_slope, loss=spec.loss, dtype=np.dtype(spec.dtype))
     if spec.model == "mlp":
-        return MLP(int(np.prod(image_shape)), spec.hidden, num_classes, rng=rng, init=spec.init,
-                   dropout=spec.dropout, dtype=dtype)
-    return PatchConvNet(image_shape, spec.f, spec.nf, spec.nh, num_classes, rng=rng,
-                        init=spec.init, dtype=dtype)
+        return MLP(int(np.prod(image_shape)), spec.hidden, num_classes, **common)
+    if spec.model == "convnet3":
+        return ConvNet3(image_shape, spec.nf, spec.filter_size, spec.nh, num_classes,
+                        stride=spec.conv_stride, pad=spec.conv_pad, **common)
+    return PatchConvNet(image_shape, spec.f, spec.nf, spec.nh, num_classes, **common)
 
 
 def evaluate(net: Network, x: np.ndarray, y: np.ndarray, lam: float,

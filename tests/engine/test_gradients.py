@@ -1,87 +1,72 @@
-"""Analytic gradients against float64 centered differences (relative error <= 1e-7)."""
+"""Analytic gradients against float64 centered differences (relative error <= 1e-7).
+
+The checks themselves live in :mod:`numsweep.engine.gradcheck` (also run by
+``numsweep gradcheck``); these tests run each one and make sure a wrong gradient fails.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from numsweep.engine import layers
-from numsweep.engine.losses import softmax_cross_entropy
-from numsweep.engine.networks import MLP, PatchConvNet
+from numsweep.engine import gradcheck, layers
+from numsweep.engine.gradcheck import TOL, numeric_grad, rel_error
+from numsweep.engine.losses import softmax_cross_entropy, svm_loss
 
-TOL = 1e-7
-
-
-def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """Largest elementwise |a - n| / max(1e-8, |a| + |n|).
-
-    An entry whose analytic gradient is exactly zero (a path through a ReLU that is off for
-    the whole batch) counts as matching when the numeric one is rounding noise (< 1e-10):
-    the ratio of two zeros measures nothing.
-    """
-    err = np.abs(analytic - numeric) / np.maximum(1e-8, np.abs(analytic) + np.abs(numeric))
-    err[(analytic == 0) & (np.abs(numeric) < 1e-10)] = 0.0
-    return float(err.max())
+CHECKS = gradcheck.checks()
 
 
-def numeric_grad(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
-    """Fourth-order centered differences: error O(h^4), so rounding stays far below 1e-7."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        values = []
-        for step in (2 * h, h, -h, -2 * h):
-            x[i] = old + step
-            values.append(f())
-        x[i] = old
-        grad[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * h)
-    return grad
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_gradient_check(name: str) -> None:
+    result = CHECKS[name]()
+    assert result.entries > 0
+    assert result.max_rel_error <= TOL, f"{name}: {result.max_rel_error:.3g} at {result.worst}"
 
 
-MARGIN = 1e-2  # far more than the 2h the stencil moves a parameter
+def test_every_layer_and_network_kind_is_checked() -> None:
+    expected = {"affine", "relu", "leaky_relu", "dropout", "patch_conv", "conv", "max_pool",
+                "softmax_loss", "softmax_loss_smoothed", "svm_loss", "mlp", "mlp_l2",
+                "mlp_smoothing", "mlp_dropout", "convnet", "convnet3"}
+    assert expected <= set(CHECKS)
 
 
-def pre_activations(net: MLP | PatchConvNet, x: np.ndarray) -> list[np.ndarray]:
-    """Every ReLU input of the network for the batch x."""
-    p = net.params
-    if isinstance(net, PatchConvNet):
-        s0 = layers.patch_conv_forward(x, p["F"], p["bF"])[0]
-        s1 = np.maximum(s0, 0).reshape(len(x), -1) @ p["W1"] + p["b1"]
-        return [s0, s1]
-    out, h = [], x
-    for i in range(1, net.layers):
-        s = h @ p[f"W{i}"] + p[f"b{i}"]
-        out.append(s)
-        h = np.maximum(s, 0)
-    return out
+def test_numeric_grad_of_a_known_function() -> None:
+    x = np.array([0.5, -1.0, 2.0])
+    num = numeric_grad(lambda: float(np.sum(np.sin(x) * x)), x)
+    assert rel_error(np.cos(x) * x + np.sin(x), num) < 1e-10
+    assert np.array_equal(x, [0.5, -1.0, 2.0])  # restored
 
 
-def smooth_case(build, batch):
-    """The first seed whose ReLU inputs all keep MARGIN from the kink at 0 and whose units
-    are all alive, so that finite differences measure the gradient and not the kink."""
-    for seed in range(1000):
-        rng = np.random.default_rng(seed)
-        net = build(rng)
-        for p in net.params.values():
-            p += rng.normal(scale=0.1, size=p.shape)  # non-zero biases exercise their gradients
-        x, y = batch(rng)
-        pre = pre_activations(net, x)
-        if all(np.abs(s).min() > MARGIN and (s.reshape(-1, s.shape[-1]) > 0).any(axis=0).all()
-               for s in pre):
-            return net, x, y
-    raise AssertionError("no smooth case found")
+def test_a_wrong_layer_gradient_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    right = layers.max_pool_backward
+
+    def last_max_wins(dout: np.ndarray, cache: object) -> np.ndarray:
+        arg, shape = cache  # type: ignore[misc]
+        return right(dout, (np.full_like(arg, 3), shape))
+
+    monkeypatch.setattr(layers, "max_pool_backward", last_max_wins)
+    assert not CHECKS["max_pool"]().passed
 
 
-@pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_softmax_cross_entropy_gradient(eps: float) -> None:
-    rng = np.random.default_rng(1)
-    scores = rng.normal(size=(5, 4))
-    y = rng.integers(0, 4, size=5)
-    _, dscores = softmax_cross_entropy(scores, y, eps)
-    num = numeric_grad(lambda: softmax_cross_entropy(scores, y, eps)[0], scores)
-    assert rel_error(dscores, num) < TOL
+def test_a_wrong_network_gradient_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    right = layers.conv_backward
+
+    def off_by_a_little(dout: np.ndarray, cache: object, *, input_grad: bool = True):
+        dx, dw, db = right(dout, cache, input_grad=input_grad)
+        return dx, dw * 1.0001, db
+
+    monkeypatch.setattr(layers, "conv_backward", off_by_a_little)
+    result = CHECKS["convnet3"]()
+    assert not result.passed and result.worst == "F"
+
+
+def test_dropout_check_uses_one_mask_for_both_passes() -> None:
+    case = gradcheck.network_cases()["mlp_dropout"]
+    net, x, y = gradcheck.smooth_case(case)
+    a = net.loss(x, y, lam=case.lam, eps=case.eps, rng=case.rng())
+    b = net.loss(x, y, lam=case.lam, eps=case.eps, rng=case.rng())
+    c = net.loss(x, y, lam=case.lam, eps=case.eps, rng=np.random.default_rng(99))
+    assert a[1] == b[1] and a[1] != c[1]
 
 
 def test_label_smoothing_targets_change_the_loss() -> None:
@@ -93,42 +78,15 @@ def test_label_smoothing_targets_change_the_loss() -> None:
     assert smooth == pytest.approx(-(0.8 * log_p[0, 0] + 0.1 * log_p[0, 1] + 0.1 * log_p[0, 2]))
 
 
-@pytest.mark.parametrize("hidden", [(7,), (6, 5)])
-@pytest.mark.parametrize(("lam", "eps"), [(0.0, 0.0), (0.1, 0.0), (0.05, 0.1)])
-def test_mlp_gradients(hidden: tuple[int, ...], lam: float, eps: float) -> None:
-    net, x, y = smooth_case(lambda rng: MLP(8, hidden, 4, rng=rng, dtype=np.float64),
-                            lambda rng: (rng.normal(size=(6, 8)), rng.integers(0, 4, size=6)))
-    _, _, grads = net.loss(x, y, lam=lam, eps=eps, rng=None)
-    for name, p in net.params.items():
-        num = numeric_grad(lambda: net.loss(x, y, lam=lam, eps=eps, rng=None)[1], p)
-        assert rel_error(grads[name], num) < TOL, name
+def test_svm_loss_by_hand() -> None:
+    scores = np.array([[3.0, 2.5, -1.0], [0.0, 1.0, 0.5]])
+    y = np.array([0, 2])
+    # row 0: max(0, 2.5 - 3 + 1) + max(0, -1 - 3 + 1) = 0.5; row 1: 0.5 + 1.5 = 2
+    loss, dscores = svm_loss(scores, y)
+    assert loss == pytest.approx((0.5 + 2.0) / 2)
+    np.testing.assert_allclose(dscores, [[-0.5, 0.5, 0.0], [0.5, 0.5, -1.0]])
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.02])
-def test_patch_convnet_gradients(lam: float) -> None:
-    net, x, y = smooth_case(
-        lambda rng: PatchConvNet((8, 8, 3), f=4, nf=3, nh=5, num_classes=4, rng=rng,
-                                 dtype=np.float64),
-        lambda rng: (layers.patchify(rng.normal(size=(4, 8, 8, 3)), 4),
-                     rng.integers(0, 4, size=4)))
-    _, _, grads = net.loss(x, y, lam=lam, eps=0.1, rng=None)
-    for name, p in net.params.items():
-        num = numeric_grad(lambda: net.loss(x, y, lam=lam, eps=0.1, rng=None)[1], p)
-        assert rel_error(grads[name], num) < TOL, name
-
-
-def test_patch_conv_matches_naive_loops() -> None:
-    rng = np.random.default_rng(4)
-    images = rng.normal(size=(3, 8, 8, 3))
-    f, nf = 4, 5
-    filters = rng.normal(size=(f, f, 3, nf))
-    b = rng.normal(size=nf)
-    fast, _ = layers.patch_conv_forward(layers.patchify(images, f),
-                                        filters.reshape(f * f * 3, nf), b)
-    naive = layers.patch_conv_forward_naive(images, filters, b, f)
-    np.testing.assert_allclose(fast, naive, rtol=1e-12, atol=1e-12)
-
-
-def test_patchify_rejects_f_that_does_not_divide() -> None:
-    with pytest.raises(ValueError, match="f=5 does not divide"):
-        layers.patchify(np.zeros((1, 32, 32, 3)), 5)
+def test_svm_loss_refuses_label_smoothing() -> None:
+    with pytest.raises(ValueError, match="only the softmax loss"):
+        svm_loss(np.zeros((1, 3)), np.array([0]), 0.1)

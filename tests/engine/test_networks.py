@@ -1,0 +1,130 @@
+"""Networks: they learn, keep float32, and are built from the spec's parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numsweep.engine.losses import LOSSES
+from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet, param_count
+from numsweep.engine.spec import ACTIVATIONS, MODELS, SpecError, TrialSpec
+from numsweep.engine.spec import LOSSES as LOSS_NAMES
+from numsweep.engine.train import build_network
+
+
+def overfit(net: Network, images: np.ndarray, y: np.ndarray, steps: int, lr: float) -> float:
+    """Full-batch gradient descent; returns the final training accuracy."""
+    x = net.prepare(images)
+    for _ in range(steps):
+        _, _, grads = net.loss(x, y, lam=0.0, eps=0.0, rng=None)
+        for name, g in grads.items():
+            net.params[name] -= lr * g
+    return float((net.scores(x).argmax(axis=1) == y).mean())
+
+
+@pytest.mark.parametrize(("model", "steps", "lr"), [
+    ("mlp", 300, 0.1), ("mlp_leaky_svm", 300, 0.05), ("convnet", 300, 0.1),
+    ("convnet3", 300, 0.1)])
+def test_network_overfits_100_examples(model: str, steps: int, lr: float) -> None:
+    """Random labels on noise: only memorising all 100 examples reaches accuracy 1."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(100, 8, 8, 3))
+    y = rng.integers(0, 10, size=100)
+    net: Network
+    if model == "mlp":
+        net = MLP(192, (100,), 10, rng=rng, init="he", dtype=np.float64)
+    elif model == "mlp_leaky_svm":
+        net = MLP(192, (100,), 10, rng=rng, init="he", activation="leaky_relu", loss="svm",
+                  dtype=np.float64)
+    elif model == "convnet":
+        net = PatchConvNet((8, 8, 3), 2, 16, 100, 10, rng=rng, init="he", dtype=np.float64)
+    else:
+        net = ConvNet3((8, 8, 3), 16, 3, 100, 10, rng=rng, init="he", dtype=np.float64)
+    assert overfit(net, images, y, steps, lr) == 1.0
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_float32_stays_float32(model: str, activation: str, loss: str) -> None:
+    spec = TrialSpec(model=model, activation=activation, loss=loss, dropout=0.3,
+                     dropout_input=0.1, nf=4, nh=8)
+    rng = np.random.default_rng(0)
+    net = build_network(spec, (8, 8, 3), 5, rng)
+    x = net.prepare(rng.normal(size=(6, 8, 8, 3)).astype(np.float32))
+    loss_value, cost, grads = net.loss(x, rng.integers(0, 5, size=6), lam=0.01, eps=0.0,
+                                       rng=rng)
+    assert np.isfinite(loss_value) and cost > loss_value
+    assert set(grads) == set(net.params)
+    assert all(grads[k].dtype == np.float32 and grads[k].shape == p.shape
+               for k, p in net.params.items())
+    assert net.scores(x).dtype == np.float32
+
+
+def test_build_network_uses_every_network_parameter() -> None:
+    rng = np.random.default_rng(0)
+    spec = TrialSpec(model="convnet3", nf=6, filter_size=5, nh=20, conv_stride=1, conv_pad=2,
+                     activation="leaky_relu", leaky_slope=0.2, loss="svm", dropout=0.5,
+                     dropout_input=0.1, init="he")
+    net = build_network(spec, (16, 16, 3), 10, rng)
+    assert isinstance(net, ConvNet3)
+    assert net.params["F"].shape == (5 * 5 * 3, 6)
+    assert net.params["W1"].shape == (8 * 8 * 6, 20)
+    assert (net.activation, net.leaky_slope, net.loss_name) == ("leaky_relu", 0.2, "svm")
+    assert (net.dropout, net.dropout_input) == (0.5, 0.1)
+    assert param_count(net) == 75 * 6 + 6 + 384 * 20 + 20 + 20 * 10 + 10
+    strided = build_network(spec.replace(conv_stride=2, conv_pad=1, filter_size=4), (16, 16, 3),
+                            10, rng)
+    assert strided.params["W1"].shape == (4 * 4 * 6, 20)
+    mlp = build_network(TrialSpec(hidden=(30, 20), dropout_input=0.2), (4, 4, 3), 10, rng)
+    assert isinstance(mlp, MLP) and mlp.layers == 3 and mlp.dropout_input == 0.2
+
+
+def test_scores_never_drop_out() -> None:
+    rng = np.random.default_rng(0)
+    net = MLP(12, (20,), 3, rng=rng, dropout=0.5, dropout_input=0.5, dtype=np.float64)
+    x, y = rng.normal(size=(4, 12)), np.array([0, 1, 2, 0])
+    np.testing.assert_array_equal(net.scores(x), net.scores(x))
+    plain = net.loss(x, y, lam=0.0, eps=0.0, rng=None)[0]
+    assert net.data_loss(net.scores(x), y, 0.0)[0] == pytest.approx(plain)
+    assert net.loss(x, y, lam=0.0, eps=0.0, rng=np.random.default_rng(1))[0] != plain
+
+
+def test_data_loss_follows_the_loss_parameter() -> None:
+    rng = np.random.default_rng(0)
+    scores, y = rng.normal(size=(5, 3)), rng.integers(0, 3, size=5)
+    for name, fn in LOSSES.items():
+        net = MLP(4, (3,), 3, rng=rng, loss=name)
+        assert net.data_loss(scores, y, 0.0)[0] == fn(scores, y, 0.0)[0]
+
+
+def test_loss_and_activation_names_agree_with_the_spec() -> None:
+    assert set(LOSSES) == set(LOSS_NAMES)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        MLP(4, (3,), 2, rng=np.random.default_rng(0), activation="tanh")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"activation": "tanh"}, "activation='tanh' is invalid"),
+    ({"leaky_slope": "0"}, "leaky_slope=0.0 is invalid"),
+    ({"dropout_input": "1"}, "dropout_input=1.0 is invalid"),
+    ({"loss": "hinge"}, "loss='hinge' is invalid: expected one of softmax, svm"),
+    ({"loss": "svm", "eps": "0.1"}, "eps=0.1 is invalid: expected 0 with loss=svm"),
+    ({"filter_size": "0"}, "filter_size=0 is invalid"),
+    ({"conv_stride": "0"}, "conv_stride=0 is invalid"),
+    ({"conv_pad": "-1"}, "conv_pad=-1 is invalid"),
+    ({"conv_pad": "1.5"}, "conv_pad='1.5' is invalid: wrong type"),
+])
+def test_spec_rejects_bad_network_parameters(values: dict[str, str], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        TrialSpec.from_mapping(values)
+
+
+def test_spec_coerces_network_parameters() -> None:
+    spec = TrialSpec.from_mapping({"model": "convnet3", "filter_size": "5", "conv_stride": "1",
+                                   "conv_pad": "auto", "activation": "leaky_relu",
+                                   "leaky_slope": "0.05", "dropout_input": "0.2",
+                                   "loss": "svm"})
+    assert (spec.filter_size, spec.conv_pad, spec.leaky_slope) == (5, None, 0.05)
+    assert TrialSpec.from_mapping({"conv_pad": "2"}).conv_pad == 2
+    assert TrialSpec.from_mapping(spec.to_dict()) == spec
