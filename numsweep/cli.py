@@ -141,6 +141,73 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+@cli.command("range-test")
+@click.argument("mode", type=click.Choice(["lr", "batch"]))
+@overrides_argument
+@data_option
+@db_option
+@click.option("--sweep", "sweep_name", default="range-test", show_default=True,
+              help="Sweep name the test is stored under.")
+@click.option("--stop-factor", default=4.0, show_default=True,
+              type=click.FloatRange(min=1, min_open=True),
+              help="Stop when the smoothed loss exceeds this many times its minimum.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result, with the loss of every update, as JSON.")
+def range_test_command(mode: str, overrides: tuple[str, ...], data: str | None, db: str,
+                       sweep_name: str, stop_factor: float, as_json: bool) -> None:
+    """Learning-rate (lr) or batch-size (batch) range test, stored as a trial.
+
+    lr: the learning rate rises exponentially from eta_min to eta_max over n_updates
+    updates (default 200) at batch_size. batch: the batch size rises exponentially from
+    b_min to b_max at the constant learning rate eta_max. The curve rows hold each update's
+    mini-batch loss, cost and accuracy with split lr_range (step = update) or batch_range
+    (step = the batch size of that update); lr holds the learning rate.
+
+    \b
+    Example:
+        numsweep range-test lr eta_min=1e-5 eta_max=1 n_updates=300 n_train=10000
+        numsweep range-test batch b_min=16 b_max=1024 eta_max=0.05 --json
+    """
+    from numsweep.engine import make_split
+    from numsweep.engine.range_test import range_spec_from, range_test
+    from numsweep.storage import CurveRecord, TrialState
+
+    spec = range_spec_from(parse_overrides(overrides), mode)
+    storage = Storage(db)
+    dataset = load_dataset(data, progress=_download_progress())
+    split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
+    sweep_rec = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
+    trial_id = storage.start_trial(sweep_rec.id, None, storage.next_trial_number(sweep_rec.id),
+                                   spec.to_dict(), spec.seed)
+    try:
+        with console.status(f"{mode} range test"):
+            result = range_test(spec, split, mode, stop_factor=stop_factor)
+    except Exception as exc:
+        storage.finish_trial(trial_id, TrialState.FAILED, message=f"{type(exc).__name__}: {exc}")
+        raise
+    split_name = f"{mode}_range"
+    curves = [CurveRecord(trial_id, step if mode == "lr" else size, split_name, loss, cost, acc,
+                          lr)
+              for step, (size, loss, cost, acc, lr) in enumerate(zip(
+                  result.batch_sizes, result.losses, result.costs, result.accs, result.lrs,
+                  strict=True))]
+    metrics = {"updates": result.updates, "param_count": result.param_count,
+               "train_seconds": result.train_seconds, f"best_{mode}": result.best,
+               f"steepest_{mode}": result.steepest}
+    storage.finish_trial(trial_id, TrialState.COMPLETE, metrics=metrics, curves=curves,
+                         message=result.message, params=result.spec.to_dict())
+    if as_json:
+        record = {"trial_id": trial_id, "mode": mode, **result.spec.to_dict(), **metrics,
+                  "message": result.message, "values": list(result.values),
+                  "losses": list(result.losses), "smoothed": list(result.smoothed)}
+        click.echo(json.dumps(record, indent=2, default=_json_default))
+        return
+    unit = "lr" if mode == "lr" else "batch size"
+    click.echo(f"trial {trial_id}: {mode} range test, {result.updates} updates; lowest smoothed "
+               f"loss at {unit} {result.best:.4g}, steepest descent at {unit} "
+               f"{result.steepest:.4g}" + (f"; {result.message}" if result.message else ""))
+
+
 @cli.group()
 def sweep() -> None:
     """Run and inspect sweeps.

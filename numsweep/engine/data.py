@@ -21,6 +21,7 @@ import struct
 import tarfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,10 @@ def load_dataset(source: str | os.PathLike[str] | None = None, *,
         target = cache_dir()
         folder = target / "cifar-10-batches-py"
         if not folder.is_dir():
+            if path.name == CIFAR10_URL.rsplit("/", 1)[-1] and (got := file_md5(path)) != \
+                    CIFAR10_MD5:
+                raise DataError(f"{path}: MD5 {got} does not match the official archive's "
+                                f"{CIFAR10_MD5} (corrupt or incomplete download)")
             extract_archive(path, target)
         return load_cifar10_folder(folder)
     if path.suffix == ".npz":
@@ -179,7 +184,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
@@ -195,6 +200,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 def load_fashion_mnist_folder(folder: Path) -> Dataset:
     arrays = {key: _read_idx(folder / name, 2051 if key.startswith("x") else 2049)
               for key, name in FASHION_FILES.items()}
+    for part in ("train", "test"):
+        images, labels = len(arrays[f"x_{part}"]), len(arrays[f"y_{part}"])
+        if images != labels:
+            raise DataError(f"{folder / FASHION_FILES[f'y_{part}']}: {labels} labels for the "
+                            f"{images} images of {FASHION_FILES[f'x_{part}']}")
     return _make_dataset(folder, **arrays)
 
 
@@ -291,7 +301,7 @@ def extract_archive(archive: Path, folder: Path) -> None:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(tmp, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{archive}: corrupt or truncated archive ({exc})") from None
     extracted = tmp / "cifar-10-batches-py"

@@ -1,28 +1,253 @@
 """Update rules. Hyperparameters live on the optimizer; per-parameter state in ``state``.
 
-Every optimizer has the same signature: ``step(params, grads, lr)`` updates ``params`` in place.
+Every optimizer has the same signature: ``step(params, grads, lr)`` updates each array of
+``params`` in place with the gradient of the same name, at the learning rate ``lr`` given by
+the schedule. ``state`` maps a parameter name to that parameter's own arrays (velocities,
+running averages and a scratch buffer), created on the first step with the parameter's shape
+and dtype, so a float32 network is updated in float32 with no array allocated per step.
+
+The formulas (w a parameter, g its gradient, eta the learning rate):
+
+- ``sgd``: w -= eta g
+- ``momentum``: v = mu v - eta g; w += v
+- ``nesterov`` (the CS231n form, which keeps the look-ahead point as the parameter):
+  v' = mu v - eta g; w += -mu v + (1 + mu) v'
+- ``adagrad``: r += g^2; w -= eta g / (sqrt(r) + eps)
+- ``rmsprop``: r = rho r + (1 - rho) g^2; w -= eta g / (sqrt(r) + eps)
+- ``rmsprop_nesterov``: r as rmsprop, then the Nesterov step with eta g / (sqrt(r) + eps)
+  in place of eta g (Goodfellow et al., algorithm 8.7, in the same look-ahead form)
+- ``adadelta`` (Zeiler 2012): a = rho a + (1 - rho) g^2;
+  d = -sqrt(s + eps) / sqrt(a + eps) g; s = rho s + (1 - rho) d^2; w += eta d
+  (Zeiler's rule has no learning rate: eta = 1 is the original, a schedule scales it)
+- ``adam`` (Kingma & Ba 2015): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+  w -= eta (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t counting steps from 1
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from numsweep.engine.spec import TrialSpec
+
+Params = dict[str, np.ndarray]
+State = dict[str, dict[str, np.ndarray]]
+
+
+def _slot(state: State, name: str, w: np.ndarray, *keys: str) -> list[np.ndarray]:
+    """The named per-parameter arrays of ``name`` (zeros of w's shape/dtype when new)."""
+    slots = state.get(name)
+    if slots is None:
+        slots = state[name] = {}
+    out = []
+    for key in keys:
+        arr = slots.get(key)
+        if arr is None:
+            arr = slots[key] = np.zeros_like(w)
+        out.append(arr)
+    return out
 
 
 @dataclass
 class SGD:
     """Plain mini-batch gradient descent: w -= lr * dw."""
 
-    state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    state: State = field(default_factory=dict)
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-             lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: float) -> None:
         for name, w in params.items():
-            w -= lr * grads[name]
+            (buf,) = _slot(self.state, name, w, "buf")
+            np.multiply(grads[name], lr, out=buf)
+            w -= buf
 
 
-def make_optimizer(name: str) -> SGD:
+@dataclass
+class Momentum:
+    """SGD with (heavy-ball) momentum: v = mu v - lr dw; w += v."""
+
+    momentum: float = 0.9
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        for name, w in params.items():
+            v, buf = _slot(self.state, name, w, "v", "buf")
+            v *= self.momentum
+            np.multiply(grads[name], lr, out=buf)
+            v -= buf
+            w += v
+
+
+@dataclass
+class Nesterov:
+    """Nesterov momentum: v' = mu v - lr dw; w += -mu v + (1 + mu) v'."""
+
+    momentum: float = 0.9
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        mu = self.momentum
+        for name, w in params.items():
+            v, buf = _slot(self.state, name, w, "v", "buf")
+            np.multiply(v, -mu, out=buf)            # buf = -mu v
+            w += buf
+            v *= mu
+            np.multiply(grads[name], lr, out=buf)
+            v -= buf                                # v' = mu v - lr g
+            np.multiply(v, 1 + mu, out=buf)
+            w += buf
+
+
+@dataclass
+class AdaGrad:
+    """r += dw^2; w -= lr dw / (sqrt(r) + eps)."""
+
+    eps: float = 1e-8
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        for name, w in params.items():
+            g = grads[name]
+            r, buf = _slot(self.state, name, w, "r", "buf")
+            np.multiply(g, g, out=buf)
+            r += buf
+            np.sqrt(r, out=buf)
+            buf += self.eps
+            np.divide(g, buf, out=buf)
+            buf *= lr
+            w -= buf
+
+
+def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> None:
+    """r = rho r + (1 - rho) g^2, using ``buf`` as scratch."""
+    np.multiply(g, g, out=buf)
+    buf *= 1 - rho
+    r *= rho
+    r += buf
+
+
+@dataclass
+class RMSProp:
+    """r = rho r + (1 - rho) dw^2; w -= lr dw / (sqrt(r) + eps)."""
+
+    rho: float = 0.9
+    eps: float = 1e-8
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        for name, w in params.items():
+            g = grads[name]
+            r, buf = _slot(self.state, name, w, "r", "buf")
+            _rms_average(r, g, buf, self.rho)
+            np.sqrt(r, out=buf)
+            buf += self.eps
+            np.divide(g, buf, out=buf)
+            buf *= lr
+            w -= buf
+
+
+@dataclass
+class RMSPropNesterov:
+    """RMSProp with Nesterov momentum: r as RMSProp; v' = mu v - lr dw / (sqrt(r) + eps);
+    w += -mu v + (1 + mu) v'."""
+
+    momentum: float = 0.9
+    rho: float = 0.9
+    eps: float = 1e-8
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        mu = self.momentum
+        for name, w in params.items():
+            g = grads[name]
+            r, v, buf = _slot(self.state, name, w, "r", "v", "buf")
+            _rms_average(r, g, buf, self.rho)
+            np.multiply(v, -mu, out=buf)
+            w += buf
+            v *= mu
+            np.sqrt(r, out=buf)
+            buf += self.eps
+            np.divide(g, buf, out=buf)
+            buf *= lr
+            v -= buf
+            np.multiply(v, 1 + mu, out=buf)
+            w += buf
+
+
+@dataclass
+class AdaDelta:
+    """Zeiler's AdaDelta, its step scaled by lr (lr = 1 is the original rule)."""
+
+    rho: float = 0.9
+    eps: float = 1e-8
+    state: State = field(default_factory=dict)
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        for name, w in params.items():
+            g = grads[name]
+            a, s, buf, d = _slot(self.state, name, w, "a", "s", "buf", "d")
+            _rms_average(a, g, buf, self.rho)
+            np.add(s, self.eps, out=d)
+            np.add(a, self.eps, out=buf)
+            np.divide(d, buf, out=d)
+            np.sqrt(d, out=d)
+            d *= g                                  # d = sqrt(s + eps) / sqrt(a + eps) g
+            _rms_average(s, d, buf, self.rho)
+            d *= lr
+            w -= d
+
+
+@dataclass
+class Adam:
+    """Adam with bias correction; ``t`` counts the steps taken."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    state: State = field(default_factory=dict)
+    t: int = 0
+
+    def step(self, params: Params, grads: Params, lr: float) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        c1 = 1 - b1 ** self.t
+        inv_sqrt_c2 = 1 / math.sqrt(1 - b2 ** self.t)
+        for name, w in params.items():
+            g = grads[name]
+            m, v, buf = _slot(self.state, name, w, "m", "v", "buf")
+            m *= b1
+            np.multiply(g, 1 - b1, out=buf)
+            m += buf
+            _rms_average(v, g, buf, b2)
+            np.sqrt(v, out=buf)
+            buf *= inv_sqrt_c2
+            buf += self.eps
+            np.divide(m, buf, out=buf)
+            buf *= lr / c1
+            w -= buf
+
+
+Optimizer = SGD | Momentum | Nesterov | AdaGrad | RMSProp | RMSPropNesterov | AdaDelta | Adam
+
+
+def make_optimizer(name: str, spec: TrialSpec | None = None) -> Optimizer:
+    """The update rule ``name`` with its hyperparameters from ``spec`` (defaults without)."""
+    s = spec or TrialSpec()
     if name == "sgd":
         return SGD()
+    if name == "momentum":
+        return Momentum(s.momentum)
+    if name == "nesterov":
+        return Nesterov(s.momentum)
+    if name == "adagrad":
+        return AdaGrad(s.opt_eps)
+    if name == "rmsprop":
+        return RMSProp(s.rho, s.opt_eps)
+    if name == "rmsprop_nesterov":
+        return RMSPropNesterov(s.momentum, s.rho, s.opt_eps)
+    if name == "adadelta":
+        return AdaDelta(s.rho, s.opt_eps)
+    if name == "adam":
+        return Adam(s.beta1, s.beta2, s.opt_eps)
     raise ValueError(f"unknown optimizer {name!r}")

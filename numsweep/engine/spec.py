@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODELS = ("mlp", "convnet", "convnet3")
-SCHEDULES = ("cyclic", "constant")
-OPTIMIZERS = ("sgd",)
+SCHEDULES = ("cyclic", "constant", "exp_range", "linear", "step", "exponential")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
+              "adadelta", "adam")
+BATCH_SCHEDULES = ("constant", "cyclic", "linear", "exponential")
 INITS = ("xavier", "he")
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("relu", "leaky_relu")
@@ -53,7 +55,24 @@ class TrialSpec:
     n_s: int | None = None
     cycles: int = 2
     schedule: str = "cyclic"
+    cycle_mult: int = 1
+    eta_decay: float = 1.0
+    gamma: float = 1.0
+    step_size: int | None = None
+    n_updates: int | None = None
+    batch_schedule: str = "constant"
+    b_min: int = 32
+    b_max: int = 512
     optimizer: str = "sgd"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    rho: float = 0.9
+    opt_eps: float = 1e-8
+    flip: float = 0.0
+    translate: int = 0
+    cutout: int = 0
+    aug_copies: int = 1
     dropout: float = 0.0
     dropout_input: float = 0.0
     init: str = "xavier"
@@ -77,6 +96,7 @@ class TrialSpec:
         _check(self.n_s is None or self.n_s >= 1, "n_s", self.n_s, "at least 1")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule,
                f"one of {', '.join(SCHEDULES)}")
+        self._check_training()
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer,
                f"one of {', '.join(OPTIMIZERS)}")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
@@ -96,6 +116,45 @@ class TrialSpec:
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+
+    def _check_training(self) -> None:
+        """Schedules, batch-size schedules, update rules and augmentation."""
+        _check(self.cycle_mult >= 1, "cycle_mult", self.cycle_mult, "at least 1")
+        _check(self.cycle_mult == 1 or self.schedule == "cyclic", "cycle_mult", self.cycle_mult,
+               f"1 with schedule={self.schedule} (growing cycles need schedule=cyclic)")
+        _check(0 < self.eta_decay <= 1, "eta_decay", self.eta_decay, "in (0, 1]")
+        _check(self.eta_decay == 1 or self.schedule in ("cyclic", "step"), "eta_decay",
+               self.eta_decay, f"1 with schedule={self.schedule} (it applies to cyclic, step)")
+        _check(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
+        _check(self.gamma == 1 or self.schedule == "exp_range", "gamma", self.gamma,
+               f"1 with schedule={self.schedule} (it applies to exp_range)")
+        _check(self.step_size is None or self.step_size >= 1, "step_size", self.step_size,
+               "at least 1")
+        _check(self.schedule != "step" or self.step_size is not None, "step_size",
+               self.step_size, "a number of updates with schedule=step")
+        _check(self.n_updates is None or self.n_updates >= 1, "n_updates", self.n_updates,
+               "at least 1")
+        _check(self.n_updates is None or self.schedule not in ("cyclic", "exp_range"),
+               "n_updates", self.n_updates, f"unset with schedule={self.schedule} (a cyclic "
+               "run's length is set by n_s, cycles and cycle_mult)")
+        _check(self.batch_schedule in BATCH_SCHEDULES, "batch_schedule", self.batch_schedule,
+               f"one of {', '.join(BATCH_SCHEDULES)}")
+        _check(self.b_min >= 1, "b_min", self.b_min, "at least 1")
+        _check(self.b_max >= self.b_min, "b_max", self.b_max, f"at least b_min={self.b_min}")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _check(0 <= self.beta1 < 1, "beta1", self.beta1, "in [0, 1)")
+        _check(0 <= self.beta2 < 1, "beta2", self.beta2, "in [0, 1)")
+        _check(0 <= self.rho < 1, "rho", self.rho, "in [0, 1)")
+        _check(0 < self.opt_eps < 1, "opt_eps", self.opt_eps, "in (0, 1)")
+        _check(0 <= self.flip <= 1, "flip", self.flip, "a probability in [0, 1]")
+        _check(self.translate >= 0, "translate", self.translate, ">= 0 pixels")
+        _check(self.cutout >= 0, "cutout", self.cutout, ">= 0 pixels")
+        _check(self.aug_copies >= 1, "aug_copies", self.aug_copies, "at least 1")
+
+    @property
+    def augments(self) -> bool:
+        """True when training batches are augmented (flip, translate, cutout or copies)."""
+        return bool(self.flip or self.translate or self.cutout or self.aug_copies > 1)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrialSpec:
@@ -131,6 +190,11 @@ _INT_FIELDS = {"f", "nf", "nh", "batch_size", "n_s", "cycles", "seed", "n_train"
                "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad"}
 _FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout", "dropout_input", "leaky_slope"}
 _OPTIONAL = {"n_s", "n_train", "conv_pad"}
+# Training: schedules, batch-size schedules, update rules, augmentation.
+_INT_FIELDS |= {"cycle_mult", "step_size", "n_updates", "b_min", "b_max", "translate", "cutout",
+                "aug_copies"}
+_FLOAT_FIELDS |= {"eta_decay", "gamma", "momentum", "beta1", "beta2", "rho", "opt_eps", "flip"}
+_OPTIONAL |= {"step_size", "n_updates"}
 
 
 def coerce(name: str, raw: Any) -> Any:
@@ -199,7 +263,8 @@ class TrialResult:
 
     ``train_seconds`` counts the parameter updates only; the time spent measuring the curves
     is ``eval_seconds``. ``diverged`` is true when the loss became NaN or inf; training then
-    stopped at ``updates`` and ``message`` says so.
+    stopped at ``updates`` and ``message`` says so. ``epochs`` is the number of training
+    images drawn divided by ``n_train`` (updates per epoch: ``n_train // batch_size``).
     """
 
     spec: TrialSpec
@@ -210,6 +275,7 @@ class TrialResult:
     eval_seconds: float
     updates: int
     param_count: int
+    epochs: float = 0.0
     diverged: bool = False
     stopped: bool = False
     message: str = ""
@@ -224,4 +290,5 @@ class TrialResult:
             "eval_seconds": self.eval_seconds,
             "updates": self.updates,
             "param_count": self.param_count,
+            "epochs": self.epochs,
         }

@@ -9,16 +9,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numsweep.engine.augment import Augmenter
+from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.losses import softmax_cross_entropy
 from numsweep.engine.networks import MLP, Network, PatchConvNet, l2_penalty, param_count
 from numsweep.engine.optimizers import make_optimizer
-from numsweep.engine.schedules import ConstantLR, TriangularCyclicLR
+from numsweep.engine.schedules import CYCLIC, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
 
 Reporter = Callable[[int, float], bool]
-"""Called with (update step, validation accuracy) at the end of every cycle; returning True
-stops training (a pruned trial)."""
+"""Called with (update step, validation accuracy) at the end of every period (a cycle, or an
+epoch for the schedules without cycles); returning True stops training (a pruned trial)."""
 
 EVAL_CHUNK = 5000
 
@@ -70,12 +72,34 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, lam: float,
     return loss, cost, correct / len(x)
 
 
+def curve_steps(ends: tuple[int, ...], points: int) -> tuple[int, ...]:
+    """The update steps curves are measured at: ``points`` evenly spaced in each period
+    (cycle or epoch) whose ends are ``ends``, the last at the period's end."""
+    steps: set[int] = set()
+    start = 0
+    for end in ends:
+        steps.update(start + round(k * (end - start) / points) for k in range(1, points + 1))
+        start = end
+    steps.discard(0)
+    return tuple(sorted(steps))
+
+
+def check_batch_sizes(spec: TrialSpec, n: int) -> None:
+    if largest_batch(spec) > n:
+        name = "batch_size" if spec.batch_schedule == "constant" else "b_max"
+        raise ValueError(f"{name}={largest_batch(spec)} exceeds n_train={n}")
+
+
 def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None = None,
           prepared: Prepared | None = None) -> TrialResult:
     """Train ``spec`` on ``data`` and measure it.
 
     Curves hold the loss, cost and accuracy on the first ``eval_train`` training images and
-    on the validation set, ``curve_points`` times per cycle plus once before training.
+    on the validation set, ``curve_points`` times per period plus once before training; a
+    period is a cycle of the cyclic schedules (``cyclic``, ``exp_range``) and an epoch of
+    ``n_train // batch_size`` updates for the others. ``reporter`` is called at the end of
+    every period. With augmentation on, each batch is augmented and then turned into the
+    network's input (``net.prepare``); without, the inputs are prepared once up front.
     """
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
                                                              np.dtype(spec.dtype))
@@ -86,17 +110,18 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
                             split.y_val, net.prepare(split.x_test), split.y_test)
     x_tr, y_tr = prepared.x_train, prepared.y_train
     n = len(x_tr)
-    if spec.batch_size > n:
-        raise ValueError(f"batch_size={spec.batch_size} exceeds n_train={n}")
+    check_batch_sizes(spec, n)
     n_s = resolve_n_s(spec, n)
     if n_s < 1:
         raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
-    schedule = (TriangularCyclicLR(spec.eta_min, spec.eta_max, n_s) if spec.schedule == "cyclic"
-                else ConstantLR(spec.eta_max))
-    optimizer = make_optimizer(spec.optimizer)
-    total = 2 * n_s * spec.cycles
-    cycle_len = 2 * n_s
-    eval_every = max(1, cycle_len // spec.curve_points)
+    plan = make_schedule(spec, n_s, n // spec.batch_size)
+    schedule, total = plan.schedule, plan.total
+    batches = make_batch_schedule(spec, n_s, total)
+    optimizer = make_optimizer(spec.optimizer, spec)
+    augment = Augmenter.from_spec(spec)
+    images = split.x_train if augment.active else None
+    checkpoints = set(curve_steps(plan.ends, spec.curve_points))
+    period_ends = set(plan.ends)
     x_ev, y_ev = x_tr[: spec.eval_train], y_tr[: spec.eval_train]
 
     curves: list[CurvePoint] = []
@@ -106,27 +131,29 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         nonlocal eval_seconds
         t0 = time.perf_counter()
         for split_name, x, y in (("train", x_ev, y_ev), ("val", prepared.x_val, prepared.y_val)):
-            loss, cost, acc = evaluate(net, x, y, spec.lam, spec.eps)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's inf/NaN
+                loss, cost, acc = evaluate(net, x, y, spec.lam, spec.eps)
             curves.append(CurvePoint(step, split_name, loss, cost, acc, lr))
         eval_seconds += time.perf_counter() - t0
         return curves[-1].acc
 
     record(0, schedule.lr(0))
-    batches_per_epoch = n // spec.batch_size
-    order = rng.permutation(n)
+    sampler = BatchSampler(n, rng)
     train_seconds = 0.0
     diverged = stopped = False
     message = ""
     step = 0
     while step < total:
         t0 = time.perf_counter()
-        b = step % batches_per_epoch
-        if b == 0 and step:
-            order = rng.permutation(n)
-        idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
+        idx = sampler.next(batches.size(step))
         lr = schedule.lr(step)
+        if images is None:
+            xb, yb = x_tr[idx], y_tr[idx]
+        else:
+            xa, yb = augment(images[idx], y_tr[idx], rng)
+            xb = net.prepare(xa)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
-            loss, _, grads = net.loss(x_tr[idx], y_tr[idx], lam=spec.lam, eps=spec.eps, rng=rng)
+            loss, _, grads = net.loss(xb, yb, lam=spec.lam, eps=spec.eps, rng=rng)
         if not np.isfinite(loss):
             train_seconds += time.perf_counter() - t0
             diverged = True
@@ -135,10 +162,10 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         optimizer.step(net.params, grads, lr)
         step += 1
         train_seconds += time.perf_counter() - t0
-        end_of_cycle = step % cycle_len == 0
-        if step % eval_every == 0 or end_of_cycle or step == total:
+        if step in checkpoints:
             val_acc = record(step, schedule.lr(step))
-            if end_of_cycle and reporter is not None and step < total and reporter(step, val_acc):
+            if (step in period_ends and reporter is not None and step < total
+                    and reporter(step, val_acc)):
                 stopped = True
                 message = f"stopped by the pruner at update {step}"
                 break
@@ -151,10 +178,12 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         eval_seconds += time.perf_counter() - t0
         train_acc = next(c.acc for c in reversed(curves) if c.split == "train")
         val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
+    resolved = dataclasses.replace(
+        spec, n_s=n_s, n_train=n,
+        n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
     return TrialResult(
-        spec=dataclasses.replace(spec, n_s=n_s, n_train=n), val_acc=val_acc, test_acc=test_acc,
-        train_acc=train_acc,
+        spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
         train_seconds=train_seconds, eval_seconds=eval_seconds, updates=step,
-        param_count=param_count(net), diverged=diverged, stopped=stopped, message=message,
-        curves=tuple(curves),
+        param_count=param_count(net), epochs=sampler.epochs, diverged=diverged,
+        stopped=stopped, message=message, curves=tuple(curves),
     )

@@ -68,3 +68,197 @@ def test_npz_errors(tmp_path: Path) -> None:
              x_test=np.zeros((2, 4, 4, 3), np.uint8), y_test=np.zeros(2, np.uint8))
     with pytest.raises(DataError, match=r"y_train has shape \(3,\), expected \(2,\)"):
         load_dataset(wrong)
+
+
+# Downloads, against a local HTTP server (never the internet).
+
+@pytest.fixture
+def http_folder(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """(folder served at base_url, base_url, list of requested paths)."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def make_archive(folder: Path, name: str = "cifar-10-python.tar.gz") -> tuple[Path, np.ndarray]:
+    """A small .tar.gz in the official layout (cifar-10-batches-py/...); returns it and y."""
+    import tarfile
+
+    _, y = write_cifar_folder(folder / "src" / "cifar-10-batches-py", n=8)
+    archive = folder / name
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive, y
+
+
+def test_download_checks_md5_reports_progress_and_extracts(tmp_path: Path,
+                                                           http_folder) -> None:  # type: ignore[no-untyped-def]
+    from numsweep.engine.data import download, extract_archive, file_md5
+
+    served, base, requests = http_folder
+    archive, y = make_archive(served)
+    cache = tmp_path / "cache"
+    seen: list[tuple[int, int | None]] = []
+    got = download(f"{base}/{archive.name}", cache, md5=file_md5(archive),
+                   progress=lambda done, total: seen.append((done, total)), chunk=1000)
+    assert got == cache / archive.name and got.read_bytes() == archive.read_bytes()
+    size = archive.stat().st_size
+    assert seen[-1] == (size, size) and len(seen) == -(-size // 1000)
+    assert not list(cache.glob("*.part"))
+    extract_archive(got, cache)
+    data = load_dataset(cache / "cifar-10-batches-py")
+    np.testing.assert_array_equal(data.y_train, y[:40])
+    # Cached: a second call with the same MD5 does not download again.
+    assert len(requests) == 1
+    assert download(f"{base}/{archive.name}", cache, md5=file_md5(archive)) == got
+    assert len(requests) == 1
+
+
+def test_load_dataset_downloads_into_the_cache_once(tmp_path: Path, http_folder,  # type: ignore[no-untyped-def]
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from numsweep.engine import data as data_module
+
+    served, base, requests = http_folder
+    archive, y = make_archive(served)
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module, "CIFAR10_URL", f"{base}/{archive.name}")
+    monkeypatch.setattr(data_module, "CIFAR10_MD5", data_module.file_md5(archive))
+    first = load_dataset(None)
+    np.testing.assert_array_equal(first.y_test, y[40:])
+    assert (tmp_path / "cache" / "cifar-10-batches-py" / "test_batch").is_file()
+    np.testing.assert_array_equal(load_dataset("cifar10").x_train, first.x_train)
+    assert len(requests) == 1
+
+
+def test_md5_mismatch_is_one_line_and_keeps_nothing(tmp_path: Path, http_folder) -> None:  # type: ignore[no-untyped-def]
+    from numsweep.engine.data import download
+
+    served, base, _ = http_folder
+    archive, _ = make_archive(served)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz: MD5 \w+ does not match the "
+                                        r"expected 0{32}") as err:
+        download(f"{base}/{archive.name}", cache, md5="0" * 32)
+    assert "\n" not in str(err.value)
+    assert list(cache.iterdir()) == []
+    with pytest.raises(DataError, match=r"cannot download .*missing\.tar\.gz.*404"):
+        download(f"{base}/missing.tar.gz", cache, md5=None)
+
+
+def test_official_archive_name_is_md5_checked_and_bad_archives_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numsweep.engine.data import extract_archive
+
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "cache"))
+    archive, _ = make_archive(tmp_path)
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz: MD5 \w+ does not match the "
+                                        r"official archive's c58f30108f718f92721af3b95e74349a"):
+        load_dataset(archive)
+    other, y = make_archive(tmp_path / "b", name="my-copy.tar.gz")
+    np.testing.assert_array_equal(load_dataset(other).y_train, y[:40])
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(other.read_bytes()[: other.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cut.tar.gz: corrupt or truncated archive"):
+        extract_archive(truncated, tmp_path / "out")
+    import tarfile
+
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    with pytest.raises(DataError, match=r"empty\.tar\.gz: no cifar-10-batches-py folder inside"):
+        extract_archive(empty, tmp_path / "out")
+
+
+# Fashion-MNIST idx files.
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    import gzip
+    import struct
+
+    magic = 0x800 | array.ndim
+    header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fashion_folder(folder: Path, n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
+    from numsweep.engine.data import FASHION_FILES
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28)),
+              "y_train": rng.integers(0, 10, n_train),
+              "x_test": rng.integers(0, 256, (n_test, 28, 28)),
+              "y_test": rng.integers(0, 10, n_test)}
+    for key, name in FASHION_FILES.items():
+        write_idx(folder / name, arrays[key])
+    return arrays
+
+
+def test_fashion_idx_folder_is_read(tmp_path: Path) -> None:
+    arrays = write_fashion_folder(tmp_path / "f")
+    data = load_dataset(tmp_path / "f")
+    assert data.name == "fashion_mnist" and data.classes[0] == "T-shirt/top"
+    assert data.x_train.shape == (12, 28, 28, 1) and data.x_test.shape == (5, 28, 28, 1)
+    np.testing.assert_array_equal(data.x_train[..., 0], arrays["x_train"])
+    np.testing.assert_array_equal(data.y_test, arrays["y_test"])
+
+
+def _corrupt_gzip(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\x55" * 64
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+     "t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
+    (_corrupt_gzip, "t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
+    (lambda p: p.write_bytes(b"plain text, not gzip"),
+     "t10k-images-idx3-ubyte.gz: corrupt or truncated gzip file"),
+    (lambda p: write_idx(p, np.zeros((5, 28), np.uint8)),
+     "t10k-images-idx3-ubyte.gz: not an idx file with magic number 2051"),
+    (lambda p: p.unlink(), "t10k-images-idx3-ubyte.gz: file missing"),
+])
+def test_damaged_idx_files_name_the_file(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    write_fashion_folder(tmp_path / "f")
+    path = tmp_path / "f" / "t10k-images-idx3-ubyte.gz"
+    damage(path)  # the folder is still recognised by its training images
+    with pytest.raises(DataError, match=message) as err:
+        load_dataset(tmp_path / "f")
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_idx_payload_and_mismatched_counts(tmp_path: Path) -> None:
+    import gzip
+    import struct
+
+    write_fashion_folder(tmp_path / "f")
+    path = tmp_path / "f" / "train-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(struct.pack(">II", 2049, 12) + bytes(11))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: truncated idx data "
+                                        r"\(11 of 12 bytes\)"):
+        load_dataset(tmp_path / "f")
+    write_idx(path, np.zeros(11, np.uint8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: 11 labels for the 12 "
+                                        r"images of train-images-idx3-ubyte.gz"):
+        load_dataset(tmp_path / "f")

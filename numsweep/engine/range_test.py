@@ -1,0 +1,190 @@
+"""Range tests: train briefly while the learning rate (or the batch size) sweeps over orders
+of magnitude, and record the training loss against it (Smith 2017, section 3.3).
+
+``lr`` mode: the learning rate rises exponentially from ``eta_min`` to ``eta_max`` over
+``n_updates`` updates at the constant ``batch_size`` (the spec run has
+``schedule="exponential"``). ``batch`` mode: the batch size rises exponentially from
+``b_min`` to ``b_max`` at the constant learning rate ``eta_max``
+(``batch_schedule="exponential"``). Every other parameter (network, update rule, L2,
+augmentation, seed) is the spec's own. The loss at each update is the mini-batch loss before
+that update; ``smoothed`` is its bias-corrected exponential moving average. The test stops
+early when the smoothed loss exceeds ``stop_factor`` times its minimum, or is NaN or inf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from numsweep.engine.augment import Augmenter
+from numsweep.engine.batch_schedules import BatchSampler, make_batch_schedule
+from numsweep.engine.data import Dataset, Split, make_split
+from numsweep.engine.networks import param_count
+from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.schedules import make_schedule
+from numsweep.engine.spec import SpecError, TrialSpec
+from numsweep.engine.train import build_network, check_batch_sizes
+
+MODES = ("lr", "batch")
+DEFAULT_UPDATES = 200
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """What a range test measured, one entry per update run.
+
+    ``losses``, ``costs`` and ``accs`` are the mini-batch's loss, cost (loss + L2) and
+    accuracy before each update. ``values`` holds the learning rate (``lr`` mode) or the
+    batch size (``batch`` mode) of each update; ``lrs`` and ``batch_sizes`` hold both.
+    ``best`` is the value at the lowest smoothed loss, ``steepest`` the value where the
+    smoothed loss fell fastest per unit of log(value) before that minimum, leaving out the
+    first tenth (Smith's and fastai's suggestion for a learning rate); both are NaN when
+    fewer than 3 updates were run.
+    """
+
+    mode: str
+    spec: TrialSpec
+    lrs: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    losses: tuple[float, ...]
+    costs: tuple[float, ...]
+    accs: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    best: float
+    steepest: float
+    updates: int
+    param_count: int
+    train_seconds: float
+    stopped_early: bool
+    message: str
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return self.lrs if self.mode == "lr" else tuple(float(b) for b in self.batch_sizes)
+
+
+def _mode_values(mode: str) -> dict[str, Any]:
+    if mode not in MODES:
+        raise ValueError(f"unknown range-test mode {mode!r} (modes: {', '.join(MODES)})")
+    if mode == "lr":
+        return {"schedule": "exponential", "batch_schedule": "constant"}
+    return {"schedule": "constant", "batch_schedule": "exponential"}
+
+
+def range_spec(spec: TrialSpec, mode: str) -> TrialSpec:
+    """The spec actually run by a range test of ``mode`` (see the module docstring)."""
+    n_updates = spec.n_updates if spec.n_updates is not None else DEFAULT_UPDATES
+    return spec.replace(cycle_mult=1, eta_decay=1.0, gamma=1.0, step_size=None,
+                        n_updates=n_updates, **_mode_values(mode))
+
+
+def range_spec_from(values: Mapping[str, Any], mode: str) -> TrialSpec:
+    """A range test's spec from ``key=value`` parameters (``schedule`` and ``batch_schedule``
+    default to the mode's, so ``n_updates`` may be given; contrary values are an error)."""
+    fixed = _mode_values(mode)
+    for name, value in fixed.items():
+        if name in values and str(values[name]) != value:
+            raise SpecError(f"{name}={values[name]!r} is invalid: the {mode} range test runs "
+                            f"{name}={value}")
+    return range_spec(TrialSpec.from_mapping({**fixed, **values}), mode)
+
+
+def _suggestions(values: list[float], smoothed: list[float]) -> tuple[float, float]:
+    """(value at the lowest smoothed loss, value of steepest descent before it)."""
+    if len(smoothed) < 3:
+        return math.nan, math.nan
+    s = np.asarray(smoothed)
+    lowest = int(np.argmin(s))
+    upto = max(lowest, 2) + 1
+    log_v = np.log(np.asarray(values[:upto]))
+    with np.errstate(divide="ignore", invalid="ignore"):  # repeated (rounded) batch sizes
+        slope = np.gradient(s[:upto], log_v) if np.ptp(log_v) > 0 else np.full(upto, np.nan)
+    slope[~np.isfinite(slope)] = np.nan
+    slope[:upto // 10] = np.nan  # the first updates' average rests on few losses
+    steepest = math.nan if np.isnan(slope).all() else values[int(np.nanargmin(slope))]
+    return values[lowest], steepest
+
+
+def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
+               stop_factor: float = 4.0, smoothing: float = 0.98) -> RangeTestResult:
+    """Run the ``mode`` range test of ``spec`` on ``data`` (see the module docstring)."""
+    run = range_spec(spec, mode)
+    if not stop_factor > 1:
+        raise ValueError(f"stop_factor={stop_factor} must be greater than 1")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing={smoothing} must be in [0, 1)")
+    split = data if isinstance(data, Split) else make_split(data, run.n_train, run.n_val,
+                                                             np.dtype(run.dtype))
+    rng = np.random.default_rng(run.seed)
+    net = build_network(run, split.x_train.shape[1:], split.num_classes, rng)
+    augment = Augmenter.from_spec(run)
+    x_tr = split.x_train if augment.active else net.prepare(split.x_train)
+    y_tr = split.y_train
+    n = len(x_tr)
+    check_batch_sizes(run, n)
+    n_s = max(1, 2 * (n // run.batch_size))  # unused by the exponential schedules
+    plan = make_schedule(run, n_s, n // run.batch_size)
+    batches = make_batch_schedule(run, n_s, plan.total)
+    optimizer = make_optimizer(run.optimizer, run)
+    sampler = BatchSampler(n, rng)
+
+    lrs: list[float] = []
+    sizes: list[int] = []
+    losses: list[float] = []
+    costs: list[float] = []
+    accs: list[float] = []
+    smoothed: list[float] = []
+    average = 0.0
+    lowest = math.inf
+    message = ""
+    stopped = False
+    seconds = 0.0
+    for step in range(plan.total):
+        t0 = time.perf_counter()
+        size = batches.size(step)
+        idx = sampler.next(size)
+        lr = plan.schedule.lr(step)
+        if augment.active:
+            xa, yb = augment(x_tr[idx], y_tr[idx], rng)
+            xb = net.prepare(xa)
+        else:
+            xb, yb = x_tr[idx], y_tr[idx]
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = net.scores(xb)
+            loss, cost, grads = net.loss(xb, yb, lam=run.lam, eps=run.eps, rng=rng)
+        lrs.append(lr)
+        sizes.append(size)
+        losses.append(float(loss))
+        costs.append(float(cost))
+        accs.append(float((scores.argmax(axis=1) == yb).mean()))
+        if not math.isfinite(loss):
+            smoothed.append(math.inf)
+            seconds += time.perf_counter() - t0
+            stopped = True
+            message = f"loss diverged ({loss}) at update {step} with learning rate {lr:.3g}"
+            break
+        average = smoothing * average + (1 - smoothing) * float(loss)
+        smoothed.append(average / (1 - smoothing ** (step + 1)))
+        lowest = min(lowest, smoothed[-1])
+        optimizer.step(net.params, grads, lr)
+        seconds += time.perf_counter() - t0
+        if smoothed[-1] > stop_factor * lowest:
+            stopped = True
+            message = (f"stopped at update {step}: smoothed loss {smoothed[-1]:.3g} exceeds "
+                       f"{stop_factor:g} x its minimum {lowest:.3g}")
+            break
+    values = lrs if mode == "lr" else [float(b) for b in sizes]
+    finite = [v for v in smoothed if math.isfinite(v)]
+    best, steepest = _suggestions(values[:len(finite)], finite)
+    return RangeTestResult(
+        mode=mode, spec=dataclasses.replace(run, n_train=n), lrs=tuple(lrs),
+        batch_sizes=tuple(sizes), losses=tuple(losses), costs=tuple(costs), accs=tuple(accs),
+        smoothed=tuple(smoothed), best=best, steepest=steepest, updates=len(losses),
+        param_count=param_count(net), train_seconds=seconds, stopped_early=stopped,
+        message=message)

@@ -1,0 +1,148 @@
+"""Each update rule against steps worked out by hand, and its in-place float32 behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from numsweep.engine.optimizers import (
+    SGD,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    RMSProp,
+    RMSPropNesterov,
+    make_optimizer,
+)
+from numsweep.engine.spec import OPTIMIZERS, TrialSpec
+
+GRADS = [2.0, -1.0, 0.5]
+
+
+def run(opt: object, grads: list[float], lr: float, w0: float = 1.0) -> list[float]:
+    """Apply ``grads`` one step each to a scalar parameter; the values after every step."""
+    w = np.array([w0])
+    out = []
+    for g in grads:
+        opt.step({"w": w}, {"w": np.array([g])}, lr)  # type: ignore[attr-defined]
+        out.append(float(w[0]))
+    return out
+
+
+def test_sgd_by_hand() -> None:
+    # 1 - 0.1*2 = 0.8; 0.8 + 0.1 = 0.9; 0.9 - 0.05 = 0.85
+    assert run(SGD(), GRADS, 0.1) == pytest.approx([0.8, 0.9, 0.85], abs=1e-15)
+
+
+def test_momentum_by_hand() -> None:
+    # v1 = -0.2, w = 0.8; v2 = 0.5*-0.2 + 0.1 = 0, w = 0.8; v3 = -0.05, w = 0.75
+    assert run(Momentum(0.5), GRADS, 0.1) == pytest.approx([0.8, 0.8, 0.75], abs=1e-15)
+
+
+def test_nesterov_by_hand() -> None:
+    # v1 = -0.2; w = 1 - 0.5*0 + 1.5*(-0.2) = 0.7
+    # v2 = -0.1 + 0.1 = 0; w = 0.7 + 0.1 + 0 = 0.8
+    # v3 = 0 - 0.05 = -0.05; w = 0.8 - 0 + 1.5*(-0.05) = 0.725
+    assert run(Nesterov(0.5), GRADS, 0.1) == pytest.approx([0.7, 0.8, 0.725], abs=1e-15)
+
+
+def test_adagrad_by_hand() -> None:
+    # r = 4, w = 1 - 0.1*2/2 = 0.9; r = 5, w = 0.9 + 0.1/sqrt(5); r = 5.25, w -= 0.05/sqrt(5.25)
+    w2 = 0.9 + 0.1 / math.sqrt(5)
+    expected = [0.9, w2, w2 - 0.05 / math.sqrt(5.25)]
+    assert run(AdaGrad(eps=0.0 + 1e-300), GRADS, 0.1) == pytest.approx(expected, abs=1e-15)
+
+
+def test_rmsprop_by_hand() -> None:
+    # rho 0.5: r = 2, w = 1 - 0.2/sqrt(2); r = 1.5, w += 0.1/sqrt(1.5); r = 0.875
+    w1 = 1 - 0.2 / math.sqrt(2)
+    w2 = w1 + 0.1 / math.sqrt(1.5)
+    w3 = w2 - 0.05 / math.sqrt(0.875)
+    assert run(RMSProp(rho=0.5, eps=1e-300), GRADS, 0.1) == pytest.approx([w1, w2, w3],
+                                                                          abs=1e-15)
+
+
+def test_rmsprop_nesterov_by_hand() -> None:
+    mu, rho, lr = 0.5, 0.5, 0.1
+    w, v, r, expected = 1.0, 0.0, 0.0, []
+    for g in GRADS:
+        r = rho * r + (1 - rho) * g * g
+        v_new = mu * v - lr * g / math.sqrt(r)
+        w += -mu * v + (1 + mu) * v_new
+        v = v_new
+        expected.append(w)
+    # The first step by hand: r = 2, v = -0.2/sqrt(2), w = 1 - 0.3/sqrt(2).
+    assert expected[0] == pytest.approx(1 - 0.3 / math.sqrt(2))
+    assert run(RMSPropNesterov(mu, rho, eps=1e-300), GRADS, lr) == pytest.approx(expected,
+                                                                                abs=1e-15)
+
+
+def test_adadelta_by_hand() -> None:
+    rho, eps = 0.5, 1e-2
+    a = s = 0.0
+    w, expected = 1.0, []
+    for g in GRADS:
+        a = rho * a + (1 - rho) * g * g
+        d = -math.sqrt(s + eps) / math.sqrt(a + eps) * g
+        s = rho * s + (1 - rho) * d * d
+        w += d
+        expected.append(w)
+    # First step by hand: a = 2, d = -0.1/sqrt(2.01)*2.
+    assert expected[0] == pytest.approx(1 - 0.2 / math.sqrt(2.01))
+    assert run(AdaDelta(rho, eps), GRADS, 1.0) == pytest.approx(expected, abs=1e-15)
+    # The schedule's learning rate scales the step.
+    assert run(AdaDelta(rho, eps), GRADS[:1], 0.5) == pytest.approx([1 - 0.1 / math.sqrt(2.01)])
+
+
+def test_adam_by_hand() -> None:
+    # The first step of Adam is lr * sign(g) (up to eps): m^ = g, v^ = g^2.
+    assert run(Adam(eps=1e-300), [2.0], 0.1) == pytest.approx([0.9], abs=1e-15)
+    b1, b2, lr = 0.5, 0.75, 0.1
+    m = v = 0.0
+    w, expected = 1.0, []
+    for t, g in enumerate(GRADS, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w -= lr * (m / (1 - b1 ** t)) / (math.sqrt(v / (1 - b2 ** t)) + 1e-8)
+        expected.append(w)
+    # By hand: step 1 m = 1, v = 1, m^ = 2, v^ = 4: w = 0.9; step 2 m = 0: w stays;
+    # step 3 m = 0.25, v = 0.8125, m^ = 0.25 / 0.875, v^ = 0.8125 / 0.578125.
+    assert expected[:2] == pytest.approx([0.9, 0.9])
+    assert expected[2] == pytest.approx(0.9 - 0.1 * (0.25 / 0.875)
+                                        / math.sqrt(0.8125 / 0.578125))
+    assert run(Adam(b1, b2, 1e-8), GRADS, lr) == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_updates_are_in_place_float32_and_leave_gradients_alone(name: str) -> None:
+    rng = np.random.default_rng(0)
+    opt = make_optimizer(name, TrialSpec(optimizer=name))
+    params = {"W": rng.normal(size=(4, 3)).astype(np.float32),
+              "b": np.zeros(3, np.float32)}
+    arrays = {k: v for k, v in params.items()}
+    before = {k: v.copy() for k, v in params.items()}
+    for _ in range(3):
+        grads = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in params.items()}
+        kept = {k: g.copy() for k, g in grads.items()}
+        opt.step(params, grads, 0.01)
+        for k in params:
+            np.testing.assert_array_equal(grads[k], kept[k])
+    for k, w in params.items():
+        assert w is arrays[k] and w.dtype == np.float32
+        assert not np.array_equal(w, before[k])
+        assert all(s.dtype == np.float32 for s in opt.state[k].values())
+
+
+def test_hyperparameters_come_from_the_spec() -> None:
+    spec = TrialSpec(optimizer="adam", beta1=0.8, beta2=0.99, opt_eps=1e-6, momentum=0.7,
+                     rho=0.95)
+    adam = make_optimizer("adam", spec)
+    assert (adam.beta1, adam.beta2, adam.eps) == (0.8, 0.99, 1e-6)  # type: ignore[union-attr]
+    assert make_optimizer("nesterov", spec).momentum == 0.7  # type: ignore[union-attr]
+    assert make_optimizer("adadelta", spec).rho == 0.95  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        make_optimizer("lbfgs")
