@@ -10,18 +10,22 @@ differences measure the gradient and not the kink. ``run_checks`` runs them all;
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from numsweep.engine import layers
 from numsweep.engine.losses import softmax_cross_entropy, svm_loss
-from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
+from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 
 TOL = 1e-7
 """Largest relative error a check may have."""
+
+AnyNetwork = MLP | PatchConvNet | ConvNet3
 
 MARGIN = 3e-2
 """Smallest distance of a kink from the evaluation point: several times the most the stencil
@@ -108,7 +112,7 @@ def distinct(rng: np.random.Generator, shape: tuple[int, ...], gap: float = 0.05
 
 
 def check_layer(name: str, what: str, forward: Callable[..., tuple[np.ndarray, object]],
-                backward: Callable[[np.ndarray, object], tuple[np.ndarray, ...]],
+                backward: Callable[..., tuple[np.ndarray | None, ...]],
                 inputs: dict[str, np.ndarray], rng: np.random.Generator) -> CheckResult:
     """Checks ``backward`` against the gradient of sum(forward(**inputs) * dout) for a random
     upstream gradient dout; ``backward`` returns the input gradients in ``inputs`` order."""
@@ -224,7 +228,7 @@ class NetworkCase:
 
     name: str
     what: str
-    build: Callable[[np.random.Generator], Network]
+    build: Callable[[np.random.Generator], AnyNetwork]
     image_shape: tuple[int, int, int]
     batch: int
     num_classes: int
@@ -237,7 +241,7 @@ class NetworkCase:
         return None if self.dropout_seed is None else np.random.default_rng(self.dropout_seed)
 
 
-def kink_distances(net: Network, x: np.ndarray, y: np.ndarray,
+def kink_distances(net: AnyNetwork, x: np.ndarray, y: np.ndarray,
                    rng: np.random.Generator | None) -> tuple[list[np.ndarray], bool]:
     """Distances of every kink from the evaluation point, and whether every ReLU unit is on
     for some example (so that no gradient is trivially zero).
@@ -287,7 +291,7 @@ def kink_distances(net: Network, x: np.ndarray, y: np.ndarray,
 
 
 def smooth_case(case: NetworkCase, tries: int = 1000
-                ) -> tuple[Network, np.ndarray, np.ndarray]:
+                ) -> tuple[AnyNetwork, np.ndarray, np.ndarray]:
     """The first seed whose kinks all keep MARGIN from the evaluation point and whose units
     are all alive. Parameters get noise so non-zero biases exercise their gradients."""
     for seed in range(tries):
@@ -317,17 +321,15 @@ def check_network(case: NetworkCase) -> CheckResult:
 def network_cases() -> dict[str, NetworkCase]:
     f64 = np.float64
 
-    def mlp(hidden: tuple[int, ...], **kw: object) -> Callable[[np.random.Generator], Network]:
-        return lambda rng: MLP(8 * 3, hidden, 4, rng=rng, dtype=f64, **kw)  # type: ignore[arg-type]
+    def mlp(hidden: tuple[int, ...], **kw: Any) -> Callable[[np.random.Generator], AnyNetwork]:
+        return lambda rng: MLP(8 * 3, hidden, 4, rng=rng, dtype=f64, **kw)
 
-    def patch(**kw: object) -> Callable[[np.random.Generator], Network]:
-        return lambda rng: PatchConvNet((4, 4, 3), 2, 3, 5, 4, rng=rng, dtype=f64,
-                                        **kw)  # type: ignore[arg-type]
+    def patch(**kw: Any) -> Callable[[np.random.Generator], AnyNetwork]:
+        return lambda rng: PatchConvNet((4, 4, 3), 2, 3, 5, 4, rng=rng, dtype=f64, **kw)
 
     def conv3(shape: tuple[int, int, int], filter_size: int,
-              **kw: object) -> Callable[[np.random.Generator], Network]:
-        return lambda rng: ConvNet3(shape, 2, filter_size, 4, 3, rng=rng, dtype=f64,
-                                    **kw)  # type: ignore[arg-type]
+              **kw: Any) -> Callable[[np.random.Generator], AnyNetwork]:
+        return lambda rng: ConvNet3(shape, 2, filter_size, 4, 3, rng=rng, dtype=f64, **kw)
 
     mlp_shape = (2, 4, 3)
     cases = [
@@ -363,7 +365,7 @@ def checks() -> dict[str, Callable[[], CheckResult]]:
     """Every check by name: layers and losses first, then whole networks."""
     out = _layer_checks()
     for name, case in network_cases().items():
-        out[name] = lambda case=case: check_network(case)
+        out[name] = functools.partial(check_network, case)
     return out
 
 

@@ -111,7 +111,8 @@ class MLP(_Base):
         """images (N, H, W, C) -> (N, H*W*C)."""
         return images.reshape(len(images), -1)
 
-    def _forward(self, x: np.ndarray, rng: np.random.Generator | None):
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None
+                 ) -> tuple[np.ndarray, list[Any], Any]:
         caches = []
         h, _ = layers.dropout_forward(x, self.dropout_input, rng)
         for i in range(1, self.layers):
@@ -180,7 +181,8 @@ class PatchConvNet(_Base):
         """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C)."""
         return layers.patchify(images, self.f)
 
-    def _forward(self, p: np.ndarray, rng: np.random.Generator | None):
+    def _forward(self, p: np.ndarray, rng: np.random.Generator | None
+                 ) -> tuple[np.ndarray, tuple[Any, ...]]:
         p, _ = layers.dropout_forward(p, self.dropout_input, rng)
         s, c_conv = layers.patch_conv_forward(p, self.params["F"], self.params["bF"])
         s, c_act0 = self._act(s)
@@ -254,7 +256,8 @@ class ConvNet3(_Base):
         """images (N, H, W, C), used as they are (contiguous)."""
         return np.ascontiguousarray(images)
 
-    def _forward(self, x: np.ndarray, rng: np.random.Generator | None):
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None
+                 ) -> tuple[np.ndarray, tuple[Any, ...]]:
         x, _ = layers.dropout_forward(x, self.dropout_input, rng)
         s, c_conv = layers.conv_forward(x, self.params["F"], self.params["bF"],
                                         self.filter_size, self.stride, self.pad)
