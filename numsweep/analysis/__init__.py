@@ -1,6 +1,45 @@
 """Analysis: DataFrames of trials and curves from the database, and the charts drawn from them."""
 
-from numsweep.analysis.charts import ChartError, bar_data, draw_bars, save
-from numsweep.analysis.queries import load_curves, load_trials
+from numsweep.analysis.charts import (
+    ChartError,
+    bar_data,
+    curve_data,
+    draw_bars,
+    draw_curve_panels,
+    draw_curves,
+    draw_importance,
+    draw_lambda,
+    draw_optimizers,
+    draw_pareto,
+    draw_range_test,
+    importance_data,
+    lambda_data,
+    optimizer_data,
+    pareto_data,
+    range_test_data,
+    save,
+)
+from numsweep.analysis.queries import load_curves, load_stages, load_trials
 
-__all__ = ["ChartError", "bar_data", "draw_bars", "load_curves", "load_trials", "save"]
+__all__ = [
+    "ChartError",
+    "bar_data",
+    "curve_data",
+    "draw_bars",
+    "draw_curve_panels",
+    "draw_curves",
+    "draw_importance",
+    "draw_lambda",
+    "draw_optimizers",
+    "draw_pareto",
+    "draw_range_test",
+    "importance_data",
+    "lambda_data",
+    "load_curves",
+    "load_stages",
+    "load_trials",
+    "optimizer_data",
+    "pareto_data",
+    "range_test_data",
+    "save",
+]

@@ -1,0 +1,342 @@
+"""A sweep's report: one self-contained HTML page (charts embedded as base64 PNG) and a
+Markdown version with the chart files beside it, both drawn straight from the database."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.axes import Axes
+
+from numsweep.analysis import charts
+from numsweep.analysis.charts import ChartError
+from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.storage import Storage
+
+PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
+BAR_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    file: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`build_report` wrote: the two pages, the chart files, and the charts it
+    left out with the reason."""
+
+    html: Path
+    markdown: Path
+    charts: tuple[Chart, ...]
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        return charts.format_value(tuple(value))
+    return str(value)
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{100 * float(value):.2f}"
+
+
+def describe_space(space: dict[str, Any]) -> str:
+    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``."""
+    parts = []
+    for name, rule in space.items():
+        if isinstance(rule, dict) and "choices" in rule:
+            parts.append(f"{name}: one of {', '.join(_cell(c) for c in rule['choices'])}")
+        elif isinstance(rule, dict) and "low" in rule and "high" in rule:
+            extra = [w for w in ("log" if rule.get("log") else "",
+                                 f"grid of {rule['grid']}" if rule.get("grid") else "",
+                                 f"step {rule['step']}" if rule.get("step") else "") if w]
+            parts.append(f"{name}: {_cell(rule['low'])} to {_cell(rule['high'])}"
+                         + (f" ({', '.join(extra)})" if extra else ""))
+        else:
+            parts.append(f"{name}: {json.dumps(rule)}")
+    return "; ".join(parts) if parts else "(nothing searched)"
+
+
+def _value(values: pd.Series, metric: str) -> str:
+    best = values.min() if metric in charts.LOWER_IS_BETTER else values.max()
+    return _percent(best) if metric in charts.PERCENT_METRICS else _cell(float(best))
+
+
+def software_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
+            ) -> list[tuple[str, Table]]:
+    varying = charts.varying_parameters(trials)
+    counts = trials.groupby(["stage", "state"], dropna=False).size()
+    stage_rows = []
+    for st in stages:
+        in_stage = trials[trials["stage"] == st.name]
+        states = ", ".join(f"{n} {s.lower()}" for (name, s), n in counts.items()
+                           if name == st.name)
+        done = in_stage[in_stage["state"] == "COMPLETE"]
+        best = "" if done.empty or metric not in done else _value(done[metric], metric)
+        stage_rows.append([str(st.index), st.name, st.sampler, describe_space(st.space),
+                           st.note, states or "no trials", best])
+    out = [("Stages and the ranges they searched",
+            Table(["#", "stage", "sampler", "searched", "note", "trials",
+                   f"best {charts.metric_label(metric)}"], stage_rows))]
+    results = [c for c in ("val_acc", "test_acc", "train_seconds") if c in trials]
+    names = [st.name for st in stages] + (["(none)"] if trials["stage"].isna().any() else [])
+    for name in names:
+        in_stage = trials["stage"].isna() if name == "(none)" else trials["stage"] == name
+        done = trials[in_stage & (trials["state"] == "COMPLETE")]
+        if done.empty or metric not in done:
+            continue
+        best = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER).head(top)
+        rows = [[str(r["number"]), *[_cell(r[p]) for p in varying],
+                 *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
+                   for c in results]] for _, r in best.iterrows()]
+        heads = [charts.metric_label(c) for c in results]
+        out.append((f"Best trials of stage {name} (by {metric})",
+                    Table(["trial", *varying, *heads], rows)))
+    failed = trials[trials["state"].isin(["FAILED", "PRUNED"])]
+    if not failed.empty:
+        out.append(("Failed and pruned trials",
+                    Table(["trial", "stage", "state", *varying, "message"],
+                          [[str(r["number"]), _cell(r["stage"]), r["state"].lower(),
+                            *[_cell(r[p]) for p in varying], r["message"]]
+                           for _, r in failed.iterrows()])))
+    return out
+
+
+def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
+                ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
+    """(title, file stem, caption, draw) for every chart that fits this sweep."""
+    done = trials[trials["state"] == "COMPLETE"]
+    varying = charts.varying_parameters(done) if not done.empty else []
+    plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
+    ranked = metric in trials
+    for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
+        if m in trials:
+            plan.append((f"{charts.metric_label(m)} per configuration", f"bars-{m}",
+                         f"Mean over seeds per configuration (best {BAR_LIMIT} shown), error "
+                         "bars ±1 std where a configuration ran several seeds.",
+                         lambda m=m: charts.draw_bars(
+                             charts.bar_data(trials, m, top=BAR_LIMIT), m)))
+    if "lam" in varying and ranked:
+        plan.append((f"{charts.metric_label(metric)} against lam", "lambda",
+                     "Each trial's lam on a log axis, one marker per stage; the star is the "
+                     "chosen (best) lam.",
+                     lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
+    if not done.empty and ranked:
+        best_ids = []
+        for stage in dict.fromkeys(done["stage"]):
+            in_stage = done[done["stage"] == stage]
+            values = in_stage[metric].astype(float)
+            best = values.idxmin() if metric in charts.LOWER_IS_BETTER else values.idxmax()
+            best_ids.append(int(in_stage.loc[best, "trial_id"]))
+        chosen = done[done["trial_id"].isin(best_ids[:4])]
+
+        def curves() -> list[Axes]:
+            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]),
+                                     varying or None)
+            return charts.draw_curve_panels(data)
+
+        plan.append(("Learning curves of the best trial of each stage", "curves",
+                     "Loss, cost and accuracy on the training (solid) and validation (dashed) "
+                     "sets against update step, and the learning-rate schedule.", curves))
+    if {"optimizer", "dropout"} & set(varying):
+        plan.append(("Optimizers with and without dropout", "optimizers",
+                     "Training loss per epoch (step · batch_size / n_train), mean over the "
+                     "trials of each optimizer and dropout rate.",
+                     lambda: charts.draw_optimizers(charts.optimizer_data(
+                         done, load_curves(db, done["trial_id"])))))
+    for mode, unit in (("lr", "learning rate"), ("batch", "batch size")):
+        if f"best_{mode}" in done:
+            tests = done[done[f"best_{mode}"].notna()]
+            plan.append((f"{unit.capitalize()} range test", f"range-test-{mode}",
+                         f"Mini-batch loss of each update against the {unit} (faint) and its "
+                         "smoothed value, with the suggested values marked.",
+                         lambda tests=tests, mode=mode: charts.draw_range_test(
+                             charts.range_test_data(tests, load_curves(db, tests["trial_id"]),
+                                                    mode=mode))))
+    if len(varying) >= 2 and len(done) >= 3 and ranked:
+        plan.append((f"Parameter importance for {metric}", "importance",
+                     "Optuna's importance evaluator on a study rebuilt from the complete "
+                     "trials.",
+                     lambda: charts.draw_importance(charts.importance_data(trials, metric))))
+    if {"train_seconds", "test_acc"} <= set(trials.columns):
+        plan.append(("Test accuracy against training time", "pareto",
+                     "Every complete trial; the red line joins the trials no other trial "
+                     "beats in both accuracy and time.",
+                     lambda: charts.draw_pareto(charts.pareto_data(trials))))
+    return plan
+
+
+def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
+                 metric: str = "val_acc", top: int = 5) -> Report:
+    """Write ``report.html``, ``report.md`` and the charts' PNG files into ``out_dir``."""
+    storage = db if isinstance(db, Storage) else Storage(db)
+    record, stages = load_stages(storage, sweep)
+    trials = load_trials(storage, sweep)
+    if trials.empty:
+        raise ChartError(f"sweep {sweep!r} has no trials: nothing to report")
+    if metric != "val_acc" or "val_acc" in trials:  # trials without val_acc: range tests
+        charts.check_metric(trials, metric)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChartError(f"cannot create {out}: {exc.strerror or exc}") from None
+    made: list[Chart] = []
+    skipped: list[tuple[str, str]] = []
+    for title, stem, caption, draw in _chart_plan(trials, storage, metric):
+        try:
+            charts.save(draw(), out / f"{stem}.png")
+        except ChartError as exc:
+            skipped.append((title, str(exc)))
+            continue
+        made.append(Chart(title, f"{stem}.png", caption))
+    tables = _tables(trials, stages, metric, top)
+    counts = trials["state"].str.lower().value_counts()
+    summary = {
+        "sweep": record.name,
+        "database": storage.url,
+        "created": f"{record.created_at:%Y-%m-%d %H:%M}",
+        "seed": str(record.seed),
+        "trials": f"{len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})",
+        "report written": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    }
+    settings = {k: json.dumps(v) for k, v in record.spec.items()
+                if k not in ("stages", "name")}
+    versions = software_versions()
+    html_path = out / "report.html"
+    html_path.write_text(_html(record.name, summary, made, skipped, tables, settings, versions,
+                               out), encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text(_markdown(record.name, summary, made, skipped, tables, settings,
+                                 versions), encoding="utf-8")
+    return Report(html_path, md_path, tuple(made), tuple(skipped))
+
+
+# Rendering
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
+       padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+code { background: #f6f6f6; padding: 0 0.2em; }
+"""
+
+IMAGE_CHECK = """
+window.addEventListener("load", function () {
+  var images = document.images, loaded = 0;
+  for (var i = 0; i < images.length; i++) {
+    if (images[i].complete && images[i].naturalWidth > 0) { loaded++; }
+  }
+  document.body.setAttribute("data-images-loaded", loaded + "/" + images.length);
+});
+"""
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+                   for row in table.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pairs(items: dict[str, str]) -> Table:
+    return Table(["", ""], [[k, v] for k, v in items.items()])
+
+
+def _html(name: str, summary: dict[str, str], made: list[Chart],
+          skipped: list[tuple[str, str]], tables: list[tuple[str, Table]],
+          settings: dict[str, str], versions: dict[str, str], out: Path) -> str:
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>numsweep report: {e(name)}</title><style>{CSS}</style>"
+             f"<script>{IMAGE_CHECK}</script></head><body>",
+             f"<h1>Sweep {e(name)}</h1>", _html_table(_pairs(summary))]
+    for title, table in tables:
+        parts += [f"<h2>{e(title)}</h2>", _html_table(table)]
+    parts.append("<h2>Charts</h2>")
+    for chart in made:
+        data = base64.b64encode((out / chart.file).read_bytes()).decode("ascii")
+        parts.append(f"<figure><h3>{e(chart.title)}</h3>"
+                     f"<img alt=\"{e(chart.title)}\" src=\"data:image/png;base64,{data}\">"
+                     f"<figcaption>{e(chart.caption)}</figcaption></figure>")
+    if skipped:
+        parts.append("<p>Charts left out: " + "; ".join(
+            f"{e(t)} ({e(why)})" for t, why in skipped) + "</p>")
+    parts += ["<h2>Settings</h2>", _html_table(Table(["setting", "value"],
+                                                     [[k, v] for k, v in settings.items()])),
+              "<h2>Software</h2>", _html_table(Table(["package", "version"],
+                                                     [[k, v] for k, v in versions.items()])),
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> str:
+    lines = ["| " + " | ".join(_md_escape(c) or " " for c in table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def _markdown(name: str, summary: dict[str, str], made: list[Chart],
+              skipped: list[tuple[str, str]], tables: list[tuple[str, Table]],
+              settings: dict[str, str], versions: dict[str, str]) -> str:
+    parts = [f"# Sweep {name}", "", _md_table(Table(["", ""], [[k, v] for k, v in
+                                                              summary.items()])), ""]
+    for title, table in tables:
+        parts += [f"## {title}", "", _md_table(table), ""]
+    parts += ["## Charts", ""]
+    for chart in made:
+        parts += [f"### {chart.title}", "", f"![{chart.title}]({chart.file})", "",
+                  chart.caption, ""]
+    if skipped:
+        parts += ["Charts left out: " + "; ".join(f"{t} ({why})" for t, why in skipped), ""]
+    parts += ["## Settings", "", _md_table(Table(["setting", "value"],
+                                                 [[k, v] for k, v in settings.items()])), "",
+              "## Software", "", _md_table(Table(["package", "version"],
+                                                 [[k, v] for k, v in versions.items()])), ""]
+    return "\n".join(parts)

@@ -1,0 +1,221 @@
+"""Every chart from the generated database: what it draws, its labels and scales, its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from matplotlib.container import BarContainer
+
+from numsweep.analysis import (
+    ChartError,
+    bar_data,
+    curve_data,
+    draw_bars,
+    draw_curve_panels,
+    draw_curves,
+    draw_importance,
+    draw_lambda,
+    draw_optimizers,
+    draw_pareto,
+    draw_range_test,
+    importance_data,
+    lambda_data,
+    load_curves,
+    load_trials,
+    optimizer_data,
+    pareto_data,
+    range_test_data,
+    save,
+)
+from numsweep.analysis.charts import config_labels
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> None:
+    yield
+    plt.close("all")
+
+
+def _bars(ax: plt.Axes) -> BarContainer:
+    return next(c for c in ax.containers if isinstance(c, BarContainer))
+
+
+def _legend(ax: plt.Axes) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_bars_group_seeds_and_mark_a_lead_within_noise(demo_db: str) -> None:
+    trials = load_trials(demo_db, "archs")
+    data = bar_data(trials, "test_acc")
+    assert list(data["config"]) == ["f=4, nf=10", "f=2, nf=20", "f=8, nf=10"]
+    assert list(data["count"]) == [3, 3, 3]
+    assert data["mean"].iloc[0] == pytest.approx(59.0) and data["std"].iloc[0] == \
+        pytest.approx(1.0)
+    # 59 vs 58 with std 1 each: within noise; 49 is not
+    assert list(data["within_noise"]) == [False, True, False]
+    ax = draw_bars(data, "test_acc")
+    bars = _bars(ax)
+    assert len(bars) == 3
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(data["config"])
+    assert ax.get_ylabel() == "test accuracy (%)"
+    assert [b.get_hatch() for b in bars] == [None, "//", None]
+    assert any("within noise" in t for t in _legend(ax))
+    assert any("within the seed noise" in t.get_text() for t in ax.texts)
+    assert any("±1 std" in t for t in _legend(ax))
+
+
+def test_bars_time_is_lower_is_better_and_top_limits(demo_db: str) -> None:
+    trials = load_trials(demo_db, "archs")
+    data = bar_data(trials, "train_seconds", top=2)
+    assert len(data) == 2 and data.attrs["configs"] == 3
+    assert data["config"].iloc[0] == "f=8, nf=10"  # the fastest first
+    ax = draw_bars(data, "train_seconds")
+    assert ax.get_ylabel() == "training time (s)" and "2 of 3" in ax.get_title()
+    by_f = bar_data(trials, "test_acc", by=["f"])
+    assert list(by_f["config"]) == ["f=4", "f=2", "f=8"]
+
+
+def test_labels_read_like_the_course() -> None:
+    frame = pd.DataFrame({"f": [4], "nf": [10], "nh": [50], "lam": [0.00123], "number": [0]})
+    assert config_labels(frame, ["f", "nf", "nh"]).iloc[0] == "f=4, nf=10, nh=50"
+    assert config_labels(frame, ["lam"]).iloc[0] == "lam=0.00123"
+
+
+def test_errors_unknown_metric_and_empty_selection(demo_db: str) -> None:
+    trials = load_trials(demo_db, "archs")
+    with pytest.raises(ChartError, match=r"unknown metric 'nope'.*val_acc"):
+        bar_data(trials, "nope")
+    with pytest.raises(ChartError, match="no trials selected"):
+        bar_data(trials.iloc[0:0], "val_acc")
+    with pytest.raises(ChartError, match="unknown parameter 'bogus'"):
+        bar_data(trials, "val_acc", by=["bogus"])
+    only_failed = load_trials(demo_db, "lambda", state="failed")
+    with pytest.raises(ChartError, match="no complete trials"):
+        bar_data(only_failed, "val_acc")
+
+
+def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str) -> None:
+    trials = load_trials(demo_db, "optimizers")
+    chosen = trials[trials["dropout"] == 0].drop_duplicates("optimizer")
+    data = curve_data(chosen, load_curves(demo_db, chosen["trial_id"]))
+    assert set(data["label"]) == {"optimizer=sgd", "optimizer=adam"}
+    assert data["acc"].max() > 1  # percent
+    axes = draw_curve_panels(data)
+    assert len(axes) == 4
+    loss, cost, acc, lr = axes
+    assert len(loss.get_lines()) == 4  # 2 trials x (training, validation)
+    assert {line.get_linestyle() for line in loss.get_lines()} == {"-", "--"}
+    assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= set(_legend(loss))
+    assert loss.get_xlabel() == "update step" and "cross-entropy" in loss.get_ylabel()
+    assert "lam" in cost.get_ylabel() and acc.get_ylabel() == "accuracy (%)"
+    assert len(lr.get_lines()) == 2 and lr.get_title() == "learning-rate schedule"
+    assert max(lr.get_lines()[0].get_ydata()) == pytest.approx(0.1)
+    one = curve_data(chosen.iloc[:1], load_curves(demo_db, chosen["trial_id"]))
+    assert set(one["label"]) == {"trial 0"}
+    with pytest.raises(ChartError, match="unknown curve quantity"):
+        draw_curves(data, "bogus")
+
+
+def test_lambda_on_a_log_axis_with_stages_and_the_choice(demo_db: str) -> None:
+    data = lambda_data(load_trials(demo_db, "lambda"))
+    assert len(data) == 8  # the failed and the running trial are left out
+    assert data.loc[data["chosen"], "lam"].item() == pytest.approx(4e-3)
+    ax = draw_lambda(data)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "lam (log scale)"
+    assert ax.get_ylabel() == "validation accuracy (%)"
+    lines = ax.get_lines()
+    coarse, fine, star = lines[0], lines[1], lines[2]
+    assert coarse.get_marker() != fine.get_marker() and star.get_marker() == "*"
+    assert len(coarse.get_xdata()) == 5 and len(fine.get_xdata()) == 3
+    assert _legend(ax) == ["coarse (5 trials)", "fine (3 trials)", "chosen lam=0.004"]
+    with pytest.raises(ChartError, match="unknown parameter 'mu'"):
+        lambda_data(load_trials(demo_db, "lambda"), param="mu")
+
+
+def test_optimizers_per_epoch_with_and_without_dropout(demo_db: str) -> None:
+    trials = load_trials(demo_db, "optimizers")
+    data = optimizer_data(trials, load_curves(demo_db, trials["trial_id"]))
+    assert data["epoch"].max() == pytest.approx(200 * 100 / 5000)
+    assert set(data["n"]) == {2}
+    ax = draw_optimizers(data)
+    lines = ax.get_lines()
+    assert len(lines) == 4
+    assert sorted(_legend(ax)) == ["adam, dropout=0 (mean of 2)", "adam, dropout=0.5 (mean of 2)",
+                                   "sgd, dropout=0 (mean of 2)", "sgd, dropout=0.5 (mean of 2)"]
+    styles = {label: line.get_linestyle() for label, line in zip(_legend(ax), lines,
+                                                                  strict=True)}
+    assert styles["sgd, dropout=0 (mean of 2)"] == "-"
+    assert styles["sgd, dropout=0.5 (mean of 2)"] == "--"
+    assert ax.get_xlabel() == "epoch" and "training loss" in ax.get_ylabel()
+    with pytest.raises(ChartError, match="lack the parameter 'optimizer'"):
+        optimizer_data(trials.drop(columns="optimizer"), load_curves(demo_db, []))
+
+
+def test_range_tests_against_lr_and_batch_size_on_log_axes(demo_db: str) -> None:
+    trials = load_trials(demo_db, "range")
+    curves = load_curves(demo_db, trials["trial_id"])
+    with pytest.raises(ChartError, match="both lr and batch"):
+        range_test_data(trials, curves)
+    lr_tests = trials[trials["number"] < 2]
+    data = range_test_data(lr_tests, curves)
+    assert data.attrs["mode"] == "lr" and set(data["label"]) == {"batch_size=50",
+                                                                 "batch_size=200"}
+    assert data.attrs["marks"]["batch_size=50"] == {"best": 0.05, "steepest": 0.005}
+    ax = draw_range_test(data)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate (log scale)"
+    smoothed = [line for line in ax.get_lines() if line.get_label().endswith("(smoothed)")]
+    assert len(smoothed) == 2
+    assert ax.get_ylim()[1] < data["value"].max()  # the blow-up is cut off
+    assert {"lowest smoothed loss", "steepest descent"} <= set(_legend(ax))
+    batch = draw_range_test(range_test_data(trials, curves, mode="batch"))
+    assert batch.get_xscale() == "log" and batch.get_xlabel() == "batch size (log scale)"
+    with pytest.raises(ChartError, match="no range-test curves"):
+        range_test_data(load_trials(demo_db, "archs"), load_curves(demo_db, []))
+
+
+def test_importance_from_a_rebuilt_optuna_study(demo_db: str) -> None:
+    trials = load_trials(demo_db, "optimizers")
+    data = importance_data(trials, "val_acc")
+    assert set(data["param"]) == {"optimizer", "dropout"}
+    assert data["importance"].sum() == pytest.approx(1.0)
+    assert data["param"].iloc[0] == "dropout"  # val_acc depends on dropout only
+    ax = draw_importance(data)
+    assert len(_bars(ax)) == 2
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(data["param"])
+    assert "importance" in ax.get_xlabel()
+    with pytest.raises(ChartError, match="at least 2 complete trials"):
+        importance_data(trials.iloc[:1], "val_acc")
+
+
+def test_pareto_front() -> None:
+    frame = pd.DataFrame({
+        "trial_id": [1, 2, 3, 4], "number": [0, 1, 2, 3], "seed": [0] * 4,
+        "state": ["COMPLETE"] * 4,
+        "f": [2, 4, 8, 16], "train_seconds": [10.0, 5.0, 6.0, 1.0],
+        "test_acc": [0.6, 0.55, 0.5, 0.3]})
+    frame.attrs.update(params=["f"], metrics=["train_seconds", "test_acc"])
+    data = pareto_data(frame)
+    front = set(data.loc[data["on_front"], "label"])
+    assert front == {"f=2", "f=4", "f=16"}  # f=8 is slower and worse than f=4
+    ax = draw_pareto(data)
+    assert ax.get_xlabel() == "training time (s)" and ax.get_xscale() == "linear"
+    assert ax.get_ylabel() == "test accuracy (%)"
+    assert _legend(ax) == ["trials (4)", "Pareto front (3)"]
+    assert len(ax.get_lines()[0].get_xdata()) == 3
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [("png", b"\x89PNG"), ("svg", b"<?xml"),
+                                               ("pdf", b"%PDF")])
+def test_save_by_extension(demo_db: str, tmp_path: Path, suffix: str, magic: bytes) -> None:
+    data = pareto_data(load_trials(demo_db, "archs"))
+    path = save(draw_pareto(data), tmp_path / "sub" / f"chart.{suffix.upper()}")
+    assert path.read_bytes().startswith(magic)
+
+
+def test_save_rejects_other_formats(demo_db: str, tmp_path: Path) -> None:
+    with pytest.raises(ChartError, match="unsupported chart format"):
+        save(draw_pareto(pareto_data(load_trials(demo_db, "archs"))), tmp_path / "c.gif")

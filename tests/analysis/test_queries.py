@@ -1,0 +1,74 @@
+"""load_trials / load_curves: one column per parameter and result, in a few bulk queries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from numsweep.analysis import load_curves, load_stages, load_trials
+from numsweep.storage import Storage, StorageError
+from tests.analysis.conftest import build_db
+
+
+def test_one_column_per_parameter_and_result(demo_db: str) -> None:
+    frame = load_trials(demo_db, "lambda")
+    assert len(frame) == 10
+    assert {"trial_id", "stage", "state", "seed", "lam", "hidden", "batch_size", "val_acc",
+            "test_acc", "train_seconds"} <= set(frame.columns)
+    assert "lam" in frame.attrs["params"] and "val_acc" in frame.attrs["metrics"]
+    assert frame["hidden"].iloc[0] == (50,)  # lists become tuples, so they can be grouped
+    assert list(frame["stage"].unique()) == ["coarse", "fine"]
+    failed = frame[frame["state"] == "FAILED"]
+    assert len(failed) == 1 and math.isnan(failed["val_acc"].iloc[0])
+    running = frame[frame["state"] == "RUNNING"]
+    assert math.isnan(running["val_acc"].iloc[0]) and running["lam"].iloc[0] == 0.05
+
+
+def test_filters_by_stage_and_state(demo_db: str) -> None:
+    assert len(load_trials(demo_db, "lambda", stage="coarse")) == 5
+    assert len(load_trials(demo_db, "lambda", state="complete")) == 8
+    assert len(load_trials(demo_db, "lambda", state=["failed", "running"])) == 2
+    assert len(load_trials(demo_db)) == 10 + 9 + 8 + 3
+    empty = load_trials(demo_db, "lambda", stage="nope")
+    assert empty.empty and "trial_id" in empty.columns
+    with pytest.raises(StorageError, match="unknown trial state"):
+        load_trials(demo_db, "lambda", state="sleepy")
+    with pytest.raises(StorageError, match="no sweep named 'nope'"):
+        load_trials(demo_db, "nope")
+
+
+def test_curves_and_stages(demo_db: str) -> None:
+    ids = load_trials(demo_db, "lambda", stage="coarse")["trial_id"]
+    curves = load_curves(demo_db, ids)
+    assert list(curves.columns) == ["trial_id", "step", "split", "loss", "cost", "acc", "lr"]
+    assert len(curves) == 5 * 11 * 2 and set(curves["split"]) == {"train", "val"}
+    assert load_curves(demo_db, []).empty
+    record, stages = load_stages(demo_db, "lambda")
+    assert record.name == "lambda" and [s.name for s in stages] == ["coarse", "fine"]
+    assert stages[0].space["lam"]["grid"] == 5
+
+
+def test_reads_take_a_fixed_number_of_queries(tmp_path: Path) -> None:
+    """No query per trial: the statement count is the same for 30 and for 60 trials."""
+    counts = []
+    for copies in (1, 2):
+        storage = build_db(f"sqlite:///{tmp_path / f'{copies}.db'}")
+        if copies == 2:
+            build_db_more(storage)
+        statements: list[str] = []
+        event.listen(storage.engine, "before_cursor_execute",
+                     lambda *args, out=statements: out.append(args[2]))
+        frame = load_trials(storage)
+        load_curves(storage, frame["trial_id"])
+        counts.append((len(frame), len(statements)))
+    (n1, q1), (n2, q2) = counts
+    assert n2 > n1 and q1 == q2 <= 6
+
+
+def build_db_more(storage: Storage) -> None:
+    sweep = storage.get_or_create_sweep("more", {}, seed=0)
+    for n in range(30):
+        storage.start_trial(sweep.id, None, n, {"lam": 0.1 * n}, seed=n)
