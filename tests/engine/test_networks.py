@@ -128,3 +128,26 @@ def test_spec_coerces_network_parameters() -> None:
     assert (spec.filter_size, spec.conv_pad, spec.leaky_slope) == (5, None, 0.05)
     assert TrialSpec.from_mapping({"conv_pad": "2"}).conv_pad == 2
     assert TrialSpec.from_mapping(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(("kind", "variance"), [("xavier", 1.0), ("he", 2.0)])
+def test_initialisers_scale_by_fan_in(kind: str, variance: float) -> None:
+    from numsweep.engine.initializers import init_weights
+
+    w = init_weights(kind, 400, 300, np.random.default_rng(0), np.float32)
+    assert w.dtype == np.float32 and w.shape == (400, 300)
+    assert w.mean() == pytest.approx(0.0, abs=0.01 * np.sqrt(variance / 400))
+    assert w.var() == pytest.approx(variance / 400, rel=0.02)
+    net = ConvNet3((8, 8, 3), 16, 5, 10, 10, rng=np.random.default_rng(1), init=kind)
+    assert net.params["F"].var() == pytest.approx(variance / 75, rel=0.1)  # fan_in 5*5*3
+
+
+def test_patch_convnet_prepares_the_patch_matrix_once() -> None:
+    rng = np.random.default_rng(0)
+    net = PatchConvNet((8, 8, 3), 4, 5, 6, 3, rng=rng, dtype=np.float64)
+    images = rng.normal(size=(7, 8, 8, 3))
+    p = net.prepare(images)
+    assert p.shape == (7, 4, 48) and p.flags.c_contiguous
+    np.testing.assert_array_equal(p[2, 1], images[2, 0:4, 4:8].ravel())
+    # training and evaluation take the prepared matrix as it is, for any batch of its rows
+    np.testing.assert_allclose(net.scores(p[3:5]), net.scores(p)[3:5], rtol=1e-12)
