@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import ChartError, bar_data, draw_bars, load_trials, save
+from numsweep.analysis import ChartError, charts, load_curves, load_trials
 from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
 from numsweep.storage import DEFAULT_URL, Storage, StorageError
@@ -340,31 +340,231 @@ def plot() -> None:
     \b
     Example:
         numsweep plot bars --sweep lambda-coarse --metric val_acc -o lam.png
+        numsweep plot lambda --sweep lambda -o lambda.svg
+        numsweep plot curves --sweep smoothing --trial 12 --trial 13 -o curves.pdf
     """
+
+
+def selection_options(fn: F) -> F:
+    """--sweep, --stage, -o/--output and --db, shared by every chart."""
+    fn = db_option(fn)
+    fn = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+                      help="Output file: .png, .svg or .pdf.")(fn)
+    fn = click.option("--stage", default=None, help="Only this stage.")(fn)
+    return click.option("--sweep", "sweep_name", required=True, help="Sweep to draw.")(fn)
+
+
+def _selected(db: str, sweep_name: str, stage: str | None) -> Any:
+    frame = load_trials(db, sweep_name, stage=stage)
+    if frame.empty:
+        where = f"sweep {sweep_name!r}" + (f" stage {stage!r}" if stage else "")
+        raise ChartError(f"no trials in {where}: nothing to draw")
+    return frame
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def _wrote(ax: Any, output: str) -> None:
+    click.echo(f"wrote {charts.save(ax, output)}")
+
+
+BY_HELP = "Comma-separated parameters that label a configuration (default: those that vary)."
 
 
 @plot.command("bars")
-@click.option("--sweep", "sweep_name", required=True, help="Sweep to draw.")
-@click.option("--stage", default=None, help="Only this stage.")
+@selection_options
 @click.option("--metric", default="test_acc", show_default=True,
               help="Result to draw (val_acc, test_acc, train_seconds, ...).")
-@click.option("--by", default=None, help="Comma-separated parameters that name a bar "
-                                         "(default: those that vary).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .png, .svg or .pdf.")
-@db_option
-def plot_bars(sweep_name: str, stage: str | None, metric: str, by: str | None, output: str,
-              db: str) -> None:
-    """Bar chart of one result per configuration (mean and spread over seeds).
+@click.option("--by", default=None, help=BY_HELP)
+@click.option("--top", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Draw the best N configurations.")
+def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+              by: str | None, top: int) -> None:
+    """Bar chart of one result per configuration: mean and ±1 std over seeds, the best bar
+    dark, bars within noise of the best hatched.
 
     \b
     Example:
+        numsweep plot bars --sweep conv-archs --metric test_acc -o acc.png
         numsweep plot bars --sweep conv-archs --metric train_seconds --by f,nf -o time.png
     """
-    frame = load_trials(db, sweep_name, stage=stage)
-    data = bar_data(frame, metric, by.split(",") if by else None)
-    path = save(draw_bars(data, metric), output)
-    click.echo(f"wrote {path}")
+    frame = _selected(db, sweep_name, stage)
+    _wrote(charts.draw_bars(charts.bar_data(frame, metric, _names(by), top=top), metric), output)
+
+
+@plot.command("curves")
+@selection_options
+@click.option("--trial", "trial_ids", multiple=True, type=int, metavar="ID",
+              help="Trial id (as `numsweep trials` shows it); repeat to overlay. "
+                   "Default: the best trials by --metric.")
+@click.option("--best", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Without --trial: overlay the best N trials.")
+@click.option("--metric", default="val_acc", show_default=True,
+              help="Result that ranks trials for --best.")
+@click.option("--show", default="loss,cost,acc,lr", show_default=True,
+              help="Comma-separated panels: loss, cost, acc, lr (the learning-rate schedule).")
+@click.option("--by", default=None, help=BY_HELP)
+def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
+                trial_ids: tuple[int, ...], best: int, metric: str, show: str,
+                by: str | None) -> None:
+    """Training and validation loss, cost and accuracy against update step, and the
+    learning-rate schedule, for one or several trials overlaid.
+
+    \b
+    Example:
+        numsweep plot curves --sweep lambda-coarse -o best.png
+        numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    if trial_ids:
+        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
+        if missing:
+            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
+        chosen = frame[frame["trial_id"].isin(trial_ids)]
+    else:
+        charts.check_metric(frame, metric)
+        done = frame[frame["state"] == "COMPLETE"]
+        chosen = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER,
+                                  na_position="last").head(best)
+    curves = load_curves(db, chosen["trial_id"])
+    data = charts.curve_data(chosen, curves, _names(by))
+    _wrote(charts.draw_curve_panels(data, _names(show) or list(charts.CURVE_QUANTITIES)),
+           output)
+
+
+@plot.command("lambda")
+@selection_options
+@click.option("--metric", default="val_acc", show_default=True, help="Result on the y axis.")
+@click.option("--param", default="lam", show_default=True, help="Parameter on the log x axis.")
+def plot_lambda(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+                param: str) -> None:
+    """lam against validation accuracy on a log axis: one marker per stage (coarse, fine),
+    the chosen lam starred.
+
+    \b
+    Example:
+        numsweep plot lambda --sweep lambda -o lambda.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    _wrote(charts.draw_lambda(charts.lambda_data(frame, metric, param)), output)
+
+
+@plot.command("optimizers")
+@selection_options
+@click.option("--show", "quantity", default="loss", show_default=True,
+              type=click.Choice(["loss", "cost", "acc"]), help="Quantity on the y axis.")
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val"]))
+def plot_optimizers(sweep_name: str, stage: str | None, output: str, db: str, quantity: str,
+                    split: str) -> None:
+    """Training loss against epoch, one line per optimizer, solid without dropout and dashed
+    with it (mean over the trials, e.g. seeds, of each pair).
+
+    \b
+    Example:
+        numsweep plot optimizers --sweep optimizers -o optimizers.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    curves = load_curves(db, frame["trial_id"])
+    _wrote(charts.draw_optimizers(charts.optimizer_data(frame, curves, quantity, split)),
+           output)
+
+
+@plot.command("range-test")
+@selection_options
+@click.option("--trial", "trial_ids", multiple=True, type=int, metavar="ID",
+              help="Trial id; repeat to overlay (default: every range test in the sweep).")
+@click.option("--mode", default=None, type=click.Choice(["lr", "batch"]),
+              help="Learning-rate or batch-size tests (default: the kind the sweep holds).")
+@click.option("--show", "quantity", default="loss", show_default=True,
+              type=click.Choice(["loss", "cost", "acc"]), help="Quantity on the y axis.")
+@click.option("--by", default=None, help=BY_HELP)
+def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
+                    trial_ids: tuple[int, ...], mode: str | None, quantity: str,
+                    by: str | None) -> None:
+    """Range-test curves (from `numsweep range-test`): loss of each update against the
+    learning rate or the batch size on a log axis, smoothed, with the suggestions marked.
+
+    \b
+    Example:
+        numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=50
+        numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=200
+        numsweep plot range-test --sweep range-test -o lr-range.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    if trial_ids:
+        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
+        if missing:
+            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
+        frame = frame[frame["trial_id"].isin(trial_ids)]
+    curves = load_curves(db, frame["trial_id"])
+    data = charts.range_test_data(frame, curves, quantity, mode, _names(by))
+    _wrote(charts.draw_range_test(data), output)
+
+
+@plot.command("importance")
+@selection_options
+@click.option("--metric", default="val_acc", show_default=True, help="Result to explain.")
+@click.option("--params", default=None,
+              help="Comma-separated parameters (default: those that vary).")
+def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+                    params: str | None) -> None:
+    """Parameter importance from Optuna (PED-ANOVA) on a study rebuilt from the trials.
+
+    \b
+    Example:
+        numsweep plot importance --sweep random-search --metric val_acc -o importance.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params))),
+           output)
+
+
+@plot.command("pareto")
+@selection_options
+@click.option("--x", "x_metric", default="train_seconds", show_default=True,
+              help="Cost on the x axis (lower is better).")
+@click.option("--y", "y_metric", default="test_acc", show_default=True,
+              help="Result on the y axis (higher is better).")
+@click.option("--by", default=None, help=BY_HELP)
+def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metric: str,
+                y_metric: str, by: str | None) -> None:
+    """Accuracy against training time for every trial, with the Pareto front.
+
+    \b
+    Example:
+        numsweep plot pareto --sweep conv-archs -o pareto.png
+    """
+    frame = _selected(db, sweep_name, stage)
+    _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
+           output)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.html, report.md and the chart files.")
+@click.option("--metric", default="val_acc", show_default=True,
+              help="Result that ranks the trials.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Best trials listed per stage.")
+@db_option
+def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
+    """Write a sweep's report: a self-contained HTML page (charts embedded) and a Markdown
+    version with the chart files beside it, with the best trials per stage, the ranges each
+    stage searched, the settings and the software versions.
+
+    \b
+    Example:
+        numsweep report lambda-coarse -o report/
+    """
+    from numsweep.analysis.report import build_report
+
+    written = build_report(db, name, out_dir, metric=metric, top=top)
+    click.echo(f"wrote {written.html} and {written.markdown} ({len(written.charts)} charts)")
+    for title, why in written.skipped:
+        click.echo(f"left out {title}: {why}")
 
 
 @cli.command()
