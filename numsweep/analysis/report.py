@@ -274,9 +274,11 @@ window.addEventListener("load", function () {
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
                    for row in table.rows)
+    if not any(table.columns):
+        return f"<table><tbody>{body}</tbody></table>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -1,0 +1,86 @@
+"""The report: self-contained HTML (opened in headless Chromium) and Markdown with its images."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from numsweep.analysis.report import build_report, describe_space
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def lambda_report(demo_db: str, tmp_path_factory: pytest.TempPathFactory):
+    return build_report(demo_db, "lambda", tmp_path_factory.mktemp("report"))
+
+
+def test_html_is_self_contained_with_tables_settings_and_versions(lambda_report) -> None:
+    page = lambda_report.html.read_text()
+    titles = [c.title for c in lambda_report.charts]
+    assert any("against lam" in t for t in titles)
+    assert any("Learning curves" in t for t in titles)
+    assert any("per configuration" in t for t in titles)
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(lambda_report.charts) >= 5
+    assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert 'src="http' not in page and "<link" not in page  # nothing fetched from outside
+    assert "lam: 1e-05 to 0.1 (log, grid of 5)" in page
+    assert "narrowed around the coarse best" in page
+    assert "Best trials of stage coarse" in page and "Best trials of stage fine" in page
+    assert "Failed and pruned trials" in page and "diverged" in page
+    assert "10 (8 complete, 1 failed, 1 running)" in page
+    for name in ("optuna", "numpy", "matplotlib", "python"):
+        assert f"<td>{name}</td>" in page
+    assert "&quot;cycles&quot;: 1" in page  # the sweep's settings
+
+
+def test_markdown_links_images_that_exist(lambda_report) -> None:
+    text = lambda_report.markdown.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == len(lambda_report.charts)
+    for link in links:
+        assert (lambda_report.markdown.parent / link).read_bytes()[:4] == b"\x89PNG"
+    assert "| 0 | coarse | grid | lam: 1e-05 to 0.1 (log, grid of 5) |" in text
+
+
+def test_range_tests_are_reported_without_a_ranking_metric(demo_db: str,
+                                                           tmp_path: Path) -> None:
+    report = build_report(demo_db, "range", tmp_path)
+    files = {c.file for c in report.charts}
+    assert {"range-test-lr.png", "range-test-batch.png"} <= files
+
+
+def test_describe_space() -> None:
+    assert describe_space({"f": {"choices": [2, 4]}, "lam": {"low": 1e-3, "high": 0.1}}) == \
+        "f: one of 2, 4; lam: 0.001 to 0.1"
+    assert describe_space({}) == "(nothing searched)"
+
+
+def _loaded_images(page: Path, profile: Path) -> str:
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True)
+    found = re.search(r'<body[^>]*data-images-loaded="(\d+/\d+)"', result.stdout)
+    assert found, result.stdout[:500]
+    return found.group(1)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                             "(apt-get install chromium)")
+def test_report_opens_in_headless_chromium_with_every_image(lambda_report,
+                                                            tmp_path: Path) -> None:
+    n = len(lambda_report.charts)
+    assert _loaded_images(lambda_report.html, tmp_path / "profile") == f"{n}/{n}"
+    # the check notices a broken image
+    broken = tmp_path / "broken.html"
+    page = lambda_report.html.read_text()
+    broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
+    assert _loaded_images(broken, tmp_path / "profile2") == f"{n - 1}/{n}"
