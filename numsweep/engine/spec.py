@@ -151,11 +151,6 @@ class TrialSpec:
         _check(self.cutout >= 0, "cutout", self.cutout, ">= 0 pixels")
         _check(self.aug_copies >= 1, "aug_copies", self.aug_copies, "at least 1")
 
-    @property
-    def augments(self) -> bool:
-        """True when training batches are augmented (flip, translate, cutout or copies)."""
-        return bool(self.flip or self.translate or self.cutout or self.aug_copies > 1)
-
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrialSpec:
         """Build a spec from parsed TOML/JSON values or ``key=value`` strings."""
