@@ -132,6 +132,8 @@ class TrialSpec:
                "at least 1")
         _check(self.schedule != "step" or self.step_size is not None, "step_size",
                self.step_size, "a number of updates with schedule=step")
+        _check(self.schedule != "step" or self.eta_decay < 1, "eta_decay", self.eta_decay,
+               "below 1 with schedule=step (the factor of each drop, e.g. 0.1)")
         _check(self.n_updates is None or self.n_updates >= 1, "n_updates", self.n_updates,
                "at least 1")
         _check(self.n_updates is None or self.schedule not in ("cyclic", "exp_range"),

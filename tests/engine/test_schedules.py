@@ -111,6 +111,7 @@ def test_curve_steps_per_period() -> None:
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"schedule": "step"}, "step_size=None is invalid"),
+    ({"schedule": "step", "step_size": 10}, "eta_decay=1.0 is invalid: expected below 1"),
     ({"cycle_mult": 2, "schedule": "linear"}, "cycle_mult=2 is invalid"),
     ({"n_updates": 100}, "n_updates=100 is invalid: expected unset with schedule=cyclic"),
     ({"gamma": 0.9}, "gamma=0.9 is invalid"),
