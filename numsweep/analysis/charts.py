@@ -341,9 +341,12 @@ def draw_lambda(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax = _new_axes()
     for i, stage in enumerate(dict.fromkeys(data["stage"])):
         points = data[data["stage"] == stage].sort_values(param)
-        ax.plot(points[param], points[metric], marker=MARKERS[i % len(MARKERS)], markersize=7,
-                linestyle="-" if i == 0 else "none", linewidth=0.8, alpha=0.85,
-                color=f"C{i}", label=f"{stage} ({len(points)} trials)")
+        many = len(points) > 50
+        grid = not many and points[param].is_unique  # a grid: join its points
+        ax.plot(points[param], points[metric], marker=MARKERS[i % len(MARKERS)],
+                markersize=3 if many else 7, linestyle="-" if grid and i == 0 else "none",
+                linewidth=0.8, alpha=0.4 if many else 0.85, color=f"C{i}",
+                label=f"{stage} ({len(points)} trials)")
     chosen = data[data["chosen"]].iloc[0]
     ax.plot(chosen[param], chosen[metric], marker="*", markersize=18, color="gold",
             markeredgecolor="black", linestyle="none",
