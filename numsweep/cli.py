@@ -21,7 +21,7 @@ from numsweep.analysis import ChartError, charts, load_curves, load_trials
 from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
 from numsweep.storage import DEFAULT_URL, Storage, StorageError
-from numsweep.sweeps import SweepSpecError, TrialEvent, load_spec, run_single, run_sweep
+from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
 
 F = TypeVar("F", bound=Callable[..., Any])
 LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
@@ -214,95 +214,234 @@ def sweep() -> None:
 
     \b
     Example:
-        numsweep sweep run examples/lambda-coarse.toml --jobs 2
+        numsweep sweep run lambda-search --jobs 2 --data cifar10.npz
+        numsweep sweep show lambda-search
         numsweep sweep list
     """
 
 
 @sweep.command("run")
-@click.argument("spec_file", metavar="SPEC.toml", type=click.Path(dir_okay=False))
+@click.argument("spec_file", metavar="SPEC")
 @overrides_argument
 @click.option("--jobs", "-j", default=os.cpu_count() or 1, show_default="number of cores",
               type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="BLAS threads per trial (jobs x threads should not exceed the cores; "
+                   "results are reproducible for the same value).")
+@click.option("--budget", default=None, metavar="DURATION",
+              help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
+                   "and stop proposing trials when it is used up.")
 @data_option
 @db_option
-def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, data: str | None,
-              db: str) -> None:
-    """Run the stages of a sweep spec; KEY=VALUE overrides its fixed parameters.
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: int,
+              budget: str | None, data: str | None, db: str) -> None:
+    """Run the stages of a sweep spec (a .toml file or a preset name).
+
+    KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
+    changes a stage key (n_trials, sampler, time_budget, replicates, pruner, ...) or fixes a
+    parameter in that stage, space.NAME.KEY=VALUE changes a search range (low, high, grid).
 
     \b
     Example:
         numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
+        numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
     """
+    from numsweep.sweeps.budget import calibrate, data_shape, plan
+    from numsweep.sweeps.progress import SweepProgress
+    from numsweep.sweeps.spec import parse_duration
+
     spec = load_spec(spec_file, parse_overrides(overrides))
     storage = Storage(db)
     prepare_data(data)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                        console=console)
-    tasks: dict[str, Any] = {}
-    from numsweep.sweeps.runner import planned_trials
-
-    def on_event(event: TrialEvent) -> None:
-        if event.stage not in tasks:
-            stage = next(s for s in spec.stages if s.name == event.stage)
-            tasks[event.stage] = progress.add_task(
-                f"{spec.name}/{event.stage}", total=planned_trials(stage, dict(spec.space)))
-        if event.kind == "finished":
-            progress.advance(tasks[event.stage])
-            val = "" if event.val_acc is None or math.isnan(event.val_acc) else \
-                f" val_acc {event.val_acc:.4f}"
-            note = f" ({event.message})" if event.message else ""
-            state = event.state.value.lower() if event.state else ""
-            progress.console.print(f"trial {event.number} {state}{val}{note}")
-
-    with progress:
-        summaries = run_sweep(spec, storage, data_source=data, jobs=jobs, on_event=on_event)
+    if threads * jobs > (os.cpu_count() or 1):
+        console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
+                      f"{os.cpu_count()} cores")
+    dataset = load_dataset(data)
+    model = calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
+                                          len(dataset.x_test)))
+    seconds = parse_duration(budget, "--budget") if budget else None
+    if seconds is not None:
+        planned = plan(spec, seconds, model, jobs)
+        spec = planned.spec
+        for line in planned.lines:
+            console.print(line)
+    display = SweepProgress(console, jobs)
+    with display:
+        summaries = run_sweep(spec, storage, data_source=data, jobs=jobs, threads=threads,
+                              on_event=display, estimate=model.seconds, time_budget=seconds)
     for s in summaries:
-        best = "" if s.best_val_acc is None else \
-            f"; best val_acc {s.best_val_acc:.4f} at {s.best_params}"
+        best = "" if s.best_val_acc is None else (
+            f"; best val_acc {s.best_val_acc:.4f}"
+            + ("" if s.best_test_acc is None else f" (test_acc {s.best_test_acc:.4f})")
+            + f" at {s.best_params}")
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
-        click.echo(f"stage {s.name}: {counts}{best}")
+        reused = f", {s.reused} reused" if s.reused else ""
+        click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
 
 
 @sweep.command("list")
 @db_option
 def sweep_list(db: str) -> None:
-    """List the sweeps in the database.
+    """List the sweeps in the database with their trial counts by state.
 
     \b
     Example:
         numsweep sweep list --db sqlite:///numsweep.db
     """
+    from numsweep.sweeps.report import sweep_report
+
     storage = Storage(db)
     for record in storage.list_sweeps():
-        n = len(storage.get_trials(record.name))
-        click.echo(f"{record.name}\t{n} trials\tcreated {record.created_at:%Y-%m-%d %H:%M}")
+        counts = sweep_report(storage, record.name).counts
+        shown = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())) or "no trials"
+        click.echo(f"{record.name}\t{shown}\tcreated {record.created_at:%Y-%m-%d %H:%M}")
+
+
+@sweep.command("show")
+@click.argument("name")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Best trials to list.")
+@db_option
+def sweep_show(name: str, top: int, db: str) -> None:
+    """A sweep's stages, the ranges each chose and why, counts by state and best trials.
+
+    \b
+    Example:
+        numsweep sweep show lambda-search --top 3
+    """
+    from numsweep.sweeps.report import describe_space, sweep_report
+
+    rep = sweep_report(Storage(db), name, top)
+    click.echo(f"sweep {rep.sweep.name} (seed {rep.sweep.seed}, created "
+               f"{rep.sweep.created_at:%Y-%m-%d %H:%M})")
+    for st in rep.stages:
+        counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.counts.items()))
+        click.echo(f"stage {st.name} [{st.sampler}]: {counts or 'no trials'}"
+                   + (f", reused {len(st.reused)}" if st.reused else ""))
+        click.echo(f"  space: {describe_space(st.space)}")
+        if st.fixed:
+            click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
+        if st.note:
+            click.echo(f"  why: {st.note}")
+        if st.best is not None:
+            click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
+                       f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
+    searched = [n for e in rep.sweep.spec.get("space", {}) for n in e.split(",")]
+    click.echo("best trials:")
+    for t in rep.best:
+        shown = ", ".join(f"{n}={_cell(t.params.get(n))}" for n in searched)
+        click.echo(f"  trial {t.id} ({t.stage}) val_acc {t.metrics['val_acc']:.4f} "
+                   f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
+
+
+@sweep.command("presets")
+def sweep_presets() -> None:
+    """List the sweep specs shipped with numsweep (run one by name).
+
+    \b
+    Example:
+        numsweep sweep presets
+        numsweep sweep run lambda-search --data cifar10.npz
+    """
+    from numsweep.sweeps.spec import PRESET_DIR, preset_names
+
+    for name in preset_names():
+        spec = load_spec(PRESET_DIR / f"{name}.toml")
+        click.echo(f"{name}\t{spec.description}")
+
+
+@cli.group()
+def trial() -> None:
+    """Work with one stored trial.
+
+    \b
+    Example:
+        numsweep trial rerun 12
+    """
+
+
+@trial.command("rerun")
+@click.argument("trial_id", type=int)
+@data_option
+@db_option
+def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
+    """Train a stored trial again from its parameters and seed and compare the metrics.
+
+    Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
+    --data defaults to the data the sweep ran on.
+
+    \b
+    Example:
+        numsweep trial rerun 12 --db sqlite:///t.db
+    """
+    from numsweep.sweeps.runner import RERUN_METRICS, rerun_trial
+
+    storage = Storage(db)
+    with console.status(f"rerunning trial {trial_id}"):
+        rerun = rerun_trial(storage, trial_id, data_source=data)
+    if rerun.outcome.result is None:
+        raise click.ClickException(f"rerun of trial {trial_id} failed: {rerun.outcome.error}")
+    now = rerun.outcome.result.metrics()
+    for name in RERUN_METRICS:
+        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t{_cell(now[name])}")
+    diff = rerun.differences()
+    if diff:
+        raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
+                                   f"{', '.join(diff)}")
+    click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}")
+
+
+def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
+    """``lam<0.01``, ``val_acc>=0.4``, ``optimizer=adam`` -> (name, op, value)."""
+    import re
+
+    out = []
+    for item in items:
+        match = re.fullmatch(r"\s*(\w+)\s*(<=|>=|!=|==|<|>|=)\s*(.+?)\s*", item)
+        if not match:
+            raise click.UsageError(f"--where expects NAME<VALUE (or <=, >, >=, =, !=), "
+                                   f"got {item!r}")
+        name, op, text = match.groups()
+        try:
+            value: Any = float(text)
+        except ValueError:
+            value = text
+        out.append((name, "=" if op == "==" else op, value))
+    return out
 
 
 @cli.command()
 @click.option("--sweep", "sweep_name", default=None, help="Only this sweep.")
 @click.option("--stage", default=None, help="Only this stage.")
 @click.option("--state", default=None, help="Only this state (complete, failed, ...).")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help="Parameter or result condition such as lam<0.01 or val_acc>=0.4 "
+                   "(repeatable; all must hold).")
 @click.option("--sort", "sort_by", default=None, help="Sort by this column (descending).")
+@click.option("--asc", is_flag=True, help="Sort ascending instead.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most N rows.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @db_option
-def trials(sweep_name: str | None, stage: str | None, state: str | None, sort_by: str | None,
-           limit: int | None, fmt: str, db: str) -> None:
+def trials(sweep_name: str | None, stage: str | None, state: str | None, where: tuple[str, ...],
+           sort_by: str | None, asc: bool, limit: int | None, fmt: str, db: str) -> None:
     """Show stored trials with their parameters and results.
 
     \b
     Example:
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
+        numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    frame = load_trials(db, sweep_name, stage=stage, state=state)
+    storage = Storage(db)
+    frame = load_trials(storage, sweep_name, stage=stage, state=state)
+    if where:
+        ids = storage.trial_ids_where(parse_where(where), sweep_name)
+        frame = frame[frame["trial_id"].isin(ids)]
     if sort_by is not None:
         if sort_by not in frame.columns:
             raise click.ClickException(f"unknown column {sort_by!r}")
-        frame = frame.sort_values(sort_by, ascending=False, na_position="last")
+        frame = frame.sort_values(sort_by, ascending=asc, na_position="last")
     if limit is not None:
         frame = frame.head(limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)

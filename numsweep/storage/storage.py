@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -168,7 +168,54 @@ class Storage:
                              .order_by(StageModel.index))
             return [_stage_record(r) for r in rows]
 
+    def set_stage_note(self, stage_id: int, note: str) -> None:
+        """Replace a stage's note (what it chose and why, what it left out)."""
+        with self.session() as s:
+            row = s.get(StageModel, stage_id)
+            if row is None:
+                raise StorageError(f"no stage with id {stage_id}")
+            row.note = note
+
     # Trials
+
+    def count_trials(self, sweep_id: int) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(TrialModel)
+                                .where(TrialModel.sweep_id == sweep_id)) or 0)
+
+    def trial_ids_where(self, conditions: Sequence[tuple[str, str, Any]],
+                        sweep: str | None = None) -> list[int]:
+        """Ids of the trials whose parameter or metric ``name`` satisfies each ``(name, op,
+        value)`` condition; ``op`` is one of ``<``, ``<=``, ``>``, ``>=``, ``=``, ``!=``.
+
+        Numbers compare numerically (parameters through their stored number, metrics by value);
+        other values compare as their JSON text, so ``optimizer=adam`` works with ``=``/``!=``.
+        """
+        ops = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "=": "__eq__",
+               "!=": "__ne__"}
+        query = select(TrialModel.id).join(SweepModel, TrialModel.sweep_id == SweepModel.id)
+        if sweep is not None:
+            query = query.where(SweepModel.name == sweep)
+        for name, op, value in conditions:
+            if op not in ops:
+                raise StorageError(f"unknown comparison {op!r} (use {', '.join(ops)})")
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if numeric:
+                param = getattr(TrialParamModel.value_num, ops[op])(float(value))
+                metric = getattr(TrialMetricModel.value, ops[op])(float(value))
+            else:
+                if op not in ("=", "!="):
+                    raise StorageError(f"{name}{op}{value}: only = and != compare text")
+                param = getattr(TrialParamModel.value_json, ops[op])(json.dumps(value))
+                metric = TrialMetricModel.id.is_(None) & TrialMetricModel.id.is_not(None)
+            in_params = (select(TrialParamModel.trial_id)
+                         .where(TrialParamModel.name == name, param))
+            in_metrics = (select(TrialMetricModel.trial_id)
+                          .where(TrialMetricModel.name == name, metric,
+                                 TrialMetricModel.kind == FloatKind.FINITE))
+            query = query.where(TrialModel.id.in_(in_params) | TrialModel.id.in_(in_metrics))
+        with self.session() as s:
+            return list(s.scalars(query.order_by(TrialModel.id)))
 
     def next_trial_number(self, sweep_id: int) -> int:
         with self.session() as s:

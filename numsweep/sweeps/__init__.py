@@ -1,15 +1,36 @@
 """Sweeps: TOML specs, Optuna samplers, and stages run in parallel worker processes."""
 
-from numsweep.sweeps.runner import StageSummary, TrialEvent, run_single, run_sweep, trial_seed
-from numsweep.sweeps.spec import SweepSpec, SweepSpecError, load_spec, parse_spec
+from numsweep.sweeps.runner import (
+    Rerun,
+    StageSummary,
+    TrialEvent,
+    narrow_space,
+    rerun_trial,
+    run_single,
+    run_sweep,
+    trial_seed,
+)
+from numsweep.sweeps.spec import (
+    SweepSpec,
+    SweepSpecError,
+    load_spec,
+    parse_spec,
+    preset_names,
+    resolve_spec_path,
+)
 
 __all__ = [
+    "Rerun",
     "StageSummary",
     "SweepSpec",
     "SweepSpecError",
     "TrialEvent",
     "load_spec",
+    "narrow_space",
     "parse_spec",
+    "preset_names",
+    "rerun_trial",
+    "resolve_spec_path",
     "run_single",
     "run_sweep",
     "trial_seed",

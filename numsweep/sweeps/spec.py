@@ -11,15 +11,33 @@ Example::
 
     [space]
     lam = { type = "float", low = 1e-5, high = 1e-1, log = true, grid = 8 }
+    momentum = { low = 0.5, high = 0.99, when = { optimizer = ["momentum", "nesterov"] } }
+    "f,nf" = { choices = [[2, 3], [4, 10], [8, 40], [16, 160]] }   # tied parameters
 
     [[stages]]
     name = "coarse"
     sampler = "grid"
+
+    [[stages]]
+    name = "fine"
+    sampler = "tpe"
+    n_trials = 12
+    narrow = { top_k = 3, widen = 1 }
+
+    [[stages]]
+    name = "final"
+    sampler = "best"
+    fixed = { n_val = 1000, cycles = 3 }
+
+Every check names the file and the field in a one-line :class:`SweepSpecError`.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +48,14 @@ import numpy as np
 
 from numsweep.engine.spec import SpecError, TrialSpec, coerce, parameter_names
 
-SAMPLERS = ("grid", "random", "tpe")
+SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "list", "best")
+"""grid: every grid point once; random, tpe, qmc, gp, cmaes: Optuna samplers; list: only the
+stage's ``configs``; best: retrain the best configuration of earlier stages."""
+PRUNERS = ("none", "median", "halving", "hyperband")
+HISTORY_SAMPLERS = ("tpe", "gp", "cmaes")
+"""Samplers whose proposals depend on earlier results (see ``sync``)."""
+DEFAULT_SYNC = 4
+PRESET_DIR = Path(__file__).parent / "presets"
 
 
 class SweepSpecError(ValueError):
@@ -39,10 +64,13 @@ class SweepSpecError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpace:
-    """One searched parameter: a float or int range (linear or log), or categorical choices.
+    """One searched entry: a float or int range (linear or log), categorical choices, or a
+    tied group (``names`` has several parameters and each choice gives one value per name).
 
     ``grid`` is the number of grid points for the grid sampler (evenly spaced, in log10 space
-    when ``log``); ``choices`` are the values of a categorical parameter.
+    when ``log``). ``when`` makes the entry conditional: it is sampled only when each named
+    parameter has one of the listed values (otherwise the parameter keeps its fixed value or
+    default).
     """
 
     name: str
@@ -52,6 +80,19 @@ class ParamSpace:
     log: bool = False
     grid: int | None = None
     choices: tuple[Any, ...] = ()
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.name.split(","))
+
+    @property
+    def tied(self) -> bool:
+        return len(self.names) > 1
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("float", "int")
 
     def grid_values(self) -> list[Any]:
         if self.type == "categorical":
@@ -59,7 +100,9 @@ class ParamSpace:
         if self.grid is None:
             raise SweepSpecError(f"space.{self.name}: a grid stage needs 'grid' (number of points)")
         assert self.low is not None and self.high is not None
-        if self.log:
+        if self.grid == 1:
+            values = np.array([self.low if not self.log else math.sqrt(self.low * self.high)])
+        elif self.log:
             values = np.logspace(math.log10(self.low), math.log10(self.high), self.grid)
         else:
             values = np.linspace(self.low, self.high, self.grid)
@@ -68,6 +111,60 @@ class ParamSpace:
             return sorted({round(v) for v in values})
         return [float(v) for v in values]
 
+    def grid_step(self) -> float | None:
+        """Distance between grid points (in log10 units when ``log``); None without a grid."""
+        if not self.numeric or self.grid is None or self.grid < 2:
+            return None
+        assert self.low is not None and self.high is not None
+        lo, hi = ((math.log10(self.low), math.log10(self.high)) if self.log
+                  else (self.low, self.high))
+        return (hi - lo) / (self.grid - 1)
+
+    def assign(self, value: Any) -> dict[str, Any]:
+        """The parameters this entry sets for one chosen value."""
+        if self.tied:
+            return dict(zip(self.names, value, strict=True))
+        return {self.name: list(value) if isinstance(value, tuple) else value}
+
+    def active(self, params: Mapping[str, Any]) -> bool:
+        """Whether the ``when`` condition holds for these (fixed and chosen) parameters."""
+        return all(_plain(params.get(k)) in [_plain(v) for v in allowed]
+                   for k, allowed in self.when.items())
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return _plain(value) in [_plain(c) for c in self.choices]
+        assert self.low is not None and self.high is not None
+        tol = 1e-9 * max(abs(self.low), abs(self.high), 1e-300)
+        return isinstance(value, (int, float)) and self.low - tol <= value <= self.high + tol
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.type == "categorical":
+            out["choices"] = [_plain(c) for c in self.choices]
+        else:
+            out.update(low=self.low, high=self.high, log=self.log)
+            if self.grid is not None:
+                out["grid"] = self.grid
+        if self.when:
+            out["when"] = {k: [_plain(v) for v in vs] for k, vs in self.when.items()}
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare equal as lists."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class Narrow:
+    """Narrow numeric ranges to those spanned by the ``top_k`` best trials of stage
+    ``source`` (by val_acc), widened by ``widen`` grid steps of that stage's range."""
+
+    source: str
+    top_k: int = 3
+    widen: float = 1.0
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -75,6 +172,38 @@ class StageSpec:
     sampler: str
     n_trials: int | None = None
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    time_budget: float | None = None
+    configs: tuple[Mapping[str, Any], ...] = ()
+    replicates: int = 1
+    narrow: Narrow | None = None
+    reuse: bool = True
+    pruner: str = "none"
+    source: tuple[str, ...] = ()
+    sync: int = DEFAULT_SYNC
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "sampler": self.sampler,
+                               "fixed": dict(self.fixed)}
+        if self.n_trials is not None:
+            out["n_trials"] = self.n_trials
+        if self.time_budget is not None:
+            out["time_budget"] = self.time_budget
+        if self.configs:
+            out["configs"] = [dict(c) for c in self.configs]
+        if self.replicates != 1:
+            out["replicates"] = self.replicates
+        if self.narrow is not None:
+            out["narrow"] = {"from": self.narrow.source, "top_k": self.narrow.top_k,
+                             "widen": self.narrow.widen}
+        if not self.reuse:
+            out["reuse"] = False
+        if self.pruner != "none":
+            out["pruner"] = self.pruner
+        if self.source:
+            out["from"] = list(self.source)
+        if self.sync != DEFAULT_SYNC:
+            out["sync"] = self.sync
+        return out
 
 
 @dataclass(frozen=True)
@@ -85,41 +214,103 @@ class SweepSpec:
     space: Mapping[str, ParamSpace]
     stages: tuple[StageSpec, ...]
     description: str = ""
+    origin: str = "<spec>"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "seed": self.seed, "description": self.description,
             "fixed": dict(self.fixed),
-            "space": {k: _space_dict(v) for k, v in self.space.items()},
-            "stages": [{"name": s.name, "sampler": s.sampler, "n_trials": s.n_trials,
-                        "fixed": dict(s.fixed)} for s in self.stages],
+            "space": {k: v.to_dict() for k, v in self.space.items()},
+            "stages": [s.to_dict() for s in self.stages],
         }
 
+    def stage_fixed(self, stage: StageSpec) -> dict[str, Any]:
+        return {**self.fixed, **stage.fixed}
+
     def with_overrides(self, overrides: Mapping[str, str]) -> SweepSpec:
-        """Apply ``key=value`` overrides to the fixed parameters (validated)."""
-        fixed = dict(self.fixed)
-        for key, raw in overrides.items():
-            if key in ("name", "seed"):
-                continue
-            fixed[key] = raw
-        changed = {k: v for k, v in overrides.items() if k in ("name", "seed")}
-        return parse_spec({**self.to_dict(), "fixed": fixed, **changed}, "<overrides>")
+        """Apply ``key=value``, ``stage.key=value`` and ``space.name.key=value`` overrides.
+
+        ``key`` is ``name``, ``seed``, ``description`` or a parameter: a parameter becomes
+        fixed (and is no longer searched). ``stage.key`` sets a stage key (``n_trials``,
+        ``sampler``, ``time_budget``, ``replicates``, ``pruner``, ...) or a parameter fixed in
+        that stage. Values are TOML literals or plain text.
+        """
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            _apply_override(raw, key, value, self.origin)
+        return parse_spec(raw, self.origin)
 
 
-def _space_dict(p: ParamSpace) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": p.type}
-    if p.type == "categorical":
-        out["choices"] = list(p.choices)
+def _literal(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: str, origin: str) -> None:
+    def fail(message: str) -> SweepSpecError:
+        return SweepSpecError(f"{origin}: override {key}={value}: {message}")
+
+    parts = key.split(".")
+    params = set(parameter_names())
+    if len(parts) == 1:
+        if key in ("name", "description"):
+            raw[key] = value
+        elif key == "seed":
+            raw[key] = _literal(value)
+        elif key in params:
+            for entry in list(raw["space"]):
+                if key in entry.split(","):
+                    if "," in entry:
+                        raise fail(f"{key} is tied in space.\"{entry}\"; override each stage "
+                                   "or edit the spec")
+                    del raw["space"][entry]
+            raw["fixed"][key] = value
+        else:
+            raise fail(f"unknown parameter {key!r}")
+        return
+    if parts[0] == "space" and len(parts) == 3:
+        entry = raw["space"].get(parts[1])
+        if entry is None:
+            raise fail(f"space has no entry {parts[1]!r} (space: {', '.join(raw['space'])})")
+        entry[parts[2]] = _literal(value)
+        return
+    if len(parts) != 2:
+        raise fail("expected KEY, STAGE.KEY or space.NAME.KEY")
+    stage_name, field_name = parts
+    stages = [s for s in raw["stages"] if s.get("name") == stage_name]
+    if not stages:
+        names = ", ".join(str(s.get("name")) for s in raw["stages"])
+        raise fail(f"no stage named {stage_name!r} (stages: {names})")
+    stage = stages[0]
+    if field_name in params:
+        stage.setdefault("fixed", {})[field_name] = value
+    elif field_name in _STAGE_KEYS and field_name not in ("name", "fixed", "configs"):
+        stage[field_name] = _literal(value)
     else:
-        out.update(low=p.low, high=p.high, log=p.log)
-        if p.grid is not None:
-            out["grid"] = p.grid
-    return out
+        raise fail(f"unknown stage key or parameter {field_name!r}")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def resolve_spec_path(name: str | Path) -> Path:
+    """A spec file path, or the name of a shipped preset (``numsweep sweep presets``)."""
+    path = Path(name)
+    if path.exists() or path.suffix == ".toml" or "/" in str(name):
+        return path
+    preset = PRESET_DIR / f"{name}.toml"
+    if preset.exists():
+        return preset
+    raise SweepSpecError(f"{name}: no such spec file or preset "
+                         f"(presets: {', '.join(preset_names()) or 'none'})")
 
 
 def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> SweepSpec:
-    """Read and validate a TOML sweep spec; ``overrides`` change its fixed parameters."""
-    path = Path(path)
+    """Read and validate a TOML sweep spec (a path or a preset name); apply overrides."""
+    path = resolve_spec_path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -133,14 +324,35 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
 
 
 _TOP_KEYS = {"name", "seed", "description", "fixed", "space", "stages"}
-_SPACE_KEYS = {"type", "low", "high", "log", "grid", "choices"}
-_STAGE_KEYS = {"name", "sampler", "n_trials", "fixed"}
+_SPACE_KEYS = {"type", "low", "high", "log", "grid", "choices", "when"}
+_STAGE_KEYS = {"name", "sampler", "n_trials", "fixed", "time_budget", "configs", "replicates",
+               "narrow", "reuse", "pruner", "from", "sync"}
+_NARROW_KEYS = {"from", "top_k", "widen"}
+
+
+def parse_duration(value: Any, where: str = "duration") -> float:
+    """Seconds from a number of seconds or text such as ``90s``, ``30m``, ``1h30m``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value > 0 and math.isfinite(value):
+            return float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?",
+                             text)
+        if text and parts and any(parts.groups()):
+            h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+            seconds = 3600 * h + 60 * m + s
+            if seconds > 0:
+                return seconds
+    raise SweepSpecError(f"{where}={value!r} must be a positive duration such as 90, '90s', "
+                         "'30m' or '1h30m'")
 
 
 def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     def fail(message: str) -> SweepSpecError:
         return SweepSpecError(f"{origin}: {message}")
 
+    raw = copy.deepcopy(dict(raw))
     for key in raw:
         if key not in _TOP_KEYS:
             raise fail(f"unknown key {key!r} (expected {', '.join(sorted(_TOP_KEYS))})")
@@ -153,18 +365,32 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     fixed = _check_params(raw.get("fixed", {}), "fixed", fail)
     space = {k: _parse_space(k, v, fail) for k, v in _table(raw.get("space", {}), "space",
                                                              fail).items()}
-    overlap = set(space) & set(fixed)
+    searched = [n for p in space.values() for n in p.names]
+    twice = sorted({n for n in searched if searched.count(n) > 1})
+    if twice:
+        raise fail(f"space: {', '.join(twice)} is searched by more than one entry")
+    overlap = set(searched) & set(fixed)
     if overlap:
         raise fail(f"{', '.join(sorted(overlap))} is both fixed and searched")
+    for p in space.values():
+        for cond in p.when:
+            if cond in p.names:
+                raise fail(f"space.{p.name}.when: a parameter cannot depend on itself")
+            if cond not in searched and cond not in fixed:
+                # compared with the default value: allowed, but say so if it can never hold
+                default = getattr(TrialSpec(), cond)
+                if not p.active({cond: default}):
+                    raise fail(f"space.{p.name}.when: {cond} is neither fixed nor searched and "
+                               f"its default {default!r} is not in {list(p.when[cond])}, so "
+                               f"{p.name} would never be searched")
     stages_raw = raw.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise fail("'stages' must be a non-empty list of [[stages]] tables")
-    stages = tuple(_parse_stage(i, s, space, fixed, fail) for i, s in enumerate(stages_raw))
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names):
-        raise fail(f"stage names must be unique, got {names}")
-    return SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=stages,
-                     description=str(raw.get("description", "")))
+    stages: list[StageSpec] = []
+    for i, s in enumerate(stages_raw):
+        stages.append(_parse_stage(i, s, space, fixed, stages, fail))
+    return SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=tuple(stages),
+                     description=str(raw.get("description", "")), origin=origin)
 
 
 def _table(value: Any, where: str, fail: Any) -> Mapping[str, Any]:
@@ -192,29 +418,55 @@ def _check_params(values: Any, where: str, fail: Any) -> dict[str, Any]:
     return out
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
-    if name not in parameter_names():
-        raise fail(f"space.{name}: unknown parameter")
+    names = [n.strip() for n in name.split(",")]
+    for n in names:
+        if n not in parameter_names():
+            raise fail(f"space.{name}: unknown parameter {n!r}")
+    name = ",".join(names)
     raw = _table(raw, f"space.{name}", fail)
     for key in raw:
         if key not in _SPACE_KEYS:
             expected = ", ".join(sorted(_SPACE_KEYS))
             raise fail(f"space.{name}.{key}: unknown key (expected {expected})")
-    kind = raw.get("type", "categorical" if "choices" in raw else "float")
+    when = _parse_when(name, raw.get("when", {}), fail)
+    kind = raw.get("type", "categorical" if "choices" in raw or len(names) > 1 else "float")
+    if len(names) > 1 and kind != "categorical":
+        raise fail(f"space.{name}: tied parameters take 'choices' (one list of "
+                   f"{len(names)} values per choice)")
     if kind == "categorical":
         choices = raw.get("choices")
         if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
             raise fail(f"space.{name}.choices must be a non-empty list")
+        parsed = []
         for choice in choices:
-            _check_value(name, choice, f"space.{name}.choices", fail)
-        return ParamSpace(name, "categorical", choices=tuple(
-            tuple(c) if isinstance(c, list) else c for c in choices))
+            if len(names) > 1:
+                if not isinstance(choice, list) or len(choice) != len(names):
+                    raise fail(f"space.{name}.choices: {choice!r} must be a list of "
+                               f"{len(names)} values ({', '.join(names)})")
+                mapping = dict(zip(names, choice, strict=True))
+            else:
+                mapping = {name: choice}
+            try:
+                TrialSpec.from_mapping(mapping)
+            except SpecError as exc:
+                raise fail(f"space.{name}.choices: {exc}") from None
+            parsed.append(tuple(choice) if isinstance(choice, list) else choice)
+        if len({repr(_plain(c)) for c in parsed}) != len(parsed):
+            raise fail(f"space.{name}.choices has repeated values")
+        return ParamSpace(name, "categorical", choices=tuple(parsed), when=when)
     if kind not in ("float", "int"):
         raise fail(f"space.{name}.type={kind!r} must be float, int or categorical")
     low, high, log = raw.get("low"), raw.get("high"), raw.get("log", False)
     for key, v in (("low", low), ("high", high)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        if not _is_number(v):
             raise fail(f"space.{name}.{key} must be a finite number")
+    if not isinstance(log, bool):
+        raise fail(f"space.{name}.log={log!r} must be true or false")
     if low > high:
         raise fail(f"space.{name}: low={low} is above high={high}")
     if log and low <= 0:
@@ -222,44 +474,227 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
     grid = raw.get("grid")
     if grid is not None and (not isinstance(grid, int) or isinstance(grid, bool) or grid < 1):
         raise fail(f"space.{name}.grid={grid!r} must be a positive integer (number of points)")
-    for v in (low, high):
-        _check_value(name, v, f"space.{name}", fail)
+    for key, v in (("low", low), ("high", high)):
+        try:
+            TrialSpec.from_mapping({name: v})
+        except SpecError as exc:
+            raise fail(f"space.{name}.{key}: {exc}") from None
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise fail(f"space.{name}: an int range needs integer low and high")
-    return ParamSpace(name, kind, low=low, high=high, log=bool(log), grid=grid)
+    if kind == "int":
+        low, high = int(low), int(high)
+    return ParamSpace(name, kind, low=low, high=high, log=log, grid=grid, when=when)
 
 
-def _check_value(name: str, value: Any, where: str, fail: Any) -> None:
-    try:
-        TrialSpec.from_mapping({name: value})
-    except SpecError as exc:
-        raise fail(f"{where}: {exc}") from None
+def _parse_when(name: str, raw: Any, fail: Any) -> dict[str, tuple[Any, ...]]:
+    raw = _table(raw, f"space.{name}.when", fail)
+    out: dict[str, tuple[Any, ...]] = {}
+    for key, allowed in raw.items():
+        if key not in parameter_names():
+            raise fail(f"space.{name}.when.{key}: unknown parameter")
+        values = allowed if isinstance(allowed, list) else [allowed]
+        if not values:
+            raise fail(f"space.{name}.when.{key} must list at least one value")
+        for v in values:
+            try:
+                TrialSpec.from_mapping({key: v})
+            except SpecError as exc:
+                raise fail(f"space.{name}.when.{key}: {exc}") from None
+        out[key] = tuple(values)
+    return out
+
+
+def _positive_int(value: Any, where: str, fail: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail(f"{where}={value!r} must be a positive integer")
+    return value
 
 
 def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
-                 fixed: Mapping[str, Any], fail: Any) -> StageSpec:
-    raw = _table(raw, f"stages[{index}]", fail)
+                 fixed: Mapping[str, Any], earlier: Sequence[StageSpec],
+                 fail: Any) -> StageSpec:
+    where = f"stages[{index}]"
+    raw = _table(raw, where, fail)
     for key in raw:
         if key not in _STAGE_KEYS:
-            raise fail(f"stages[{index}].{key}: unknown key "
-                       f"(expected {', '.join(sorted(_STAGE_KEYS))})")
+            raise fail(f"{where}.{key}: unknown key (expected {', '.join(sorted(_STAGE_KEYS))})")
     name = raw.get("name", f"stage{index}")
+    if not isinstance(name, str) or not name or "." in name:
+        raise fail(f"{where}.name={name!r} must be a non-empty string without dots")
+    if any(s.name == name for s in earlier):
+        raise fail(f"{where}.name={name!r}: stage names must be unique")
+    where = f"stages.{name}"
     sampler = raw.get("sampler", "grid")
     if sampler not in SAMPLERS:
-        raise fail(f"stages[{index}].sampler={sampler!r} must be one of {', '.join(SAMPLERS)}")
+        raise fail(f"{where}.sampler={sampler!r} must be one of {', '.join(SAMPLERS)}")
     n_trials = raw.get("n_trials")
-    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
-        raise fail(f"stages[{index}].n_trials={n_trials!r} must be a positive integer")
-    if sampler == "grid":
-        for p in space.values():
-            if p.type != "categorical" and p.grid is None:
-                raise fail(f"stages[{index}] is a grid stage but space.{p.name} has no 'grid' "
-                           "(number of points)")
-    elif n_trials is None:
-        raise fail(f"stages[{index}].n_trials is required for the {sampler} sampler")
-    stage_fixed = _check_params(raw.get("fixed", {}), f"stages[{index}].fixed", fail)
+    if n_trials is not None:
+        _positive_int(n_trials, f"{where}.n_trials", fail)
+    stage_fixed = _check_params(raw.get("fixed", {}), f"{where}.fixed", fail)
+    searched = {n for p in space.values() for n in p.names}
+    clash = sorted(set(stage_fixed) & searched)
+    if clash and sampler != "best":
+        raise fail(f"{where}.fixed: {', '.join(clash)} is searched; a stage cannot fix it")
     try:
         TrialSpec.from_mapping({**fixed, **stage_fixed})
     except SpecError as exc:
-        raise fail(f"stages[{index}].fixed: {exc}") from None
-    return StageSpec(name=str(name), sampler=sampler, n_trials=n_trials, fixed=stage_fixed)
+        raise fail(f"{where}.fixed: {exc}") from None
+    time_budget = raw.get("time_budget")
+    if time_budget is not None:
+        try:
+            time_budget = parse_duration(time_budget, f"{where}.time_budget")
+        except SweepSpecError as exc:
+            raise fail(str(exc)) from None
+    configs_raw = raw.get("configs", [])
+    if not isinstance(configs_raw, list):
+        raise fail(f"{where}.configs must be a list of tables")
+    configs = []
+    for j, config in enumerate(configs_raw):
+        checked = _check_params(config, f"{where}.configs[{j}]", fail)
+        extra = sorted(set(checked) - searched)
+        if extra:
+            raise fail(f"{where}.configs[{j}]: {', '.join(extra)} is not searched (configs "
+                       "set searched parameters; fixed ones go in 'fixed')")
+        try:
+            TrialSpec.from_mapping({**fixed, **stage_fixed, **checked})
+        except SpecError as exc:
+            raise fail(f"{where}.configs[{j}]: {exc}") from None
+        configs.append(checked)
+    replicates = _positive_int(raw.get("replicates", 1), f"{where}.replicates", fail)
+    sync = _positive_int(raw.get("sync", DEFAULT_SYNC), f"{where}.sync", fail)
+    reuse = raw.get("reuse", True)
+    if not isinstance(reuse, bool):
+        raise fail(f"{where}.reuse={reuse!r} must be true or false")
+    pruner = raw.get("pruner", "none")
+    if pruner not in PRUNERS:
+        raise fail(f"{where}.pruner={pruner!r} must be one of {', '.join(PRUNERS)}")
+    if pruner != "none" and replicates > 1:
+        raise fail(f"{where}.pruner={pruner!r} needs replicates = 1")
+    earlier_names = [s.name for s in earlier]
+    source_raw = raw.get("from", [])
+    source = tuple([source_raw] if isinstance(source_raw, str) else source_raw)
+    for s in source:
+        if s not in earlier_names:
+            raise fail(f"{where}.from={s!r} must name an earlier stage "
+                       f"({', '.join(earlier_names) or 'there is none'})")
+    narrow = _parse_narrow(raw.get("narrow"), where, earlier, space, fail)
+
+    if sampler == "grid":
+        for p in space.values():
+            if p.numeric and p.grid is None:
+                raise fail(f"{where} is a grid stage but space.{p.name} has no 'grid' "
+                           "(number of points)")
+        if not space:
+            raise fail(f"{where} is a grid stage but the space is empty (an empty grid)")
+    elif sampler == "list":
+        if not configs:
+            raise fail(f"{where}.configs must list at least one configuration for "
+                       "sampler = 'list'")
+    elif sampler == "best":
+        if not earlier:
+            raise fail(f"{where}: sampler = 'best' needs an earlier stage to take the best "
+                       "configuration from")
+    else:
+        if n_trials is None:
+            raise fail(f"{where}.n_trials is required for the {sampler} sampler")
+        if not space:
+            raise fail(f"{where}: the {sampler} sampler needs a non-empty space")
+        if n_trials < len(configs):
+            raise fail(f"{where}.n_trials={n_trials} is fewer than its {len(configs)} configs")
+    if sampler == "grid" and narrow is not None:
+        for p in space.values():
+            if p.numeric and p.grid is None:
+                raise fail(f"{where}.narrow: space.{p.name} needs 'grid'")
+    return StageSpec(name=name, sampler=sampler, n_trials=n_trials, fixed=stage_fixed,
+                     time_budget=time_budget, configs=tuple(configs), replicates=replicates,
+                     narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync)
+
+
+def _parse_narrow(raw: Any, where: str, earlier: Sequence[StageSpec],
+                  space: Mapping[str, ParamSpace], fail: Any) -> Narrow | None:
+    if raw is None or raw is False:
+        return None
+    if not earlier:
+        raise fail(f"{where}.narrow needs an earlier stage to narrow from")
+    if raw is True:
+        raw = {}
+    raw = _table(raw, f"{where}.narrow", fail)
+    for key in raw:
+        if key not in _NARROW_KEYS:
+            raise fail(f"{where}.narrow.{key}: unknown key (expected "
+                       f"{', '.join(sorted(_NARROW_KEYS))})")
+    source = raw.get("from", earlier[-1].name)
+    if source not in [s.name for s in earlier]:
+        raise fail(f"{where}.narrow.from={source!r} must name an earlier stage")
+    top_k = _positive_int(raw.get("top_k", 3), f"{where}.narrow.top_k", fail)
+    widen = raw.get("widen", 1)
+    if not _is_number(widen) or widen < 0:
+        raise fail(f"{where}.narrow.widen={widen!r} must be a number of grid steps >= 0")
+    if not any(p.numeric for p in space.values()):
+        raise fail(f"{where}.narrow: the space has no float or int range to narrow")
+    return Narrow(source=source, top_k=top_k, widen=float(widen))
+
+
+def grid_points(space: Mapping[str, ParamSpace], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every grid point once, in a fixed order: the cartesian product of the entries' grid
+    values, leaving out conditional entries whose condition does not hold."""
+    entries = list(space.values())
+    base = [p for p in entries if not p.when]
+    conditional = [p for p in entries if p.when]
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*[p.grid_values() for p in base]):
+        point: dict[str, Any] = {}
+        for p, v in zip(base, combo, strict=True):
+            point.update(p.assign(v))
+        active = [p for p in conditional if p.active({**fixed, **point})]
+        for extra in itertools.product(*[p.grid_values() for p in active]):
+            full = dict(point)
+            for p, v in zip(active, extra, strict=True):
+                full.update(p.assign(v))
+            key = repr(sorted(full.items()))
+            if key not in seen:
+                seen.add(key)
+                points.append(full)
+    return points
+
+
+def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
+                         num_classes: int) -> None:
+    """Build each model shape the spec can produce on these images; a shape that does not fit
+    (such as an f that does not divide the image size) is a one-line error naming the field."""
+    from numsweep.engine.train import build_network
+
+    shape_params = ("model", "f", "nf", "nh", "filter_size", "conv_stride", "conv_pad")
+    entries = [p for p in spec.space.values()
+               if any(n in shape_params for n in p.names)
+               and (p.type == "categorical" or (p.type == "int" and p.high is not None
+                                                 and p.low is not None
+                                                 and p.high - p.low <= 64))]
+    values = [p.choices if p.type == "categorical" else
+              tuple(range(int(p.low or 0), int(p.high or 0) + 1)) for p in entries]
+    rng = np.random.default_rng(0)
+    checked: set[str] = set()
+    for stage in spec.stages:
+        fixed = spec.stage_fixed(stage)
+        for combo in itertools.islice(itertools.product(*values), 500):
+            params = dict(fixed)
+            for p, v in zip(entries, combo, strict=True):
+                if p.active(params):
+                    params.update(p.assign(v))
+            try:
+                trial = TrialSpec.from_mapping(params)
+            except SpecError:
+                continue
+            key = repr(sorted((k, getattr(trial, k)) for k in shape_params))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                build_network(trial, image_shape, num_classes, rng)
+            except ValueError as exc:
+                named = re.match(r"(\w+)=", str(exc))
+                bad = [p.name for p in entries if named and named.group(1) in p.names]
+                field_name = (f"space.{bad[0]}" if bad else
+                              f"stages.{stage.name}.fixed" if stage.fixed else "fixed")
+                raise SweepSpecError(f"{spec.origin}: {field_name}: {exc}") from None

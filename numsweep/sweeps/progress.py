@@ -1,0 +1,126 @@
+"""The live progress display of a sweep (rich): per stage the trials done, running, pruned and
+failed and the best val_acc so far; elapsed time, time left, and the planner's estimate
+against the measured time of the finished trials."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from numsweep.storage import TrialState
+from numsweep.sweeps.runner import TrialEvent
+
+
+@dataclass
+class _Stage:
+    name: str
+    planned: int = 0
+    reused: int = 0
+    running: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    best: float = math.nan
+    measured: list[float] = field(default_factory=list)
+    estimated: list[float] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class SweepProgress:
+    """Receives :class:`TrialEvent` objects and redraws a live table; also prints one line per
+    finished trial above it. Use as a context manager around ``run_sweep``."""
+
+    def __init__(self, console: Console, jobs: int, *, lines: bool = True) -> None:
+        self.console = console
+        self.jobs = jobs
+        self.lines = lines
+        self.stages: dict[str, _Stage] = {}
+        self.order: list[str] = []
+        self.start = time.monotonic()
+        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> SweepProgress:
+        self.start = time.monotonic()
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.update(self.render())
+        self.live.__exit__(*exc)
+
+    def __call__(self, event: TrialEvent) -> None:
+        stage = self.stages.get(event.stage)
+        if stage is None:
+            stage = self.stages[event.stage] = _Stage(event.stage)
+            self.order.append(event.stage)
+        if event.kind == "stage":
+            stage.planned, stage.reused = event.planned, event.reused
+            if event.message and self.lines:
+                self.live.console.print(f"[bold]{event.stage}[/]: {event.message}")
+        elif event.kind == "started":
+            stage.running += 1
+        elif event.kind == "finished":
+            stage.running = max(0, stage.running - 1)
+            state = event.state.value if event.state else "FAILED"
+            stage.counts[state] = stage.counts.get(state, 0) + 1
+            if event.state is TrialState.COMPLETE and event.val_acc is not None \
+                    and math.isfinite(event.val_acc):
+                stage.best = event.val_acc if math.isnan(stage.best) else max(stage.best,
+                                                                              event.val_acc)
+            if event.seconds is not None:
+                stage.measured.append(event.seconds)
+                if event.estimate is not None:
+                    stage.estimated.append(event.estimate)
+            if self.lines:
+                val = ("" if event.val_acc is None or math.isnan(event.val_acc)
+                       else f" val_acc {event.val_acc:.4f}")
+                timing = "" if event.seconds is None else f" in {event.seconds:.1f} s"
+                if event.estimate is not None:
+                    timing += f" (estimated {event.estimate:.1f} s)"
+                note = f" ({event.message})" if event.message else ""
+                self.live.console.print(f"{event.stage} trial {event.number} "
+                                        f"{state.lower()}{val}{timing}{note}")
+        self.live.update(self.render())
+
+    def eta(self) -> float:
+        """Seconds left: remaining trials x mean measured seconds per trial / jobs."""
+        measured = [s for st in self.stages.values() for s in st.measured]
+        if not measured:
+            return math.nan
+        left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
+        return left * (sum(measured) / len(measured)) / self.jobs
+
+    def render(self) -> Group:
+        table = Table("stage", "done", "running", "pruned", "failed", "reused", "best val_acc",
+                      "estimated s", "measured s", title=None)
+        for name in self.order:
+            st = self.stages[name]
+            complete = st.counts.get("COMPLETE", 0)
+            table.add_row(
+                name, f"{complete}/{st.planned}" if st.planned else str(complete),
+                str(st.running), str(st.counts.get("PRUNED", 0)),
+                str(st.counts.get("FAILED", 0)), str(st.reused),
+                "" if math.isnan(st.best) else f"{st.best:.4f}",
+                f"{sum(st.estimated):.1f}" if st.estimated else "",
+                f"{sum(st.measured):.1f}" if st.measured else "")
+        elapsed = time.monotonic() - self.start
+        footer = Text(f"elapsed {_duration(elapsed)}   time left ~{_duration(self.eta())}   "
+                      f"jobs {self.jobs}")
+        return Group(table, footer)
