@@ -248,7 +248,9 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     data["acc"] = data["acc"] * 100
     order = {tid: n for n, tid in enumerate(trials["trial_id"])}
     data["order"] = data["trial_id"].map(order)
-    return data.sort_values(["order", "split", "step"], kind="stable").reset_index(drop=True)
+    data = data.sort_values(["order", "split", "step"], kind="stable").reset_index(drop=True)
+    data.attrs["smoothed"] = "eps" in trials and bool((trials["eps"].astype(float) > 0).any())
+    return data
 
 
 def _check_quantity(quantity: str) -> None:
@@ -267,6 +269,15 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
                                                       key=lambda s: (s != "train", s))
     styles = {s: DASHES[i % len(DASHES)] for i, s in enumerate(splits)}
     labels = list(dict.fromkeys(data["label"]))
+    shared = False
+    if quantity == "lr" and len(labels) > 1:
+        schedules = {tuple(data[(data["label"] == label) & (data["split"] == "train")]
+                           [["step", "lr"]].itertuples(index=False)) for label in labels}
+        if len(schedules) == 1:  # the same schedule: one line, not several on top of another
+            first = data[(data["label"] == labels[0]) & (data["split"] == "train")]
+            ax.plot(first["step"], first["lr"], color="black",
+                    label=f"every trial ({len(labels)})")
+            labels, shared = [], True
     for i, label in enumerate(labels):
         color = f"C{i % 10}"
         for split in splits:
@@ -279,11 +290,14 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
     ax.set_ylabel(CURVE_LABELS[quantity])
     title = {"lr": "learning-rate schedule"}.get(quantity, f"{CURVE_LABELS[quantity]}")
     ax.set_title(title + ("" if quantity == "lr" else " vs update step"))
+    if quantity in ("loss", "cost") and data.attrs.get("smoothed"):
+        ax.set_title(f"{quantity} vs update step (eps > 0: against smoothed targets)",
+                     fontsize=10)
     handles, names = ax.get_legend_handles_labels()
     if quantity != "lr" and len(splits) > 1:
         handles += [Line2D([], [], color="gray", linestyle=styles[s]) for s in splits]
         names += [{"train": "training", "val": "validation"}.get(s, s) for s in splits]
-    if len(labels) > 1 or (quantity != "lr" and len(splits) > 1):
+    if len(handles) > 1 or shared:
         ax.legend(handles, names, fontsize=8)
     ax.grid(alpha=0.3)
     return ax
@@ -509,6 +523,7 @@ def draw_range_test(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     quantity, mode = data.attrs.get("quantity", "loss"), data.attrs.get("mode", "lr")
     marks = data.attrs.get("marks", {})
     unit = "learning rate" if mode == "lr" else "batch size"
+    title_unit = "learning-rate" if mode == "lr" else "batch-size"
     if ax is None:
         ax = _new_axes()
     starts = []
@@ -539,7 +554,7 @@ def draw_range_test(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xscale("log")
     ax.set_xlabel(f"{unit} (log scale)")
     ax.set_ylabel(f"mini-batch {CURVE_LABELS[quantity]}")
-    ax.set_title(f"{unit} range test: {quantity} of each update")
+    ax.set_title(f"{title_unit} range test: {quantity} of each update")
     ax.grid(alpha=0.3, which="both")
     return ax
 

@@ -146,7 +146,7 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
     plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
     ranked = metric in trials
     for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
-        if m in trials:
+        if m in trials and ranked:
             plan.append((f"{charts.metric_label(m)} per configuration", f"bars-{m}",
                          f"Mean over seeds per configuration (best {BAR_LIMIT} shown), error "
                          "bars ±1 std where a configuration ran several seeds.",
@@ -189,7 +189,9 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                          lambda tests=tests, mode=mode: charts.draw_range_test(
                              charts.range_test_data(tests, load_curves(db, tests["trial_id"]),
                                                     mode=mode))))
-    if len(varying) >= 2 and len(done) >= 3 and ranked:
+    combos = done[varying].astype(str).drop_duplicates() if varying else done.iloc[:0]
+    independent = len(combos) > max((combos[p].nunique() for p in varying), default=0)
+    if independent and len(done) >= 3 and ranked:  # tied parameters ("f,nf") explain nothing apart
         plan.append((f"Parameter importance for {metric}", "importance",
                      "Optuna's importance evaluator on a study rebuilt from the complete "
                      "trials.",

@@ -112,7 +112,9 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= set(_legend(loss))
     assert loss.get_xlabel() == "update step" and "cross-entropy" in loss.get_ylabel()
     assert "lam" in cost.get_ylabel() and acc.get_ylabel() == "accuracy (%)"
-    assert len(lr.get_lines()) == 2 and lr.get_title() == "learning-rate schedule"
+    # both trials share the schedule: one line says so instead of two on top of each other
+    assert len(lr.get_lines()) == 1 and lr.get_title() == "learning-rate schedule"
+    assert _legend(lr) == ["every trial (2)"]
     assert max(lr.get_lines()[0].get_ydata()) == pytest.approx(0.1)
     one = curve_data(chosen.iloc[:1], load_curves(demo_db, chosen["trial_id"]))
     assert set(one["label"]) == {"trial 0"}
