@@ -1,0 +1,75 @@
+"""The budget planner: cost arithmetic, calibration on measured trials, fitting a budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from numsweep.engine import TrialSpec
+from numsweep.storage import Storage
+from numsweep.sweeps import parse_spec, run_sweep
+from numsweep.sweeps.budget import CostModel, DataShape, calibrate, forward_macs, plan, trial_macs
+
+CIFAR = DataShape((32, 32, 3), 10, 50000, 10000)
+ESTIMATE_FACTOR = 3.0
+"""The calibrated estimate of a trial's train + eval seconds is within this factor of the
+measured time (README, "Budget planner")."""
+
+
+def test_forward_arithmetic_of_each_model() -> None:
+    assert forward_macs(TrialSpec(hidden=(50,)), CIFAR) == 3072 * 50 + 50 * 10
+    conv = TrialSpec(model="convnet", f=4, nf=10, nh=50)
+    assert forward_macs(conv, CIFAR) == 64 * 48 * 10 + 64 * 10 * 50 + 50 * 10
+    # twice the updates, about twice the cost
+    short = trial_macs(TrialSpec(n_s=100, cycles=1, n_train=10000), CIFAR)
+    long = trial_macs(TrialSpec(n_s=100, cycles=2, n_train=10000), CIFAR)
+    assert 1.8 < long / short < 2.1
+
+
+def test_calibrated_estimate_is_within_the_stated_factor_of_measured_time(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'b.db'}")
+    fixed = {"n_train": 500, "n_val": 100, "batch_size": 50, "eval_train": 200}
+    calib = parse_spec({"name": "calib", "fixed": {**fixed, "cycles": 2},
+                        "space": {"hidden": {"choices": [[64], [128]]}},
+                        "stages": [{"sampler": "grid"}]}, "<t>")
+    run_sweep(calib, storage, data_source=str(tiny_npz), jobs=1)
+    with np.load(tiny_npz) as data:
+        shape = DataShape(tuple(data["x_train"].shape[1:]), 10, len(data["x_train"]),
+                          len(data["x_test"]))
+    model = calibrate(storage, shape)
+    assert model.calibrated_on == 2
+    probe = parse_spec({"name": "probe", "fixed": {**fixed, "cycles": 4, "hidden": [256]},
+                        "space": {"lam": {"choices": [0.001]}},
+                        "stages": [{"sampler": "grid"}]}, "<t>")
+    estimates: list[float] = []
+    t0 = time.perf_counter()
+    run_sweep(probe, storage, data_source=str(tiny_npz), jobs=1, estimate=model.seconds,
+              on_event=lambda e: estimates.extend([e.estimate] if e.kind == "started"
+                                                  and e.estimate else []))
+    assert time.perf_counter() - t0 > 0
+    measured = storage.get_trials("probe")[0].metrics
+    seconds = measured["train_seconds"] + measured["eval_seconds"]
+    assert len(estimates) == 1
+    print(f"estimate {estimates[0]:.3f} s, measured {seconds:.3f} s")
+    assert 1 / ESTIMATE_FACTOR < estimates[0] / seconds < ESTIMATE_FACTOR
+
+
+def test_plan_shrinks_trials_and_grid_to_fit_the_budget() -> None:
+    spec = parse_spec({"name": "p", "fixed": {"n_train": 10000, "n_s": 100, "cycles": 1},
+                       "space": {"lam": {"low": 1e-5, "high": 1e-1, "log": True, "grid": 16}},
+                       "stages": [{"name": "coarse", "sampler": "grid"},
+                                  {"name": "fine", "sampler": "random", "n_trials": 40}]},
+                      "<t>")
+    model = CostModel(1e-9, 0, CIFAR)
+    per_trial = model.seconds(TrialSpec(n_train=10000, n_s=100, cycles=1))
+    full = plan(spec, 1e9, model, jobs=2)
+    assert full.overrides == {} and full.spec == spec
+    assert abs(full.estimate - 56 * per_trial / 2) < 1e-6 * full.estimate
+    budget = 14 * per_trial / 2
+    small = plan(spec, budget, model, jobs=2)
+    assert small.estimate <= budget
+    assert small.spec.stages[1].n_trials < 40 and small.spec.space["lam"].grid < 16
+    assert "fits" in small.lines[0] and "default speed guess" in small.lines[0]
