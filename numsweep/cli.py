@@ -649,7 +649,7 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
               help="Comma-separated parameters (default: those that vary).")
 def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
                     params: str | None) -> None:
-    """Parameter importance from Optuna (PED-ANOVA) on a study rebuilt from the trials.
+    """Parameter importance from Optuna (fANOVA) on a study rebuilt from the trials.
 
     \b
     Example:

@@ -44,6 +44,7 @@ CURVE_LABELS = {
     "lr": "learning rate",
 }
 CURVE_QUANTITIES = tuple(CURVE_LABELS)
+IMPORTANCE_TRIALS = 2000
 MARKERS = ("o", "^", "s", "D", "v", "P", "X")
 DASHES = ("-", "--", ":", "-.")
 
@@ -202,7 +203,8 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
     if total > shown:
         title += f" ({what} {shown} of {total})"
     ax.set_title(title, pad=16 if data["within_noise"].any() else 6)
-    handles = [Patch(facecolor="tab:blue", edgecolor="black", label="best")]
+    best_name = "best" if data.attrs.get("higher_is_better", True) else "best (lowest)"
+    handles = [Patch(facecolor="tab:blue", edgecolor="black", label=best_name)]
     n_noisy = int(data["within_noise"].sum())
     if n_noisy:
         handles.append(Patch(facecolor="tab:orange", hatch="//", edgecolor="black",
@@ -213,10 +215,9 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
                               markersize=10, label="±1 std over seeds"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     if n_noisy and len(data) > 1:
-        runner_up = data.iloc[1]
-        ax.text(0.5, 1.0, f"best ({data['config'].iloc[0]}) leads {runner_up['config']} by "
-                + _gap_text(abs(data["mean"].iloc[0] - runner_up["mean"]), metric)
-                + ": within the seed noise",
+        gap = abs(data["mean"].iloc[0] - data["mean"].iloc[1])
+        ax.text(0.5, 1.0, f"the best's lead over the runner-up ({_gap_text(gap, metric)}) "
+                "is within the seed noise",
                 transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
                 color="tab:orange")
     ax.margins(y=0.15)
@@ -585,12 +586,17 @@ def _distribution(values: pd.Series) -> tuple[Any, list[Any]]:
 
 def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
                     params: Sequence[str] | None = None) -> pd.DataFrame:
-    """Optuna's importance (PED-ANOVA, its default evaluator) of each varying parameter for
-    ``metric``, from a study rebuilt from the complete trials (distributions inferred from
-    the values: numbers span a range, log-scaled when it covers a factor 100 or more;
-    anything else is categorical)."""
+    """Optuna's fANOVA importance (each parameter's share of the variance of ``metric``) of
+    each varying parameter, from a study rebuilt from the complete trials (distributions
+    inferred from the values: numbers span a range, log-scaled when it covers a factor 100 or
+    more; anything else is categorical). Above ``IMPORTANCE_TRIALS`` trials a seeded random
+    sample of that many is used (``attrs["trials"]`` and ``attrs["of"]`` say so). Without
+    scikit-learn, which fANOVA needs, Optuna's PED-ANOVA is used (``attrs["method"]``)."""
     check_metric(trials, metric)
     done = _complete(trials, metric)
+    total = len(done)
+    if total > IMPORTANCE_TRIALS:
+        done = done.sample(IMPORTANCE_TRIALS, random_state=0)
     names = list(params) if params is not None else varying_parameters(done)
     unknown = [p for p in names if p not in trials.columns]
     if unknown:
@@ -611,12 +617,16 @@ def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
         study = optuna.create_study(
             direction="minimize" if metric in LOWER_IS_BETTER else "maximize")
         study.add_trials(frozen)
-        scores = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        try:
+            evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            method = "fANOVA"
+        except ImportError:  # fANOVA's random forest comes from scikit-learn
+            evaluator, method = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+        scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     finally:
         optuna.logging.set_verbosity(verbosity)
     data = pd.DataFrame({"param": list(scores), "importance": list(scores.values())})
-    data.attrs.update(metric=metric, trials=len(done))
+    data.attrs.update(metric=metric, trials=len(done), of=total, method=method)
     return data.sort_values("importance", ascending=False, ignore_index=True)
 
 
@@ -630,8 +640,13 @@ def draw_importance(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_yticks(range(len(data)), data["param"])
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("importance (Optuna PED-ANOVA, normalised to sum to 1)")
-    ax.set_title(f"parameter importance for {metric} ({data.attrs.get('trials', '?')} trials)")
+    method = data.attrs.get("method", "fANOVA")
+    ax.set_xlabel("importance (Optuna fANOVA: share of variance, sums to 1)"
+                  if method == "fANOVA" else f"importance (Optuna {method}, sums to 1)")
+    used, total = data.attrs.get("trials", "?"), data.attrs.get("of")
+    sample = f"a random {used} of {total} trials" if total and total != used else \
+        f"{used} trials"
+    ax.set_title(f"parameter importance for {metric} ({sample})")
     return ax
 
 

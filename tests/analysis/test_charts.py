@@ -185,12 +185,21 @@ def test_importance_from_a_rebuilt_optuna_study(demo_db: str) -> None:
     assert set(data["param"]) == {"optimizer", "dropout"}
     assert data["importance"].sum() == pytest.approx(1.0)
     assert data["param"].iloc[0] == "dropout"  # val_acc depends on dropout only
+    assert data["importance"].iloc[0] > 0.9 and data.attrs["method"] == "fANOVA"
     ax = draw_importance(data)
     assert len(_bars(ax)) == 2
     assert [t.get_text() for t in ax.get_yticklabels()] == list(data["param"])
     assert "importance" in ax.get_xlabel()
     with pytest.raises(ChartError, match="at least 2 complete trials"):
         importance_data(trials.iloc[:1], "val_acc")
+
+
+def test_importance_samples_large_studies(demo_db: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("numsweep.analysis.charts.IMPORTANCE_TRIALS", 6)
+    data = importance_data(load_trials(demo_db, "optimizers"), "val_acc")
+    assert (data.attrs["trials"], data.attrs["of"]) == (6, 8)
+    assert "a random 6 of 8 trials" in draw_importance(data).get_title()
 
 
 def test_pareto_front() -> None:
