@@ -67,7 +67,21 @@ def _percent(value: Any) -> str:
 
 
 def describe_space(space: dict[str, Any]) -> str:
-    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``."""
+    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``.
+
+    Takes the ranges alone or a stage record's ``space`` as the sweep runner stores it
+    (``{"space": ..., "fixed": ..., "planned": n, "reused": [ids]}``).
+    """
+    if isinstance(space.get("space"), dict):
+        words = [describe_space(space["space"])]
+        if space.get("fixed"):
+            words.append("fixed " + ", ".join(f"{k}={_cell(v)}"
+                                              for k, v in space["fixed"].items()))
+        if space.get("planned") is not None:
+            words.append(f"{space['planned']} new trials planned")
+        if space.get("reused"):
+            words.append(f"{len(space['reused'])} earlier trials reused")
+        return "; ".join(words)
     parts = []
     for name, rule in space.items():
         if isinstance(rule, dict) and "choices" in rule:

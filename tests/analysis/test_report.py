@@ -60,6 +60,10 @@ def test_describe_space() -> None:
     assert describe_space({"f": {"choices": [2, 4]}, "lam": {"low": 1e-3, "high": 0.1}}) == \
         "f: one of 2, 4; lam: 0.001 to 0.1"
     assert describe_space({}) == "(nothing searched)"
+    stored = {"space": {"f,nf": {"type": "categorical", "choices": [[4, 10], [8, 40]]}},
+              "fixed": {"cycles": 3}, "planned": 0, "reused": [4, 5]}
+    assert describe_space(stored) == ("f,nf: one of [4,10], [8,40]; fixed cycles=3; "
+                                      "0 new trials planned; 2 earlier trials reused")
 
 
 def _loaded_images(page: Path, profile: Path) -> str:
