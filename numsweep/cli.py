@@ -267,9 +267,17 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
         for line in planned.lines:
             console.print(line)
     display = SweepProgress(console, jobs)
+    current = [model]
+
+    def on_event(event: Any) -> None:
+        if event.kind == "stage":  # recalibrate on the trials finished so far
+            current[0] = calibrate(storage, model.shape)
+        display(event)
+
     with display:
         summaries = run_sweep(spec, storage, data_source=data, jobs=jobs, threads=threads,
-                              on_event=display, estimate=model.seconds, time_budget=seconds)
+                              on_event=on_event, estimate=lambda s: current[0].seconds(s),
+                              time_budget=seconds)
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"

@@ -317,9 +317,10 @@ class DataShare:
         if self.jobs == 1:
             return None
         if self.folder is None:
-            base = "/dev/shm" if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) \
-                else None
-            self.folder = Path(tempfile.mkdtemp(prefix="numsweep-", dir=base))
+            base = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access(
+                "/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+            _remove_orphans(base)
+            self.folder = Path(tempfile.mkdtemp(prefix=f"numsweep-{os.getpid()}-", dir=base))
         key = split_key(spec.n_train, spec.n_val, spec.dtype)
         shared = self.shared.get(key)
         if shared is not None and (spec.model != "convnet" or spec.f in shared.patch_sizes):
@@ -348,6 +349,20 @@ class DataShare:
     def close(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_orphans(base: Path) -> None:
+    """Remove shared-data folders left by sweep processes that were killed."""
+    for folder in base.glob("numsweep-*-*"):
+        try:
+            pid = int(folder.name.split("-")[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live process
 
 
 class InlineExecutor:
@@ -773,8 +788,8 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
     sweep_spec = storage.get_sweep(original.sweep).spec
     if data_source is None:
         data_source = sweep_spec.get("data")
-    if threads is None:
-        threads = int(sweep_spec.get("threads", 1))
+    if threads is None:  # as the original ran: a sweep's --threads, none for `train`
+        threads = sweep_spec.get("threads")
     spec = TrialSpec.from_mapping(original.params)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
@@ -246,3 +247,23 @@ def test_a_sweep_name_that_already_has_trials_is_refused(tmp_path: Path,
     run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
     with pytest.raises(ValueError, match=r"already has 1 trials.*name=NEW"):
         run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
+
+
+def test_shared_data_is_memory_mapped_and_removed_after_the_sweep(tmp_path: Path,
+                                                                  tiny_npz: Path) -> None:
+    from numsweep.engine import TrialSpec
+    from numsweep.sweeps.runner import DataShare
+    from numsweep.sweeps.worker import TrialTask, load_split
+
+    share = DataShare(str(tiny_npz), jobs=2)
+    spec = TrialSpec(model="convnet", f=4, n_train=300, n_val=100)
+    shared = share.shared_for(spec)
+    assert shared is not None and shared.patch_sizes == (4,)
+    assert share.shared_for(spec) is shared  # saved once
+    split = load_split(TrialTask(0, spec, str(tiny_npz), shared=shared))
+    assert isinstance(split.x_train, np.memmap) and not split.x_train.flags.writeable
+    assert split.x_train.shape == (300, 16, 16, 3) and split.x_val.shape[0] == 100
+    folder = Path(shared.folder)
+    assert folder.is_dir()
+    share.close()
+    assert not folder.exists()
