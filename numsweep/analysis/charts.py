@@ -44,7 +44,7 @@ CURVE_LABELS = {
     "lr": "learning rate",
 }
 CURVE_QUANTITIES = tuple(CURVE_LABELS)
-IMPORTANCE_TRIALS = 2000
+IMPORTANCE_TRIALS = 1000
 MARKERS = ("o", "^", "s", "D", "v", "P", "X")
 DASHES = ("-", "--", ":", "-.")
 
@@ -660,7 +660,7 @@ def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_a
     check_metric(trials, x)
     check_metric(trials, y)
     done = _complete(trials, x, y)
-    data = pd.DataFrame({"trial_id": done["trial_id"], "label": _unique_labels(done, by),
+    data = pd.DataFrame({"trial_id": done["trial_id"], "label": config_labels(done, by),
                          x: done[x].astype(float), y: done[y].astype(float) * _scale(y)})
     data = data.sort_values([x, y], ascending=[True, False], ignore_index=True)
     best_so_far = data[y].cummax().shift(fill_value=-np.inf)
@@ -676,7 +676,7 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax = _new_axes()
     rest = data[~data["on_front"]]
     front = data[data["on_front"]]
-    ax.scatter(rest[x], rest[y], color="tab:blue", alpha=0.5, s=18,
+    ax.scatter(rest[x], rest[y], color="tab:blue", alpha=0.5, s=18 if len(data) <= 500 else 5,
                label=f"trials ({len(data)})")
     ax.plot(front[x], front[y], color="tab:red", marker="o", drawstyle="steps-post",
             label=f"Pareto front ({len(front)})")
