@@ -216,11 +216,11 @@ def test_conditional_and_tied_parameters_in_a_running_sweep(tmp_path: Path,
     assert all("momentum" not in t.params for t in study.trials if t not in with_momentum)
 
 
-@pytest.mark.parametrize("sampler", ["qmc", "cmaes", "tpe"])
+@pytest.mark.parametrize("sampler", ["qmc", "cmaes", "tpe", "gp"])
 def test_other_samplers_run(tmp_path: Path, tiny_npz: Path, sampler: str) -> None:
     pytest.importorskip("scipy")
-    if sampler == "cmaes":
-        pytest.importorskip("cmaes")
+    if sampler in ("cmaes", "gp"):
+        pytest.importorskip("cmaes" if sampler == "cmaes" else "torch")
     spec = make([{"name": "s", "sampler": sampler, "n_trials": 3}])
     storage = db(tmp_path)
     run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
@@ -267,3 +267,19 @@ def test_shared_data_is_memory_mapped_and_removed_after_the_sweep(tmp_path: Path
     assert folder.is_dir()
     share.close()
     assert not folder.exists()
+
+
+@pytest.mark.parametrize("pruner", ["halving", "hyperband"])
+def test_halving_and_hyperband_prune_from_worker_snapshots(tmp_path: Path, tiny_npz: Path,
+                                                           pruner: str) -> None:
+    configs = [{"lam": 0.0}, {"lam": 1e-3}, {"lam": 1e-4}] + [{"lam": 30.0}] * 3
+    spec = make([{"name": "p", "sampler": "list", "pruner": pruner, "sync": 1,
+                  "configs": configs}], space={"lam": {"low": 0.0, "high": 50.0}}, cycles=4)
+    one, two = db(tmp_path, "one"), db(tmp_path, "two")
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1)
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2)
+    assert _key(one) == _key(two)
+    states = [t.state for t in one.get_trials("t")]
+    assert TrialState.PRUNED in states[3:]
+    study = optuna.load_study(study_name="t/p", storage=one.url)
+    assert any(k.startswith("completed_rung") for t in study.trials for k in t.system_attrs)
