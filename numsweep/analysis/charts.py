@@ -689,7 +689,8 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(metric_label(y))
     ax.set_title(f"{metric_label(y)} against {metric_label(x)}")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(0.08)
     ax.grid(alpha=0.3)
     return ax
 
