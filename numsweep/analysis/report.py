@@ -102,6 +102,11 @@ def _value(values: pd.Series, metric: str) -> str:
     return _percent(best) if metric in charts.PERCENT_METRICS else _cell(float(best))
 
 
+def _no_trials(space: dict[str, Any]) -> str:
+    reused = space.get("reused") if isinstance(space.get("space"), dict) else None
+    return f"no new trials (reuses {len(reused)})" if reused else "no trials"
+
+
 def software_versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for name in PACKAGES:
@@ -124,7 +129,7 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
         done = in_stage[in_stage["state"] == "COMPLETE"]
         best = "" if done.empty or metric not in done else _value(done[metric], metric)
         stage_rows.append([str(st.index), st.name, st.sampler, describe_space(st.space),
-                           st.note, states or "no trials", best])
+                           st.note, states or _no_trials(st.space), best])
     out = [("Stages and the ranges they searched",
             Table(["#", "stage", "sampler", "searched", "note", "trials",
                    f"best {charts.metric_label(metric)}"], stage_rows))]
@@ -136,17 +141,17 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
         if done.empty or metric not in done:
             continue
         best = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER).head(top)
-        rows = [[str(r["number"]), *[_cell(r[p]) for p in varying],
+        rows = [[str(r["trial_id"]), *[_cell(r[p]) for p in varying],
                  *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
                    for c in results]] for _, r in best.iterrows()]
         heads = [charts.metric_label(c) for c in results]
         out.append((f"Best trials of stage {name} (by {metric})",
-                    Table(["trial", *varying, *heads], rows)))
+                    Table(["trial id", *varying, *heads], rows)))
     failed = trials[trials["state"].isin(["FAILED", "PRUNED"])]
     if not failed.empty:
         out.append(("Failed and pruned trials",
-                    Table(["trial", "stage", "state", *varying, "message"],
-                          [[str(r["number"]), _cell(r["stage"]), r["state"].lower(),
+                    Table(["trial id", "stage", "state", *varying, "message"],
+                          [[str(r["trial_id"]), _cell(r["stage"]), r["state"].lower(),
                             *[_cell(r[p]) for p in varying], r["message"]]
                            for _, r in failed.iterrows()])))
     return out
@@ -252,8 +257,8 @@ def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
         "trials": f"{len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})",
         "report written": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     }
-    settings = {k: json.dumps(v) for k, v in record.spec.items()
-                if k not in ("stages", "name")}
+    settings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.spec.items()
+                if k not in ("stages", "name") and v not in ("", None)}
     versions = software_versions()
     html_path = out / "report.html"
     html_path.write_text(_html(record.name, summary, made, skipped, tables, settings, versions,

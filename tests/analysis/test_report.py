@@ -34,6 +34,7 @@ def test_html_is_self_contained_with_tables_settings_and_versions(lambda_report)
     assert "narrowed around the coarse best" in page
     assert "Best trials of stage coarse" in page and "Best trials of stage fine" in page
     assert "Failed and pruned trials" in page and "diverged" in page
+    assert "<th>trial id</th>" in page  # the id that `numsweep plot curves --trial` takes
     assert "10 (8 complete, 1 failed, 1 running)" in page
     for name in ("optuna", "numpy", "matplotlib", "python"):
         assert f"<td>{name}</td>" in page
