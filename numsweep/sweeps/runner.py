@@ -531,8 +531,11 @@ class SweepRunner:
             reused = [t for t, k in zip(reused, done, strict=True) if k in keys]
             taken = {json.dumps(entry_values(space, t.params, fixed), sort_keys=True)
                      for t in reused}
-            queue = [p for p, k in zip(points, keys, strict=True) if k not in taken]
-            total = len(points) if stage.n_trials is None else min(len(points), stage.n_trials)
+            listed = {json.dumps(entry_values(space, c, fixed), sort_keys=True) for c in queue}
+            queue += [p for p, k in zip(points, keys, strict=True)
+                      if k not in taken and k not in listed]
+            total = len(queue) + len(reused)
+            total = total if stage.n_trials is None else min(total, stage.n_trials)
             queue = queue[: max(0, total - len(reused))]
         elif stage.sampler not in ("list", "best"):
             assert stage.n_trials is not None
@@ -572,8 +575,10 @@ class SweepRunner:
                     value=t.metrics["val_acc"], user_attrs={"ns_trial_id": t.id}))
         lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
         stage_deadline = (time.monotonic() + stage.time_budget if stage.time_budget else None)
-        deadline = min(d for d in (stage_deadline, self.deadline) if d is not None) \
-            if (stage_deadline or self.deadline) else None
+        # the sweep's budget never skips a final ``best`` stage: it is what the sweep is for
+        sweep_deadline = None if stage.sampler == "best" else self.deadline
+        deadlines = [d for d in (stage_deadline, sweep_deadline) if d is not None]
+        deadline = min(deadlines) if deadlines else None
 
         configs: list[_Config] = []
         running: dict[Future[TrialOutcome], _Running] = {}

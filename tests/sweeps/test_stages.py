@@ -283,3 +283,12 @@ def test_halving_and_hyperband_prune_from_worker_snapshots(tmp_path: Path, tiny_
     assert TrialState.PRUNED in states[3:]
     study = optuna.load_study(study_name="t/p", storage=one.url)
     assert any(k.startswith("completed_rung") for t in study.trials for k in t.system_attrs)
+
+
+def test_a_grid_stage_runs_its_configs_first_and_never_a_point_twice(tmp_path: Path,
+                                                                     tiny_npz: Path) -> None:
+    spec = make([{"name": "g", "sampler": "grid", "configs": [{"lam": 0.5}, {"lam": 1e-4}]}])
+    storage = db(tmp_path)
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
+    lams = [t.params["lam"] for t in storage.get_trials("t")]
+    assert lams[:2] == [0.5, 1e-4] and len(lams) == 5 and len(set(lams)) == 5
