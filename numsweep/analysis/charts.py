@@ -115,8 +115,8 @@ def _unique_labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Serie
 def check_metric(trials: pd.DataFrame, metric: str) -> None:
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
-    if metric not in trials.columns or metric in META_COLUMNS:
-        known = metric_columns(trials)
+    known = metric_columns(trials)
+    if metric not in known:
         raise ChartError(f"unknown metric {metric!r} (metrics: {', '.join(known)})")
 
 

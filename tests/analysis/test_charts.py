@@ -89,6 +89,8 @@ def test_errors_unknown_metric_and_empty_selection(demo_db: str) -> None:
     trials = load_trials(demo_db, "archs")
     with pytest.raises(ChartError, match=r"unknown metric 'nope'.*val_acc"):
         bar_data(trials, "nope")
+    with pytest.raises(ChartError, match="unknown metric 'lam'"):
+        bar_data(trials, "lam")  # a parameter, not a result
     with pytest.raises(ChartError, match="no trials selected"):
         bar_data(trials.iloc[0:0], "val_acc")
     with pytest.raises(ChartError, match="unknown parameter 'bogus'"):
