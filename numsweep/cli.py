@@ -339,7 +339,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
     click.echo("best trials:")
     for t in rep.best:
         shown = ", ".join(f"{n}={_cell(t.params.get(n))}" for n in searched)
-        click.echo(f"  trial {t.id} ({t.stage}) val_acc {t.metrics['val_acc']:.4f} "
+        where = f" ({t.stage})" if t.stage else ""
+        click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
 
 
