@@ -182,9 +182,10 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
         ax = _new_axes(max(6.5, 0.55 * len(data) + 2.5), 5.0)
     colors = ["tab:blue" if b else ("tab:orange" if w else "lightsteelblue")
               for b, w in zip(data["best"], data["within_noise"], strict=True)]
-    errors = data["std"].fillna(0).to_numpy()
+    errors = data["std"].where(data["count"] > 1).to_numpy(dtype=float)  # NaN: no bar
+    has_errors = bool(np.nan_to_num(errors).any())
     bars = ax.bar(range(len(data)), data["mean"], color=colors, edgecolor="black",
-                  linewidth=0.5, yerr=errors if errors.any() else None, capsize=4,
+                  linewidth=0.5, yerr=errors if has_errors else None, capsize=4,
                   error_kw={"elinewidth": 1})
     for bar, noisy in zip(bars, data["within_noise"], strict=True):
         if noisy:
@@ -210,7 +211,7 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
         handles.append(Patch(facecolor="tab:orange", hatch="//", edgecolor="black",
                              label="within noise of the best:\n"
                                    "gap ≤ √(std_best² + std²)"))
-    if errors.any():
+    if has_errors:
         handles.append(Line2D([], [], color="black", marker="|", linestyle="none",
                               markersize=10, label="±1 std over seeds"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
