@@ -56,6 +56,8 @@ HISTORY_SAMPLERS = ("tpe", "gp", "cmaes")
 """Samplers whose proposals depend on earlier results (see ``sync``)."""
 DEFAULT_SYNC = 4
 PRESET_DIR = Path(__file__).parent / "presets"
+DATASETS = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
+"""Datasets a spec can name with ``dataset`` and the image shape (H, W, C) of each."""
 
 
 class SweepSpecError(ValueError):
@@ -180,10 +182,13 @@ class StageSpec:
     pruner: str = "none"
     source: tuple[str, ...] = ()
     sync: int = DEFAULT_SYNC
+    epochs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "sampler": self.sampler,
                                "fixed": dict(self.fixed)}
+        if self.epochs is not None:
+            out["epochs"] = self.epochs
         if self.n_trials is not None:
             out["n_trials"] = self.n_trials
         if self.time_budget is not None:
@@ -215,22 +220,36 @@ class SweepSpec:
     stages: tuple[StageSpec, ...]
     description: str = ""
     origin: str = "<spec>"
+    dataset: str | None = None
+    epochs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name, "seed": self.seed, "description": self.description,
             "fixed": dict(self.fixed),
             "space": {k: v.to_dict() for k, v in self.space.items()},
             "stages": [s.to_dict() for s in self.stages],
         }
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        if self.epochs is not None:
+            out["epochs"] = self.epochs
+        return out
 
     def stage_fixed(self, stage: StageSpec) -> dict[str, Any]:
-        return {**self.fixed, **stage.fixed}
+        """The fixed parameters of ``stage``; with ``epochs`` (the stage's, else the sweep's)
+        also ``n_updates = epochs * floor(n_train / batch_size)``."""
+        fixed = {**self.fixed, **stage.fixed}
+        epochs = stage.epochs if stage.epochs is not None else self.epochs
+        if epochs is not None:
+            fixed["n_updates"] = epochs * (fixed["n_train"] // fixed.get("batch_size", 100))
+        return fixed
 
     def with_overrides(self, overrides: Mapping[str, str]) -> SweepSpec:
         """Apply ``key=value``, ``stage.key=value`` and ``space.name.key=value`` overrides.
 
-        ``key`` is ``name``, ``seed``, ``description`` or a parameter: a parameter becomes
+        ``key`` is ``name``, ``seed``, ``description``, ``dataset``, ``epochs`` or a
+        parameter: a parameter becomes
         fixed (and is no longer searched). ``stage.key`` sets a stage key (``n_trials``,
         ``sampler``, ``time_budget``, ``replicates``, ``pruner``, ...) or a parameter fixed in
         that stage. Values are TOML literals or plain text.
@@ -255,9 +274,9 @@ def _apply_override(raw: dict[str, Any], key: str, value: str, origin: str) -> N
     parts = key.split(".")
     params = set(parameter_names())
     if len(parts) == 1:
-        if key in ("name", "description"):
+        if key in ("name", "description", "dataset"):
             raw[key] = value
-        elif key == "seed":
+        elif key in ("seed", "epochs"):
             raw[key] = _literal(value)
         elif key in params:
             for entry in list(raw["space"]):
@@ -308,6 +327,29 @@ def resolve_spec_path(name: str | Path) -> Path:
                          f"(presets: {', '.join(preset_names()) or 'none'})")
 
 
+def resolve_data(spec: SweepSpec, data: str | None) -> str | None:
+    """The data source for ``spec``: ``data`` itself, or, when the spec names a ``dataset``
+    and ``data`` is a folder holding ``<dataset>.npz`` (or a ``<dataset>`` folder), that.
+
+    So one folder serves every preset (``--data ../shared/data`` holds ``cifar10.npz`` and
+    ``fashion_mnist.npz``). Without ``data`` only CIFAR-10 can be downloaded.
+    """
+    if spec.dataset is None:
+        return data
+    if data is None:
+        if spec.dataset == "cifar10":
+            return None
+        raise SweepSpecError(f"{spec.origin}: dataset={spec.dataset!r} is not downloaded by "
+                             f"numsweep: pass --data (a {spec.dataset}.npz, its idx folder, or "
+                             f"a folder holding {spec.dataset}.npz)")
+    path = Path(data)
+    if path.is_dir():
+        for candidate in (path / f"{spec.dataset}.npz", path / spec.dataset):
+            if candidate.exists():
+                return str(candidate)
+    return data
+
+
 def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> SweepSpec:
     """Read and validate a TOML sweep spec (a path or a preset name); apply overrides."""
     path = resolve_spec_path(path)
@@ -323,10 +365,10 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
     return spec.with_overrides(overrides) if overrides else spec
 
 
-_TOP_KEYS = {"name", "seed", "description", "fixed", "space", "stages"}
+_TOP_KEYS = {"name", "seed", "description", "dataset", "epochs", "fixed", "space", "stages"}
 _SPACE_KEYS = {"type", "low", "high", "log", "grid", "choices", "when"}
 _STAGE_KEYS = {"name", "sampler", "n_trials", "fixed", "time_budget", "configs", "replicates",
-               "narrow", "reuse", "pruner", "from", "sync"}
+               "narrow", "reuse", "pruner", "from", "sync", "epochs"}
 _NARROW_KEYS = {"from", "top_k", "widen"}
 
 
@@ -389,8 +431,46 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     stages: list[StageSpec] = []
     for i, s in enumerate(stages_raw):
         stages.append(_parse_stage(i, s, space, fixed, stages, fail))
-    return SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=tuple(stages),
-                     description=str(raw.get("description", "")), origin=origin)
+    dataset = raw.get("dataset")
+    if dataset is not None and dataset not in DATASETS:
+        raise fail(f"dataset={dataset!r} must be one of {', '.join(DATASETS)}")
+    epochs = raw.get("epochs")
+    if epochs is not None:
+        _positive_int(epochs, "epochs", fail)
+    spec = SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=tuple(stages),
+                     description=str(raw.get("description", "")), origin=origin,
+                     dataset=dataset, epochs=epochs)
+    for stage in spec.stages:
+        _check_epochs(spec, stage, fail)
+    return spec
+
+
+def _check_epochs(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:
+    """``epochs`` sets n_updates from a fixed n_train and batch_size, for the schedules whose
+    length is n_updates."""
+    epochs, where = ((stage.epochs, f"stages.{stage.name}.epochs") if stage.epochs is not None
+                     else (spec.epochs, "epochs"))
+    if epochs is None:
+        return
+    fixed = {**spec.fixed, **stage.fixed}
+    searched = {n for p in spec.space.values() for n in p.names}
+    trial = TrialSpec.from_mapping(fixed)
+    if "n_updates" in fixed or "n_updates" in searched:
+        raise fail(f"{where}={epochs}: n_updates is set too; give one of them")
+    if trial.schedule in ("cyclic", "exp_range") or "schedule" in searched:
+        raise fail(f"{where}={epochs}: needs a fixed schedule without cycles (constant, linear, "
+                   f"step or exponential), not schedule={trial.schedule}")
+    for name in ("n_train", "batch_size", "batch_schedule"):
+        if name in searched:
+            raise fail(f"{where}={epochs}: {name} is searched; epochs needs it fixed")
+    if trial.n_train is None:
+        raise fail(f"{where}={epochs}: needs a fixed n_train (updates per epoch are "
+                   "floor(n_train / batch_size))")
+    if trial.batch_schedule != "constant":
+        raise fail(f"{where}={epochs}: needs batch_schedule=constant")
+    if trial.n_train < trial.batch_size:
+        raise fail(f"{where}={epochs}: n_train={trial.n_train} is below batch_size="
+                   f"{trial.batch_size} (no update per epoch)")
 
 
 def _table(value: Any, where: str, fail: Any) -> Mapping[str, Any]:
@@ -561,6 +641,9 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
             raise fail(f"{where}.configs[{j}]: {exc}") from None
         configs.append(checked)
     replicates = _positive_int(raw.get("replicates", 1), f"{where}.replicates", fail)
+    epochs = raw.get("epochs")
+    if epochs is not None:
+        _positive_int(epochs, f"{where}.epochs", fail)
     sync = _positive_int(raw.get("sync", DEFAULT_SYNC), f"{where}.sync", fail)
     reuse = raw.get("reuse", True)
     if not isinstance(reuse, bool):
@@ -587,7 +670,9 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
         if not space:
             raise fail(f"{where} is a grid stage but the space is empty (an empty grid)")
     elif sampler == "list":
-        if not configs:
+        if not configs and not space:
+            configs = [{}]  # nothing searched: one run of the fixed parameters
+        elif not configs:
             raise fail(f"{where}.configs must list at least one configuration for "
                        "sampler = 'list'")
     elif sampler == "best":
@@ -607,7 +692,8 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
                 raise fail(f"{where}.narrow: space.{p.name} needs 'grid'")
     return StageSpec(name=name, sampler=sampler, n_trials=n_trials, fixed=stage_fixed,
                      time_budget=time_budget, configs=tuple(configs), replicates=replicates,
-                     narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync)
+                     narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync,
+                     epochs=epochs)
 
 
 def _parse_narrow(raw: Any, where: str, earlier: Sequence[StageSpec],
@@ -665,6 +751,12 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
     (such as an f that does not divide the image size) is a one-line error naming the field."""
     from numsweep.engine.train import build_network
 
+    if spec.dataset is not None and tuple(image_shape) != DATASETS[spec.dataset]:
+        found = [k for k, v in DATASETS.items() if v == tuple(image_shape)]
+        raise SweepSpecError(
+            f"{spec.origin}: dataset={spec.dataset!r} but the data holds "
+            f"{found[0] if found else 'images of shape ' + str(tuple(image_shape))} images; "
+            f"pass --data with {spec.dataset} (or a folder holding {spec.dataset}.npz)")
     shape_params = ("model", "f", "nf", "nh", "filter_size", "conv_stride", "conv_pad")
     entries = [p for p in spec.space.values()
                if any(n in shape_params for n in p.names)
