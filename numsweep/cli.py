@@ -249,9 +249,10 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
     """
     from numsweep.sweeps.budget import calibrate, data_shape, plan
     from numsweep.sweeps.progress import SweepProgress
-    from numsweep.sweeps.spec import parse_duration
+    from numsweep.sweeps.spec import parse_duration, resolve_data
 
     spec = load_spec(spec_file, parse_overrides(overrides))
+    data = resolve_data(spec, data)
     storage = Storage(db)
     prepare_data(data)
     if threads * jobs > (os.cpu_count() or 1):
