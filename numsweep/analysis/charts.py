@@ -33,9 +33,14 @@ METRIC_LABELS = {
     "eval_seconds": "evaluation time (s)",
     "updates": "updates",
     "param_count": "parameters",
+    "epochs": "epochs",
+    "best_lr": "learning rate at the lowest loss",
+    "steepest_lr": "learning rate of steepest descent",
+    "best_batch": "batch size at the lowest loss",
+    "steepest_batch": "batch size of steepest descent",
 }
 PERCENT_METRICS = {"val_acc", "test_acc", "train_acc"}
-LOWER_IS_BETTER = {"train_seconds", "eval_seconds", "updates", "param_count"}
+LOWER_IS_BETTER = {"train_seconds", "eval_seconds", "updates", "param_count", "epochs"}
 RESULT_COLUMNS = set(METRIC_LABELS)
 CURVE_LABELS = {
     "loss": "loss (cross-entropy)",

@@ -30,7 +30,7 @@ from numsweep.analysis import (
     range_test_data,
     save,
 )
-from numsweep.analysis.charts import config_labels
+from numsweep.analysis.charts import config_labels, metric_label, parameter_columns
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +83,15 @@ def test_labels_read_like_the_course() -> None:
     frame = pd.DataFrame({"f": [4], "nf": [10], "nh": [50], "lam": [0.00123], "number": [0]})
     assert config_labels(frame, ["f", "nf", "nh"]).iloc[0] == "f=4, nf=10, nh=50"
     assert config_labels(frame, ["lam"]).iloc[0] == "lam=0.00123"
+
+
+def test_engine_results_are_metrics_with_readable_labels() -> None:
+    frame = pd.DataFrame({"lam": [0.01], "epochs": [2.0], "best_lr": [0.1], "steepest_lr": [0.01],
+                          "best_batch": [256.0], "steepest_batch": [64.0]})
+    assert parameter_columns(frame) == ["lam"]  # results are never taken for parameters
+    assert metric_label("epochs") == "epochs"
+    assert metric_label("best_lr") == "learning rate at the lowest loss"
+    assert metric_label("steepest_batch") == "batch size of steepest descent"
 
 
 def test_errors_unknown_metric_and_empty_selection(demo_db: str) -> None:
