@@ -639,6 +639,13 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
             TrialSpec.from_mapping({**fixed, **stage_fixed, **checked})
         except SpecError as exc:
             raise fail(f"{where}.configs[{j}]: {exc}") from None
+        for p in space.values():
+            if all(n in checked for n in p.names):
+                value = (tuple(checked[n] for n in p.names) if p.tied
+                         else checked[p.name])
+                if not p.contains(value):
+                    raise fail(f"{where}.configs[{j}]: {p.name}={_plain(value)!r} is outside "
+                               f"space.{p.name}")
         configs.append(checked)
     replicates = _positive_int(raw.get("replicates", 1), f"{where}.replicates", fail)
     epochs = raw.get("epochs")
