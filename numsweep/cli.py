@@ -249,7 +249,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
     """
     from numsweep.sweeps.budget import calibrate, data_shape, plan
     from numsweep.sweeps.progress import SweepProgress
-    from numsweep.sweeps.spec import parse_duration, resolve_data
+    from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
@@ -259,6 +259,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
         console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
                       f"{os.cpu_count()} cores")
     dataset = load_dataset(data)
+    check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     model = calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
                                           len(dataset.x_test)))
     seconds = parse_duration(budget, "--budget") if budget else None
