@@ -175,7 +175,7 @@ def test_durations() -> None:
 def test_lambda_search_preset_is_shipped_and_resolves_by_name() -> None:
     assert "lambda-search" in preset_names()
     spec = load_spec("lambda-search")
-    assert [s.sampler for s in spec.stages] == ["grid", "tpe", "best"]
+    assert [s.sampler for s in spec.stages] == ["grid", "random", "best"]
     assert len(spec.space["lam"].grid_values()) == 8
     assert spec.fixed["cycles"] == 2 and spec.fixed["n_val"] == 5000
     assert spec.stages[2].fixed == {"n_val": 1000, "cycles": 3}
