@@ -21,6 +21,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class TrialState(enum.Enum):
+    """RUNNING from the moment a trial starts; COMPLETE, PRUNED and FAILED are final;
+    INTERRUPTED when Ctrl-C stopped it or its process died (its heartbeat stopped): the
+    planned trial then runs again as a new attempt, and the interrupted row stays."""
+
     WAITING = "WAITING"
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
@@ -72,8 +76,11 @@ class StageModel(Base):
 
 class TrialModel(Base):
     __tablename__ = "ns_trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "number"), Index("ix_ns_trials_state",
-                                                                     "sweep_id", "state"))
+    __table_args__ = (UniqueConstraint("sweep_id", "number"),
+                      Index("ix_ns_trials_state", "sweep_id", "state"),
+                      # the atomic claim of a planned trial: one row per (stage, slot, attempt)
+                      Index("uq_ns_trials_slot_attempt", "stage_id", "slot", "attempt",
+                            unique=True))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("ns_sweeps.id"))
     stage_id: Mapped[int | None] = mapped_column(ForeignKey("ns_stages.id"), nullable=True)
@@ -86,6 +93,12 @@ class TrialModel(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     traceback: Mapped[str] = mapped_column(Text, default="")
+    # a sweep trial's planned place in its stage (replicates included) and its attempt
+    # (0, then 1, 2, ... when an interrupted attempt runs again); None for single trials
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # the number of the Optuna trial (in the stage's study) this trial reports to
+    study_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[list[TrialParamModel]] = relationship(cascade="all, delete-orphan")
     metrics: Mapped[list[TrialMetricModel]] = relationship(cascade="all, delete-orphan")
 

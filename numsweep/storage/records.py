@@ -44,6 +44,26 @@ class TrialRecord:
     traceback: str
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    slot: int | None = None  # planned place in its stage (None for single trials)
+    attempt: int = 0  # 0, then 1, 2, ... when an interrupted attempt ran again
+    heartbeat_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One attempt at a planned trial of a stage, as the sweep runner needs it to decide what
+    to run next: which slot, which attempt, its state, who runs it and when it last said so,
+    the Optuna trial it reports to and its val_acc (None unless measured)."""
+
+    trial_id: int
+    number: int
+    slot: int
+    attempt: int
+    state: TrialState
+    study_trial: int | None
+    worker: str
+    heartbeat_at: datetime | None
+    val_acc: float | None
 
 
 @dataclass(frozen=True)

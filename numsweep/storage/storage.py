@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import and_, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from numsweep.storage.models import (
@@ -28,14 +32,70 @@ from numsweep.storage.models import (
     TrialParamModel,
     TrialState,
 )
-from numsweep.storage.records import CurveRecord, StageRecord, SweepRecord, TrialRecord
+from numsweep.storage.records import (
+    CurveRecord,
+    SlotRecord,
+    StageRecord,
+    SweepRecord,
+    TrialRecord,
+)
 
 DEFAULT_URL = "sqlite:///numsweep.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+LOCK_RETRY_SECONDS = 120.0
+"""How long a transaction that found the database locked (SQLite) or lost a deadlock
+(PostgreSQL) is retried, with growing pauses, before the error is reported."""
+_LOCK_MARKERS = ("database is locked", "database table is locked", "deadlock detected",
+                 "could not serialize access", "lock timeout", "database schema has changed")
+_JITTER = random.Random()  # pauses between retries only; never results
 
 
 class StorageError(Exception):
     """The database could not be opened, read or written; the message says which and why."""
+
+
+class StorageBusy(StorageError):
+    """The database was locked by another writer for longer than the retries allow."""
+
+
+class StorageConflict(StorageError):
+    """A write broke a unique constraint: another process wrote the same row first."""
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def _retrying(method: M) -> M:
+    """Run a one-transaction method again, after a short random pause that grows, when the
+    database was locked; the failed transaction was rolled back, so repeating it is safe."""
+
+    @functools.wraps(method)
+    def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
+        pause = 0.02
+        give_up = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StorageBusy:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(pause * (0.5 + _JITTER.random()))
+                pause = min(pause * 2, 1.0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def engine_url(url: str) -> str:
+    """The URL SQLAlchemy opens: ``postgresql://`` uses psycopg (version 3), the driver of
+    numsweep's ``postgres`` extra, unless psycopg2 is the one installed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(
+            hide_password=False)
+    return url
 
 
 def now() -> datetime:
@@ -73,6 +133,36 @@ def _check_sqlite_location(url: str) -> None:
         raise StorageError(f"cannot open {url}: {path if path.exists() else folder} is read-only")
 
 
+def _is_lock_error(exc: BaseException) -> bool:
+    text_ = str(getattr(exc, "orig", None) or exc).lower()
+    return any(marker in text_ for marker in _LOCK_MARKERS)
+
+
+_NEW_TRIAL_COLUMNS = {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
+                      "study_trial": "INTEGER"}
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create missing tables; add the columns and indexes a database made by an older numsweep
+    lacks. Processes that start at once on a new database may race here: try again."""
+    for tries_left in (2, 1, 0):
+        try:
+            if "ns_trials" in inspect(engine).get_table_names():
+                have = {c["name"] for c in inspect(engine).get_columns("ns_trials")}
+                with engine.begin() as conn:
+                    for name, ddl in _NEW_TRIAL_COLUMNS.items():
+                        if name not in have:
+                            conn.execute(text(f"ALTER TABLE ns_trials ADD COLUMN {name} {ddl}"))
+            Base.metadata.create_all(engine)
+            for index in TrialModel.__table__.indexes:
+                index.create(engine, checkfirst=True)
+            return
+        except (OperationalError, IntegrityError, SQLAlchemyError):
+            if not tries_left:
+                raise
+            time.sleep(0.2 + _JITTER.random())
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -90,6 +180,7 @@ class Storage:
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
         self.url = url
+        self.engine_url = engine_url(url)
         try:
             is_sqlite = make_url(url).get_backend_name() == "sqlite"
             if is_sqlite:
@@ -98,11 +189,14 @@ class Storage:
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
-            Base.metadata.create_all(self.engine)
+                self.engine = create_engine(self.engine_url, pool_pre_ping=True)
+            _create_tables(self.engine)
         except StorageError:
             raise
-        except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+        except ImportError as exc:
+            extra = " (pip install 'numsweep[postgres]')" if "psycopg" in str(exc) else ""
+            raise StorageError(f"cannot open {url}: {_first_line(exc)}{extra}") from None
+        except (ArgumentError, SQLAlchemyError) as exc:
             raise StorageError(f"cannot open {url}: {_first_line(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -116,6 +210,14 @@ class Storage:
         try:
             yield session
             session.commit()
+        except IntegrityError as exc:
+            session.rollback()
+            raise StorageConflict(f"database conflict on {self.url}: {_first_line(exc)}"
+                                  ) from None
+        except OperationalError as exc:
+            session.rollback()
+            kind = StorageBusy if _is_lock_error(exc) else StorageError
+            raise kind(f"database error on {self.url}: {_first_line(exc)}") from None
         except SQLAlchemyError as exc:
             session.rollback()
             raise StorageError(f"database error on {self.url}: {_first_line(exc)}") from None
@@ -127,16 +229,33 @@ class Storage:
 
     # Sweeps and stages
 
+    @_retrying
     def get_or_create_sweep(self, name: str, spec: Mapping[str, Any], seed: int) -> SweepRecord:
-        with self.session() as s:
-            row = s.scalar(select(SweepModel).where(SweepModel.name == name))
-            if row is None:
-                row = SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
-                                 created_at=now())
-                s.add(row)
-                s.flush()
-            return _sweep_record(row)
+        """The sweep named ``name``; created with this spec and seed if there is none (when
+        several processes create it at once, all get the one that was stored first)."""
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    row = s.scalar(select(SweepModel).where(SweepModel.name == name))
+                    if row is None:
+                        row = SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
+                                         created_at=now())
+                        s.add(row)
+                        s.flush()
+                    return _sweep_record(row)
+            except StorageConflict:
+                continue
+        raise StorageError(f"cannot create sweep {name!r} in {self.url}")
 
+    @_retrying
+    def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any]) -> None:
+        with self.session() as s:
+            row = s.get(SweepModel, sweep_id)
+            if row is None:
+                raise StorageError(f"no sweep with id {sweep_id}")
+            row.spec_json = json.dumps(spec)
+
+    @_retrying
     def get_sweep(self, name: str) -> SweepRecord:
         with self.session() as s:
             row = s.scalar(select(SweepModel).where(SweepModel.name == name))
@@ -146,28 +265,56 @@ class Storage:
                                    + (f" (sweeps: {known})" if known else " (it has no sweeps)"))
             return _sweep_record(row)
 
+    @_retrying
     def list_sweeps(self) -> list[SweepRecord]:
         with self.session() as s:
             return [_sweep_record(r) for r in s.scalars(select(SweepModel).order_by(SweepModel.id))]
 
+    @_retrying
     def get_or_create_stage(self, sweep_id: int, index: int, name: str, sampler: str,
                             space: Mapping[str, Any], note: str = "") -> StageRecord:
+        """Stage ``index`` of the sweep; created with this plan if there is none (when several
+        processes create it at once, all get the one that was stored first)."""
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    row = s.scalar(select(StageModel).where(StageModel.sweep_id == sweep_id,
+                                                            StageModel.index == index))
+                    if row is None:
+                        row = StageModel(sweep_id=sweep_id, index=index, name=name,
+                                         sampler=sampler, space_json=json.dumps(space),
+                                         note=note, created_at=now())
+                        s.add(row)
+                        s.flush()
+                    return _stage_record(row)
+            except StorageConflict:
+                continue
+        raise StorageError(f"cannot create stage {name!r} in {self.url}")
+
+    @_retrying
+    def get_stage(self, sweep_id: int, index: int) -> StageRecord | None:
         with self.session() as s:
             row = s.scalar(select(StageModel).where(StageModel.sweep_id == sweep_id,
                                                     StageModel.index == index))
-            if row is None:
-                row = StageModel(sweep_id=sweep_id, index=index, name=name, sampler=sampler,
-                                 space_json=json.dumps(space), note=note, created_at=now())
-                s.add(row)
-                s.flush()
-            return _stage_record(row)
+            return None if row is None else _stage_record(row)
 
+    @_retrying
+    def set_stage_space(self, stage_id: int, space: Mapping[str, Any]) -> None:
+        """Replace a stage's stored plan (space, fixed, planned, ...)."""
+        with self.session() as s:
+            row = s.get(StageModel, stage_id)
+            if row is None:
+                raise StorageError(f"no stage with id {stage_id}")
+            row.space_json = json.dumps(space)
+
+    @_retrying
     def list_stages(self, sweep_id: int) -> list[StageRecord]:
         with self.session() as s:
             rows = s.scalars(select(StageModel).where(StageModel.sweep_id == sweep_id)
                              .order_by(StageModel.index))
             return [_stage_record(r) for r in rows]
 
+    @_retrying
     def set_stage_note(self, stage_id: int, note: str) -> None:
         """Replace a stage's note (what it chose and why, what it left out)."""
         with self.session() as s:
@@ -178,11 +325,13 @@ class Storage:
 
     # Trials
 
+    @_retrying
     def count_trials(self, sweep_id: int) -> int:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(TrialModel)
                                 .where(TrialModel.sweep_id == sweep_id)) or 0)
 
+    @_retrying
     def trial_ids_where(self, conditions: Sequence[tuple[str, str, Any]],
                         sweep: str | None = None) -> list[int]:
         """Ids of the trials whose parameter or metric ``name`` satisfies each ``(name, op,
@@ -217,12 +366,12 @@ class Storage:
         with self.session() as s:
             return list(s.scalars(query.order_by(TrialModel.id)))
 
+    @_retrying
     def next_trial_number(self, sweep_id: int) -> int:
         with self.session() as s:
-            numbers = s.scalars(select(TrialModel.number).where(TrialModel.sweep_id == sweep_id)
-                                .order_by(TrialModel.number.desc()).limit(1)).all()
-            return numbers[0] + 1 if numbers else 0
+            return _next_number(s, sweep_id)
 
+    @_retrying
     def start_trial(self, sweep_id: int, stage_id: int | None, number: int,
                     params: Mapping[str, Any], seed: int, worker: str = "") -> int:
         """Insert a RUNNING trial with its parameters; returns its id."""
@@ -236,25 +385,36 @@ class Storage:
             s.flush()
             return row.id
 
+    @_retrying
     def finish_trial(self, trial_id: int, state: TrialState, *,
                      metrics: Mapping[str, float] | None = None,
                      curves: Iterable[CurveRecord] = (), message: str = "",
                      traceback: str = "", worker: str | None = None,
-                     params: Mapping[str, Any] | None = None) -> None:
+                     params: Mapping[str, Any] | None = None) -> bool:
         """Record how a trial ended, with whatever it measured (also when it failed).
 
         ``params`` updates parameter values the run resolved (such as an automatic ``n_s``).
+        Only a RUNNING trial is finished: returns False (and writes nothing) when the trial
+        was marked interrupted meanwhile (its process was taken for dead and another
+        attempt runs it), so a planned trial is never complete twice.
         """
         with self.session() as s:
-            row = s.get(TrialModel, trial_id)
-            if row is None:
-                raise StorageError(f"no trial with id {trial_id}")
-            row.state = state
-            row.finished_at = now()
-            row.message = message
-            row.traceback = traceback
+            values: dict[str, Any] = {"state": state, "finished_at": now(), "message": message,
+                                      "traceback": traceback}
             if worker is not None:
-                row.worker = worker
+                values["worker"] = worker
+            # one conditional UPDATE first: it takes the write lock, so no other process can
+            # mark the trial interrupted between the check and the write
+            done = s.execute(update(TrialModel)
+                             .where(TrialModel.id == trial_id,
+                                    TrialModel.state == TrialState.RUNNING)
+                             .values(**values).execution_options(synchronize_session=False))
+            if done.rowcount != 1:
+                if s.get(TrialModel, trial_id) is None:
+                    raise StorageError(f"no trial with id {trial_id}")
+                return False
+            row = s.get(TrialModel, trial_id)
+            assert row is not None
             if params:
                 existing = {p.name: p for p in row.params}
                 for name, value in params.items():
@@ -271,7 +431,144 @@ class Storage:
                                       loss=_finite_or_none(c.loss), cost=_finite_or_none(c.cost),
                                       acc=_finite_or_none(c.acc), lr=_finite_or_none(c.lr))
                       for c in curves)
+        return True
 
+    # Planned trials of a sweep stage: atomic claims, heartbeats, interruptions
+
+    @_retrying
+    def claim_slots(self, sweep_id: int, stage_id: int,
+                    slots: Sequence[tuple[int, Mapping[str, Any], int]], *,
+                    study_trial: int | None, worker: str) -> list[tuple[int, int]] | None:
+        """Start attempt 0 of each ``(slot, params, seed)`` of a stage as a RUNNING trial, all
+        in one transaction. Returns ``(trial id, number)`` per slot, or None when another
+        process claimed one of these slots first (the unique (stage, slot, attempt) index
+        decides, so two processes never run the same planned trial)."""
+        for _ in range(50):
+            try:
+                with self.session() as s:
+                    number = _next_number(s, sweep_id)
+                    started = now()
+                    rows = []
+                    for i, (slot, params, seed) in enumerate(slots):
+                        row = TrialModel(sweep_id=sweep_id, stage_id=stage_id,
+                                         number=number + i, slot=slot, attempt=0,
+                                         study_trial=study_trial, state=TrialState.RUNNING,
+                                         seed=seed, worker=worker, started_at=started,
+                                         heartbeat_at=started, message="", traceback="")
+                        row.params = [_param_row(k, v) for k, v in params.items()]
+                        rows.append(row)
+                    s.add_all(rows)
+                    s.flush()
+                    return [(r.id, r.number) for r in rows]
+            except StorageConflict:
+                if self._slots_taken(stage_id, [slot for slot, _, _ in slots]):
+                    return None
+                time.sleep(0.01 + 0.05 * _JITTER.random())  # a trial number was taken
+        raise StorageBusy(f"cannot number a new trial in {self.url}: too many conflicts")
+
+    @_retrying
+    def _slots_taken(self, stage_id: int, slots: Sequence[int]) -> bool:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(TrialModel).where(
+                TrialModel.stage_id == stage_id, TrialModel.slot.in_(list(slots)))) > 0
+
+    @_retrying
+    def claim_again(self, trial_id: int, *, worker: str, seen_heartbeat: datetime | None,
+                    lost_message: str = "") -> tuple[int, int] | None:
+        """Start the next attempt of the planned trial whose latest attempt is ``trial_id``:
+        an INTERRUPTED one, or a RUNNING one whose heartbeat is still ``seen_heartbeat`` (its
+        process is taken for dead: it is marked INTERRUPTED with ``lost_message``). Returns
+        the new ``(trial id, number)``, or None when the trial is alive after all or another
+        process claimed the next attempt first."""
+        for _ in range(50):
+            try:
+                with self.session() as s:
+                    old = s.get(TrialModel, trial_id)
+                    if old is None or old.slot is None:
+                        raise StorageError(f"no planned trial with id {trial_id}")
+                    if old.state is TrialState.RUNNING:
+                        alive = TrialModel.heartbeat_at.is_(None) if seen_heartbeat is None \
+                            else TrialModel.heartbeat_at <= seen_heartbeat
+                        done = s.execute(update(TrialModel).where(
+                            TrialModel.id == trial_id, TrialModel.state == TrialState.RUNNING,
+                            alive).values(state=TrialState.INTERRUPTED, finished_at=now(),
+                                          message=lost_message)
+                            .execution_options(synchronize_session=False))
+                        if done.rowcount != 1:
+                            return None
+                    elif old.state is not TrialState.INTERRUPTED:
+                        return None
+                    started = now()
+                    row = TrialModel(sweep_id=old.sweep_id, stage_id=old.stage_id,
+                                     number=_next_number(s, old.sweep_id), slot=old.slot,
+                                     attempt=old.attempt + 1, study_trial=old.study_trial,
+                                     state=TrialState.RUNNING, seed=old.seed, worker=worker,
+                                     started_at=started, heartbeat_at=started, message="",
+                                     traceback="")
+                    row.params = [TrialParamModel(name=p.name, value_json=p.value_json,
+                                                  value_num=p.value_num) for p in old.params]
+                    s.add(row)
+                    s.flush()
+                    return row.id, row.number
+            except StorageConflict:
+                if self._attempt_taken(trial_id):
+                    return None
+                time.sleep(0.01 + 0.05 * _JITTER.random())
+        raise StorageBusy(f"cannot number a new trial in {self.url}: too many conflicts")
+
+    @_retrying
+    def _attempt_taken(self, trial_id: int) -> bool:
+        with self.session() as s:
+            old = s.get(TrialModel, trial_id)
+            if old is None:
+                return True
+            return s.scalar(select(func.count()).select_from(TrialModel).where(
+                TrialModel.stage_id == old.stage_id, TrialModel.slot == old.slot,
+                TrialModel.attempt > old.attempt)) > 0
+
+    @_retrying
+    def stage_slots(self, stage_id: int) -> list[SlotRecord]:
+        """Every attempt at the planned trials of a stage, by slot then attempt."""
+        with self.session() as s:
+            rows = s.execute(
+                select(TrialModel.id, TrialModel.number, TrialModel.slot, TrialModel.attempt,
+                       TrialModel.state, TrialModel.study_trial, TrialModel.worker,
+                       TrialModel.heartbeat_at, TrialMetricModel.value, TrialMetricModel.kind)
+                .outerjoin(TrialMetricModel, and_(TrialMetricModel.trial_id == TrialModel.id,
+                                                  TrialMetricModel.name == "val_acc"))
+                .where(TrialModel.stage_id == stage_id, TrialModel.slot.is_not(None))
+                .order_by(TrialModel.slot, TrialModel.attempt)).all()
+            return [SlotRecord(i, n, sl, a, st, stu, w, hb,
+                               None if k is None else decode_float(v, k))
+                    for i, n, sl, a, st, stu, w, hb, v, k in rows]
+
+    @_retrying
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        """Say that these trials are still running (their process is alive)."""
+        if not trial_ids:
+            return
+        with self.session() as s:
+            s.execute(update(TrialModel)
+                      .where(TrialModel.id.in_(list(trial_ids)),
+                             TrialModel.state == TrialState.RUNNING)
+                      .values(heartbeat_at=now())
+                      .execution_options(synchronize_session=False))
+
+    @_retrying
+    def interrupt_trials(self, trial_ids: Sequence[int], message: str) -> int:
+        """Mark these trials INTERRUPTED if they are still RUNNING; returns how many were."""
+        if not trial_ids:
+            return 0
+        with self.session() as s:
+            done = s.execute(update(TrialModel)
+                             .where(TrialModel.id.in_(list(trial_ids)),
+                                    TrialModel.state == TrialState.RUNNING)
+                             .values(state=TrialState.INTERRUPTED, finished_at=now(),
+                                     message=message)
+                             .execution_options(synchronize_session=False))
+            return int(done.rowcount or 0)
+
+    @_retrying
     def get_trials(self, sweep: str | None = None, *, stage: str | None = None,
                    states: Sequence[TrialState] | None = None,
                    trial_ids: Sequence[int] | None = None) -> list[TrialRecord]:
@@ -292,6 +589,7 @@ class Storage:
             return [_trial_record(t, sweep_name, stage_name)
                     for t, sweep_name, stage_name in s.execute(query)]
 
+    @_retrying
     def get_curves(self, trial_ids: Sequence[int]) -> list[CurveRecord]:
         with self.session() as s:
             rows = s.scalars(select(CurvePointModel)
@@ -303,6 +601,7 @@ class Storage:
 
     # Bulk reads for analysis: plain tuples from a few queries, no ORM objects per row.
 
+    @_retrying
     def get_trial_rows(self, sweep: str | None = None, *, stage: str | None = None,
                        states: Sequence[TrialState] | None = None) -> TrialRows:
         """The trials :meth:`get_trials` would return, as three lists of plain tuples.
@@ -339,6 +638,7 @@ class Storage:
                 params=[(t, n, json.loads(v)) for t, n, v in params],
                 metrics=[(t, n, decode_float(v, k)) for t, n, v, k in metrics])
 
+    @_retrying
     def get_curve_rows(self, trial_ids: Sequence[int]) -> list[tuple[Any, ...]]:
         """Curve points of these trials as (trial_id, step, split, loss, cost, acc, lr) tuples
         (NaN for missing values), ordered by trial and point; one query per 5,000 trials."""
@@ -364,6 +664,11 @@ class TrialRows:
     trials: list[tuple[Any, ...]]
     params: list[tuple[int, str, Any]]
     metrics: list[tuple[int, str, float]]
+
+
+def _next_number(s: Session, sweep_id: int) -> int:
+    last = s.scalar(select(func.max(TrialModel.number)).where(TrialModel.sweep_id == sweep_id))
+    return 0 if last is None else int(last) + 1
 
 
 def _first_line(exc: BaseException) -> str:
@@ -397,4 +702,5 @@ def _trial_record(row: TrialModel, sweep: str, stage: str | None) -> TrialRecord
         message=row.message, traceback=row.traceback,
         params={p.name: json.loads(p.value_json) for p in row.params},
         metrics={m.name: decode_float(m.value, m.kind) for m in row.metrics},
+        slot=row.slot, attempt=row.attempt, heartbeat_at=row.heartbeat_at,
     )

@@ -72,6 +72,7 @@ class SweepProgress:
             self.order.append(event.stage)
         if event.kind == "stage":
             stage.planned, stage.reused = event.planned, event.reused
+            stage.counts = dict(event.counts)  # finished before this process started
             if event.message and self.lines:
                 self.live.console.print(f"[bold]{event.stage}[/]: {event.message}")
         elif event.kind == "started":
@@ -89,6 +90,11 @@ class SweepProgress:
                 if event.estimate is not None:
                     stage.estimated.append(event.estimate)
             if self.lines:
+                if event.state is TrialState.INTERRUPTED:
+                    self.live.console.print(f"{event.stage} trial {event.number} interrupted "
+                                            f"({event.message})")
+                    self.live.update(self.render())
+                    return
                 val = ("" if event.val_acc is None or math.isnan(event.val_acc)
                        else f" val_acc {event.val_acc:.4f}")
                 timing = "" if event.seconds is None else f" in {event.seconds:.1f} s"

@@ -18,16 +18,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
+import socket
 import tempfile
+import threading
 import time
+import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -35,7 +40,15 @@ from joblib.externals.loky import get_reusable_executor
 
 from numsweep.engine import TrialSpec, make_split
 from numsweep.engine.train import build_network
-from numsweep.storage import CurveRecord, Storage, StorageError, TrialRecord, TrialState
+from numsweep.storage import (
+    CurveRecord,
+    SlotRecord,
+    StageRecord,
+    Storage,
+    StorageError,
+    TrialRecord,
+    TrialState,
+)
 from numsweep.sweeps.spec import (
     HISTORY_SAMPLERS,
     ParamSpace,
@@ -44,6 +57,7 @@ from numsweep.sweeps.spec import (
     SweepSpecError,
     check_against_images,
     grid_points,
+    parse_spec,
 )
 from numsweep.sweeps.worker import (
     SPLIT_FIELDS,
@@ -54,6 +68,7 @@ from numsweep.sweeps.worker import (
     _dataset,
     execute,
     split_key,
+    worker_name,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,6 +88,7 @@ class TrialEvent:
     seconds: float | None = None  # measured wall-clock seconds (finished)
     planned: int = 0  # trials the stage plans to run ("stage")
     reused: int = 0  # earlier trials the stage reuses ("stage")
+    counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
 
 
 @dataclass(frozen=True)
@@ -373,11 +389,70 @@ class InlineExecutor:
         future.set_result(fn(*args))
         return future
 
+    def shutdown(self, wait: bool = True, **_kwargs: Any) -> None:
+        pass
 
-def make_executor(jobs: int) -> Any:
+
+BACKENDS = ("loky", "dask")
+
+
+class BackendError(StorageError):
+    """The parallel backend cannot be used (not installed, scheduler unreachable)."""
+
+
+def make_executor(jobs: int, backend: str = "loky", scheduler: str | None = None,
+                  timeout: float = 20.0) -> Any:
+    """A ``concurrent.futures`` executor: this process (``jobs`` 1), joblib's loky worker
+    processes, or a Dask cluster's workers (through its client's executor)."""
+    if backend == "dask":
+        return DaskExecutor(scheduler, timeout)
+    if backend != "loky":
+        raise BackendError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
     if jobs == 1:
         return InlineExecutor()
     return get_reusable_executor(max_workers=jobs, timeout=60)
+
+
+class DaskExecutor:
+    """Trials on a Dask cluster: ``distributed.Client(scheduler).get_executor()``.
+
+    joblib's own Dask backend (``joblib.parallel_config(backend="dask")``) runs a whole
+    ``Parallel`` call at once; a sweep proposes one trial at a time from the results so far,
+    so it submits through the same client's ``concurrent.futures`` executor instead."""
+
+    def __init__(self, scheduler: str | None, timeout: float) -> None:
+        if not scheduler:
+            raise BackendError("--backend dask needs --scheduler ADDRESS (such as "
+                               "tcp://10.0.0.5:8786)")
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BackendError("--backend dask needs dask.distributed "
+                               "(pip install 'numsweep[dask]')") from None
+        try:
+            with _quiet():
+                self.client = Client(scheduler, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: "
+                               f"{_first_line(exc)}") from None
+        self.executor = self.client.get_executor(pure=False)
+
+    def threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self.executor.submit(fn, *args)  # type: ignore[no-any-return]
+
+    def shutdown(self, wait: bool = True, **_kwargs: Any) -> None:
+        try:
+            self.executor.shutdown(wait=wait)
+        finally:
+            self.client.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_threads(jobs: int) -> int:
@@ -394,36 +469,146 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-# One configuration of a stage (run ``replicates`` times)
+# Durability: heartbeats, lost trials, interruptions
 
-@dataclass
-class _Config:
-    index: int
-    trial: optuna.Trial
-    params: dict[str, Any]
-    outcomes: dict[int, TrialOutcome] = field(default_factory=dict)
-    states: dict[int, TrialState] = field(default_factory=dict)
-    told: bool = False
+DEFAULT_GRACE = 60.0
+"""Seconds without a heartbeat after which a RUNNING trial is taken for lost (its process was
+killed or its machine went away) and runs again."""
+POLL_SECONDS = 0.5
+"""How often a process waiting on trials that other processes run looks at the database."""
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM stopped the sweep: the running trials are marked
+    INTERRUPTED, the finished ones stay; ``numsweep sweep resume`` continues."""
+
+    def __init__(self, sweep: str, interrupted: int, finished: int) -> None:
+        self.sweep = sweep
+        self.interrupted = interrupted
+        self.finished = finished
+        super().__init__(f"sweep {sweep!r} interrupted: {interrupted} running trials marked "
+                         f"interrupted, {finished} finished trials kept")
+
+
+class Heartbeat:
+    """A daemon thread that stamps ``heartbeat_at`` of this process's running trials every
+    ``interval`` seconds, so other processes can tell them from trials of a dead process."""
+
+    def __init__(self, storage: Storage, interval: float) -> None:
+        self.storage = storage
+        self.interval = interval
+        self.ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="numsweep-heartbeat",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def add(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.add(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.discard(trial_id)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            with self.lock:
+                ids = sorted(self.ids)
+            # a busy database: the next beat tries again, well within the grace
+            with suppress(StorageError):
+                self.storage.heartbeat(ids)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_lost(slot: SlotRecord, grace: float, now: datetime) -> bool:
+    """Whether a RUNNING attempt's process is gone: no heartbeat for ``grace`` seconds, or it
+    was started on this machine by a process that no longer exists."""
+    if slot.state is not TrialState.RUNNING:
+        return False
+    host, _, pid = slot.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
+            and not _pid_alive(int(pid)):
+        return True
+    return slot.heartbeat_at is None or (now - slot.heartbeat_at).total_seconds() > grace
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# One stage as stored in the database, so that every process runs the same plan
+
+@dataclass(frozen=True)
+class _Plan:
+    stage_id: int
+    space: dict[str, ParamSpace]
+    fixed: dict[str, Any]
+    queue: list[dict[str, Any]]
+    reused: list[TrialRecord]
+    n_configs: int
+    note: str
 
 
 @dataclass
 class _Running:
-    config: _Config
-    replicate: int
+    stage: str
+    config: int
+    slot: int
     trial_id: int
     number: int
+    study_trial: int | None
     started: float
     estimate: float | None
+    attempt: int = 0
+
+
+def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
+    """The latest attempt of each slot (attempts come in order)."""
+    return {s.slot: s for s in slots}
+
+
+def _final(slot: SlotRecord | None) -> bool:
+    return slot is not None and slot.state.is_finished()
 
 
 class SweepRunner:
-    """Runs the stages of one sweep; see :func:`run_sweep`."""
+    """Runs the stages of one sweep in this process, alone or beside other processes (``sweep
+    resume``, ``worker``) on the same database; see :func:`run_sweep`.
+
+    Every planned trial of a stage is a slot (``config * replicates + replicate``). A process
+    claims a slot by inserting its RUNNING row: the unique (stage, slot, attempt) index lets
+    one process win. A slot whose latest attempt was interrupted, or whose process is gone
+    (see :func:`is_lost`), is claimed again as the next attempt. A stage's plan (space,
+    configurations, reused trials) is stored by the first process that reaches it; the others
+    read it, and a process leaves a stage only when each of its slots is final, helping to
+    finish the stage or waiting for the trials that other processes run.
+    """
 
     def __init__(self, spec: SweepSpec, storage: Storage, *, data_source: str | None,
                  jobs: int, threads: int | None, on_event: EventHandler | None,
-                 estimate: Estimator | None, deadline: float | None) -> None:
+                 estimate: Estimator | None, deadline: float | None, resume: bool = False,
+                 backend: str = "loky", scheduler: str | None = None,
+                 grace: float = DEFAULT_GRACE) -> None:
         if jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
+        if grace <= 0:
+            raise ValueError(f"--grace must be positive, got {grace}")
         self.spec = spec
         self.storage = storage
         self.data_source = data_source
@@ -432,27 +617,49 @@ class SweepRunner:
         self.notify = on_event or (lambda _event: None)
         self.estimate = estimate
         self.deadline = deadline
+        self.resume = resume
+        self.backend = backend
+        self.scheduler = scheduler
+        self.grace = grace
+        self.name = worker_name()
         self.reused: dict[str, list[TrialRecord]] = {}
         self.spaces: dict[str, dict[str, ParamSpace]] = {}
+        self.running: dict[Future[TrialOutcome], _Running] = {}
+        self.inline: _Running | None = None
+        self.finished = 0
 
     def run(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
         existing = [s for s in storage.list_sweeps() if s.name == spec.name]
-        if existing and storage.count_trials(existing[0].id):
+        if not self.resume and existing and storage.count_trials(existing[0].id):
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
-                f"in {storage.url}; run it under another name (name=NEW)")
-        data = DataShare(self.data_source, self.jobs)
-        check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
-        self.ostorage = optuna_storage(storage.url)
-        self.sweep = storage.get_or_create_sweep(
-            spec.name, {**spec.to_dict(), "data": self.data_source, "threads": self.threads},
-            spec.seed)
-        self.pool = make_executor(self.jobs)
-        self.data = data
+                f"in {storage.url}; continue it with `numsweep sweep resume {spec.name}` or "
+                f"run it under another name (name=NEW)")
+        self.pool = make_executor(self.jobs, self.backend, self.scheduler)
+        data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
+        self.heart = Heartbeat(storage, min(10.0, self.grace / 4))
         try:
+            check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
+            self.ostorage = optuna_storage(storage.engine_url)
+            self.sweep = storage.get_or_create_sweep(
+                spec.name, {**spec.to_dict(), "data": self.data_source,
+                            "threads": self.threads}, spec.seed)
+            self.data = data
+            self.heart.start()
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
+        except KeyboardInterrupt:
+            ids = [job.trial_id for job in self.running.values()]
+            ids += [self.inline.trial_id] if self.inline is not None else []
+            self.pool.shutdown(wait=False, kill_workers=True)
+            count = storage.interrupt_trials(
+                ids, f"interrupted (Ctrl-C) in {self.name}; `numsweep sweep resume "
+                     f"{spec.name}` runs it again")
+            raise SweepInterrupted(spec.name, count, self.finished) from None
         finally:
+            self.heart.stop()
+            if self.backend == "dask":
+                self.pool.shutdown(wait=False)
             data.close()
 
     # Stage set-up
@@ -511,11 +718,10 @@ class SweepRunner:
         trials = self._source_trials([source.name])
         return [t for t in trials if inside(space, t.params, fixed)]
 
-    # Running
-
-    def _run_stage(self, index: int, stage: StageSpec) -> StageSummary:
-        spec = self.spec
-        fixed = spec.stage_fixed(stage)
+    def _store_plan(self, index: int, stage: StageSpec) -> StageRecord:
+        """Work out the stage's plan (every earlier stage is finished) and store it; when
+        another process stored one first, that one is returned."""
+        fixed = self.spec.stage_fixed(stage)
         space, note = self._space_for(stage)
         queue: list[dict[str, Any]] = [dict(c) for c in stage.configs]
         if stage.sampler == "best":
@@ -546,189 +752,457 @@ class SweepRunner:
             note = (note + "; " if note else "") + (
                 f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
                 f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)})")
-        self.spaces[stage.name] = space
-        self.reused[stage.name] = reused
-        stage_rec = self.storage.get_or_create_stage(
+        return self.storage.get_or_create_stage(
             self.sweep.id, index, stage.name, stage.sampler,
             {"space": {k: p.to_dict() for k, p in space.items()}, "fixed": dict(stage.fixed),
-             "planned": n_configs * stage.replicates, "reused": [t.id for t in reused]},
-            note)
-        self.stage_id = stage_rec.id
-        planned = n_configs * stage.replicates
-        self.notify(TrialEvent("stage", stage.name, planned=planned, reused=len(reused),
-                               message=note))
+             "planned": n_configs * stage.replicates, "reused": [t.id for t in reused],
+             "configs": queue, "n_configs": n_configs}, note)
 
-        with _quiet():
-            study = optuna.create_study(
-                storage=self.ostorage, study_name=study_name(spec.name, stage.name),
-                direction="maximize",
-                sampler=make_sampler(stage.sampler, trial_seed(spec.seed, index, 2**31 - 1)),
-                pruner=make_pruner(stage.pruner))
-            distributions = {k: distribution(p) for k, p in space.items()}
-            for t in reused:
-                values = entry_values(space, t.params, fixed)
-                for k, v in values.items():  # inside up to rounding: clip for Optuna's check
-                    if space[k].numeric:
-                        values[k] = min(max(v, space[k].low), space[k].high)
-                study.add_trial(optuna.trial.create_trial(
-                    params=values, distributions={k: distributions[k] for k in values},
-                    value=t.metrics["val_acc"], user_attrs={"ns_trial_id": t.id}))
+    def _plan(self, index: int, stage: StageSpec) -> _Plan:
+        """The stage's plan as stored (by this process or the first one to reach it)."""
+        rec = self.storage.get_stage(self.sweep.id, index)
+        if rec is None:
+            rec = self._store_plan(index, stage)
+        if rec.name != stage.name or "n_configs" not in rec.space:
+            raise SweepSpecError(f"stage {index} of sweep {self.spec.name!r} in "
+                                 f"{self.storage.url} is {rec.name!r}, stored by another spec "
+                                 f"or an older numsweep: it cannot be continued")
+        space = {name: _space_from_dict(name, d) for name, d in rec.space["space"].items()}
+        ids = [int(i) for i in rec.space.get("reused", [])]
+        reused = self.storage.get_trials(trial_ids=ids) if ids else []
+        self.spaces[stage.name] = space
+        self.reused[stage.name] = reused
+        return _Plan(rec.id, space, self.spec.stage_fixed(stage),
+                     [dict(c) for c in rec.space.get("configs", [])], reused,
+                     int(rec.space["n_configs"]), rec.note)
+
+    def _study(self, index: int, stage: StageSpec, plan: _Plan) -> optuna.Study:
+        """The stage's Optuna study (created by the first process), with the reused trials."""
+
+        def load() -> optuna.Study:
+            with _quiet():
+                study = optuna.create_study(
+                    storage=self.ostorage, study_name=study_name(self.spec.name, stage.name),
+                    direction="maximize", load_if_exists=True,
+                    sampler=make_sampler(stage.sampler,
+                                         trial_seed(self.spec.seed, index, 2**31 - 1)),
+                    pruner=make_pruner(stage.pruner))
+                have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
+                distributions = {k: distribution(p) for k, p in plan.space.items()}
+                for t in plan.reused:
+                    if t.id in have:
+                        continue
+                    values = entry_values(plan.space, t.params, plan.fixed)
+                    for k, v in values.items():  # inside up to rounding: clip for Optuna's check
+                        if plan.space[k].numeric:
+                            values[k] = min(max(v, plan.space[k].low), plan.space[k].high)
+                    study.add_trial(optuna.trial.create_trial(
+                        params=values, distributions={k: distributions[k] for k in values},
+                        value=t.metrics["val_acc"], user_attrs={"ns_trial_id": t.id}))
+            return study
+
+        return _optuna_retry(load)
+
+    # Running
+
+    def _run_stage(self, index: int, stage: StageSpec) -> StageSummary:
+        plan = self._plan(index, stage)
+        reps = stage.replicates
+        slots = _latest(self.storage.stage_slots(plan.stage_id))
+        self.notify(TrialEvent("stage", stage.name, planned=plan.n_configs * reps,
+                               reused=len(plan.reused), message=plan.note,
+                               counts=_counts(slots.values())))
+        study = self._study(index, stage, plan)
         lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
         stage_deadline = (time.monotonic() + stage.time_budget if stage.time_budget else None)
         # the sweep's budget never skips a final ``best`` stage: it is what the sweep is for
         sweep_deadline = None if stage.sampler == "best" else self.deadline
         deadlines = [d for d in (stage_deadline, sweep_deadline) if d is not None]
         deadline = min(deadlines) if deadlines else None
-
-        configs: list[_Config] = []
-        running: dict[Future[TrialOutcome], _Running] = {}
-        counts: dict[str, int] = {}
-        told_upto = 0  # configurations [0, told_upto) are told, in order
-        stopped_for_time = False
-
-        def tell_ready(limit: int) -> int:
-            nonlocal told_upto
-            while told_upto < min(limit, len(configs)):
-                config = configs[told_upto]
-                if len(config.outcomes) < stage.replicates:
-                    break
-                self._tell(study, config)
-                told_upto += 1
-            return told_upto
+        told = 0  # configurations [0, told) are told to the study, in order
 
         while True:
-            while len(configs) < n_configs and len(running) < self.jobs:
-                if deadline is not None and time.monotonic() > deadline:
-                    stopped_for_time = True
+            n_configs = self._n_configs(plan, index)
+            slots = _latest(self.storage.stage_slots(plan.stage_id))
+            proposed = max(slots) // reps + 1 if slots else 0
+            if not lagged or proposed >= n_configs:
+                told = self._tell_ready(study, reps, slots, told, proposed)
+            while len(self.running) < self.jobs:
+                lost = self._lost_slot(slots)
+                if lost is not None:
+                    self._run_again(study, stage, plan, lost)
+                elif proposed >= n_configs:
                     break
-                k = len(configs)
-                if lagged and tell_ready(k - stage.sync + 1) < k - stage.sync + 1:
+                elif deadline is not None and time.monotonic() > deadline and proposed:
+                    n_configs = self._cut(plan, index, stage, proposed)
                     break
-                configs.append(self._ask(study, stage, index, space, fixed, queue, k,
-                                         running, lagged))
-            if not running:
+                else:
+                    k = proposed
+                    if lagged:
+                        told = self._tell_ready(study, reps, slots, told, k - stage.sync + 1)
+                        if told < k - stage.sync + 1:
+                            break  # waits for the results of configuration k - sync
+                    self._new_config(study, index, stage, plan, k)
+                slots = _latest(self.storage.stage_slots(plan.stage_id))
+                proposed = max(slots) // reps + 1 if slots else 0
+            if self.running:
+                done, _ = wait(list(self.running), timeout=5.0, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: self.running[f].number):
+                    self._finish(future, study, stage)
+                continue
+            if proposed >= n_configs and all(_final(slots.get(s))
+                                             for s in range(proposed * reps)):
+                self._tell_ready(study, reps, slots, told, proposed)
                 break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: running[f].number):
-                job = running.pop(future)
-                outcome = future.result()
-                state = _record(self.storage, outcome)
-                counts[state.value] = counts.get(state.value, 0) + 1
-                job.config.outcomes[job.replicate] = outcome
-                job.config.states[job.replicate] = state
-                val = outcome.result.val_acc if outcome.result else None
-                message = outcome.error or (outcome.result.message if outcome.result else "")
-                self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                                       estimate=job.estimate,
-                                       seconds=time.monotonic() - job.started))
-            if not lagged:
-                tell_ready(len(configs))
-        tell_ready(len(configs))
-        if stopped_for_time:
-            left = (n_configs - len(configs)) * stage.replicates
+            time.sleep(POLL_SECONDS)  # other processes run this stage's last trials
+        return self._summary(stage, plan, slots)
+
+    def _n_configs(self, plan: _Plan, index: int) -> int:
+        """The stage's planned configurations (fewer once a time budget cut the stage)."""
+        rec = self.storage.get_stage(self.sweep.id, index)
+        return plan.n_configs if rec is None else int(rec.space.get("n_configs",
+                                                                    plan.n_configs))
+
+    def _cut(self, plan: _Plan, index: int, stage: StageSpec, proposed: int) -> int:
+        """The time budget is used up: the stage keeps the configurations proposed so far."""
+        rec = self.storage.get_stage(self.sweep.id, index)
+        assert rec is not None
+        left = (int(rec.space["n_configs"]) - proposed) * stage.replicates
+        if left > 0:
+            self.storage.set_stage_space(rec.id, {**rec.space, "n_configs": proposed,
+                                                  "planned": proposed * stage.replicates})
             extra = f"time budget used up: {left} planned trials not run"
-            note = (note + "; " if note else "") + extra
-            self.storage.set_stage_note(stage_rec.id, note)
-        return self._summary(stage, planned, counts, note, reused, space)
+            self.storage.set_stage_note(rec.id, (rec.note + "; " if rec.note else "") + extra)
+        return proposed
 
-    def _ask(self, study: optuna.Study, stage: StageSpec, index: int,
-             space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
-             queue: list[dict[str, Any]], k: int, running: dict[Future[TrialOutcome], _Running],
-             lagged: bool) -> _Config:
-        snapshot = None
-        if stage.pruner != "none":
-            trials = tuple(study.get_trials(deepcopy=True))
-            snapshot = PruneSnapshot(stage.pruner, study.study_name, trials, len(trials))
-        with _quiet():
-            if k < len(queue):
-                study.enqueue_trial(entry_values(space, queue[k], fixed),
-                                    skip_if_exists=False)
-            trial = study.ask()
-            params = suggest(trial, space, fixed)
-        if k < len(queue):
-            params = {**queue[k], **params}
-        config = _Config(k, trial, params)
+    def _lost_slot(self, slots: Mapping[int, SlotRecord]) -> SlotRecord | None:
+        """The first slot to run again: interrupted, or left RUNNING by a process that is
+        gone."""
+        mine = {job.trial_id for job in self.running.values()}
+        now = _utcnow()
+        for slot in slots.values():
+            if slot.state is TrialState.INTERRUPTED or (
+                    slot.trial_id not in mine and is_lost(slot, self.grace, now)):
+                return slot
+        return None
+
+    def _run_again(self, study: optuna.Study, stage: StageSpec, plan: _Plan,
+                   old: SlotRecord) -> bool:
+        seen = "never" if old.heartbeat_at is None else f"{old.heartbeat_at:%H:%M:%S} UTC"
+        claimed = self.storage.claim_again(
+            old.trial_id, worker=self.name, seen_heartbeat=old.heartbeat_at,
+            lost_message=f"lost: no heartbeat from {old.worker} since {seen} (its process is "
+                         f"gone); runs again as attempt {old.attempt + 1}")
+        if claimed is None:
+            return False
+        trial_id, number = claimed
+        [record] = self.storage.get_trials(trial_ids=[trial_id])
+        trial_spec = TrialSpec.from_mapping(record.params)
+        snapshot = self._snapshot(study, stage, old.study_trial)
+        self._submit(stage, _Running(stage.name, old.slot // stage.replicates, old.slot,
+                                     trial_id, number, old.study_trial, time.monotonic(), None,
+                                     old.attempt + 1), trial_spec, snapshot)
+        return True
+
+    def _new_config(self, study: optuna.Study, index: int, stage: StageSpec, plan: _Plan,
+                    k: int) -> bool:
+        """Propose configuration ``k`` and claim its slots; False when another process
+        claimed them first (the Optuna trial is then failed, marked unused)."""
+
+        def ask() -> tuple[optuna.Trial, dict[str, Any]]:
+            with _quiet():
+                if k < len(plan.queue):
+                    trial = _queued_trial(study, entry_values(plan.space, plan.queue[k],
+                                                              plan.fixed))
+                else:
+                    trial = study.ask()
+                return trial, suggest(trial, plan.space, plan.fixed)
+
+        trial, params = _optuna_retry(ask)
+        if k < len(plan.queue):
+            params = {**plan.queue[k], **params}
+        specs = []
         for r in range(stage.replicates):
-            number = k * stage.replicates + r
-            seed = trial_seed(self.spec.seed, index, number)
-            trial_spec = TrialSpec.from_mapping({**fixed, **params, "seed": seed})
-            db_number = self.storage.next_trial_number(self.sweep.id)
-            trial_id = self.storage.start_trial(self.sweep.id, self.stage_id, db_number,
-                                                trial_spec.to_dict(), seed)
-            estimate = self.estimate(trial_spec) if self.estimate else None
-            self.notify(TrialEvent("started", stage.name, db_number, estimate=estimate))
-            task = TrialTask(trial_id, trial_spec, self.data_source, self.threads,
-                             self.data.shared_for(trial_spec), snapshot)
-            started = time.monotonic()
-            future = self.pool.submit(execute, task)
-            running[future] = _Running(config, r, trial_id, db_number, started, estimate)
-        return config
+            slot = k * stage.replicates + r
+            seed = trial_seed(self.spec.seed, index, slot)
+            specs.append((slot, TrialSpec.from_mapping({**plan.fixed, **params, "seed": seed})))
+        claimed = self.storage.claim_slots(
+            self.sweep.id, plan.stage_id, [(slot, s.to_dict(), s.seed) for slot, s in specs],
+            study_trial=trial.number, worker=self.name)
+        if claimed is None:
+            def unused() -> None:
+                with _quiet():
+                    trial.set_user_attr("ns_unused", "another process proposed this "
+                                                     "configuration first")
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _optuna_retry(unused)
+            return False
+        snapshot = self._snapshot(study, stage, trial.number)
+        for (slot, trial_spec), (trial_id, number) in zip(specs, claimed, strict=True):
+            self._submit(stage, _Running(stage.name, k, slot, trial_id, number, trial.number,
+                                         time.monotonic(), None, 0), trial_spec, snapshot)
+        return True
 
-    def _tell(self, study: optuna.Study, config: _Config) -> None:
-        trial = config.trial
-        ids = [o.trial_id for o in config.outcomes.values()]
-        complete = [o.result.val_acc for r, o in sorted(config.outcomes.items())
-                    if config.states[r] is TrialState.COMPLETE and o.result is not None]
-        with _quiet():
-            trial.set_user_attr("ns_trial_ids", ids)
-            if len(config.outcomes) == 1:
-                outcome = next(iter(config.outcomes.values()))
-                for step, value in outcome.reports:
-                    trial.report(value, step)
-                for key, value in outcome.system_attrs.items():
-                    if not key.startswith("fixed_params"):
-                        study._storage.set_trial_system_attr(trial._trial_id, key, value)
-            states = set(config.states.values())
-            if complete:
-                study.tell(trial, float(np.mean(complete)))
-            elif TrialState.PRUNED in states:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        config.told = True
+    def _snapshot(self, study: optuna.Study, stage: StageSpec,
+                  number: int | None) -> PruneSnapshot | None:
+        """The study's trials before Optuna trial ``number``, for pruning in the worker."""
+        if stage.pruner == "none" or number is None:
+            return None
+        trials = _optuna_retry(lambda: study.get_trials(deepcopy=True))
+        return PruneSnapshot(stage.pruner, study.study_name,
+                             tuple(t for t in trials if t.number < number), number)
 
-    def _summary(self, stage: StageSpec, planned: int, counts: dict[str, int], note: str,
-                 reused: list[TrialRecord], space: Mapping[str, ParamSpace]) -> StageSummary:
+    def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
+                snapshot: PruneSnapshot | None) -> None:
+        job.estimate = self.estimate(trial_spec) if self.estimate else None
+        self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate))
+        shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
+        task = TrialTask(job.trial_id, trial_spec, self.data_source, self.threads, shared,
+                         snapshot)
+        self.heart.add(job.trial_id)
+        self.inline = job  # Ctrl-C while --jobs 1 runs the trial in this process
+        job.started = time.monotonic()
+        future = self.pool.submit(execute, task)
+        self.inline = None
+        self.running[future] = job
+
+    def _finish(self, future: Future[TrialOutcome], study: optuna.Study,
+                stage: StageSpec) -> None:
+        job = self.running.pop(future)
+        try:
+            outcome = future.result()
+        except Exception as exc:  # the worker process died (killed, out of memory, ...)
+            if self.backend == "loky":
+                self.pool = make_executor(self.jobs, self.backend)  # a fresh pool
+            if job.attempt < MAX_LOST_ATTEMPTS - 1:
+                self.storage.interrupt_trials([job.trial_id], f"worker process lost "
+                                              f"({type(exc).__name__}); runs again")
+                self.heart.remove(job.trial_id)
+                self.notify(TrialEvent("finished", stage.name, job.number,
+                                       TrialState.INTERRUPTED, message="worker process lost"))
+                return
+            outcome = TrialOutcome(job.trial_id, None,
+                                   error=f"worker process lost {MAX_LOST_ATTEMPTS} times: "
+                                         f"{type(exc).__name__}: {exc}",
+                                   traceback=traceback.format_exc(), worker=self.name)
+        state = _record(self.storage, outcome)
+        self.heart.remove(job.trial_id)
+        if state is None:
+            self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
+                                   message="taken for lost meanwhile: result not kept",
+                                   seconds=time.monotonic() - job.started))
+            return
+        self.finished += 1
+        if stage.replicates == 1 and job.study_trial is not None \
+                and (outcome.reports or outcome.system_attrs):
+            _optuna_retry(lambda: _keep_reports(study, job.study_trial, outcome))
+        val = outcome.result.val_acc if outcome.result else None
+        message = outcome.error or (outcome.result.message if outcome.result else "")
+        self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
+                               estimate=job.estimate, seconds=time.monotonic() - job.started))
+
+    def _tell_ready(self, study: optuna.Study, reps: int, slots: Mapping[int, SlotRecord],
+                    told: int, limit: int) -> int:
+        """Tell the study, in order, configurations ``told`` .. ``limit - 1`` whose trials
+        are all final (whichever process ran them); returns the new ``told``."""
+        while told < limit:
+            records = [slots.get(told * reps + r) for r in range(reps)]
+            if not all(_final(s) for s in records):
+                break
+            final = [s for s in records if s is not None]
+            _optuna_retry(lambda final=final: _tell(study, final))  # type: ignore[misc]
+            told += 1
+        return told
+
+    def _summary(self, stage: StageSpec, plan: _Plan,
+                 slots: Mapping[int, SlotRecord]) -> StageSummary:
         trials = self._source_trials([stage.name])
         best = max(trials, key=lambda t: (t.metrics["val_acc"], -t.id), default=None)
         names = [n for p in self.spec.space.values() for n in p.names]
         params = {n: best.params[n] for n in names if n in best.params} if best else None
+        rec = self.storage.get_stage(self.sweep.id, self.spec.stages.index(stage))
+        note = rec.note if rec is not None else plan.note
+        planned = self._n_configs(plan, self.spec.stages.index(stage)) * stage.replicates
         return StageSummary(
-            stage.name, planned, counts, best.metrics["val_acc"] if best else None, params,
-            sampler=stage.sampler, note=note, reused=len(reused),
+            stage.name, planned, _counts(slots.values()),
+            best.metrics["val_acc"] if best else None, params, sampler=stage.sampler,
+            note=note, reused=len(plan.reused),
             best_test_acc=best.metrics.get("test_acc") if best else None,
             best_trial=best.id if best else None)
 
 
+MAX_LOST_ATTEMPTS = 3
+"""A trial whose worker process dies this many times (it may be what kills it) is failed."""
+
+
+def _counts(slots: Iterable[SlotRecord]) -> dict[str, int]:
+    """Planned trials by the state of their latest attempt (the attempt that counts)."""
+    out: dict[str, int] = {}
+    for s in slots:
+        out[s.state.value] = out.get(s.state.value, 0) + 1
+    return out
+
+
+def _space_from_dict(name: str, raw: Mapping[str, Any]) -> ParamSpace:
+    """A search entry as a stage stores it (:meth:`ParamSpace.to_dict`)."""
+
+    def plain(value: Any) -> Any:
+        return tuple(plain(v) for v in value) if isinstance(value, list) else value
+
+    return ParamSpace(name, raw["type"], low=raw.get("low"), high=raw.get("high"),
+                      log=bool(raw.get("log", False)), grid=raw.get("grid"),
+                      choices=tuple(plain(c) for c in raw.get("choices", ())),
+                      when={k: tuple(plain(v) for v in vs)
+                            for k, vs in raw.get("when", {}).items()})
+
+
+def _queued_trial(study: optuna.Study, values: Mapping[str, Any]) -> optuna.Trial:
+    """A new RUNNING trial with these parameter values fixed (what ``enqueue_trial`` then
+    ``ask`` give, except that no other process can take the queued trial in between)."""
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         system_attrs={"fixed_params": dict(values)})
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    study._thread_local.cached_all_trials = None
+    return optuna.Trial(study, trial_id)
+
+
+def _optuna_trial_id(study: optuna.Study, number: int) -> int:
+    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+
+
+def _keep_reports(study: optuna.Study, number: int, outcome: TrialOutcome) -> None:
+    """Keep a trial's end-of-cycle reports (and its pruner's attributes) in its Optuna trial
+    until the study is told, in order, by whichever process gets there."""
+    storage = study._storage
+    trial_id = _optuna_trial_id(study, number)
+    attrs = {k: v for k, v in outcome.system_attrs.items() if not k.startswith("fixed_params")}
+    try:
+        storage.set_trial_user_attr(trial_id, "ns_reports", [list(r) for r in outcome.reports])
+        storage.set_trial_user_attr(trial_id, "ns_system_attrs", attrs)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def _tell(study: optuna.Study, records: Sequence[SlotRecord]) -> None:
+    """Tell the study how a configuration's trials ended (mean val_acc of the complete ones)."""
+    number = records[0].study_trial
+    if number is None:
+        return
+    storage = study._storage
+    trial_id = _optuna_trial_id(study, number)
+    frozen = storage.get_trial(trial_id)
+    if frozen.state.is_finished():
+        return  # another process told it
+    complete = [s.val_acc for s in records
+                if s.state is TrialState.COMPLETE and s.val_acc is not None]
+    states = {s.state for s in records}
+    try:
+        with _quiet():
+            storage.set_trial_user_attr(trial_id, "ns_trial_ids", [s.trial_id for s in records])
+            if len(records) == 1:
+                for step, value in frozen.user_attrs.get("ns_reports", []):
+                    storage.set_trial_intermediate_value(trial_id, int(step), float(value))
+                for key, value in frozen.user_attrs.get("ns_system_attrs", {}).items():
+                    storage.set_trial_system_attr(trial_id, key, value)
+            if complete:
+                study.tell(number, float(np.mean(complete)), skip_if_finished=True)
+            elif TrialState.PRUNED in states:
+                study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+            else:
+                study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another process told it meanwhile
+
+
+T = TypeVar("T")
+
+
+def _optuna_retry(fn: Callable[[], T]) -> T:
+    """Call ``fn`` (Optuna calls on the RDB storage) again after a growing pause when the
+    database was locked or a deadlock was lost."""
+    pause = 0.05
+    give_up = time.monotonic() + 120.0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            chain = [exc, exc.__cause__, exc.__context__]
+            text = " ".join(str(e).lower() for e in chain if e is not None)
+            locked = any(m in text for m in ("database is locked", "deadlock detected",
+                                             "could not serialize access"))
+            if not locked or time.monotonic() > give_up:
+                raise
+            time.sleep(pause * (0.5 + _JITTER.random()))
+            pause = min(pause * 2, 1.0)
+
+
+_JITTER = random.Random()  # pauses between retries only; never results
+
+
 def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None, jobs: int = 1,
               threads: int | None = None, on_event: EventHandler | None = None,
-              estimate: Estimator | None = None,
-              time_budget: float | None = None) -> list[StageSummary]:
+              estimate: Estimator | None = None, time_budget: float | None = None,
+              backend: str = "loky", scheduler: str | None = None,
+              grace: float = DEFAULT_GRACE) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
     gives the planner's seconds for a trial (shown against the measured time);
-    ``time_budget`` (seconds) stops proposing new trials once it is used up.
+    ``time_budget`` (seconds) stops proposing new trials once it is used up. ``backend`` is
+    ``loky`` (``jobs`` worker processes on this machine) or ``dask`` (the cluster whose
+    scheduler is at ``scheduler``). Other processes may join with :func:`resume_sweep`.
+    Raises :class:`SweepInterrupted` on Ctrl-C.
     """
     deadline = time.monotonic() + time_budget if time_budget else None
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
-                       on_event=on_event, estimate=estimate, deadline=deadline).run()
+                       on_event=on_event, estimate=estimate, deadline=deadline,
+                       backend=backend, scheduler=scheduler, grace=grace).run()
 
 
-def _record(storage: Storage, outcome: TrialOutcome) -> TrialState:
+def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:
+    """A sweep's spec as stored in the database, with the data path and BLAS threads it was
+    started with."""
+    record = storage.get_sweep(name)
+    raw = dict(record.spec)
+    if raw.get("single"):
+        raise SweepSpecError(f"{name!r} holds single trials (numsweep train), not a sweep")
+    data = raw.pop("data", None)
+    threads = raw.pop("threads", None)
+    return parse_spec(raw, f"sweep {name!r} in {storage.url}"), data, threads
+
+
+def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
+                 jobs: int = 1, threads: int | None = None,
+                 on_event: EventHandler | None = None, estimate: Estimator | None = None,
+                 backend: str = "loky", scheduler: str | None = None,
+                 grace: float = DEFAULT_GRACE) -> list[StageSummary]:
+    """Continue sweep ``name`` from the spec stored in the database, beside any other
+    processes working on it: run what is left, again what was interrupted or lost (no
+    heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
+    the sweep was started with (give the path on this machine)."""
+    spec, stored_data, stored_threads = stored_spec(storage, name)
+    runner = SweepRunner(spec, storage, data_source=data_source or stored_data, jobs=jobs,
+                         threads=threads if threads is not None else stored_threads,
+                         on_event=on_event, estimate=estimate, deadline=None, resume=True,
+                         backend=backend, scheduler=scheduler, grace=grace)
+    return runner.run()
+
+
+def _record(storage: Storage, outcome: TrialOutcome) -> TrialState | None:
+    """Store how a trial ended; None when it was taken for lost meanwhile (not stored)."""
     result = outcome.result
     if result is None:
-        storage.finish_trial(outcome.trial_id, TrialState.FAILED, message=outcome.error,
-                             traceback=outcome.traceback, worker=outcome.worker)
-        return TrialState.FAILED
+        kept = storage.finish_trial(outcome.trial_id, TrialState.FAILED, message=outcome.error,
+                                    traceback=outcome.traceback, worker=outcome.worker)
+        return TrialState.FAILED if kept else None
     state = (TrialState.FAILED if result.diverged
              else TrialState.PRUNED if result.stopped else TrialState.COMPLETE)
     curves = [CurveRecord(outcome.trial_id, c.step, c.split, c.loss, c.cost, c.acc, c.lr)
               for c in result.curves]
-    storage.finish_trial(outcome.trial_id, state, metrics=result.metrics(), curves=curves,
-                         message=result.message, worker=outcome.worker,
-                         params=result.spec.to_dict())
-    return state
+    kept = storage.finish_trial(outcome.trial_id, state, metrics=result.metrics(),
+                                curves=curves, message=result.message, worker=outcome.worker,
+                                params=result.spec.to_dict())
+    return state if kept else None
 
 
 def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | None,
