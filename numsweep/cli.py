@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -22,6 +24,7 @@ from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
 from numsweep.storage import DEFAULT_URL, Storage, StorageError
 from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
+from numsweep.sweeps.runner import DEFAULT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
 LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
@@ -220,55 +223,61 @@ def sweep() -> None:
     """
 
 
-@sweep.command("run")
-@click.argument("spec_file", metavar="SPEC")
-@overrides_argument
-@click.option("--jobs", "-j", default=os.cpu_count() or 1, show_default="number of cores",
-              type=click.IntRange(min=1), help="Worker processes.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
-              help="BLAS threads per trial (jobs x threads should not exceed the cores; "
-                   "results are reproducible for the same value).")
-@click.option("--budget", default=None, metavar="DURATION",
-              help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
-                   "and stop proposing trials when it is used up.")
-@data_option
-@db_option
-def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: int,
-              budget: str | None, data: str | None, db: str) -> None:
-    """Run the stages of a sweep spec (a .toml file or a preset name).
+def backend_options(fn: F) -> F:
+    """--backend, --scheduler and --grace: where trials run and when a trial is lost."""
+    fn = click.option("--grace", default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
+                      type=click.FloatRange(min=1),
+                      help="A RUNNING trial without a heartbeat for this long is taken for "
+                           "lost (its process or machine died) and runs again.")(fn)
+    fn = click.option("--scheduler", default=None, envvar="NUMSWEEP_DASK_SCHEDULER",
+                      metavar="ADDRESS",
+                      help="Dask scheduler for --backend dask, such as tcp://10.0.0.5:8786 "
+                           "(env NUMSWEEP_DASK_SCHEDULER).")(fn)
+    return click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky",
+                        show_default=True,
+                        help="loky: --jobs worker processes on this machine; dask: the "
+                             "workers of a Dask cluster (needs --scheduler).")(fn)
 
-    KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
-    changes a stage key (n_trials, sampler, time_budget, replicates, pruner, ...) or fixes a
-    parameter in that stage, space.NAME.KEY=VALUE changes a search range (low, high, grid).
 
-    \b
-    Example:
-        numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
-            --jobs 2 --db sqlite:///t.db --data cifar10.npz
-        numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
-    """
-    from numsweep.sweeps.budget import calibrate, data_shape, plan
+def jobs_option(fn: F) -> F:
+    return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
+                        show_default="number of cores; with dask the cluster's threads",
+                        help="Trials run at once by this process.")(fn)
+
+
+def _jobs(jobs: int | None, backend: str) -> int | None:
+    if jobs is not None or backend == "dask":
+        return jobs  # None: as many as the Dask cluster has threads
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch system ending the job) stops a sweep as Ctrl-C does."""
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
+                   run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
+                   model: Any) -> None:
+    """Run a sweep under the live progress display; print a line per stage at the end, or
+    on Ctrl-C a line telling how to continue (exit code 130)."""
+    from numsweep.sweeps.budget import calibrate
     from numsweep.sweeps.progress import SweepProgress
-    from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
+    from numsweep.sweeps.runner import SweepInterrupted
 
-    spec = load_spec(spec_file, parse_overrides(overrides))
-    data = resolve_data(spec, data)
-    storage = Storage(db)
-    prepare_data(data)
-    if threads * jobs > (os.cpu_count() or 1):
-        console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
-                      f"{os.cpu_count()} cores")
-    dataset = load_dataset(data)
-    check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
-    model = calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
-                                          len(dataset.x_test)))
-    seconds = parse_duration(budget, "--budget") if budget else None
-    if seconds is not None:
-        planned = plan(spec, seconds, model, jobs)
-        spec = planned.spec
-        for line in planned.lines:
-            console.print(line)
-    display = SweepProgress(console, jobs)
+    display = SweepProgress(console, jobs or 1)
     current = [model]
 
     def on_event(event: Any) -> None:
@@ -276,10 +285,14 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
             current[0] = calibrate(storage, model.shape)
         display(event)
 
-    with display:
-        summaries = run_sweep(spec, storage, data_source=data, jobs=jobs, threads=threads,
-                              on_event=on_event, estimate=lambda s: current[0].seconds(s),
-                              time_budget=seconds)
+    try:
+        with _sigterm_as_interrupt(), display:
+            summaries = run(on_event, lambda s: current[0].seconds(s))
+    except SweepInterrupted as exc:
+        where = "" if db == DEFAULT_URL else f" --db {db}"
+        console.print(f"{exc}; continue with: numsweep sweep resume {name}{where}",
+                      highlight=False, soft_wrap=True)
+        sys.exit(130)
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
@@ -288,6 +301,140 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int, threads: in
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
+
+
+def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
+    from numsweep.sweeps.budget import calibrate, data_shape
+
+    prepare_data(data)
+    dataset = load_dataset(data)
+    return dataset, calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
+                                                  len(dataset.x_test)))
+
+
+@sweep.command("run")
+@click.argument("spec_file", metavar="SPEC")
+@overrides_argument
+@jobs_option
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="BLAS threads per trial (jobs x threads should not exceed the cores; "
+                   "results are reproducible for the same value).")
+@click.option("--budget", default=None, metavar="DURATION",
+              help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
+                   "and stop proposing trials when it is used up.")
+@backend_options
+@data_option
+@db_option
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, threads: int,
+              budget: str | None, backend: str, scheduler: str | None, grace: float,
+              data: str | None, db: str) -> None:
+    """Run the stages of a sweep spec (a .toml file or a preset name).
+
+    KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
+    changes a stage key (n_trials, sampler, time_budget, replicates, pruner, ...) or fixes a
+    parameter in that stage, space.NAME.KEY=VALUE changes a search range (low, high, grid).
+    Ctrl-C stops cleanly (running trials are marked interrupted); `numsweep sweep resume`
+    continues, and `numsweep worker` joins from other machines.
+
+    \b
+    Example:
+        numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
+            --jobs 2 --db sqlite:///t.db --data cifar10.npz
+        numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
+    """
+    from numsweep.sweeps.budget import plan
+    from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
+
+    spec = load_spec(spec_file, parse_overrides(overrides))
+    data = resolve_data(spec, data)
+    storage = Storage(db)
+    jobs = _jobs(jobs, backend)
+    if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
+        console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
+                      f"{os.cpu_count()} cores")
+    dataset, model = _calibrated(storage, data)
+    check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
+    seconds = parse_duration(budget, "--budget") if budget else None
+    if seconds is not None:
+        planned = plan(spec, seconds, model, jobs or 1)
+        spec = planned.spec
+        for line in planned.lines:
+            console.print(line)
+    _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
+        spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
+        estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
+        grace=grace), model)
+
+
+@sweep.command("create")
+@click.argument("spec_file", metavar="SPEC")
+@overrides_argument
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="BLAS threads per trial for every process that runs the sweep.")
+@data_option
+@db_option
+def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data: str | None,
+                 db: str) -> None:
+    """Store a sweep in the database without running it, for `numsweep worker` processes
+    (on this and other machines) to run together.
+
+    \b
+    Example:
+        numsweep sweep create lambda-search --db postgresql://me:pw@db-host/sweeps \\
+            --data /data/cifar10.npz
+        numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps --jobs 2
+    """
+    from numsweep.sweeps.runner import create_sweep
+    from numsweep.sweeps.spec import check_against_images, resolve_data
+
+    spec = load_spec(spec_file, parse_overrides(overrides))
+    data = resolve_data(spec, data)
+    storage = Storage(db)
+    dataset = load_dataset(data)
+    check_against_images(spec, dataset.image_shape, len(dataset.classes))
+    create_sweep(spec, storage, data_source=data, threads=threads)
+    where = "" if db == DEFAULT_URL else f" --db {db}"
+    click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
+               f"numsweep worker {spec.name}{where}")
+
+
+def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
+            scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+    from numsweep.sweeps.runner import resume_sweep, stored_spec
+
+    storage = Storage(db)
+    spec, stored_data, _ = stored_spec(storage, name)
+    data = data or stored_data
+    jobs = _jobs(jobs, backend)
+    _, model = _calibrated(storage, data)
+    _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
+        name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
+        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace), model)
+
+
+@sweep.command("resume")
+@click.argument("name")
+@jobs_option
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              show_default="as the sweep was started", help="BLAS threads per trial.")
+@backend_options
+@data_option
+@db_option
+def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
+                 scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+    """Continue sweep NAME from the spec stored in the database: run what is left, run again
+    the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
+    seconds, or whose process on this machine is gone), never a finished trial twice.
+    Several resume or worker processes may run at once: they share the work.
+
+    --data defaults to the data the sweep was started with.
+
+    \b
+    Example:
+        numsweep sweep resume lambda-search --jobs 2
+        numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
+    """
+    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
 
 
 @sweep.command("list")
@@ -360,6 +507,32 @@ def sweep_presets() -> None:
     for name in preset_names():
         spec = load_spec(PRESET_DIR / f"{name}.toml")
         click.echo(f"{name}\t{spec.description}")
+
+
+@cli.command("worker")
+@click.argument("name")
+@jobs_option
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              show_default="as the sweep was started", help="BLAS threads per trial.")
+@backend_options
+@data_option
+@db_option
+def worker(name: str, jobs: int | None, threads: int | None, backend: str,
+           scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+    """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
+    trials beside the other processes working on it, until every stage is finished.
+
+    Start one on each machine with the same --db; --data is the dataset's path on this
+    machine (default: the path the sweep was created with). Trials of a worker that dies run
+    again elsewhere once their heartbeat is --grace seconds old.
+
+    \b
+    Example:
+        numsweep sweep create lambda-search --db postgresql://me:pw@db-host/sweeps
+        numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
+            --data /scratch/cifar10.npz --jobs 4
+    """
+    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
 
 
 @cli.group()

@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager, suppress
@@ -46,6 +47,7 @@ from numsweep.storage import (
     StageRecord,
     Storage,
     StorageError,
+    SweepRecord,
     TrialRecord,
     TrialState,
 )
@@ -232,14 +234,21 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:
-        raise StorageError(f"cannot open the Optuna study storage on {url}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                           ) from None
+    for tries_left in (3, 2, 1, 0):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:
+            # processes that open a new database at once race to create Optuna's tables
+            if tries_left and ("UNIQUE" in str(exc) or "already exists" in str(exc)
+                               or "unique" in str(exc) or "locked" in str(exc)):
+                time.sleep(0.2 + _JITTER.random())
+                continue
+            raise StorageError(f"cannot open the Optuna study storage on {url}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                               ) from None
+    raise AssertionError("unreachable")
 
 
 def study_name(sweep: str, stage: str) -> str:
@@ -601,19 +610,22 @@ class SweepRunner:
     """
 
     def __init__(self, spec: SweepSpec, storage: Storage, *, data_source: str | None,
-                 jobs: int, threads: int | None, on_event: EventHandler | None,
+                 jobs: int | None, threads: int | None, on_event: EventHandler | None,
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE) -> None:
-        if jobs < 1:
+        if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
+        if jobs is None and backend != "dask":
+            raise ValueError("--jobs is needed unless the backend is dask")
         if grace <= 0:
             raise ValueError(f"--grace must be positive, got {grace}")
         self.spec = spec
         self.storage = storage
         self.data_source = data_source
-        self.jobs = jobs
-        self.threads = threads if threads is not None else default_threads(jobs)
+        self.jobs = jobs or 1
+        self.auto_jobs = jobs is None  # dask: as many as the cluster has threads
+        self.threads = threads if threads is not None else default_threads(self.jobs)
         self.notify = on_event or (lambda _event: None)
         self.estimate = estimate
         self.deadline = deadline
@@ -636,15 +648,17 @@ class SweepRunner:
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
                 f"in {storage.url}; continue it with `numsweep sweep resume {spec.name}` or "
                 f"run it under another name (name=NEW)")
+        if not self.resume and existing and existing[0].spec != self._stored():
+            storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
+        if self.auto_jobs and isinstance(self.pool, DaskExecutor):
+            self.jobs = self.pool.threads()
         data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
         self.heart = Heartbeat(storage, min(10.0, self.grace / 4))
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
             self.ostorage = optuna_storage(storage.engine_url)
-            self.sweep = storage.get_or_create_sweep(
-                spec.name, {**spec.to_dict(), "data": self.data_source,
-                            "threads": self.threads}, spec.seed)
+            self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
             self.data = data
             self.heart.start()
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
@@ -661,6 +675,17 @@ class SweepRunner:
             if self.backend == "dask":
                 self.pool.shutdown(wait=False)
             data.close()
+
+    def _sampler_seed(self, index: int) -> int:
+        """The seed of the stage's sampler: the sweep's own for ``sweep run``; for each
+        resume or worker process another one (drawn from the sweep seed and the process's
+        host and pid), so that processes sharing a stage do not propose the same values."""
+        if not self.resume:
+            return trial_seed(self.spec.seed, index, 2**31 - 1)
+        return trial_seed(self.spec.seed, index, 2**31 - 1, zlib.crc32(self.name.encode()))
+
+    def _stored(self) -> dict[str, Any]:
+        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads}
 
     # Stage set-up
 
@@ -784,8 +809,7 @@ class SweepRunner:
                 study = optuna.create_study(
                     storage=self.ostorage, study_name=study_name(self.spec.name, stage.name),
                     direction="maximize", load_if_exists=True,
-                    sampler=make_sampler(stage.sampler,
-                                         trial_seed(self.spec.seed, index, 2**31 - 1)),
+                    sampler=make_sampler(stage.sampler, self._sampler_seed(index)),
                     pruner=make_pruner(stage.pruner))
                 have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
                 distributions = {k: distribution(p) for k, p in plan.space.items()}
@@ -1139,7 +1163,8 @@ def _optuna_retry(fn: Callable[[], T]) -> T:
 _JITTER = random.Random()  # pauses between retries only; never results
 
 
-def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None, jobs: int = 1,
+def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
+              jobs: int | None = 1,
               threads: int | None = None, on_event: EventHandler | None = None,
               estimate: Estimator | None = None, time_budget: float | None = None,
               backend: str = "loky", scheduler: str | None = None,
@@ -1159,6 +1184,21 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None, job
                        backend=backend, scheduler=scheduler, grace=grace).run()
 
 
+def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
+                 threads: int | None = None) -> SweepRecord:
+    """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
+    processes to run."""
+    if any(s.name == spec.name for s in storage.list_sweeps()):
+        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.url}; continue "
+                             f"it with `numsweep worker {spec.name}` or use another name "
+                             f"(name=NEW)")
+    optuna_storage(storage.engine_url)  # Optuna's tables, before workers race to make them
+    return storage.get_or_create_sweep(
+        spec.name, {**spec.to_dict(), "data": data_source,
+                    "threads": threads if threads is not None else default_threads(1)},
+        spec.seed)
+
+
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:
     """A sweep's spec as stored in the database, with the data path and BLAS threads it was
     started with."""
@@ -1172,7 +1212,7 @@ def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int
 
 
 def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
-                 jobs: int = 1, threads: int | None = None,
+                 jobs: int | None = 1, threads: int | None = None,
                  on_event: EventHandler | None = None, estimate: Estimator | None = None,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE) -> list[StageSummary]:

@@ -1,0 +1,289 @@
+"""Durable sweeps on tiny generated data: Ctrl-C, SIGKILL of every process then resume,
+concurrent resumes and workers sharing one SQLite file, failed trials, database errors.
+
+The sweeps run as real ``numsweep`` processes (signals need them); the tests wait for states
+in the database with generous timeouts and never assert on timing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from numsweep.cli import cli
+from numsweep.storage import Storage, TrialState
+from numsweep.sweeps import create_sweep, parse_spec, resume_sweep, run_sweep
+
+TIMEOUT = 240  # seconds: a 2-core CI machine may run other work at the same time
+
+FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_train": 50,
+         "curve_points": 2}
+
+
+def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4) -> dict:
+    """A grid stage, then a TPE stage narrowed around its best trials (a stage transition
+    that needs the grid finished) with a pruner-free lag."""
+    return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles},
+            "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
+            "stages": [{"name": "coarse", "sampler": "grid"},
+                       {"name": "fine", "sampler": "tpe", "n_trials": n_trials, "sync": 2,
+                        "narrow": {"from": "coarse"}, "reuse": False}]}
+
+
+def write_spec(tmp_path: Path, raw: dict) -> Path:
+    lines = [f'name = "{raw["name"]}"', f'seed = {raw["seed"]}', "[fixed]"]
+    for k, v in raw["fixed"].items():
+        lines.append(f"{k} = {v!r}".replace("'", '"'))
+    lines.append("[space]")
+    lam = raw["space"]["lam"]
+    lines.append(f'lam = {{ type = "float", low = {lam["low"]}, high = {lam["high"]}, '
+                 f'log = true, grid = {lam["grid"]} }}')
+    for st in raw["stages"]:
+        lines.append("[[stages]]")
+        for k, v in st.items():
+            if isinstance(v, dict):
+                inner = ", ".join(f'{a} = "{b}"' if isinstance(b, str) else f"{a} = {b}"
+                                  for a, b in v.items())
+                lines.append(f"{k} = {{ {inner} }}")
+            elif isinstance(v, bool):
+                lines.append(f"{k} = {'true' if v else 'false'}")
+            else:
+                lines.append(f"{k} = {v!r}".replace("'", '"'))
+    path = tmp_path / f"{raw['name']}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def numsweep(*args: object, **kwargs: object) -> subprocess.Popen:
+    """A ``numsweep`` process in its own process group (so it can be killed whole)."""
+    return subprocess.Popen([sys.executable, "-m", "numsweep", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"numsweep did not finish in {TIMEOUT} s:\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def wait_for(what: str, check: Callable[[], bool], procs: list[subprocess.Popen]) -> None:
+    give_up = time.monotonic() + TIMEOUT
+    while not check():
+        for p in procs:
+            if p.poll() is not None:
+                pytest.fail(f"numsweep ended (exit {p.returncode}) before {what}:\n"
+                            f"{p.stdout.read() if p.stdout else ''}"
+                            f"{p.stderr.read() if p.stderr else ''}")
+        if time.monotonic() > give_up:
+            pytest.fail(f"no {what} after {TIMEOUT} s")
+        time.sleep(0.05)
+
+
+def states(storage: Storage, name: str) -> Counter:
+    return Counter(t.state for t in storage.get_trials(name))
+
+
+def assert_each_planned_trial_complete_once(storage: Storage, name: str) -> None:
+    """Every planned slot of every stage has exactly one COMPLETE attempt, that attempt is
+    its latest, and the stage's plan counts them all."""
+    record = storage.get_sweep(name)
+    for stage in storage.list_stages(record.id):
+        trials = [t for t in storage.get_trials(name, stage=stage.name)]
+        planned = stage.space["planned"]
+        slots = sorted({t.slot for t in trials})
+        assert slots == list(range(planned)), (stage.name, slots, planned)
+        for slot in slots:
+            attempts = sorted((t for t in trials if t.slot == slot), key=lambda t: t.attempt)
+            complete = [t for t in attempts if t.state is TrialState.COMPLETE]
+            assert len(complete) == 1, (stage.name, slot, [t.state for t in attempts])
+            assert attempts[-1].state is TrialState.COMPLETE
+            assert [t.attempt for t in attempts] == list(range(len(attempts)))
+            assert all(t.state is TrialState.INTERRUPTED for t in attempts[:-1])
+    assert TrialState.RUNNING not in states(storage, name)
+
+
+def test_ctrl_c_marks_running_trials_interrupted_and_resume_finishes_them(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    path = write_spec(tmp_path, spec_dict("ctrlc", n_trials=30, cycles=3))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
+    storage = Storage(url)
+
+    def some_done_some_running() -> bool:
+        try:
+            counts = states(storage, "ctrlc")
+        except Exception:  # the sweep is not in the database yet
+            return False
+        return counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] >= 1
+
+    wait_for("complete and running trials", some_done_some_running, [proc])
+    os.kill(proc.pid, signal.SIGINT)
+    code, _out, err = finish(proc)
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "running trials marked interrupted" in last
+    assert f"continue with: numsweep sweep resume ctrlc --db {url}" in last
+    after = storage.get_trials("ctrlc")
+    counts = Counter(t.state for t in after)
+    assert counts[TrialState.RUNNING] == 0 and counts[TrialState.INTERRUPTED] >= 1
+    assert counts[TrialState.COMPLETE] >= 2
+    interrupted = [t for t in after if t.state is TrialState.INTERRUPTED]
+    assert all("interrupted (Ctrl-C)" in t.message and t.finished_at for t in interrupted)
+    kept = {t.id: t.metrics["val_acc"] for t in after if t.state is TrialState.COMPLETE}
+
+    resume_sweep("ctrlc", storage, jobs=1)
+    assert_each_planned_trial_complete_once(storage, "ctrlc")
+    again = {t.id: t.metrics["val_acc"] for t in storage.get_trials("ctrlc")
+             if t.id in kept}
+    assert again == kept  # nothing finished was lost or redone
+    # the interrupted attempts stay, and the new attempts reuse their seeds and parameters
+    for old in interrupted:
+        [new] = [t for t in storage.get_trials("ctrlc")
+                 if t.stage == old.stage and t.slot == old.slot and t.attempt == 1]
+        assert new.seed == old.seed and new.params["lam"] == old.params["lam"]
+
+
+def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    path = write_spec(tmp_path, spec_dict("killed", n_trials=30, cycles=3))
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
+    storage = Storage(url)
+
+    def mid_sweep() -> bool:
+        try:
+            counts = states(storage, "killed")
+        except Exception:
+            return False
+        return counts[TrialState.COMPLETE] >= 5 and counts[TrialState.RUNNING] >= 1
+
+    wait_for("a sweep half way", mid_sweep, [proc])
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep process and its loky workers
+    proc.communicate(timeout=TIMEOUT)
+    stuck = [t for t in storage.get_trials("killed") if t.state is TrialState.RUNNING]
+    assert stuck  # left RUNNING by the killed process
+
+    # the default grace is a minute, but the killed process ran on this machine: its trials
+    # are known lost at once
+    code, out, err = finish(numsweep("sweep", "resume", "killed", "--jobs", "2", "--db", url))
+    assert code == 0, err
+    assert "stage fine: 30 complete" in out
+    assert_each_planned_trial_complete_once(storage, "killed")
+    for t in storage.get_trials(trial_ids=[t.id for t in stuck]):
+        assert t.state is TrialState.INTERRUPTED and t.message.startswith("lost: no heartbeat")
+
+
+def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -> None:
+    raw = spec_dict("split", n_trials=16, cycles=3)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = Storage(url)
+    create_sweep(parse_spec(raw, "<test>"), storage, data_source=str(tiny_npz))
+    procs = [numsweep("sweep", "resume", "split", "--jobs", "1", "--db", url)
+             for _ in range(2)]
+    results = [finish(p) for p in procs]
+    assert all(code == 0 for code, _, _ in results), [err[-600:] for _, _, err in results]
+    assert_each_planned_trial_complete_once(storage, "split")
+    trials = storage.get_trials("split")
+    assert len(trials) == 4 + 16  # nothing ran twice: no second attempt at all
+    ran_by = Counter(t.worker.rpartition(":")[2] for t in trials)
+    assert set(ran_by) == {str(p.pid) for p in procs}, ran_by  # both did part of it
+
+
+def test_four_workers_fifty_trials_each_into_one_sqlite_file(tmp_path: Path,
+                                                             tiny_npz: Path) -> None:
+    raw = {"name": "many", "seed": 1, "fixed": {**FIXED, "n_train": 100, "cycles": 1,
+                                                 "hidden": [4]},
+           "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True}},
+           "stages": [{"name": "r", "sampler": "random", "n_trials": 200}]}
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    storage = Storage(url)
+    create_sweep(parse_spec(raw, "<test>"), storage, data_source=str(tiny_npz))
+    procs = [numsweep("worker", "many", "--jobs", "1", "--db", url) for _ in range(4)]
+    results = [finish(p) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+        assert "locked" not in out + err
+        assert "stage r: 200 complete" in out
+    trials = storage.get_trials("many")
+    assert len(trials) == 200 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert sorted(t.slot for t in trials) == list(range(200))
+    assert len({t.params["lam"] for t in trials}) == 200
+    assert len({t.worker for t in trials}) == 4  # every worker recorded trials
+
+
+def test_a_diverging_or_raising_trial_is_failed_with_its_reason_and_the_sweep_goes_on(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    fixed = {k: v for k, v in FIXED.items() if k != "batch_size"}
+    spec = parse_spec({"name": "bad", "seed": 0, "fixed": {**fixed, "cycles": 1},
+                       "space": {"eta_max": {"low": 1e-3, "high": 1e6, "log": True},
+                                 "batch_size": {"type": "int", "low": 10, "high": 1000}},
+                       "stages": [{"name": "l", "sampler": "list", "configs": [
+                           {"eta_max": 1e6, "batch_size": 50},
+                           {"eta_max": 0.05, "batch_size": 1000},
+                           {"eta_max": 0.05, "batch_size": 50}]}]}, "<test>")
+    storage = Storage(f"sqlite:///{tmp_path / 'b.db'}")
+    [summary] = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=2)
+    diverged, raised, fine = storage.get_trials("bad")
+    assert diverged.state is TrialState.FAILED and "diverged" in diverged.message
+    assert raised.state is TrialState.FAILED and "batch_size=1000 exceeds" in raised.message
+    assert "Traceback" in raised.traceback and "Error" in raised.traceback
+    assert fine.state is TrialState.COMPLETE
+    assert summary.counts == {"FAILED": 2, "COMPLETE": 1}
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_missing_or_read_only_database_folder_is_a_one_line_error(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_spec(tmp_path, spec_dict("e", n_trials=1))
+    missing = invoke("sweep", "run", path, "--db", f"sqlite:///{tmp_path / 'no' / 'x.db'}",
+                     "--data", tiny_npz)
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines() == [
+        f"Error: cannot open sqlite:///{tmp_path / 'no' / 'x.db'}: folder {tmp_path / 'no'} "
+        f"does not exist"]
+    for command in (["sweep", "resume", "e"], ["worker", "e"]):
+        result = invoke(*command, "--db", f"sqlite:///{tmp_path / 'no' / 'x.db'}")
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    # a read-only folder (as root every folder is writable, so pretend it is not)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(folder)
+                        else real_access(p, mode))
+    result = invoke("worker", "e", "--db", f"sqlite:///{folder / 'x.db'}")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot open sqlite:///{folder / 'x.db'}: {folder} is read-only"]
+
+
+def test_resume_of_an_unknown_sweep_and_run_of_an_existing_one_say_what_to_do(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    path = write_spec(tmp_path, spec_dict("once", n_trials=1, grid=2))
+    assert invoke("sweep", "run", path, "--jobs", "1", "--db", url, "--data",
+                  tiny_npz).exit_code == 0
+    again = invoke("sweep", "run", path, "--jobs", "1", "--db", url, "--data", tiny_npz)
+    assert again.exit_code == 1 and "numsweep sweep resume once" in again.output
+    nothing_left = invoke("sweep", "resume", "once", "--jobs", "1", "--db", url)
+    assert nothing_left.exit_code == 0, nothing_left.output
+    assert "stage coarse: 2 complete" in nothing_left.output
+    assert len(Storage(url).get_trials("once")) == 3  # nothing ran again
+    unknown = invoke("sweep", "resume", "nope", "--db", url)
+    assert unknown.exit_code == 1 and "no sweep named 'nope'" in unknown.output
