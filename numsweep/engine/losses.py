@@ -38,6 +38,32 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
     return loss, dscores
 
 
+def softmax_cross_entropy_inplace(scores: np.ndarray, y: np.ndarray, eps: float,
+                                  scale: float = 1.0) -> float:
+    """:func:`softmax_cross_entropy` for the training step, without temporaries of (N, K).
+
+    scores (N, K) is overwritten with ``scale`` times its gradient, scale (p - y_smooth) / N;
+    returns the mean loss. The loss uses sum_j y_j log p_j = sum_j y_j s_j - log Z with the
+    shifted scores s (their row maximum subtracted), so no log-probabilities are stored.
+    """
+    n, k = scores.shape
+    rows = np.arange(n)
+    scores -= scores.max(axis=1, keepdims=True)
+    picked = float(scores[rows, y].sum(dtype=np.float64))
+    total = float(scores.sum(dtype=np.float64)) if eps else 0.0
+    np.exp(scores, out=scores)
+    z = scores.sum(axis=1, keepdims=True)
+    log_z = float(np.log(z).sum(dtype=np.float64))
+    off = eps / (k - 1)
+    loss = -((1 - eps) * picked + off * (total - picked) - log_z) / n
+    z = (scale / n) / z
+    scores *= z
+    if eps:
+        scores -= off * scale / n
+    scores[rows, y] -= (1 - eps - off) * scale / n
+    return loss
+
+
 def svm_loss(scores: np.ndarray, y: np.ndarray, eps: float = 0.0,
              delta: float = 1.0) -> tuple[float, np.ndarray]:
     """Mean multiclass SVM (hinge) loss: sum over j != y of max(0, s_j - s_y + delta).

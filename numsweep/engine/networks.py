@@ -20,8 +20,9 @@ import numpy as np
 
 from numsweep.engine import layers
 from numsweep.engine.initializers import init_weights
-from numsweep.engine.losses import LOSSES
+from numsweep.engine.losses import LOSSES, softmax_cross_entropy_inplace
 from numsweep.engine.spec import ACTIVATIONS
+from numsweep.engine.workspace import Workspace
 
 
 class Network(Protocol):
@@ -37,6 +38,14 @@ class Network(Protocol):
 
     def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]: ...
+
+
+class FastNetwork(Network, Protocol):
+    """A network with the training fast path (buffers reused across updates)."""
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, *, eps: float,
+                   rng: np.random.Generator | None,
+                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]: ...
 
 
 def l2_penalty(params: dict[str, np.ndarray], names: tuple[str, ...]) -> float:
@@ -78,6 +87,81 @@ class _Base:
                   eps: float) -> tuple[float, np.ndarray]:
         """(mean data loss, dscores) of scores (N, K) against labels y (N,)."""
         return self._loss_fn(scores, y, eps)
+
+    # The fast path: the same computation as ``loss`` (the reference, tested against it),
+    # with every array of the update held in a Workspace and the products written in place.
+
+    def _ws(self) -> Workspace:
+        ws: Workspace | None = getattr(self, "_workspace", None)
+        if ws is None:
+            ws = self._workspace = Workspace(next(iter(self.params.values())).dtype)
+        return ws
+
+    def _grad_buffers(self) -> dict[str, np.ndarray]:
+        grads: dict[str, np.ndarray] | None = getattr(self, "_grads", None)
+        if grads is None:
+            grads = self._grads = {k: np.empty_like(v) for k, v in self.params.items()}
+        return grads
+
+    def _act_inplace(self, a: np.ndarray, name: str) -> None:
+        """a = act(a) in place (``name`` names its scratch array)."""
+        if self.activation == "relu":
+            np.maximum(a, 0, out=a)
+        else:
+            tmp = self._ws().get(name + ".act", a.shape)
+            np.multiply(a, self.leaky_slope, out=tmp)
+            np.maximum(a, tmp, out=a)
+
+    def _act_back_inplace(self, d: np.ndarray, out: np.ndarray, name: str) -> None:
+        """d *= act'(pre-activation), from the activation's output ``out``, in place."""
+        ws = self._ws()
+        mask = ws.get(name + ".mask", out.shape, np.bool_)
+        np.greater(out, 0, out=mask)
+        if self.activation == "relu":
+            np.multiply(d, mask, out=d)
+        else:
+            tmp = ws.get(name + ".act", d.shape)
+            np.multiply(d, self.leaky_slope, out=tmp)
+            np.copyto(tmp, d, where=mask)
+            d[...] = tmp
+
+    def _dropout_inplace(self, a: np.ndarray, rate: float, rng: np.random.Generator | None,
+                         name: str) -> np.ndarray | None:
+        """Inverted dropout of ``a`` in place; returns the keep mask (None: no dropout).
+
+        Draws the same float32 uniforms as :func:`layers.dropout_forward`."""
+        if rng is None or rate == 0:
+            return None
+        ws = self._ws()
+        u = ws.get(name + ".u", a.shape, np.float32)
+        rng.random(dtype=np.float32, out=u)
+        keep = ws.get(name + ".keep", a.shape, np.bool_)
+        np.greater_equal(u, rate, out=keep)
+        np.multiply(a, keep, out=a)
+        a *= np.asarray(1 / (1 - rate), dtype=a.dtype)
+        return keep
+
+    @staticmethod
+    def _dropout_back_inplace(d: np.ndarray, keep: np.ndarray | None, rate: float) -> None:
+        if keep is not None:
+            np.multiply(d, keep, out=d)
+            d *= np.asarray(1 / (1 - rate), dtype=d.dtype)
+
+    def _ones(self, n: int) -> np.ndarray:
+        """A vector of n ones: bias gradients as ones @ d (one BLAS call, not a reduction)."""
+        ones: np.ndarray | None = getattr(self, "_ones_vec", None)
+        if ones is None or len(ones) < n:
+            ones = self._ones_vec = np.ones(n, dtype=self._ws().dtype)
+        return ones[:n]
+
+    def _loss_inplace(self, scores: np.ndarray, y: np.ndarray, eps: float,
+                      scale: float) -> float:
+        """Mean data loss; scores are overwritten with scale times their gradient."""
+        if self.loss_name == "softmax":
+            return softmax_cross_entropy_inplace(scores, y, eps, scale)
+        loss, dscores = self._loss_fn(scores, y, eps)
+        np.multiply(dscores, scale, out=scores)
+        return loss
 
     def _cost(self, loss: float, grads: dict[str, np.ndarray], lam: float) -> float:
         """Adds lam * sum ||W||^2 to the loss and 2 lam W to the weight gradients."""
@@ -124,10 +208,6 @@ class MLP(_Base):
                                             self.params[f"b{self.layers}"])
         return out, caches, c_last
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """x (N, D) -> scores (N, K), without dropout."""
-        return self._forward(x, None)[0]
-
     def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
         """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost).
@@ -145,6 +225,57 @@ class MLP(_Base):
             dh, grads[f"W{i}"], grads[f"b{i}"] = layers.affine_backward(dh, c_aff,
                                                                         input_grad=i > 1)
         return loss, self._cost(loss, grads, lam), grads
+
+    def _forward_fast(self, x: np.ndarray, rng: np.random.Generator | None
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
+        """Scores (a workspace array), the inputs of each affine layer and the dropout masks."""
+        ws = self._ws()
+        n = len(x)
+        if rng is not None and self.dropout_input:
+            xd = ws.get("x", x.shape)
+            np.copyto(xd, x)
+            x = xd
+        keeps = [self._dropout_inplace(x, self.dropout_input, rng, "x")]
+        inputs = [x]
+        h = x
+        for i in range(1, self.layers + 1):
+            w, b = self.params[f"W{i}"], self.params[f"b{i}"]
+            out = ws.get(f"h{i}", (n, w.shape[1]))
+            np.matmul(h, w, out=out)
+            out += b
+            if i < self.layers:
+                self._act_inplace(out, f"h{i}")
+                keeps.append(self._dropout_inplace(out, self.dropout, rng, f"h{i}"))
+                inputs.append(out)
+            h = out
+        return h, inputs, keeps
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """x (N, D) -> scores (N, K), without dropout."""
+        return self._forward_fast(x, None)[0].copy()
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, *, eps: float,
+                   rng: np.random.Generator | None,
+                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]:
+        """(data loss, scale times the gradients of the data loss) of one update, computed in
+        reused buffers: the gradients are overwritten by the next call. No L2 term."""
+        ws = self._ws()
+        grads = self._grad_buffers()
+        scores, inputs, keeps = self._forward_fast(x, rng)
+        loss = self._loss_inplace(scores, y, eps, scale)
+        d = scores
+        ones = self._ones(len(x))
+        for i in range(self.layers, 0, -1):
+            w = self.params[f"W{i}"]
+            np.matmul(inputs[i - 1].T, d, out=grads[f"W{i}"])
+            np.matmul(ones, d, out=grads[f"b{i}"])
+            if i > 1:
+                dh = ws.get(f"d{i - 1}", (len(x), w.shape[0]))
+                np.matmul(d, w.T, out=dh)
+                self._dropout_back_inplace(dh, keeps[i - 1], self.dropout)
+                self._act_back_inplace(dh, inputs[i - 1], f"h{i - 1}")
+                d = dh
+        return loss, grads
 
 
 class PatchConvNet(_Base):
@@ -193,9 +324,66 @@ class PatchConvNet(_Base):
         out, c_aff2 = layers.affine_forward(h, self.params["W2"], self.params["b2"])
         return out, (c_conv, c_act0, s.shape, c_aff1, c_act1, c_drop, c_aff2)
 
+    def _forward_fast(self, p: np.ndarray, rng: np.random.Generator | None
+                      ) -> tuple[np.ndarray, tuple[Any, ...]]:
+        """Scores (a workspace array) and what the backward pass needs."""
+        ws = self._ws()
+        n, n_p, d = p.shape
+        if rng is not None and self.dropout_input:
+            pd = ws.get("p", p.shape)
+            np.copyto(pd, p)
+            p = pd
+        keep_p = self._dropout_inplace(p, self.dropout_input, rng, "p")
+        f, w1, w2 = self.params["F"], self.params["W1"], self.params["W2"]
+        s = ws.get("s", (n * n_p, f.shape[1]))
+        np.matmul(p.reshape(n * n_p, d), f, out=s)
+        s += self.params["bF"]
+        self._act_inplace(s, "s")
+        h = ws.get("h", (n, w1.shape[1]))
+        np.matmul(s.reshape(n, -1), w1, out=h)
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rng, "h")
+        out = ws.get("out", (n, w2.shape[1]))
+        np.matmul(h, w2, out=out)
+        out += self.params["b2"]
+        return out, (p, keep_p, s, h, keep_h)
+
     def scores(self, p: np.ndarray) -> np.ndarray:
         """p (N, n_p, f*f*C) -> scores (N, K), without dropout."""
-        return self._forward(p, None)[0]
+        return self._forward_fast(p, None)[0].copy()
+
+    def train_step(self, p: np.ndarray, y: np.ndarray, *, eps: float,
+                   rng: np.random.Generator | None,
+                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]:
+        """(data loss, scale times the gradients of the data loss) of one update, computed in
+        reused buffers: the gradients are overwritten by the next call. No L2 term.
+
+        Every product is one matmul shaped for the BLAS: the convolution and its filter
+        gradient over the (N n_p, f*f*C) patch rows, the bias gradients as ones @ d."""
+        ws = self._ws()
+        grads = self._grad_buffers()
+        n, n_p, d = p.shape
+        scores, (p, _, s, h, keep_h) = self._forward_fast(p, rng)
+        loss = self._loss_inplace(scores, y, eps, scale)
+        ones = self._ones(n * n_p)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        np.matmul(h.T, scores, out=grads["W2"])
+        np.matmul(ones[:n], scores, out=grads["b2"])
+        dh = ws.get("dh", h.shape)
+        np.matmul(scores, w2.T, out=dh)
+        self._dropout_back_inplace(dh, keep_h, self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        s2 = s.reshape(n, -1)
+        np.matmul(s2.T, dh, out=grads["W1"])
+        np.matmul(ones[:n], dh, out=grads["b1"])
+        ds = ws.get("ds", s2.shape)
+        np.matmul(dh, w1.T, out=ds)
+        ds = ds.reshape(s.shape)
+        self._act_back_inplace(ds, s, "s")
+        np.matmul(p.reshape(n * n_p, d).T, ds, out=grads["F"])
+        np.matmul(ones, ds, out=grads["bF"])
+        return loss, grads
 
     def loss(self, p: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:

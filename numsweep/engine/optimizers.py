@@ -63,6 +63,21 @@ class SGD:
             w -= buf
 
 
+def sgd_step_prescaled(params: Params, scaled_grads: Params, lr: float, lam: float,
+                       weight_names: tuple[str, ...]) -> None:
+    """SGD with L2 fused into the update, from gradients already multiplied by lr.
+
+    w = (1 - 2 lr lam) w - lr g for the weights in ``weight_names`` and w -= lr g for the
+    rest: the same step as ``SGD.step`` on the gradient of the cost (g + 2 lam w) in two
+    passes over each weight and no scratch array (``scaled_grads`` hold lr g).
+    """
+    decay = 1 - 2 * lr * lam
+    for name, w in params.items():
+        if lam and name in weight_names:
+            w *= decay
+        w -= scaled_grads[name]
+
+
 @dataclass
 class Momentum:
     """SGD with (heavy-ball) momentum: v = mu v - lr dw; w += v."""

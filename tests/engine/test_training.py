@@ -126,3 +126,25 @@ def test_mlp_overfits_100_examples(tiny_npz: Path) -> None:
     result = train(spec, data)
     assert result.train_acc == 1.0
     assert [c.loss for c in result.curves if c.split == "train"][-1] < 0.05
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+def test_curves_measure_the_networks_own_loss(tiny_npz: Path, loss: str) -> None:
+    """The curves' loss is the trained loss (SVM hinge or cross-entropy), not always softmax."""
+    from numsweep.engine.losses import softmax_cross_entropy, svm_loss
+    from numsweep.engine.train import build_network
+
+    spec = TrialSpec(loss=loss, n_train=300, n_val=100, batch_size=50, cycles=1, n_s=3,
+                     hidden=(16,), eval_train=300, lam=0.01, eta_max=0.01)
+    split = make_split(load_dataset(tiny_npz), 300, 100)
+    result = train(spec, split)
+    net = build_network(spec, split.x_train.shape[1:], 10, np.random.default_rng(spec.seed))
+    scores = net.scores(net.prepare(split.x_train))
+    first = next(c for c in result.curves if c.split == "train")
+    assert first.step == 0
+    expected = (svm_loss if loss == "svm" else softmax_cross_entropy)(scores, split.y_train)[0]
+    other = (softmax_cross_entropy if loss == "svm" else svm_loss)(scores, split.y_train)[0]
+    assert first.loss == pytest.approx(expected, rel=1e-5)
+    assert abs(first.loss - other) > 0.1
+    assert first.cost == pytest.approx(first.loss + 0.01 * sum(
+        float(np.vdot(net.params[n], net.params[n])) for n in net.weight_names), rel=1e-5)

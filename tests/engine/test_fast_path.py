@@ -1,0 +1,145 @@
+"""The training fast path (``train_step``: buffers reused across updates, products written in
+place) against the reference ``loss`` of the same network: same data loss, same gradients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numsweep.engine import Split, TrialSpec, gradcheck, load_dataset, make_split, train
+from numsweep.engine.augment import Augmenter
+from numsweep.engine.batch_schedules import BatchSampler
+from numsweep.engine.losses import softmax_cross_entropy, softmax_cross_entropy_inplace
+from numsweep.engine.networks import MLP, PatchConvNet
+from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.schedules import make_schedule
+from numsweep.engine.train import build_network, curve_steps, resolve_n_s
+from numsweep.engine.workspace import Workspace
+
+FAST_CASES = {name: case for name, case in gradcheck.network_cases().items()
+              if not name.startswith("convnet3")}
+
+
+@pytest.mark.parametrize("name", list(FAST_CASES))
+def test_train_step_matches_the_reference_loss(name: str) -> None:
+    """Every gradcheck case of the fast networks (L2, smoothing, dropout, leaky ReLU, SVM):
+    train_step gives the data gradients of loss() times ``scale`` (loss() adds 2 lam W)."""
+    case = FAST_CASES[name]
+    net, x, y = gradcheck.smooth_case(case)
+    loss, _, ref = net.loss(x, y, lam=0.0, eps=case.eps, rng=case.rng())
+    for scale in (1.0, 0.25):
+        fast_loss, grads = net.train_step(x, y, eps=case.eps, rng=case.rng(), scale=scale)
+        assert fast_loss == pytest.approx(loss, rel=1e-12)
+        assert set(grads) == set(ref)
+        for k in ref:
+            np.testing.assert_allclose(grads[k], scale * ref[k], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(net.scores(x), net._forward(x, None)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["mlp", "convnet"])
+def test_train_step_reuses_its_buffers_across_batch_sizes(model: str) -> None:
+    rng = np.random.default_rng(0)
+    net = (MLP(48, (7,), 5, rng=rng, dtype=np.float32) if model == "mlp" else
+           PatchConvNet((4, 4, 3), 2, 3, 6, 5, rng=rng, dtype=np.float32))
+    x = net.prepare(rng.normal(size=(9, 4, 4, 3)).astype(np.float32))
+    y = rng.integers(0, 5, size=9)
+    first = {k: v.copy() for k, v in net.train_step(x, y, eps=0.1, rng=None)[1].items()}
+    _, small = net.train_step(x[:4], y[:4], eps=0.1, rng=None)
+    ids = {k: id(v) for k, v in small.items()}
+    _, again = net.train_step(x, y, eps=0.1, rng=None)
+    assert {k: id(v) for k, v in again.items()} == ids
+    for k, ref in net.loss(x, y, lam=0.0, eps=0.1, rng=None)[2].items():
+        assert again[k].dtype == np.float32
+        np.testing.assert_allclose(again[k], ref, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(again[k], first[k])
+    np.testing.assert_allclose(net.scores(x[3:5]), net.scores(x)[3:5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_inplace_softmax_cross_entropy(eps: float) -> None:
+    rng = np.random.default_rng(1)
+    scores, y = rng.normal(scale=5, size=(6, 4)), rng.integers(0, 4, size=6)
+    loss, dscores = softmax_cross_entropy(scores, y, eps)
+    work = scores.copy()
+    assert softmax_cross_entropy_inplace(work, y, eps, scale=0.5) == pytest.approx(loss,
+                                                                                  rel=1e-12)
+    np.testing.assert_allclose(work, 0.5 * dscores, rtol=1e-12, atol=1e-15)
+
+
+def test_workspace_views_share_one_buffer_per_name() -> None:
+    ws = Workspace(np.float32)
+    big = ws.get("a", (4, 3))
+    small = ws.get("a", (2, 3))
+    assert small.base is big.base and small.flags.c_contiguous and small.dtype == np.float32
+    assert ws.get("a", (4, 3)) is big
+    grown = ws.get("a", (5, 3))
+    assert grown.base is not big.base and ws.get("a", (2, 3)).base is grown.base
+    assert ws.get("m", (3,), np.bool_).dtype == np.bool_
+
+
+def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, float, float]]:
+    """The unoptimised engine, written out: net.loss (the allocating reference layers, L2 in
+    the gradient), the optimizer's generic step, and curves from net._forward and the
+    network's data loss, drawing from the generator in train()'s order."""
+    rng = np.random.default_rng(spec.seed)
+    net = build_network(spec, split.x_train.shape[1:], split.num_classes, rng)
+    x_tr, x_val = net.prepare(split.x_train), net.prepare(split.x_val)
+    n = len(x_tr)
+    plan = make_schedule(spec, resolve_n_s(spec, n), n // spec.batch_size)
+    optimizer = make_optimizer(spec.optimizer, spec)
+    augment = Augmenter.from_spec(spec)
+    checkpoints = set(curve_steps(plan.ends, spec.curve_points))
+    curves = []
+
+    def record(step: int) -> None:
+        for name, x, y in (("train", x_tr[:spec.eval_train], split.y_train[:spec.eval_train]),
+                           ("val", x_val, split.y_val)):
+            scores = net._forward(x, None)[0]  # type: ignore[attr-defined]
+            curves.append((step, name, net.data_loss(scores, y, spec.eps)[0],
+                           float((scores.argmax(axis=1) == y).mean())))
+
+    record(0)
+    sampler = BatchSampler(n, rng)
+    for step in range(plan.total):
+        idx = sampler.next(spec.batch_size)
+        if augment.active:
+            xa, yb = augment(split.x_train[idx], split.y_train[idx], rng)
+            xb = net.prepare(xa)
+        else:
+            xb, yb = x_tr[idx], split.y_train[idx]
+        _, _, grads = net.loss(xb, yb, lam=spec.lam, eps=spec.eps, rng=rng)
+        optimizer.step(net.params, grads, plan.schedule.lr(step))
+        if step + 1 in checkpoints:
+            record(step + 1)
+    return curves
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("changes", [
+    {"model": "mlp", "hidden": 24, "lam": 0.01},
+    {"model": "convnet", "lam": 0.003, "eps": 0.1},
+    {"model": "mlp", "hidden": "[20, 12]", "dropout": 0.3, "dropout_input": 0.1,
+     "optimizer": "nesterov", "eta_max": 0.02, "lam": 0.001},
+    {"model": "convnet", "activation": "leaky_relu", "loss": "svm", "optimizer": "adam",
+     "eta_max": 0.003, "lam": 0.002, "dropout_input": 0.1, "dropout": 0.2},
+    {"model": "convnet", "flip": 0.5, "translate": 2, "lam": 0.003},
+], ids=["mlp", "convnet", "mlp_dropout_nesterov", "convnet_leaky_svm_adam", "convnet_augment"])
+def test_training_curves_match_the_reference_loop(tiny_npz: Path, changes: dict[str, object],
+                                                  dtype: str) -> None:
+    """train() (the fast path) and the written-out unoptimised loop, from the same seed:
+    every curve point agrees to the dtype's rounding after 60 updates."""
+    spec = TrialSpec.from_mapping({"f": 4, "nf": 6, "nh": 16, "n_train": 300, "n_val": 100,
+                                   "batch_size": 30, "n_s": 15, "cycles": 2, "curve_points": 3,
+                                   "eval_train": 200, "seed": 3, "dtype": dtype, **changes})
+    split = make_split(load_dataset(tiny_npz), spec.n_train, spec.n_val, np.dtype(dtype))
+    result = train(spec, split)
+    assert not result.diverged and result.updates == 60
+    ref = reference_training(spec, split)
+    got = [(c.step, c.split, c.loss, c.acc) for c in result.curves]
+    assert [g[:2] for g in got] == [r[:2] for r in ref]
+    rtol = 1e-10 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose([g[2] for g in got], [r[2] for r in ref], rtol=rtol)
+    np.testing.assert_allclose([g[3] for g in got], [r[3] for r in ref], atol=0.011)
+    assert ref[-2][2] < 0.9 * ref[0][2]  # it trained: the comparison is not of idle nets
