@@ -7,6 +7,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Enum,
     Float,
@@ -86,7 +87,7 @@ class TrialModel(Base):
     stage_id: Mapped[int | None] = mapped_column(ForeignKey("ns_stages.id"), nullable=True)
     number: Mapped[int] = mapped_column(Integer)
     state: Mapped[TrialState] = mapped_column(Enum(TrialState, native_enum=False, length=12))
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned: above PostgreSQL's int
     worker: Mapped[str] = mapped_column(String(200), default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -54,18 +54,22 @@ class SweepProgress:
         self.stages: dict[str, _Stage] = {}
         self.order: list[str] = []
         self.start = time.monotonic()
+        self.started = False  # shown from the first event: an error before it is one line
         self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> SweepProgress:
         self.start = time.monotonic()
-        self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.live.update(self.render())
-        self.live.__exit__(*exc)
+        if self.started:
+            self.live.update(self.render())
+            self.live.__exit__(*exc)
 
     def __call__(self, event: TrialEvent) -> None:
+        if not self.started:
+            self.started = True
+            self.live.__enter__()
         stage = self.stages.get(event.stage)
         if stage is None:
             stage = self.stages[event.stage] = _Stage(event.stage)

@@ -32,3 +32,17 @@ def test_progress_counts_states_best_and_estimates() -> None:
     assert "coarse trial 0 complete val_acc 0.4000 in 3.0 s (estimated 2.0 s)" in text
     assert "coarse trial 2 failed" in text and "loss diverged" in text
     assert "1/4" in text and "0.4000" in text and "6.0" in text  # estimated 6 s, measured 6 s
+
+
+def test_a_resumed_stage_starts_from_its_finished_trials_and_shows_interruptions() -> None:
+    out = io.StringIO()
+    progress = SweepProgress(Console(file=out, width=200), jobs=1)
+    with progress:
+        assert out.getvalue() == ""  # nothing drawn before the first event
+        progress(TrialEvent("stage", "fine", planned=6, counts={"COMPLETE": 4}))
+        progress(TrialEvent("started", "fine", 9))
+        progress(TrialEvent("finished", "fine", 9, TrialState.INTERRUPTED,
+                            message="worker process lost"))
+        assert progress.stages["fine"].counts == {"COMPLETE": 4, "INTERRUPTED": 1}
+    text = out.getvalue()
+    assert "fine trial 9 interrupted (worker process lost)" in text and "4/6" in text

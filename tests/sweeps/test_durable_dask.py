@@ -1,0 +1,59 @@
+"""The Dask backend: a sweep's trials on a local Dask cluster (two worker processes on
+loopback); a missing dask or an unreachable scheduler is a one-line error."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from numsweep.storage import Storage, TrialState
+from numsweep.sweeps import parse_spec, run_sweep
+from numsweep.sweeps.runner import BackendError, make_executor
+from tests.sweeps.test_durable import assert_each_planned_trial_complete_once, invoke, spec_dict
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_dask_backend_completes_a_sweep_on_a_local_cluster(tmp_path: Path,
+                                                           tiny_npz: Path) -> None:
+    spec = parse_spec(spec_dict("dask", n_trials=4), "<test>")
+    storage = Storage(f"sqlite:///{tmp_path / 'd.db'}")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        summaries = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=None,
+                              backend="dask", scheduler=cluster.scheduler_address)
+    assert [s.counts for s in summaries] == [{"COMPLETE": 4}, {"COMPLETE": 4}]
+    assert_each_planned_trial_complete_once(storage, "dask")
+    trials = storage.get_trials("dask")
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    pids = {t.worker.rpartition(":")[2] for t in trials}
+    assert str(os.getpid()) not in pids and len(pids) == 2  # the cluster's two workers ran them
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error() -> None:
+    with pytest.raises(BackendError, match=r"^cannot reach the Dask scheduler at "
+                                           r"tcp://127.0.0.1:9: "):
+        make_executor(1, "dask", "tcp://127.0.0.1:9", timeout=1)
+
+
+def test_dask_backend_without_dask_or_scheduler_says_what_is_missing(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\n[space]\nlam = { low = 1e-4, high = 1e-1 }\n'
+                    '[[stages]]\nname = "r"\nsampler = "random"\nn_trials = 1\n'
+                    '[fixed]\nn_train = 200\nn_val = 50\nhidden = [8]\n')
+    no_scheduler = invoke("sweep", "run", spec, "--backend", "dask", "--db", db, "--data",
+                          tiny_npz)
+    assert no_scheduler.exit_code == 1
+    assert no_scheduler.output.strip().splitlines() == [
+        "Error: --backend dask needs --scheduler ADDRESS (such as tcp://10.0.0.5:8786)"]
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    missing = invoke("sweep", "run", spec, "--backend", "dask", "--scheduler",
+                     "tcp://127.0.0.1:9", "--db", db, "--data", tiny_npz)
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines() == [
+        "Error: --backend dask needs dask.distributed (pip install 'numsweep[dask]')"]
