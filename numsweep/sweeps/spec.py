@@ -758,11 +758,10 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
     (such as an f that does not divide the image size) is a one-line error naming the field."""
     from numsweep.engine.train import build_network
 
-    if spec.dataset is not None and tuple(image_shape) != DATASETS[spec.dataset]:
-        found = [k for k, v in DATASETS.items() if v == tuple(image_shape)]
+    other = [k for k, v in DATASETS.items() if v == tuple(image_shape) and k != spec.dataset]
+    if spec.dataset is not None and other:  # images of your own are fine; the other set is not
         raise SweepSpecError(
-            f"{spec.origin}: dataset={spec.dataset!r} but the data holds "
-            f"{found[0] if found else 'images of shape ' + str(tuple(image_shape))} images; "
+            f"{spec.origin}: dataset={spec.dataset!r} but the data holds {other[0]} images; "
             f"pass --data with {spec.dataset} (or a folder holding {spec.dataset}.npz)")
     shape_params = ("model", "f", "nf", "nh", "filter_size", "conv_stride", "conv_pad")
     entries = [p for p in spec.space.values()

@@ -234,6 +234,7 @@ def test_dataset_is_resolved_in_a_data_folder_and_checked(tmp_path: Path) -> Non
                                              "cifar10 images"):
         check_against_images(fashion, (32, 32, 3), 10)
     check_against_images(cifar, (32, 32, 3), 10)
+    check_against_images(cifar, (16, 16, 3), 10)  # images of one's own are accepted
 
 
 # end to end on tiny generated data

@@ -36,7 +36,7 @@ def test_sweep_show_explains_the_ranges_each_stage_chose(swept: str) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "stage coarse [grid]" in out and "lam in [1e-05, 0.1] (log), grid 8" in out
-    assert "stage fine [tpe]" in out and "why: lam: best 3 of coarse span" in out
+    assert "stage fine [random]" in out and "why: lam: best 3 of coarse span" in out
     assert "widened by 1 grid step" in out
     assert "stage final [best]" in out and "why: best of coarse, fine" in out
     assert "best trials:" in out
