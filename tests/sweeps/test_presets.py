@@ -256,7 +256,7 @@ SMOKE = {
     "fc-three-cycles": ["n_train=300", "n_val=100", "n_s=6", "eval_train=100"],
     "label-smoothing": ["n_train=300", "n_val=100", "n_s=3", "cycles=2", "nf=4", "nh=8",
                         "eval_train=100"],
-    "range-tests": ["n_train=300", "n_val=100", "eval_train=100", "hidden=8",
+    "range-tests": ["n_train=300", "n_val=100", "eval_train=100", "hidden=8", "n_s=8",
                     "space.batch_size.choices=[32,64]", "batch-size-test.n_updates=5",
                     "clr-exp-decay.cycles=1", "cyclic-batch.cycles=1", "cyclic-batch.b_max=128"],
 }
