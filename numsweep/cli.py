@@ -401,10 +401,11 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
             scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
+    from numsweep.sweeps.spec import resolve_data
 
     storage = Storage(db)
     spec, stored_data, _ = stored_spec(storage, name)
-    data = data or stored_data
+    data = resolve_data(spec, data) if data else stored_data
     jobs = _jobs(jobs, backend)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
