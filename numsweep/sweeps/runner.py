@@ -28,7 +28,7 @@ import traceback
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -667,7 +667,7 @@ class SweepRunner:
             ids += [self.inline.trial_id] if self.inline is not None else []
             self.pool.shutdown(wait=False, kill_workers=True)
             count = storage.interrupt_trials(
-                ids, f"interrupted (Ctrl-C) in {self.name}; `numsweep sweep resume "
+                ids, f"interrupted (Ctrl-C or SIGTERM) in {self.name}; `numsweep sweep resume "
                      f"{spec.name}` runs it again")
             raise SweepInterrupted(spec.name, count, self.finished) from None
         finally:
@@ -986,7 +986,11 @@ class SweepRunner:
         self.heart.add(job.trial_id)
         self.inline = job  # Ctrl-C while --jobs 1 runs the trial in this process
         job.started = time.monotonic()
-        future = self.pool.submit(execute, task)
+        try:
+            future = self.pool.submit(execute, task)
+        except BrokenExecutor:  # a loky worker died: its trials fail in _finish; a new pool
+            self.pool = make_executor(self.jobs, self.backend, self.scheduler)
+            future = self.pool.submit(execute, task)
         self.inline = None
         self.running[future] = job
 

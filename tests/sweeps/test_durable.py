@@ -118,31 +118,10 @@ def assert_each_planned_trial_complete_once(storage: Storage, name: str) -> None
 
 def test_ctrl_c_marks_running_trials_interrupted_and_resume_finishes_them(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("ctrlc", n_trials=30, cycles=3))
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
-    storage = Storage(url)
-
-    def some_done_some_running() -> bool:
-        try:
-            counts = states(storage, "ctrlc")
-        except Exception:  # the sweep is not in the database yet
-            return False
-        return counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] >= 1
-
-    wait_for("complete and running trials", some_done_some_running, [proc])
-    os.kill(proc.pid, signal.SIGINT)
-    code, _out, err = finish(proc)
-    assert code == 130, err
-    last = err.strip().splitlines()[-1]
-    assert "running trials marked interrupted" in last
-    assert f"continue with: numsweep sweep resume ctrlc --db {url}" in last
+    run_and_interrupt(tmp_path, tiny_npz, "ctrlc", lambda pid: os.killpg(pid, signal.SIGINT))
+    storage = Storage(f"sqlite:///{tmp_path / 'ctrlc.db'}")
     after = storage.get_trials("ctrlc")
-    counts = Counter(t.state for t in after)
-    assert counts[TrialState.RUNNING] == 0 and counts[TrialState.INTERRUPTED] >= 1
-    assert counts[TrialState.COMPLETE] >= 2
     interrupted = [t for t in after if t.state is TrialState.INTERRUPTED]
-    assert all("interrupted (Ctrl-C)" in t.message and t.finished_at for t in interrupted)
     kept = {t.id: t.metrics["val_acc"] for t in after if t.state is TrialState.COMPLETE}
 
     resume_sweep("ctrlc", storage, jobs=1)
@@ -155,6 +134,41 @@ def test_ctrl_c_marks_running_trials_interrupted_and_resume_finishes_them(
         [new] = [t for t in storage.get_trials("ctrlc")
                  if t.stage == old.stage and t.slot == old.slot and t.attempt == 1]
         assert new.seed == old.seed and new.params["lam"] == old.params["lam"]
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path: Path, tiny_npz: Path) -> None:
+    run_and_interrupt(tmp_path, tiny_npz, "term", lambda pid: os.kill(pid, signal.SIGTERM))
+
+
+def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
+                      interrupt: Callable[[int], None]) -> None:
+    """Run a sweep, interrupt it while trials run, check what the database and stderr say."""
+    path = write_spec(tmp_path, spec_dict(name, n_trials=30, cycles=3))
+    url = f"sqlite:///{tmp_path / (name + '.db')}"
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
+    storage = Storage(url)
+
+    def some_done_some_running() -> bool:
+        try:
+            counts = states(storage, name)
+        except Exception:  # the sweep is not in the database yet
+            return False
+        return counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] >= 1
+
+    wait_for("complete and running trials", some_done_some_running, [proc])
+    interrupt(proc.pid)
+    code, _out, err = finish(proc)
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "running trials marked interrupted" in last
+    assert f"continue with: numsweep sweep resume {name} --db {url}" in last
+    after = storage.get_trials(name)
+    counts = Counter(t.state for t in after)
+    assert counts[TrialState.RUNNING] == 0 and counts[TrialState.INTERRUPTED] >= 1
+    assert counts[TrialState.COMPLETE] >= 2
+    interrupted = [t for t in after if t.state is TrialState.INTERRUPTED]
+    assert all("interrupted (Ctrl-C or SIGTERM)" in t.message and t.finished_at
+               for t in interrupted)
 
 
 def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
@@ -185,6 +199,46 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
     assert_each_planned_trial_complete_once(storage, "killed")
     for t in storage.get_trials(trial_ids=[t.id for t in stuck]):
         assert t.state is TrialState.INTERRUPTED and t.message.startswith("lost: no heartbeat")
+
+
+def loky_workers(parent: int) -> list[int]:
+    """The loky worker processes of process ``parent``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"LokyProcess" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_worker_process_is_replaced_and_its_trials_run_again(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    path = write_spec(tmp_path, spec_dict("wk", n_trials=8, cycles=3))
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
+    storage = Storage(url)
+
+    def running_in_workers() -> bool:
+        try:
+            counts = states(storage, "wk")
+        except Exception:
+            return False
+        return counts[TrialState.COMPLETE] >= 1 and counts[TrialState.RUNNING] >= 1 \
+            and len(loky_workers(proc.pid)) == 2
+
+    wait_for("trials running in loky workers", running_in_workers, [proc])
+    os.kill(loky_workers(proc.pid)[0], signal.SIGKILL)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "stage fine: 8 complete" in out
+    assert_each_planned_trial_complete_once(storage, "wk")
+    lost = [t for t in storage.get_trials("wk") if t.state is TrialState.INTERRUPTED]
+    assert lost and all(t.message.startswith("worker process lost") for t in lost)
 
 
 def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -> None:
