@@ -268,7 +268,10 @@ def kink_distances(net: AnyNetwork, x: np.ndarray, y: np.ndarray,
         scores = h @ p[f"W{net.layers}"] + p[f"b{net.layers}"]
     else:
         if isinstance(net, PatchConvNet):
-            s = act(layers.patch_conv_forward(h, p["F"], p["bF"])[0], p["bF"].size)
+            s = np.concatenate([
+                act(layers.patch_conv_forward(pb, p[br.w], p[br.b])[0], p[br.b].size)
+                .reshape(len(x), -1) for br, pb in zip(net.branches, net._patches(h),
+                                                       strict=True)], axis=1)
         else:
             assert isinstance(net, ConvNet3)
             s = act(layers.conv_forward(h, p["F"], p["bF"], net.filter_size, net.stride,
@@ -351,6 +354,11 @@ def network_cases() -> dict[str, NetworkCase]:
         NetworkCase("convnet_leaky_svm", "patchify ConvNet, leaky ReLU 0.1, SVM loss, "
                     "lam=0.02", patch(activation="leaky_relu", leaky_slope=0.1, loss="svm"),
                     (4, 4, 3), 4, 4, 0.02, 0.0),
+        NetworkCase("convnet_multi", "patchify ConvNet with patch sizes f=[2, 4], nf=[3, 2], "
+                    "nh=5, dropout input 0.2 / hidden 0.5 (fixed mask), lam=0.02, eps=0.1",
+                    lambda rng: PatchConvNet((4, 4, 3), [2, 4], [3, 2], 5, 4, rng=rng,
+                                             dtype=f64, dropout_input=0.2, dropout=0.5),
+                    (4, 4, 3), 4, 4, 0.02, 0.1, dropout_seed=3),
         NetworkCase("convnet3", "conv 3x3 pad 1 nf=2 - relu - pool - affine 4 - relu - affine, "
                     "lam=0.02, eps=0.1", conv3((6, 6, 3), 3), (6, 6, 3), 3, 3, 0.02, 0.1),
         NetworkCase("convnet3_strided", "conv 4x4 stride 2 pad 1 - pool, dropout 0.5 (fixed "

@@ -13,7 +13,8 @@ connected layers (``dropout``), and the data ``loss`` (``softmax`` with label sm
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -281,76 +282,155 @@ class MLP(_Base):
 class PatchConvNet(_Base):
     """Patchify conv (nf filters f x f x C, stride f) - act - affine nh - act - affine K.
 
-    ``dropout_input`` drops entries of the patch matrix (that is, pixels); ``dropout`` acts
-    on the nh hidden units.
+    With lists ``f = [f_1, ..., f_m]`` and ``nf = [nf_1, ..., nf_m]`` the network has one
+    patchify convolution per patch size (parameters ``F1``, ``bF1``, ..., ``Fm``, ``bFm``),
+    each followed by the activation; their flattened outputs are concatenated, in that order,
+    into the hidden layer's input. A single size keeps the names ``F`` and ``bF``.
+
+    ``dropout_input`` drops entries of the patch matrix (that is, pixels; with several sizes
+    each size's copy of a pixel independently); ``dropout`` acts on the nh hidden units.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], f: int, nf: int, nh: int,
-                 num_classes: int, *, rng: np.random.Generator, init: str = "xavier",
-                 dropout: float = 0.0, dropout_input: float = 0.0, activation: str = "relu",
+    def __init__(self, image_shape: tuple[int, int, int], f: int | Sequence[int],
+                 nf: int | Sequence[int], nh: int, num_classes: int, *,
+                 rng: np.random.Generator, init: str = "xavier", dropout: float = 0.0,
+                 dropout_input: float = 0.0, activation: str = "relu",
                  leaky_slope: float = 0.01, loss: str = "softmax",
                  dtype: np.dtype | type = np.float32) -> None:
         super().__init__(activation=activation, leaky_slope=leaky_slope, dropout=dropout,
                          dropout_input=dropout_input, loss=loss)
         h, w, c = image_shape
-        if h % f or w % f:
-            raise ValueError(f"f={f} does not divide the image size {h}x{w}")
-        self.f = f
-        self.n_p = (h // f) * (w // f)
-        d = f * f * c
-        self.params = {
-            "F": init_weights(init, d, nf, rng, dtype),
-            "bF": np.zeros(nf, dtype=dtype),
-            "W1": init_weights(init, self.n_p * nf, nh, rng, dtype),
+        fs = [f] if isinstance(f, int) else list(f)
+        nfs = [nf] if isinstance(nf, int) else list(nf)
+        if len(fs) != len(nfs) or not fs:
+            raise ValueError(f"f={fs} and nf={nfs} need one filter count per patch size")
+        for size in fs:
+            if h % size or w % size:
+                raise ValueError(f"f={size} does not divide the image size {h}x{w}")
+        self.multi = not isinstance(f, int)
+        self.f = f if isinstance(f, int) else tuple(fs)
+        self.branches: list[_Branch] = []
+        col = row = 0
+        for i, (size, count) in enumerate(zip(fs, nfs, strict=True)):
+            n_p, d = (h // size) * (w // size), size * size * c
+            suffix = str(i + 1) if self.multi else ""
+            self.branches.append(_Branch(size, n_p, d, count, f"F{suffix}", f"bF{suffix}",
+                                         col, row))
+            col += n_p * d
+            row += n_p * count
+        self.n_p = self.branches[0].n_p
+        self.params = {}
+        for br in self.branches:
+            self.params[br.w] = init_weights(init, br.d, br.nf, rng, dtype)
+            self.params[br.b] = np.zeros(br.nf, dtype=dtype)
+        self.params.update({
+            "W1": init_weights(init, row, nh, rng, dtype),
             "b1": np.zeros(nh, dtype=dtype),
             "W2": init_weights(init, nh, num_classes, rng, dtype),
             "b2": np.zeros(num_classes, dtype=dtype),
-        }
-        self.weight_names = ("F", "W1", "W2")
+        })
+        self.weight_names = (*(br.w for br in self.branches), "W1", "W2")
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C)."""
-        return layers.patchify(images, self.f)
+        """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C); with several patch sizes
+        their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C)."""
+        if not self.multi:
+            return layers.patchify(images, self.branches[0].f)
+        n = len(images)
+        out = np.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
+        for br in self.branches:
+            out[:, br.col:br.col + br.n_p * br.d] = \
+                layers.patchify(images, br.f).reshape(n, -1)
+        return out
 
-    def _forward(self, p: np.ndarray, rng: np.random.Generator | None
+    def _patches(self, x: np.ndarray, ws: Workspace | None = None) -> list[np.ndarray]:
+        """Each branch's patch matrix (N, n_p, d) from the prepared input: contiguous
+        copies (into the workspace when given) with several sizes, x itself with one."""
+        if not self.multi:
+            return [x]
+        n = len(x)
+        out = []
+        for i, br in enumerate(self.branches):
+            block = x[:, br.col:br.col + br.n_p * br.d]
+            if ws is None:
+                out.append(np.ascontiguousarray(block).reshape(n, br.n_p, br.d))
+            else:
+                buf = ws.get(f"p{i}", (n, br.n_p, br.d))
+                np.copyto(buf.reshape(n, -1), block)
+                out.append(buf)
+        return out
+
+    def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, tuple[Any, ...]]:
-        p, _ = layers.dropout_forward(p, self.dropout_input, rng)
-        s, c_conv = layers.patch_conv_forward(p, self.params["F"], self.params["bF"])
-        s, c_act0 = self._act(s)
-        h = s.reshape(len(p), -1)
+        n = len(x)
+        x, _ = layers.dropout_forward(x, self.dropout_input, rng)
+        convs, flat = [], []
+        for br, p in zip(self.branches, self._patches(x), strict=True):
+            s, c_conv = layers.patch_conv_forward(p, self.params[br.w], self.params[br.b])
+            s, c_act0 = self._act(s)
+            convs.append((c_conv, c_act0, s.shape))
+            flat.append(s.reshape(n, -1))
+        h = flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
         h, c_aff1 = layers.affine_forward(h, self.params["W1"], self.params["b1"])
         h, c_act1 = self._act(h)
         h, c_drop = layers.dropout_forward(h, self.dropout, rng)
         out, c_aff2 = layers.affine_forward(h, self.params["W2"], self.params["b2"])
-        return out, (c_conv, c_act0, s.shape, c_aff1, c_act1, c_drop, c_aff2)
+        return out, (convs, c_aff1, c_act1, c_drop, c_aff2)
 
-    def _forward_fast(self, p: np.ndarray, rng: np.random.Generator | None
+    def loss(self, x: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
+             rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
+        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost)."""
+        scores, (convs, c_aff1, c_act1, c_drop, c_aff2) = self._forward(x, rng)
+        loss, dout = self._loss_fn(scores, y, eps)
+        grads: dict[str, np.ndarray] = {}
+        dh, grads["W2"], grads["b2"] = layers.affine_backward(dout, c_aff2)
+        dh = self._act_back(layers.dropout_backward(dh, c_drop), c_act1)
+        dh, grads["W1"], grads["b1"] = layers.affine_backward(dh, c_aff1)
+        assert dh is not None
+        for br, (c_conv, c_act0, s_shape) in zip(self.branches, convs, strict=True):
+            block = dh[:, br.row:br.row + br.n_p * br.nf]
+            ds = self._act_back(block.reshape(s_shape), c_act0)
+            _, grads[br.w], grads[br.b] = layers.patch_conv_backward(ds, c_conv,
+                                                                     input_grad=False)
+        return loss, self._cost(loss, grads, lam), {k: grads[k] for k in self.params}
+
+    def _forward_fast(self, x: np.ndarray, rng: np.random.Generator | None
                       ) -> tuple[np.ndarray, tuple[Any, ...]]:
         """Scores (a workspace array) and what the backward pass needs."""
         ws = self._ws()
-        n, n_p, d = p.shape
+        n = len(x)
         if rng is not None and self.dropout_input:
-            pd = ws.get("p", p.shape)
-            np.copyto(pd, p)
-            p = pd
-        keep_p = self._dropout_inplace(p, self.dropout_input, rng, "p")
-        f, w1, w2 = self.params["F"], self.params["W1"], self.params["W2"]
-        s = ws.get("s", (n * n_p, f.shape[1]))
-        np.matmul(p.reshape(n * n_p, d), f, out=s)
-        s += self.params["bF"]
-        self._act_inplace(s, "s")
+            xd = ws.get("x", x.shape)
+            np.copyto(xd, x)
+            x = xd
+        self._dropout_inplace(x, self.dropout_input, rng, "x")
+        ps = self._patches(x, ws)
+        w1, w2 = self.params["W1"], self.params["W2"]
         h = ws.get("h", (n, w1.shape[1]))
-        np.matmul(s.reshape(n, -1), w1, out=h)
+        ss = []
+        for i, (br, p) in enumerate(zip(self.branches, ps, strict=True)):
+            s = ws.get(f"s{i}", (n * br.n_p, br.nf))
+            np.matmul(p.reshape(n * br.n_p, br.d), self.params[br.w], out=s)
+            s += self.params[br.b]
+            self._act_inplace(s, f"s{i}")
+            ss.append(s)
+            w1_rows = w1[br.row:br.row + br.n_p * br.nf]
+            if i == 0:
+                np.matmul(s.reshape(n, -1), w1_rows, out=h)
+            else:
+                tmp = ws.get("h.part", h.shape)
+                np.matmul(s.reshape(n, -1), w1_rows, out=tmp)
+                h += tmp
         h += self.params["b1"]
         self._act_inplace(h, "h")
         keep_h = self._dropout_inplace(h, self.dropout, rng, "h")
         out = ws.get("out", (n, w2.shape[1]))
         np.matmul(h, w2, out=out)
         out += self.params["b2"]
-        return out, (p, keep_p, s, h, keep_h)
+        return out, (ps, ss, h, keep_h)
 
     def scores(self, p: np.ndarray) -> np.ndarray:
-        """p (N, n_p, f*f*C) -> scores (N, K), without dropout."""
+        """p as :meth:`prepare` makes it -> scores (N, K), without dropout."""
         return self._forward_fast(p, None)[0].copy()
 
     def train_step(self, p: np.ndarray, y: np.ndarray, *, eps: float,
@@ -359,14 +439,16 @@ class PatchConvNet(_Base):
         """(data loss, scale times the gradients of the data loss) of one update, computed in
         reused buffers: the gradients are overwritten by the next call. No L2 term.
 
-        Every product is one matmul shaped for the BLAS: the convolution and its filter
-        gradient over the (N n_p, f*f*C) patch rows, the bias gradients as ones @ d."""
+        Every product is one matmul shaped for the BLAS: each convolution and its filter
+        gradient over the (N n_p, f*f*C) patch rows, the bias gradients as ones @ d; with
+        several patch sizes the hidden layer's weights are used block by block (no
+        concatenated copy of the convolutions' outputs)."""
         ws = self._ws()
         grads = self._grad_buffers()
-        n, n_p, d = p.shape
-        scores, (p, _, s, h, keep_h) = self._forward_fast(p, rng)
+        n = len(p)
+        scores, (ps, ss, h, keep_h) = self._forward_fast(p, rng)
         loss = self._loss_inplace(scores, y, eps, scale)
-        ones = self._ones(n * n_p)
+        ones = self._ones(max(n * br.n_p for br in self.branches))
         w1, w2 = self.params["W1"], self.params["W2"]
         np.matmul(h.T, scores, out=grads["W2"])
         np.matmul(ones[:n], scores, out=grads["b2"])
@@ -374,30 +456,34 @@ class PatchConvNet(_Base):
         np.matmul(scores, w2.T, out=dh)
         self._dropout_back_inplace(dh, keep_h, self.dropout)
         self._act_back_inplace(dh, h, "h")
-        s2 = s.reshape(n, -1)
-        np.matmul(s2.T, dh, out=grads["W1"])
         np.matmul(ones[:n], dh, out=grads["b1"])
-        ds = ws.get("ds", s2.shape)
-        np.matmul(dh, w1.T, out=ds)
-        ds = ds.reshape(s.shape)
-        self._act_back_inplace(ds, s, "s")
-        np.matmul(p.reshape(n * n_p, d).T, ds, out=grads["F"])
-        np.matmul(ones, ds, out=grads["bF"])
+        for i, (br, p_i, s) in enumerate(zip(self.branches, ps, ss, strict=True)):
+            rows = slice(br.row, br.row + br.n_p * br.nf)
+            s2 = s.reshape(n, -1)
+            np.matmul(s2.T, dh, out=grads["W1"][rows])
+            ds = ws.get(f"ds{i}", s2.shape)
+            np.matmul(dh, w1[rows].T, out=ds)
+            ds = ds.reshape(s.shape)
+            self._act_back_inplace(ds, s, f"s{i}")
+            np.matmul(p_i.reshape(n * br.n_p, br.d).T, ds, out=grads[br.w])
+            np.matmul(ones[:n * br.n_p], ds, out=grads[br.b])
         return loss, grads
 
-    def loss(self, p: np.ndarray, y: np.ndarray, *, lam: float, eps: float,
-             rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]:
-        """Returns (loss, cost = loss + lam * sum ||W||^2, gradients of the cost)."""
-        scores, (c_conv, c_act0, s_shape, c_aff1, c_act1, c_drop, c_aff2) = \
-            self._forward(p, rng)
-        loss, dout = self._loss_fn(scores, y, eps)
-        grads: dict[str, np.ndarray] = {}
-        dh, grads["W2"], grads["b2"] = layers.affine_backward(dout, c_aff2)
-        dh = self._act_back(layers.dropout_backward(dh, c_drop), c_act1)
-        dh, grads["W1"], grads["b1"] = layers.affine_backward(dh, c_aff1)
-        ds = self._act_back(dh.reshape(s_shape), c_act0)
-        _, grads["F"], grads["bF"] = layers.patch_conv_backward(ds, c_conv, input_grad=False)
-        return loss, self._cost(loss, grads, lam), grads
+
+@dataclass(frozen=True)
+class _Branch:
+    """One patch size of the patchify ConvNet: patch size f, n_p patches of d = f*f*C values,
+    nf filters (parameters ``w``, ``b``); its block starts at column ``col`` of the prepared
+    input and at row ``row`` of W1."""
+
+    f: int
+    n_p: int
+    d: int
+    nf: int
+    w: str
+    b: str
+    col: int
+    row: int
 
 
 class ConvNet3(_Base):

@@ -38,8 +38,8 @@ class TrialSpec:
 
     model: str = "mlp"
     hidden: tuple[int, ...] = (50,)
-    f: int = 4
-    nf: int = 10
+    f: int | tuple[int, ...] = 4
+    nf: int | tuple[int, ...] = 10
     nh: int = 50
     filter_size: int = 3
     conv_stride: int = 1
@@ -87,7 +87,8 @@ class TrialSpec:
         _check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
                list(self.hidden), "a non-empty list of positive widths")
-        for name in ("f", "nf", "nh", "batch_size", "cycles", "curve_points", "eval_train"):
+        self._check_patches()
+        for name in ("nh", "batch_size", "cycles", "curve_points", "eval_train"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "at least 1")
         _check(math.isfinite(self.lam) and self.lam >= 0, "lam", self.lam, "finite and >= 0")
         _check(0 <= self.eps < 1, "eps", self.eps, "in [0, 1)")
@@ -116,6 +117,38 @@ class TrialSpec:
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+
+    def _check_patches(self) -> None:
+        """f and nf: one patch size and filter count, or lists of the same length (several
+        patch sizes, model=convnet). A list of one is the same as its value."""
+        for name in ("f", "nf"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                _check(len(value) >= 1 and all(v >= 1 for v in value), name, list(value),
+                       "a positive whole number or a non-empty list of them")
+                if len(value) == 1:
+                    object.__setattr__(self, name, value[0])
+            else:
+                _check(value >= 1, name, value, "at least 1")
+        f, nf = self.f, self.nf
+        if isinstance(f, tuple) or isinstance(nf, tuple):
+            fs = list(f) if isinstance(f, tuple) else [f]
+            nfs = list(nf) if isinstance(nf, tuple) else [nf]
+            _check(self.model == "convnet", "f" if isinstance(f, tuple) else "nf",
+                   fs if isinstance(f, tuple) else nfs,
+                   f"a single value with model={self.model} (lists of patch sizes and filter "
+                   f"counts are for model=convnet)")
+            _check(len(fs) == len(nfs), "nf", nfs if isinstance(nf, tuple) else nf,
+                   f"a list of {len(fs)} filter counts, one per patch size in f={fs}")
+            _check(len(set(fs)) == len(fs), "f", fs, "distinct patch sizes")
+
+    @property
+    def patches(self) -> tuple[tuple[int, int], ...]:
+        """The patchify ConvNet's (patch size, filter count) pairs: one unless f and nf are
+        lists."""
+        fs = self.f if isinstance(self.f, tuple) else (self.f,)
+        nfs = self.nf if isinstance(self.nf, tuple) else (self.nf,)
+        return tuple(zip(fs, nfs, strict=True))
 
     def _check_training(self) -> None:
         """Schedules, batch-size schedules, update rules and augmentation."""
@@ -168,9 +201,12 @@ class TrialSpec:
         return TrialSpec.from_mapping({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (``hidden`` as a list)."""
+        """Plain JSON-able values (``hidden``, and ``f``/``nf`` when several, as lists)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
+        for name in ("f", "nf"):
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
 
@@ -183,7 +219,7 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
         raise SpecError(f"{name}={value!r} is invalid: expected {expected}")
 
 
-_INT_FIELDS = {"f", "nf", "nh", "batch_size", "n_s", "cycles", "seed", "n_train", "n_val",
+_INT_FIELDS = {"nh", "batch_size", "n_s", "cycles", "seed", "n_train", "n_val",
                "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad"}
 _FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout", "dropout_input", "leaky_slope"}
 _OPTIONAL = {"n_s", "n_train", "conv_pad"}
@@ -208,6 +244,10 @@ def coerce(name: str, raw: Any) -> Any:
             return float(raw)
         if name == "hidden":
             return _to_widths(raw)
+        if name in ("f", "nf"):
+            widths = _to_widths(raw)
+            return widths[0] if len(widths) == 1 and not isinstance(raw, (list, tuple)) \
+                and not (isinstance(raw, str) and raw.strip().startswith("[")) else widths
         if not isinstance(raw, str):
             raise ValueError
         return raw

@@ -47,10 +47,9 @@ def forward_macs(spec: TrialSpec, shape: DataShape) -> float:
     if spec.model == "mlp":
         widths = [h * w * c, *spec.hidden, k]
         return float(sum(a * b for a, b in itertools.pairwise(widths)))
-    if spec.model == "convnet":
-        n_p = (h // spec.f) * (w // spec.f)
-        return float(n_p * spec.f * spec.f * c * spec.nf + n_p * spec.nf * spec.nh
-                     + spec.nh * k)
+    if spec.model == "convnet":  # one patchify convolution per (patch size, filter count)
+        return float(sum((h // f) * (w // f) * (f * f * c * nf + nf * spec.nh)
+                         for f, nf in spec.patches) + spec.nh * k)
     pad = spec.conv_pad if spec.conv_pad is not None else (spec.filter_size - 1) // 2
     ho = (h + 2 * pad - spec.filter_size) // spec.conv_stride + 1
     wo = (w + 2 * pad - spec.filter_size) // spec.conv_stride + 1

@@ -125,7 +125,10 @@ def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, fl
     {"model": "convnet", "activation": "leaky_relu", "loss": "svm", "optimizer": "adam",
      "eta_max": 0.003, "lam": 0.002, "dropout_input": 0.1, "dropout": 0.2},
     {"model": "convnet", "flip": 0.5, "translate": 2, "lam": 0.003},
-], ids=["mlp", "convnet", "mlp_dropout_nesterov", "convnet_leaky_svm_adam", "convnet_augment"])
+    {"model": "convnet", "f": "[4, 8]", "nf": "[6, 4]", "lam": 0.003, "dropout_input": 0.1,
+     "dropout": 0.2},
+], ids=["mlp", "convnet", "mlp_dropout_nesterov", "convnet_leaky_svm_adam", "convnet_augment",
+        "convnet_multi_size"])
 def test_training_curves_match_the_reference_loop(tiny_npz: Path, changes: dict[str, object],
                                                   dtype: str) -> None:
     """train() (the fast path) and the written-out unoptimised loop, from the same seed:

@@ -26,7 +26,7 @@ def test_gradient_check(name: str) -> None:
 def test_every_layer_and_network_kind_is_checked() -> None:
     expected = {"affine", "relu", "leaky_relu", "dropout", "patch_conv", "conv", "max_pool",
                 "softmax_loss", "softmax_loss_smoothed", "svm_loss", "mlp", "mlp_l2",
-                "mlp_smoothing", "mlp_dropout", "convnet", "convnet3"}
+                "mlp_smoothing", "mlp_dropout", "convnet", "convnet_multi", "convnet3"}
     assert expected <= set(CHECKS)
 
 

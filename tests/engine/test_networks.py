@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from numsweep.engine import layers
 from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet, param_count
 from numsweep.engine.spec import ACTIVATIONS, MODELS, SpecError, TrialSpec
@@ -151,3 +152,68 @@ def test_patch_convnet_prepares_the_patch_matrix_once() -> None:
     np.testing.assert_array_equal(p[2, 1], images[2, 0:4, 4:8].ravel())
     # training and evaluation take the prepared matrix as it is, for any batch of its rows
     np.testing.assert_allclose(net.scores(p[3:5]), net.scores(p)[3:5], rtol=1e-12)
+
+
+def test_multi_size_patch_convnet_matches_naive_loops() -> None:
+    """f=[2, 4]: each size's convolution by the naive loop (a dot product per sub-patch),
+    ReLU, flattened and concatenated into the hidden layer, against the network."""
+    rng = np.random.default_rng(3)
+    net = PatchConvNet((8, 8, 3), [2, 4], [3, 5], 7, 4, rng=rng, dtype=np.float64)
+    for v in net.params.values():
+        v += rng.normal(scale=0.1, size=v.shape)
+    images = rng.normal(size=(3, 8, 8, 3))
+    p = net.prepare(images)
+    assert p.shape == (3, 16 * 12 + 4 * 48) and p.flags.c_contiguous
+    assert [(br.w, br.b) for br in net.branches] == [("F1", "bF1"), ("F2", "bF2")]
+    assert net.weight_names == ("F1", "F2", "W1", "W2")
+    assert net.params["W1"].shape == (16 * 3 + 4 * 5, 7)
+    parts = [np.maximum(layers.patch_conv_forward_naive(
+        images, net.params[f"F{i}"].reshape(f, f, 3, -1), net.params[f"bF{i}"], f), 0)
+        .reshape(3, -1) for i, f in ((1, 2), (2, 4))]
+    h = np.maximum(np.concatenate(parts, axis=1) @ net.params["W1"] + net.params["b1"], 0)
+    expected = h @ net.params["W2"] + net.params["b2"]
+    np.testing.assert_allclose(net.scores(p), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(net._forward(p, None)[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_single_patch_size_in_a_list_is_the_scalar_network() -> None:
+    spec = TrialSpec.from_mapping({"model": "convnet", "f": "[4]", "nf": "[6]", "nh": 8})
+    assert (spec.f, spec.nf) == (4, 6) and spec.patches == ((4, 6),)
+    net = build_network(spec, (8, 8, 3), 5, np.random.default_rng(0))
+    scalar = build_network(spec.replace(f=4, nf=6), (8, 8, 3), 5, np.random.default_rng(0))
+    assert list(net.params) == ["F", "bF", "W1", "b1", "W2", "b2"]
+    for k in net.params:
+        np.testing.assert_array_equal(net.params[k], scalar.params[k])
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"model": "convnet", "f": "[4, 8]", "nf": "40"},
+     r"nf=40 is invalid: expected a list of 2 filter counts, one per patch size in f=\[4, 8\]"),
+    ({"model": "convnet", "f": "[4, 8]", "nf": "[40, 80, 10]"},
+     r"nf=\[40, 80, 10\] is invalid: expected a list of 2 filter counts"),
+    ({"model": "convnet", "f": "[4, 4]", "nf": "[40, 80]"},
+     r"f=\[4, 4\] is invalid: expected distinct patch sizes"),
+    ({"model": "convnet", "f": "[4, 0]", "nf": "[40, 80]"},
+     r"f=\[4, 0\] is invalid: expected a positive whole number or a non-empty list"),
+    ({"model": "convnet", "f": "[]", "nf": "[]"}, r"f=\[\] is invalid"),
+    ({"model": "convnet", "f": "[4, 2.5]", "nf": "[1, 2]"}, "f='.4, 2.5.' is invalid: wrong"),
+    ({"model": "mlp", "f": "[4, 8]", "nf": "[40, 80]"},
+     r"f=\[4, 8\] is invalid: expected a single value with model=mlp"),
+    ({"model": "convnet3", "nf": "[4, 8]"}, "nf=.4, 8. is invalid: expected a single value"),
+])
+def test_spec_rejects_bad_patch_size_lists(values: dict[str, str], message: str) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        TrialSpec.from_mapping(values)
+    assert "\n" not in str(info.value)
+
+
+def test_spec_takes_patch_size_lists() -> None:
+    for f, nf in (("[4, 8]", "[40, 80]"), ("4,8", "40,80"), ([4, 8], [40, 80])):
+        spec = TrialSpec.from_mapping({"model": "convnet", "f": f, "nf": nf})
+        assert (spec.f, spec.nf, spec.patches) == ((4, 8), (40, 80), ((4, 40), (8, 80)))
+        assert spec.to_dict()["f"] == [4, 8] and TrialSpec.from_mapping(spec.to_dict()) == spec
+    assert TrialSpec().patches == ((4, 10),) and TrialSpec().to_dict()["f"] == 4
+    with pytest.raises(ValueError, match="f=5 does not divide the image size 32x32"):
+        build_network(TrialSpec.from_mapping({"model": "convnet", "f": "[4, 5]",
+                                              "nf": "[2, 2]"}), (32, 32, 3), 10,
+                      np.random.default_rng(0))

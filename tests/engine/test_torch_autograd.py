@@ -75,6 +75,27 @@ def test_patch_conv_layer() -> None:
     agree(db, tb.grad)
 
 
+def test_multi_size_patch_convnet_against_torch_conv2d() -> None:
+    """Patches of sizes 2 and 4 side by side: the engine's scores and gradients against
+    torch's conv2d with stride f per size, concatenated (NHWC flattening, as the engine)."""
+    rng = np.random.default_rng(6)
+    net = PatchConvNet((8, 8, 3), [2, 4], [3, 5], 6, 4, rng=rng, dtype=np.float64)
+    images, y = rng.normal(size=(3, 8, 8, 3)), rng.integers(0, 4, size=3)
+    _, cost, grads = net.loss(net.prepare(images), y, lam=0.01, eps=0.1, rng=None)
+    tp = {k: t(v) for k, v in net.params.items()}
+    x = torch.tensor(images)
+    s = torch.cat([F.relu(torch_conv(x, tp[f"F{i}"], tp[f"bF{i}"], f, f, 0)).reshape(3, -1)
+                   for i, f in ((1, 2), (2, 4))], dim=1)
+    scores = F.relu(s @ tp["W1"] + tp["b1"]) @ tp["W2"] + tp["b2"]
+    tcost = F.cross_entropy(scores, torch.tensor(y), label_smoothing=0.1 * 4 / 3) + 0.01 * sum(
+        (tp[n] ** 2).sum() for n in ("F1", "F2", "W1", "W2"))
+    tcost.backward()
+    assert cost == pytest.approx(tcost.item(), rel=1e-12)
+    agree(net.scores(net.prepare(images)), scores)
+    for k in net.params:
+        agree(grads[k], tp[k].grad)
+
+
 def test_max_pool_layer() -> None:
     rng = np.random.default_rng(2)
     x = gradcheck.distinct(rng, (2, 4, 6, 3))
@@ -158,7 +179,11 @@ def torch_cost(net: Network, x: np.ndarray, y: np.ndarray, lam: float, eps: floa
         scores = h @ tp[f"W{net.layers}"] + tp[f"b{net.layers}"]
     else:
         if isinstance(net, PatchConvNet):
-            s = act(h @ tp["F"] + tp["bF"])
+            # each patch size's block of the prepared input is its patch matrix
+            s = torch.cat([act(h[:, br.col:br.col + br.n_p * br.d].reshape(len(x), br.n_p, br.d)
+                               @ tp[br.w] + tp[br.b]).reshape(len(x), -1)
+                           for br in net.branches], dim=1) if net.multi else \
+                act(h @ tp["F"] + tp["bF"])
         else:
             assert isinstance(net, ConvNet3)
             s = torch_pool(act(torch_conv(h, tp["F"], tp["bF"], net.filter_size, net.stride,
