@@ -120,7 +120,8 @@ class TrialSpec:
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several
-        patch sizes, model=convnet). A list of one is the same as its value."""
+        patch sizes, used by model=convnet; other models ignore f as they ignore hidden or
+        f=4). A list of one is the same as its value."""
         for name in ("f", "nf"):
             value = getattr(self, name)
             if isinstance(value, tuple):
@@ -134,10 +135,9 @@ class TrialSpec:
         if isinstance(f, tuple) or isinstance(nf, tuple):
             fs = list(f) if isinstance(f, tuple) else [f]
             nfs = list(nf) if isinstance(nf, tuple) else [nf]
-            _check(self.model == "convnet", "f" if isinstance(f, tuple) else "nf",
-                   fs if isinstance(f, tuple) else nfs,
-                   f"a single value with model={self.model} (lists of patch sizes and filter "
-                   f"counts are for model=convnet)")
+            _check(self.model != "convnet3" or not isinstance(nf, tuple), "nf", nfs,
+                   "a single filter count with model=convnet3 (lists of patch sizes and "
+                   "filter counts are for model=convnet)")
             _check(len(fs) == len(nfs), "nf", nfs if isinstance(nf, tuple) else nf,
                    f"a list of {len(fs)} filter counts, one per patch size in f={fs}")
             _check(len(set(fs)) == len(fs), "f", fs, "distinct patch sizes")
