@@ -22,7 +22,7 @@ from rich.table import Table
 from numsweep.analysis import ChartError, charts, load_curves, load_trials
 from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
-from numsweep.storage import DEFAULT_URL, Storage, StorageError
+from numsweep.storage import DEFAULT_URL, Storage, StorageError, shown_url
 from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
 from numsweep.sweeps.runner import DEFAULT_GRACE
 
@@ -289,7 +289,7 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
         with _sigterm_as_interrupt(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        where = "" if db == DEFAULT_URL else f" --db {db}"
+        where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
         console.print(f"{exc}; continue with: numsweep sweep resume {name}{where}",
                       highlight=False, soft_wrap=True)
         sys.exit(130)
@@ -393,7 +393,7 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
     dataset = load_dataset(data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
     create_sweep(spec, storage, data_source=data, threads=threads)
-    where = "" if db == DEFAULT_URL else f" --db {db}"
+    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
                f"numsweep worker {spec.name}{where}")
 

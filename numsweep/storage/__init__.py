@@ -14,6 +14,7 @@ from numsweep.storage.storage import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    shown_url,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "SweepRecord",
     "TrialRecord",
     "TrialState",
+    "shown_url",
 ]

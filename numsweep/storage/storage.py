@@ -85,6 +85,14 @@ def _retrying(method: M) -> M:
     return wrapper  # type: ignore[return-value]
 
 
+def shown_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def engine_url(url: str) -> str:
     """The URL SQLAlchemy opens: ``postgresql://`` uses psycopg (version 3), the driver of
     numsweep's ``postgres`` extra, unless psycopg2 is the one installed."""
@@ -127,10 +135,11 @@ def _check_sqlite_location(url: str) -> None:
         return
     folder = Path(database).resolve().parent
     if not folder.is_dir():
-        raise StorageError(f"cannot open {url}: folder {folder} does not exist")
+        raise StorageError(f"cannot open {shown_url(url)}: folder {folder} does not exist")
     path = Path(database)
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(folder, os.W_OK):
-        raise StorageError(f"cannot open {url}: {path if path.exists() else folder} is read-only")
+        raise StorageError(f"cannot open {shown_url(url)}: "
+                           f"{path if path.exists() else folder} is read-only")
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -181,6 +190,7 @@ class Storage:
     def __init__(self, url: str = DEFAULT_URL) -> None:
         self.url = url
         self.engine_url = engine_url(url)
+        self.shown_url = shown_url(url)  # for messages: no password
         try:
             is_sqlite = make_url(url).get_backend_name() == "sqlite"
             if is_sqlite:
@@ -195,9 +205,10 @@ class Storage:
             raise
         except ImportError as exc:
             extra = " (pip install 'numsweep[postgres]')" if "psycopg" in str(exc) else ""
-            raise StorageError(f"cannot open {url}: {_first_line(exc)}{extra}") from None
+            raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}{extra}"
+                               ) from None
         except (ArgumentError, SQLAlchemyError) as exc:
-            raise StorageError(f"cannot open {url}: {_first_line(exc)}") from None
+            raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def dispose(self) -> None:
@@ -212,15 +223,15 @@ class Storage:
             session.commit()
         except IntegrityError as exc:
             session.rollback()
-            raise StorageConflict(f"database conflict on {self.url}: {_first_line(exc)}"
+            raise StorageConflict(f"database conflict on {self.shown_url}: {_first_line(exc)}"
                                   ) from None
         except OperationalError as exc:
             session.rollback()
             kind = StorageBusy if _is_lock_error(exc) else StorageError
-            raise kind(f"database error on {self.url}: {_first_line(exc)}") from None
+            raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StorageError(f"database error on {self.url}: {_first_line(exc)}") from None
+            raise StorageError(f"database error on {self.shown_url}: {_first_line(exc)}") from None
         except BaseException:
             session.rollback()
             raise
@@ -245,7 +256,7 @@ class Storage:
                     return _sweep_record(row)
             except StorageConflict:
                 continue
-        raise StorageError(f"cannot create sweep {name!r} in {self.url}")
+        raise StorageError(f"cannot create sweep {name!r} in {self.shown_url}")
 
     @_retrying
     def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any]) -> None:
@@ -261,7 +272,7 @@ class Storage:
             row = s.scalar(select(SweepModel).where(SweepModel.name == name))
             if row is None:
                 known = ", ".join(s.scalars(select(SweepModel.name).order_by(SweepModel.name)))
-                raise StorageError(f"no sweep named {name!r} in {self.url}"
+                raise StorageError(f"no sweep named {name!r} in {self.shown_url}"
                                    + (f" (sweeps: {known})" if known else " (it has no sweeps)"))
             return _sweep_record(row)
 
@@ -289,7 +300,7 @@ class Storage:
                     return _stage_record(row)
             except StorageConflict:
                 continue
-        raise StorageError(f"cannot create stage {name!r} in {self.url}")
+        raise StorageError(f"cannot create stage {name!r} in {self.shown_url}")
 
     @_retrying
     def get_stage(self, sweep_id: int, index: int) -> StageRecord | None:
@@ -464,7 +475,7 @@ class Storage:
                 if self._slots_taken(stage_id, [slot for slot, _, _ in slots]):
                     return None
                 time.sleep(0.01 + 0.05 * _JITTER.random())  # a trial number was taken
-        raise StorageBusy(f"cannot number a new trial in {self.url}: too many conflicts")
+        raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
 
     @_retrying
     def _slots_taken(self, stage_id: int, slots: Sequence[int]) -> bool:
@@ -514,7 +525,7 @@ class Storage:
                 if self._attempt_taken(trial_id):
                     return None
                 time.sleep(0.01 + 0.05 * _JITTER.random())
-        raise StorageBusy(f"cannot number a new trial in {self.url}: too many conflicts")
+        raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
 
     @_retrying
     def _attempt_taken(self, trial_id: int) -> bool:

@@ -50,6 +50,7 @@ from numsweep.storage import (
     SweepRecord,
     TrialRecord,
     TrialState,
+    shown_url,
 )
 from numsweep.sweeps.spec import (
     HISTORY_SAMPLERS,
@@ -245,7 +246,7 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
                                or "unique" in str(exc) or "locked" in str(exc)):
                 time.sleep(0.2 + _JITTER.random())
                 continue
-            raise StorageError(f"cannot open the Optuna study storage on {url}: "
+            raise StorageError(f"cannot open the Optuna study storage on {shown_url(url)}: "
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                                ) from None
     raise AssertionError("unreachable")
@@ -646,7 +647,7 @@ class SweepRunner:
         if not self.resume and existing and storage.count_trials(existing[0].id):
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
-                f"in {storage.url}; continue it with `numsweep sweep resume {spec.name}` or "
+                f"in {storage.shown_url}; continue it with `numsweep sweep resume {spec.name}` or "
                 f"run it under another name (name=NEW)")
         if not self.resume and existing and existing[0].spec != self._stored():
             storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
@@ -790,8 +791,8 @@ class SweepRunner:
             rec = self._store_plan(index, stage)
         if rec.name != stage.name or "n_configs" not in rec.space:
             raise SweepSpecError(f"stage {index} of sweep {self.spec.name!r} in "
-                                 f"{self.storage.url} is {rec.name!r}, stored by another spec "
-                                 f"or an older numsweep: it cannot be continued")
+                                 f"{self.storage.shown_url} is {rec.name!r}, stored by another "
+                                 f"spec or an older numsweep: it cannot be continued")
         space = {name: _space_from_dict(name, d) for name, d in rec.space["space"].items()}
         ids = [int(i) for i in rec.space.get("reused", [])]
         reused = self.storage.get_trials(trial_ids=ids) if ids else []
@@ -1193,7 +1194,7 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
     if any(s.name == spec.name for s in storage.list_sweeps()):
-        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.url}; continue "
+        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; continue "
                              f"it with `numsweep worker {spec.name}` or use another name "
                              f"(name=NEW)")
     optuna_storage(storage.engine_url)  # Optuna's tables, before workers race to make them
@@ -1212,7 +1213,7 @@ def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int
         raise SweepSpecError(f"{name!r} holds single trials (numsweep train), not a sweep")
     data = raw.pop("data", None)
     threads = raw.pop("threads", None)
-    return parse_spec(raw, f"sweep {name!r} in {storage.url}"), data, threads
+    return parse_spec(raw, f"sweep {name!r} in {storage.shown_url}"), data, threads
 
 
 def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
@@ -1306,7 +1307,7 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
     the sweep ran on."""
     found = storage.get_trials(trial_ids=[trial_id])
     if not found:
-        raise StorageError(f"no trial with id {trial_id} in {storage.url}")
+        raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
     original = found[0]
     sweep_spec = storage.get_sweep(original.sweep).spec
     if data_source is None:

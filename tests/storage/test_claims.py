@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from numsweep.storage import Storage, StorageBusy, TrialState
+from numsweep.storage import Storage, StorageBusy, StorageError, TrialState
 from numsweep.storage.storage import _retrying, now
 from numsweep.sweeps.runner import Heartbeat, is_lost
 
@@ -168,3 +168,11 @@ def test_a_database_made_by_an_older_numsweep_gets_the_new_columns(tmp_path: Pat
     assert again.claim_slots(sweep_id, stage_id, [(0, {}, 1)], study_trial=0, worker="a:1")
     assert again.claim_slots(sweep_id, stage_id, [(0, {}, 1)], study_trial=0,
                              worker="b:1") is None  # the unique index is back
+
+
+def test_an_unreachable_server_is_a_one_line_error_without_the_password() -> None:
+    with pytest.raises(StorageError) as info:
+        Storage("postgresql://me:secret@127.0.0.1:1/sweeps")
+    message = str(info.value)
+    assert message.startswith("cannot open postgresql://me:***@127.0.0.1:1/sweeps: ")
+    assert "secret" not in message and len(message.splitlines()) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from numsweep.storage import Storage
+from numsweep.storage import Storage, shown_url
 from tests.sweeps.test_durable import (
     assert_each_planned_trial_complete_once,
     finish,
@@ -32,7 +32,7 @@ def test_two_workers_on_postgresql_run_every_planned_trial_once(tmp_path: Path,
     path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=3))
     code, out, err = finish(numsweep("sweep", "create", path, "--db", URL, "--data", tiny_npz))
     assert code == 0, err
-    assert f"numsweep worker {name} --db {URL}" in out
+    assert f"numsweep worker {name} --db {shown_url(URL)}" in out  # no password shown
     workers = [numsweep("worker", name, "--jobs", "1", "--db", URL) for _ in range(2)]
     results = [finish(w) for w in workers]
     for code, out, err in results:
