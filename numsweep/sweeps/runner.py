@@ -546,14 +546,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _gone(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid``) was a process on this machine that no longer exists."""
+    host, _, pid = worker.rpartition(":")
+    return (host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid()
+            and not _pid_alive(int(pid)))
+
+
 def is_lost(slot: SlotRecord, grace: float, now: datetime) -> bool:
     """Whether a RUNNING attempt's process is gone: no heartbeat for ``grace`` seconds, or it
     was started on this machine by a process that no longer exists."""
     if slot.state is not TrialState.RUNNING:
         return False
-    host, _, pid = slot.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
-            and not _pid_alive(int(pid)):
+    if _gone(slot.worker):
         return True
     return slot.heartbeat_at is None or (now - slot.heartbeat_at).total_seconds() > grace
 
@@ -782,7 +787,9 @@ class SweepRunner:
             self.sweep.id, index, stage.name, stage.sampler,
             {"space": {k: p.to_dict() for k, p in space.items()}, "fixed": dict(stage.fixed),
              "planned": n_configs * stage.replicates, "reused": [t.id for t in reused],
-             "configs": queue, "n_configs": n_configs}, note)
+             "configs": queue, "n_configs": n_configs,
+             # the process that stores the plan adds the reused trials to the study
+             "setup_by": self.name, "study_ready": not reused}, note)
 
     def _plan(self, index: int, stage: StageSpec) -> _Plan:
         """The stage's plan as stored (by this process or the first one to reach it)."""
@@ -812,6 +819,15 @@ class SweepRunner:
                     direction="maximize", load_if_exists=True,
                     sampler=make_sampler(stage.sampler, self._sampler_seed(index)),
                     pruner=make_pruner(stage.pruner))
+            if plan.reused and not self._study_ready(index):
+                add_reused(study)
+                rec = self.storage.get_stage(self.sweep.id, index)
+                assert rec is not None
+                self.storage.set_stage_space(rec.id, {**rec.space, "study_ready": True})
+            return study
+
+        def add_reused(study: optuna.Study) -> None:
+            with _quiet():
                 have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
                 distributions = {k: distribution(p) for k, p in plan.space.items()}
                 for t in plan.reused:
@@ -824,9 +840,23 @@ class SweepRunner:
                     study.add_trial(optuna.trial.create_trial(
                         params=values, distributions={k: distributions[k] for k in values},
                         value=t.metrics["val_acc"], user_attrs={"ns_trial_id": t.id}))
-            return study
 
         return _optuna_retry(load)
+
+    def _study_ready(self, index: int) -> bool:
+        """False when this process is to add the stage's reused trials to the study: it
+        stored the plan, or the process that did is gone or silent for ``grace`` seconds;
+        True once they are there (waiting for the process adding them)."""
+        give_up = time.monotonic() + self.grace
+        while True:
+            rec = self.storage.get_stage(self.sweep.id, index)
+            assert rec is not None
+            if rec.space.get("study_ready", True):
+                return True
+            owner = str(rec.space.get("setup_by", ""))
+            if owner == self.name or _gone(owner) or time.monotonic() > give_up:
+                return False
+            time.sleep(POLL_SECONDS / 5)
 
     # Running
 

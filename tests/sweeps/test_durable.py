@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import pytest
 from click.testing import CliRunner
 
@@ -29,14 +30,16 @@ FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_tra
          "curve_points": 2}
 
 
-def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4) -> dict:
+def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4,
+              reuse: bool = False) -> dict:
     """A grid stage, then a TPE stage narrowed around its best trials (a stage transition
-    that needs the grid finished) with a pruner-free lag."""
+    that needs the grid finished) with a pruner-free lag; ``reuse`` counts the grid trials
+    inside the narrowed range towards its ``n_trials``."""
     return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles},
             "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
             "stages": [{"name": "coarse", "sampler": "grid"},
                        {"name": "fine", "sampler": "tpe", "n_trials": n_trials, "sync": 2,
-                        "narrow": {"from": "coarse"}, "reuse": False}]}
+                        "narrow": {"from": "coarse"}, "reuse": reuse}]}
 
 
 def write_spec(tmp_path: Path, raw: dict) -> Path:
@@ -242,7 +245,7 @@ def test_a_killed_worker_process_is_replaced_and_its_trials_run_again(
 
 
 def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -> None:
-    raw = spec_dict("split", n_trials=16, cycles=3)
+    raw = spec_dict("split", n_trials=16, cycles=3, reuse=True)
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = Storage(url)
     create_sweep(parse_spec(raw, "<test>"), storage, data_source=str(tiny_npz))
@@ -251,10 +254,16 @@ def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -
     results = [finish(p) for p in procs]
     assert all(code == 0 for code, _, _ in results), [err[-600:] for _, _, err in results]
     assert_each_planned_trial_complete_once(storage, "split")
+    _, fine = storage.list_stages(storage.get_sweep("split").id)
+    assert fine.space["reused"] and fine.space["planned"] == 16 - len(fine.space["reused"])
     trials = storage.get_trials("split")
-    assert len(trials) == 4 + 16  # nothing ran twice: no second attempt at all
+    assert len(trials) == 4 + fine.space["planned"]  # nothing ran twice, no second attempt
     ran_by = Counter(t.worker.rpartition(":")[2] for t in trials)
     assert set(ran_by) == {str(p.pid) for p in procs}, ran_by  # both did part of it
+    # the reused grid trials went into the fine stage's study once, whoever added them
+    study = optuna.load_study(study_name="split/fine", storage=url)
+    added = [t.user_attrs["ns_trial_id"] for t in study.trials if "ns_trial_id" in t.user_attrs]
+    assert sorted(added) == sorted(fine.space["reused"])
 
 
 def test_four_workers_fifty_trials_each_into_one_sqlite_file(tmp_path: Path,
