@@ -115,7 +115,8 @@ def _label_smoothing(spec: SweepSpec) -> None:
 
 def _conv_best(spec: SweepSpec) -> None:
     t = trial(spec)
-    assert t.model == "convnet" and t.flip > 0 and t.translate > 0 and t.nf > 40
+    assert t.model == "convnet" and t.flip > 0 and t.translate > 0
+    assert (t.f, t.nf) == ((4, 8), (40, 80))  # patches of two sizes concatenated
     assert {"lam", "eps", "eta_decay"} <= set(spec.space)
     assert [s.sampler for s in spec.stages] == ["tpe", "best"]
 
