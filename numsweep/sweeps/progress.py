@@ -65,6 +65,8 @@ class SweepProgress:
         if self.started:
             self.live.update(self.render())
             self.live.__exit__(*exc)
+            if not self.console.is_terminal:
+                self.console.line()  # what follows starts on its own line in a log file
 
     def __call__(self, event: TrialEvent) -> None:
         if not self.started:

@@ -885,7 +885,8 @@ class SweepRunner:
             while len(self.running) < self.jobs:
                 lost = self._lost_slot(slots)
                 if lost is not None:
-                    self._run_again(study, stage, plan, lost)
+                    if not self._run_again(study, stage, plan, lost):
+                        break  # alive after all, or taken: look again after a pause
                 elif proposed >= n_configs:
                     break
                 elif deadline is not None and time.monotonic() > deadline and proposed:

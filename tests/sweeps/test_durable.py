@@ -162,9 +162,9 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
     interrupt(proc.pid)
     code, _out, err = finish(proc)
     assert code == 130, err
-    last = err.strip().splitlines()[-1]
-    assert "running trials marked interrupted" in last
-    assert f"continue with: numsweep sweep resume {name} --db {url}" in last
+    [line] = [line for line in err.splitlines() if "marked interrupted" in line]
+    assert line.startswith(f"sweep {name!r} interrupted: ")  # a line of its own
+    assert line.endswith(f"; continue with: numsweep sweep resume {name} --db {url}")
     after = storage.get_trials(name)
     counts = Counter(t.state for t in after)
     assert counts[TrialState.RUNNING] == 0 and counts[TrialState.INTERRUPTED] >= 1
