@@ -342,11 +342,19 @@ class PatchConvNet(_Base):
         their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C)."""
         if not self.multi:
             return layers.patchify(images, self.branches[0].f)
-        n = len(images)
+        n, h, w, c = images.shape
         out = np.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
         for br in self.branches:
-            out[:, br.col:br.col + br.n_p * br.d] = \
-                layers.patchify(images, br.f).reshape(n, -1)
+            f = br.f
+            # one copy per size, straight into its block: the block viewed as
+            # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
+            block = out[:, br.col:br.col + br.n_p * br.d]
+            view = np.lib.stride_tricks.as_strided(
+                block, (n, h // f, w // f, f, f, c),
+                (out.strides[0], *(block.itemsize * s for s in (w // f * br.d, br.d, f * c, c,
+                                                                 1))))
+            np.copyto(view, images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4,
+                                                                                 5))
         return out
 
     def _patches(self, x: np.ndarray, ws: Workspace | None = None) -> list[np.ndarray]:

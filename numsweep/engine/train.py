@@ -28,7 +28,12 @@ in the cache, large enough that the products are BLAS-sized."""
 
 @dataclass(frozen=True)
 class Prepared:
-    """A split turned into a network's inputs, ready to train on."""
+    """A split turned into a network's inputs, ready to train on.
+
+    ``y_train`` holds every training label; ``x_train`` may hold only the first images (at
+    least ``eval_train``, for the training curve) when the run augments, since augmented
+    batches are prepared from the split's images as they are drawn.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -110,11 +115,15 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
                                                              np.dtype(spec.dtype))
     rng = np.random.default_rng(spec.seed)
     net = build_network(spec, split.x_train.shape[1:], split.num_classes, rng)
+    augment = Augmenter.from_spec(spec)
     if prepared is None:
-        prepared = Prepared(net.prepare(split.x_train), split.y_train, net.prepare(split.x_val),
+        # With augmentation the batches are prepared as they are drawn: of the training set
+        # only the images of the training curve are needed prepared.
+        train_part = split.x_train[: spec.eval_train] if augment.active else split.x_train
+        prepared = Prepared(net.prepare(train_part), split.y_train, net.prepare(split.x_val),
                             split.y_val, net.prepare(split.x_test), split.y_test)
     x_tr, y_tr = prepared.x_train, prepared.y_train
-    n = len(x_tr)
+    n = len(y_tr)
     check_batch_sizes(spec, n)
     n_s = resolve_n_s(spec, n)
     if n_s < 1:
@@ -123,7 +132,6 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     schedule, total = plan.schedule, plan.total
     batches = make_batch_schedule(spec, n_s, total)
     optimizer = make_optimizer(spec.optimizer, spec)
-    augment = Augmenter.from_spec(spec)
     images = split.x_train if augment.active else None
     checkpoints = set(curve_steps(plan.ends, spec.curve_points))
     period_ends = set(plan.ends)
