@@ -146,7 +146,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path: Path, tiny_npz: Path) ->
 def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
                       interrupt: Callable[[int], None]) -> None:
     """Run a sweep, interrupt it while trials run, check what the database and stderr say."""
-    path = write_spec(tmp_path, spec_dict(name, n_trials=30, cycles=3))
+    path = write_spec(tmp_path, spec_dict(name, n_trials=16, cycles=8))
     url = f"sqlite:///{tmp_path / (name + '.db')}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -176,7 +176,7 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
 
 def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("killed", n_trials=30, cycles=3))
+    path = write_spec(tmp_path, spec_dict("killed", n_trials=16, cycles=8))
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -198,7 +198,7 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
     # are known lost at once
     code, out, err = finish(numsweep("sweep", "resume", "killed", "--jobs", "2", "--db", url))
     assert code == 0, err
-    assert "stage fine: 30 complete" in out
+    assert "stage fine: 16 complete" in out
     assert_each_planned_trial_complete_once(storage, "killed")
     for t in storage.get_trials(trial_ids=[t.id for t in stuck]):
         assert t.state is TrialState.INTERRUPTED and t.message.startswith("lost: no heartbeat")
@@ -219,9 +219,9 @@ def loky_workers(parent: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_a_killed_worker_process_is_replaced_and_its_trials_run_again(
+def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("wk", n_trials=8, cycles=3))
+    path = write_spec(tmp_path, spec_dict("wk", n_trials=8, cycles=8))
     url = f"sqlite:///{tmp_path / 'w.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -231,11 +231,12 @@ def test_a_killed_worker_process_is_replaced_and_its_trials_run_again(
             counts = states(storage, "wk")
         except Exception:
             return False
-        return counts[TrialState.COMPLETE] >= 1 and counts[TrialState.RUNNING] >= 1 \
-            and len(loky_workers(proc.pid)) == 2
+        return counts[TrialState.COMPLETE] >= 1 and counts[TrialState.RUNNING] == 2 \
+            and len(loky_workers(proc.pid)) == 2  # both workers busy
 
     wait_for("trials running in loky workers", running_in_workers, [proc])
-    os.kill(loky_workers(proc.pid)[0], signal.SIGKILL)
+    for pid in loky_workers(proc.pid):  # as an out-of-memory killer would
+        os.kill(pid, signal.SIGKILL)
     code, out, err = finish(proc)
     assert code == 0, err
     assert "stage fine: 8 complete" in out
