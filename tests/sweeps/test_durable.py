@@ -31,11 +31,11 @@ FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_tra
 
 
 def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4,
-              reuse: bool = False) -> dict:
+              reuse: bool = False, **fixed: object) -> dict:
     """A grid stage, then a TPE stage narrowed around its best trials (a stage transition
     that needs the grid finished) with a pruner-free lag; ``reuse`` counts the grid trials
     inside the narrowed range towards its ``n_trials``."""
-    return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles},
+    return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles, **fixed},
             "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
             "stages": [{"name": "coarse", "sampler": "grid"},
                        {"name": "fine", "sampler": "tpe", "n_trials": n_trials, "sync": 2,
@@ -218,10 +218,18 @@ def loky_workers(parent: int) -> list[int]:
     return out
 
 
+def computing(pid: int) -> bool:
+    """Whether process ``pid`` is on a CPU or waiting for one (training, not idle)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("wk", n_trials=8, cycles=8))
+    path = write_spec(tmp_path, spec_dict("wk", n_trials=6, cycles=4, hidden=[512]))
     url = f"sqlite:///{tmp_path / 'w.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -231,15 +239,16 @@ def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
             counts = states(storage, "wk")
         except Exception:
             return False
-        return counts[TrialState.COMPLETE] >= 1 and counts[TrialState.RUNNING] == 2 \
-            and len(loky_workers(proc.pid)) == 2  # both workers busy
+        workers = loky_workers(proc.pid)
+        return counts[TrialState.COMPLETE] >= 4 and counts[TrialState.RUNNING] == 2 \
+            and len(workers) == 2 and all(computing(pid) for pid in workers)
 
     wait_for("trials running in loky workers", running_in_workers, [proc])
     for pid in loky_workers(proc.pid):  # as an out-of-memory killer would
         os.kill(pid, signal.SIGKILL)
     code, out, err = finish(proc)
     assert code == 0, err
-    assert "stage fine: 8 complete" in out
+    assert "stage fine: 6 complete" in out
     assert_each_planned_trial_complete_once(storage, "wk")
     lost = [t for t in storage.get_trials("wk") if t.state is TrialState.INTERRUPTED]
     assert lost and all(t.message.startswith("worker process lost") for t in lost)
