@@ -255,7 +255,7 @@ def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
 
 
 def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -> None:
-    raw = spec_dict("split", n_trials=16, cycles=3, reuse=True)
+    raw = spec_dict("split", n_trials=16, cycles=4, reuse=True, hidden=[256])
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = Storage(url)
     create_sweep(parse_spec(raw, "<test>"), storage, data_source=str(tiny_npz))

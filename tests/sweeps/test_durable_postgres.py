@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="NUMSWEEP_TEST_POSTGRES_URL is n
 def test_two_workers_on_postgresql_run_every_planned_trial_once(tmp_path: Path,
                                                                 tiny_npz: Path) -> None:
     name = f"pg-{uuid.uuid4().hex[:8]}"  # the database outlives the test run
-    path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=3))
+    path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=4, hidden=[256]))
     code, out, err = finish(numsweep("sweep", "create", path, "--db", URL, "--data", tiny_npz))
     assert code == 0, err
     assert f"numsweep worker {name} --db {shown_url(URL)}" in out  # no password shown
