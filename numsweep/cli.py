@@ -649,12 +649,7 @@ def _print_table(frame: Any) -> None:
     Console(width=None if sys.stdout.isatty() else 250).print(table)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    if value is None:
-        return ""
-    return str(value)
+_cell = charts.format_cell
 
 
 @cli.group()

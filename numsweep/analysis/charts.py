@@ -90,6 +90,19 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def format_cell(value: object) -> str:
+    """A table cell: 4 significant digits, whole numbers (counts such as updates) in full."""
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        return format_value(tuple(value))
+    return str(value)
+
+
 def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:
     """Readable configuration labels such as ``"f=4, nf=10, nh=50"``."""
     keys = list(keys) if keys is not None else varying_parameters(trials)

@@ -51,14 +51,7 @@ class Table:
     rows: list[list[str]]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, tuple | list):
-        return charts.format_value(tuple(value))
-    return str(value)
+_cell = charts.format_cell
 
 
 def _percent(value: Any) -> str:

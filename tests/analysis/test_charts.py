@@ -30,7 +30,12 @@ from numsweep.analysis import (
     range_test_data,
     save,
 )
-from numsweep.analysis.charts import config_labels, metric_label, parameter_columns
+from numsweep.analysis.charts import (
+    config_labels,
+    format_cell,
+    metric_label,
+    parameter_columns,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +97,14 @@ def test_engine_results_are_metrics_with_readable_labels() -> None:
     assert metric_label("epochs") == "epochs"
     assert metric_label("best_lr") == "learning rate at the lowest loss"
     assert metric_label("steepest_batch") == "batch size of steepest descent"
+
+
+def test_table_cells_show_counts_in_full() -> None:
+    assert format_cell(11200.0) == "11200"  # updates are stored as floats
+    assert format_cell(0.56789) == "0.5679"
+    assert format_cell(3.2e-4) == "0.00032"
+    assert format_cell(float("nan")) == "" and format_cell(None) == ""
+    assert format_cell([4, 8]) == "[4,8]"
 
 
 def test_errors_unknown_metric_and_empty_selection(demo_db: str) -> None:
