@@ -245,6 +245,13 @@ def jobs_option(fn: F) -> F:
                         help="Trials run at once by this process.")(fn)
 
 
+def stored_threads_option(fn: F) -> F:
+    """--threads of commands that continue a stored sweep (resume, worker)."""
+    return click.option("--threads", default=None, type=click.IntRange(min=1),
+                        show_default="as the sweep was started",
+                        help="BLAS threads per trial.")(fn)
+
+
 def _jobs(jobs: int | None, backend: str) -> int | None:
     if jobs is not None or backend == "dask":
         return jobs  # None: as many as the Dask cluster has threads
@@ -416,8 +423,7 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 @sweep.command("resume")
 @click.argument("name")
 @jobs_option
-@click.option("--threads", default=None, type=click.IntRange(min=1),
-              show_default="as the sweep was started", help="BLAS threads per trial.")
+@stored_threads_option
 @backend_options
 @data_option
 @db_option
@@ -513,8 +519,7 @@ def sweep_presets() -> None:
 @cli.command("worker")
 @click.argument("name")
 @jobs_option
-@click.option("--threads", default=None, type=click.IntRange(min=1),
-              show_default="as the sweep was started", help="BLAS threads per trial.")
+@stored_threads_option
 @backend_options
 @data_option
 @db_option

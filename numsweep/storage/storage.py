@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import Select, and_, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -63,6 +63,8 @@ class StorageConflict(StorageError):
 
 
 M = TypeVar("M", bound=Callable[..., Any])
+R = TypeVar("R")  # an ORM row
+T = TypeVar("T")  # the frozen record made from it
 
 
 def _retrying(method: M) -> M:
@@ -244,19 +246,11 @@ class Storage:
     def get_or_create_sweep(self, name: str, spec: Mapping[str, Any], seed: int) -> SweepRecord:
         """The sweep named ``name``; created with this spec and seed if there is none (when
         several processes create it at once, all get the one that was stored first)."""
-        for _ in range(3):
-            try:
-                with self.session() as s:
-                    row = s.scalar(select(SweepModel).where(SweepModel.name == name))
-                    if row is None:
-                        row = SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
-                                         created_at=now())
-                        s.add(row)
-                        s.flush()
-                    return _sweep_record(row)
-            except StorageConflict:
-                continue
-        raise StorageError(f"cannot create sweep {name!r} in {self.shown_url}")
+        return self._get_or_create(
+            select(SweepModel).where(SweepModel.name == name),
+            lambda: SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
+                               created_at=now()),
+            _sweep_record, f"sweep {name!r}")
 
     @_retrying
     def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any]) -> None:
@@ -286,21 +280,28 @@ class Storage:
                             space: Mapping[str, Any], note: str = "") -> StageRecord:
         """Stage ``index`` of the sweep; created with this plan if there is none (when several
         processes create it at once, all get the one that was stored first)."""
+        return self._get_or_create(
+            select(StageModel).where(StageModel.sweep_id == sweep_id, StageModel.index == index),
+            lambda: StageModel(sweep_id=sweep_id, index=index, name=name, sampler=sampler,
+                               space_json=json.dumps(space), note=note, created_at=now()),
+            _stage_record, f"stage {name!r}")
+
+    def _get_or_create(self, query: Select[tuple[R]], make: Callable[[], R],
+                       record: Callable[[R], T], what: str) -> T:
+        """The row ``query`` finds, else the one ``make`` builds; when several processes create
+        it at once, the unique constraint lets one win and the others read its row."""
         for _ in range(3):
             try:
                 with self.session() as s:
-                    row = s.scalar(select(StageModel).where(StageModel.sweep_id == sweep_id,
-                                                            StageModel.index == index))
+                    row = s.scalar(query)
                     if row is None:
-                        row = StageModel(sweep_id=sweep_id, index=index, name=name,
-                                         sampler=sampler, space_json=json.dumps(space),
-                                         note=note, created_at=now())
+                        row = make()
                         s.add(row)
                         s.flush()
-                    return _stage_record(row)
+                    return record(row)
             except StorageConflict:
                 continue
-        raise StorageError(f"cannot create stage {name!r} in {self.shown_url}")
+        raise StorageError(f"cannot create {what} in {self.shown_url}")
 
     @_retrying
     def get_stage(self, sweep_id: int, index: int) -> StageRecord | None:
