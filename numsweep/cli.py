@@ -483,7 +483,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.counts.items()))
         click.echo(f"stage {st.name} [{st.sampler}]: {counts or 'no trials'}"
                    + (f", reused {len(st.reused)}" if st.reused else ""))
-        click.echo(f"  space: {describe_space(st.space)}")
+        if st.sampler != "best":  # a best stage searches nothing: its "why" names the trial
+            click.echo(f"  space: {describe_space(st.space, st.sampler)}")
         if st.fixed:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
         if st.note:

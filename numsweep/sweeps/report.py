@@ -59,8 +59,9 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
     return SweepReport(record, stages, best, counts)
 
 
-def describe_space(space: dict[str, Any]) -> str:
-    """One line per entry: ``lam in [1e-05, 0.1] (log)``, ``optimizer in [sgd, adam]``."""
+def describe_space(space: dict[str, Any], sampler: str = "grid") -> str:
+    """One line per entry: ``lam in [1e-05, 0.1] (log)``, ``optimizer in [sgd, adam]``; the
+    number of grid points only for a grid stage (other samplers draw from the range)."""
     parts = []
     for name, p in space.items():
         if not isinstance(p, dict):
@@ -70,7 +71,7 @@ def describe_space(space: dict[str, Any]) -> str:
         else:
             text = f"{name} in [{p.get('low'):.4g}, {p.get('high'):.4g}]"
             text += " (log)" if p.get("log") else ""
-            text += f", grid {p['grid']}" if p.get("grid") else ""
+            text += f", grid {p['grid']}" if p.get("grid") and sampler == "grid" else ""
         if p.get("when"):
             text += f" when {p['when']}"
         parts.append(text)
