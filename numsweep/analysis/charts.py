@@ -84,7 +84,7 @@ def varying_parameters(trials: pd.DataFrame) -> list[str]:
 
 def format_value(value: object) -> str:
     if isinstance(value, float | np.floating):
-        return f"{value:.3g}"
+        return "none" if math.isnan(value) else f"{value:.4g}"  # NaN: a parameter left unset
     if isinstance(value, tuple | list):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
@@ -104,8 +104,22 @@ def format_cell(value: object) -> str:
 
 
 def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:
-    """Readable configuration labels such as ``"f=4, nf=10, nh=50"``."""
-    keys = list(keys) if keys is not None else varying_parameters(trials)
+    """Readable configuration labels such as ``"f=4, nf=10, nh=50"``.
+
+    By default the labels name the varying parameters; when the trials come from several
+    stages, parameters that each stage fixes are named by the stage instead
+    (``"final: lam=0.0003"`` rather than every setting the final stage changed).
+    """
+    if keys is None:
+        keys = varying_parameters(trials)
+        by_stage = _stage_parameters(trials, keys)
+        if by_stage:
+            rest = [k for k in keys if k not in by_stage]
+            stage = trials["stage"].fillna("").astype(str)
+            if not rest:
+                return stage.astype(object)
+            return (stage + ": " + config_labels(trials, rest)).astype(object)
+    keys = list(keys)
     unknown = [k for k in keys if k not in trials.columns]
     if unknown:
         raise ChartError(f"unknown parameter {unknown[0]!r} in --by "
@@ -118,6 +132,15 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
     for part in parts[1:]:
         label = label + ", " + part
     return label.astype(object)
+
+
+def _stage_parameters(trials: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """The varying parameters that stay constant within every stage (none for one stage)."""
+    if "stage" not in trials.columns or trials["stage"].nunique(dropna=False) < 2:
+        return []
+    stages = trials.groupby(trials["stage"].fillna(""), sort=False)
+    return [k for k in keys
+            if (stages[k].agg(lambda v: v.astype(str).nunique(dropna=False)) <= 1).all()]
 
 
 def _unique_labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:

@@ -99,6 +99,18 @@ def test_engine_results_are_metrics_with_readable_labels() -> None:
     assert metric_label("steepest_batch") == "batch size of steepest descent"
 
 
+def test_labels_name_the_stage_for_what_each_stage_fixes() -> None:
+    frame = pd.DataFrame({"stage": ["lr", "bs", "bs"], "batch_size": [64, 64, 512],
+                          "schedule": ["exp_range", "constant", "constant"],
+                          "n_updates": [float("nan"), 1000.0, 1000.0], "number": [0, 1, 2]})
+    frame.attrs.update(params=["batch_size", "schedule", "n_updates"])
+    assert list(config_labels(frame)) == ["lr: batch_size=64", "bs: batch_size=64",
+                                          "bs: batch_size=512"]
+    assert list(config_labels(frame.iloc[1:])) == ["batch_size=64", "batch_size=512"]
+    assert config_labels(frame, ["n_updates"]).iloc[0] == "n_updates=none"
+    assert config_labels(frame.assign(g=0.99983), ["g"]).iloc[0] == "g=0.9998"
+
+
 def test_table_cells_show_counts_in_full() -> None:
     assert format_cell(11200.0) == "11200"  # updates are stored as floats
     assert format_cell(0.56789) == "0.5679"
