@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import Select, and_, create_engine, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -567,14 +567,19 @@ class Storage:
                       .execution_options(synchronize_session=False))
 
     @_retrying
-    def interrupt_trials(self, trial_ids: Sequence[int], message: str) -> int:
-        """Mark these trials INTERRUPTED if they are still RUNNING; returns how many were."""
-        if not trial_ids:
+    def interrupt_trials(self, trial_ids: Sequence[int], message: str, *,
+                         sweep_id: int | None = None, worker: str | None = None) -> int:
+        """Mark these trials INTERRUPTED if they are still RUNNING, and with ``sweep_id`` and
+        ``worker`` also every RUNNING trial of the sweep that worker claimed (one claimed just
+        as the interrupt came, before its process tracked it); returns how many were."""
+        which = TrialModel.id.in_(list(trial_ids))
+        if sweep_id is not None and worker is not None:
+            which = or_(which, and_(TrialModel.sweep_id == sweep_id, TrialModel.worker == worker))
+        elif not trial_ids:
             return 0
         with self.session() as s:
             done = s.execute(update(TrialModel)
-                             .where(TrialModel.id.in_(list(trial_ids)),
-                                    TrialModel.state == TrialState.RUNNING)
+                             .where(which, TrialModel.state == TrialState.RUNNING)
                              .values(state=TrialState.INTERRUPTED, finished_at=now(),
                                      message=message)
                              .execution_options(synchronize_session=False))

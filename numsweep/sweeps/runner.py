@@ -672,9 +672,11 @@ class SweepRunner:
             ids = [job.trial_id for job in self.running.values()]
             ids += [self.inline.trial_id] if self.inline is not None else []
             self.pool.shutdown(wait=False, kill_workers=True)
+            sweep = getattr(self, "sweep", None)
             count = storage.interrupt_trials(
                 ids, f"interrupted (Ctrl-C or SIGTERM) in {self.name}; `numsweep sweep resume "
-                     f"{spec.name}` runs it again")
+                     f"{spec.name}` runs it again",
+                sweep_id=sweep.id if sweep is not None else None, worker=self.name)
             raise SweepInterrupted(spec.name, count, self.finished) from None
         finally:
             self.heart.stop()

@@ -85,6 +85,21 @@ def test_interrupted_trials_and_heartbeats_touch_only_running_ones(tmp_path: Pat
     assert states == {a: TrialState.COMPLETE, b: TrialState.INTERRUPTED}
 
 
+def test_an_interrupt_also_takes_the_trials_its_process_claimed_but_did_not_track(
+        tmp_path: Path) -> None:
+    storage, sweep_id, stage_id = stage(tmp_path)
+    claimed = storage.claim_slots(sweep_id, stage_id, [(0, {}, 1), (1, {}, 2)], study_trial=0,
+                                  worker="me:1")
+    other = storage.claim_slots(sweep_id, stage_id, [(2, {}, 3)], study_trial=1, worker="you:2")
+    assert claimed is not None and other is not None
+    tracked = claimed[0][0]  # slot 1 was claimed just as Ctrl-C came
+    assert storage.interrupt_trials([tracked], "interrupted", sweep_id=sweep_id,
+                                    worker="me:1") == 2
+    states = {s.slot: s.state for s in storage.stage_slots(stage_id)}
+    assert states == {0: TrialState.INTERRUPTED, 1: TrialState.INTERRUPTED,
+                      2: TrialState.RUNNING}  # another process's trial is left alone
+
+
 def test_the_heartbeat_thread_stamps_running_trials(tmp_path: Path) -> None:
     storage, sweep_id, stage_id = stage(tmp_path)
     [(tid, _)] = storage.claim_slots(sweep_id, stage_id, [(0, {}, 1)], study_trial=0,
