@@ -148,6 +148,16 @@ class _Base:
         a *= np.asarray(1 / (1 - rate), dtype=a.dtype)
         return keep
 
+    def _input_dropout(self, x: np.ndarray, rng: np.random.Generator | None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The input after inverted dropout (a workspace copy: the batch stays untouched) and
+        its keep mask; the input itself and None without dropout."""
+        if rng is None or not self.dropout_input:
+            return x, None
+        xd = self._ws().get("x", x.shape)
+        np.copyto(xd, x)
+        return xd, self._dropout_inplace(xd, self.dropout_input, rng, "x")
+
     @staticmethod
     def _dropout_back_inplace(d: np.ndarray, keep: np.ndarray | None, rate: float) -> None:
         if keep is not None:
@@ -238,11 +248,8 @@ class MLP(_Base):
         """Scores (a workspace array), the inputs of each affine layer and the dropout masks."""
         ws = self._ws()
         n = len(x)
-        if rng is not None and self.dropout_input:
-            xd = ws.get("x", x.shape)
-            np.copyto(xd, x)
-            x = xd
-        keeps = [self._dropout_inplace(x, self.dropout_input, rng, "x")]
+        x, keep = self._input_dropout(x, rng)
+        keeps = [keep]
         inputs = [x]
         h = x
         for i in range(1, self.layers + 1):
@@ -413,11 +420,7 @@ class PatchConvNet(_Base):
         """Scores (a workspace array) and what the backward pass needs."""
         ws = self._ws()
         n = len(x)
-        if rng is not None and self.dropout_input:
-            xd = ws.get("x", x.shape)
-            np.copyto(xd, x)
-            x = xd
-        self._dropout_inplace(x, self.dropout_input, rng, "x")
+        x, _ = self._input_dropout(x, rng)
         ps = self._patches(x, ws)
         w1, w2 = self.params["W1"], self.params["W2"]
         h = ws.get("h", (n, w1.shape[1]))
