@@ -100,6 +100,14 @@ def states(storage: Storage, name: str) -> Counter:
     return Counter(t.state for t in storage.get_trials(name))
 
 
+def states_so_far(storage: Storage, name: str) -> Counter:
+    """The states of the sweep's trials; none while the sweep is not in the database yet."""
+    try:
+        return states(storage, name)
+    except Exception:
+        return Counter()
+
+
 def assert_each_planned_trial_complete_once(storage: Storage, name: str) -> None:
     """Every planned slot of every stage has exactly one COMPLETE attempt, that attempt is
     its latest, and the stage's plan counts them all."""
@@ -152,10 +160,7 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
     storage = Storage(url)
 
     def some_done_some_running() -> bool:
-        try:
-            counts = states(storage, name)
-        except Exception:  # the sweep is not in the database yet
-            return False
+        counts = states_so_far(storage, name)
         return counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] >= 1
 
     wait_for("complete and running trials", some_done_some_running, [proc])
@@ -182,10 +187,7 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
     storage = Storage(url)
 
     def mid_sweep() -> bool:
-        try:
-            counts = states(storage, "killed")
-        except Exception:
-            return False
+        counts = states_so_far(storage, "killed")
         return counts[TrialState.COMPLETE] >= 5 and counts[TrialState.RUNNING] >= 1
 
     wait_for("a sweep half way", mid_sweep, [proc])
@@ -235,10 +237,7 @@ def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
     storage = Storage(url)
 
     def running_in_workers() -> bool:
-        try:
-            counts = states(storage, "wk")
-        except Exception:
-            return False
+        counts = states_so_far(storage, "wk")
         workers = loky_workers(proc.pid)
         return counts[TrialState.COMPLETE] >= 4 and counts[TrialState.RUNNING] == 2 \
             and len(workers) == 2 and all(computing(pid) for pid in workers)
