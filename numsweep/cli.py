@@ -252,6 +252,13 @@ def stored_threads_option(fn: F) -> F:
                         help="BLAS threads per trial.")(fn)
 
 
+def stored_sweep_options(fn: F) -> F:
+    """The options of commands that work on a sweep stored in the database (resume, worker)."""
+    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option):
+        fn = option(fn)
+    return fn
+
+
 def _jobs(jobs: int | None, backend: str) -> int | None:
     if jobs is not None or backend == "dask":
         return jobs  # None: as many as the Dask cluster has threads
@@ -422,11 +429,7 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 
 @sweep.command("resume")
 @click.argument("name")
-@jobs_option
-@stored_threads_option
-@backend_options
-@data_option
-@db_option
+@stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
                  scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
@@ -519,11 +522,7 @@ def sweep_presets() -> None:
 
 @cli.command("worker")
 @click.argument("name")
-@jobs_option
-@stored_threads_option
-@backend_options
-@data_option
-@db_option
+@stored_sweep_options
 def worker(name: str, jobs: int | None, threads: int | None, backend: str,
            scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
