@@ -647,7 +647,8 @@ def _print_table(frame: Any) -> None:
     shown = ["trial_id", "sweep", "stage", "state", *varying_parameters(frame)]
     if frame["sweep"].nunique() == 1:
         shown.remove("sweep")
-    shown += [c for c in ("val_acc", "test_acc", "train_seconds", "updates") if c in frame]
+    shown += [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
+              if c in frame]
     table = Table(*shown)
     for _, row in frame.iterrows():
         table.add_row(*[_cell(row[c]) for c in shown])

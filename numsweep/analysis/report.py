@@ -8,6 +8,7 @@ import html
 import json
 import math
 import platform
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from numsweep.storage import Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
 BAR_LIMIT = 20
+STAGE_CURVES_LIMIT = 8
+"""A stage of at most this many complete trials gets a chart of all their curves overlaid."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     out = [("Stages and the ranges they searched",
             Table(["#", "stage", "sampler", "searched", "note", "trials",
                    f"best {charts.metric_label(metric)}"], stage_rows))]
-    results = [c for c in ("val_acc", "test_acc", "train_seconds") if c in trials]
+    results = [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds") if c in trials]
     names = [st.name for st in stages] + (["(none)"] if trials["stage"].isna().any() else [])
     for name in names:
         in_stage = trials["stage"].isna() if name == "(none)" else trials["stage"] == name
@@ -186,6 +189,17 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
         plan.append(("Learning curves of the best trial of each stage", "curves",
                      "Loss, cost and accuracy on the training (solid) and validation (dashed) "
                      "sets against update step, and the learning-rate schedule.", curves))
+        for stage in dict.fromkeys(done["stage"].dropna()):
+            in_stage = done[done["stage"] == stage]
+            if not 2 <= len(in_stage) <= STAGE_CURVES_LIMIT:
+                continue
+            plan.append((f"Learning curves of every trial of stage {stage}",
+                         "curves-" + re.sub(r"[^\w.-]+", "_", str(stage)),
+                         "Accuracy and loss on the training (solid) and validation (dashed) "
+                         "sets against update step, one colour per trial.",
+                         lambda in_stage=in_stage: charts.draw_curve_panels(
+                             charts.curve_data(in_stage, load_curves(db, in_stage["trial_id"])),
+                             ("acc", "loss"))))
     if {"optimizer", "dropout"} & set(varying):
         plan.append(("Optimizers with and without dropout", "optimizers",
                      "Training loss per epoch (step · batch_size / n_train), mean over the "

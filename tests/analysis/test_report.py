@@ -26,6 +26,8 @@ def test_html_is_self_contained_with_tables_settings_and_versions(lambda_report)
     assert any("against lam" in t for t in titles)
     assert any("Learning curves" in t for t in titles)
     assert any("per configuration" in t for t in titles)
+    # small stages (the coarse grid's 5 complete trials, the fine stage's 3) are drawn whole
+    assert {"curves-coarse.png", "curves-fine.png"} <= {c.file for c in lambda_report.charts}
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == len(lambda_report.charts) >= 5
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
@@ -34,6 +36,7 @@ def test_html_is_self_contained_with_tables_settings_and_versions(lambda_report)
     assert "narrowed around the coarse best" in page
     assert "Best trials of stage coarse" in page and "Best trials of stage fine" in page
     assert "Failed and pruned trials" in page and "diverged" in page
+    assert "<th>training accuracy (%)</th>" in page
     assert "<th>trial id</th>" in page  # the id that `numsweep plot curves --trial` takes
     assert "10 (8 complete, 1 failed, 1 running)" in page
     for name in ("optuna", "numpy", "matplotlib", "python"):

@@ -38,6 +38,8 @@ def test_lambda_sweep_trials_and_chart(runner: CliRunner, tmp_path: Path,
     assert len(rows) == 8
     assert {"lam", "val_acc", "test_acc", "train_seconds", "updates"} <= set(rows[0])
     assert sorted(float(r["lam"]) for r in rows)[0] == pytest.approx(1e-5)
+    table = invoke(runner, "trials", "--sweep", "lambda-coarse", "--db", db).output
+    assert all(c in table for c in ("train_acc", "val_acc", "test_acc", "train_seconds"))
 
     png = tmp_path / "bars.png"
     result = invoke(runner, "plot", "bars", "--sweep", "lambda-coarse", "--metric", "val_acc",
