@@ -3,7 +3,9 @@
 For each configuration both engines train on the same normalised CIFAR-10 split with the same
 batch order and the triangular cyclical schedule; we report milliseconds per update, their
 ratio, and the share of this machine's float32 matrix-product peak (measured in the same run)
-that numsweep reaches. PyTorch is skipped with a message when it is not installed.
+that numsweep reaches. A column gives the update's matrix products alone (same shapes, no
+elementwise work, gather, loss or Python around them): what the BLAS allows at best on this
+machine and thread count. PyTorch is skipped with a message when it is not installed.
 
     python benchmarks/speed.py --data ../shared/data/cifar10.npz [--threads 2] [--updates N]
         [--repeat R]
@@ -86,6 +88,57 @@ def flops_per_update(spec: TrialSpec, image_shape: tuple[int, int, int], k: int 
     dims = (h * w * c, *spec.hidden, k)
     layers = [2 * n * a * b for a, b in itertools.pairwise(dims)]
     return 2 * layers[0] + 3 * sum(layers[1:])
+
+
+def update_products(spec: TrialSpec, image_shape: tuple[int, int, int], k: int = 10
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The matrix products of one fast-path update (``train_step``), as (a, b, out) triples of
+    the same shapes and memory layouts, filled with random float32 values."""
+    rng = np.random.default_rng(0)
+    n = spec.batch_size
+
+    def arr(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    def prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return a, b, np.empty((a.shape[0], b.shape[1]), np.float32)
+
+    h, w, c = image_shape
+    if spec.model == "convnet":
+        n_p, d = (h // spec.f) * (w // spec.f), spec.f * spec.f * c
+        p, f_, s = arr(n * n_p, d), arr(d, spec.nf), arr(n, n_p * spec.nf)
+        w1, hid, w2, out = arr(n_p * spec.nf, spec.nh), arr(n, spec.nh), arr(spec.nh, k), arr(n, k)
+        ones = np.ones(n * n_p, np.float32)
+        return [prod(p, f_), prod(s, w1), prod(hid, w2),                       # forward
+                prod(hid.T, out), prod(ones[None, :n], out), prod(out, w2.T),  # W2, b2, dh
+                prod(ones[None, :n], hid), prod(s.T, hid), prod(hid, w1.T),    # b1, W1, ds
+                prod(p.T, s.reshape(n * n_p, spec.nf)),                        # F
+                prod(ones[None], s.reshape(n * n_p, spec.nf))]                 # bF
+    dims = (h * w * c, *spec.hidden, k)
+    acts = [arr(n, dim) for dim in dims]
+    weights = [arr(a, b) for a, b in itertools.pairwise(dims)]
+    ones = np.ones((1, n), np.float32)
+    out = [prod(a, wt) for a, wt in zip(acts, weights, strict=False)]
+    for i in range(len(weights) - 1, -1, -1):
+        out += [prod(acts[i].T, acts[i + 1]), prod(ones, acts[i + 1])]
+        if i:
+            out.append(prod(acts[i + 1], weights[i].T))
+    return out
+
+
+def products_ms(spec: TrialSpec, image_shape: tuple[int, int, int], repeats: int = 200) -> float:
+    """Milliseconds per update of the update's matrix products alone (no elementwise work,
+    gather, loss or Python around them): a floor for the engine at this BLAS and thread count.
+    Best of 5 rounds of ``repeats`` updates."""
+    products = update_products(spec, image_shape)
+
+    def run() -> None:
+        for _ in range(repeats):
+            for a, b, out in products:
+                np.matmul(a, b, out=out)
+
+    run()
+    return min(_timed(run) for _ in range(5)) / repeats * 1000
 
 
 def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
@@ -207,17 +260,19 @@ def main() -> None:
             assert best is not None
             ms = best.train_seconds / best.updates * 1000
             gflops = flops_per_update(cfg.spec, (32, 32, 3)) / (ms / 1000) / 1e9
-            rows.append((cfg.label, best.updates, best.train_seconds, ms, torch_ms, gflops,
-                         best.test_acc))
+            floor = products_ms(cfg.spec, (32, 32, 3))
+            rows.append((cfg.label, best.updates, best.train_seconds, ms, floor, torch_ms,
+                         gflops, best.test_acc))
     print()
-    print("| configuration | updates | numsweep s | numsweep ms/update | PyTorch ms/update "
-          "| speed-up | share of matmul peak | numsweep test acc |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, updates, seconds, ms, torch_ms, gflops, acc in rows:
+    print("| configuration | updates | numsweep s | numsweep ms/update | its matrix products "
+          "alone, ms/update | PyTorch ms/update | speed-up | share of matmul peak "
+          "| numsweep test acc |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, updates, seconds, ms, floor, torch_ms, gflops, acc in rows:
         ratio = f"{torch_ms / ms:.1f}x" if torch_ms else "n/a"
         tms = f"{torch_ms:.2f}" if torch_ms else "n/a"
-        print(f"| {label} | {updates} | {seconds:.2f} | {ms:.3f} | {tms} | {ratio} | "
-              f"{gflops / peak:.0%} | {acc:.4f} |")
+        print(f"| {label} | {updates} | {seconds:.2f} | {ms:.3f} | {floor:.3f} | {tms} | "
+              f"{ratio} | {gflops / peak:.0%} | {acc:.4f} |")
 
 
 if __name__ == "__main__":
