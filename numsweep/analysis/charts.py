@@ -348,7 +348,8 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
 
 def draw_curve_panels(data: pd.DataFrame,
                       quantities: Sequence[str] = CURVE_QUANTITIES) -> list[Axes]:
-    """One panel per quantity, side by side in rows of two; returns the Axes in order."""
+    """One panel per quantity, side by side in rows of two, the legend in the first;
+    returns the Axes in order."""
     for q in quantities:
         _check_quantity(q)
     cols = 1 if len(quantities) == 1 else 2
@@ -360,6 +361,13 @@ def draw_curve_panels(data: pd.DataFrame,
         draw_curves(data, q, ax)
     for ax in flat[len(quantities):]:
         fig.delaxes(ax)
+    # the first panel's legend serves all: repeated in every panel it would cover the curves
+    first = flat[0].get_legend()
+    names = {t.get_text() for t in first.get_texts()} if first else set()
+    for ax in flat[1:len(quantities)]:
+        legend = ax.get_legend()
+        if legend is not None and {t.get_text() for t in legend.get_texts()} <= names:
+            legend.remove()
     return flat[:len(quantities)]
 
 

@@ -182,8 +182,9 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:
-            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]),
-                                     varying or None)
+            # labelled by what differs between the chosen trials, by stage where a stage
+            # fixes it ("final: lam=0.0003")
+            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]))
             return charts.draw_curve_panels(data)
 
         plan.append(("Learning curves of the best trial of each stage", "curves",

@@ -147,6 +147,7 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     assert {line.get_linestyle() for line in loss.get_lines()} == {"-", "--"}
     assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= set(_legend(loss))
     assert loss.get_xlabel() == "update step" and "cross-entropy" in loss.get_ylabel()
+    assert _legend(cost) == _legend(acc) == []  # the first panel's legend serves all
     assert "lam" in cost.get_ylabel() and acc.get_ylabel() == "accuracy (%)"
     # both trials share the schedule: one line says so instead of two on top of each other
     assert len(lr.get_lines()) == 1 and lr.get_title() == "learning-rate schedule"
