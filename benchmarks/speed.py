@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from sweep_common import cpu_model
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split, train
@@ -231,7 +231,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, "
           f"1-minute load average before the run {os.getloadavg()[0]:.2f} (well above 0: "
           f"the machine is shared, do not record the timings), BLAS {sorted(blas)}, float32 "
           f"matmul peak {peak:.0f} GFLOP/s ({args.threads} threads)")

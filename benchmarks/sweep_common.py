@@ -49,9 +49,20 @@ def fresh_storage(workdir: str, name: str) -> Storage:
     return Storage(f"sqlite:///{path}")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``platform.processor()`` is empty on many Linux machines)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}")
+    return f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}"
 
 
 def warm_up(jobs: int) -> None:
