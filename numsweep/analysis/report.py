@@ -158,6 +158,11 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
     """(title, file stem, caption, draw) for every chart that fits this sweep."""
     done = trials[trials["state"] == "COMPLETE"]
     varying = charts.varying_parameters(done) if not done.empty else []
+    # searched: varying within a stage; a value each stage fixes (modular-nets' lam per
+    # network) is a setting, and a lam chart or importance of it would suggest a search
+    stages = done.groupby(done["stage"].fillna(""), sort=False)
+    searched = [p for p in varying
+                if stages[p].agg(lambda v: v.astype(str).nunique()).gt(1).any()]
     plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
     ranked = metric in trials
     for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
@@ -167,7 +172,7 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                          "bars ±1 std where a configuration ran several seeds.",
                          lambda m=m: charts.draw_bars(
                              charts.bar_data(trials, m, top=BAR_LIMIT), m)))
-    if "lam" in varying and ranked:
+    if "lam" in searched and ranked:
         plan.append((f"{charts.metric_label(metric)} against lam", "lambda",
                      "Each trial's lam on a log axis, one marker per stage; the star is the "
                      "chosen (best) lam.",
@@ -216,13 +221,14 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                          lambda tests=tests, mode=mode: charts.draw_range_test(
                              charts.range_test_data(tests, load_curves(db, tests["trial_id"]),
                                                     mode=mode))))
-    combos = done[varying].astype(str).drop_duplicates() if varying else done.iloc[:0]
-    independent = len(combos) > max((combos[p].nunique() for p in varying), default=0)
+    combos = done[searched].astype(str).drop_duplicates() if searched else done.iloc[:0]
+    independent = len(combos) > max((combos[p].nunique() for p in searched), default=0)
     if independent and len(done) >= 3 and ranked:  # tied parameters ("f,nf") explain nothing apart
         plan.append((f"Parameter importance for {metric}", "importance",
                      "Optuna's importance evaluator on a study rebuilt from the complete "
-                     "trials.",
-                     lambda: charts.draw_importance(charts.importance_data(trials, metric))))
+                     "trials, over the parameters searched within a stage.",
+                     lambda: charts.draw_importance(
+                         charts.importance_data(trials, metric, searched))))
     if {"train_seconds", "test_acc"} <= set(trials.columns):
         plan.append(("Test accuracy against training time", "pareto",
                      "Every complete trial; the red line joins the trials no other trial "

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from numsweep.analysis.report import build_report, describe_space
@@ -92,3 +93,25 @@ def test_report_opens_in_headless_chromium_with_every_image(lambda_report,
     page = lambda_report.html.read_text()
     broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
     assert _loaded_images(broken, tmp_path / "profile2") == f"{n - 1}/{n}"
+
+
+def test_a_value_each_stage_fixes_gets_no_search_charts(tmp_path: Path) -> None:
+    # modular-nets' shape: lam, model and lr differ between stages but are fixed in each;
+    # only dropout is searched, in the first stage
+    from numsweep.storage import Storage
+    from tests.analysis.conftest import _trial
+
+    rng = np.random.default_rng(0)
+    storage = Storage(f"sqlite:///{tmp_path / 's.db'}")
+    sweep = storage.get_or_create_sweep("settings", {"name": "settings"}, seed=0)
+    fc = storage.get_or_create_stage(sweep.id, 0, "fc", "grid",
+                                     {"dropout": {"choices": [0.0, 0.5]}})
+    conv = storage.get_or_create_stage(sweep.id, 1, "conv", "list", {})
+    for n, dropout in enumerate((0.0, 0.5)):
+        _trial(storage, sweep.id, fc.id, n, {"lam": 1e-4, "dropout": dropout}, 0.5 - dropout / 10,
+               rng)
+    _trial(storage, sweep.id, conv.id, 2, {"lam": 1e-3, "model": "convnet", "eta_max": 1e-3},
+           0.6, rng)
+    files = {c.file for c in build_report(storage, "settings", tmp_path / "r").charts}
+    assert "lambda.png" not in files and "importance.png" not in files
+    assert "curves-fc.png" in files  # the searched stage, drawn whole
