@@ -153,16 +153,35 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     return out
 
 
+def _per_stage_counts(done: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """For every trial, how many distinct values each parameter takes in its stage."""
+    stages = done.groupby(done["stage"].fillna(""), sort=False)
+    return stages[params].transform(lambda v: v.astype(str).nunique())
+
+
+def searched_parameters(done: pd.DataFrame, varying: list[str]) -> list[str]:
+    """The varying parameters that vary within a stage. A value each stage fixes for itself
+    (modular-nets' lam per network) is a setting: a lam chart or an importance of it would
+    suggest a search that never happened."""
+    if not varying:
+        return []
+    counts = _per_stage_counts(done, varying)
+    return [p for p in varying if counts[p].gt(1).any()]
+
+
+def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """The trials of the stages in which at least one of ``params`` varies."""
+    varies = _per_stage_counts(done, params).gt(1).any(axis=1)
+    stage = done["stage"].fillna("")
+    return done[stage.isin(stage[varies])]
+
+
 def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                 ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
     """(title, file stem, caption, draw) for every chart that fits this sweep."""
     done = trials[trials["state"] == "COMPLETE"]
     varying = charts.varying_parameters(done) if not done.empty else []
-    # searched: varying within a stage; a value each stage fixes (modular-nets' lam per
-    # network) is a setting, and a lam chart or importance of it would suggest a search
-    stages = done.groupby(done["stage"].fillna(""), sort=False)
-    searched = [p for p in varying
-                if stages[p].agg(lambda v: v.astype(str).nunique()).gt(1).any()]
+    searched = searched_parameters(done, varying)
     plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
     ranked = metric in trials
     for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
@@ -206,12 +225,15 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                          lambda in_stage=in_stage: charts.draw_curve_panels(
                              charts.curve_data(in_stage, load_curves(db, in_stage["trial_id"])),
                              ("acc", "loss"))))
-    if {"optimizer", "dropout"} & set(varying):
+    compared = {"optimizer", "dropout"} & set(searched)
+    if compared:
+        # only the stages that compare them: other stages' networks would enter the means
+        comparing = trials_of_stages_varying(done, sorted(compared))
         plan.append(("Optimizers with and without dropout", "optimizers",
                      "Training loss per epoch (step · batch_size / n_train), mean over the "
-                     "trials of each optimizer and dropout rate.",
+                     "trials of each optimizer and dropout rate, in the stages that vary them.",
                      lambda: charts.draw_optimizers(charts.optimizer_data(
-                         done, load_curves(db, done["trial_id"])))))
+                         comparing, load_curves(db, comparing["trial_id"])))))
     for mode, unit in (("lr", "learning rate"), ("batch", "batch size")):
         if f"best_{mode}" in done:
             tests = done[done[f"best_{mode}"].notna()]

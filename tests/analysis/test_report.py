@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numsweep.analysis.report import build_report, describe_space
+from numsweep.analysis.queries import load_trials
+from numsweep.analysis.report import (
+    build_report,
+    describe_space,
+    searched_parameters,
+    trials_of_stages_varying,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -114,4 +120,8 @@ def test_a_value_each_stage_fixes_gets_no_search_charts(tmp_path: Path) -> None:
            0.6, rng)
     files = {c.file for c in build_report(storage, "settings", tmp_path / "r").charts}
     assert "lambda.png" not in files and "importance.png" not in files
-    assert "curves-fc.png" in files  # the searched stage, drawn whole
+    assert {"curves-fc.png", "optimizers.png"} <= files  # the searched stage, drawn whole
+    done = load_trials(storage, "settings")
+    assert searched_parameters(done, ["lam", "dropout", "model", "eta_max"]) == ["dropout"]
+    # the dropout comparison averages the fc stage's networks only, not the conv one
+    assert list(trials_of_stages_varying(done, ["dropout"])["stage"]) == ["fc", "fc"]
