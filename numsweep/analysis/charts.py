@@ -289,6 +289,9 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
         raise ChartError("the selected trials have no curve points")
     data["label"] = data["trial_id"].map(dict(zip(trials["trial_id"], labels, strict=True)))
     data["acc"] = data["acc"] * 100
+    if "schedule" in trials:
+        data["schedule"] = data["trial_id"].map(dict(zip(trials["trial_id"],
+                                                         trials["schedule"], strict=True)))
     order = {tid: n for n, tid in enumerate(trials["trial_id"])}
     data["order"] = data["trial_id"].map(order)
     data = data.sort_values(["order", "split", "step"], kind="stable").reset_index(drop=True)
@@ -300,6 +303,13 @@ def _check_quantity(quantity: str) -> None:
     if quantity not in CURVE_LABELS:
         raise ChartError(f"unknown curve quantity {quantity!r} "
                          f"(quantities: {', '.join(CURVE_QUANTITIES)})")
+
+
+def _lr_style(points: pd.DataFrame) -> str:
+    """A step schedule holds each rate until the next curve point: a staircase, not straight
+    lines between the (sparse) points."""
+    stepwise = "schedule" in points and bool((points["schedule"] == "step").all())
+    return "steps-post" if stepwise else "default"
 
 
 def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = None) -> Axes:
@@ -319,7 +329,7 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
         if len(schedules) == 1:  # the same schedule: one line, not several on top of another
             first = data[(data["label"] == labels[0]) & (data["split"] == "train")]
             ax.plot(first["step"], first["lr"], color="black",
-                    label=f"every trial ({len(labels)})")
+                    label=f"every trial ({len(labels)})", drawstyle=_lr_style(first))
             labels, shared = [], True
     for i, label in enumerate(labels):
         color = f"C{i % 10}"
@@ -328,7 +338,8 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
             if quantity == "lr" and points.empty:
                 points = data[data["label"] == label].drop_duplicates("step")
             ax.plot(points["step"], points[quantity], color=color, linestyle=styles[split],
-                    label=label if split == splits[0] else None)
+                    label=label if split == splits[0] else None,
+                    drawstyle=_lr_style(points) if quantity == "lr" else "default")
     ax.set_xlabel("update step")
     ax.set_ylabel(CURVE_LABELS[quantity])
     title = {"lr": "learning-rate schedule"}.get(quantity, f"{CURVE_LABELS[quantity]}")

@@ -153,6 +153,9 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     assert len(lr.get_lines()) == 1 and lr.get_title() == "learning-rate schedule"
     assert _legend(lr) == ["every trial (2)"]
     assert max(lr.get_lines()[0].get_ydata()) == pytest.approx(0.1)
+    assert lr.get_lines()[0].get_drawstyle() == "default"  # cyclic: straight between points
+    stepped = curve_data(chosen.assign(schedule="step"), load_curves(demo_db, chosen["trial_id"]))
+    assert draw_curves(stepped, "lr").get_lines()[0].get_drawstyle() == "steps-post"
     one = curve_data(chosen.iloc[:1], load_curves(demo_db, chosen["trial_id"]))
     assert set(one["label"]) == {"trial 0"}
     with pytest.raises(ChartError, match="unknown curve quantity"):
