@@ -176,7 +176,7 @@ def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFr
     return done[stage.isin(stage[varies])]
 
 
-def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
+def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: str
                 ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
     """(title, file stem, caption, draw) for every chart that fits this sweep."""
     done = trials[trials["state"] == "COMPLETE"]
@@ -243,9 +243,10 @@ def _chart_plan(trials: pd.DataFrame, db: Storage, metric: str
                          lambda tests=tests, mode=mode: charts.draw_range_test(
                              charts.range_test_data(tests, load_curves(db, tests["trial_id"]),
                                                     mode=mode))))
-    combos = done[searched].astype(str).drop_duplicates() if searched else done.iloc[:0]
-    independent = len(combos) > max((combos[p].nunique() for p in searched), default=0)
-    if independent and len(done) >= 3 and ranked:  # tied parameters ("f,nf") explain nothing apart
+    # a stage searching two or more space entries; parameters tied in one entry ("f,nf")
+    # vary together and explain nothing apart
+    independent = any(len(st.space) >= 2 for st in stages)
+    if independent and searched and len(done) >= 3 and ranked:
         plan.append((f"Parameter importance for {metric}", "importance",
                      "Optuna's importance evaluator on a study rebuilt from the complete "
                      "trials, over the parameters searched within a stage.",
@@ -276,7 +277,7 @@ def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
         raise ChartError(f"cannot create {out}: {exc.strerror or exc}") from None
     made: list[Chart] = []
     skipped: list[tuple[str, str]] = []
-    for title, stem, caption, draw in _chart_plan(trials, storage, metric):
+    for title, stem, caption, draw in _chart_plan(trials, stages, storage, metric):
         try:
             charts.save(draw(), out / f"{stem}.png")
         except ChartError as exc:

@@ -18,6 +18,8 @@ from numsweep.analysis.report import (
     searched_parameters,
     trials_of_stages_varying,
 )
+from numsweep.storage import Storage
+from tests.analysis.conftest import _trial
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -104,9 +106,6 @@ def test_report_opens_in_headless_chromium_with_every_image(lambda_report,
 def test_a_value_each_stage_fixes_gets_no_search_charts(tmp_path: Path) -> None:
     # modular-nets' shape: lam, model and lr differ between stages but are fixed in each;
     # only dropout is searched, in the first stage
-    from numsweep.storage import Storage
-    from tests.analysis.conftest import _trial
-
     rng = np.random.default_rng(0)
     storage = Storage(f"sqlite:///{tmp_path / 's.db'}")
     sweep = storage.get_or_create_sweep("settings", {"name": "settings"}, seed=0)
@@ -125,3 +124,25 @@ def test_a_value_each_stage_fixes_gets_no_search_charts(tmp_path: Path) -> None:
     assert searched_parameters(done, ["lam", "dropout", "model", "eta_max"]) == ["dropout"]
     # the dropout comparison averages the fc stage's networks only, not the conv one
     assert list(trials_of_stages_varying(done, ["dropout"])["stage"]) == ["fc", "fc"]
+
+
+@pytest.mark.parametrize(("space", "configs", "importance"), [
+    # tied in one space entry: f and nf vary together, importance would split one effect
+    ({"f,nf": {"choices": [[4, 10], [8, 40], [4, 40]]}},
+     [{"f": 4, "nf": 10}, {"f": 8, "nf": 40}, {"f": 4, "nf": 40}], False),
+    # two entries searched by TPE: every trial has its own lam and eps
+    ({"lam": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+      "eps": {"type": "float", "low": 0.0, "high": 0.2}},
+     [{"lam": 10 ** -(2 + k / 3), "eps": 0.05 * k} for k in range(5)], True),
+])
+def test_importance_only_for_independently_searched_parameters(
+        tmp_path: Path, space: dict, configs: list[dict], importance: bool) -> None:
+    rng = np.random.default_rng(0)
+    storage = Storage(f"sqlite:///{tmp_path / 's.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=0)
+    stage = storage.get_or_create_stage(sweep.id, 0, "search", "tpe", space)
+    for n, params in enumerate(configs):
+        _trial(storage, sweep.id, stage.id, n, {"model": "convnet", **params},
+               0.5 + 0.03 * ((n * 7) % 5), rng)
+    files = {c.file for c in build_report(storage, "s", tmp_path / "r").charts}
+    assert ("importance.png" in files) is importance
