@@ -62,6 +62,12 @@ def _percent(value: Any) -> str:
         else f"{100 * float(value):.2f}"
 
 
+def searched_ranges(space: dict[str, Any]) -> dict[str, Any]:
+    """The ranges alone, from either form :func:`describe_space` takes."""
+    inner = space.get("space")
+    return inner if isinstance(inner, dict) else space
+
+
 def describe_space(space: dict[str, Any]) -> str:
     """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``.
 
@@ -245,7 +251,7 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                                                     mode=mode))))
     # a stage searching two or more space entries; parameters tied in one entry ("f,nf")
     # vary together and explain nothing apart
-    independent = any(len(st.space) >= 2 for st in stages)
+    independent = any(len(searched_ranges(st.space)) >= 2 for st in stages)
     if independent and searched and len(done) >= 3 and ranked:
         plan.append((f"Parameter importance for {metric}", "importance",
                      "Optuna's importance evaluator on a study rebuilt from the complete "

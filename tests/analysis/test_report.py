@@ -128,7 +128,9 @@ def test_a_value_each_stage_fixes_gets_no_search_charts(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("space", "configs", "importance"), [
     # tied in one space entry: f and nf vary together, importance would split one effect
-    ({"f,nf": {"choices": [[4, 10], [8, 40], [4, 40]]}},
+    # (stored as the sweep runner stores a stage: the ranges beside what it planned)
+    ({"space": {"f,nf": {"choices": [[4, 10], [8, 40], [4, 40]]}}, "fixed": {}, "planned": 3,
+      "reused": [], "configs": [], "n_configs": 3},
      [{"f": 4, "nf": 10}, {"f": 8, "nf": 40}, {"f": 4, "nf": 40}], False),
     # two entries searched by TPE: every trial has its own lam and eps
     ({"lam": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
