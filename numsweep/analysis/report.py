@@ -252,12 +252,14 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
     # a stage searching two or more space entries; parameters tied in one entry ("f,nf")
     # vary together and explain nothing apart
     independent = any(len(searched_ranges(st.space)) >= 2 for st in stages)
-    if independent and searched and len(done) >= 3 and ranked:
+    # the searching stages' trials only: a final retraining, longer, would count as a sample
+    searching = trials_of_stages_varying(done, searched) if searched else done.iloc[:0]
+    if independent and len(searching) >= 3 and ranked:
         plan.append((f"Parameter importance for {metric}", "importance",
                      "Optuna's importance evaluator on a study rebuilt from the complete "
-                     "trials, over the parameters searched within a stage.",
+                     "trials of the stages that search, over the parameters they search.",
                      lambda: charts.draw_importance(
-                         charts.importance_data(trials, metric, searched))))
+                         charts.importance_data(searching, metric, searched))))
     if {"train_seconds", "test_acc"} <= set(trials.columns):
         plan.append(("Test accuracy against training time", "pareto",
                      "Every complete trial; the red line joins the trials no other trial "

@@ -146,5 +146,12 @@ def test_importance_only_for_independently_searched_parameters(
     for n, params in enumerate(configs):
         _trial(storage, sweep.id, stage.id, n, {"model": "convnet", **params},
                0.5 + 0.03 * ((n * 7) % 5), rng)
-    files = {c.file for c in build_report(storage, "s", tmp_path / "r").charts}
-    assert ("importance.png" in files) is importance
+    final = storage.get_or_create_stage(sweep.id, 1, "final", "best", {})
+    _trial(storage, sweep.id, final.id, len(configs), {"model": "convnet", **configs[0]}, 0.9,
+           rng)  # longer: not a sample of the search
+    report = build_report(storage, "s", tmp_path / "r")
+    assert ("importance.png" in {c.file for c in report.charts}) is importance
+    if importance:
+        done = load_trials(storage, "s")
+        searched = searched_parameters(done, ["lam", "eps"])
+        assert len(trials_of_stages_varying(done, searched)) == len(configs)
