@@ -126,6 +126,9 @@ def _optimizers(spec: SweepSpec) -> None:
     assert (t.hidden, t.batch_size, t.schedule) == ((1000, 1000), 128, "constant") and t.lam > 0
     rules = [c[0] for c in choices(spec, "optimizer,eta_max")]
     assert rules == ["adagrad", "rmsprop", "rmsprop_nesterov", "adadelta", "adam"]
+    rates = dict(choices(spec, "optimizer,eta_max"))
+    # Nesterov momentum 0.9 multiplies RMSProp's step by about 10: a tenth of its rate
+    assert rates["rmsprop_nesterov"] == pytest.approx(rates["rmsprop"] / 10)
     assert choices(spec, "dropout_input,dropout") == [(0.0, 0.0), (0.2, 0.5)]
     assert spec.epochs is not None and spec.epochs < 200 and "200" in spec.description
     assert t.n_train is not None and t.n_updates == spec.epochs * (t.n_train // 128)
