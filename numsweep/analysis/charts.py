@@ -134,13 +134,18 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
     return label.astype(object)
 
 
+def per_stage_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """For every trial, how many distinct values each of ``keys`` takes in its stage."""
+    stages = trials.groupby(trials["stage"].fillna(""), sort=False)
+    return stages[list(keys)].transform(lambda v: v.astype(str).nunique())
+
+
 def _stage_parameters(trials: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     """The varying parameters that stay constant within every stage (none for one stage)."""
-    if "stage" not in trials.columns or trials["stage"].nunique(dropna=False) < 2:
+    if not keys or "stage" not in trials.columns or trials["stage"].nunique(dropna=False) < 2:
         return []
-    stages = trials.groupby(trials["stage"].fillna(""), sort=False)
-    return [k for k in keys
-            if (stages[k].agg(lambda v: v.astype(str).nunique(dropna=False)) <= 1).all()]
+    counts = per_stage_counts(trials, keys)
+    return [k for k in keys if counts[k].le(1).all()]
 
 
 def _unique_labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:

@@ -159,25 +159,19 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     return out
 
 
-def _per_stage_counts(done: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """For every trial, how many distinct values each parameter takes in its stage."""
-    stages = done.groupby(done["stage"].fillna(""), sort=False)
-    return stages[params].transform(lambda v: v.astype(str).nunique())
-
-
 def searched_parameters(done: pd.DataFrame, varying: list[str]) -> list[str]:
     """The varying parameters that vary within a stage. A value each stage fixes for itself
     (modular-nets' lam per network) is a setting: a lam chart or an importance of it would
     suggest a search that never happened."""
     if not varying:
         return []
-    counts = _per_stage_counts(done, varying)
+    counts = charts.per_stage_counts(done, varying)
     return [p for p in varying if counts[p].gt(1).any()]
 
 
 def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     """The trials of the stages in which at least one of ``params`` varies."""
-    varies = _per_stage_counts(done, params).gt(1).any(axis=1)
+    varies = charts.per_stage_counts(done, params).gt(1).any(axis=1)
     stage = done["stage"].fillna("")
     return done[stage.isin(stage[varies])]
 
