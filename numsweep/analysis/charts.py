@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from numsweep.analysis.queries import META_COLUMNS
 
@@ -477,37 +478,46 @@ def optimizer_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = "
         raise ChartError(f"the selected trials have no {split!r} curve points")
     points = points.assign(epoch=_epochs(done, points).round(6))
     per = done.set_index("trial_id")
+    dropout_input = (per["dropout_input"].astype(float).fillna(0.0)
+                     if "dropout_input" in per.columns else pd.Series(0.0, index=per.index))
     points = points.assign(optimizer=points["trial_id"].map(per["optimizer"]),
+                           dropout_input=points["trial_id"].map(dropout_input),
                            dropout=points["trial_id"].map(per["dropout"]).astype(float))
     value = points[quantity] * (100 if quantity == "acc" else 1)
     points = points.assign(value=value)
-    data = (points.groupby(["optimizer", "dropout", "epoch"], as_index=False)
+    data = (points.groupby(["optimizer", "dropout_input", "dropout", "epoch"], as_index=False)
             .agg(value=("value", "mean"), n=("trial_id", "nunique")))
     data.attrs.update(quantity=quantity, split=split)
     return data
 
 
 def draw_optimizers(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """One line per optimizer (colour) and dropout rate (solid: none, dashed: some)."""
+    """One line per optimizer (colour) and dropout setting (solid: none, dashed: some); the
+    legend sits right of the plot, where ten lines' labels cover no curve."""
     quantity, split = data.attrs.get("quantity", "loss"), data.attrs.get("split", "train")
     if ax is None:
-        ax = _new_axes()
+        ax = _new_axes(9.0, 4.5)
     optimizers = sorted(data["optimizer"].unique())
-    rates = sorted(data["dropout"].unique())
+    rates = sorted(data[["dropout_input", "dropout"]].drop_duplicates().itertuples(index=False))
     for i, opt in enumerate(optimizers):
-        for j, rate in enumerate(rates):
-            line = data[(data["optimizer"] == opt) & (data["dropout"] == rate)]
+        for j, (rate_input, rate) in enumerate(rates):
+            line = data[(data["optimizer"] == opt) & (data["dropout_input"] == rate_input)
+                        & (data["dropout"] == rate)]
             if line.empty:
                 continue
             n = int(line["n"].max())
+            label = f"{opt}, dropout={rate:g}"
+            if rate_input:
+                label += f", dropout_input={rate_input:g}"
             ax.plot(line["epoch"], line["value"], color=f"C{i}",
                     linestyle=DASHES[j % len(DASHES)],
-                    label=f"{opt}, dropout={rate:g}" + (f" (mean of {n})" if n > 1 else ""))
+                    label=label + (f" (mean of {n})" if n > 1 else ""))
     name = {"train": "training", "val": "validation"}.get(split, split)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{name} {CURVE_LABELS[quantity]}")
     ax.set_title(f"optimizers: {name} {quantity} per epoch, with and without dropout")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     return ax
 

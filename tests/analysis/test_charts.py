@@ -193,6 +193,13 @@ def test_optimizers_per_epoch_with_and_without_dropout(demo_db: str) -> None:
     assert styles["sgd, dropout=0 (mean of 2)"] == "-"
     assert styles["sgd, dropout=0.5 (mean of 2)"] == "--"
     assert ax.get_xlabel() == "epoch" and "training loss" in ax.get_ylabel()
+    # ten lines' legend inside the plot covered the curves: it sits right of the axes
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    with_input = trials.assign(dropout_input=trials["dropout"].map({0.0: 0.0, 0.5: 0.2}))
+    ax = draw_optimizers(optimizer_data(with_input, load_curves(demo_db, trials["trial_id"])))
+    assert "sgd, dropout=0.5, dropout_input=0.2 (mean of 2)" in _legend(ax)
+    assert "sgd, dropout=0 (mean of 2)" in _legend(ax)
     with pytest.raises(ChartError, match="lack the parameter 'optimizer'"):
         optimizer_data(trials.drop(columns="optimizer"), load_curves(demo_db, []))
 
