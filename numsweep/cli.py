@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import ChartError, charts, load_curves, load_trials
+from numsweep.analysis import ChartError, charts, load_curves, load_stages, load_trials
 from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
 from numsweep.storage import DEFAULT_URL, Storage, StorageError, shown_url
@@ -841,8 +841,11 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
     Example:
         numsweep plot importance --sweep random-search --metric val_acc -o importance.png
     """
+    from numsweep.analysis.report import tied_parameters
+
     frame = _selected(db, sweep_name, stage)
-    _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params))),
+    tied = tied_parameters(load_stages(db, sweep_name)[1])
+    _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params), tied)),
            output)
 
 

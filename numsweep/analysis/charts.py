@@ -661,13 +661,19 @@ def _distribution(values: pd.Series) -> tuple[Any, list[Any]]:
 
 
 def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
-                    params: Sequence[str] | None = None) -> pd.DataFrame:
+                    params: Sequence[str] | None = None,
+                    tied: Sequence[Sequence[str]] = ()) -> pd.DataFrame:
     """Optuna's fANOVA importance (each parameter's share of the variance of ``metric``) of
     each varying parameter, from a study rebuilt from the complete trials (distributions
     inferred from the values: numbers span a range, log-scaled when it covers a factor 100 or
-    more; anything else is categorical). Above ``IMPORTANCE_TRIALS`` trials a seeded random
-    sample of that many is used (``attrs["trials"]`` and ``attrs["of"]`` say so). Without
-    scikit-learn, which fANOVA needs, Optuna's PED-ANOVA is used (``attrs["method"]``)."""
+    more; anything else is categorical).
+
+    Each group in ``tied`` (the parameters of one space entry such as "optimizer,eta_max",
+    which never vary apart) is scored as one entry, named as in the spec: fANOVA could only
+    split its share between them arbitrarily. Above ``IMPORTANCE_TRIALS`` trials a seeded
+    random sample of that many is used (``attrs["trials"]`` and ``attrs["of"]`` say so).
+    Without scikit-learn, which fANOVA needs, Optuna's PED-ANOVA is used
+    (``attrs["method"]``)."""
     check_metric(trials, metric)
     done = _complete(trials, metric)
     total = len(done)
@@ -681,10 +687,17 @@ def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
     if not names or len(done) < 2:
         raise ChartError("parameter importance needs at least 2 complete trials and a "
                          "parameter that varies between them")
+    entries = [[p for p in group if p in names] for group in tied]
+    entries = [group for group in entries if len(group) > 1]
+    grouped = {p for group in entries for p in group}
+    entries += [[p] for p in names if p not in grouped]
     dists, columns = {}, {}
-    for p in names:
-        dists[p], columns[p] = _distribution(done[p])
-    frozen = [optuna.trial.create_trial(params={p: columns[p][i] for p in names},
+    for group in entries:
+        values = (done[group[0]] if len(group) == 1 else
+                  done[group].map(format_value).agg(", ".join, axis=1))
+        name = ",".join(group)
+        dists[name], columns[name] = _distribution(values)
+    frozen = [optuna.trial.create_trial(params={p: columns[p][i] for p in dists},
                                         distributions=dists, value=float(v))
               for i, v in enumerate(done[metric])]
     verbosity = optuna.logging.get_verbosity()

@@ -9,7 +9,7 @@ import json
 import math
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from numsweep.analysis import charts
 from numsweep.analysis.charts import ChartError
 from numsweep.analysis.queries import load_curves, load_stages, load_trials
-from numsweep.storage import Storage
+from numsweep.storage import StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
 BAR_LIMIT = 20
@@ -66,6 +66,13 @@ def searched_ranges(space: dict[str, Any]) -> dict[str, Any]:
     """The ranges alone, from either form :func:`describe_space` takes."""
     inner = space.get("space")
     return inner if isinstance(inner, dict) else space
+
+
+def tied_parameters(stages: Sequence[StageRecord]) -> list[list[str]]:
+    """The parameter groups of the stages' tied space entries ("optimizer,eta_max")."""
+    groups = {tuple(name.split(",")) for st in stages for name in searched_ranges(st.space)
+              if "," in name}
+    return [list(group) for group in sorted(groups)]
 
 
 def describe_space(space: dict[str, Any]) -> str:
@@ -253,7 +260,8 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      "Optuna's importance evaluator on a study rebuilt from the complete "
                      "trials of the stages that search, over the parameters they search.",
                      lambda: charts.draw_importance(
-                         charts.importance_data(searching, metric, searched))))
+                         charts.importance_data(searching, metric, searched,
+                                                tied_parameters(stages)))))
     if {"train_seconds", "test_acc"} <= set(trials.columns):
         plan.append(("Test accuracy against training time", "pareto",
                      "Every complete trial; the red line joins the trials no other trial "

@@ -241,6 +241,21 @@ def test_importance_from_a_rebuilt_optuna_study(demo_db: str) -> None:
         importance_data(trials.iloc[:1], "val_acc")
 
 
+def test_importance_scores_a_tied_space_entry_once(demo_db: str) -> None:
+    # optimizers' "optimizer,eta_max": each optimizer has its own rate, and fANOVA split
+    # their joint share between the two at random
+    trials = load_trials(demo_db, "optimizers")
+    trials = trials.assign(eta_max=trials["optimizer"].map({"sgd": 0.01, "adam": 0.001}))
+    apart = importance_data(trials, "val_acc")
+    assert set(apart["param"]) == {"optimizer", "eta_max", "dropout"}
+    data = importance_data(trials, "val_acc", tied=[["optimizer", "eta_max"], ["f", "nf"]])
+    assert set(data["param"]) == {"optimizer,eta_max", "dropout"}
+    assert data["importance"].sum() == pytest.approx(1.0)
+    assert data["param"].iloc[0] == "dropout"
+    assert [t.get_text() for t in draw_importance(data).get_yticklabels()] == \
+        list(data["param"])
+
+
 def test_importance_samples_large_studies(demo_db: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("numsweep.analysis.charts.IMPORTANCE_TRIALS", 6)

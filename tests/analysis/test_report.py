@@ -7,15 +7,18 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from numsweep.analysis import charts
 from numsweep.analysis.queries import load_trials
 from numsweep.analysis.report import (
     build_report,
     describe_space,
     searched_parameters,
+    tied_parameters,
     trials_of_stages_varying,
 )
 from numsweep.storage import Storage
@@ -155,3 +158,35 @@ def test_importance_only_for_independently_searched_parameters(
         done = load_trials(storage, "s")
         searched = searched_parameters(done, ["lam", "eps"])
         assert len(trials_of_stages_varying(done, searched)) == len(configs)
+
+
+def test_importance_scores_a_tied_space_entry_once(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # the optimizers preset's space: optimizer and its rate tied, dropout apart
+    rng = np.random.default_rng(0)
+    storage = Storage(f"sqlite:///{tmp_path / 's.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=0)
+    space = {"space": {"optimizer,eta_max": {"choices": [["adam", 1e-3], ["adagrad", 1e-2],
+                                                         ["rmsprop", 1e-3]]},
+                       "dropout": {"choices": [0.0, 0.5]}},
+             "fixed": {}, "planned": 6, "reused": []}
+    stage = storage.get_or_create_stage(sweep.id, 0, "compare", "grid", space)
+    n = 0
+    for opt, lr in (("adam", 1e-3), ("adagrad", 1e-2), ("rmsprop", 1e-3)):
+        for dropout in (0.0, 0.5):
+            _trial(storage, sweep.id, stage.id, n,
+                   {"optimizer": opt, "eta_max": lr, "dropout": dropout},
+                   0.5 - dropout / 10 + 0.01 * n, rng)
+            n += 1
+    assert tied_parameters(storage.list_stages(sweep.id)) == [["optimizer", "eta_max"]]
+    scored: list[list[str]] = []
+    real = charts.importance_data
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        data = real(*args, **kwargs)
+        scored.append(sorted(data["param"]))
+        return data
+
+    monkeypatch.setattr(charts, "importance_data", spy)
+    assert "importance.png" in {c.file for c in build_report(storage, "s", tmp_path / "r").charts}
+    assert scored == [["dropout", "optimizer,eta_max"]]
