@@ -142,6 +142,14 @@ def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> N
     r += buf
 
 
+def _rms_scaled(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: float, lr: float) -> None:
+    """buf = lr g / (sqrt(r) + eps)."""
+    np.sqrt(r, out=buf)
+    buf += eps
+    np.divide(g, buf, out=buf)
+    buf *= lr
+
+
 @dataclass
 class RMSProp:
     """r = rho r + (1 - rho) dw^2; w -= lr dw / (sqrt(r) + eps)."""
@@ -155,10 +163,7 @@ class RMSProp:
             g = grads[name]
             r, buf = _slot(self.state, name, w, "r", "buf")
             _rms_average(r, g, buf, self.rho)
-            np.sqrt(r, out=buf)
-            buf += self.eps
-            np.divide(g, buf, out=buf)
-            buf *= lr
+            _rms_scaled(g, r, buf, self.eps, lr)
             w -= buf
 
 
@@ -181,10 +186,7 @@ class RMSPropNesterov:
             np.multiply(v, -mu, out=buf)
             w += buf
             v *= mu
-            np.sqrt(r, out=buf)
-            buf += self.eps
-            np.divide(g, buf, out=buf)
-            buf *= lr
+            _rms_scaled(g, r, buf, self.eps, lr)
             v -= buf
             np.multiply(v, 1 + mu, out=buf)
             w += buf
