@@ -46,6 +46,13 @@ class CyclicBatch:
         return self.b_min + round((self.b_max - self.b_min) * rise / self.n_s)
 
 
+def _progress(step: int, total: int) -> float:
+    """How far update ``step`` is through a run of ``total`` updates: 0 at the first, 1 at
+    the last, clamped outside."""
+    last = total - 1
+    return 0.0 if last <= 0 else min(max(step / last, 0.0), 1.0)
+
+
 @dataclass(frozen=True)
 class LinearBatch:
     """b_min at update 0 growing linearly to b_max at update ``total - 1``."""
@@ -55,12 +62,7 @@ class LinearBatch:
     total: int
 
     def size(self, step: int) -> int:
-        last = self.total - 1
-        if last <= 0 or step <= 0:
-            return self.b_min
-        if step >= last:
-            return self.b_max
-        return self.b_min + round((self.b_max - self.b_min) * step / last)
+        return self.b_min + round((self.b_max - self.b_min) * _progress(step, self.total))
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,8 @@ class ExponentialBatch:
     total: int
 
     def size(self, step: int) -> int:
-        last = self.total - 1
-        if last <= 0 or step <= 0:
-            return self.b_min
-        if step >= last:
-            return self.b_max
-        return round(self.b_min * math.exp(math.log(self.b_max / self.b_min) * step / last))
+        t = _progress(step, self.total)
+        return round(self.b_min * math.exp(math.log(self.b_max / self.b_min) * t))
 
 
 def make_batch_schedule(spec: TrialSpec, n_s: int, total: int) -> BatchSchedule:
