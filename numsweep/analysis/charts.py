@@ -516,7 +516,8 @@ def draw_optimizers(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{name} {CURVE_LABELS[quantity]}")
-    ax.set_title(f"optimizers: {name} {quantity} per epoch, with and without dropout")
+    compared = " with and without dropout" if len(rates) > 1 and not any(rates[0]) else ""
+    ax.set_title(f"optimizers: {name} {quantity} per epoch{compared}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     return ax

@@ -200,6 +200,11 @@ def test_optimizers_per_epoch_with_and_without_dropout(demo_db: str) -> None:
     ax = draw_optimizers(optimizer_data(with_input, load_curves(demo_db, trials["trial_id"])))
     assert "sgd, dropout=0.5, dropout_input=0.2 (mean of 2)" in _legend(ax)
     assert "sgd, dropout=0 (mean of 2)" in _legend(ax)
+    assert ax.get_title().endswith("per epoch with and without dropout")
+    # fc-wide-augmented's shape: every run with dropout, so nothing is "without"
+    all_dropout = trials[trials["dropout"] > 0]
+    ax = draw_optimizers(optimizer_data(all_dropout, load_curves(demo_db, trials["trial_id"])))
+    assert ax.get_title() == "optimizers: training loss per epoch"
     with pytest.raises(ChartError, match="lack the parameter 'optimizer'"):
         optimizer_data(trials.drop(columns="optimizer"), load_curves(demo_db, []))
 
