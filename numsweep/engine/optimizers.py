@@ -114,6 +114,15 @@ class Nesterov:
             w += buf
 
 
+def _adaptive_step(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: float,
+                   lr: float) -> None:
+    """buf = lr g / (sqrt(r) + eps): the step of AdaGrad, RMSProp and RMSProp + Nesterov."""
+    np.sqrt(r, out=buf)
+    buf += eps
+    np.divide(g, buf, out=buf)
+    buf *= lr
+
+
 @dataclass
 class AdaGrad:
     """r += dw^2; w -= lr dw / (sqrt(r) + eps)."""
@@ -127,10 +136,7 @@ class AdaGrad:
             r, buf = _slot(self.state, name, w, "r", "buf")
             np.multiply(g, g, out=buf)
             r += buf
-            np.sqrt(r, out=buf)
-            buf += self.eps
-            np.divide(g, buf, out=buf)
-            buf *= lr
+            _adaptive_step(g, r, buf, self.eps, lr)
             w -= buf
 
 
@@ -140,14 +146,6 @@ def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> N
     buf *= 1 - rho
     r *= rho
     r += buf
-
-
-def _rms_scaled(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: float, lr: float) -> None:
-    """buf = lr g / (sqrt(r) + eps)."""
-    np.sqrt(r, out=buf)
-    buf += eps
-    np.divide(g, buf, out=buf)
-    buf *= lr
 
 
 @dataclass
@@ -163,7 +161,7 @@ class RMSProp:
             g = grads[name]
             r, buf = _slot(self.state, name, w, "r", "buf")
             _rms_average(r, g, buf, self.rho)
-            _rms_scaled(g, r, buf, self.eps, lr)
+            _adaptive_step(g, r, buf, self.eps, lr)
             w -= buf
 
 
@@ -186,7 +184,7 @@ class RMSPropNesterov:
             np.multiply(v, -mu, out=buf)
             w += buf
             v *= mu
-            _rms_scaled(g, r, buf, self.eps, lr)
+            _adaptive_step(g, r, buf, self.eps, lr)
             v -= buf
             np.multiply(v, 1 + mu, out=buf)
             w += buf
