@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from numsweep.storage.errors import StorageBusy, StorageError, StorageUnavailable
+from numsweep.storage.errors import StorageBusy, StorageUnavailable
 
 DEFAULT_DB_WAIT = 300.0
 """Seconds a process waits for a database that went away before it gives up (--db-wait)."""
@@ -64,14 +64,22 @@ def first_line(exc: BaseException) -> str:
 
 
 def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database",
-               table_race: bool = False) -> T:
+               table_race: bool = False,
+               on_reconnect: Callable[[], None] | None = None) -> T:
     """``fn()``, called again while it fails with a lock or connection error (or, with
     ``table_race``, while another process is creating the same tables).
 
-    Past the time allowed (if any), a connection error becomes :class:`StorageUnavailable`
+    ``on_reconnect`` is called when ``fn`` succeeded after a connection error. Past the
+    time allowed (if any), a connection error becomes :class:`StorageUnavailable`
     saying for how long ``what`` was unreachable; other errors are raised as they are.
     """
+    disconnected = []
+
     def transient(exc: BaseException) -> bool:
+        if getattr(exc, "gave_up", False):
+            return False  # a nested call waited its time already
+        if is_connection_error(exc):
+            disconnected.append(True)
         return is_lock_error(exc) or is_connection_error(exc) or (
             table_race and any(m in _text(exc) for m in TABLE_RACE_MARKERS))
 
@@ -85,7 +93,7 @@ def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database
     retrying = Retrying(retry=retry_if_exception(transient), stop=stop, reraise=True,
                         wait=wait_random_exponential(multiplier=0.02, max=MAX_PAUSE_SECONDS))
     try:
-        return retrying(fn)
+        result = retrying(fn)
     except Exception as exc:
         if getattr(exc, "gave_up", False) or not is_connection_error(exc) \
                 or isinstance(exc, StorageBusy) or seconds <= 0:
@@ -94,7 +102,10 @@ def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database
                                    f"{first_line(exc)}")
         error.gave_up = True  # type: ignore[attr-defined]
         raise error from None
+    if disconnected and on_reconnect is not None:
+        on_reconnect()
+    return result
 
 
-__all__ = ["DEFAULT_DB_WAIT", "LOCK_RETRY_SECONDS", "StorageError", "is_connection_error",
+__all__ = ["DEFAULT_DB_WAIT", "LOCK_RETRY_SECONDS", "first_line", "is_connection_error",
            "is_lock_error", "retry_call"]

@@ -71,7 +71,8 @@ def _retrying(method: M) -> M:
     def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
         return retry_call(lambda: method(self, *args, **kwargs),
                           seconds=getattr(self, "db_wait", DEFAULT_DB_WAIT),
-                          what=getattr(self, "shown_url", "the database"))
+                          what=getattr(self, "shown_url", "the database"),
+                          on_reconnect=getattr(self, "reconnected", None))
 
     return wrapper  # type: ignore[return-value]
 
@@ -170,6 +171,7 @@ class Storage:
     def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT) -> None:
         self.url = url
         self.db_wait = db_wait  # seconds to wait for a database that went away
+        self.reconnected_at: float | None = None  # time.monotonic() after the last outage
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password
         try:
@@ -193,6 +195,10 @@ class Storage:
         except (ArgumentError, SQLAlchemyError) as exc:
             raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def reconnected(self) -> None:
+        """A call went through after the database could not be reached."""
+        self.reconnected_at = time.monotonic()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -422,7 +422,8 @@ class SweepRunner:
 
     def _optuna(self, fn: Callable[[], T]) -> T:
         """An Optuna call on the database, retried like numsweep's own (locks, outages)."""
-        return retry_call(fn, seconds=self.storage.db_wait, what=self.storage.shown_url)
+        return retry_call(fn, seconds=self.storage.db_wait, what=self.storage.shown_url,
+                          on_reconnect=self.storage.reconnected)
 
     def _study_ready(self, index: int) -> bool:
         """False when this process is to add the stage's reused trials to the study: it
@@ -519,9 +520,13 @@ class SweepRunner:
         gone."""
         mine = {job.trial_id for job in self.running.values()}
         now = utcnow()
+        # after an outage no process could stamp its heartbeat: judge them a grace later
+        back = self.storage.reconnected_at
+        stale_ok = back is None or time.monotonic() - back > self.grace
         for slot in slots.values():
             if slot.state is TrialState.INTERRUPTED or (
-                    slot.trial_id not in mine and is_lost(slot, self.grace, now)):
+                    slot.trial_id not in mine and (
+                        is_lost(slot, self.grace, now) if stale_ok else is_gone(slot.worker))):
                 return slot
         return None
 
