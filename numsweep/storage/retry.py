@@ -63,6 +63,19 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _connection_line(exc: BaseException) -> str:
+    """The first line of the exception in the chain that says the connection failed (Optuna
+    wraps driver errors in its own)."""
+    node: BaseException | None = exc
+    seen: set[int] = set()
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if any(m in str(node).lower() for m in CONNECTION_MARKERS):
+            return first_line(node)
+        node = node.__cause__ or node.__context__
+    return first_line(exc)
+
+
 def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database",
                table_race: bool = False,
                on_reconnect: Callable[[], None] | None = None) -> T:
@@ -98,8 +111,9 @@ def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database
         if getattr(exc, "gave_up", False) or not is_connection_error(exc) \
                 or isinstance(exc, StorageBusy) or seconds <= 0:
             raise
+        line = _connection_line(exc).removeprefix(f"database error on {what}: ")
         error = StorageUnavailable(f"{what} was unreachable for {seconds:g} s (--db-wait): "
-                                   f"{first_line(exc)}")
+                                   f"{line}")
         error.gave_up = True  # type: ignore[attr-defined]
         raise error from None
     if disconnected and on_reconnect is not None:

@@ -35,6 +35,7 @@ from numsweep.storage import (
     StagePlan,
     StageRecord,
     Storage,
+    StorageUnavailable,
     SweepRecord,
     TrialRecord,
     TrialState,
@@ -67,7 +68,7 @@ from numsweep.sweeps.optuna_bridge import (
     tell,
     trial_user_attrs,
 )
-from numsweep.sweeps.results import record_outcome
+from numsweep.sweeps.results import keep_unsaved, record_outcome, write_unsaved
 from numsweep.sweeps.spec import (
     HISTORY_SAMPLERS,
     ParamSpace,
@@ -230,6 +231,7 @@ class SweepRunner:
         self.running: dict[Future[TrialOutcome], _Running] = {}
         self.inline: _Running | None = None
         self.finished = 0
+        self.unsaved: list[TrialOutcome] = []  # finished, not written: the database is away
 
     def run(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
@@ -251,8 +253,11 @@ class SweepRunner:
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
             self.data = data
+            write_unsaved(storage)  # results kept here when the database last went away
             self.heart.start()
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
+        except StorageUnavailable as exc:
+            raise self._keep_finished(exc) from None
         except KeyboardInterrupt:
             ids = [job.trial_id for job in self.running.values()]
             ids += [self.inline.trial_id] if self.inline is not None else []
@@ -268,6 +273,18 @@ class SweepRunner:
             if self.backend == "dask":
                 self.pool.shutdown(wait=False)
             data.close()
+
+    def _keep_finished(self, exc: StorageUnavailable) -> StorageUnavailable:
+        """The database stayed away past --db-wait: keep the results that finished on this
+        machine (written by the next process here to run the sweep) and say where."""
+        done = self.unsaved + [f.result() for f in self.running
+                               if f.done() and f.exception() is None]
+        if not done:
+            return exc
+        count, folder = keep_unsaved(self.storage.url, done)
+        return StorageUnavailable(f"{exc}; {count} finished trial results kept in {folder} "
+                                  f"(the next `numsweep sweep resume` or `numsweep worker` "
+                                  f"here writes them)")
 
     def _sampler_seed(self, index: int) -> int:
         """The seed of the stage's sampler: the sweep's own for ``sweep run``; for each
@@ -652,9 +669,13 @@ class SweepRunner:
                                    error=f"worker process lost {MAX_LOST_ATTEMPTS} times: "
                                          f"{type(exc).__name__}: {exc}",
                                    traceback=traceback.format_exc(), worker=self.name)
-        if job.study_trial is not None:  # before the slot is final: then it may be told
-            self._keep_outcome(study, stage, job, outcome)
-        state = record_outcome(self.storage, outcome)
+        try:
+            if job.study_trial is not None:  # before the slot is final: then it may be told
+                self._keep_outcome(study, stage, job, outcome)
+            state = record_outcome(self.storage, outcome)
+        except StorageUnavailable:  # past --db-wait: run() keeps what finished, then stops
+            self.unsaved.append(outcome)
+            raise
         self.heart.remove(job.trial_id)
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
