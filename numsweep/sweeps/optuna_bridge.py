@@ -27,6 +27,9 @@ OBJECTIVE = "val_acc"
 FIXED_PARAMS_KEY = "fixed_params"
 """The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
 IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
+METRIC_ATTRS = ("test_acc", "train_acc", "train_seconds", "eval_seconds", "param_count",
+                "updates")
+"""The metrics each trial of a study carries as user attributes (beside val_acc, its value)."""
 
 
 @contextmanager
@@ -261,10 +264,6 @@ def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapp
 
 
 # What a study records about each trial
-
-METRIC_ATTRS = ("test_acc", "train_acc", "train_seconds", "eval_seconds", "param_count",
-                "updates")
-
 
 def trial_user_attrs(trial_id: int, metrics: Mapping[str, float],
                      params: Mapping[str, Any], extra: Mapping[str, Any] | None = None

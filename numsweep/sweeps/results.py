@@ -12,6 +12,9 @@ from pathlib import Path
 from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
 from numsweep.sweeps.worker import TrialOutcome
 
+UNSAVED_ENV = "NUMSWEEP_UNSAVED"
+"""Folder for results that could not be written (default ~/.cache/numsweep/unsaved)."""
+
 
 def record_outcome(storage: Storage, outcome: TrialOutcome) -> TrialState | None:
     """Store how a trial ended; None when it was taken for lost meanwhile (not stored)."""
@@ -31,10 +34,6 @@ def record_outcome(storage: Storage, outcome: TrialOutcome) -> TrialState | None
 
 
 # Results finished while the database stayed away longer than --db-wait
-
-UNSAVED_ENV = "NUMSWEEP_UNSAVED"
-"""Folder for results that could not be written (default ~/.cache/numsweep/unsaved)."""
-
 
 def unsaved_folder(url: str) -> Path:
     """Where this machine keeps the unwritten results of database ``url``."""
