@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -197,12 +197,24 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, sampler: str, se
                                     sampler=make_sampler(sampler, seed),
                                     pruner=make_pruner(pruner))
         if study.metric_names != [OBJECTIVE]:
-            study.set_metric_names([OBJECTIVE])
+            _first_wins(lambda: study.set_metric_names([OBJECTIVE]))
         have = study.user_attrs
         for key, value in {**attrs, "description": description}.items():
-            if have.get(key) != value:
-                study.set_user_attr(key, value)
+            if have.get(key) != json.loads(json.dumps(value)):
+                _first_wins(lambda key=key, value=value:  # type: ignore[misc]
+                            study.set_user_attr(key, value))
     return study
+
+
+def _first_wins(write: Callable[[], None]) -> None:
+    """A study attribute that every process sharing the stage writes: when two insert it at
+    once, the one that lost the race has nothing left to do."""
+    try:
+        write()
+    except Exception as exc:
+        text = f"{exc} {exc.__cause__}".lower()
+        if not any(m in text for m in ("unique", "duplicate key", "integrity")):
+            raise
 
 
 def study_id(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
@@ -260,7 +272,9 @@ def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapp
                 params=values, distributions={k: distributions[k] for k in values},
                 value=t.metrics[OBJECTIVE],
                 user_attrs={"ns_trial_id": t.id, "reused": True,
-                            **trial_user_attrs(t.id, t.metrics, t.params)}))
+                            **trial_user_attrs(t.id, t.metrics, {
+                                **{k: v for k, v in t.params.items() if k in fixed},
+                                "seed": t.seed})}))
 
 
 # What a study records about each trial
@@ -269,8 +283,9 @@ def trial_user_attrs(trial_id: int, metrics: Mapping[str, float],
                      params: Mapping[str, Any], extra: Mapping[str, Any] | None = None
                      ) -> dict[str, Any]:
     """The user attributes of a trial in its Optuna study (what optuna-dashboard shows
-    beside its searched parameters): numsweep's trial id, its metrics and every parameter it
-    ran with. Add a key here to show it in the dashboard."""
+    beside its searched parameters): numsweep's trial id, its metrics and the parameters
+    given (``param_NAME``; the caller passes the fixed ones). Add a key here to show it in
+    the dashboard."""
     out: dict[str, Any] = {"numsweep_trial_id": trial_id}
     for name in METRIC_ATTRS:
         value = metrics.get(name)

@@ -710,7 +710,11 @@ class SweepRunner:
         assert job.study_trial is not None
         result = outcome.result
         metrics = result.metrics() if result is not None else {}
-        params = result.spec.to_dict() if result is not None else {}
+        # the searched values are the Optuna trial's own parameters; these are the rest the
+        # spec sets, as the trial resolved them, and its seed
+        shown = {*self.spec.stage_fixed(stage), "seed"}
+        params = ({k: v for k, v in result.spec.to_dict().items() if k in shown}
+                  if result is not None else {})
         attrs = trial_user_attrs(outcome.trial_id, metrics, params,
                                  {"error": outcome.error} if outcome.error else None)
         reports = outcome.reports

@@ -28,7 +28,7 @@ DASHBOARD = shutil.which("optuna-dashboard")
 pytestmark = pytest.mark.skipif(DASHBOARD is None, reason="optuna-dashboard is not installed "
                                                           "(pip install 'numsweep[test]')")
 SHOWN = ("numsweep_trial_id", "test_acc", "train_acc", "train_seconds", "eval_seconds",
-         "param_count", "updates", "param_n_train", "param_lam", "param_cycles")
+         "param_count", "updates", "param_n_train", "param_seed", "param_cycles")
 
 
 def free_port() -> int:

@@ -96,7 +96,9 @@ def test_the_study_is_a_full_record_of_each_trial(tmp_path: Path, tiny_npz: Path
             for name in METRIC_ATTRS:
                 assert t.user_attrs[name] == pytest.approx(record.metrics[name])
             assert t.user_attrs["param_n_train"] == 200
-            assert t.user_attrs["param_lam"] == pytest.approx(record.params["lam"])
+            assert t.user_attrs["param_seed"] == record.seed
+            assert "param_lam" not in t.user_attrs  # searched: the trial's own parameter
+            assert t.params["lam"] == pytest.approx(record.params["lam"])
             val = [(c.step, c.acc) for c in storage.get_curves([record.id]) if c.split == "val"]
             assert len(val) >= 4
             if record.state is TrialState.COMPLETE:
