@@ -242,6 +242,30 @@ def queued_trial(study: optuna.Study, values: Mapping[str, Any], config: int) ->
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
+def propose(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
+            queued: Mapping[str, Any] | None, config: int) -> tuple[optuna.Trial, dict[str, Any]]:
+    """A new trial of the study for configuration ``config`` and its parameter values: the
+    ``queued`` configuration (grid point, listed or best one), else the sampler's proposal."""
+    with quiet():
+        if queued is not None:
+            trial = queued_trial(study, entry_values(space, queued, fixed), config)
+        else:
+            trial = study.ask()
+        return trial, suggest(trial, space, fixed)
+
+
+def discard(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
+    """End a trial that will never run (failed, with the reason as ``ns_unused``)."""
+    with quiet():
+        trial.set_user_attr("ns_unused", why)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def trials_before(study: optuna.Study, number: int) -> tuple[optuna.trial.FrozenTrial, ...]:
+    """The study's trials before trial ``number`` (a pruning snapshot's history)."""
+    return tuple(t for t in study.get_trials(deepcopy=True) if t.number < number)
+
+
 def pruner_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """What a pruner recorded about a trial (its system attributes, such as the rungs
     SuccessiveHalving and Hyperband complete), to copy from a worker's snapshot study into

@@ -24,10 +24,9 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import optuna
 
 from numsweep.engine import TrialSpec
 from numsweep.storage import (
@@ -56,17 +55,17 @@ from numsweep.sweeps.liveness import (
 from numsweep.sweeps.narrowing import narrow_space
 from numsweep.sweeps.optuna_bridge import (
     add_reused,
+    discard,
     entry_values,
     inside,
     keep_outcome,
     load_study,
     optuna_storage,
-    queued_trial,
-    quiet,
+    propose,
     study_name,
-    suggest,
     tell,
     trial_user_attrs,
+    trials_before,
 )
 from numsweep.sweeps.results import keep_unsaved, record_outcome, write_unsaved
 from numsweep.sweeps.spec import (
@@ -80,6 +79,9 @@ from numsweep.sweeps.spec import (
     parse_spec,
 )
 from numsweep.sweeps.worker import PruneSnapshot, TrialOutcome, TrialTask, execute, worker_name
+
+if TYPE_CHECKING:
+    import optuna
 
 PROPOSAL_LEASE_SECONDS = 30.0
 """How long a process may hold a stage's proposal turn before another takes it over (only
@@ -590,16 +592,8 @@ class SweepRunner:
 
     def _propose(self, study: optuna.Study, index: int, stage: StageSpec, plan: _Plan,
                  k: int) -> None:
-        def ask() -> tuple[optuna.Trial, dict[str, Any]]:
-            with quiet():
-                if k < len(plan.queue):
-                    trial = queued_trial(study, entry_values(plan.space, plan.queue[k],
-                                                             plan.fixed), k)
-                else:
-                    trial = study.ask()
-                return trial, suggest(trial, plan.space, plan.fixed)
-
-        trial, params = self._optuna(ask)
+        queued = plan.queue[k] if k < len(plan.queue) else None
+        trial, params = self._optuna(lambda: propose(study, plan.space, plan.fixed, queued, k))
         if k < len(plan.queue):
             params = {**plan.queue[k], **params}
         specs = []
@@ -611,12 +605,8 @@ class SweepRunner:
             self.sweep.id, plan.stage_id, [(slot, s.to_dict(), s.seed) for slot, s in specs],
             study_trial=trial.number, worker=self.name)
         if claimed is None:  # only beside a process that does not take the proposal turn
-            def unused() -> None:
-                with quiet():
-                    trial.set_user_attr("ns_unused", "another process proposed this "
-                                                     "configuration first")
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self._optuna(unused)
+            self._optuna(lambda: discard(study, trial, "another process proposed this "
+                                                       "configuration first"))
             return
         snapshot = self._snapshot(study, stage, trial.number)
         for (slot, trial_spec), (trial_id, number) in zip(specs, claimed, strict=True):
@@ -628,9 +618,8 @@ class SweepRunner:
         """The study's trials before Optuna trial ``number``, for pruning in the worker."""
         if stage.pruner == "none" or number is None:
             return None
-        trials = self._optuna(lambda: study.get_trials(deepcopy=True))
-        return PruneSnapshot(stage.pruner, study.study_name,
-                             tuple(t for t in trials if t.number < number), number)
+        trials = self._optuna(lambda: trials_before(study, number))
+        return PruneSnapshot(stage.pruner, study.study_name, trials, number)
 
     def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
                 snapshot: PruneSnapshot | None) -> None:
