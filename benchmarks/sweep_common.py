@@ -11,7 +11,7 @@ from typing import Any
 
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec
-from numsweep.sweeps.runner import make_executor
+from numsweep.sweeps.executors import make_executor
 
 
 def add_size_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,9 +22,9 @@ from rich.table import Table
 from numsweep.analysis import ChartError, charts, load_curves, load_stages, load_trials
 from numsweep.analysis.charts import varying_parameters
 from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
-from numsweep.storage import DEFAULT_URL, Storage, StorageError, shown_url
+from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, StorageError, shown_url
 from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
-from numsweep.sweeps.runner import DEFAULT_GRACE
+from numsweep.sweeps.liveness import DEFAULT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
 LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
@@ -224,7 +224,13 @@ def sweep() -> None:
 
 
 def backend_options(fn: F) -> F:
-    """--backend, --scheduler and --grace: where trials run and when a trial is lost."""
+    """--backend, --scheduler, --grace and --db-wait: where trials run, when a trial is lost,
+    how long a database that went away is waited for."""
+    fn = click.option("--db-wait", default=DEFAULT_DB_WAIT, show_default=True,
+                      metavar="SECONDS", type=click.FloatRange(min=0),
+                      help="How long to wait for a database that went away (server restart, "
+                           "network), retrying, before stopping with an error; results "
+                           "finished meanwhile are written when it is back.")(fn)
     fn = click.option("--grace", default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
                       type=click.FloatRange(min=1),
                       help="A RUNNING trial without a heartbeat for this long is taken for "
@@ -341,7 +347,7 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, threads: int,
               budget: str | None, backend: str, scheduler: str | None, grace: float,
-              data: str | None, db: str) -> None:
+              db_wait: float, data: str | None, db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -361,7 +367,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
-    storage = Storage(db)
+    storage = Storage(db, db_wait=db_wait)
     jobs = _jobs(jobs, backend)
     if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
         console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
@@ -413,11 +419,12 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 
 
 def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
-            scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+            scheduler: str | None, grace: float, db_wait: float, data: str | None,
+            db: str) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
-    storage = Storage(db)
+    storage = Storage(db, db_wait=db_wait)
     spec, stored_data, _ = stored_spec(storage, name)
     data = resolve_data(spec, data) if data else stored_data
     jobs = _jobs(jobs, backend)
@@ -431,7 +438,8 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 @click.argument("name")
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
-                 scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+                 scheduler: str | None, grace: float, db_wait: float, data: str | None,
+                 db: str) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -444,7 +452,7 @@ def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
 
 
 @sweep.command("list")
@@ -477,7 +485,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
     Example:
         numsweep sweep show lambda-search --top 3
     """
-    from numsweep.sweeps.report import describe_space, sweep_report
+    from numsweep.storage import describe_space
+    from numsweep.sweeps.report import sweep_report
 
     rep = sweep_report(Storage(db), name, top)
     click.echo(f"sweep {rep.sweep.name} (seed {rep.sweep.seed}, created "
@@ -487,7 +496,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
         click.echo(f"stage {st.name} [{st.sampler}]: {counts or 'no trials'}"
                    + (f", reused {len(st.reused)}" if st.reused else ""))
         if st.sampler != "best":  # a best stage searches nothing: its "why" names the trial
-            click.echo(f"  space: {describe_space(st.space, st.sampler)}")
+            click.echo(f"  space: {describe_space(st.plan.space, st.sampler)}")
         if st.fixed:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
         if st.note:
@@ -524,7 +533,8 @@ def sweep_presets() -> None:
 @click.argument("name")
 @stored_sweep_options
 def worker(name: str, jobs: int | None, threads: int | None, backend: str,
-           scheduler: str | None, grace: float, data: str | None, db: str) -> None:
+           scheduler: str | None, grace: float, db_wait: float, data: str | None,
+           db: str) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -538,7 +548,7 @@ def worker(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
 
 
 @cli.group()
@@ -565,7 +575,7 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     Example:
         numsweep trial rerun 12 --db sqlite:///t.db
     """
-    from numsweep.sweeps.runner import RERUN_METRICS, rerun_trial
+    from numsweep.sweeps.single import RERUN_METRICS, rerun_trial
 
     storage = Storage(db)
     with console.status(f"rerunning trial {trial_id}"):

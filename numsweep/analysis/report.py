@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from numsweep.analysis import charts
 from numsweep.analysis.charts import ChartError
 from numsweep.analysis.queries import load_curves, load_stages, load_trials
-from numsweep.storage import StageRecord, Storage
+from numsweep.storage import StagePlan, StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
 BAR_LIMIT = 20
@@ -62,48 +62,10 @@ def _percent(value: Any) -> str:
         else f"{100 * float(value):.2f}"
 
 
-def searched_ranges(space: dict[str, Any]) -> dict[str, Any]:
-    """The ranges alone, from either form :func:`describe_space` takes."""
-    inner = space.get("space")
-    return inner if isinstance(inner, dict) else space
-
-
 def tied_parameters(stages: Sequence[StageRecord]) -> list[list[str]]:
     """The parameter groups of the stages' tied space entries ("optimizer,eta_max")."""
-    groups = {tuple(name.split(",")) for st in stages for name in searched_ranges(st.space)
-              if "," in name}
+    groups = {tuple(name.split(",")) for st in stages for name in st.plan.space if "," in name}
     return [list(group) for group in sorted(groups)]
-
-
-def describe_space(space: dict[str, Any]) -> str:
-    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``.
-
-    Takes the ranges alone or a stage record's ``space`` as the sweep runner stores it
-    (``{"space": ..., "fixed": ..., "planned": n, "reused": [ids]}``).
-    """
-    if isinstance(space.get("space"), dict):
-        words = [describe_space(space["space"])]
-        if space.get("fixed"):
-            words.append("fixed " + ", ".join(f"{k}={_cell(v)}"
-                                              for k, v in space["fixed"].items()))
-        if space.get("planned") is not None:
-            words.append(f"{space['planned']} new trials planned")
-        if space.get("reused"):
-            words.append(f"{len(space['reused'])} earlier trials reused")
-        return "; ".join(words)
-    parts = []
-    for name, rule in space.items():
-        if isinstance(rule, dict) and "choices" in rule:
-            parts.append(f"{name}: one of {', '.join(_cell(c) for c in rule['choices'])}")
-        elif isinstance(rule, dict) and "low" in rule and "high" in rule:
-            extra = [w for w in ("log" if rule.get("log") else "",
-                                 f"grid of {rule['grid']}" if rule.get("grid") else "",
-                                 f"step {rule['step']}" if rule.get("step") else "") if w]
-            parts.append(f"{name}: {_cell(rule['low'])} to {_cell(rule['high'])}"
-                         + (f" ({', '.join(extra)})" if extra else ""))
-        else:
-            parts.append(f"{name}: {json.dumps(rule)}")
-    return "; ".join(parts) if parts else "(nothing searched)"
 
 
 def _value(values: pd.Series, metric: str) -> str:
@@ -111,9 +73,8 @@ def _value(values: pd.Series, metric: str) -> str:
     return _percent(best) if metric in charts.PERCENT_METRICS else _cell(float(best))
 
 
-def _no_trials(space: dict[str, Any]) -> str:
-    reused = space.get("reused") if isinstance(space.get("space"), dict) else None
-    return f"no new trials (reuses {len(reused)})" if reused else "no trials"
+def _no_trials(plan: StagePlan) -> str:
+    return f"no new trials (reuses {len(plan.reused)})" if plan.reused else "no trials"
 
 
 def software_versions() -> dict[str, str]:
@@ -137,8 +98,8 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
                            if name == st.name)
         done = in_stage[in_stage["state"] == "COMPLETE"]
         best = "" if done.empty or metric not in done else _value(done[metric], metric)
-        stage_rows.append([str(st.index), st.name, st.sampler, describe_space(st.space),
-                           st.note, states or _no_trials(st.space), best])
+        stage_rows.append([str(st.index), st.name, st.sampler, st.plan.describe(st.sampler),
+                           st.note, states or _no_trials(st.plan), best])
     out = [("Stages and the ranges they searched",
             Table(["#", "stage", "sampler", "searched", "note", "trials",
                    f"best {charts.metric_label(metric)}"], stage_rows))]
@@ -252,7 +213,7 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                                                     mode=mode))))
     # a stage searching two or more space entries; parameters tied in one entry ("f,nf")
     # vary together and explain nothing apart
-    independent = any(len(searched_ranges(st.space)) >= 2 for st in stages)
+    independent = any(len(st.plan.space) >= 2 for st in stages)
     # the searching stages' trials only: a final retraining, longer, would count as a sample
     searching = trials_of_stages_varying(done, searched) if searched else done.iloc[:0]
     if independent and len(searching) >= 3 and ranked:

@@ -1,6 +1,21 @@
-"""The result database (SQLAlchemy). Nothing ORM-shaped leaves this package."""
+"""The result database (SQLAlchemy). Nothing ORM-shaped leaves this package.
 
+- ``storage.py``: :class:`Storage`, one transaction per method, frozen records out.
+- ``models.py``: the ORM tables (``ns_`` prefix) and trial states.
+- ``records.py``: the frozen records that leave the package.
+- ``plan.py``: a stage's stored plan (:class:`StagePlan`) and its ranges in words.
+- ``errors.py``: what goes wrong with the database, as one-line exceptions.
+- ``retry.py``: one retry policy (tenacity) for locked or unreachable databases.
+"""
+
+from numsweep.storage.errors import (
+    StorageBusy,
+    StorageConflict,
+    StorageError,
+    StorageUnavailable,
+)
 from numsweep.storage.models import TrialState
+from numsweep.storage.plan import StagePlan, describe_space
 from numsweep.storage.records import (
     CurveRecord,
     SlotRecord,
@@ -8,26 +23,29 @@ from numsweep.storage.records import (
     SweepRecord,
     TrialRecord,
 )
+from numsweep.storage.retry import DEFAULT_DB_WAIT, retry_call
 from numsweep.storage.storage import (
     DEFAULT_URL,
     Storage,
-    StorageBusy,
-    StorageConflict,
-    StorageError,
     shown_url,
 )
 
 __all__ = [
+    "DEFAULT_DB_WAIT",
     "DEFAULT_URL",
     "CurveRecord",
     "SlotRecord",
+    "StagePlan",
     "StageRecord",
     "Storage",
     "StorageBusy",
     "StorageConflict",
     "StorageError",
+    "StorageUnavailable",
     "SweepRecord",
     "TrialRecord",
     "TrialState",
+    "describe_space",
+    "retry_call",
     "shown_url",
 ]

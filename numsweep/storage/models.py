@@ -138,3 +138,13 @@ class CurvePointModel(Base):
     cost: Mapped[float | None] = mapped_column(Float, nullable=True)
     acc: Mapped[float | None] = mapped_column(Float, nullable=True)
     lr: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LeaseModel(Base):
+    """A short exclusive turn (such as proposing a stage's next configuration) held by one
+    process until it gives it back or ``expires_at`` passes (its process died)."""
+
+    __tablename__ = "ns_leases"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from numsweep.storage.models import TrialState
+from numsweep.storage.plan import StagePlan
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,12 @@ class StageRecord:
     index: int
     name: str
     sampler: str
-    space: dict[str, Any]
+    space: dict[str, Any]  # the stored JSON form of :attr:`plan`
     note: str
+
+    @property
+    def plan(self) -> StagePlan:
+        return StagePlan.from_dict(self.space)
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,28 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, create_engine, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from numsweep.storage.errors import (
+    StorageBusy,
+    StorageConflict,
+    StorageError,
+    StorageUnavailable,
+)
 from numsweep.storage.models import (
     Base,
     CurvePointModel,
     FloatKind,
+    LeaseModel,
     StageModel,
     SweepModel,
     TrialMetricModel,
@@ -39,27 +46,16 @@ from numsweep.storage.records import (
     SweepRecord,
     TrialRecord,
 )
+from numsweep.storage.retry import (
+    DEFAULT_DB_WAIT,
+    is_connection_error,
+    is_lock_error,
+    retry_call,
+)
 
 DEFAULT_URL = "sqlite:///numsweep.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-LOCK_RETRY_SECONDS = 120.0
-"""How long a transaction that found the database locked (SQLite) or lost a deadlock
-(PostgreSQL) is retried, with growing pauses, before the error is reported."""
-_LOCK_MARKERS = ("database is locked", "database table is locked", "deadlock detected",
-                 "could not serialize access", "lock timeout", "database schema has changed")
-_JITTER = random.Random()  # pauses between retries only; never results
-
-
-class StorageError(Exception):
-    """The database could not be opened, read or written; the message says which and why."""
-
-
-class StorageBusy(StorageError):
-    """The database was locked by another writer for longer than the retries allow."""
-
-
-class StorageConflict(StorageError):
-    """A write broke a unique constraint: another process wrote the same row first."""
+_JITTER = random.Random()  # pauses between claim attempts only; never results
 
 
 M = TypeVar("M", bound=Callable[..., Any])
@@ -68,21 +64,15 @@ T = TypeVar("T")  # the frozen record made from it
 
 
 def _retrying(method: M) -> M:
-    """Run a one-transaction method again, after a short random pause that grows, when the
-    database was locked; the failed transaction was rolled back, so repeating it is safe."""
+    """Run a one-transaction method again (:func:`retry_call`) while the database is locked
+    or unreachable; the failed transaction was rolled back, so repeating it is safe."""
 
     @functools.wraps(method)
     def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
-        pause = 0.02
-        give_up = time.monotonic() + LOCK_RETRY_SECONDS
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except StorageBusy:
-                if time.monotonic() > give_up:
-                    raise
-                time.sleep(pause * (0.5 + _JITTER.random()))
-                pause = min(pause * 2, 1.0)
+        return retry_call(lambda: method(self, *args, **kwargs),
+                          seconds=getattr(self, "db_wait", DEFAULT_DB_WAIT),
+                          what=getattr(self, "shown_url", "the database"),
+                          on_reconnect=getattr(self, "reconnected", None))
 
     return wrapper  # type: ignore[return-value]
 
@@ -144,34 +134,23 @@ def _check_sqlite_location(url: str) -> None:
                            f"{path if path.exists() else folder} is read-only")
 
 
-def _is_lock_error(exc: BaseException) -> bool:
-    text_ = str(getattr(exc, "orig", None) or exc).lower()
-    return any(marker in text_ for marker in _LOCK_MARKERS)
-
-
 _NEW_TRIAL_COLUMNS = {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
                       "study_trial": "INTEGER"}
 
 
 def _create_tables(engine: Engine) -> None:
     """Create missing tables; add the columns and indexes a database made by an older numsweep
-    lacks. Processes that start at once on a new database may race here: try again."""
-    for tries_left in (2, 1, 0):
-        try:
-            if "ns_trials" in inspect(engine).get_table_names():
-                have = {c["name"] for c in inspect(engine).get_columns("ns_trials")}
-                with engine.begin() as conn:
-                    for name, ddl in _NEW_TRIAL_COLUMNS.items():
-                        if name not in have:
-                            conn.execute(text(f"ALTER TABLE ns_trials ADD COLUMN {name} {ddl}"))
-            Base.metadata.create_all(engine)
-            for index in TrialModel.__table__.indexes:
-                index.create(engine, checkfirst=True)
-            return
-        except (OperationalError, IntegrityError, SQLAlchemyError):
-            if not tries_left:
-                raise
-            time.sleep(0.2 + _JITTER.random())
+    lacks. Processes that start at once on a new database may race here (retried by the
+    caller)."""
+    if "ns_trials" in inspect(engine).get_table_names():
+        have = {c["name"] for c in inspect(engine).get_columns("ns_trials")}
+        with engine.begin() as conn:
+            for name, ddl in _NEW_TRIAL_COLUMNS.items():
+                if name not in have:
+                    conn.execute(text(f"ALTER TABLE ns_trials ADD COLUMN {name} {ddl}"))
+    Base.metadata.create_all(engine)
+    for index in TrialModel.__table__.indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -189,8 +168,10 @@ class Storage:
     records.
     """
 
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT) -> None:
         self.url = url
+        self.db_wait = db_wait  # seconds to wait for a database that went away
+        self.reconnected_at: float | None = None  # time.monotonic() after the last outage
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password
         try:
@@ -202,7 +183,9 @@ class Storage:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = create_engine(self.engine_url, pool_pre_ping=True)
-            _create_tables(self.engine)
+            # a server that cannot be reached at all is a wrong URL more often than an outage
+            retry_call(lambda: _create_tables(self.engine), seconds=0, what=self.shown_url,
+                       table_race=True)
         except StorageError:
             raise
         except ImportError as exc:
@@ -212,6 +195,10 @@ class Storage:
         except (ArgumentError, SQLAlchemyError) as exc:
             raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def reconnected(self) -> None:
+        """A call went through after the database could not be reached."""
+        self.reconnected_at = time.monotonic()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -227,13 +214,12 @@ class Storage:
             session.rollback()
             raise StorageConflict(f"database conflict on {self.shown_url}: {_first_line(exc)}"
                                   ) from None
-        except OperationalError as exc:
-            session.rollback()
-            kind = StorageBusy if _is_lock_error(exc) else StorageError
-            raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None
         except SQLAlchemyError as exc:
-            session.rollback()
-            raise StorageError(f"database error on {self.shown_url}: {_first_line(exc)}") from None
+            with suppress(SQLAlchemyError):
+                session.rollback()
+            kind = StorageBusy if is_lock_error(exc) else \
+                StorageUnavailable if is_connection_error(exc) else StorageError
+            raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None
         except BaseException:
             session.rollback()
             raise
@@ -565,6 +551,41 @@ class Storage:
                              TrialModel.state == TrialState.RUNNING)
                       .values(heartbeat_at=now())
                       .execution_options(synchronize_session=False))
+
+    # Leases: one process at a time
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Whether ``holder`` now holds lease ``name`` for ``seconds`` (it was free, expired,
+        or already its own); False while another process holds it."""
+        try:
+            return self._take_lease(name, holder, seconds)
+        except StorageConflict:
+            return False  # another process created the lease row at the same moment
+
+    @_retrying
+    def _take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        with self.session() as s:
+            t = now()
+            taken = s.execute(
+                update(LeaseModel)
+                .where(LeaseModel.name == name,
+                       or_(LeaseModel.holder == holder, LeaseModel.expires_at < t))
+                .values(holder=holder, expires_at=t + timedelta(seconds=seconds)))
+            if taken.rowcount:  # type: ignore[attr-defined]
+                return True
+            if s.get(LeaseModel, name) is not None:
+                return False
+            s.add(LeaseModel(name=name, holder=holder,
+                             expires_at=t + timedelta(seconds=seconds)))
+            s.flush()
+            return True
+
+    @_retrying
+    def give_back_lease(self, name: str, holder: str) -> None:
+        with self.session() as s:
+            s.execute(update(LeaseModel)
+                      .where(LeaseModel.name == name, LeaseModel.holder == holder)
+                      .values(holder="", expires_at=now() - timedelta(seconds=1)))
 
     @_retrying
     def interrupt_trials(self, trial_ids: Sequence[int], message: str, *,

@@ -1,18 +1,32 @@
-"""Sweeps: TOML specs, Optuna samplers, and stages run in parallel worker processes."""
+"""Sweeps: TOML specs, Optuna samplers, and stages run in parallel worker processes.
 
+- ``spec.py``: the TOML sweep spec, its search space entries (:class:`ParamSpace`), presets.
+- ``runner.py``: the stage loop (:class:`SweepRunner`): plan, propose, claim, run, tell.
+- ``optuna_bridge.py``: everything said to Optuna: encode/decode/suggest, samplers, pruners,
+  the study storage and names, what a study records about each trial.
+- ``narrowing.py``: a stage's ranges cut down to where an earlier stage's best trials were.
+- ``liveness.py``: heartbeats and how a lost trial (its process gone) is detected.
+- ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
+- ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.
+- ``worker.py``: what runs in a worker process: train one trial, never raise.
+- ``results.py``: a finished trial's outcome stored in the database.
+- ``single.py``: one configuration trained in this process (train) and reruns.
+- ``budget.py``: the planner's cost model and time estimates.
+- ``progress.py``: the live progress display.
+- ``report.py``: what ``numsweep sweep show`` prints.
+"""
+
+from numsweep.sweeps.narrowing import narrow_space
 from numsweep.sweeps.runner import (
-    Rerun,
     StageSummary,
     SweepInterrupted,
     TrialEvent,
     create_sweep,
-    narrow_space,
-    rerun_trial,
     resume_sweep,
-    run_single,
     run_sweep,
     trial_seed,
 )
+from numsweep.sweeps.single import Rerun, rerun_trial, run_single
 from numsweep.sweeps.spec import (
     SweepSpec,
     SweepSpecError,

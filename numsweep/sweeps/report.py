@@ -7,19 +7,25 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from numsweep.storage import Storage, SweepRecord, TrialRecord, TrialState
+from numsweep.storage import StagePlan, Storage, SweepRecord, TrialRecord, TrialState
 
 
 @dataclass(frozen=True)
 class StageReport:
     name: str
     sampler: str
-    space: dict[str, Any]
-    fixed: dict[str, Any]
+    plan: StagePlan
     note: str
     counts: dict[str, int]
-    reused: list[int]
     best: TrialRecord | None
+
+    @property
+    def reused(self) -> tuple[int, ...]:
+        return self.plan.reused
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        return self.plan.fixed
 
 
 @dataclass(frozen=True)
@@ -45,34 +51,14 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
         counts: dict[str, int] = {}
         for t in mine:
             counts[t.state.value] = counts.get(t.state.value, 0) + 1
-        reused = [int(i) for i in st.space.get("reused", [])]
+        plan = st.plan
         pool = [t for t in mine if t.state is TrialState.COMPLETE] + [
-            by_id[i] for i in reused if i in by_id]
+            by_id[i] for i in plan.reused if i in by_id]
         best = max(pool, key=lambda t: (_val(t), -t.id), default=None)
-        stages.append(StageReport(st.name, st.sampler, st.space.get("space", st.space),
-                                  st.space.get("fixed", {}), st.note, counts, reused, best))
+        stages.append(StageReport(st.name, st.sampler, plan, st.note, counts, best))
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     counts = {}
     for t in trials:
         counts[t.state.value] = counts.get(t.state.value, 0) + 1
     best = sorted(complete, key=lambda t: (-_val(t), t.id))[:top]
     return SweepReport(record, stages, best, counts)
-
-
-def describe_space(space: dict[str, Any], sampler: str = "grid") -> str:
-    """One line per entry: ``lam in [1e-05, 0.1] (log)``, ``optimizer in [sgd, adam]``; the
-    number of grid points only for a grid stage (other samplers draw from the range)."""
-    parts = []
-    for name, p in space.items():
-        if not isinstance(p, dict):
-            continue
-        if p.get("type") == "categorical":
-            text = f"{name} in {p.get('choices')}"
-        else:
-            text = f"{name} in [{p.get('low'):.4g}, {p.get('high'):.4g}]"
-            text += " (log)" if p.get("log") else ""
-            text += f", grid {p['grid']}" if p.get("grid") and sampler == "grid" else ""
-        if p.get("when"):
-            text += f" when {p['when']}"
-        parts.append(text)
-    return "; ".join(parts) or "(nothing searched)"

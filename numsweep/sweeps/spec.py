@@ -140,6 +140,15 @@ class ParamSpace:
         tol = 1e-9 * max(abs(self.low), abs(self.high), 1e-300)
         return isinstance(value, (int, float)) and self.low - tol <= value <= self.high + tol
 
+    @classmethod
+    def from_dict(cls, name: str, raw: Mapping[str, Any]) -> ParamSpace:
+        """An entry as :meth:`to_dict` stores it (a stage's plan)."""
+        return cls(name, raw["type"], low=raw.get("low"), high=raw.get("high"),
+                   log=bool(raw.get("log", False)), grid=raw.get("grid"),
+                   choices=tuple(_tupled(c) for c in raw.get("choices", ())),
+                   when={k: tuple(_tupled(v) for v in vs)
+                         for k, vs in raw.get("when", {}).items()})
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
         if self.type == "categorical":
@@ -156,6 +165,11 @@ class ParamSpace:
 def _plain(value: Any) -> Any:
     """Lists and tuples compare equal as lists."""
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _tupled(value: Any) -> Any:
+    """JSON lists back as tuples (a choice of ``hidden`` or of tied values)."""
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)

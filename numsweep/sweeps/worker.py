@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import traceback
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from numsweep.engine import Dataset, Split, TrialResult, TrialSpec, load_dataset, make_split
 from numsweep.engine import train as train_engine
 from numsweep.engine.train import Prepared
+from numsweep.sweeps.optuna_bridge import make_pruner, pruner_state, quiet
 
 SPLIT_FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 PREPARED_FIELDS = ("x_train", "x_val", "x_test")
@@ -80,13 +80,14 @@ def worker_name() -> str:
 
 
 @lru_cache(maxsize=2)
-def _dataset(source: str | None) -> Dataset:
+def cached_dataset(source: str | None) -> Dataset:
+    """The dataset at ``source``, loaded once per process."""
     return load_dataset(source)
 
 
 @lru_cache(maxsize=4)
 def _split(source: str | None, n_train: int | None, n_val: int, dtype: str) -> Split:
-    return make_split(_dataset(source), n_train, n_val, np.dtype(dtype))
+    return make_split(cached_dataset(source), n_train, n_val, np.dtype(dtype))
 
 
 def split_key(n_train: int | None, n_val: int, dtype: str) -> str:
@@ -129,10 +130,7 @@ class SnapshotPruner:
     """Answers the engine's reporter with the Optuna pruner of the snapshot."""
 
     def __init__(self, snapshot: PruneSnapshot) -> None:
-        from numsweep.sweeps.runner import make_pruner
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             self.study = optuna.create_study(study_name=snapshot.study_name,
                                              direction="maximize",
                                              pruner=make_pruner(snapshot.pruner))
@@ -150,7 +148,7 @@ class SnapshotPruner:
 
     def system_attrs(self) -> dict[str, Any]:
         frozen = self.study.get_trials(deepcopy=False)[self.trial.number]
-        return dict(frozen.system_attrs)
+        return pruner_state(frozen)
 
 
 class Recorder:

@@ -16,12 +16,11 @@ from numsweep.analysis import charts
 from numsweep.analysis.queries import load_trials
 from numsweep.analysis.report import (
     build_report,
-    describe_space,
     searched_parameters,
     tied_parameters,
     trials_of_stages_varying,
 )
-from numsweep.storage import Storage
+from numsweep.storage import StagePlan, Storage, describe_space
 from tests.analysis.conftest import _trial
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -78,8 +77,9 @@ def test_describe_space() -> None:
     assert describe_space({}) == "(nothing searched)"
     stored = {"space": {"f,nf": {"type": "categorical", "choices": [[4, 10], [8, 40]]}},
               "fixed": {"cycles": 3}, "planned": 0, "reused": [4, 5]}
-    assert describe_space(stored) == ("f,nf: one of [4,10], [8,40]; fixed cycles=3; "
-                                      "0 new trials planned; 2 earlier trials reused")
+    assert StagePlan.from_dict(stored).describe() == (
+        "f,nf: one of [4,10], [8,40]; fixed cycles=3; 0 new trials planned; "
+        "2 earlier trials reused")
 
 
 def _loaded_images(page: Path, profile: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from numsweep.storage import Storage, StorageBusy, StorageError, TrialState
 from numsweep.storage.storage import _retrying, now
-from numsweep.sweeps.runner import Heartbeat, is_lost
+from numsweep.sweeps.liveness import Heartbeat, is_lost
 
 
 def stage(tmp_path: Path) -> tuple[Storage, int, int]:

@@ -11,7 +11,7 @@ import pytest
 
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import parse_spec, run_sweep
-from numsweep.sweeps.runner import BackendError, make_executor
+from numsweep.sweeps.executors import BackendError, make_executor
 from tests.sweeps.test_durable import assert_each_planned_trial_complete_once, invoke, spec_dict
 
 distributed = pytest.importorskip("distributed")

@@ -253,7 +253,7 @@ def test_a_sweep_name_that_already_has_trials_is_refused(tmp_path: Path,
 def test_shared_data_is_memory_mapped_and_removed_after_the_sweep(tmp_path: Path,
                                                                   tiny_npz: Path) -> None:
     from numsweep.engine import TrialSpec
-    from numsweep.sweeps.runner import DataShare
+    from numsweep.sweeps.data_share import DataShare
     from numsweep.sweeps.worker import TrialTask, load_split
 
     share = DataShare(str(tiny_npz), jobs=2)

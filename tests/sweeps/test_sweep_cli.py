@@ -35,11 +35,11 @@ def test_sweep_show_explains_the_ranges_each_stage_chose(swept: str) -> None:
     result = invoke("sweep", "show", "lambda-search", "--db", swept)
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "stage coarse [grid]" in out and "lam in [1e-05, 0.1] (log), grid 8" in out
+    assert "stage coarse [grid]" in out and "lam: 1e-05 to 0.1 (log, grid of 8)" in out
     assert "stage fine [random]" in out and "why: lam: best 3 of coarse span" in out
     assert "widened by 1 grid step" in out
     fine = out.split("stage fine")[1].split("stage final")[0]
-    assert "space: lam in [" in fine and "grid" not in fine.split("why:")[0]  # random draws
+    assert "space: lam: " in fine and "grid" not in fine.split("why:")[0]  # random draws
     final = out.split("stage final")[1].split("best trials:")[0]
     assert "space:" not in final  # the best stage searches nothing
     assert "stage final [best]" in out and "why: best of coarse, fine" in out

@@ -1,0 +1,20 @@
+"""What goes wrong with the database, as exceptions whose message is one line for the user."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """The database could not be opened, read or written; the message says which and why."""
+
+
+class StorageBusy(StorageError):
+    """The database was locked by another writer for longer than the retries allow."""
+
+
+class StorageConflict(StorageError):
+    """A write broke a unique constraint: another process wrote the same row first."""
+
+
+class StorageUnavailable(StorageError):
+    """The database server could not be reached (down, restarting, network gone); after
+    ``--db-wait`` seconds of retries the message says for how long it was tried."""

@@ -1,0 +1,106 @@
+"""A stage's plan as the first process to reach the stage stores it (``ns_stages.space``),
+so that every process runs the same plan, and the one description of its searched ranges
+that ``sweep show`` and the report print."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a stage searches and runs.
+
+    ``space`` holds each searched entry as stored (``ParamSpace.to_dict``: type, low, high,
+    log, grid, choices, when); ``configs`` the configurations listed or chosen (grid points,
+    ``configs``, the ``best`` one); ``n_configs`` how many configurations the stage runs
+    (fewer once a time budget cut it); ``reused`` the ids of earlier trials it counts as its
+    own; ``setup_by`` the process that stored it and adds the reused trials to the Optuna
+    study, ``study_ready`` once that is done.
+    """
+
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    planned: int | None = None
+    reused: tuple[int, ...] = ()
+    configs: tuple[dict[str, Any], ...] = ()
+    n_configs: int | None = None
+    setup_by: str = ""
+    study_ready: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored JSON form (the same keys numsweep has always stored)."""
+        out: dict[str, Any] = {"space": {k: dict(v) for k, v in self.space.items()},
+                               "fixed": dict(self.fixed)}
+        if self.planned is not None:
+            out["planned"] = self.planned
+        out["reused"] = list(self.reused)
+        out["configs"] = [dict(c) for c in self.configs]
+        if self.n_configs is not None:
+            out["n_configs"] = self.n_configs
+        if self.setup_by:
+            out["setup_by"] = self.setup_by
+        out["study_ready"] = self.study_ready
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StagePlan:
+        """Any stored form: the full plan, or (older databases) the searched ranges alone."""
+        if not isinstance(raw.get("space"), dict):
+            return cls(space={k: dict(v) for k, v in raw.items() if isinstance(v, dict)})
+        return cls(space={k: dict(v) for k, v in raw["space"].items()},
+                   fixed=dict(raw.get("fixed", {})),
+                   planned=None if raw.get("planned") is None else int(raw["planned"]),
+                   reused=tuple(int(i) for i in raw.get("reused", [])),
+                   configs=tuple(dict(c) for c in raw.get("configs", [])),
+                   n_configs=None if raw.get("n_configs") is None else int(raw["n_configs"]),
+                   setup_by=str(raw.get("setup_by", "")),
+                   study_ready=bool(raw.get("study_ready", True)))
+
+    def describe(self, sampler: str = "grid") -> str:
+        """The plan in words: ranges, fixed values, trials planned and reused."""
+        words = [describe_space(self.space, sampler)]
+        if self.fixed:
+            words.append("fixed " + ", ".join(f"{k}={_cell(v)}" for k, v in self.fixed.items()))
+        if self.planned is not None:
+            words.append(f"{self.planned} new trials planned")
+        if self.reused:
+            words.append(f"{len(self.reused)} earlier trials reused")
+        return "; ".join(words)
+
+
+def describe_space(space: Mapping[str, Mapping[str, Any]], sampler: str = "grid") -> str:
+    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``; the
+    number of grid points only for a grid stage (other samplers draw from the range)."""
+    parts = []
+    for name, rule in space.items():
+        if "choices" in rule:
+            text = f"{name}: one of {', '.join(_cell(c) for c in rule['choices'])}"
+        elif "low" in rule and "high" in rule:
+            extra = [w for w in ("log" if rule.get("log") else "",
+                                 f"grid of {rule['grid']}"
+                                 if rule.get("grid") and sampler == "grid" else "",
+                                 f"step {rule['step']}" if rule.get("step") else "") if w]
+            text = (f"{name}: {_cell(rule['low'])} to {_cell(rule['high'])}"
+                    + (f" ({', '.join(extra)})" if extra else ""))
+        else:
+            text = f"{name}: {json.dumps(rule)}"
+        if rule.get("when"):
+            text += " when " + ", ".join(f"{k} in {_cell(v)}" for k, v in rule["when"].items())
+        parts.append(text)
+    return "; ".join(parts) if parts else "(nothing searched)"
+
+
+def _cell(value: Any) -> str:
+    """4 significant digits; whole numbers in full; lists as ``[4,10]``."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,91 @@
+"""Where trials run: this process (``--jobs 1``), joblib's loky worker processes, or a Dask
+cluster, all behind one ``concurrent.futures``-like executor (:func:`make_executor`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from joblib.externals.loky import get_reusable_executor
+
+from numsweep.storage import StorageError
+from numsweep.storage.retry import first_line
+
+BACKENDS = ("loky", "dask")
+DEFAULT_THREADS = 1
+"""BLAS threads per trial unless ``--threads`` says otherwise: 1, whatever ``--jobs`` is, so
+that ``jobs`` (at most the number of cores) trials never oversubscribe the cores and a trial's
+floating-point results do not depend on ``--jobs`` (a BLAS may sum in another order with
+another thread count)."""
+LOKY_IDLE_SECONDS = 60
+"""How long idle loky worker processes are kept for the next trials."""
+DASK_CONNECT_SECONDS = 20.0
+
+
+class InlineExecutor:
+    """Runs each task at once in this process: ``--jobs 1`` needs no worker processes."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True, **_kwargs: Any) -> None:
+        pass
+
+
+class BackendError(StorageError):
+    """The parallel backend cannot be used (not installed, scheduler unreachable)."""
+
+
+def make_executor(jobs: int, backend: str = "loky", scheduler: str | None = None,
+                  timeout: float = DASK_CONNECT_SECONDS) -> Any:
+    """A ``concurrent.futures`` executor: this process (``jobs`` 1), joblib's loky worker
+    processes, or a Dask cluster's workers (through its client's executor)."""
+    if backend == "dask":
+        return DaskExecutor(scheduler, timeout)
+    if backend != "loky":
+        raise BackendError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
+    if jobs == 1:
+        return InlineExecutor()
+    return get_reusable_executor(max_workers=jobs, timeout=LOKY_IDLE_SECONDS)
+
+
+class DaskExecutor:
+    """Trials on a Dask cluster: ``distributed.Client(scheduler).get_executor()``.
+
+    joblib's own Dask backend (``joblib.parallel_config(backend="dask")``) runs a whole
+    ``Parallel`` call at once; a sweep proposes one trial at a time from the results so far,
+    so it submits through the same client's ``concurrent.futures`` executor instead."""
+
+    def __init__(self, scheduler: str | None, timeout: float) -> None:
+        if not scheduler:
+            raise BackendError("--backend dask needs --scheduler ADDRESS (such as "
+                               "tcp://10.0.0.5:8786)")
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BackendError("--backend dask needs dask.distributed "
+                               "(pip install 'numsweep[dask]')") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.client = Client(scheduler, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: "
+                               f"{first_line(exc)}") from None
+        self.executor = self.client.get_executor(pure=False)
+
+    def threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self.executor.submit(fn, *args)  # type: ignore[no-any-return]
+
+    def shutdown(self, wait: bool = True, **_kwargs: Any) -> None:
+        try:
+            self.executor.shutdown(wait=wait)
+        finally:
+            self.client.close()

@@ -1,0 +1,394 @@
+"""Everything numsweep says to Optuna: search spaces in Optuna's terms (encode, decode,
+suggest), samplers, pruners, the study storage, study names, and what a study records about
+each trial (so that optuna-dashboard on a numsweep database is a complete viewer).
+
+Only Optuna's public API is used, except what :func:`pruner_state` relies on (documented
+there, guarded by ``tests/sweeps/test_optuna_bridge.py``). Optuna's log level is changed only inside
+:func:`quiet`, never at import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import optuna
+
+from numsweep.storage import SlotRecord, StorageError, TrialState, retry_call, shown_url
+from numsweep.sweeps.spec import ParamSpace, SweepSpecError
+
+OBJECTIVE = "val_acc"
+"""The metric a study maximises (shown by optuna-dashboard as the objective's name)."""
+FIXED_PARAMS_KEY = "fixed_params"
+"""The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
+IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
+METRIC_ATTRS = ("test_acc", "train_acc", "train_seconds", "eval_seconds", "param_count",
+                "updates")
+"""The metrics each trial of a study carries as user attributes (beside val_acc, its value)."""
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Optuna's INFO lines and experimental warnings off for numsweep's own calls only; the
+    caller's log level and warning filters are restored afterwards."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logger.setLevel(max(level, logging.WARNING))
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+# Search spaces in Optuna terms
+
+def encode(value: Any) -> Any:
+    """Optuna's categorical values are scalars: lists (``hidden``, tied choices) travel as
+    JSON text."""
+    if isinstance(value, (list, tuple)):
+        return json.dumps([encode(v) for v in value])
+    return value
+
+
+def distribution(p: ParamSpace) -> optuna.distributions.BaseDistribution:
+    if p.type == "categorical":
+        return optuna.distributions.CategoricalDistribution([encode(c) for c in p.choices])
+    assert p.low is not None and p.high is not None
+    if p.type == "int":
+        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log)
+    return optuna.distributions.FloatDistribution(float(p.low), float(p.high), log=p.log)
+
+
+def decode(p: ParamSpace, value: Any) -> Any:
+    if p.type == "categorical":
+        for choice in p.choices:
+            if encode(choice) == value:
+                return choice
+        raise ValueError(f"{p.name}: {value!r} is not one of its choices")
+    return int(value) if p.type == "int" else float(value)
+
+
+def ordered(space: Mapping[str, ParamSpace]) -> list[ParamSpace]:
+    """Unconditional entries first, so a condition's parameters are chosen before it."""
+    entries = list(space.values())
+    return [p for p in entries if not p.when] + [p for p in entries if p.when]
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpace],
+            fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """Define-by-run: conditional entries are suggested only when their condition holds."""
+    params: dict[str, Any] = {}
+    for p in ordered(space):
+        if not p.active({**fixed, **params}):
+            continue
+        if p.type == "categorical":
+            value = trial.suggest_categorical(p.name, [encode(c) for c in p.choices])
+        elif p.type == "int":
+            assert p.low is not None and p.high is not None
+            value = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+        else:
+            assert p.low is not None and p.high is not None
+            value = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)
+        params.update(p.assign(decode(p, value)))
+    return params
+
+
+def entry_values(space: Mapping[str, ParamSpace], params: Mapping[str, Any],
+                 fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """The Optuna values (entry name -> encoded value) of a configuration's active entries."""
+    out: dict[str, Any] = {}
+    for p in ordered(space):
+        if not p.active({**fixed, **params}):
+            continue
+        value = [params[n] for n in p.names] if p.tied else params[p.name]
+        out[p.name] = encode(value) if p.type == "categorical" else value
+    return out
+
+
+def inside(space: Mapping[str, ParamSpace], params: Mapping[str, Any],
+           fixed: Mapping[str, Any]) -> bool:
+    for p in ordered(space):
+        if not p.active({**fixed, **params}):
+            continue
+        value = [params.get(n) for n in p.names] if p.tied else params.get(p.name)
+        if not p.contains(value):
+            return False
+    return True
+
+
+# Samplers, pruners, storage, studies
+
+def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
+    if sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    if sampler == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise SweepSpecError("sampler = 'gp' needs PyTorch (pip install torch)") from None
+        return optuna.samplers.GPSampler(seed=seed)
+    if sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise SweepSpecError("sampler = 'cmaes' needs the cmaes package "
+                                 "(pip install cmaes)") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    # random; grid, list and best stages enqueue every configuration, so their sampler is
+    # never asked for a value
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(kind: str) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def optuna_storage(url: str, db_wait: float = 0.0) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage on numsweep's own database (its tables have no ``ns_`` prefix),
+    so ``optuna-dashboard URL`` shows the studies; in-memory for an in-memory SQLite URL.
+    Connections are checked before use (``pool_pre_ping``); opening is retried while the
+    database is locked, unreachable, or another process is creating Optuna's tables."""
+    if url in IN_MEMORY_URLS:
+        return optuna.storages.InMemoryStorage()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 60}
+
+    def open_storage() -> optuna.storages.BaseStorage:
+        with quiet():
+            return optuna.storages.RDBStorage(url, engine_kwargs=dict(kwargs))
+
+    try:
+        return retry_call(open_storage, seconds=max(db_wait, 5.0), table_race=True)
+    except StorageError:
+        raise
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot open the Optuna study storage on {shown_url(url)}: "
+                           f"{text}") from None
+
+
+def study_name(sweep: str, stage: str) -> str:
+    return f"{sweep}/{stage}"
+
+
+def load_study(storage: optuna.storages.BaseStorage, name: str, sampler: str, seed: int,
+               pruner: str, attrs: Mapping[str, Any], description: str) -> optuna.Study:
+    """The stage's study (created by the first process to get here), with its objective
+    named and the stage's spec, sampler and narrowing note as study user attributes."""
+    with quiet():
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                    load_if_exists=True,
+                                    sampler=make_sampler(sampler, seed),
+                                    pruner=make_pruner(pruner))
+        if study.metric_names != [OBJECTIVE]:
+            _first_wins(lambda: study.set_metric_names([OBJECTIVE]))
+        have = study.user_attrs
+        for key, value in {**attrs, "description": description}.items():
+            if have.get(key) != json.loads(json.dumps(value)):
+                _first_wins(lambda key=key, value=value:  # type: ignore[misc]
+                            study.set_user_attr(key, value))
+    return study
+
+
+def _first_wins(write: Callable[[], None]) -> None:
+    """A study attribute that every process sharing the stage writes: when two insert it at
+    once, the one that lost the race has nothing left to do."""
+    try:
+        write()
+    except Exception as exc:
+        text = f"{exc} {exc.__cause__}".lower()
+        if not any(m in text for m in ("unique", "duplicate key", "integrity")):
+            raise
+
+
+def study_id(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+    return storage.get_study_id_from_name(study.study_name)
+
+
+def trial_id_of(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> int:
+    return storage.get_trial_id_from_study_id_trial_number(study_id(study, storage), number)
+
+
+def queued_trial(study: optuna.Study, values: Mapping[str, Any], config: int) -> optuna.Trial:
+    """A new trial with these parameter values fixed (``enqueue_trial`` then ``ask``), for
+    configuration ``config`` of the stage. Callers hold the stage's proposal turn, so no
+    other process asks in between; a queued trial left by a process that died between the
+    two calls is for the same configuration and is taken as it is."""
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if not any(t.user_attrs.get("ns_config") == config for t in waiting):
+        study.enqueue_trial(dict(values), user_attrs={"ns_config": config})
+    while True:
+        trial = study.ask()
+        if trial.user_attrs.get("ns_config") == config:
+            return trial
+        # never expected: a queued trial of another configuration; it never runs
+        trial.set_user_attr("ns_unused", f"queued for configuration {config} too late")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def propose(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
+            queued: Mapping[str, Any] | None, config: int) -> tuple[optuna.Trial, dict[str, Any]]:
+    """A new trial of the study for configuration ``config`` and its parameter values: the
+    ``queued`` configuration (grid point, listed or best one), else the sampler's proposal."""
+    with quiet():
+        if queued is not None:
+            trial = queued_trial(study, entry_values(space, queued, fixed), config)
+        else:
+            trial = study.ask()
+        return trial, suggest(trial, space, fixed)
+
+
+def discard(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
+    """End a trial that will never run (failed, with the reason as ``ns_unused``)."""
+    with quiet():
+        trial.set_user_attr("ns_unused", why)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def trials_before(study: optuna.Study, number: int) -> tuple[optuna.trial.FrozenTrial, ...]:
+    """The study's trials before trial ``number`` (a pruning snapshot's history)."""
+    return tuple(t for t in study.get_trials(deepcopy=True) if t.number < number)
+
+
+def pruner_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """What a pruner recorded about a trial (its system attributes, such as the rungs
+    SuccessiveHalving and Hyperband complete), to copy from a worker's snapshot study into
+    the main one; without the queued values Optuna keeps there too.
+
+    The one place numsweep relies on Optuna behaviour outside its public API: that pruners
+    keep their state in trial system attributes and that ``enqueue_trial`` keeps its values
+    under :data:`FIXED_PARAMS_KEY`. ``tests/sweeps/test_optuna_bridge.py`` fails loudly when
+    an Optuna release changes either.
+    """
+    return {k: v for k, v in trial.system_attrs.items() if not k.startswith(FIXED_PARAMS_KEY)}
+
+
+def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
+               reused: Sequence[Any]) -> None:
+    """Add the stage's reused trials (numsweep trial records) to the study as complete."""
+    with quiet():
+        have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
+        distributions = {k: distribution(p) for k, p in space.items()}
+        for t in reused:
+            if t.id in have:
+                continue
+            values = entry_values(space, t.params, fixed)
+            for k, v in values.items():  # inside up to rounding: clip for Optuna's check
+                if space[k].numeric:
+                    values[k] = min(max(v, space[k].low), space[k].high)
+            study.add_trial(optuna.trial.create_trial(
+                params=values, distributions={k: distributions[k] for k in values},
+                value=t.metrics[OBJECTIVE],
+                user_attrs={"ns_trial_id": t.id, "reused": True,
+                            **trial_user_attrs(t.id, t.metrics, {
+                                **{k: v for k, v in t.params.items() if k in fixed},
+                                "seed": t.seed})}))
+
+
+# What a study records about each trial
+
+def trial_user_attrs(trial_id: int, metrics: Mapping[str, float],
+                     params: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """The user attributes of a trial in its Optuna study (what optuna-dashboard shows
+    beside its searched parameters): numsweep's trial id, its metrics and the parameters
+    given (``param_NAME``; the caller passes the fixed ones). Add a key here to show it in
+    the dashboard."""
+    out: dict[str, Any] = {"numsweep_trial_id": trial_id}
+    for name in METRIC_ATTRS:
+        value = metrics.get(name)
+        if value is not None and np.isfinite(value):
+            out[name] = int(value) if name in ("param_count", "updates") else float(value)
+    out.update({f"param_{k}": _json_value(v) for k, v in params.items()})
+    out.update(extra or {})
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def curve_values(reports: Sequence[tuple[int, float]],
+                 curve: Sequence[tuple[int, float]]) -> dict[int, float]:
+    """The intermediate values of a trial: the pruner's (or recorder's) reports at the ends
+    of cycles, and the validation accuracy at every other curve point (so that the dashboard
+    draws the learning curve; pruners compare only at the ends of cycles, as before)."""
+    out = {int(step): float(value) for step, value in curve if np.isfinite(value)}
+    out.update({int(step): float(value) for step, value in reports})
+    return dict(sorted(out.items()))
+
+
+def keep_outcome(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int,
+                 attrs: Mapping[str, Any], reports: Sequence[tuple[int, float]],
+                 system_attrs: Mapping[str, Any]) -> None:
+    """Write what a finished numsweep trial tells about Optuna trial ``number``: its user
+    attributes now; its end-of-cycle reports and its pruner's system attributes are kept as
+    user attributes until the study is told, in order, by whichever process gets there (so a
+    pruning snapshot never depends on worker timing)."""
+    trial_id = trial_id_of(study, storage, number)
+    kept = dict(system_attrs)
+    try:
+        with quiet():
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            if reports:
+                storage.set_trial_user_attr(trial_id, "ns_reports", [list(r) for r in reports])
+            if kept:
+                storage.set_trial_user_attr(trial_id, "ns_system_attrs", kept)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def tell(study: optuna.Study, storage: optuna.storages.BaseStorage,
+         records: Sequence[SlotRecord], curve: Sequence[tuple[int, float]] = ()) -> None:
+    """Tell the study how a configuration's trials ended (mean val_acc of the complete ones).
+    A configuration run once gets its learning curve (``curve``: step, validation accuracy)
+    as intermediate values."""
+    number = records[0].study_trial
+    if number is None:
+        return
+    trial_id = trial_id_of(study, storage, number)
+    frozen = storage.get_trial(trial_id)
+    if frozen.state.is_finished():
+        return  # another process told it
+    complete = [s.val_acc for s in records
+                if s.state is TrialState.COMPLETE and s.val_acc is not None]
+    states = {s.state for s in records}
+    try:
+        with quiet():
+            storage.set_trial_user_attr(trial_id, "ns_trial_ids", [s.trial_id for s in records])
+            if len(records) == 1:
+                values = curve_values(frozen.user_attrs.get("ns_reports", []), curve)
+                for step, value in values.items():
+                    if step not in frozen.intermediate_values:
+                        storage.set_trial_intermediate_value(trial_id, step, value)
+                for key, value in frozen.user_attrs.get("ns_system_attrs", {}).items():
+                    storage.set_trial_system_attr(trial_id, key, value)
+            if complete:
+                study.tell(number, float(np.mean(complete)), skip_if_finished=True)
+            elif TrialState.PRUNED in states:
+                study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+            else:
+                study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another process told it meanwhile

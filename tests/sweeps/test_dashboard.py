@@ -1,0 +1,99 @@
+"""optuna-dashboard (from the test extras) on a numsweep database shows each trial's metrics,
+fixed parameters and learning curve, names the objective, and shows no failures that never
+happened, after two `numsweep worker --jobs 2` processes ran one sweep together."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from numsweep.storage import Storage, TrialState
+from tests.sweeps.test_durable import (
+    TIMEOUT,
+    finish,
+    numsweep,
+    spec_dict,
+    write_spec,
+)
+
+DASHBOARD = shutil.which("optuna-dashboard")
+pytestmark = pytest.mark.skipif(DASHBOARD is None, reason="optuna-dashboard is not installed "
+                                                          "(pip install 'numsweep[test]')")
+SHOWN = ("numsweep_trial_id", "test_acc", "train_acc", "train_seconds", "eval_seconds",
+         "param_count", "updates", "param_n_train", "param_seed", "param_cycles")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_dashboard_shows_a_sweep_run_by_two_workers(tmp_path: Path, tiny_npz: Path) -> None:
+    raw = spec_dict("dash", n_trials=8, cycles=2)
+    raw["fixed"]["curve_points"] = 3
+    raw["stages"][1]["pruner"] = "median"
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    code, _, err = finish(numsweep("sweep", "create", write_spec(tmp_path, raw), "--db", url,
+                                   "--data", tiny_npz))
+    assert code == 0, err
+    workers = [numsweep("worker", "dash", "--jobs", "2", "--db", url) for _ in range(2)]
+    for code, _, err in [finish(w) for w in workers]:
+        assert code == 0, err[-2000:]
+    storage = Storage(url)
+    trials = storage.get_trials("dash")
+    assert len(trials) == 4 + 8 and len({(t.stage, t.slot) for t in trials}) == 12
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    ids = {t.id for t in trials}
+
+    port = free_port()
+    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port),
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        give_up = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                studies = get(f"{base}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > give_up:
+                    out = server.stdout.read() if server.stdout else ""
+                    pytest.fail(f"optuna-dashboard did not start: {out}")
+                time.sleep(0.2)
+        names = {s["study_name"]: s["study_id"] for s in studies}
+        assert set(names) == {"dash/coarse", "dash/fine"}
+        seen = set()
+        for name, study_id in names.items():
+            detail = get(f"{base}/api/studies/{study_id}")
+            assert detail["objective_names"] == ["val_acc"]
+            study_attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}
+            assert {"stage_spec", "sampler", "narrowing", "description"} <= set(study_attrs)
+            assert detail["has_intermediate_values"]
+            trials = detail["trials"]
+            assert trials and not [t for t in trials if t["state"] == "Fail"], \
+                [(t["number"], t["state"], t["user_attrs"]) for t in trials]
+            for t in trials:
+                attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+                assert set(SHOWN) <= set(attrs), (name, t["number"], sorted(attrs))
+                seen.add(int(attrs["numsweep_trial_id"]))
+                if t["state"] == "Complete":
+                    assert len(t["intermediate_values"]) >= 3, (name, t["number"])
+        assert ids <= seen  # every numsweep trial is in a study
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
