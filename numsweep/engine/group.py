@@ -49,6 +49,8 @@ from numsweep.engine.optimizers import (
     Optimizer,
     RMSProp,
     RMSPropNesterov,
+    make_optimizer,
+    sgd_step_prescaled,
 )
 from numsweep.engine.schedules import CYCLIC, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
@@ -241,7 +243,10 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     total, ends = plans[0].total, plans[0].ends
     schedules = [p.schedule for p in plans]
     batches = make_batch_schedule(spec0, n_s, total)
-    optimizer = make_group_optimizer(specs)
+    # A group of one keeps the lone trial's Python floats (the same numbers as PerTrial
+    # gives, without the per-call cost of broadcasting K values).
+    scalar = len(specs) == 1
+    optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
     fused_sgd = spec0.optimizer == "sgd"
     images = split.x_train if augment.active else None
     checkpoints = set(curve_steps(ends, spec0.curve_points))
@@ -324,7 +329,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             losses, grads = net.train_step(
                 xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
                 scale=lrs if fused_sgd else np.ones(len(active)))
-        bad = [j for j in range(len(active)) if not np.isfinite(losses[j])]
+        bad = [] if np.isfinite(losses).all() else [
+            j for j in range(len(active)) if not np.isfinite(losses[j])]
         if bad:
             share(train_seconds, time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -339,8 +345,16 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             if not active:
                 break
             eps_arr, lam_arr = values("eps"), values("lam")
-        lr_arr = per_trial(lrs, dtype)
-        if fused_sgd:
+        if scalar:
+            lr, lam = float(lrs[0]), specs[0].lam
+            if fused_sgd:
+                sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
+            else:
+                if lam:
+                    for name in net.weight_names:
+                        grads[name] += (2 * lam) * net.params[name]
+                optimizer.step(net.params, grads, lr)
+        elif fused_sgd:
             decay = per_trial(1 - 2 * lrs * lam_arr, dtype) if lam_arr.any() else None
             _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
         else:
@@ -350,7 +364,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                     grads[name] += two_lam * net.params[name]
             if isinstance(optimizer, FusedAdam):
                 optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, lr_arr)
+            optimizer.step(net.params, grads, per_trial(lrs, dtype))
         step += 1
         share(train_seconds, time.perf_counter() - t0)
         if step in checkpoints:
