@@ -311,6 +311,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
     y_buf = np.empty(b_max, y_tr.dtype)
     eps_arr, lam_arr = values("eps"), values("lam")
+    ones = np.ones(len(specs))
     step = 0
     while step < total and active:
         t0 = time.perf_counter()
@@ -328,7 +329,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
             losses, grads = net.train_step(
                 xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
-                scale=lrs if fused_sgd else np.ones(len(active)))
+                scale=lrs if fused_sgd else ones[:len(active)])
         bad = [] if np.isfinite(losses).all() else [
             j for j in range(len(active)) if not np.isfinite(losses[j])]
         if bad:
