@@ -14,7 +14,8 @@ time only: the curves' evaluation is excluded, as in ``train_seconds``.
 Without ``--data`` the images are generated (random, CIFAR-10's shape): the timing is the
 same, the accuracies meaningless. With ``--memory`` each K of the course ConvNet trains in a
 fresh process and the script prints that process's peak resident memory (``ru_maxrss``)
-after the data is ready and after training: their difference is what the group adds.
+once the split and the patch matrices are ready and after training: their difference is
+what the group adds (weights, gradients, optimizer state, activations and buffers).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import Dataset, TrialSpec, load_dataset, make_split
 from numsweep.engine.group import train_group
+from numsweep.engine.train import Prepared, build_network
 
 MB = 1 << 20
 CONFIGS = {
@@ -95,9 +97,12 @@ def memory_child(args: argparse.Namespace, k: int) -> None:
     data = dataset(args.data, args.n_train + args.n_val)
     split = make_split(data, args.n_train, args.n_val, np.dtype("float32"))
     del data
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     specs = group_specs(CONFIGS["course"][1], k, args.updates, args.n_train, args.n_val)
-    train_group(specs, split)
+    net = build_network(specs[0], split.x_train.shape[1:], 10, np.random.default_rng(0))
+    prepared = Prepared(net.prepare(split.x_train), split.y_train, net.prepare(split.x_val),
+                        split.y_val, net.prepare(split.x_test), split.y_test)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    train_group(specs, split, prepared=prepared)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"| {CONFIGS['course'][0]} | {k} | {before / MB:.0f} | {after / MB:.0f} | "
           f"{(after - before) / MB:.0f} |", flush=True)
@@ -107,7 +112,7 @@ def memory(args: argparse.Namespace) -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; {args.n_train} training images, "
           f"float32, {args.updates} updates")
     print()
-    print("| configuration | K | peak Rss with the data ready, MiB | peak Rss after "
+    print("| configuration | K | peak Rss with the inputs prepared, MiB | peak Rss after "
           "training, MiB | the group adds, MiB |")
     print("|---|---|---|---|---|")
     for k in args.ks.split(","):
