@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from numsweep.engine.backend import array_module
+from numsweep.engine.backend import array_module, to_numpy
 from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
 from numsweep.engine.networks import MLP, Network, PatchConvNet
 from numsweep.engine.workspace import Workspace
@@ -146,8 +146,8 @@ def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.
     z = scores.sum(axis=2, keepdims=True)
     log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
     off = eps / (c - 1)
-    loss = -((1 - eps) * _host(picked) + off * (_host(total) - _host(picked))
-             - _host(log_z)) / n
+    loss = -((1 - eps) * to_numpy(picked) + off * (to_numpy(total) - to_numpy(picked))
+             - to_numpy(log_z)) / n
     z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
     scores *= z
     if smooth:
@@ -173,7 +173,7 @@ def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
     margins += delta
     margins[:, rows, y] = 0
     xp.maximum(margins, 0, out=margins)
-    loss = _host(margins.sum(axis=(1, 2))).astype(np.float64) / n
+    loss = to_numpy(margins.sum(axis=(1, 2))).astype(np.float64) / n
     dscores = (margins > 0).astype(scores.dtype)
     dscores[:, rows, y] = -dscores.sum(axis=2)
     dscores /= n
@@ -182,11 +182,6 @@ def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
 
 
 FUSED_LOSSES = {"softmax": softmax_cross_entropy_fused, "svm": svm_loss_fused}
-
-
-def _host(a: Any) -> Any:
-    get = getattr(a, "get", None)
-    return a if get is None or isinstance(a, np.ndarray) else get()
 
 
 class FusedNet:
