@@ -1,6 +1,18 @@
-"""The NumPy training engine: networks, losses, schedules, optimizers, data and training."""
+"""The NumPy training engine: networks, losses, schedules, optimizers, data and training.
+
+- ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
+- ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
+- ``layers``, ``losses``: the reference layers and losses (forward/backward pairs)
+- ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
+- ``fused``: K networks of one structure stacked along a trial axis, trained as one
+- ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
+- ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
+- ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)
+- ``gradcheck``, ``range_test``: numerical gradient checks; learning-rate range tests
+"""
 
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split
+from numsweep.engine.group import group_key, groupable, train_group
 from numsweep.engine.spec import CurvePoint, SpecError, TrialResult, TrialSpec, parameter_names
 from numsweep.engine.train import train
 
@@ -12,8 +24,11 @@ __all__ = [
     "Split",
     "TrialResult",
     "TrialSpec",
+    "group_key",
+    "groupable",
     "load_dataset",
     "make_split",
     "parameter_names",
     "train",
+    "train_group",
 ]

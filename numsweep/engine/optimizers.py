@@ -223,11 +223,14 @@ class Adam:
     state: State = field(default_factory=dict)
     t: int = 0
 
+    def corrections(self, lr: float) -> tuple[float, float]:
+        """(1 / sqrt(1 - beta2^t), lr / (1 - beta1^t)): the bias corrections of step t."""
+        return 1 / math.sqrt(1 - self.beta2 ** self.t), lr / (1 - self.beta1 ** self.t)
+
     def step(self, params: Params, grads: Params, lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        c1 = 1 - b1 ** self.t
-        inv_sqrt_c2 = 1 / math.sqrt(1 - b2 ** self.t)
+        inv_sqrt_c2, lr_c1 = self.corrections(lr)
         for name, w in params.items():
             g = grads[name]
             m, v, buf = _slot(self.state, name, w, "m", "v", "buf")
@@ -239,7 +242,7 @@ class Adam:
             buf *= inv_sqrt_c2
             buf += self.eps
             np.divide(m, buf, out=buf)
-            buf *= lr / c1
+            buf *= lr_c1
             w -= buf
 
 

@@ -34,6 +34,10 @@ class TrialSpec:
 
     ``n_s`` of ``None`` means ``2 * floor(n_train / batch_size)`` (two epochs per half cycle);
     ``n_train`` of ``None`` means every training image not kept for validation.
+    ``seed`` seeds the trial's own random stream (initialisation, dropout masks) and
+    ``data_seed`` the data stream (batch order, augmentation draws); ``data_seed`` of
+    ``None`` means ``seed``, so a lone ``seed=5`` still fixes everything. The two streams
+    are drawn from independent generators even when both seeds are equal.
     """
 
     model: str = "mlp"
@@ -77,6 +81,7 @@ class TrialSpec:
     dropout_input: float = 0.0
     init: str = "xavier"
     seed: int = 0
+    data_seed: int | None = None
     n_train: int | None = None
     n_val: int = 5000
     curve_points: int = 10
@@ -114,6 +119,8 @@ class TrialSpec:
                f"0 with loss={self.loss} (label smoothing needs loss=softmax)")
         _check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        _check(self.data_seed is None or self.data_seed >= 0, "data_seed", self.data_seed,
+               ">= 0 (unset: seed)")
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
@@ -220,9 +227,10 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
 
 
 _INT_FIELDS = {"nh", "batch_size", "n_s", "cycles", "seed", "n_train", "n_val",
-               "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad"}
+               "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad",
+               "data_seed"}
 _FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout", "dropout_input", "leaky_slope"}
-_OPTIONAL = {"n_s", "n_train", "conv_pad"}
+_OPTIONAL = {"n_s", "n_train", "conv_pad", "data_seed"}
 # Training: schedules, batch-size schedules, update rules, augmentation.
 _INT_FIELDS |= {"cycle_mult", "step_size", "n_updates", "b_min", "b_max", "translate", "cutout",
                 "aug_copies"}

@@ -1,4 +1,9 @@
-"""Training: one TrialSpec and a dataset in, one TrialResult out."""
+"""Training: one TrialSpec and a dataset in, one TrialResult out.
+
+The MLP and the patchify ConvNet train through the fused path of ``group.py`` as a group of
+one (one training path for lone and grouped trials); the loop here trains the other models
+on the reference layers.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.networks import MLP, Network, PatchConvNet, l2_penalty, param_count
-from numsweep.engine.optimizers import make_optimizer, sgd_step_prescaled
+from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.schedules import CYCLIC, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
 
@@ -110,10 +115,18 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     ``n_train // batch_size`` updates for the others. ``reporter`` is called at the end of
     every period. With augmentation on, each batch is augmented and then turned into the
     network's input (``net.prepare``); without, the inputs are prepared once up front.
+
+    The MLP and the patchify ConvNet train as a group of one (:func:`group.train_group`,
+    the fused path, which costs a lone trial no speed); other models (``convnet3``) train
+    on the reference layers, their ``loss`` and the optimizer's generic step.
     """
+    from numsweep.engine.group import data_rng, groupable, resolve_data_seed, train_group, trial_rng
+
+    if groupable(spec):
+        return train_group([spec], data, reporters=[reporter], prepared=prepared)[0]
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
                                                              np.dtype(spec.dtype))
-    rng = np.random.default_rng(spec.seed)
+    rng = trial_rng(spec)
     net = build_network(spec, split.x_train.shape[1:], split.num_classes, rng)
     augment = Augmenter.from_spec(spec)
     if prepared is None:
@@ -151,15 +164,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         return curves[-1].acc
 
     record(0, schedule.lr(0))
-    sampler = BatchSampler(n, rng)
-    # The fast path: the batch is gathered into reused arrays and the network computes its
-    # gradients in reused buffers; plain SGD gets them pre-multiplied by lr and applies L2 in
-    # the same pass as the update.
-    fast = hasattr(net, "train_step")
-    fused_sgd = fast and spec.optimizer == "sgd"
-    b_max = largest_batch(spec)
-    x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
-    y_buf = np.empty(b_max, y_tr.dtype)
+    sampler = BatchSampler(n, data_rng(resolve_data_seed(spec)))
     train_seconds = 0.0
     diverged = stopped = False
     message = ""
@@ -168,33 +173,20 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))
         lr = schedule.lr(step)
-        yb = y_buf[:len(idx)]
-        np.take(y_tr, idx, out=yb, mode="clip")
-        if x_buf is not None:
-            xb = x_buf[:len(idx)]
-            np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+        yb = y_tr[idx]
+        if images is None:
+            xb = x_tr[idx]
         else:
-            assert images is not None
-            xa, yb = augment(images[idx], yb, rng)
+            xa, yb = augment(images[idx], yb, sampler.rng)
             xb = net.prepare(xa)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
-            if fast:
-                loss, grads = net.train_step(  # type: ignore[attr-defined]
-                    xb, yb, eps=spec.eps, rng=rng, scale=lr if fused_sgd else 1.0)
-            else:
-                loss, _, grads = net.loss(xb, yb, lam=spec.lam, eps=spec.eps, rng=rng)
+            loss, _, grads = net.loss(xb, yb, lam=spec.lam, eps=spec.eps, rng=rng)
         if not np.isfinite(loss):
             train_seconds += time.perf_counter() - t0
             diverged = True
             message = f"loss diverged ({loss}) at update {step} with learning rate {lr:.3g}"
             break
-        if fused_sgd:
-            sgd_step_prescaled(net.params, grads, lr, spec.lam, net.weight_names)
-        else:
-            if fast and spec.lam:
-                for name in net.weight_names:
-                    grads[name] += (2 * spec.lam) * net.params[name]
-            optimizer.step(net.params, grads, lr)
+        optimizer.step(net.params, grads, lr)
         step += 1
         train_seconds += time.perf_counter() - t0
         if step in checkpoints:
@@ -214,7 +206,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         train_acc = next(c.acc for c in reversed(curves) if c.split == "train")
         val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
     resolved = dataclasses.replace(
-        spec, n_s=n_s, n_train=n,
+        spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
         n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
     return TrialResult(
         spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,

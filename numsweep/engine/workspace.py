@@ -9,6 +9,7 @@ are overwritten by the next request of the same name: copy what must outlive it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,9 @@ import numpy as np
 class Workspace:
     """Named, reusable scratch arrays of one default dtype."""
 
-    def __init__(self, dtype: np.dtype | type) -> None:
+    def __init__(self, dtype: np.dtype | type, xp: Any = np) -> None:
         self.dtype = np.dtype(dtype)
+        self.xp = xp  # the array module the buffers come from (numpy, or cupy)
         self._flat: dict[str, np.ndarray] = {}
         self._views: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
 
@@ -35,7 +37,7 @@ class Workspace:
         flat = self._flat.get(name)
         if flat is None or flat.size < size:
             dt = self.dtype if dtype is None else np.dtype(dtype)
-            flat = self._flat[name] = np.empty(max(size, 1), dt)
+            flat = self._flat[name] = self.xp.empty(max(size, 1), dt)
             self._views = {k: v for k, v in self._views.items() if k[0] != name}
         view = self._views[(name, shape)] = flat[:size].reshape(shape)
         return view

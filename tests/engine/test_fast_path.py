@@ -11,6 +11,7 @@ import pytest
 from numsweep.engine import Split, TrialSpec, gradcheck, load_dataset, make_split, train
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler
+from numsweep.engine.group import data_rng, resolve_data_seed, trial_rng
 from numsweep.engine.losses import softmax_cross_entropy, softmax_cross_entropy_inplace
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
@@ -82,8 +83,9 @@ def test_workspace_views_share_one_buffer_per_name() -> None:
 def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, float, float]]:
     """The unoptimised engine, written out: net.loss (the allocating reference layers, L2 in
     the gradient), the optimizer's generic step, and curves from net._forward and the
-    network's data loss, drawing from the generator in train()'s order."""
-    rng = np.random.default_rng(spec.seed)
+    network's data loss, drawing from the trial's generator (init, dropout) and the data
+    generator (batch order, augmentation) in train()'s order."""
+    rng = trial_rng(spec)
     net = build_network(spec, split.x_train.shape[1:], split.num_classes, rng)
     x_tr, x_val = net.prepare(split.x_train), net.prepare(split.x_val)
     n = len(x_tr)
@@ -101,11 +103,11 @@ def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, fl
                            float((scores.argmax(axis=1) == y).mean())))
 
     record(0)
-    sampler = BatchSampler(n, rng)
+    sampler = BatchSampler(n, data_rng(resolve_data_seed(spec)))
     for step in range(plan.total):
         idx = sampler.next(spec.batch_size)
         if augment.active:
-            xa, yb = augment(split.x_train[idx], split.y_train[idx], rng)
+            xa, yb = augment(split.x_train[idx], split.y_train[idx], sampler.rng)
             xb = net.prepare(xa)
         else:
             xb, yb = x_tr[idx], split.y_train[idx]

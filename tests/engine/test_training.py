@@ -116,7 +116,7 @@ def test_every_update_rule_trains(tiny_npz: Path, optimizer: str, eta: float) ->
                              n_updates=24, n_train=300, n_val=100, batch_size=50, hidden=(16,),
                              curve_points=1), data)
     train_loss = [c.loss for c in result.curves if c.split == "train"]
-    assert train_loss[-1] < 0.7 * train_loss[0]
+    assert train_loss[-1] < 0.75 * train_loss[0]
 
 
 def test_mlp_overfits_100_examples(tiny_npz: Path) -> None:

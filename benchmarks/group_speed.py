@@ -1,0 +1,152 @@
+"""Fused trials: time per update and per trial against the group size K, and peak memory.
+
+For each configuration (the course ConvNet f=4 nf=10 nh=50, the wider ConvNet f=4 nf=40
+nh=300, the two-layer MLP with 50 hidden units) and each K, one group of K trials (lam
+spread over the group) trains ``--updates`` updates on the same CIFAR-10-shaped split; we
+report the group's milliseconds per update, per update per trial (the group's time divided
+by K) and that against K = 1 (the lone trial, which trains as a group of one). Training
+time only: the curves' evaluation is excluded, as in ``train_seconds``.
+
+    python benchmarks/group_speed.py --data ../shared/data/cifar10.npz [--threads 2]
+        [--updates 300] [--ks 1,2,4,8,16,32,64] [--configs course,wide,mlp]
+    python benchmarks/group_speed.py --memory [--ks 8,32]   # peak memory per group
+
+Without ``--data`` the images are generated (random, CIFAR-10's shape): the timing is the
+same, the accuracies meaningless. With ``--memory`` each K of the course ConvNet trains in a
+fresh process and the script prints that process's peak resident memory (``ru_maxrss``)
+once the split and the patch matrices are ready and after training: their difference is
+what the group adds (weights, gradients, optimizer state, activations and buffers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+
+import numpy as np
+from sweep_common import cpu_model
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from numsweep.engine import Dataset, TrialSpec, load_dataset, make_split
+from numsweep.engine.group import train_group
+from numsweep.engine.train import Prepared, build_network
+
+MB = 1 << 20
+CONFIGS = {
+    "course": ("convnet f=4 nf=10 nh=50", {"model": "convnet", "f": 4, "nf": 10, "nh": 50}),
+    "wide": ("convnet f=4 nf=40 nh=300", {"model": "convnet", "f": 4, "nf": 40, "nh": 300}),
+    "mlp": ("mlp hidden=50", {"model": "mlp", "hidden": (50,)}),
+}
+
+
+def dataset(path: str | None, n: int) -> Dataset:
+    if path:
+        return load_dataset(path)
+    rng = np.random.default_rng(0)
+    return Dataset("generated", tuple(str(i) for i in range(10)),
+                   rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                   rng.integers(0, 10, n), rng.integers(0, 256, (1000, 32, 32, 3),
+                                                         dtype=np.uint8),
+                   rng.integers(0, 10, 1000))
+
+
+def group_specs(params: dict[str, object], k: int, updates: int, n_train: int,
+                n_val: int) -> list[TrialSpec]:
+    base = TrialSpec(schedule="constant", eta_max=0.01, n_updates=updates, n_train=n_train,
+                     n_val=n_val, batch_size=100, curve_points=1, eval_train=n_val,
+                     data_seed=0, **params)  # type: ignore[arg-type]
+    return [base.replace(lam=float(lam), seed=i)
+            for i, lam in enumerate(np.logspace(-5, -1, k))]
+
+
+def blas_threads() -> str:
+    return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                     if i["user_api"] == "blas")
+
+
+def speed(args: argparse.Namespace) -> None:
+    ks = [int(k) for k in args.ks.split(",")]
+    data = dataset(args.data, args.n_train + args.n_val)
+    split = make_split(data, args.n_train, args.n_val, np.dtype("float32"))
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}; threads: {blas_threads()}")
+    print(f"data: {args.data or 'generated, CIFAR-10 shaped'}; {args.n_train} training "
+          f"images, batch 100, {args.updates} updates per group, float32")
+    print()
+    print("| configuration | K | ms per update (group) | ms per update per trial | "
+          "per trial vs K=1 |")
+    print("|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        label, params = CONFIGS[name]
+        lone = None
+        for k in ks:
+            specs = group_specs(params, k, args.updates, args.n_train, args.n_val)
+            results = train_group(specs, split)
+            ms = 1e3 * sum(r.train_seconds for r in results) / args.updates
+            per_trial = ms / k
+            lone = per_trial if lone is None and k == 1 else lone
+            ratio = f"{lone / per_trial:.2f}x" if lone else "-"
+            print(f"| {label} | {k} | {ms:.3f} | {per_trial:.3f} | {ratio} |", flush=True)
+
+
+def memory_child(args: argparse.Namespace, k: int) -> None:
+    data = dataset(args.data, args.n_train + args.n_val)
+    split = make_split(data, args.n_train, args.n_val, np.dtype("float32"))
+    del data
+    specs = group_specs(CONFIGS["course"][1], k, args.updates, args.n_train, args.n_val)
+    net = build_network(specs[0], split.x_train.shape[1:], 10, np.random.default_rng(0))
+    prepared = Prepared(net.prepare(split.x_train), split.y_train, net.prepare(split.x_val),
+                        split.y_val, net.prepare(split.x_test), split.y_test)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    train_group(specs, split, prepared=prepared)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"| {CONFIGS['course'][0]} | {k} | {before / MB:.0f} | {after / MB:.0f} | "
+          f"{(after - before) / MB:.0f} |", flush=True)
+
+
+def memory(args: argparse.Namespace) -> None:
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; {args.n_train} training images, "
+          f"float32, {args.updates} updates")
+    print()
+    print("| configuration | K | peak Rss with the inputs prepared, MiB | peak Rss after "
+          "training, MiB | the group adds, MiB |")
+    print("|---|---|---|---|---|")
+    for k in args.ks.split(","):
+        cmd = [sys.executable, __file__, "--memory-child", k, "--n-train", str(args.n_train),
+               "--n-val", str(args.n_val), "--updates", str(args.updates)]
+        if args.data:
+            cmd += ["--data", args.data]
+        subprocess.run(cmd, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="dataset (default: generated images)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--n-val", type=int, default=1000)
+    parser.add_argument("--ks", default=None, help="group sizes, e.g. 1,2,4,8")
+    parser.add_argument("--configs", default="course,wide,mlp",
+                        help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory of the course ConvNet per group size instead")
+    parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ks is None:
+        args.ks = "8,32" if args.memory else "1,2,4,8,16,32,64"
+    with threadpool_limits(args.threads):
+        if args.memory_child is not None:
+            memory_child(args, args.memory_child)
+        elif args.memory:
+            memory(args)
+        else:
+            speed(args)
+
+
+if __name__ == "__main__":
+    main()

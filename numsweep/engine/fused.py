@@ -1,0 +1,515 @@
+"""Fused networks: K trials of the same structure in one set of arrays, trained as one.
+
+A fused network holds K copies of a network's parameters stacked along a leading trial axis:
+weights (K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a
+per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch:
+
+- the MLP's layers are batched products (B, D) or (K, B, D) @ (K, D, D') -> (K, B, D');
+- the patchify ConvNet's convolution is one batched product of the shared patch matrix
+  with the K filter banks, (B n_p, f f C) @ (K, f f C, nf) -> (K, B n_p, nf), laid out per
+  trial for the hidden layer's batched product (why not one (f f C, K nf) product: see
+  :class:`FusedPatchConvNet`);
+- the loss, activation, bias, dropout and the update are one call each for all K.
+
+Per-trial values (dropout rates here, label smoothing, learning rates and L2 in the step)
+are (K,)-shaped arrays broadcast. Each trial draws its dropout masks from its own generator
+in the order and shapes the lone network draws them, so a trial's numbers do not depend on
+the other trials of its group.
+
+The reference is the lone network (``networks.py``, itself tested against the allocating
+layers of ``layers.py``): ``tests/engine/test_group.py`` checks the fused gradients against
+K lone networks' ``loss``. Array functions come from :func:`backend.array_module` of the
+inputs and are ones NumPy and CuPy share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from numsweep.engine.backend import array_module, to_numpy
+from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
+from numsweep.engine.networks import MLP, Network, PatchConvNet
+from numsweep.engine.workspace import Workspace
+
+Arrays = dict[str, Any]
+
+
+def per_trial(values: Sequence[float], dtype: np.dtype | type, xp: Any = np) -> Any:
+    """Per-trial scalars as a (K, 1, 1) array of ``dtype``: each value rounded to ``dtype``
+    exactly as a lone trial's Python float is when it meets an array of that dtype."""
+    return xp.asarray(np.asarray(values, dtype=np.float64).astype(dtype).reshape(-1, 1, 1))
+
+
+class PerTrial:
+    """Per-trial hyperparameters (K, 1, 1) that behave like the lone trial's Python floats.
+
+    Arithmetic with Python numbers (``1 - rho``, ``1 + mu``, ``-mu``) stays in float64, and a
+    value meeting an array in a ufunc (``v *= mu``, ``np.multiply(g, 1 - b1, out=buf)``) is
+    first rounded to that array's dtype, as NumPy rounds a Python float: so the optimizers'
+    one ``step`` serves lone trials (floats) and groups (PerTrial) with the same numbers.
+    Derived values and their roundings are cached (they are the same every update).
+    """
+
+    def __init__(self, values: Any) -> None:
+        self.values = np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
+        self._derived: dict[tuple[str, float], PerTrial] = {}
+        self._cast: dict[Any, Any] = {}
+
+    def _derive(self, op: str, other: float) -> PerTrial:
+        out = self._derived.get((op, other))
+        if out is None:
+            v = self.values
+            value = {"rsub": lambda: other - v, "sub": lambda: v - other,
+                     "add": lambda: v + other, "mul": lambda: v * other,
+                     "rdiv": lambda: other / v, "div": lambda: v / other}[op]()
+            out = self._derived[(op, other)] = PerTrial(value)
+        return out
+
+    def __rsub__(self, other: float) -> PerTrial:
+        return self._derive("rsub", other)
+
+    def __sub__(self, other: float) -> PerTrial:
+        return self._derive("sub", other)
+
+    def __add__(self, other: float) -> PerTrial:
+        return self._derive("add", other)
+
+    __radd__ = __add__
+
+    def __mul__(self, other: float) -> PerTrial:
+        return self._derive("mul", other)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> PerTrial:
+        return self._derive("mul", -1.0)
+
+    def __truediv__(self, other: float) -> PerTrial:
+        return self._derive("div", other)
+
+    def __rtruediv__(self, other: float) -> PerTrial:
+        return self._derive("rdiv", other)
+
+    def __getitem__(self, idx: Any) -> PerTrial:
+        return PerTrial(self.values[idx])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def as_array(self, dtype: Any, xp: Any = np) -> Any:
+        """The values rounded to ``dtype`` (cached)."""
+        arr = self._cast.get((dtype, xp))
+        if arr is None:
+            arr = self._cast[(dtype, xp)] = xp.asarray(self.values.astype(dtype))
+        return arr
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        arrays = [a for a in (*inputs, *kwargs.get("out", ())) if hasattr(a, "dtype")
+                  and not isinstance(a, PerTrial)]
+        dtype = arrays[0].dtype if arrays else np.float64
+        xp = array_module(arrays[0]) if arrays else np
+        args = [a.as_array(dtype, xp) if isinstance(a, PerTrial) else a for a in inputs]
+        return getattr(ufunc, method)(*args, **kwargs)
+
+
+def bmm(a: Any, b: Any, out: Any) -> Any:
+    """out (K, M, N) = a @ b, a (M, L) or (K, M, L), b (L, N) or (K, L, N): one batched
+    product; a group of one takes the plain 2-D product (no batching overhead)."""
+    xp = array_module(out)
+    if out.shape[0] == 1:
+        return xp.matmul(a[0] if a.ndim == 3 else a, b[0] if b.ndim == 3 else b, out=out[0])
+    return xp.matmul(a, b, out=out)
+
+
+def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
+                                dtype: np.dtype) -> np.ndarray:
+    """:func:`losses.softmax_cross_entropy_inplace` for K trials at once.
+
+    scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and scale are (K,)
+    float64. Returns the K mean losses (K,) float64 (NumPy).
+    """
+    xp = array_module(scores)
+    k, n, c = scores.shape
+    if k == 1:
+        return np.array([softmax_cross_entropy_inplace(scores[0], y, float(eps[0]),
+                                                       float(scale[0]))])
+    flat = scores.reshape(k, n * c)
+    picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
+    scores -= scores.max(axis=2, keepdims=True)
+    picked = flat[:, picked_at].sum(axis=1, dtype=np.float64)
+    smooth = bool(np.any(eps))
+    total = scores.sum(axis=(1, 2), dtype=np.float64) if smooth else 0.0
+    xp.exp(scores, out=scores)
+    z = scores.sum(axis=2, keepdims=True)
+    log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
+    off = eps / (c - 1)
+    loss = -((1 - eps) * to_numpy(picked) + off * (to_numpy(total) - to_numpy(picked))
+             - to_numpy(log_z)) / n
+    z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
+    scores *= z
+    if smooth:
+        scores -= per_trial(off * scale / n, dtype, xp)
+    flat[:, picked_at] -= per_trial((1 - eps - off) * scale / n, dtype, xp)[:, :, 0]
+    return loss
+
+
+def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
+                   dtype: np.dtype, delta: float = 1.0) -> np.ndarray:
+    """:func:`losses.svm_loss` for K trials: scores (K, N, C) overwritten with scale_k times
+    the gradient; returns the K mean losses (K,). ``eps`` must be all 0."""
+    if np.any(eps):
+        raise ValueError("label smoothing (eps) only applies to the softmax loss")
+    xp = array_module(scores)
+    k, n, _ = scores.shape
+    if k == 1:
+        loss, dscores = svm_loss(scores[0], y, 0.0, delta)
+        xp.multiply(dscores, float(scale[0]), out=scores[0])
+        return np.array([loss])
+    rows = xp.arange(n)
+    margins = scores - scores[:, rows, y][:, :, None]
+    margins += delta
+    margins[:, rows, y] = 0
+    xp.maximum(margins, 0, out=margins)
+    loss = to_numpy(margins.sum(axis=(1, 2))).astype(np.float64) / n
+    dscores = (margins > 0).astype(scores.dtype)
+    dscores[:, rows, y] = -dscores.sum(axis=2)
+    dscores /= n
+    xp.multiply(dscores, per_trial(scale, dtype, xp), out=scores)
+    return loss
+
+
+FUSED_LOSSES = {"softmax": softmax_cross_entropy_fused, "svm": svm_loss_fused}
+
+
+class FusedNet:
+    """What the fused MLP and ConvNet share: stacked parameters, activation, dropout, loss.
+
+    ``params`` maps a lone network's parameter names to (K, ...) arrays; ``weight_names``
+    are those L2 applies to. ``template`` is the first trial's lone network: its ``prepare``
+    turns images into the input every trial of the group shares.
+    """
+
+    params: Arrays
+    weight_names: tuple[str, ...]
+
+    def __init__(self, nets: Sequence[Network], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        first: Any = nets[0]
+        self.template: Network = first
+        self.k = len(nets)
+        self.dtype = next(iter(first.params.values())).dtype
+        self.activation = first.activation
+        self.leaky_slope = first.leaky_slope
+        self.loss_name = first.loss_name
+        self.weight_names = first.weight_names
+        self.dropout = np.asarray(dropout, dtype=np.float64)
+        self.dropout_input = np.asarray(dropout_input, dtype=np.float64)
+        self._ws = Workspace(self.dtype)
+        self._grads: Arrays | None = None
+        self._keep_scale: dict[str, Any] = {}
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        return self.template.prepare(images)
+
+    # -- group membership --------------------------------------------------------------
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only the trials ``keep`` (indices into the current K), in that order."""
+        idx = np.asarray(keep)
+        self.params = self._select_params(idx)
+        self.k = len(idx)
+        self.dropout = self.dropout[idx]
+        self.dropout_input = self.dropout_input[idx]
+        self._grads = None
+        self._keep_scale = {}
+
+    def _select_params(self, idx: np.ndarray) -> Arrays:
+        return {name: p[idx] for name, p in self.params.items()}
+
+    # -- shared pieces -----------------------------------------------------------------
+
+    def _grad_buffers(self) -> Arrays:
+        if self._grads is None:
+            xp = array_module(next(iter(self.params.values())))
+            self._grads = {k: xp.empty(v.shape, v.dtype) for k, v in self.params.items()}
+        return self._grads
+
+    def _act_inplace(self, a: Any, name: str) -> None:
+        """a = act(a) in place, as the lone network's ``_act_inplace``."""
+        xp = array_module(a)
+        if self.activation == "relu":
+            mask = self._ws.get(name + ".mask", a.shape, np.bool_)
+            xp.greater(a, 0, out=mask)
+            xp.multiply(a, mask, out=a)
+        else:
+            tmp = self._ws.get(name + ".act", a.shape)
+            xp.multiply(a, self.leaky_slope, out=tmp)
+            xp.maximum(a, tmp, out=a)
+
+    def _act_back_inplace(self, d: Any, out: Any, name: str) -> None:
+        xp = array_module(d)
+        mask = self._ws.get(name + ".mask", out.shape, np.bool_)
+        if self.activation == "relu":
+            xp.multiply(d, mask, out=d)
+        else:
+            xp.greater(out, 0, out=mask)
+            tmp = self._ws.get(name + ".act", d.shape)
+            xp.multiply(d, self.leaky_slope, out=tmp)
+            xp.copyto(tmp, d, where=mask)
+            d[...] = tmp
+
+    def _dropout_inplace(self, a: Any, rates: np.ndarray, rngs: Sequence[np.random.Generator]
+                         | None, name: str) -> Any:
+        """Inverted dropout of each trial's slice a[k] (K, ...) at its own rate, drawing from
+        its own generator exactly what the lone network draws; None when no trial drops."""
+        if rngs is None or not self._any_rate(name, rates):
+            return None
+        xp = array_module(a)
+        u = self._ws.get(name + ".u", a.shape, np.float32)
+        for k, (rate, rng) in enumerate(zip(rates, rngs, strict=True)):
+            if rate:
+                if xp is np:
+                    rng.random(dtype=np.float32, out=u[k])
+                else:
+                    u[k] = xp.asarray(rng.random(u[k].shape, dtype=np.float32))
+            else:
+                u[k] = 1  # kept, and scaled by 1 below: the trial is untouched
+        keep = self._ws.get(name + ".keep", a.shape, np.bool_)
+        xp.greater_equal(u, self._per_trial_cached(name + ".rate", rates, np.float32, xp,
+                                                   a.ndim), out=keep)
+        xp.multiply(a, keep, out=a)
+        a *= self._inv_keep(name, rates, xp, a.ndim)
+        return keep
+
+    def _any_rate(self, name: str, rates: np.ndarray) -> bool:
+        flag = self._keep_scale.get(name + ".any")
+        if flag is None:
+            flag = self._keep_scale[name + ".any"] = bool(rates.any())
+        return flag
+
+    def _inv_keep(self, name: str, rates: np.ndarray, xp: Any, ndim: int) -> Any:
+        return self._per_trial_cached(name + ".inv", 1 / (1 - rates), self.dtype, xp, ndim)
+
+    def _per_trial_cached(self, key: str, values: np.ndarray, dtype: Any, xp: Any,
+                          ndim: int) -> Any:
+        """Per-trial values as (K, 1, ..., 1) of ``ndim`` dimensions (cached per group)."""
+        arr = self._keep_scale.get(key)
+        if arr is None:
+            arr = per_trial(values, dtype, xp).reshape(-1, *(1,) * (ndim - 1))
+            self._keep_scale[key] = arr
+        return arr
+
+    def _dropout_back_inplace(self, d: Any, keep: Any, name: str, rates: np.ndarray) -> None:
+        if keep is not None:
+            xp = array_module(d)
+            xp.multiply(d, keep, out=d)
+            d *= self._inv_keep(name, rates, xp, d.ndim)
+
+    def _input_dropout(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                       ) -> tuple[Any, Any]:
+        """(K, N, D) per-trial copies of the shared input x (N, D) after each trial's input
+        dropout, and the keep mask; x itself and None when no trial drops inputs."""
+        if rngs is None or not self._any_rate("x", self.dropout_input):
+            return x, None
+        xp = array_module(x)
+        xd = self._ws.get("x", (self.k, *x.shape))
+        xp.copyto(xd, x[None])
+        return xd, self._dropout_inplace(xd, self.dropout_input, rngs, "x")
+
+    def _ones(self, n: int, xp: Any) -> Any:
+        ones = self._keep_scale.get("ones")
+        if ones is None or ones.shape[1] < n:
+            ones = self._keep_scale["ones"] = xp.ones((1, n), dtype=self.dtype)
+        return ones[:, :n]
+
+    def loss_inplace(self, scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray) -> Any:
+        return FUSED_LOSSES[self.loss_name](scores, y, eps, scale, self.dtype)
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def scores(self, x: Any) -> Any:
+        """x (N, ...) prepared -> scores (K, N, C) of every trial, without dropout (a
+        workspace array: overwritten by the next call)."""
+        return self._forward(x, None)[0]
+
+
+def _stack(nets: Sequence[Network], name: str) -> np.ndarray:
+    """One parameter of K lone networks as (K, rows, cols); biases (n,) become (K, 1, n)."""
+    arrays = [net.params[name] for net in nets]
+    out = np.stack(arrays)
+    return out.reshape(len(arrays), -1, out.shape[-1])
+
+
+class FusedMLP(FusedNet):
+    """K MLPs of the same widths: the lone :class:`~numsweep.engine.networks.MLP` fused."""
+
+    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        self.layers = nets[0].layers
+        self.params = {name: _stack(nets, name) for name in nets[0].params}
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[list[Any], list[Any]]]:
+        """Scores (K, N, C) (a workspace array), each affine layer's input, dropout masks."""
+        n = len(x)
+        h, keep = self._input_dropout(x, rngs)
+        keeps, inputs = [keep], [h]
+        for i in range(1, self.layers + 1):
+            w, b = self.params[f"W{i}"], self.params[f"b{i}"]
+            out = self._ws.get(f"h{i}", (self.k, n, w.shape[2]))
+            bmm(h, w, out=out)
+            out += b
+            if i < self.layers:
+                self._act_inplace(out, f"h{i}")
+                keeps.append(self._dropout_inplace(out, self.dropout, rngs, f"h{i}"))
+                inputs.append(out)
+            h = out
+        return h, (inputs, keeps)
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients) of one update on the
+        shared batch x (N, D), y (N,), in reused buffers. No L2 term."""
+        xp = array_module(x)
+        grads = self._grad_buffers()
+        n = len(x)
+        scores, (inputs, keeps) = self._forward(x, rngs)
+        loss = self.loss_inplace(scores, y, eps, scale)
+        d = scores
+        for i in range(self.layers, 0, -1):
+            w = self.params[f"W{i}"]
+            a = inputs[i - 1]
+            bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=grads[f"W{i}"])
+            bmm(self._ones(n, xp), d, out=grads[f"b{i}"])
+            if i > 1:
+                dh = self._ws.get(f"d{i - 1}", (self.k, n, w.shape[1]))
+                bmm(d, w.transpose(0, 2, 1), out=dh)
+                self._dropout_back_inplace(dh, keeps[i - 1], f"h{i - 1}", self.dropout)
+                self._act_back_inplace(dh, inputs[i - 1], f"h{i - 1}")
+                d = dh
+        return loss, grads
+
+
+class FusedPatchConvNet(FusedNet):
+    """K patchify ConvNets of the same shapes (one or several patch sizes): the lone
+    :class:`~numsweep.engine.networks.PatchConvNet` fused.
+
+    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in one batched
+    product, whose output is already laid out per trial, (K, N n_p, nf), for the hidden
+    layer. Measured on this project's 2-core machines, that beats the single product with
+    all K filter banks side by side, (N n_p, d) @ (d, K nf): its (N n_p, K nf) output needs
+    a transposing pass to reach the hidden layer's per-trial layout, and that pass costs
+    more than the one product saves (K = 8, nf = 10: even; K = 32 or nf = 40: 20-40%
+    slower). The batched product also keeps each trial's numbers independent of the others
+    in its group (a BLAS kernel may round a column differently by its position in a wider
+    product), so a trial that leaves changes no other trial's numbers.
+    """
+
+    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        self.branches = nets[0].branches
+        self.multi = nets[0].multi
+        self.params = {name: _stack(nets, name) for name in nets[0].params}
+
+    def _patches(self, x: Any) -> list[Any]:
+        """Each branch's patch rows (..., N n_p, d): x itself with one size (shared (N, n_p,
+        d) or per trial (K, N, n_p, d)), contiguous workspace copies with several."""
+        xp = array_module(x)
+        lead = x.shape[:-2] if not self.multi else x.shape[:-1]
+        n = lead[-1]
+        if not self.multi:
+            return [x.reshape(*lead[:-1], n * self.branches[0].n_p, self.branches[0].d)]
+        out = []
+        for i, br in enumerate(self.branches):
+            buf = self._ws.get(f"p{i}", (*lead[:-1], n * br.n_p, br.d))
+            xp.copyto(buf.reshape(*lead, br.n_p * br.d), x[..., br.col:br.col + br.n_p * br.d])
+            out.append(buf)
+        return out
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        xp = array_module(x)
+        n, k = len(x), self.k
+        x, _ = self._input_dropout(x, rngs)
+        ps = self._patches(x)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        h = self._ws.get("h", (k, n, w1.shape[2]))
+        ts = []
+        for i, (br, p) in enumerate(zip(self.branches, ps, strict=True)):
+            t = self._ws.get(f"t{i}", (k, n * br.n_p, br.nf))
+            # shared patches (N n_p, d) or per-trial ones (K, N n_p, d) @ filters (K, d, nf)
+            bmm(p, self.params[br.w], out=t)
+            # the bias repeated per patch, added along rows of n_p nf values (as the lone
+            # network does: a broadcast over rows of only nf values costs a loop step per row)
+            tiled = self._ws.get(f"bias{i}", (k, br.n_p, br.nf))
+            xp.copyto(tiled, self.params[br.b])
+            t2 = t.reshape(k, n, br.n_p * br.nf)
+            t2 += tiled.reshape(k, 1, -1)
+            self._act_inplace(t, f"t{i}")
+            ts.append(t)
+            w1_rows = w1[:, br.row:br.row + br.n_p * br.nf]
+            if i == 0:
+                bmm(t2, w1_rows, out=h)
+            else:
+                tmp = self._ws.get("h.part", h.shape)
+                bmm(t2, w1_rows, out=tmp)
+                h += tmp
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
+        out = self._ws.get("out", (k, n, w2.shape[2]))
+        bmm(h, w2, out=out)
+        out += self.params["b2"]
+        return out, (ps, ts, h, keep_h)
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients) of one update on the
+        shared prepared batch x, y (N,), in reused buffers. No L2 term."""
+        xp = array_module(x)
+        grads = self._grad_buffers()
+        n, k = len(x), self.k
+        scores, (ps, ts, h, keep_h) = self._forward(x, rngs)
+        loss = self.loss_inplace(scores, y, eps, scale)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
+        bmm(self._ones(n, xp), scores, out=grads["b2"])
+        dh = self._ws.get("dh", h.shape)
+        bmm(scores, w2.transpose(0, 2, 1), out=dh)
+        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        for i, (br, p, t) in enumerate(zip(self.branches, ps, ts, strict=True)):
+            rows = slice(br.row, br.row + br.n_p * br.nf)
+            t2 = t.reshape(k, n, br.n_p * br.nf)
+            if self.multi:
+                part = self._ws.get(f"gW1.{i}", (k, br.n_p * br.nf, dh.shape[2]))
+                bmm(t2.transpose(0, 2, 1), dh, out=part)
+                grads["W1"][:, rows] = part
+            else:
+                bmm(t2.transpose(0, 2, 1), dh, out=grads["W1"])
+            ds = self._ws.get(f"ds{i}", t2.shape)
+            bmm(dh, w1[:, rows].transpose(0, 2, 1), out=ds)
+            ds = ds.reshape(t.shape)
+            self._act_back_inplace(ds, t, f"t{i}")
+            pt = p.T if p.ndim == 2 else p.transpose(0, 2, 1)
+            bmm(pt, ds, out=grads[br.w])
+            bmm(self._ones(n * br.n_p, xp), ds, out=grads[br.b])
+        return loss, grads
+
+
+def fuse(nets: Sequence[Network], dropout: Sequence[float],
+         dropout_input: Sequence[float]) -> FusedNet:
+    """The fused network of K lone networks of the same class and shapes."""
+    if all(isinstance(net, MLP) for net in nets):
+        return FusedMLP(nets, dropout, dropout_input)  # type: ignore[arg-type]
+    if all(isinstance(net, PatchConvNet) for net in nets):
+        return FusedPatchConvNet(nets, dropout, dropout_input)  # type: ignore[arg-type]
+    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only the MLP and the patchify "
+                     "ConvNet train in groups")

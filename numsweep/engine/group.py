@@ -1,0 +1,413 @@
+"""Fused trials: train K specs of the same structure together and get K TrialResults.
+
+:func:`train_group` trains a group of specs that share a :func:`group_key` as one fused
+network (``fused.py``): their weights stacked along a leading trial axis, one shared batch
+per update, one product where K lone trials would run K. Each result is what
+:func:`~numsweep.engine.train.train` gives for that spec alone (the same curves and metrics;
+float64 to rounding, float32 to the rounding of a different summation order), except that
+``train_seconds`` and ``eval_seconds`` are the group's time shared out evenly among the
+trials training at the time.
+
+Randomness comes in two explicit streams. The data stream (batch order, augmentation draws)
+is seeded by ``data_seed`` (``seed`` when unset) and shared by the group, so every trial of a
+group sees the same batches: comparing them is a paired comparison (common random numbers).
+Each trial's own stream (initialisation, dropout masks) is seeded by its ``seed``.
+
+Per-trial values (:data:`PER_TRIAL`) are (K,)-shaped arrays inside the group; everything
+else is the group key. A trial whose loss becomes NaN or inf leaves the group with its
+result marked diverged; a trial its reporter stops (a pruned trial) leaves it too; the
+others train on unchanged, as they would without it.
+
+``train`` trains every groupable spec as a group of one (``train_group([spec])``): one
+training path. A group of one keeps the lone trial's Python floats for its hyperparameters
+and takes plain 2-D products; measured side by side in one process against the former lone
+fast path (``FastNetwork.train_step``, 1 BLAS thread, CPU time, 7 alternating runs each on
+this project's busy 2-core machine) it took 1-7% more per update (medians; the course
+ConvNet with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread
+there. Specs that cannot be grouped (``convnet3``) train on the reference layers in
+``train.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from numsweep.engine.augment import Augmenter
+from numsweep.engine.backend import array_module
+from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
+from numsweep.engine.data import Dataset, Split, make_split
+from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
+from numsweep.engine.losses import LOSSES
+from numsweep.engine.networks import Network, param_count
+from numsweep.engine.optimizers import (
+    SGD,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    RMSProp,
+    RMSPropNesterov,
+    make_optimizer,
+    sgd_step_prescaled,
+)
+from numsweep.engine.schedules import CYCLIC, make_schedule
+from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
+
+PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum", "beta1",
+             "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed")
+"""The parameters that may differ inside a group: none changes an array's shape, the batches
+or the kind of computation."""
+
+GROUPABLE_MODELS = ("mlp", "convnet")
+
+EVAL_CHUNK_MIN = 100
+"""A group of K measures a set EVAL_CHUNK // K images per forward pass (at least this many;
+EVAL_CHUNK of ``train.py`` for one trial), so its activations stay about as large."""
+
+
+def resolve_data_seed(spec: TrialSpec) -> int:
+    """The seed of the data stream: ``data_seed``, or ``seed`` when unset."""
+    return spec.seed if spec.data_seed is None else spec.data_seed
+
+
+def data_rng(data_seed: int) -> np.random.Generator:
+    """The data stream's generator: independent of the trial stream's even for equal seeds."""
+    return np.random.default_rng(np.random.SeedSequence(data_seed, spawn_key=(1,)))
+
+
+def trial_rng(spec: TrialSpec) -> np.random.Generator:
+    """The trial's own generator (initialisation, then dropout masks)."""
+    return np.random.default_rng(spec.seed)
+
+
+def groupable(spec: TrialSpec) -> bool:
+    """Whether ``spec`` can train in a group (the MLP and the patchify ConvNet)."""
+    return spec.model in GROUPABLE_MODELS
+
+
+def group_key(spec: TrialSpec) -> tuple[tuple[str, Any], ...]:
+    """What specs of one group must share: every parameter but :data:`PER_TRIAL`, with
+    ``data_seed`` resolved. Specs with equal keys (and :func:`groupable`) train together."""
+    values = dataclasses.asdict(spec)
+    values["data_seed"] = resolve_data_seed(spec)
+    return tuple((name, _hashable(value)) for name, value in values.items()
+                 if name not in PER_TRIAL)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclasses.dataclass
+class FusedAdam(Adam):
+    """Adam with per-trial hyperparameters (:class:`fused.PerTrial`) and learning rates; the
+    bias corrections are computed in float64, as a lone trial computes them in floats, and
+    rounded to the parameters' dtype. ``lr_64`` holds the update's learning rates (K,)."""
+
+    lr_64: Any = None
+
+    def corrections(self, lr: Any) -> tuple[Any, Any]:
+        b1, b2 = self.beta1.values, self.beta2.values  # type: ignore[attr-defined]
+        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
+        lr_c1 = np.asarray(self.lr_64).reshape(-1, 1, 1) / (1 - b1 ** self.t)
+        xp = array_module(lr)
+        return xp.asarray(inv_sqrt_c2.astype(lr.dtype)), xp.asarray(lr_c1.astype(lr.dtype))
+
+
+def make_group_optimizer(specs: Sequence[TrialSpec]) -> Optimizer:
+    """The update rule of the group, its hyperparameters per trial (:class:`PerTrial`)."""
+
+    def hp(name: str) -> Any:
+        return PerTrial([getattr(s, name) for s in specs])
+
+    name = specs[0].optimizer
+    if name == "sgd":
+        return SGD()
+    if name == "momentum":
+        return Momentum(hp("momentum"))
+    if name == "nesterov":
+        return Nesterov(hp("momentum"))
+    if name == "adagrad":
+        return AdaGrad(hp("opt_eps"))
+    if name == "rmsprop":
+        return RMSProp(hp("rho"), hp("opt_eps"))
+    if name == "rmsprop_nesterov":
+        return RMSPropNesterov(hp("momentum"), hp("rho"), hp("opt_eps"))
+    if name == "adadelta":
+        return AdaDelta(hp("rho"), hp("opt_eps"))
+    if name == "adam":
+        return FusedAdam(hp("beta1"), hp("beta2"), hp("opt_eps"))
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
+    """Keep only the trials ``idx`` in the optimizer's per-trial values and state."""
+    for f in dataclasses.fields(opt):
+        value = getattr(opt, f.name)
+        if f.name == "state":
+            opt.state = {name: {k: a[idx] for k, a in slots.items()}
+                         for name, slots in value.items()}
+        elif isinstance(value, PerTrial):
+            setattr(opt, f.name, value[idx])
+
+
+def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
+                        weight_names: tuple[str, ...]) -> None:
+    """:func:`optimizers.sgd_step_prescaled` for K trials: w = decay_k w - lr_k g on the
+    weights, w -= lr_k g on the rest (``decay`` None: no trial has L2)."""
+    for name, w in params.items():
+        if decay is not None and name in weight_names:
+            w *= decay
+        w -= scaled_grads[name]
+
+
+def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
+                   eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loss, cost, accuracy) of every trial over a whole set, each (K,): one fused forward
+    pass per chunk, then each trial's data loss as :func:`train.evaluate` measures it."""
+    from numsweep.engine.train import EVAL_CHUNK
+
+    loss_fn = LOSSES[net.loss_name]
+    k = net.k
+    chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
+    loss_sum = np.zeros(k)
+    correct = np.zeros(k, dtype=np.int64)
+    for start in range(0, len(x), chunk):
+        scores = net.scores(x[start:start + chunk])
+        yb = y[start:start + chunk]
+        for j in range(k):
+            loss_sum[j] += loss_fn(scores[j], yb, float(eps[j]))[0] * len(yb)
+        correct += (scores.argmax(axis=2) == yb).sum(axis=1)
+    loss = loss_sum / len(x)
+    l2 = np.array([sum(float(np.vdot(net.params[n][j], net.params[n][j]))
+                       for n in net.weight_names) for j in range(k)])
+    return loss, loss + lams * l2, correct / len(x)
+
+
+def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
+    """Trial j's parameters copied into its lone network (same names and shapes)."""
+    for name, p in lone.params.items():
+        p[...] = net.params[name][j].reshape(p.shape)
+    return lone
+
+
+def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
+                reporters: Sequence[Any] | None = None,
+                prepared: Any = None) -> list[TrialResult]:
+    """Train the specs of one group together; one TrialResult per spec, in their order.
+
+    The specs must share :func:`group_key` and be :func:`groupable`. ``reporters`` holds
+    one reporter (or None) per spec, called as :func:`train.train` calls it; one that
+    returns True stops its own trial only. ``prepared`` is the split turned into the
+    network's inputs (:class:`train.Prepared`), shared by every trial of the group.
+    """
+    from numsweep.engine.train import (
+        Prepared,
+        build_network,
+        check_batch_sizes,
+        curve_steps,
+        evaluate,
+        resolve_n_s,
+    )
+
+    specs = list(specs)
+    if not specs:
+        return []
+    check_group(specs)
+    reps = list(reporters) if reporters is not None else [None] * len(specs)
+    if len(reps) != len(specs):
+        raise ValueError(f"{len(reps)} reporters for {len(specs)} specs")
+    spec0 = specs[0]
+    dtype = np.dtype(spec0.dtype)
+    split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
+                                                             dtype)
+    rngs = [trial_rng(s) for s in specs]
+    lones = [build_network(s, split.x_train.shape[1:], split.num_classes, r)
+             for s, r in zip(specs, rngs, strict=True)]
+    counts = [param_count(lone) for lone in lones]
+    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    augment = Augmenter.from_spec(spec0)
+    if prepared is None:
+        train_part = split.x_train[: spec0.eval_train] if augment.active else split.x_train
+        prepared = Prepared(net.prepare(train_part), split.y_train, net.prepare(split.x_val),
+                            split.y_val, net.prepare(split.x_test), split.y_test)
+    x_tr, y_tr = prepared.x_train, prepared.y_train
+    n = len(y_tr)
+    check_batch_sizes(spec0, n)
+    n_s = resolve_n_s(spec0, n)
+    if n_s < 1:
+        raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
+    plans = [make_schedule(s, n_s, n // s.batch_size) for s in specs]
+    total, ends = plans[0].total, plans[0].ends
+    schedules = [p.schedule for p in plans]
+    batches = make_batch_schedule(spec0, n_s, total)
+    # A group of one keeps the lone trial's Python floats (the same numbers as PerTrial
+    # gives, without the per-call cost of broadcasting K values).
+    scalar = len(specs) == 1
+    optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
+    fused_sgd = spec0.optimizer == "sgd"
+    images = split.x_train if augment.active else None
+    checkpoints = set(curve_steps(ends, spec0.curve_points))
+    period_ends = set(ends)
+    x_ev, y_ev = x_tr[: spec0.eval_train], y_tr[: spec0.eval_train]
+    sampler = BatchSampler(n, data_rng(resolve_data_seed(spec0)))
+
+    active = list(range(len(specs)))        # trials still training, in the group's order
+    curves: list[list[CurvePoint]] = [[] for _ in specs]
+    train_seconds = [0.0] * len(specs)
+    eval_seconds = [0.0] * len(specs)
+    results: dict[int, TrialResult] = {}
+
+    def values(name: str) -> np.ndarray:
+        return np.array([getattr(specs[i], name) for i in active], dtype=np.float64)
+
+    def share(seconds: list[float], dt: float) -> None:
+        for i in active:
+            seconds[i] += dt / len(active)
+
+    def record(step: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        lams, eps = values("lam"), values("eps")
+        accs = np.empty(len(active))
+        for split_name, x, y in (("train", x_ev, y_ev), ("val", prepared.x_val, prepared.y_val)):
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's inf/NaN
+                loss, cost, acc = evaluate_group(net, x, y, lams, eps)
+            for j, i in enumerate(active):
+                curves[i].append(CurvePoint(step, split_name, float(loss[j]), float(cost[j]),
+                                            float(acc[j]), schedules[i].lr(step)))
+            accs = acc
+        share(eval_seconds, time.perf_counter() - t0)
+        return accs
+
+    def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
+               message: str = "", test_acc: float = float("nan")) -> None:
+        spec = specs[i]
+        if diverged:
+            val_acc = train_acc = float("nan")
+        else:
+            train_acc = next(c.acc for c in reversed(curves[i]) if c.split == "train")
+            val_acc = next(c.acc for c in reversed(curves[i]) if c.split == "val")
+        resolved = dataclasses.replace(
+            spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
+            n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
+        results[i] = TrialResult(
+            spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
+            train_seconds=train_seconds[i], eval_seconds=eval_seconds[i], updates=step,
+            param_count=counts[i], epochs=sampler.epochs, diverged=diverged,
+            stopped=stopped, message=message, curves=tuple(curves[i]))
+
+    def leave(gone: list[int]) -> None:
+        """Trials (positions in ``active``) leave the group; the others keep their slices."""
+        keep = np.array([j for j in range(len(active)) if j not in gone], dtype=np.intp)
+        if len(keep):
+            net.select(keep)
+            _select_optimizer(optimizer, keep)
+        active[:] = [active[j] for j in keep]
+
+    record(0)
+    b_max = largest_batch(spec0)
+    x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
+    y_buf = np.empty(b_max, y_tr.dtype)
+    eps_arr, lam_arr = values("eps"), values("lam")
+    ones = np.ones(len(specs))
+    step = 0
+    while step < total and active:
+        t0 = time.perf_counter()
+        idx = sampler.next(batches.size(step))
+        lrs = np.array([schedules[i].lr(step) for i in active])
+        yb = y_buf[:len(idx)]
+        np.take(y_tr, idx, out=yb, mode="clip")
+        if x_buf is not None:
+            xb = x_buf[:len(idx)]
+            np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+        else:
+            assert images is not None
+            xa, yb = augment(images[idx], yb, sampler.rng)
+            xb = net.prepare(xa)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
+            losses, grads = net.train_step(
+                xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
+                scale=lrs if fused_sgd else ones[:len(active)])
+        bad = [] if np.isfinite(losses).all() else [
+            j for j in range(len(active)) if not np.isfinite(losses[j])]
+        if bad:
+            share(train_seconds, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for j in bad:
+                finish(active[j], step, diverged=True, message=(
+                    f"loss diverged ({losses[j]}) at update {step} with learning rate "
+                    f"{lrs[j]:.3g}"))
+            keep = [j for j in range(len(active)) if j not in bad]
+            grads = {name: g[keep] for name, g in grads.items()}
+            lrs = lrs[keep]
+            leave(bad)
+            if not active:
+                break
+            eps_arr, lam_arr = values("eps"), values("lam")
+        if scalar:
+            lr, lam = float(lrs[0]), specs[0].lam
+            if fused_sgd:
+                sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
+            else:
+                if lam:
+                    for name in net.weight_names:
+                        grads[name] += (2 * lam) * net.params[name]
+                optimizer.step(net.params, grads, lr)
+        elif fused_sgd:
+            decay = per_trial(1 - 2 * lrs * lam_arr, dtype) if lam_arr.any() else None
+            _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
+        else:
+            if lam_arr.any():
+                two_lam = per_trial(2 * lam_arr, dtype)
+                for name in net.weight_names:
+                    grads[name] += two_lam * net.params[name]
+            if isinstance(optimizer, FusedAdam):
+                optimizer.lr_64 = lrs
+            optimizer.step(net.params, grads, per_trial(lrs, dtype))
+        step += 1
+        share(train_seconds, time.perf_counter() - t0)
+        if step in checkpoints:
+            val_accs = record(step)
+            if step in period_ends and step < total:
+                stop = [j for j, i in enumerate(active)
+                        if reps[i] is not None and reps[i](step, float(val_accs[j]))]
+                for j in stop:
+                    i = active[j]
+                    t0 = time.perf_counter()
+                    lone = _unstack(net, j, lones[i])
+                    _, _, test_acc = evaluate(lone, prepared.x_test, prepared.y_test,
+                                              specs[i].lam, specs[i].eps)
+                    eval_seconds[i] += time.perf_counter() - t0
+                    finish(i, step, stopped=True, test_acc=test_acc,
+                           message=f"stopped by the pruner at update {step}")
+                if stop:
+                    leave(stop)
+                    eps_arr, lam_arr = values("eps"), values("lam")
+
+    if active:
+        t0 = time.perf_counter()
+        _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
+                                         values("lam"), values("eps"))
+        share(eval_seconds, time.perf_counter() - t0)
+        for j, i in enumerate(active):
+            finish(i, step, test_acc=float(test_accs[j]))
+    return [results[i] for i in range(len(specs))]
+
+
+def check_group(specs: Sequence[TrialSpec]) -> None:
+    """A ValueError naming the first parameter two specs of a would-be group differ in."""
+    if not groupable(specs[0]):
+        raise ValueError(f"model={specs[0].model} cannot train in a group (only "
+                         f"{', '.join(GROUPABLE_MODELS)})")
+    key0 = group_key(specs[0])
+    for spec in specs[1:]:
+        for (name, a), (_, b) in zip(key0, group_key(spec), strict=True):
+            if a != b:
+                raise ValueError(f"specs of one group must share {name} ({a!r} != {b!r})")
