@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -19,15 +20,17 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import ChartError, charts, load_curves, load_stages, load_trials
-from numsweep.analysis.charts import varying_parameters
-from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
-from numsweep.storage import DEFAULT_URL, Storage, StorageError, shown_url
-from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
+from numsweep.analysis import charts, load_curves, load_stages, load_trials
+from numsweep.analysis.formatting import format_cell
+from numsweep.analysis.queries import find_trials
+from numsweep.analysis.selection import ChartError, best_trials, select_trials
+from numsweep.engine import TrialSpec, load_dataset
+from numsweep.errors import NumsweepError
+from numsweep.storage import DEFAULT_URL, Storage, shown_url
+from numsweep.sweeps import load_spec, run_single, run_sweep
 from numsweep.sweeps.runner import DEFAULT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
-LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
 
 console = Console(stderr=True)
 
@@ -38,7 +41,7 @@ class NumsweepGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LIBRARY_ERRORS as exc:
+        except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
 
@@ -613,9 +616,12 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most N rows.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
+@click.option("--wide", is_flag=True,
+              help="Show every column (by default a table drops columns to fit the terminal).")
 @db_option
 def trials(sweep_name: str | None, stage: str | None, state: str | None, where: tuple[str, ...],
-           sort_by: str | None, asc: bool, limit: int | None, fmt: str, db: str) -> None:
+           sort_by: str | None, asc: bool, limit: int | None, fmt: str, wide: bool,
+           db: str) -> None:
     """Show stored trials with their parameters and results.
 
     \b
@@ -623,39 +629,39 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    storage = Storage(db)
-    frame = load_trials(storage, sweep_name, stage=stage, state=state)
-    if where:
-        ids = storage.trial_ids_where(parse_where(where), sweep_name)
-        frame = frame[frame["trial_id"].isin(ids)]
-    if sort_by is not None:
-        if sort_by not in frame.columns:
-            raise click.ClickException(f"unknown column {sort_by!r}")
-        frame = frame.sort_values(sort_by, ascending=asc, na_position="last")
-    if limit is not None:
-        frame = frame.head(limit)
+    frame = find_trials(db, sweep_name, stage=stage, state=state, where=parse_where(where),
+                        sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
     else:
-        _print_table(frame)
+        _print_table(frame, wide)
 
 
-def _print_table(frame: Any) -> None:
-    shown = ["trial_id", "sweep", "stage", "state", *varying_parameters(frame)]
-    if frame["sweep"].nunique() == 1:
-        shown.remove("sweep")
-    shown += [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
-              if c in frame]
-    table = Table(*shown)
-    for _, row in frame.iterrows():
-        table.add_row(*[_cell(row[c]) for c in shown])
-    Console(width=None if sys.stdout.isatty() else 250).print(table)
+def _terminal_width() -> int | None:
+    """The terminal's width (or $COLUMNS); None when output goes to a file or pipe."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return shutil.get_terminal_size().columns
+    return None
 
 
-_cell = charts.format_cell
+def _print_table(frame: Any, wide: bool) -> None:
+    from numsweep.analysis.tables import trial_table
+
+    width = _terminal_width()
+    table = trial_table(frame, None if wide else width)
+    shown = Table(*table.columns)
+    for row in table.rows:
+        shown.add_row(*row)
+    Console(width=width or 250).print(shown)
+    if table.hidden:
+        click.echo(f"{len(table.hidden)} columns left out to fit ({', '.join(table.hidden)}); "
+                   "see all with --wide or --format csv")
+
+
+_cell = format_cell
 
 
 @cli.group()
@@ -668,6 +674,7 @@ def plot() -> None:
         numsweep plot lambda --sweep lambda -o lambda.svg
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 -o curves.pdf
     """
+    charts.use_file_backend()
 
 
 def selection_options(fn: F) -> F:
@@ -743,16 +750,8 @@ def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
     """
     frame = _selected(db, sweep_name, stage)
-    if trial_ids:
-        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
-        if missing:
-            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
-        chosen = frame[frame["trial_id"].isin(trial_ids)]
-    else:
-        charts.check_metric(frame, metric)
-        done = frame[frame["state"] == "COMPLETE"]
-        chosen = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER,
-                                  na_position="last").head(best)
+    chosen = (select_trials(frame, trial_ids, sweep_name) if trial_ids
+              else best_trials(frame, metric, best))
     curves = load_curves(db, chosen["trial_id"])
     data = charts.curve_data(chosen, curves, _names(by))
     _wrote(charts.draw_curve_panels(data, _names(show) or list(charts.CURVE_QUANTITIES)),
@@ -819,10 +818,7 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
     """
     frame = _selected(db, sweep_name, stage)
     if trial_ids:
-        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
-        if missing:
-            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
-        frame = frame[frame["trial_id"].isin(trial_ids)]
+        frame = select_trials(frame, trial_ids, sweep_name)
     curves = load_curves(db, frame["trial_id"])
     data = charts.range_test_data(frame, curves, quantity, mode, _names(by))
     _wrote(charts.draw_range_test(data), output)
@@ -889,6 +885,7 @@ def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
     """
     from numsweep.analysis.report import build_report
 
+    charts.use_file_backend()
     written = build_report(db, name, out_dir, metric=metric, top=top)
     click.echo(f"wrote {written.html} and {written.markdown} ({len(written.charts)} charts)")
     for title, why in written.skipped:

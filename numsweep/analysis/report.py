@@ -20,8 +20,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from numsweep.analysis import charts
-from numsweep.analysis.charts import ChartError
+from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.analysis.selection import ChartError
 from numsweep.storage import StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
@@ -54,7 +55,7 @@ class Table:
     rows: list[list[str]]
 
 
-_cell = charts.format_cell
+_cell = format_cell
 
 
 def _percent(value: Any) -> str:

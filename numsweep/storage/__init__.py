@@ -14,6 +14,7 @@ from numsweep.storage.storage import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    normalize_url,
     shown_url,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "SweepRecord",
     "TrialRecord",
     "TrialState",
+    "normalize_url",
     "shown_url",
 ]

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from numsweep.errors import NumsweepError
 from numsweep.storage.models import (
     Base,
     CurvePointModel,
@@ -50,7 +51,7 @@ _LOCK_MARKERS = ("database is locked", "database table is locked", "deadlock det
 _JITTER = random.Random()  # pauses between retries only; never results
 
 
-class StorageError(Exception):
+class StorageError(NumsweepError):
     """The database could not be opened, read or written; the message says which and why."""
 
 
@@ -93,6 +94,14 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def normalize_url(url: str) -> str:
+    """A database URL from what a user may give: a plain file path (``runs.db``,
+    ``~/sweeps/runs.db``) means that SQLite file (``sqlite:///runs.db``); a URL is kept."""
+    if "://" in url or url.startswith("sqlite:"):
+        return url
+    return "sqlite:///" + os.path.expanduser(url)
 
 
 def engine_url(url: str) -> str:
@@ -190,6 +199,7 @@ class Storage:
     """
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
+        url = normalize_url(url)
         self.url = url
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password

@@ -30,12 +30,8 @@ from numsweep.analysis import (
     range_test_data,
     save,
 )
-from numsweep.analysis.charts import (
-    config_labels,
-    format_cell,
-    metric_label,
-    parameter_columns,
-)
+from numsweep.analysis.formatting import format_cell, metric_label
+from numsweep.analysis.selection import config_labels, parameter_columns
 
 
 @pytest.fixture(autouse=True)
@@ -263,7 +259,7 @@ def test_importance_scores_a_tied_space_entry_once(demo_db: str) -> None:
 
 def test_importance_samples_large_studies(demo_db: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("numsweep.analysis.charts.IMPORTANCE_TRIALS", 6)
+    monkeypatch.setattr("numsweep.analysis.importance.IMPORTANCE_TRIALS", 6)
     data = importance_data(load_trials(demo_db, "optimizers"), "val_acc")
     assert (data.attrs["trials"], data.attrs["of"]) == (6, 8)
     assert "a random 6 of 8 trials" in draw_importance(data).get_title()
