@@ -13,18 +13,32 @@ from matplotlib.lines import Line2D
 
 from numsweep.analysis.figures import DASHES, new_axes
 from numsweep.analysis.formatting import CURVE_LABELS, CURVE_QUANTITIES
-from numsweep.analysis.selection import ChartError, check_quantity, unique_labels
+from numsweep.analysis.selection import (
+    ChartError,
+    check_quantity,
+    config_labels,
+    unique_labels,
+    varying_parameters,
+)
 
 
 def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
-               by: Sequence[str] | None = None) -> pd.DataFrame:
+               by: Sequence[str] | None = None, *, by_stage: bool = False) -> pd.DataFrame:
     """The curve points of the selected trials, each labelled by its configuration
-    (the parameters that differ between them), accuracy in percent."""
+    (the parameters that differ between them), accuracy in percent.
+
+    ``by_stage`` puts the stage before the values (``"fine: lam=0.003"``), for the best trial
+    of each stage."""
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
     labels = unique_labels(trials, by)
     if len(trials) == 1 and by is None:
-        labels = pd.Series([f"trial {trials['number'].iloc[0]}"], index=trials.index)
+        labels = pd.Series([f"trial {trials['trial_id'].iloc[0]}"], index=trials.index)
+    if by_stage:
+        keys = list(by) if by is not None else varying_parameters(trials)
+        values = (config_labels(trials, keys) if keys else
+                  "trial " + trials["trial_id"].astype(str))
+        labels = (trials["stage"].fillna("no stage").astype(str) + ": " + values).astype(object)
     data = curves[curves["trial_id"].isin(trials["trial_id"])].copy()
     if data.empty:
         raise ChartError("the selected trials have no curve points")

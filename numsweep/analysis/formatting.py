@@ -63,3 +63,8 @@ def format_cell(value: object) -> str:
     if isinstance(value, tuple | list):
         return format_value(tuple(value))
     return str(value)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 trial``, ``3 trials``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

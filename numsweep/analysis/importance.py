@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from numsweep.analysis.figures import new_axes
-from numsweep.analysis.formatting import LOWER_IS_BETTER, format_value
+from numsweep.analysis.formatting import LOWER_IS_BETTER, count, format_value
 from numsweep.analysis.selection import (
     ChartError,
     check_metric,
@@ -120,6 +120,6 @@ def draw_importance(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
                   if method == "fANOVA" else f"importance (Optuna {method}, sums to 1)")
     used, total = data.attrs.get("trials", "?"), data.attrs.get("of")
     sample = f"a random {used} of {total} trials" if total and total != used else \
-        f"{used} trials"
+        count(int(used), "trial") if isinstance(used, int) else f"{used} trials"
     ax.set_title(f"parameter importance for {metric} ({sample})")
     return ax

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from numsweep.analysis.figures import MARKERS, new_axes
-from numsweep.analysis.formatting import LOWER_IS_BETTER, PERCENT_METRICS, metric_label
+from numsweep.analysis.formatting import LOWER_IS_BETTER, PERCENT_METRICS, count, metric_label
 from numsweep.analysis.selection import (
     ChartError,
     check_metric,
@@ -54,7 +54,7 @@ def draw_lambda(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.plot(points[param], points[metric], marker=MARKERS[i % len(MARKERS)],
                 markersize=3 if many else 7, linestyle="-" if grid and i == 0 else "none",
                 linewidth=0.8, alpha=0.4 if many else 0.85, color=f"C{i}",
-                label=f"{stage} ({len(points)} trials)")
+                label=f"{stage} ({count(len(points), 'trial')})")
     chosen = data[data["chosen"]].iloc[0]
     ax.plot(chosen[param], chosen[metric], marker="*", markersize=18, color="gold",
             markeredgecolor="black", linestyle="none",
@@ -69,7 +69,7 @@ def draw_lambda(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_ylabel(metric_label(metric))
     dropped = data.attrs.get("dropped", 0)
     ax.set_title(f"{metric_label(metric)} against {param}"
-                 + (f" ({dropped} trials with {param} ≤ 0 not shown)" if dropped else ""))
+                 + (f" ({count(dropped, 'trial')} with {param} ≤ 0 not shown)" if dropped else ""))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     ax.margins(y=0.15)

@@ -85,7 +85,8 @@ def load_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
     ids = meta["trial_id"].astype(object)
     columns: dict[str, pd.Series] = {}
     for name, values in param_values.items():
-        columns[name] = _typed(ids.map(values))
+        columns[name] = _typed(pd.Series([values.get(int(i)) for i in ids], index=meta.index,
+                                         dtype=object))
     for name, values in metric_values.items():
         column = ids.map(values).astype(float)
         if name in INTEGER_METRICS and _whole(column):

@@ -65,7 +65,7 @@ def range_test_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = 
     chosen = trials[trials["trial_id"].isin(points["trial_id"])]
     labels = dict(zip(chosen["trial_id"], unique_labels(chosen, by), strict=True))
     if len(chosen) == 1 and by is None:
-        labels = {chosen["trial_id"].iloc[0]: f"trial {chosen['number'].iloc[0]}"}
+        labels = {chosen["trial_id"].iloc[0]: f"trial {chosen['trial_id'].iloc[0]}"}
     frames = []
     for trial_id, line in points.groupby("trial_id", sort=False):
         value = line[quantity].to_numpy(dtype=float) * (100 if quantity == "acc" else 1)

@@ -76,14 +76,22 @@ def tied_parameters(stages: Sequence[StageRecord]) -> list[list[str]]:
     return [list(group) for group in sorted(groups)]
 
 
-def describe_space(space: dict[str, Any]) -> str:
-    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``.
+def describe_space(space: dict[str, Any], sampler: str = "grid") -> str:
+    """A stage's searched ranges in words, e.g. ``lam: 1e-05 to 0.1 (log, grid of 8)``; the
+    number of grid points only for a ``grid`` stage (other samplers draw from the range), and
+    for a ``best`` stage, which searches nothing, what it trains again.
 
     Takes the ranges alone or a stage record's ``space`` as the sweep runner stores it
     (``{"space": ..., "fixed": ..., "planned": n, "reused": [ids]}``).
     """
+    if sampler == "best":
+        words = ["nothing: trains the best trial of the stages before again"]
+        fixed = space.get("fixed") if isinstance(space.get("space"), dict) else None
+        if fixed:
+            words.append("fixed " + ", ".join(f"{k}={_cell(v)}" for k, v in fixed.items()))
+        return "; ".join(words)
     if isinstance(space.get("space"), dict):
-        words = [describe_space(space["space"])]
+        words = [describe_space(space["space"], sampler)]
         if space.get("fixed"):
             words.append("fixed " + ", ".join(f"{k}={_cell(v)}"
                                               for k, v in space["fixed"].items()))
@@ -98,7 +106,8 @@ def describe_space(space: dict[str, Any]) -> str:
             parts.append(f"{name}: one of {', '.join(_cell(c) for c in rule['choices'])}")
         elif isinstance(rule, dict) and "low" in rule and "high" in rule:
             extra = [w for w in ("log" if rule.get("log") else "",
-                                 f"grid of {rule['grid']}" if rule.get("grid") else "",
+                                 f"grid of {rule['grid']}"
+                                 if rule.get("grid") and sampler == "grid" else "",
                                  f"step {rule['step']}" if rule.get("step") else "") if w]
             parts.append(f"{name}: {_cell(rule['low'])} to {_cell(rule['high'])}"
                          + (f" ({', '.join(extra)})" if extra else ""))
@@ -138,15 +147,16 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
                            if name == st.name)
         done = in_stage[in_stage["state"] == "COMPLETE"]
         best = "" if done.empty or metric not in done else _value(done[metric], metric)
-        stage_rows.append([str(st.index), st.name, st.sampler, describe_space(st.space),
+        stage_rows.append([str(st.index), st.name, st.sampler,
+                           describe_space(st.space, st.sampler),
                            st.note, states or _no_trials(st.space), best])
     out = [("Stages and the ranges they searched",
             Table(["#", "stage", "sampler", "searched", "note", "trials",
                    f"best {charts.metric_label(metric)}"], stage_rows))]
     results = [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds") if c in trials]
-    names = [st.name for st in stages] + (["(none)"] if trials["stage"].isna().any() else [])
+    names = [st.name for st in stages] + ([None] if trials["stage"].isna().any() else [])
     for name in names:
-        in_stage = trials["stage"].isna() if name == "(none)" else trials["stage"] == name
+        in_stage = trials["stage"].isna() if name is None else trials["stage"] == name
         done = trials[in_stage & (trials["state"] == "COMPLETE")]
         if done.empty or metric not in done:
             continue
@@ -155,7 +165,8 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
                  *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
                    for c in results]] for _, r in best.iterrows()]
         heads = [charts.metric_label(c) for c in results]
-        out.append((f"Best trials of stage {name} (by {metric})",
+        which = "the trials without a stage" if name is None else f"stage {name}"
+        out.append((f"Best trials of {which} (by {metric})",
                     Table(["trial id", *varying, *heads], rows)))
     failed = trials[trials["state"].isin(["FAILED", "PRUNED"])]
     if not failed.empty:
@@ -206,17 +217,20 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
     if not done.empty and ranked:
         best_ids = []
-        for stage in dict.fromkeys(done["stage"]):
-            in_stage = done[done["stage"] == stage]
+        stage_of = done["stage"].fillna("")  # "": trials without a stage (numsweep train)
+        for stage in dict.fromkeys(stage_of):
+            in_stage = done[stage_of == stage]
             values = in_stage[metric].astype(float)
+            if not values.notna().any():
+                continue
             best = values.idxmin() if metric in charts.LOWER_IS_BETTER else values.idxmax()
             best_ids.append(int(in_stage.loc[best, "trial_id"]))
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:
-            # labelled by what differs between the chosen trials, by stage where a stage
-            # fixes it ("final: lam=0.0003")
-            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]))
+            # labelled by stage and the values that differ ("fine: lam=0.003")
+            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]),
+                                     by_stage=chosen["stage"].notna().any())
             return charts.draw_curve_panels(data)
 
         plan.append(("Learning curves of the best trial of each stage", "curves",

@@ -68,7 +68,7 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
         raise ChartError(f"unknown parameter {unknown[0]!r} in --by "
                          f"(parameters: {', '.join(parameter_columns(trials))})")
     if not keys:
-        return pd.Series([f"trial {n}" for n in trials["number"]], index=trials.index,
+        return pd.Series([f"trial {n}" for n in trials["trial_id"]], index=trials.index,
                          dtype=object)
     parts = [trials[k].map(format_value).radd(f"{k}=") for k in keys]
     label = parts[0]
@@ -97,7 +97,7 @@ def unique_labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series
     if labels.duplicated(keep=False).any():
         labels = labels + ", seed=" + trials["seed"].astype(str)
     if labels.duplicated(keep=False).any():
-        labels = labels + " (#" + trials["number"].astype(str) + ")"
+        labels = labels + " (trial " + trials["trial_id"].astype(str) + ")"
     return labels
 
 

@@ -153,7 +153,9 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     stepped = curve_data(chosen.assign(schedule="step"), load_curves(demo_db, chosen["trial_id"]))
     assert draw_curves(stepped, "lr").get_lines()[0].get_drawstyle() == "steps-post"
     one = curve_data(chosen.iloc[:1], load_curves(demo_db, chosen["trial_id"]))
-    assert set(one["label"]) == {"trial 0"}
+    # the database id, the one `--trial` and `trial rerun` take, not the number in the sweep
+    assert set(one["label"]) == {f"trial {chosen['trial_id'].iloc[0]}"}
+    assert chosen["trial_id"].iloc[0] != chosen["number"].iloc[0]
     with pytest.raises(ChartError, match="unknown curve quantity"):
         draw_curves(data, "bogus")
 
