@@ -27,7 +27,7 @@ from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec, load_dataset
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_URL, Storage, shown_url
-from numsweep.sweeps import load_spec, run_single, run_sweep
+from numsweep.sweeps import load_spec, run_sweep
 from numsweep.sweeps.runner import DEFAULT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,11 +123,14 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
         numsweep train lam=0.01 n_train=10000 n_val=10000 n_s=500 cycles=1 --json
         numsweep train model=convnet f=4 nf=10 nh=50 lam=0.003 n_s=800 cycles=3
     """
+    from numsweep.sweeps.range_tests import train_trial
+
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
     storage = Storage(db)
-    prepare_data(data)
+    if data is None:  # the download's progress bar before the status line
+        prepare_data(data)
     with console.status("training"):
-        trial_id, outcome = run_single(spec, storage, data_source=data, sweep_name=sweep_name)
+        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -174,34 +177,17 @@ def range_test_command(mode: str, overrides: tuple[str, ...], data: str | None, 
         numsweep range-test lr eta_min=1e-5 eta_max=1 n_updates=300 n_train=10000
         numsweep range-test batch b_min=16 b_max=1024 eta_max=0.05 --json
     """
-    from numsweep.engine import make_split
-    from numsweep.engine.range_test import range_spec_from, range_test
-    from numsweep.storage import CurveRecord, TrialState
+    from numsweep.engine.range_test import range_spec_from
+    from numsweep.sweeps.range_tests import run_range_test
 
     spec = range_spec_from(parse_overrides(overrides), mode)
     storage = Storage(db)
-    dataset = load_dataset(data, progress=_download_progress())
-    split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
-    sweep_rec = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
-    trial_id = storage.start_trial(sweep_rec.id, None, storage.next_trial_number(sweep_rec.id),
-                                   spec.to_dict(), spec.seed)
-    try:
-        with console.status(f"{mode} range test"):
-            result = range_test(spec, split, mode, stop_factor=stop_factor)
-    except Exception as exc:
-        storage.finish_trial(trial_id, TrialState.FAILED, message=f"{type(exc).__name__}: {exc}")
-        raise
-    split_name = f"{mode}_range"
-    curves = [CurveRecord(trial_id, step if mode == "lr" else size, split_name, loss, cost, acc,
-                          lr)
-              for step, (size, loss, cost, acc, lr) in enumerate(zip(
-                  result.batch_sizes, result.losses, result.costs, result.accs, result.lrs,
-                  strict=True))]
-    metrics = {"updates": result.updates, "param_count": result.param_count,
-               "train_seconds": result.train_seconds, f"best_{mode}": result.best,
-               f"steepest_{mode}": result.steepest}
-    storage.finish_trial(trial_id, TrialState.COMPLETE, metrics=metrics, curves=curves,
-                         message=result.message, params=result.spec.to_dict())
+    if data is None:  # the download's progress bar before the status line
+        prepare_data(data)
+    with console.status(f"{mode} range test"):
+        stored = run_range_test(spec, mode, storage, data_source=data,
+                                sweep_name=sweep_name, stop_factor=stop_factor)
+    trial_id, result, metrics = stored.trial_id, stored.result, stored.metrics
     if as_json:
         record = {"trial_id": trial_id, "mode": mode, **result.spec.to_dict(), **metrics,
                   "message": result.message, "values": list(result.values),
@@ -314,10 +300,20 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
             + ("" if s.best_test_acc is None else f" (test_acc {s.best_test_acc:.4f})")
-            + f" at {s.best_params}")
+            + ("" if s.best_trial is None else f", trial {s.best_trial}")
+            + (f": {_params_text(s.best_params)}" if s.best_params else ""))
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
+    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
+    click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
+    click.echo(f"next: numsweep sweep show {name}{where}")
+    click.echo(f"      numsweep report {name} -o report-{name}/{where}")
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    """``lam=0.007197, cycles=3``: parameters as a user types them."""
+    return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
 
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
@@ -655,10 +651,13 @@ def _print_table(frame: Any, wide: bool) -> None:
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)
-    Console(width=width or 250).print(shown)
+    Console(width=250 if wide or width is None else width).print(shown)
     if table.hidden:
-        click.echo(f"{len(table.hidden)} columns left out to fit ({', '.join(table.hidden)}); "
-                   "see all with --wide or --format csv")
+        import textwrap
+
+        note = (f"{len(table.hidden)} columns left out to fit ({', '.join(table.hidden)}); "
+                "see all with --wide or --format csv")
+        click.echo("\n".join(textwrap.wrap(note, width or 250)))
 
 
 _cell = format_cell

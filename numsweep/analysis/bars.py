@@ -87,9 +87,15 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
                               markersize=10, label="±1 std over seeds"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     if n_noisy and len(data) > 1:
-        gap = abs(data["mean"].iloc[0] - data["mean"].iloc[1])
-        ax.text(0.5, 1.0, f"the best's lead over the runner-up ({_gap_text(gap, metric)}) "
-                "is within the seed noise",
+        # name the hatched bars: the runner-up when it is one of them, else how many
+        if bool(data["within_noise"].iloc[1]):
+            gap = abs(data["mean"].iloc[0] - data["mean"].iloc[1])
+            note = (f"the best's lead over the runner-up ({_gap_text(gap, metric)}) "
+                    "is within the seed noise")
+        else:
+            note = (f"{n_noisy} hatched configuration{'s' if n_noisy > 1 else ''} within the "
+                    "seed noise of the best (the runner-up is not)")
+        ax.text(0.5, 1.0, note,
                 transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
                 color="tab:orange")
     ax.margins(y=0.15)

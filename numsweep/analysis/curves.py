@@ -21,6 +21,9 @@ from numsweep.analysis.selection import (
     varying_parameters,
 )
 
+TRIAL_COLORS = tuple(f"C{i}" for i in range(10) if i != 7)
+"""One colour per trial; not C7, grey, the colour of a key (training solid, validation dashed)."""
+
 
 def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
                by: Sequence[str] | None = None, *, by_stage: bool = False) -> pd.DataFrame:
@@ -81,7 +84,7 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
                     label=f"every trial ({len(labels)})", drawstyle=_lr_style(first))
             labels, shared = [], True
     for i, label in enumerate(labels):
-        color = f"C{i % 10}"
+        color = TRIAL_COLORS[i % len(TRIAL_COLORS)]
         for split in splits:
             points = data[(data["label"] == label) & (data["split"] == split)]
             if quantity == "lr" and points.empty:
@@ -98,7 +101,7 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
                      fontsize=10)
     handles, names = ax.get_legend_handles_labels()
     if quantity != "lr" and len(splits) > 1:
-        handles += [Line2D([], [], color="gray", linestyle=styles[s]) for s in splits]
+        handles += [Line2D([], [], color="black", linestyle=styles[s]) for s in splits]
         names += [{"train": "training", "val": "validation"}.get(s, s) for s in splits]
     if len(handles) > 1 or shared:
         ax.legend(handles, names, fontsize=8)
@@ -121,11 +124,16 @@ def draw_curve_panels(data: pd.DataFrame,
         draw_curves(data, q, ax)
     for ax in flat[len(quantities):]:
         fig.delaxes(ax)
-    # the first panel's legend serves all: repeated in every panel it would cover the curves
+    # one legend for all panels, below them: long labels inside a panel would cover its
+    # curves and, beside it, push the panels apart
     first = flat[0].get_legend()
-    names = {t.get_text() for t in first.get_texts()} if first else set()
-    for ax in flat[1:len(quantities)]:
-        legend = ax.get_legend()
-        if legend is not None and {t.get_text() for t in legend.get_texts()} <= names:
-            legend.remove()
+    if first is not None and len(quantities) > 1:
+        handles, names = first.legend_handles, [t.get_text() for t in first.get_texts()]
+        for ax in flat[:len(quantities)]:
+            legend = ax.get_legend()
+            if legend is not None and {t.get_text() for t in legend.get_texts()} <= set(names):
+                legend.remove()
+        entry = 0.8 + 0.065 * max(len(n) for n in names)  # inches at fontsize 8
+        fig.legend(handles, names, loc="outside lower center", fontsize=8,
+                   ncols=max(1, min(len(names), int(6.0 * cols / entry))))
     return flat[:len(quantities)]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.transforms import Bbox
 
 from numsweep.analysis.figures import new_axes
 from numsweep.analysis.formatting import metric_label
@@ -41,16 +42,46 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
                label=f"trials ({len(data)})")
     ax.plot(front[x], front[y], color="tab:red", marker="o", drawstyle="steps-post",
             label=f"Pareto front ({len(front)})")
-    if len(front) <= 12:
-        for _, row in front.iterrows():
-            ax.annotate(row["label"], (row[x], row[y]), textcoords="offset points",
-                        xytext=(5, -12), fontsize=7)
     if data[x].min() > 0 and data[x].max() / data[x].min() > 50:
         ax.set_xscale("log")
     ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(metric_label(y))
     ax.set_title(f"{metric_label(y)} against {metric_label(x)}")
-    ax.legend(fontsize=8, loc="best")
     ax.margins(0.08)
     ax.grid(alpha=0.3)
+    if len(front) <= 12:
+        _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()])
+    ax.legend(fontsize=8, loc="best")
     return ax
+
+
+LABEL_OFFSETS = ((5, -12), (5, 6), (-5, -12), (-5, 6), (5, -24), (5, 18), (-5, -24),
+                 (-5, 18), (5, -36), (5, 30))
+"""Where a point's label may go (points right/up of the point), nearest first."""
+
+
+def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
+    """Write each label beside its point at the first offset where it overlaps no label
+    already written (with no renderer to measure text, the first offset)."""
+    try:
+        renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
+        ax.figure.draw_without_rendering()  # the final layout and limits, to measure in
+    except AttributeError:
+        renderer = None
+    placed: list[Bbox] = []
+    for px, py, text in points:
+        for dx, dy in LABEL_OFFSETS if renderer is not None else LABEL_OFFSETS[:1]:
+            note = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy),
+                               fontsize=7, ha="left" if dx > 0 else "right")
+            note.set_in_layout(False)  # placed in the final layout: must not change it
+            if renderer is None:
+                break
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            note.remove()
+        else:
+            note = ax.annotate(text, (px, py), textcoords="offset points",
+                               xytext=LABEL_OFFSETS[0], fontsize=7)
+            note.set_in_layout(False)

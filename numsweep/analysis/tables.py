@@ -16,7 +16,7 @@ from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.selection import varying_parameters
 
 RESULTS = ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
-PRIORITY = ("trial_id", "state", "val_acc", "test_acc", "*params", "stage", "number",
+PRIORITY = ("trial_id", "state", "val_acc", "test_acc", "*params", "stage",
             "train_seconds", "sweep", "train_acc", "updates")
 """Columns in the order they are kept when space runs out (``*params``: varying parameters)."""
 COLUMN_OVERHEAD = 3  # rich's padding and border around each cell
@@ -34,18 +34,18 @@ class TextTable:
 def trial_table(frame: pd.DataFrame, width: int | None = None) -> TextTable:
     """The table of ``frame``'s trials; ``width`` None keeps every column.
 
-    ``number`` (the trial's number within its sweep) is shown as ``#`` beside the database id
-    ``trial_id``, which is what ``--trial`` and ``trial rerun`` take.
+    Trials are named by ``trial_id``, the database id that ``--trial`` and ``trial rerun``
+    take (``--format csv`` also has ``number``, the trial's position in its sweep).
     """
     params = varying_parameters(frame)
-    columns = ["trial_id", "number", "sweep", "stage", "state", *params,
+    columns = ["trial_id", "sweep", "stage", "state", *params,
                *[c for c in RESULTS if c in frame]]
     if frame["sweep"].nunique() <= 1:
         columns.remove("sweep")
     if frame["stage"].isna().all():
         columns.remove("stage")
     cells = {c: [format_cell(v) for v in frame[c]] for c in columns}
-    heads = {c: ("#" if c == "number" else c) for c in columns}
+    heads = {c: c for c in columns}
     sizes = {c: max([len(heads[c]), *map(len, cells[c])]) + COLUMN_OVERHEAD for c in columns}
     kept = list(columns)
     if width is not None:

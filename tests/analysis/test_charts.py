@@ -141,7 +141,10 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     loss, cost, acc, lr = axes
     assert len(loss.get_lines()) == 4  # 2 trials x (training, validation)
     assert {line.get_linestyle() for line in loss.get_lines()} == {"-", "--"}
-    assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= set(_legend(loss))
+    legend = loss.figure.legends[0]  # one legend below the panels serves all
+    assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= {
+        t.get_text() for t in legend.get_texts()}
+    assert _legend(loss) == []
     assert loss.get_xlabel() == "update step" and "cross-entropy" in loss.get_ylabel()
     assert _legend(cost) == _legend(acc) == []  # the first panel's legend serves all
     assert "lam" in cost.get_ylabel() and acc.get_ylabel() == "accuracy (%)"

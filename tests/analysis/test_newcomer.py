@@ -102,3 +102,61 @@ def test_best_of_stage_curves_are_labelled_by_stage_and_values(demo_db: str) -> 
     labels = set(data["label"])
     assert len(labels) == 2 and all(label.split(": ")[0] in ("coarse", "fine") and "lam="
                                     in label for label in labels)
+
+
+def _texts(fig: plt.Figure) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_three_curves_share_one_legend_below_the_panels(demo_db: str) -> None:
+    frame = load_trials(demo_db, "lambda", state="complete").head(3)
+    data = curve_data(frame, load_curves(demo_db, frame["trial_id"]),
+                      by=["lam", "eta_max", "batch_size", "n_train"])
+    axes = draw_curve_panels(data)
+    fig = axes[0].figure
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in axes[:3])
+    legend_box = fig.legends[0].get_window_extent()
+    assert all(not legend_box.overlaps(ax.get_window_extent()) for ax in axes)
+    widths = {round(ax.get_position().width, 2) for ax in axes}
+    assert len(widths) == 1  # the panels stay the same size
+    # keys for training and validation in black, no trial drawn in grey
+    keys = [h for h, n in zip(fig.legends[0].legend_handles, _texts(fig), strict=True)
+            if n in ("training", "validation")]
+    assert keys and all(h.get_color() == "black" for h in keys)
+
+
+def test_no_trial_curve_is_grey_like_the_key(demo_db: str) -> None:
+    frame = load_trials(demo_db, "archs", state="complete")  # 9 trials: C7 would be used
+    data = curve_data(frame, load_curves(demo_db, frame["trial_id"]))
+    ax = draw_curve_panels(data, ("loss",))[0]
+    assert "C7" not in {line.get_color() for line in ax.get_lines()}
+    assert "#7f7f7f" not in {line.get_color() for line in ax.get_lines()}
+
+
+def test_bars_note_names_what_is_hatched() -> None:
+    from numsweep.analysis import draw_bars
+
+    data = pd.DataFrame({"config": ["a", "b", "c"], "mean": [10.0, 12.0, 13.0],
+                         "std": [0.1, 0.1, 5.0], "count": [3, 3, 3],
+                         "best": [True, False, False], "within_noise": [False, False, True]})
+    data.attrs.update(configs=3, trials=9, higher_is_better=False)
+    ax = draw_bars(data, "train_seconds")
+    notes = [t.get_text() for t in ax.texts]
+    assert not any("runner-up (" in n for n in notes)  # the runner-up is not hatched
+    assert any("1 hatched configuration" in n for n in notes)
+
+
+def test_pareto_labels_do_not_overlap() -> None:
+    from numsweep.analysis import draw_pareto
+
+    data = pd.DataFrame({"trial_id": [1, 2, 3, 4, 5], "label": ["f=4, nf=10, nh=50"] * 5,
+                         "train_seconds": [1.0, 1.02, 1.04, 1.06, 3.0],
+                         "test_acc": [50.0, 50.2, 50.4, 50.6, 40.0],
+                         "on_front": [True] * 4 + [False]})
+    data.attrs.update(x="train_seconds", y="test_acc")
+    ax = draw_pareto(data)
+    ax.figure.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert len(boxes) == 4
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
