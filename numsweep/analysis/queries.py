@@ -148,8 +148,9 @@ def find_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
     ``ascending``) and cut to ``limit`` rows. A misspelt column is a :class:`QueryError`."""
     storage = _storage(db)
     frame = load_trials(storage, sweep, stage=stage, state=state)
-    check_columns(frame, [name for name, _, _ in where], "--where")
-    check_columns(frame, [sort] if sort is not None else [], "--sort")
+    if not frame.empty:  # no trials: nothing to misspell against
+        check_columns(frame, [name for name, _, _ in where], "--where")
+        check_columns(frame, [sort] if sort is not None else [], "--sort")
     if where:
         ids = storage.trial_ids_where(list(where), sweep)
         frame = frame[frame["trial_id"].isin(ids)]
