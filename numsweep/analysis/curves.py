@@ -30,8 +30,8 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     """The curve points of the selected trials, each labelled by its configuration
     (the parameters that differ between them), accuracy in percent.
 
-    ``by_stage`` puts the stage before the values (``"fine: lam=0.003"``), for the best trial
-    of each stage."""
+    ``by_stage`` labels each trial by its stage, the values of ``by`` (default: those that
+    differ) and its id (``"fine: lam=0.003 (trial 14)"``), for the best trial of each stage."""
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
     labels = unique_labels(trials, by)
@@ -39,8 +39,8 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
         labels = pd.Series([f"trial {trials['trial_id'].iloc[0]}"], index=trials.index)
     if by_stage:
         keys = list(by) if by is not None else varying_parameters(trials)
-        values = (config_labels(trials, keys) if keys else
-                  "trial " + trials["trial_id"].astype(str))
+        ids = "trial " + trials["trial_id"].astype(str)
+        values = (config_labels(trials, keys) + " (" + ids + ")") if keys else ids
         labels = (trials["stage"].fillna("no stage").astype(str) + ": " + values).astype(object)
     data = curves[curves["trial_id"].isin(trials["trial_id"])].copy()
     if data.empty:
@@ -92,6 +92,8 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
             ax.plot(points["step"], points[quantity], color=color, linestyle=styles[split],
                     label=label if split == splits[0] else None,
                     drawstyle=_lr_style(points) if quantity == "lr" else "default")
+    if quantity == "lr":
+        ax.set_ylim(bottom=0)  # a constant rate reads as one, not as a scale of 1e-6 steps
     ax.set_xlabel("update step")
     ax.set_ylabel(CURVE_LABELS[quantity])
     title = {"lr": "learning-rate schedule"}.get(quantity, f"{CURVE_LABELS[quantity]}")

@@ -70,7 +70,7 @@ def draw_lambda(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     dropped = data.attrs.get("dropped", 0)
     ax.set_title(f"{metric_label(metric)} against {param}"
                  + (f" ({count(dropped, 'trial')} with {param} ≤ 0 not shown)" if dropped else ""))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the points
     ax.grid(alpha=0.3, which="both")
     ax.margins(y=0.15)
     return ax

@@ -61,14 +61,16 @@ LABEL_OFFSETS = ((5, -12), (5, 6), (-5, -12), (-5, 6), (5, -24), (5, 18), (-5, -
 
 
 def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
-    """Write each label beside its point at the first offset where it overlaps no label
-    already written (with no renderer to measure text, the first offset)."""
+    """Write each label beside its point at the first offset where it stays inside the axes
+    and overlaps no label already written (with no renderer to measure text, the first
+    offset)."""
     try:
         renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
         ax.figure.draw_without_rendering()  # the final layout and limits, to measure in
     except AttributeError:
         renderer = None
     placed: list[Bbox] = []
+    inside = ax.get_window_extent(renderer) if renderer is not None else None
     for px, py, text in points:
         for dx, dy in LABEL_OFFSETS if renderer is not None else LABEL_OFFSETS[:1]:
             note = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy),
@@ -77,7 +79,9 @@ def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
             if renderer is None:
                 break
             box = note.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed):
+            fits = (inside is not None and box.x0 >= inside.x0 and box.x1 <= inside.x1
+                    and box.y0 >= inside.y0 and box.y1 <= inside.y1)
+            if fits and not any(box.overlaps(other) for other in placed):
                 placed.append(box)
                 break
             note.remove()

@@ -228,9 +228,9 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:
-            # labelled by stage and the values that differ ("fine: lam=0.003")
+            # labelled by stage and the values the sweep searches ("fine: lam=0.003 (trial 14)")
             data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]),
-                                     by_stage=chosen["stage"].notna().any())
+                                     searched or None, by_stage=chosen["stage"].notna().any())
             return charts.draw_curve_panels(data)
 
         plan.append(("Learning curves of the best trial of each stage", "curves",

@@ -160,3 +160,24 @@ def test_pareto_labels_do_not_overlap() -> None:
     boxes = [t.get_window_extent() for t in ax.texts]
     assert len(boxes) == 4
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    frame = ax.get_window_extent()
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 for b in boxes)  # none cut at the edge
+
+
+def test_report_labels_best_of_stage_curves_by_stage_values_and_id(
+        demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numsweep.analysis import charts
+
+    seen: list[set[str]] = []
+    draw = charts.draw_curve_panels
+
+    def spy(data: pd.DataFrame, *args: object) -> object:
+        seen.append(set(data["label"]))
+        return draw(data, *args)
+
+    monkeypatch.setattr(charts, "draw_curve_panels", spy)
+    build_report(demo_db, "lambda", tmp_path)
+    best_of_stage = seen[0]
+    assert len(best_of_stage) == 2
+    assert all(label.startswith(("coarse: lam=", "fine: lam=")) and "(trial " in label
+               for label in best_of_stage)
