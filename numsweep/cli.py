@@ -49,7 +49,8 @@ class NumsweepGroup(click.Group):
 def db_option(fn: F) -> F:
     return click.option("--db", "db", default=DEFAULT_URL, show_default=True,
                         envvar="NUMSWEEP_DB",
-                        help="SQLAlchemy URL of the result database (env NUMSWEEP_DB).")(fn)
+                        help="Result database: a SQLAlchemy URL or a SQLite file path "
+                             "(runs.db means sqlite:///runs.db; env NUMSWEEP_DB).")(fn)
 
 
 def data_option(fn: F) -> F:
