@@ -21,7 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from numsweep.analysis import charts, load_curves, load_stages, load_trials
-from numsweep.analysis.formatting import format_cell
+from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec, load_dataset
@@ -887,7 +887,8 @@ def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
 
     charts.use_file_backend()
     written = build_report(db, name, out_dir, metric=metric, top=top)
-    click.echo(f"wrote {written.html} and {written.markdown} ({len(written.charts)} charts)")
+    click.echo(f"wrote {written.html} and {written.markdown} "
+               f"({count(len(written.charts), 'chart')})")
     for title, why in written.skipped:
         click.echo(f"left out {title}: {why}")
 
