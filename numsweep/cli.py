@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -19,15 +20,17 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import ChartError, charts, load_curves, load_stages, load_trials
-from numsweep.analysis.charts import varying_parameters
-from numsweep.engine import DataError, SpecError, TrialSpec, load_dataset
-from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, StorageError, shown_url
-from numsweep.sweeps import SweepSpecError, load_spec, run_single, run_sweep
+from numsweep.analysis import charts, load_curves, load_stages, load_trials
+from numsweep.analysis.formatting import count, format_cell
+from numsweep.analysis.queries import find_trials
+from numsweep.analysis.selection import ChartError, best_trials, select_trials
+from numsweep.engine import TrialSpec, load_dataset
+from numsweep.errors import NumsweepError
+from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
+from numsweep.sweeps import load_spec, run_sweep
 from numsweep.sweeps.liveness import DEFAULT_GRACE
 
 F = TypeVar("F", bound=Callable[..., Any])
-LIBRARY_ERRORS = (SpecError, SweepSpecError, DataError, StorageError, ChartError, ValueError)
 
 console = Console(stderr=True)
 
@@ -38,7 +41,7 @@ class NumsweepGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LIBRARY_ERRORS as exc:
+        except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
 
@@ -46,7 +49,8 @@ class NumsweepGroup(click.Group):
 def db_option(fn: F) -> F:
     return click.option("--db", "db", default=DEFAULT_URL, show_default=True,
                         envvar="NUMSWEEP_DB",
-                        help="SQLAlchemy URL of the result database (env NUMSWEEP_DB).")(fn)
+                        help="Result database: a SQLAlchemy URL or a SQLite file path "
+                             "(runs.db means sqlite:///runs.db; env NUMSWEEP_DB).")(fn)
 
 
 def data_option(fn: F) -> F:
@@ -120,11 +124,14 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
         numsweep train lam=0.01 n_train=10000 n_val=10000 n_s=500 cycles=1 --json
         numsweep train model=convnet f=4 nf=10 nh=50 lam=0.003 n_s=800 cycles=3
     """
+    from numsweep.sweeps.range_tests import train_trial
+
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
     storage = Storage(db)
-    prepare_data(data)
+    if data is None:  # the download's progress bar before the status line
+        prepare_data(data)
     with console.status("training"):
-        trial_id, outcome = run_single(spec, storage, data_source=data, sweep_name=sweep_name)
+        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -171,34 +178,17 @@ def range_test_command(mode: str, overrides: tuple[str, ...], data: str | None, 
         numsweep range-test lr eta_min=1e-5 eta_max=1 n_updates=300 n_train=10000
         numsweep range-test batch b_min=16 b_max=1024 eta_max=0.05 --json
     """
-    from numsweep.engine import make_split
-    from numsweep.engine.range_test import range_spec_from, range_test
-    from numsweep.storage import CurveRecord, TrialState
+    from numsweep.engine.range_test import range_spec_from
+    from numsweep.sweeps.range_tests import run_range_test
 
     spec = range_spec_from(parse_overrides(overrides), mode)
     storage = Storage(db)
-    dataset = load_dataset(data, progress=_download_progress())
-    split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
-    sweep_rec = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
-    trial_id = storage.start_trial(sweep_rec.id, None, storage.next_trial_number(sweep_rec.id),
-                                   spec.to_dict(), spec.seed)
-    try:
-        with console.status(f"{mode} range test"):
-            result = range_test(spec, split, mode, stop_factor=stop_factor)
-    except Exception as exc:
-        storage.finish_trial(trial_id, TrialState.FAILED, message=f"{type(exc).__name__}: {exc}")
-        raise
-    split_name = f"{mode}_range"
-    curves = [CurveRecord(trial_id, step if mode == "lr" else size, split_name, loss, cost, acc,
-                          lr)
-              for step, (size, loss, cost, acc, lr) in enumerate(zip(
-                  result.batch_sizes, result.losses, result.costs, result.accs, result.lrs,
-                  strict=True))]
-    metrics = {"updates": result.updates, "param_count": result.param_count,
-               "train_seconds": result.train_seconds, f"best_{mode}": result.best,
-               f"steepest_{mode}": result.steepest}
-    storage.finish_trial(trial_id, TrialState.COMPLETE, metrics=metrics, curves=curves,
-                         message=result.message, params=result.spec.to_dict())
+    if data is None:  # the download's progress bar before the status line
+        prepare_data(data)
+    with console.status(f"{mode} range test"):
+        stored = run_range_test(spec, mode, storage, data_source=data,
+                                sweep_name=sweep_name, stop_factor=stop_factor)
+    trial_id, result, metrics = stored.trial_id, stored.result, stored.metrics
     if as_json:
         record = {"trial_id": trial_id, "mode": mode, **result.spec.to_dict(), **metrics,
                   "message": result.message, "values": list(result.values),
@@ -317,10 +307,20 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
             + ("" if s.best_test_acc is None else f" (test_acc {s.best_test_acc:.4f})")
-            + f" at {s.best_params}")
+            + ("" if s.best_trial is None else f", trial {s.best_trial}")
+            + (f": {_params_text(s.best_params)}" if s.best_params else ""))
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
+    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
+    click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
+    click.echo(f"next: numsweep sweep show {name}{where}")
+    click.echo(f"      numsweep report {name} -o report-{name}/{where}")
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    """``lam=0.007197, cycles=3``: parameters as a user types them."""
+    return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
 
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
@@ -623,9 +623,12 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most N rows.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
+@click.option("--wide", is_flag=True,
+              help="Show every column (by default a table drops columns to fit the terminal).")
 @db_option
 def trials(sweep_name: str | None, stage: str | None, state: str | None, where: tuple[str, ...],
-           sort_by: str | None, asc: bool, limit: int | None, fmt: str, db: str) -> None:
+           sort_by: str | None, asc: bool, limit: int | None, fmt: str, wide: bool,
+           db: str) -> None:
     """Show stored trials with their parameters and results.
 
     \b
@@ -633,39 +636,42 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    storage = Storage(db)
-    frame = load_trials(storage, sweep_name, stage=stage, state=state)
-    if where:
-        ids = storage.trial_ids_where(parse_where(where), sweep_name)
-        frame = frame[frame["trial_id"].isin(ids)]
-    if sort_by is not None:
-        if sort_by not in frame.columns:
-            raise click.ClickException(f"unknown column {sort_by!r}")
-        frame = frame.sort_values(sort_by, ascending=asc, na_position="last")
-    if limit is not None:
-        frame = frame.head(limit)
+    frame = find_trials(db, sweep_name, stage=stage, state=state, where=parse_where(where),
+                        sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
     else:
-        _print_table(frame)
+        _print_table(frame, wide)
 
 
-def _print_table(frame: Any) -> None:
-    shown = ["trial_id", "sweep", "stage", "state", *varying_parameters(frame)]
-    if frame["sweep"].nunique() == 1:
-        shown.remove("sweep")
-    shown += [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
-              if c in frame]
-    table = Table(*shown)
-    for _, row in frame.iterrows():
-        table.add_row(*[_cell(row[c]) for c in shown])
-    Console(width=None if sys.stdout.isatty() else 250).print(table)
+def _terminal_width() -> int | None:
+    """The terminal's width (or $COLUMNS); None when output goes to a file or pipe."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return shutil.get_terminal_size().columns
+    return None
 
 
-_cell = charts.format_cell
+def _print_table(frame: Any, wide: bool) -> None:
+    from numsweep.analysis.tables import trial_table
+
+    width = _terminal_width()
+    table = trial_table(frame, None if wide else width)
+    shown = Table(*table.columns)
+    for row in table.rows:
+        shown.add_row(*row)
+    Console(width=250 if wide or width is None else width).print(shown)
+    if table.hidden:
+        import textwrap
+
+        note = (f"{len(table.hidden)} columns left out to fit ({', '.join(table.hidden)}); "
+                "see all with --wide or --format csv")
+        click.echo("\n".join(textwrap.wrap(note, width or 250)))
+
+
+_cell = format_cell
 
 
 @cli.group()
@@ -678,6 +684,7 @@ def plot() -> None:
         numsweep plot lambda --sweep lambda -o lambda.svg
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 -o curves.pdf
     """
+    charts.use_file_backend()
 
 
 def selection_options(fn: F) -> F:
@@ -753,16 +760,8 @@ def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
     """
     frame = _selected(db, sweep_name, stage)
-    if trial_ids:
-        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
-        if missing:
-            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
-        chosen = frame[frame["trial_id"].isin(trial_ids)]
-    else:
-        charts.check_metric(frame, metric)
-        done = frame[frame["state"] == "COMPLETE"]
-        chosen = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER,
-                                  na_position="last").head(best)
+    chosen = (select_trials(frame, trial_ids, sweep_name) if trial_ids
+              else best_trials(frame, metric, best))
     curves = load_curves(db, chosen["trial_id"])
     data = charts.curve_data(chosen, curves, _names(by))
     _wrote(charts.draw_curve_panels(data, _names(show) or list(charts.CURVE_QUANTITIES)),
@@ -829,10 +828,7 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
     """
     frame = _selected(db, sweep_name, stage)
     if trial_ids:
-        missing = sorted(set(trial_ids) - set(frame["trial_id"]))
-        if missing:
-            raise ChartError(f"no trial with id {missing[0]} in sweep {sweep_name!r}")
-        frame = frame[frame["trial_id"].isin(trial_ids)]
+        frame = select_trials(frame, trial_ids, sweep_name)
     curves = load_curves(db, frame["trial_id"])
     data = charts.range_test_data(frame, curves, quantity, mode, _names(by))
     _wrote(charts.draw_range_test(data), output)
@@ -899,8 +895,10 @@ def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
     """
     from numsweep.analysis.report import build_report
 
+    charts.use_file_backend()
     written = build_report(db, name, out_dir, metric=metric, top=top)
-    click.echo(f"wrote {written.html} and {written.markdown} ({len(written.charts)} charts)")
+    click.echo(f"wrote {written.html} and {written.markdown} "
+               f"({count(len(written.charts), 'chart')})")
     for title, why in written.skipped:
         click.echo(f"left out {title}: {why}")
 

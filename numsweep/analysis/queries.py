@@ -4,6 +4,10 @@ Columns use the shared vocabulary: one column per parameter (``lam``, ``f``, ...
 result (``val_acc``, ``test_acc``, ``train_seconds``, ...), plus ``trial_id``, ``sweep``,
 ``stage``, ``number``, ``state``, ``seed``, ``started_at``, ``finished_at``, ``message``.
 
+Integer columns (``trial_id``, ``number``, ``seed``, ``updates``, ``param_count``, integer
+parameters) are pandas' nullable ``Int64``. A parameter left unset (``n_s`` unset) or that the
+trial's model does not have (``f`` of an ``mlp``; see :data:`MODEL_PARAMETERS`) is ``<NA>``.
+
 Reads go through the storage package's bulk queries (a handful of SQL statements whatever the
 number of trials), so tens of thousands of trials load in about a second.
 """
@@ -13,17 +17,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from numsweep.errors import NumsweepError, did_you_mean
 from numsweep.storage import StageRecord, Storage, StorageError, SweepRecord, TrialState
 
 META_COLUMNS = ("trial_id", "sweep", "stage", "number", "state", "seed", "started_at",
                 "finished_at", "worker", "message")
 CURVE_COLUMNS = ("trial_id", "step", "split", "loss", "cost", "acc", "lr")
+INTEGER_METRICS = ("updates", "param_count")
+MODEL_PARAMETERS = {
+    "mlp": ("hidden",),
+    "convnet": ("f", "nf", "nh"),
+    "convnet3": ("nf", "nh", "filter_size", "conv_stride", "conv_pad"),
+}
+"""The parameters only some models have, by model; every other parameter applies to all."""
 
 
 def _storage(db: str | Storage) -> Storage:
-    return db if isinstance(db, Storage) else Storage(db)
+    """A Storage from a Storage, a database URL or a SQLite file path."""
+    return db if isinstance(db, Storage) else Storage(str(db))
 
 
 def _states(state: str | Sequence[str] | None) -> list[TrialState] | None:
@@ -45,8 +59,10 @@ def load_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
                 state: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per trial with its parameters and results; ``state`` filters by trial state.
 
-    ``frame.attrs["params"]`` and ``frame.attrs["metrics"]`` name the parameter and result
-    columns. List values (``hidden``) become tuples so they can be grouped on.
+    ``db`` is a :class:`Storage`, a database URL or a SQLite file path. ``frame.attrs["params"]``
+    and ``frame.attrs["metrics"]`` name the parameter and result columns. List values
+    (``hidden``) become tuples so they can be grouped on; unset and not-applicable parameters
+    are ``<NA>``; integers are ``Int64``.
     """
     storage = _storage(db)
     if sweep is not None:
@@ -56,30 +72,112 @@ def load_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
         [(i, sw, st, num, state.value, seed, started, finished, worker, message)
          for i, sw, st, num, state, seed, worker, started, finished, message in rows.trials],
         columns=list(META_COLUMNS))
+    for name in ("trial_id", "number", "seed"):
+        meta[name] = meta[name].astype("Int64")
     param_values: dict[str, dict[int, Any]] = {}
     for trial_id, name, value in rows.params:
         if name != "seed":
             param_values.setdefault(name, {})[trial_id] = _hashable(value)
+    _drop_foreign_parameters(param_values)
     metric_values: dict[str, dict[int, float]] = {}
     for trial_id, name, value in rows.metrics:
         metric_values.setdefault(name, {})[trial_id] = value
-    ids = meta["trial_id"]
+    ids = meta["trial_id"].astype(object)
     columns: dict[str, pd.Series] = {}
     for name, values in param_values.items():
-        columns[name] = ids.map(values)
+        columns[name] = _typed(pd.Series([values.get(int(i)) for i in ids], index=meta.index,
+                                         dtype=object))
     for name, values in metric_values.items():
-        columns[name] = ids.map(values).astype(float)
+        column = ids.map(values).astype(float)
+        if name in INTEGER_METRICS and _whole(column):
+            column = column.astype("Int64")
+        columns[name] = column
     frame = pd.concat([meta, pd.DataFrame(columns, index=meta.index)], axis=1)
     frame.attrs["params"] = list(param_values)
     frame.attrs["metrics"] = list(metric_values)
     return frame
 
 
-def load_curves(db: str | Storage, trial_ids: Sequence[int]) -> pd.DataFrame:
-    """Curve points: trial_id, step, split, loss, cost, acc, lr (one row per point)."""
+def _drop_foreign_parameters(param_values: dict[str, dict[int, Any]]) -> None:
+    """Forget the values of parameters the trial's model does not have (stored defaults)."""
+    models = param_values.get("model", {})
+    for model, own in MODEL_PARAMETERS.items():
+        foreign = {p for other, names in MODEL_PARAMETERS.items() if other != model
+                   for p in names} - set(own)
+        for trial_id in [t for t, m in models.items() if m == model]:
+            for name in foreign:
+                param_values.get(name, {}).pop(trial_id, None)
+
+
+def _whole(column: pd.Series) -> bool:
+    finite = column.dropna()
+    return bool(np.isfinite(finite).all() and (finite == finite.round()).all())
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A parameter column: Int64 for integers, float for numbers (NaN where unset), object
+    for the rest, with ``<NA>`` where a value is unset."""
+    present = column.dropna()
+    numbers = [v for v in present if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(present) and len(numbers) == len(present):
+        if all(isinstance(v, int) for v in numbers):
+            return column.astype("Int64")
+        return column.astype(float)
+    return column.where(column.notna(), pd.NA).astype(object)
+
+
+class QueryError(NumsweepError, ValueError):
+    """A trial query names a column the trials do not have."""
+
+
+def check_columns(frame: pd.DataFrame, names: Sequence[str], option: str) -> None:
+    """An error naming the first of ``names`` not among ``frame``'s columns, with the closest
+    column as a suggestion."""
+    for name in names:
+        if name not in frame.columns:
+            raise QueryError(f"unknown column {name!r} in {option}"
+                             f"{did_you_mean(name, frame.columns)}")
+
+
+def find_trials(db: str | Storage, sweep: str | None = None, *, stage: str | None = None,
+                state: str | Sequence[str] | None = None,
+                where: Sequence[tuple[str, str, Any]] = (), sort: str | None = None,
+                ascending: bool = False, limit: int | None = None) -> pd.DataFrame:
+    """:func:`load_trials` narrowed by ``where`` conditions ``(name, op, value)`` such as
+    ``("lam", "<", 0.01)`` (every one must hold), sorted by ``sort`` (descending unless
+    ``ascending``) and cut to ``limit`` rows. A misspelt column is a :class:`QueryError`."""
     storage = _storage(db)
-    ids = [int(i) for i in trial_ids]
-    return pd.DataFrame(storage.get_curve_rows(ids) if ids else [], columns=list(CURVE_COLUMNS))
+    frame = load_trials(storage, sweep, stage=stage, state=state)
+    if not frame.empty:  # no trials: nothing to misspell against
+        check_columns(frame, [name for name, _, _ in where], "--where")
+        check_columns(frame, [sort] if sort is not None else [], "--sort")
+    if where:
+        ids = storage.trial_ids_where(list(where), sweep)
+        frame = frame[frame["trial_id"].isin(ids)]
+    if sort is not None:
+        frame = frame.sort_values(sort, ascending=ascending, na_position="last")
+    return frame if limit is None else frame.head(limit)
+
+
+def load_curves(db: str | Storage, trial_ids: Sequence[int] | None = None, *,
+                sweep: str | None = None, stage: str | None = None) -> pd.DataFrame:
+    """Curve points: trial_id, step, split, loss, cost, acc, lr (one row per point).
+
+    The trials are ``trial_ids``, or every trial of ``sweep`` (and ``stage``), or the trials
+    of ``sweep`` among ``trial_ids`` when both are given.
+    """
+    storage = _storage(db)
+    if trial_ids is None and sweep is None:
+        raise StorageError("load_curves needs trial_ids or a sweep")
+    ids = None if trial_ids is None else [int(i) for i in trial_ids]
+    if sweep is not None:
+        storage.get_sweep(sweep)
+        in_sweep = [int(t[0]) for t in storage.get_trial_rows(sweep, stage=stage).trials]
+        ids = in_sweep if ids is None else sorted(set(ids) & set(in_sweep))
+    frame = pd.DataFrame(storage.get_curve_rows(ids) if ids else [],
+                         columns=list(CURVE_COLUMNS))
+    frame["trial_id"] = frame["trial_id"].astype("Int64")
+    return frame
 
 
 def load_stages(db: str | Storage, sweep: str) -> tuple[SweepRecord, list[StageRecord]]:

@@ -20,8 +20,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from numsweep.analysis import charts
-from numsweep.analysis.charts import ChartError
+from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.analysis.selection import ChartError
 from numsweep.storage import StagePlan, StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
@@ -54,7 +55,7 @@ class Table:
     rows: list[list[str]]
 
 
-_cell = charts.format_cell
+_cell = format_cell
 
 
 def _percent(value: Any) -> str:
@@ -104,9 +105,9 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
             Table(["#", "stage", "sampler", "searched", "note", "trials",
                    f"best {charts.metric_label(metric)}"], stage_rows))]
     results = [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds") if c in trials]
-    names = [st.name for st in stages] + (["(none)"] if trials["stage"].isna().any() else [])
+    names = [st.name for st in stages] + ([None] if trials["stage"].isna().any() else [])
     for name in names:
-        in_stage = trials["stage"].isna() if name == "(none)" else trials["stage"] == name
+        in_stage = trials["stage"].isna() if name is None else trials["stage"] == name
         done = trials[in_stage & (trials["state"] == "COMPLETE")]
         if done.empty or metric not in done:
             continue
@@ -115,7 +116,8 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
                  *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
                    for c in results]] for _, r in best.iterrows()]
         heads = [charts.metric_label(c) for c in results]
-        out.append((f"Best trials of stage {name} (by {metric})",
+        which = "the trials without a stage" if name is None else f"stage {name}"
+        out.append((f"Best trials of {which} (by {metric})",
                     Table(["trial id", *varying, *heads], rows)))
     failed = trials[trials["state"].isin(["FAILED", "PRUNED"])]
     if not failed.empty:
@@ -166,17 +168,20 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
     if not done.empty and ranked:
         best_ids = []
-        for stage in dict.fromkeys(done["stage"]):
-            in_stage = done[done["stage"] == stage]
+        stage_of = done["stage"].fillna("")  # "": trials without a stage (numsweep train)
+        for stage in dict.fromkeys(stage_of):
+            in_stage = done[stage_of == stage]
             values = in_stage[metric].astype(float)
+            if not values.notna().any():
+                continue
             best = values.idxmin() if metric in charts.LOWER_IS_BETTER else values.idxmax()
             best_ids.append(int(in_stage.loc[best, "trial_id"]))
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:
-            # labelled by what differs between the chosen trials, by stage where a stage
-            # fixes it ("final: lam=0.0003")
-            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]))
+            # labelled by stage and the values the sweep searches ("fine: lam=0.003 (trial 14)")
+            data = charts.curve_data(chosen, load_curves(db, chosen["trial_id"]),
+                                     searched or None, by_stage=chosen["stage"].notna().any())
             return charts.draw_curve_panels(data)
 
         plan.append(("Learning curves of the best trial of each stage", "curves",

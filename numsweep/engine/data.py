@@ -29,6 +29,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from numsweep.errors import NumsweepError
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -46,7 +48,7 @@ Progress = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) while downloading."""
 
 
-class DataError(Exception):
+class DataError(NumsweepError):
     """A data file is missing, corrupt, truncated or not what it claims to be."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from numsweep.engine import layers
 from numsweep.engine.losses import softmax_cross_entropy, svm_loss
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
+from numsweep.engine.spec import SpecError
 
 TOL = 1e-7
 """Largest relative error a check may have."""
@@ -382,6 +383,6 @@ def run_checks(names: list[str] | None = None) -> list[CheckResult]:
     available = checks()
     unknown = [n for n in names or [] if n not in available]
     if unknown:
-        raise ValueError(f"unknown gradient check {unknown[0]!r} "
+        raise SpecError(f"unknown gradient check {unknown[0]!r} "
                          f"(known: {', '.join(available)})")
     return [available[n]() for n in (names or list(available))]

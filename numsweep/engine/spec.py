@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from numsweep.errors import NumsweepError
+
 MODELS = ("mlp", "convnet", "convnet3")
 SCHEDULES = ("cyclic", "constant", "exp_range", "linear", "step", "exponential")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
@@ -24,7 +26,7 @@ ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
 
 
-class SpecError(ValueError):
+class SpecError(NumsweepError, ValueError):
     """A parameter has a wrong name, type or value; the message names the parameter."""
 
 

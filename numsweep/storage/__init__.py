@@ -27,6 +27,7 @@ from numsweep.storage.retry import DEFAULT_DB_WAIT, retry_call
 from numsweep.storage.storage import (
     DEFAULT_URL,
     Storage,
+    normalize_url,
     shown_url,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "describe_space",
+    "normalize_url",
     "retry_call",
     "shown_url",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from numsweep.errors import NumsweepError
 
-class StorageError(Exception):
+
+class StorageError(NumsweepError):
     """The database could not be opened, read or written; the message says which and why."""
 
 

@@ -62,8 +62,10 @@ class StagePlan:
                    study_ready=bool(raw.get("study_ready", True)))
 
     def describe(self, sampler: str = "grid") -> str:
-        """The plan in words: ranges, fixed values, trials planned and reused."""
-        words = [describe_space(self.space, sampler)]
+        """The plan in words: ranges, fixed values, trials planned and reused. A ``best``
+        stage searches nothing: it trains the best trial of the stages before again."""
+        words = ["nothing: trains the best trial of the stages before again"
+                 if sampler == "best" else describe_space(self.space, sampler)]
         if self.fixed:
             words.append("fixed " + ", ".join(f"{k}={_cell(v)}" for k, v in self.fixed.items()))
         if self.planned is not None:

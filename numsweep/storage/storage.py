@@ -85,6 +85,14 @@ def shown_url(url: str) -> str:
         return url
 
 
+def normalize_url(url: str) -> str:
+    """A database URL from what a user may give: a plain file path (``runs.db``,
+    ``~/sweeps/runs.db``) means that SQLite file (``sqlite:///runs.db``); a URL is kept."""
+    if "://" in url or url.startswith("sqlite:"):
+        return url
+    return "sqlite:///" + os.path.expanduser(url)
+
+
 def engine_url(url: str) -> str:
     """The URL SQLAlchemy opens: ``postgresql://`` uses psycopg (version 3), the driver of
     numsweep's ``postgres`` extra, unless psycopg2 is the one installed."""
@@ -169,6 +177,7 @@ class Storage:
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT) -> None:
+        url = normalize_url(url)
         self.url = url
         self.db_wait = db_wait  # seconds to wait for a database that went away
         self.reconnected_at: float | None = None  # time.monotonic() after the last outage

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.spec import SpecError, TrialSpec, coerce, parameter_names
+from numsweep.errors import NumsweepError
 
 SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "list", "best")
 """grid: every grid point once; random, tpe, qmc, gp, cmaes: Optuna samplers; list: only the
@@ -60,7 +61,7 @@ DATASETS = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
 """Datasets a spec can name with ``dataset`` and the image shape (H, W, C) of each."""
 
 
-class SweepSpecError(ValueError):
+class SweepSpecError(NumsweepError, ValueError):
     """A sweep spec is invalid; the message names the file and the field."""
 
 

@@ -30,12 +30,8 @@ from numsweep.analysis import (
     range_test_data,
     save,
 )
-from numsweep.analysis.charts import (
-    config_labels,
-    format_cell,
-    metric_label,
-    parameter_columns,
-)
+from numsweep.analysis.formatting import format_cell, metric_label
+from numsweep.analysis.selection import config_labels, parameter_columns
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +141,10 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     loss, cost, acc, lr = axes
     assert len(loss.get_lines()) == 4  # 2 trials x (training, validation)
     assert {line.get_linestyle() for line in loss.get_lines()} == {"-", "--"}
-    assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= set(_legend(loss))
+    legend = loss.figure.legends[0]  # one legend below the panels serves all
+    assert {"optimizer=sgd", "optimizer=adam", "training", "validation"} <= {
+        t.get_text() for t in legend.get_texts()}
+    assert _legend(loss) == []
     assert loss.get_xlabel() == "update step" and "cross-entropy" in loss.get_ylabel()
     assert _legend(cost) == _legend(acc) == []  # the first panel's legend serves all
     assert "lam" in cost.get_ylabel() and acc.get_ylabel() == "accuracy (%)"
@@ -157,7 +156,9 @@ def test_curves_overlay_trials_with_train_and_val_and_the_schedule(demo_db: str)
     stepped = curve_data(chosen.assign(schedule="step"), load_curves(demo_db, chosen["trial_id"]))
     assert draw_curves(stepped, "lr").get_lines()[0].get_drawstyle() == "steps-post"
     one = curve_data(chosen.iloc[:1], load_curves(demo_db, chosen["trial_id"]))
-    assert set(one["label"]) == {"trial 0"}
+    # the database id, the one `--trial` and `trial rerun` take, not the number in the sweep
+    assert set(one["label"]) == {f"trial {chosen['trial_id'].iloc[0]}"}
+    assert chosen["trial_id"].iloc[0] != chosen["number"].iloc[0]
     with pytest.raises(ChartError, match="unknown curve quantity"):
         draw_curves(data, "bogus")
 
@@ -263,7 +264,7 @@ def test_importance_scores_a_tied_space_entry_once(demo_db: str) -> None:
 
 def test_importance_samples_large_studies(demo_db: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("numsweep.analysis.charts.IMPORTANCE_TRIALS", 6)
+    monkeypatch.setattr("numsweep.analysis.importance.IMPORTANCE_TRIALS", 6)
     data = importance_data(load_trials(demo_db, "optimizers"), "val_acc")
     assert (data.attrs["trials"], data.attrs["of"]) == (6, 8)
     assert "a random 6 of 8 trials" in draw_importance(data).get_title()

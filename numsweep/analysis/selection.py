@@ -1,0 +1,145 @@
+"""Which trials and columns a chart uses: parameter and result columns, configuration labels,
+the complete trials, the trials picked by id or as the best by a metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from numsweep.analysis.formatting import (
+    CURVE_LABELS,
+    CURVE_QUANTITIES,
+    LOWER_IS_BETTER,
+    PERCENT_METRICS,
+    RESULT_COLUMNS,
+    format_value,
+)
+from numsweep.analysis.queries import META_COLUMNS
+from numsweep.errors import NumsweepError
+
+
+class ChartError(NumsweepError, ValueError):
+    """What was asked cannot be drawn (unknown metric, nothing selected)."""
+
+
+def metric_columns(trials: pd.DataFrame) -> list[str]:
+    """The result columns of a frame from :func:`load_trials`."""
+    names = trials.attrs.get("metrics")
+    if names is None:
+        names = [c for c in trials.columns if c in RESULT_COLUMNS]
+    return [c for c in names if c in trials.columns]
+
+
+def parameter_columns(trials: pd.DataFrame) -> list[str]:
+    names = trials.attrs.get("params")
+    if names is None:
+        skip = set(META_COLUMNS) | set(metric_columns(trials)) | RESULT_COLUMNS
+        names = [c for c in trials.columns if c not in skip]
+    return [c for c in names if c in trials.columns]
+
+
+def varying_parameters(trials: pd.DataFrame) -> list[str]:
+    """Parameters whose value differs between the selected trials (they label configurations)."""
+    return [c for c in parameter_columns(trials) if trials[c].astype(str).nunique() > 1]
+
+
+def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:
+    """Readable configuration labels such as ``"f=4, nf=10, nh=50"``.
+
+    By default the labels name the varying parameters; when the trials come from several
+    stages, parameters that each stage fixes are named by the stage instead
+    (``"final: lam=0.0003"`` rather than every setting the final stage changed).
+    """
+    if keys is None:
+        keys = varying_parameters(trials)
+        by_stage = _stage_parameters(trials, keys)
+        if by_stage:
+            rest = [k for k in keys if k not in by_stage]
+            stage = trials["stage"].fillna("").astype(str)
+            if not rest:
+                return stage.astype(object)
+            return (stage + ": " + config_labels(trials, rest)).astype(object)
+    keys = list(keys)
+    unknown = [k for k in keys if k not in trials.columns]
+    if unknown:
+        raise ChartError(f"unknown parameter {unknown[0]!r} in --by "
+                         f"(parameters: {', '.join(parameter_columns(trials))})")
+    if not keys:
+        return pd.Series([f"trial {n}" for n in trials["trial_id"]], index=trials.index,
+                         dtype=object)
+    parts = [trials[k].map(format_value).radd(f"{k}=") for k in keys]
+    label = parts[0]
+    for part in parts[1:]:
+        label = label + ", " + part
+    return label.astype(object)
+
+
+def per_stage_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """For every trial, how many distinct values each of ``keys`` takes in its stage."""
+    stages = trials.groupby(trials["stage"].fillna(""), sort=False)
+    return stages[list(keys)].transform(lambda v: v.astype(str).nunique())
+
+
+def _stage_parameters(trials: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """The varying parameters that stay constant within every stage (none for one stage)."""
+    if not keys or "stage" not in trials.columns or trials["stage"].nunique(dropna=False) < 2:
+        return []
+    counts = per_stage_counts(trials, keys)
+    return [k for k in keys if counts[k].le(1).all()]
+
+
+def unique_labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:
+    """Labels per trial; trials that share a configuration get their seed added."""
+    labels = config_labels(trials, keys)
+    if labels.duplicated(keep=False).any():
+        labels = labels + ", seed=" + trials["seed"].astype(str)
+    if labels.duplicated(keep=False).any():
+        labels = labels + " (trial " + trials["trial_id"].astype(str) + ")"
+    return labels
+
+
+def check_metric(trials: pd.DataFrame, metric: str) -> None:
+    if trials.empty:
+        raise ChartError("no trials selected: nothing to draw")
+    known = metric_columns(trials)
+    if metric not in known:
+        raise ChartError(f"unknown metric {metric!r} (metrics: {', '.join(known)})")
+
+
+def check_quantity(quantity: str) -> None:
+    if quantity not in CURVE_LABELS:
+        raise ChartError(f"unknown curve quantity {quantity!r} "
+                         f"(quantities: {', '.join(CURVE_QUANTITIES)})")
+
+
+def complete_trials(trials: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    done = trials[trials["state"] == "COMPLETE"]
+    for c in columns:
+        done = done[np.isfinite(done[c].astype(float))]
+    if done.empty:
+        raise ChartError("no complete trials with a finite value selected: nothing to draw")
+    return done
+
+
+def value_scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT_METRICS else 1.0
+
+
+def select_trials(trials: pd.DataFrame, trial_ids: Sequence[int], sweep: str = "") -> pd.DataFrame:
+    """The rows of ``trials`` with these database ids; an id not among them is an error."""
+    missing = sorted(set(int(i) for i in trial_ids) - set(int(i) for i in trials["trial_id"]))
+    if missing:
+        where = f" in sweep {sweep!r}" if sweep else ""
+        raise ChartError(f"no trial with id {missing[0]}{where}")
+    return trials[trials["trial_id"].isin([int(i) for i in trial_ids])]
+
+
+def best_trials(trials: pd.DataFrame, metric: str, n: int = 1) -> pd.DataFrame:
+    """The ``n`` complete trials best by ``metric`` (lowest first for times and counts)."""
+    check_metric(trials, metric)
+    done = trials[trials["state"] == "COMPLETE"]
+    return done.sort_values(metric, ascending=metric in LOWER_IS_BETTER,
+                            na_position="last").head(n)

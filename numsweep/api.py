@@ -1,0 +1,189 @@
+"""The Python API for notebooks and scripts: run a sweep, load its trials and curves, draw.
+
+Everything here is importable from ``numsweep`` itself::
+
+    import numsweep
+    result = numsweep.sweep("lambda-search", db="runs.db", data="cifar10.npz",
+                            overrides={"n_train": "2000", "cycles": "1"})
+    trials = result.trials()                      # a DataFrame, one row per trial
+    curves = result.curves(stage="fine")          # curve points of a stage
+    fig, ax = plt.subplots()
+    numsweep.charts.draw_lambda(numsweep.charts.lambda_data(trials), ax=ax)
+
+The CLI runs the same library calls; the database is shared (``numsweep trials --db runs.db``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from numsweep.analysis.queries import load_curves, load_trials
+from numsweep.storage import DEFAULT_URL, Storage
+from numsweep.sweeps import StageSummary, SweepSpec, load_spec, parse_spec, run_sweep
+
+SpecSource = str | Path | Mapping[str, Any] | SweepSpec
+"""A spec file, a preset name, the spec as a dict (the TOML's tables), or a parsed spec."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: its name, database and per-stage summaries, with its data a call
+    away."""
+
+    name: str
+    db: str
+    stages: tuple[StageSummary, ...]
+
+    def trials(self, stage: str | None = None, state: str | None = None) -> pd.DataFrame:
+        """The sweep's trials as :func:`numsweep.load_trials` returns them."""
+        return load_trials(self.db, self.name, stage=stage, state=state)
+
+    def curves(self, stage: str | None = None) -> pd.DataFrame:
+        """The curve points of the sweep's trials (of one stage)."""
+        return load_curves(self.db, sweep=self.name, stage=stage)
+
+    def report(self, out_dir: str | Path, metric: str = "val_acc") -> Path:
+        """Write the HTML and Markdown report into ``out_dir``; returns the HTML page."""
+        from numsweep.analysis.report import build_report
+
+        return build_report(self.db, self.name, out_dir, metric=metric).html
+
+
+def as_spec(spec: SpecSource, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """A :class:`SweepSpec` from a file, a preset name, a dict or a spec, with ``overrides``
+    (``{"n_train": 2000, "fine.n_trials": 5}``, as ``KEY=VALUE`` on the command line)."""
+    texts = {k: _override_text(v) for k, v in (overrides or {}).items()}
+    if isinstance(spec, SweepSpec):
+        parsed = spec
+    elif isinstance(spec, Mapping):
+        parsed = parse_spec(spec, "spec")
+    else:
+        return load_spec(spec, texts or None)
+    return parsed.with_overrides(texts) if texts else parsed
+
+
+def _override_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path | None = None,
+          overrides: Mapping[str, Any] | None = None, jobs: int = 1, threads: int = 1,
+          progress: bool = True) -> SweepResult:
+    """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
+
+    ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
+    cache). ``jobs`` trials run at once, each with ``threads`` BLAS threads. ``progress``
+    shows a bar per stage: an HTML bar updated in place in Jupyter, lines on stderr
+    elsewhere. A spec value or dataset that does not fit is a :class:`numsweep.NumsweepError`
+    before any training."""
+    from numsweep.engine import load_dataset
+    from numsweep.sweeps.spec import check_against_images, resolve_data
+
+    parsed = as_spec(spec, overrides)
+    source = resolve_data(parsed, None if data is None else str(data))
+    storage = db if isinstance(db, Storage) else Storage(str(db))
+    dataset = load_dataset(source)
+    check_against_images(parsed, dataset.image_shape, len(dataset.classes))
+    display = progress_display() if progress else None
+    summaries = run_sweep(parsed, storage, data_source=source, jobs=jobs, threads=threads,
+                          on_event=display)
+    if display is not None:
+        display.close()
+    return SweepResult(parsed.name, storage.url, tuple(summaries))
+
+
+class StageProgress:
+    """Sweep events as one progress bar per stage: ``done/planned``, the best val_acc so far.
+
+    In Jupyter (an IPython kernel) the bar is HTML updated in place (no widgets needed);
+    elsewhere each stage's bar is a line on stderr rewritten as trials finish."""
+
+    def __init__(self, write: Callable[[str, str], None]) -> None:
+        self._write = write
+        self.stage = ""
+        self.planned = 0
+        self.done = 0
+        self.best: float | None = None
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "stage":
+            self.stage, self.planned = event.stage, int(event.planned)
+            self.done, self.best = sum(event.counts.values()) if event.counts else 0, None
+        elif event.kind == "finished":
+            self.done += 1
+            if event.val_acc is not None and (self.best is None or event.val_acc > self.best):
+                self.best = event.val_acc
+        else:
+            return
+        self._write(self.stage, self.text())
+
+    def text(self) -> str:
+        best = "" if self.best is None else f", best val_acc {self.best:.4f}"
+        return f"stage {self.stage}: {self.done}/{self.planned} trials{best}"
+
+    def close(self) -> None:
+        self._write("", "")
+
+
+def progress_display() -> StageProgress:
+    """A :class:`StageProgress` drawing in Jupyter or on stderr, whichever this runs in."""
+    shell = sys.modules.get("IPython")
+    ipython = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+    if ipython is not None and "IPKernelApp" in getattr(ipython, "config", {}):
+        return StageProgress(_jupyter_writer())
+    return StageProgress(_stderr_writer())
+
+
+def _jupyter_writer() -> Callable[[str, str], None]:
+    import html
+
+    from IPython.display import HTML, display
+
+    handles: dict[str, Any] = {}
+
+    def write(stage: str, text: str) -> None:
+        if not stage:
+            return
+        done, planned = _fraction(text)
+        bar = (f"<progress value='{done}' max='{max(planned, 1)}' style='width:12em'>"
+               f"</progress> <code>{html.escape(text)}</code>")
+        if stage in handles:
+            handles[stage].update(HTML(bar))
+        else:
+            handles[stage] = display(HTML(bar), display_id=True)
+
+    return write
+
+
+def _fraction(text: str) -> tuple[int, int]:
+    import re
+
+    match = re.search(r"(\d+)/(\d+) trials", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 1)
+
+
+def _stderr_writer() -> Callable[[str, str], None]:
+    last = [""]
+
+    def write(stage: str, text: str) -> None:
+        if not stage:
+            if last[0]:
+                sys.stderr.write("\n")
+            last[0] = ""
+            return
+        if last[0] and last[0] != stage:
+            sys.stderr.write("\n")
+        end = "\r" if sys.stderr.isatty() else "\n"
+        sys.stderr.write(text + end)
+        sys.stderr.flush()
+        last[0] = stage
+
+    return write

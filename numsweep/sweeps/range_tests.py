@@ -1,0 +1,87 @@
+"""Range tests and single trainings stored as trials: what ``numsweep range-test`` and
+``numsweep train`` run, checked against the data before any work and written to storage.
+
+The range test itself (the rising learning rate or batch size, the smoothing, the stopping
+rule) is :mod:`numsweep.engine.range_test`; this module stores it as a COMPLETE or FAILED
+trial with one curve point per update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
+from numsweep.engine.range_test import RangeTestResult, range_test
+from numsweep.engine.train import build_network
+from numsweep.storage import CurveRecord, Storage, TrialState
+
+Progress = Callable[[int, int | None], None]
+
+
+def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """A :class:`SpecError` when the network of ``spec`` does not fit the images (a patch size
+    that does not divide them, an odd convolution output), before any training."""
+    try:
+        build_network(spec, image_shape, num_classes, np.random.default_rng(0))
+    except ValueError as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"model={spec.model}: {exc}") from None
+
+
+def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
+                sweep_name: str = "train", progress: Progress | None = None) -> tuple[int, Any]:
+    """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
+
+    The data is loaded and the network checked against it first, so a configuration that
+    cannot run is refused with a one-line error and stores nothing."""
+    from numsweep.sweeps import run_single
+
+    dataset = load_dataset(data_source, progress=progress)
+    check_shapes(spec, dataset.image_shape, len(dataset.classes))
+    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name)
+
+
+@dataclass(frozen=True)
+class StoredRangeTest:
+    """A range test and the trial it is stored as."""
+
+    trial_id: int
+    result: RangeTestResult
+    metrics: dict[str, float]
+
+
+def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source: str | None,
+                   sweep_name: str = "range-test", stop_factor: float = 4.0,
+                   progress: Progress | None = None) -> StoredRangeTest:
+    """Run a ``mode`` ("lr" or "batch") range test of ``spec`` and store it as a trial: the
+    curve rows hold each update's mini-batch loss, cost and accuracy with split ``lr_range``
+    (step = update) or ``batch_range`` (step = that update's batch size). A test that raises
+    is stored as FAILED and the error raised again."""
+    dataset = load_dataset(data_source, progress=progress)
+    check_shapes(spec, dataset.image_shape, len(dataset.classes))
+    split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
+    sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
+    trial_id = storage.start_trial(sweep.id, None, storage.next_trial_number(sweep.id),
+                                   spec.to_dict(), spec.seed)
+    try:
+        result = range_test(spec, split, mode, stop_factor=stop_factor)
+    except BaseException as exc:
+        storage.finish_trial(trial_id, TrialState.FAILED, message=f"{type(exc).__name__}: {exc}")
+        raise
+    split_name = f"{mode}_range"
+    curves = [CurveRecord(trial_id, step if mode == "lr" else size, split_name, loss, cost, acc,
+                          lr)
+              for step, (size, loss, cost, acc, lr) in enumerate(zip(
+                  result.batch_sizes, result.losses, result.costs, result.accs, result.lrs,
+                  strict=True))]
+    metrics = {"updates": result.updates, "param_count": result.param_count,
+               "train_seconds": result.train_seconds, f"best_{mode}": result.best,
+               f"steepest_{mode}": result.steepest}
+    storage.finish_trial(trial_id, TrialState.COMPLETE, metrics=metrics, curves=curves,
+                         message=result.message, params=result.spec.to_dict())
+    return StoredRangeTest(trial_id, result, metrics)

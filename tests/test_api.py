@@ -1,0 +1,56 @@
+"""The notebook API importable from ``numsweep`` itself, outside Jupyter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+
+import numsweep
+
+SPEC = {
+    "name": "api-lambda",
+    "fixed": {"model": "mlp", "hidden": [8], "cycles": 1, "batch_size": 50, "n_train": 300,
+              "n_val": 100},
+    "space": {"lam": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True, "grid": 3}},
+    "stages": [{"name": "coarse", "sampler": "grid"}],
+}
+
+
+def test_sweep_from_a_dict_then_trials_curves_and_charts_on_given_axes(
+        tmp_path: Path, tiny_npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "runs.db"
+    result = numsweep.sweep(SPEC, db=str(db), data=tiny_npz, overrides={"seed": 3})
+    assert "stage coarse: 3/3 trials" in capsys.readouterr().err  # progress outside Jupyter
+    assert result.name == "api-lambda" and [s.name for s in result.stages] == ["coarse"]
+    trials = result.trials()
+    assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
+    assert trials.equals(numsweep.load_trials(db, "api-lambda"))
+    curves = result.curves()
+    assert set(curves["trial_id"]) == set(trials["trial_id"])
+    fig, ax = plt.subplots()
+    drawn = numsweep.charts.draw_lambda(numsweep.charts.lambda_data(trials), ax=ax)
+    assert drawn is ax and ax.get_xscale() == "log"
+    plt.close(fig)
+    assert result.report(tmp_path / "report").exists()
+
+
+def test_a_bad_spec_is_a_numsweep_error(tmp_path: Path, tiny_npz: Path) -> None:
+    with pytest.raises(numsweep.NumsweepError, match="hidden"):
+        numsweep.sweep(SPEC, db=str(tmp_path / "runs.db"), data=tiny_npz,
+                       overrides={"hidden": "0"}, progress=False)
+
+
+def test_importing_numsweep_changes_no_global_state() -> None:
+    code = ("import sys, logging, matplotlib\n"
+            "before = matplotlib.rcParams['backend']\n"
+            "import numsweep, numsweep.analysis, numsweep.analysis.report, numsweep.cli\n"
+            "assert 'matplotlib.pyplot' not in sys.modules or "
+            "matplotlib.rcParams['backend'] == before\n"
+            "assert not matplotlib.get_backend().lower() == 'agg' or before.lower() == 'agg'\n")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={"PYTHONPATH": str(Path(__file__).parents[1]), "MPLBACKEND": "svg",
+                        "PATH": "/usr/bin:/bin"})
