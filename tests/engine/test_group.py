@@ -154,7 +154,8 @@ def test_fused_gradients_match_lone_reference_losses(model: str) -> None:
                                 rng=np.random.default_rng(50 + i))
         assert losses[i] == pytest.approx(loss, rel=1e-12)
         for name, g in ref.items():
-            np.testing.assert_allclose(grads[name][i].reshape(g.shape), scale[i] * g,
+            np.testing.assert_allclose(fused.lone_param(name, grads[name])[i].reshape(g.shape),
+                                       scale[i] * g,
                                        rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(fused.scores(x)[1], nets[1].scores(x), rtol=1e-12)
 
