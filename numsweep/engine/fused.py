@@ -367,8 +367,8 @@ class FusedMLP(FusedNet):
         keeps, inputs = [keep], [h]
         for i in range(1, self.layers + 1):
             w, b = self.params[f"W{i}"], self.params[f"b{i}"]
-            out = self._ws.get(f"h{i}", (self.k, n, w.shape[2]))
-            bmm(h, w, out=out)
+            out = self._activation_buffer(f"h{i}", i, n, w.shape[2])
+            self._affine(i, h, w, out)
             out += b
             if i < self.layers:
                 self._act_inplace(out, f"h{i}")
@@ -390,15 +390,92 @@ class FusedMLP(FusedNet):
         for i in range(self.layers, 0, -1):
             w = self.params[f"W{i}"]
             a = inputs[i - 1]
-            bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=grads[f"W{i}"])
+            self._weight_grad(i, a, d, grads[f"W{i}"])
             bmm(self._ones(n, xp), d, out=grads[f"b{i}"])
             if i > 1:
-                dh = self._ws.get(f"d{i - 1}", (self.k, n, w.shape[1]))
+                dh = self._activation_buffer(f"d{i - 1}", i - 1, n, w.shape[1])
                 bmm(d, w.transpose(0, 2, 1), out=dh)
                 self._dropout_back_inplace(dh, keeps[i - 1], f"h{i - 1}", self.dropout)
                 self._act_back_inplace(dh, inputs[i - 1], f"h{i - 1}")
                 d = dh
         return loss, grads
+
+    # the layout of each layer's activations and products: here per trial, (K, N, D')
+
+    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
+        """Layer i's output (or its gradient) (K, N, width)."""
+        return self._ws.get(name, (self.k, n, width))
+
+    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
+        bmm(h, w, out=out)
+
+    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
+        bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
+
+
+class WideMLP(FusedMLP):
+    """The fused MLP for K > 1 trials (with a hidden layer), its first layer one wide product.
+
+    The first layer reads the batch every trial shares, so its K weight matrices are stored
+    side by side, (D, K h), and meet the batch in ONE product, (N, D) @ (D, K h) -> (N, K h),
+    where :class:`FusedMLP` runs K products of (N, D) @ (D, h); its gradient is one product
+    too, (D, N) @ (N, K h). ``params["W1"]`` and its gradient are (K, D, h) views of those
+    (D, K h) arrays, and the first layer's activations (K, N, h) views of (N, K h) ones
+    (strided: each trial's rows are h contiguous values), which the later, per-trial
+    batched products, the optimizers and the element-wise passes read as they are. With
+    input dropout the trials' inputs differ: the same layout, batched per trial.
+
+    Exactness: the same sums in the same order as the lone network, but a trial's columns
+    sit at another place in the wide product, which a BLAS kernel may round differently;
+    so float64 agrees with the lone run to rounding (tested at relative 1e-10), not bitwise.
+    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`.
+    """
+
+    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        self.params["W1"] = self._wide(self.params["W1"])
+
+    @staticmethod
+    def _wide(w: Any) -> Any:
+        """(K, D, h) -> the same values as a (K, D, h) view of a (D, K h) array."""
+        xp = array_module(w)
+        buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype)
+        out = buf.transpose(1, 0, 2)
+        out[...] = w
+        return out
+
+    def _select_params(self, idx: np.ndarray) -> Arrays:
+        params = super()._select_params(idx)
+        params["W1"] = self._wide(params["W1"])
+        return params
+
+    def _grad_buffers(self) -> Arrays:
+        if self._grads is None:
+            grads = super()._grad_buffers()
+            grads["W1"] = self._wide(grads["W1"])
+        return super()._grad_buffers()
+
+    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
+        if i != 1:
+            return super()._activation_buffer(name, i, n, width)
+        return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
+
+    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
+        if i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
+            k, d, width = w.shape
+            array_module(h).matmul(h, w.transpose(1, 0, 2).reshape(d, k * width),
+                                   out=out.transpose(1, 0, 2).reshape(len(h), k * width))
+        else:
+            array_module(out).matmul(h, w, out=out)
+
+    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
+        if i == 1 and a.ndim == 2:
+            k, dim, width = out.shape
+            array_module(a).matmul(a.T, d.transpose(1, 0, 2).reshape(len(a), k * width),
+                                   out=out.transpose(1, 0, 2).reshape(dim, k * width))
+        else:
+            array_module(out).matmul(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
 
 
 class FusedPatchConvNet(FusedNet):
@@ -675,7 +752,8 @@ def fuse(nets: Sequence[Network], dropout: Sequence[float],
          dropout_input: Sequence[float]) -> FusedNet:
     """The fused network of K lone networks of the same class and shapes."""
     if all(isinstance(net, MLP) for net in nets):
-        return FusedMLP(nets, dropout, dropout_input)  # type: ignore[arg-type]
+        wide = len(nets) > 1 and nets[0].layers > 1  # type: ignore[attr-defined]
+        return (WideMLP if wide else FusedMLP)(nets, dropout, dropout_input)  # type: ignore[arg-type]
     if all(isinstance(net, PatchConvNet) for net in nets):
         cls = FeatureMajorPatchConvNet if len(nets) > 1 else FusedPatchConvNet
         return cls(nets, dropout, dropout_input)  # type: ignore[arg-type]

@@ -209,11 +209,13 @@ def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
     assert "stopped by the pruner at update 8" in grouped[1].message
     alone = train(specs[1], splits["float64"], reporter=lambda s, v: True)
     assert_same(grouped[1], alone, rtol=1e-10)
+    # the others as in a group without it: to rounding, not bitwise, because the fused
+    # MLP's first layer is one product as wide as the group (WideMLP), and a trial's place
+    # in it may change a product's last bits
     without = train_group([specs[0], specs[2]], splits["float64"])
     for a, b in zip((grouped[0], grouped[2]), without, strict=True):
         assert not a.stopped and a.updates == 24
-        assert [(c.loss, c.acc) for c in a.curves] == [(c.loss, c.acc) for c in b.curves]
-        assert a.test_acc == b.test_acc
+        assert_same(a, b, rtol=1e-10)
 
 
 def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
