@@ -614,6 +614,10 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
     rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
     bits when another trial leaves the group.
 
+    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
+    activation and their gradients pass over C while it is there; a chunk's filter products
+    are still one product each (K nf = 80 rows or more for the course ConvNet).
+
     Why not for K = 1: laying out P^T costs about what a lone trial's two filter products
     gain from it, so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
     """
@@ -631,6 +635,9 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
             self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
             self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
         self.params["W1"] = self.params["W1"][:, self._w1_perm]
+
+    CHUNK_BYTES = 2 << 20
+    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
 
     def lone_param(self, name: str, a: Any) -> Any:
         """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
@@ -657,6 +664,14 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
                 np.copyto(pt[:, start:start + 256], pm[start:start + 256].T)
         return pm, pt
 
+    def _chunks(self, n: int) -> list[slice]:
+        """Trials in runs whose convolution outputs fit about CHUNK_BYTES: each run's
+        bias, activation and hidden product then read C from cache (one pass over all K
+        trials' C at once runs at memory speed once it outgrows the cache)."""
+        per_trial = sum(br.nf * br.n_p for br in self.branches) * n * self.dtype.itemsize
+        size = max(1, self.CHUNK_BYTES // per_trial)
+        return [slice(s, min(s + size, self.k)) for s in range(0, self.k, size)]
+
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
                  ) -> tuple[Any, tuple[Any, ...]]:
         xp = array_module(x)
@@ -665,35 +680,60 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         ps = self._patches(x)
         w1, w2 = self.params["W1"], self.params["W2"]
         h = self._ws.get("h", (k, n, w1.shape[2]))
-        pms, cs = [], []
-        for i, (br, p) in enumerate(zip(self.branches, ps, strict=True)):
-            pm, pt = self._patch_major(p, i, n, br.n_p)
-            pms.append(pm)
-            c = self._ws.get(f"c{i}", (k, br.nf, br.n_p * n))
-            if pt.ndim == 2:    # shared patches: one product for all K filter banks
-                xp.matmul(self.params[br.w].reshape(k * br.nf, br.d), pt,
-                          out=c.reshape(k * br.nf, -1))
-            else:
-                xp.matmul(self.params[br.w], pt, out=c)
-            c += self.params[br.b]
-            self._act_inplace(c, f"c{i}")
-            cs.append(c)
-            # trial k's hidden input is its block (nf n_p, N) read transposed
-            rows_t = c.reshape(k, br.nf * br.n_p, n).transpose(0, 2, 1)
-            w1_rows = w1[:, br.row:br.row + br.n_p * br.nf]
-            if i == 0:
-                bmm(rows_t, w1_rows, out=h)
-            else:
-                tmp = self._ws.get("h.part", h.shape)
-                bmm(rows_t, w1_rows, out=tmp)
-                h += tmp
+        pms = [self._patch_major(p, i, n, br.n_p)
+               for i, (br, p) in enumerate(zip(self.branches, ps, strict=True))]
+        cs = [self._ws.get(f"c{i}", (k, br.nf, br.n_p * n)) for i, br in enumerate(self.branches)]
+        masks = [self._ws.get(f"c{i}.mask", c.shape, np.bool_) for i, c in enumerate(cs)]
+        for run in self._chunks(n):
+            kr = run.stop - run.start
+            for i, (br, (_, pt), c, mask) in enumerate(zip(self.branches, pms, cs, masks,
+                                                          strict=True)):
+                c_run = c[run]
+                if pt.ndim == 2:    # shared patches: one product for the run's filter banks
+                    xp.matmul(self.params[br.w][run].reshape(kr * br.nf, br.d), pt,
+                              out=c_run.reshape(kr * br.nf, -1))
+                else:
+                    xp.matmul(self.params[br.w][run], pt[run], out=c_run)
+                c_run += self.params[br.b][run]
+                self._act_run(c_run, mask[run], f"c{i}")
+                # trial k's hidden input is its block (nf n_p, N) read transposed
+                rows_t = c_run.reshape(kr, br.nf * br.n_p, n).transpose(0, 2, 1)
+                w1_rows = w1[run, br.row:br.row + br.n_p * br.nf]
+                if i == 0:
+                    bmm(rows_t, w1_rows, out=h[run])
+                else:
+                    tmp = self._ws.get("h.part", h[run].shape)
+                    bmm(rows_t, w1_rows, out=tmp)
+                    h[run] += tmp
         h += self.params["b1"]
         self._act_inplace(h, "h")
         keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
         out = self._ws.get("out", (k, n, w2.shape[2]))
         bmm(h, w2, out=out)
         out += self.params["b2"]
-        return out, (pms, cs, h, keep_h)
+        return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
+
+    def _act_run(self, c: Any, mask: Any, name: str) -> None:
+        """c = act(c) in place and its mask (c > 0) kept, as ``_act_inplace`` does."""
+        xp = array_module(c)
+        xp.greater(c, 0, out=mask)
+        if self.activation == "relu":
+            xp.multiply(c, mask, out=c)
+        else:
+            tmp = self._ws.get(name + ".act", c.shape)
+            xp.multiply(c, self.leaky_slope, out=tmp)
+            xp.maximum(c, tmp, out=c)
+
+    def _act_back_run(self, d: Any, mask: Any, name: str) -> None:
+        """d = d * act'(c) in place from the kept mask, as ``_act_back_inplace`` does."""
+        xp = array_module(d)
+        if self.activation == "relu":
+            xp.multiply(d, mask, out=d)
+        else:
+            tmp = self._ws.get(name + ".act", d.shape)
+            xp.multiply(d, self.leaky_slope, out=tmp)
+            xp.copyto(tmp, d, where=mask)
+            d[...] = tmp
 
     def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
@@ -701,8 +741,8 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         parameter layout) of one update on the shared prepared batch x, y (N,)."""
         xp = array_module(x)
         grads = self._grad_buffers()
-        n, k = len(x), self.k
-        scores, (pms, cs, h, keep_h) = self._forward(x, rngs)
+        n = len(x)
+        scores, (pms, cs, masks, h, keep_h) = self._forward(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
         w1, w2 = self.params["W1"], self.params["W2"]
         bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
@@ -712,28 +752,31 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
         self._act_back_inplace(dh, h, "h")
         bmm(self._ones(n, xp), dh, out=grads["b1"])
-        dh_t = dh.transpose(0, 2, 1)
-        for i, (br, pm, c) in enumerate(zip(self.branches, pms, cs, strict=True)):
-            rows = slice(br.row, br.row + br.n_p * br.nf)
-            c3 = c.reshape(k, br.nf * br.n_p, n)
-            if self.multi:
-                part = self._ws.get(f"gW1.{i}", (k, br.n_p * br.nf, dh.shape[2]))
-                bmm(c3, dh, out=part)
-                grads["W1"][:, rows] = part
-            else:
-                bmm(c3, dh, out=grads["W1"])
-            dc = self._ws.get(f"dc{i}", c.shape)
-            bmm(w1[:, rows], dh_t, out=dc.reshape(c3.shape))   # in C's layout
-            self._act_back_inplace(dc, c, f"c{i}")
-            ones = self._ones(br.n_p * n, xp).reshape(-1, 1)
-            if pm.ndim == 2:    # shared patches: one product for all K filter banks
-                xp.matmul(dc.reshape(k * br.nf, -1), pm,
-                          out=grads[br.w].reshape(k * br.nf, br.d))
-                xp.matmul(dc.reshape(k * br.nf, -1), ones,
-                          out=grads[br.b].reshape(k * br.nf, 1))
-            else:
-                xp.matmul(dc, pm, out=grads[br.w])
-                xp.matmul(dc, ones, out=grads[br.b])
+        for run in self._chunks(n):
+            kr = run.stop - run.start
+            dh_run = dh[run]
+            for i, (br, pm, c, mask) in enumerate(zip(self.branches, pms, cs, masks,
+                                                      strict=True)):
+                rows = slice(br.row, br.row + br.n_p * br.nf)
+                c3 = c[run].reshape(kr, br.nf * br.n_p, n)
+                if self.multi:
+                    part = self._ws.get(f"gW1.{i}", (kr, br.n_p * br.nf, dh.shape[2]))
+                    bmm(c3, dh_run, out=part)
+                    grads["W1"][run, rows] = part
+                else:
+                    bmm(c3, dh_run, out=grads["W1"][run])
+                dc = self._ws.get(f"dc{i}", c[run].shape)     # one run's, in C's layout
+                bmm(w1[run, rows], dh_run.transpose(0, 2, 1), out=dc.reshape(c3.shape))
+                self._act_back_run(dc, mask[run], f"c{i}")
+                ones = self._ones(br.n_p * n, xp).reshape(-1, 1)
+                if pm.ndim == 2:    # shared patches: one product for the run's filter banks
+                    xp.matmul(dc.reshape(kr * br.nf, -1), pm,
+                              out=grads[br.w][run].reshape(kr * br.nf, br.d))
+                    xp.matmul(dc.reshape(kr * br.nf, -1), ones,
+                              out=grads[br.b][run].reshape(kr * br.nf, 1))
+                else:
+                    xp.matmul(dc, pm[run], out=grads[br.w][run])
+                    xp.matmul(dc, ones, out=grads[br.b][run])
         return loss, grads
 
 

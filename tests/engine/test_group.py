@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import PerTrial, fuse
+from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
@@ -107,6 +107,20 @@ def test_a_trial_in_a_group_matches_its_lone_run(splits: dict[str, Split], name:
         assert_same(result, train(s, splits["float64"]), rtol=1e-10)
     first = results[-1].curves
     assert first[-2].loss < first[0].loss  # it trained: not a comparison of idle networks
+
+
+@pytest.mark.parametrize("name", ["convnet_nesterov_step_leaky",
+                                  "convnet_multi_adagrad_batch_cyclic"])
+def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
+        splits: dict[str, Split], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feature-major ConvNet runs its trials in cache-sized chunks: here 2 of 5 trials
+    per chunk (the tiny images fit any chunk otherwise)."""
+    per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
+    monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
+    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "dtype": "float64", **CASES[name]})
+    specs = variants(spec, 5)
+    for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
+        assert_same(result, train(s, splits["float64"]), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["mlp_adam_linear_svm", "convnet_multi_adagrad_batch_cyclic",
