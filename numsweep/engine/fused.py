@@ -2,24 +2,51 @@
 
 A fused network holds K copies of a network's parameters stacked along a leading trial axis:
 weights (K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a
-per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch:
+per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch,
+so the layer that reads it runs ONE product for all K trials (K > 1):
 
-- the MLP's layers are batched products (B, D) or (K, B, D) @ (K, D, D') -> (K, B, D');
-- the patchify ConvNet's convolution is one batched product of the shared patch matrix
-  with the K filter banks, (B n_p, f f C) @ (K, f f C, nf) -> (K, B n_p, nf), laid out per
-  trial for the hidden layer's batched product (why not one (f f C, K nf) product: see
-  :class:`FusedPatchConvNet`);
+- :class:`WideMLP`: the first layer (N, D) @ (D, K h), the K weight matrices side by side;
+  the deeper layers are batched per trial, (K, N, D) @ (K, D, D');
+- :class:`FeatureMajorPatchConvNet`: the patchify convolution (K nf, d) @ (d, n_p N), all
+  K filter banks against the batch's patches laid out feature-major once per batch, its
+  output read per trial by the hidden layer's batched product without a transposing pass;
 - the loss, activation, bias, dropout and the update are one call each for all K.
+
+A group of one keeps the lone network's layout (:class:`FusedMLP`,
+:class:`FusedPatchConvNet`: the lone trial's own products), which the wide layouts would
+not speed up, and in the ConvNet's case would slow down (the patches' transpose costs
+what the lone products gain). Two layouts, one training loop (``group.py``).
+
+Measured per update per trial (forward and backward, ``benchmarks/group_speed.py
+--layouts --threads 1``, CPU time, medians of 5 alternating runs in one process, batch
+100, float32, AMD EPYC, 2 cores busy with other jobs: read the ratios, not the times),
+the lone trial's time divided by the group's, in the lone layout (K per-trial products)
+-> the wide layouts here:
+
+==========================  ===========  ===========  ===========
+configuration               K = 2        K = 8        K = 32
+==========================  ===========  ===========  ===========
+ConvNet f=4 nf=10 nh=50     1.49 -> 1.47 1.61 -> 1.80 1.50 -> 1.96
+ConvNet f=4 nf=40 nh=300    -            1.04 -> 1.08 1.03 -> 1.06
+MLP hidden 50               1.16 -> 1.22 1.17 -> 1.34 1.27 -> 1.49
+==========================  ===========  ===========  ===========
+
+What bounds it: the products a group cannot widen (the hidden layers, per trial by
+nature) already run near the core's peak for one trial, (N, nf n_p) @ (nf n_p, nh) and the
+MLP's (N, D) @ (D, h) alike, so fusing gains only what the skinny products and per-call
+costs lose; the wide ConvNet is almost all such products, hence ~1.05x.
 
 Per-trial values (dropout rates here, label smoothing, learning rates and L2 in the step)
 are (K,)-shaped arrays broadcast. Each trial draws its dropout masks from its own generator
 in the order and shapes the lone network draws them, so a trial's numbers do not depend on
-the other trials of its group.
+the other trials of its group, up to rounding: in the wide products a BLAS kernel may round
+a trial's numbers differently by its place (float64: relative ~1e-16 per product).
 
 The reference is the lone network (``networks.py``, itself tested against the allocating
 layers of ``layers.py``): ``tests/engine/test_group.py`` checks the fused gradients against
-K lone networks' ``loss``. Array functions come from :func:`backend.array_module` of the
-inputs and are ones NumPy and CuPy share.
+K lone networks' ``loss`` (:meth:`FusedNet.lone_param` maps a fused layout back). Array
+functions come from :func:`backend.array_module` of the inputs and are ones NumPy and CuPy
+share.
 """
 
 from __future__ import annotations
@@ -428,7 +455,9 @@ class WideMLP(FusedMLP):
     Exactness: the same sums in the same order as the lone network, but a trial's columns
     sit at another place in the wide product, which a BLAS kernel may round differently;
     so float64 agrees with the lone run to rounding (tested at relative 1e-10), not bitwise.
-    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`.
+    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`;
+    so does softmax regression (no hidden layer: its one layer's output is the scores, which
+    the losses want contiguous per trial).
     """
 
     def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
@@ -480,17 +509,12 @@ class WideMLP(FusedMLP):
 
 class FusedPatchConvNet(FusedNet):
     """K patchify ConvNets of the same shapes (one or several patch sizes): the lone
-    :class:`~numsweep.engine.networks.PatchConvNet` fused.
+    :class:`~numsweep.engine.networks.PatchConvNet` fused in its own layout; ``fuse`` takes
+    it for a group of one (K > 1: :class:`FeatureMajorPatchConvNet`).
 
-    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in one batched
-    product, whose output is already laid out per trial, (K, N n_p, nf), for the hidden
-    layer. Measured on this project's 2-core machines, that beats the single product with
-    all K filter banks side by side, (N n_p, d) @ (d, K nf): its (N n_p, K nf) output needs
-    a transposing pass to reach the hidden layer's per-trial layout, and that pass costs
-    more than the one product saves (K = 8, nf = 10: even; K = 32 or nf = 40: 20-40%
-    slower). The batched product also keeps each trial's numbers independent of the others
-    in its group (a BLAS kernel may round a column differently by its position in a wider
-    product), so a trial that leaves changes no other trial's numbers.
+    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in a batched
+    product, whose output is laid out per trial, (K, N n_p, nf), for the hidden layer: for
+    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
     """
 
     def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
@@ -618,8 +642,9 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
     activation and their gradients pass over C while it is there; a chunk's filter products
     are still one product each (K nf = 80 rows or more for the course ConvNet).
 
-    Why not for K = 1: laying out P^T costs about what a lone trial's two filter products
-    gain from it, so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
+    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
+    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
+    K = 1), so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
     """
 
     def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],

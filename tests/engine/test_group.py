@@ -5,7 +5,9 @@ layers is tested in test_fast_path.py. Here: the fused gradients against K lone 
 reference ``loss``, and every trial of a group of K = 2 and 5 against its lone run (float64:
 relative 1e-10; float32: the rounding of a different summation order, a few float32 ulps
 growing over the updates, checked at 1e-4), for every model, optimizer and schedule kind;
-divergence and pruning take a trial out of a group without touching the others.
+divergence and pruning take a trial out of a group without touching the others (float64
+to 1e-10: the wide products of the fused layouts for K > 1 may round a trial's numbers
+differently by its place in them, so "untouched" is checked to rounding, not bitwise).
 """
 
 from __future__ import annotations
@@ -197,11 +199,12 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
     without = train_group(others, splits["float64"])
     assert with_it[1].diverged and "diverged" in with_it[1].message
     assert np.isnan(with_it[1].val_acc) and with_it[1].updates < without[0].updates
+    # to rounding, not bitwise: the fused ConvNet's filter product is one product as wide
+    # as the group (FeatureMajorPatchConvNet), and a BLAS kernel may round a trial's rows
+    # differently at another place in it
     for a, b in zip((with_it[0], with_it[2]), without, strict=True):
         assert not a.diverged
-        assert [(c.loss, c.cost, c.acc) for c in a.curves] == [(c.loss, c.cost, c.acc)
-                                                               for c in b.curves]
-        assert (a.val_acc, a.test_acc) == (b.val_acc, b.test_acc)
+        assert_same(a, b, rtol=1e-10)
     alone = train(wild, splits["float64"])
     assert alone.diverged and alone.message == with_it[1].message
 
