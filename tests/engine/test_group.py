@@ -139,13 +139,17 @@ def test_float32_groups_match_lone_runs_to_rounding(splits: dict[str, Split],
                                    [c.acc for c in alone.curves], atol=0.03)
 
 
+@pytest.mark.parametrize("shared_input", [False, True])
 @pytest.mark.parametrize("model", ["mlp", "convnet", "convnet_multi"])
-def test_fused_gradients_match_lone_reference_losses(model: str) -> None:
+def test_fused_gradients_match_lone_reference_losses(model: str, shared_input: bool) -> None:
     """train_step of K fused networks against each lone network's reference ``loss``, with
-    per-trial label smoothing, dropout rates and gradient scales."""
+    per-trial label smoothing, dropout rates and gradient scales; with input dropout (each
+    trial's own input: products batched per trial) and without (the shared input: the wide
+    products of the fused layouts)."""
     rng = np.random.default_rng(0)
     k = 3
-    dropout, dropout_input = [0.0, 0.3, 0.2], [0.1, 0.0, 0.2]
+    dropout = [0.0, 0.3, 0.2]
+    dropout_input = [0.0, 0.0, 0.0] if shared_input else [0.1, 0.0, 0.2]
     nets: list[Any] = []
     for i in range(k):
         r = np.random.default_rng(i)
