@@ -481,9 +481,10 @@ class WideMLP(FusedMLP):
 
     def _grad_buffers(self) -> Arrays:
         if self._grads is None:
-            grads = super()._grad_buffers()
-            grads["W1"] = self._wide(grads["W1"])
-        return super()._grad_buffers()
+            super()._grad_buffers()
+            assert self._grads is not None
+            self._grads["W1"] = self._wide(self._grads["W1"])
+        return self._grads
 
     def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
         if i != 1:
