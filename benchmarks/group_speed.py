@@ -17,7 +17,7 @@ With ``--layouts`` the script compares, in one process, the fused networks' ``tr
 (``FusedMLP``, ``FusedPatchConvNet``: K per-trial products) against what ``fuse`` picks
 for K > 1 (``WideMLP``, ``FeatureMajorPatchConvNet``: the layer reading the shared batch
 one product for all K), CPU time per update per trial, median of ``--repeats``
-alternating runs, and each against the lone layout with K = 1.
+alternating runs, and each against a lone trial (K = 1) timed in the same alternation.
 
 Without ``--data`` the images are generated (random, CIFAR-10's shape): the timing is the
 same, the accuracies meaningless. With ``--memory`` each K of the course ConvNet trains in a
@@ -112,35 +112,37 @@ def layouts(args: argparse.Namespace) -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, NumPy {np.__version__}; threads: "
           f"{blas_threads()}; batch 100, float32, CPU time, median of {args.repeats}")
     print()
-    print("| configuration | K | lone layout, ms per update per trial | fused layout | "
-          "lone layout vs K=1 | fused layout vs K=1 |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | K | alone, ms per update | group, lone layout, ms per update "
+          "per trial | group, fused layout | lone layout vs alone | fused layout vs alone |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.configs.split(","):
         label, params = CONFIGS[name]
-        lone = None
         for k in ks:
             specs = group_specs(params, k, 1, args.n_train, 1)
             nets = [build_network(s, images.shape[1:], 10, np.random.default_rng(i))
                     for i, s in enumerate(specs)]
             x = nets[0].prepare(images)
             base = FusedMLP if name == "mlp" else FusedPatchConvNet
-            variants = {"lone": base(nets, [0.0] * k, [0.0] * k),  # type: ignore[arg-type]
+            # the lone trial timed alongside, so that each ratio compares runs of one moment
+            variants = {"alone": base(nets[:1], [0.0], [0.0]),  # type: ignore[arg-type]
+                        "lone": base(nets, [0.0] * k, [0.0] * k),  # type: ignore[arg-type]
                         "fused": fuse(nets, [0.0] * k, [0.0] * k)}
-            updates = max(3, args.updates // k)
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.repeats):
                 for v, net in variants.items():
+                    kv = net.k
+                    updates = max(3, args.updates // kv)
                     batches = np.random.default_rng(1)
                     t0 = time.process_time()
                     for _ in range(updates):
                         idx = batches.integers(0, len(x), 100)
-                        net.train_step(x[idx], labels[idx], eps=np.zeros(k), rngs=None,
-                                       scale=np.ones(k))
-                    times[v].append(1e3 * (time.process_time() - t0) / updates / k)
+                        net.train_step(x[idx], labels[idx], eps=np.zeros(kv), rngs=None,
+                                       scale=np.ones(kv))
+                    times[v].append(1e3 * (time.process_time() - t0) / updates / kv)
             med = {v: float(np.median(t)) for v, t in times.items()}
-            lone = med["lone"] if lone is None else lone
-            print(f"| {label} | {k} | {med['lone']:.3f} | {med['fused']:.3f} | "
-                  f"{lone / med['lone']:.2f}x | {lone / med['fused']:.2f}x |", flush=True)
+            print(f"| {label} | {k} | {med['alone']:.3f} | {med['lone']:.3f} | "
+                  f"{med['fused']:.3f} | {med['alone'] / med['lone']:.2f}x | "
+                  f"{med['alone'] / med['fused']:.2f}x |", flush=True)
 
 
 def memory_child(args: argparse.Namespace, k: int) -> None:
