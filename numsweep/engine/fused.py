@@ -34,6 +34,8 @@ MLP hidden 50               1.22 -> 1.40 1.25 -> 1.46
 
 (An earlier run, the lone trial timed apart and at a busier moment, gave 1.80x and 1.96x
 for the course ConvNet: the ratio is only as good as the moment the lone trial ran.)
+The course ConvNet at K = 2, 3, 4: 1.10 -> 1.11, 1.19 -> 1.27, 1.15 -> 1.39 (the shared
+transposes of the patches pay from K = 3; at K = 2 the two layouts are even).
 The issue's target of 2x per trial at K = 8 is not reached on one CPU core.
 
 What bounds it: the products a group cannot widen (the hidden layers, per trial by
