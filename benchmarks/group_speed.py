@@ -10,6 +10,14 @@ time only: the curves' evaluation is excluded, as in ``train_seconds``.
     python benchmarks/group_speed.py --data ../shared/data/cifar10.npz [--threads 2]
         [--updates 300] [--ks 1,2,4,8,16,32,64] [--configs course,wide,mlp]
     python benchmarks/group_speed.py --memory [--ks 8,32]   # peak memory per group
+    python benchmarks/group_speed.py --layouts [--threads 1] [--ks 1,8,32]
+
+With ``--layouts`` the script compares, in one process, the fused networks' ``train_step``
+(one update's forward and backward, no optimizer) in the lone trial's layout
+(``FusedMLP``, ``FusedPatchConvNet``: K per-trial products) against what ``fuse`` picks
+for K > 1 (``WideMLP``, ``FeatureMajorPatchConvNet``: the layer reading the shared batch
+one product for all K), CPU time per update per trial, median of ``--repeats``
+alternating runs, and each against a lone trial (K = 1) timed in the same alternation.
 
 Without ``--data`` the images are generated (random, CIFAR-10's shape): the timing is the
 same, the accuracies meaningless. With ``--memory`` each K of the course ConvNet trains in a
@@ -26,6 +34,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 from sweep_common import cpu_model
@@ -93,6 +102,49 @@ def speed(args: argparse.Namespace) -> None:
             print(f"| {label} | {k} | {ms:.3f} | {per_trial:.3f} | {ratio} |", flush=True)
 
 
+def layouts(args: argparse.Namespace) -> None:
+    from numsweep.engine.fused import FusedMLP, FusedPatchConvNet, fuse
+
+    ks = [int(k) for k in args.ks.split(",")]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.n_train, 32, 32, 3)).astype(np.float32) / 255
+    labels = rng.integers(0, 10, args.n_train)
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, NumPy {np.__version__}; threads: "
+          f"{blas_threads()}; batch 100, float32, CPU time, median of {args.repeats}")
+    print()
+    print("| configuration | K | alone, ms per update | group, lone layout, ms per update "
+          "per trial | group, fused layout | lone layout vs alone | fused layout vs alone |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.configs.split(","):
+        label, params = CONFIGS[name]
+        for k in ks:
+            specs = group_specs(params, k, 1, args.n_train, 1)
+            nets = [build_network(s, images.shape[1:], 10, np.random.default_rng(i))
+                    for i, s in enumerate(specs)]
+            x = nets[0].prepare(images)
+            base = FusedMLP if name == "mlp" else FusedPatchConvNet
+            # the lone trial timed alongside, so that each ratio compares runs of one moment
+            variants = {"alone": base(nets[:1], [0.0], [0.0]),  # type: ignore[arg-type]
+                        "lone": base(nets, [0.0] * k, [0.0] * k),  # type: ignore[arg-type]
+                        "fused": fuse(nets, [0.0] * k, [0.0] * k)}
+            times: dict[str, list[float]] = {v: [] for v in variants}
+            for _ in range(args.repeats):
+                for v, net in variants.items():
+                    kv = net.k
+                    updates = max(3, args.updates // kv)
+                    batches = np.random.default_rng(1)
+                    t0 = time.process_time()
+                    for _ in range(updates):
+                        idx = batches.integers(0, len(x), 100)
+                        net.train_step(x[idx], labels[idx], eps=np.zeros(kv), rngs=None,
+                                       scale=np.ones(kv))
+                    times[v].append(1e3 * (time.process_time() - t0) / updates / kv)
+            med = {v: float(np.median(t)) for v, t in times.items()}
+            print(f"| {label} | {k} | {med['alone']:.3f} | {med['lone']:.3f} | "
+                  f"{med['fused']:.3f} | {med['alone'] / med['lone']:.2f}x | "
+                  f"{med['alone'] / med['fused']:.2f}x |", flush=True)
+
+
 def memory_child(args: argparse.Namespace, k: int) -> None:
     data = dataset(args.data, args.n_train + args.n_val)
     split = make_split(data, args.n_train, args.n_val, np.dtype("float32"))
@@ -136,14 +188,20 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true",
                         help="peak memory of the course ConvNet per group size instead")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--layouts", action="store_true",
+                        help="train_step in the lone layout against the fused layout")
+    parser.add_argument("--repeats", type=int, default=7, help="--layouts: alternating runs")
     args = parser.parse_args()
     if args.ks is None:
-        args.ks = "8,32" if args.memory else "1,2,4,8,16,32,64"
+        args.ks = ("8,32" if args.memory else "1,8,32" if args.layouts
+                   else "1,2,4,8,16,32,64")
     with threadpool_limits(args.threads):
         if args.memory_child is not None:
             memory_child(args, args.memory_child)
         elif args.memory:
             memory(args)
+        elif args.layouts:
+            layouts(args)
         else:
             speed(args)
 

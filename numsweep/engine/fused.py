@@ -2,24 +2,58 @@
 
 A fused network holds K copies of a network's parameters stacked along a leading trial axis:
 weights (K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a
-per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch:
+per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch,
+so the layer that reads it runs ONE product for all K trials (K > 1):
 
-- the MLP's layers are batched products (B, D) or (K, B, D) @ (K, D, D') -> (K, B, D');
-- the patchify ConvNet's convolution is one batched product of the shared patch matrix
-  with the K filter banks, (B n_p, f f C) @ (K, f f C, nf) -> (K, B n_p, nf), laid out per
-  trial for the hidden layer's batched product (why not one (f f C, K nf) product: see
-  :class:`FusedPatchConvNet`);
+- :class:`WideMLP`: the first layer (N, D) @ (D, K h), the K weight matrices side by side;
+  the deeper layers are batched per trial, (K, N, D) @ (K, D, D');
+- :class:`FeatureMajorPatchConvNet`: the patchify convolution (K nf, d) @ (d, n_p N), all
+  K filter banks against the batch's patches laid out feature-major once per batch, its
+  output read per trial by the hidden layer's batched product without a transposing pass;
 - the loss, activation, bias, dropout and the update are one call each for all K.
+
+A group of one keeps the lone network's layout (:class:`FusedMLP`,
+:class:`FusedPatchConvNet`: the lone trial's own products), which the wide layouts would
+not speed up, and in the ConvNet's case would slow down (the patches' transpose costs
+what the lone products gain). Two layouts, one training loop (``group.py``).
+
+Measured per update per trial (``train_step``: forward and backward, no optimizer;
+``benchmarks/group_speed.py --layouts --threads 1``, CPU time, medians of 5 (wide: 3)
+alternating runs in one process, a lone trial timed in the same alternation; batch 100,
+float32, AMD EPYC, 2 cores with a load of 5-7 from other jobs, so read the ratios, not
+the times, and expect +-10%): a lone trial's time divided by the group's per trial, in the
+lone layout (K per-trial products) -> the layouts here:
+
+==========================  ===========  ===========
+configuration               K = 8        K = 32
+==========================  ===========  ===========
+ConvNet f=4 nf=10 nh=50     1.19 -> 1.41 1.22 -> 1.54
+ConvNet f=4 nf=40 nh=300    1.03 -> 1.06 1.06 -> 1.10
+MLP hidden 50               1.22 -> 1.40 1.25 -> 1.46
+==========================  ===========  ===========
+
+(An earlier run, the lone trial timed apart and at a busier moment, gave 1.80x and 1.96x
+for the course ConvNet: the ratio is only as good as the moment the lone trial ran.)
+The course ConvNet at K = 2, 3, 4: 1.10 -> 1.11, 1.19 -> 1.27, 1.15 -> 1.39 (the shared
+transposes of the patches pay from K = 3; at K = 2 the two layouts are even).
+The issue's target of 2x per trial at K = 8 is not reached on one CPU core.
+
+What bounds it: the products a group cannot widen (the hidden layers, per trial by
+nature) already run near the core's peak for one trial, (N, nf n_p) @ (nf n_p, nh) and the
+MLP's (N, D) @ (D, h) alike, so fusing gains only what the skinny products and per-call
+costs lose; the wide ConvNet is almost all such products, hence ~1.05x.
 
 Per-trial values (dropout rates here, label smoothing, learning rates and L2 in the step)
 are (K,)-shaped arrays broadcast. Each trial draws its dropout masks from its own generator
 in the order and shapes the lone network draws them, so a trial's numbers do not depend on
-the other trials of its group.
+the other trials of its group, up to rounding: in the wide products a BLAS kernel may round
+a trial's numbers differently by its place (float64: relative ~1e-16 per product).
 
 The reference is the lone network (``networks.py``, itself tested against the allocating
 layers of ``layers.py``): ``tests/engine/test_group.py`` checks the fused gradients against
-K lone networks' ``loss``. Array functions come from :func:`backend.array_module` of the
-inputs and are ones NumPy and CuPy share.
+K lone networks' ``loss`` (:meth:`FusedNet.lone_param` maps a fused layout back). Array
+functions come from :func:`backend.array_module` of the inputs and are ones NumPy and CuPy
+share.
 """
 
 from __future__ import annotations
@@ -226,6 +260,12 @@ class FusedNet:
         self._grads = None
         self._keep_scale = {}
 
+    def lone_param(self, name: str, a: Any) -> Any:
+        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (the parameter or its gradient)
+        with each trial's slice in the lone network's order (reshaped: a.[j].reshape(lone
+        shape)); here the fused layout already is."""
+        return a
+
     def _select_params(self, idx: np.ndarray) -> Arrays:
         return {name: p[idx] for name, p in self.params.items()}
 
@@ -361,8 +401,8 @@ class FusedMLP(FusedNet):
         keeps, inputs = [keep], [h]
         for i in range(1, self.layers + 1):
             w, b = self.params[f"W{i}"], self.params[f"b{i}"]
-            out = self._ws.get(f"h{i}", (self.k, n, w.shape[2]))
-            bmm(h, w, out=out)
+            out = self._activation_buffer(f"h{i}", i, n, w.shape[2])
+            self._affine(i, h, w, out)
             out += b
             if i < self.layers:
                 self._act_inplace(out, f"h{i}")
@@ -384,30 +424,105 @@ class FusedMLP(FusedNet):
         for i in range(self.layers, 0, -1):
             w = self.params[f"W{i}"]
             a = inputs[i - 1]
-            bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=grads[f"W{i}"])
+            self._weight_grad(i, a, d, grads[f"W{i}"])
             bmm(self._ones(n, xp), d, out=grads[f"b{i}"])
             if i > 1:
-                dh = self._ws.get(f"d{i - 1}", (self.k, n, w.shape[1]))
+                dh = self._activation_buffer(f"d{i - 1}", i - 1, n, w.shape[1])
                 bmm(d, w.transpose(0, 2, 1), out=dh)
                 self._dropout_back_inplace(dh, keeps[i - 1], f"h{i - 1}", self.dropout)
                 self._act_back_inplace(dh, inputs[i - 1], f"h{i - 1}")
                 d = dh
         return loss, grads
 
+    # the layout of each layer's activations and products: here per trial, (K, N, D')
+
+    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
+        """Layer i's output (or its gradient) (K, N, width)."""
+        return self._ws.get(name, (self.k, n, width))
+
+    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
+        bmm(h, w, out=out)
+
+    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
+        bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
+
+
+class WideMLP(FusedMLP):
+    """The fused MLP for K > 1 trials (with a hidden layer), its first layer one wide product.
+
+    The first layer reads the batch every trial shares, so its K weight matrices are stored
+    side by side, (D, K h), and meet the batch in ONE product, (N, D) @ (D, K h) -> (N, K h),
+    where :class:`FusedMLP` runs K products of (N, D) @ (D, h); its gradient is one product
+    too, (D, N) @ (N, K h). ``params["W1"]`` and its gradient are (K, D, h) views of those
+    (D, K h) arrays, and the first layer's activations (K, N, h) views of (N, K h) ones
+    (strided: each trial's rows are h contiguous values), which the later, per-trial
+    batched products, the optimizers and the element-wise passes read as they are. With
+    input dropout the trials' inputs differ: the same layout, batched per trial.
+
+    Exactness: the same sums in the same order as the lone network, but a trial's columns
+    sit at another place in the wide product, which a BLAS kernel may round differently;
+    so float64 agrees with the lone run to rounding (tested at relative 1e-10), not bitwise.
+    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`;
+    so does softmax regression (no hidden layer: its one layer's output is the scores, which
+    the losses want contiguous per trial).
+    """
+
+    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        self.params["W1"] = self._wide(self.params["W1"])
+
+    @staticmethod
+    def _wide(w: Any) -> Any:
+        """(K, D, h) -> the same values as a (K, D, h) view of a (D, K h) array."""
+        xp = array_module(w)
+        buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype)
+        out = buf.transpose(1, 0, 2)
+        out[...] = w
+        return out
+
+    def _select_params(self, idx: np.ndarray) -> Arrays:
+        params = super()._select_params(idx)
+        params["W1"] = self._wide(params["W1"])
+        return params
+
+    def _grad_buffers(self) -> Arrays:
+        if self._grads is None:
+            super()._grad_buffers()
+            assert self._grads is not None
+            self._grads["W1"] = self._wide(self._grads["W1"])
+        return self._grads
+
+    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
+        if i != 1:
+            return super()._activation_buffer(name, i, n, width)
+        return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
+
+    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
+        if i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
+            k, d, width = w.shape
+            array_module(h).matmul(h, w.transpose(1, 0, 2).reshape(d, k * width),
+                                   out=out.transpose(1, 0, 2).reshape(len(h), k * width))
+        else:
+            array_module(out).matmul(h, w, out=out)
+
+    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
+        if i == 1 and a.ndim == 2:
+            k, dim, width = out.shape
+            array_module(a).matmul(a.T, d.transpose(1, 0, 2).reshape(len(a), k * width),
+                                   out=out.transpose(1, 0, 2).reshape(dim, k * width))
+        else:
+            array_module(out).matmul(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
+
 
 class FusedPatchConvNet(FusedNet):
     """K patchify ConvNets of the same shapes (one or several patch sizes): the lone
-    :class:`~numsweep.engine.networks.PatchConvNet` fused.
+    :class:`~numsweep.engine.networks.PatchConvNet` fused in its own layout; ``fuse`` takes
+    it for a group of one (K > 1: :class:`FeatureMajorPatchConvNet`).
 
-    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in one batched
-    product, whose output is already laid out per trial, (K, N n_p, nf), for the hidden
-    layer. Measured on this project's 2-core machines, that beats the single product with
-    all K filter banks side by side, (N n_p, d) @ (d, K nf): its (N n_p, K nf) output needs
-    a transposing pass to reach the hidden layer's per-trial layout, and that pass costs
-    more than the one product saves (K = 8, nf = 10: even; K = 32 or nf = 40: 20-40%
-    slower). The batched product also keeps each trial's numbers independent of the others
-    in its group (a BLAS kernel may round a column differently by its position in a wider
-    product), so a trial that leaves changes no other trial's numbers.
+    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in a batched
+    product, whose output is laid out per trial, (K, N n_p, nf), for the hidden layer: for
+    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
     """
 
     def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
@@ -504,12 +619,208 @@ class FusedPatchConvNet(FusedNet):
         return loss, grads
 
 
+class FeatureMajorPatchConvNet(FusedPatchConvNet):
+    """The fused patchify ConvNet for K > 1 trials, feature-major: its convolution is ONE
+    wide product for all K trials, and every later activation is contiguous per trial.
+
+    Each branch's shared patch matrix (N, n_p, d) is laid out once per batch for the whole
+    group as P^T (d, n_p N), columns ordered (patch, image); all K filter banks, stored
+    stacked as (K nf, d), meet it in one product, C = F^T P^T (K nf, n_p N), the wide,
+    well-shaped product BLAS runs at full rate, where :class:`FusedPatchConvNet` runs K
+    products (N n_p, d) @ (d, nf) of nf = 10 skinny columns each. Trial k's block of C is
+    (nf n_p, N), rows (filter, patch): the bias, the activation and their gradients run in
+    place on it, and the hidden layer reads it as the transposed operand of its batched
+    product, (K, N, nf n_p) @ (K, nf n_p, nh), so no pass permutes it. Backward, the
+    gradient dC comes straight out of (K, nf n_p, nh) @ (K, nh, N) in C's layout, and the
+    filters' gradient is again one product, dF^T = dC (K nf, n_p N) @ P (n_p N, d). With
+    input dropout the trials' patches differ: the same products, batched per trial.
+
+    Parameters here: a filter bank ``F`` (K, nf, d) (the lone (d, nf) transposed), its bias
+    (K, nf, 1), and W1 (K, rows, nh) with each branch's rows in (filter, patch) order, where
+    the lone network has (patch, filter); :meth:`lone_param` gives them back in the lone
+    layout (``select``, the optimizers and L2 need no change: all are per-trial slices).
+
+    Exactness: the same sums in the same order as the lone network, but a trial's rows sit
+    at another place in the wide product, which a BLAS kernel may round differently
+    (float64: relative ~1e-16 per product); so a trial's numbers equal its lone run's to
+    rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
+    bits when another trial leaves the group.
+
+    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
+    activation and their gradients pass over C while it is there; a chunk's filter products
+    are still one product each (K nf = 80 rows or more for the course ConvNet).
+
+    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
+    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
+    K = 1), so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
+    """
+
+    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        perm = np.arange(self.params["W1"].shape[1])
+        for br in self.branches:
+            block = np.arange(br.n_p * br.nf).reshape(br.n_p, br.nf)  # lone: (patch, filter)
+            perm[br.row:br.row + br.n_p * br.nf] = br.row + block.T.reshape(-1)
+        self._w1_perm = perm                  # fused row r is lone row perm[r]
+        self._w1_unperm = np.argsort(perm)
+        for br in self.branches:
+            self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
+            self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
+        self.params["W1"] = self.params["W1"][:, self._w1_perm]
+
+    CHUNK_BYTES = 2 << 20
+    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
+
+    def lone_param(self, name: str, a: Any) -> Any:
+        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
+        in the layout of :class:`FusedPatchConvNet`: (K, d, nf), (K, 1, nf), W1's lone rows."""
+        if name == "W1":
+            return a[:, self._w1_unperm]
+        if any(name in (br.w, br.b) for br in self.branches):
+            return a.transpose(0, 2, 1)
+        return a
+
+    def _patch_major(self, p: Any, i: int, n: int, n_p: int) -> tuple[Any, Any]:
+        """Patches (N n_p, d) or per trial (K, N n_p, d), rows (image, patch), as P (n_p N,
+        d) and P^T (d, n_p N), rows resp. columns (patch, image) (per trial: (K, ...))."""
+        xp = array_module(p)
+        lead, d = p.shape[:-2], p.shape[-1]
+        pm = self._ws.get(f"pm{i}", (*lead, n_p, n, d))
+        xp.copyto(pm, p.reshape(*lead, n, n_p, d).swapaxes(-3, -2))   # runs of d values
+        pm = pm.reshape(*lead, n_p * n, d)
+        pt = self._ws.get(f"pt{i}", (*lead, d, n_p * n))
+        if lead or xp is not np:
+            xp.copyto(pt, pm.swapaxes(-2, -1))
+        else:  # in column blocks that stay in cache: ~1.5x faster than one strided copy
+            for start in range(0, n_p * n, 256):
+                np.copyto(pt[:, start:start + 256], pm[start:start + 256].T)
+        return pm, pt
+
+    def _chunks(self, n: int) -> list[slice]:
+        """Trials in runs whose convolution outputs fit about CHUNK_BYTES: each run's
+        bias, activation and hidden product then read C from cache (one pass over all K
+        trials' C at once runs at memory speed once it outgrows the cache)."""
+        per_trial = sum(br.nf * br.n_p for br in self.branches) * n * self.dtype.itemsize
+        size = max(1, self.CHUNK_BYTES // per_trial)
+        return [slice(s, min(s + size, self.k)) for s in range(0, self.k, size)]
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        xp = array_module(x)
+        n, k = len(x), self.k
+        x, _ = self._input_dropout(x, rngs)
+        ps = self._patches(x)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        h = self._ws.get("h", (k, n, w1.shape[2]))
+        pms = [self._patch_major(p, i, n, br.n_p)
+               for i, (br, p) in enumerate(zip(self.branches, ps, strict=True))]
+        cs = [self._ws.get(f"c{i}", (k, br.nf, br.n_p * n)) for i, br in enumerate(self.branches)]
+        masks = [self._ws.get(f"c{i}.mask", c.shape, np.bool_) for i, c in enumerate(cs)]
+        for run in self._chunks(n):
+            kr = run.stop - run.start
+            for i, (br, (_, pt), c, mask) in enumerate(zip(self.branches, pms, cs, masks,
+                                                          strict=True)):
+                c_run = c[run]
+                if pt.ndim == 2:    # shared patches: one product for the run's filter banks
+                    xp.matmul(self.params[br.w][run].reshape(kr * br.nf, br.d), pt,
+                              out=c_run.reshape(kr * br.nf, -1))
+                else:
+                    xp.matmul(self.params[br.w][run], pt[run], out=c_run)
+                c_run += self.params[br.b][run]
+                self._act_run(c_run, mask[run], f"c{i}")
+                # trial k's hidden input is its block (nf n_p, N) read transposed
+                rows_t = c_run.reshape(kr, br.nf * br.n_p, n).transpose(0, 2, 1)
+                w1_rows = w1[run, br.row:br.row + br.n_p * br.nf]
+                if i == 0:
+                    bmm(rows_t, w1_rows, out=h[run])
+                else:
+                    tmp = self._ws.get("h.part", h[run].shape)
+                    bmm(rows_t, w1_rows, out=tmp)
+                    h[run] += tmp
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
+        out = self._ws.get("out", (k, n, w2.shape[2]))
+        bmm(h, w2, out=out)
+        out += self.params["b2"]
+        return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
+
+    def _act_run(self, c: Any, mask: Any, name: str) -> None:
+        """c = act(c) in place and its mask (c > 0) kept, as ``_act_inplace`` does."""
+        xp = array_module(c)
+        xp.greater(c, 0, out=mask)
+        if self.activation == "relu":
+            xp.multiply(c, mask, out=c)
+        else:
+            tmp = self._ws.get(name + ".act", c.shape)
+            xp.multiply(c, self.leaky_slope, out=tmp)
+            xp.maximum(c, tmp, out=c)
+
+    def _act_back_run(self, d: Any, mask: Any, name: str) -> None:
+        """d = d * act'(c) in place from the kept mask, as ``_act_back_inplace`` does."""
+        xp = array_module(d)
+        if self.activation == "relu":
+            xp.multiply(d, mask, out=d)
+        else:
+            tmp = self._ws.get(name + ".act", d.shape)
+            xp.multiply(d, self.leaky_slope, out=tmp)
+            xp.copyto(tmp, d, where=mask)
+            d[...] = tmp
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients, in this class's
+        parameter layout) of one update on the shared prepared batch x, y (N,)."""
+        xp = array_module(x)
+        grads = self._grad_buffers()
+        n = len(x)
+        scores, (pms, cs, masks, h, keep_h) = self._forward(x, rngs)
+        loss = self.loss_inplace(scores, y, eps, scale)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
+        bmm(self._ones(n, xp), scores, out=grads["b2"])
+        dh = self._ws.get("dh", h.shape)
+        bmm(scores, w2.transpose(0, 2, 1), out=dh)
+        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        for run in self._chunks(n):
+            kr = run.stop - run.start
+            dh_run = dh[run]
+            for i, (br, pm, c, mask) in enumerate(zip(self.branches, pms, cs, masks,
+                                                      strict=True)):
+                rows = slice(br.row, br.row + br.n_p * br.nf)
+                c3 = c[run].reshape(kr, br.nf * br.n_p, n)
+                if self.multi:
+                    part = self._ws.get(f"gW1.{i}", (kr, br.n_p * br.nf, dh.shape[2]))
+                    bmm(c3, dh_run, out=part)
+                    grads["W1"][run, rows] = part
+                else:
+                    bmm(c3, dh_run, out=grads["W1"][run])
+                dc = self._ws.get(f"dc{i}", c[run].shape)     # one run's, in C's layout
+                bmm(w1[run, rows], dh_run.transpose(0, 2, 1), out=dc.reshape(c3.shape))
+                self._act_back_run(dc, mask[run], f"c{i}")
+                ones = self._ones(br.n_p * n, xp).reshape(-1, 1)
+                if pm.ndim == 2:    # shared patches: one product for the run's filter banks
+                    xp.matmul(dc.reshape(kr * br.nf, -1), pm,
+                              out=grads[br.w][run].reshape(kr * br.nf, br.d))
+                    xp.matmul(dc.reshape(kr * br.nf, -1), ones,
+                              out=grads[br.b][run].reshape(kr * br.nf, 1))
+                else:
+                    xp.matmul(dc, pm[run], out=grads[br.w][run])
+                    xp.matmul(dc, ones, out=grads[br.b][run])
+        return loss, grads
+
+
 def fuse(nets: Sequence[Network], dropout: Sequence[float],
          dropout_input: Sequence[float]) -> FusedNet:
     """The fused network of K lone networks of the same class and shapes."""
     if all(isinstance(net, MLP) for net in nets):
-        return FusedMLP(nets, dropout, dropout_input)  # type: ignore[arg-type]
+        wide = len(nets) > 1 and nets[0].layers > 1  # type: ignore[attr-defined]
+        return (WideMLP if wide else FusedMLP)(nets, dropout, dropout_input)  # type: ignore[arg-type]
     if all(isinstance(net, PatchConvNet) for net in nets):
-        return FusedPatchConvNet(nets, dropout, dropout_input)  # type: ignore[arg-type]
+        cls = FeatureMajorPatchConvNet if len(nets) > 1 else FusedPatchConvNet
+        return cls(nets, dropout, dropout_input)  # type: ignore[arg-type]
     raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only the MLP and the patchify "
                      "ConvNet train in groups")

@@ -194,7 +194,7 @@ def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
     """Trial j's parameters copied into its lone network (same names and shapes)."""
     for name, p in lone.params.items():
-        p[...] = net.params[name][j].reshape(p.shape)
+        p[...] = net.lone_param(name, net.params[name][j:j + 1])[0].reshape(p.shape)
     return lone
 
 
