@@ -241,6 +241,15 @@ def jobs_option(fn: F) -> F:
                         help="Trials run at once by this process.")(fn)
 
 
+def group_size_option(fn: F) -> F:
+    return click.option("--group-size", "group_size", default=None, metavar="K",
+                        type=click.IntRange(min=0),
+                        show_default="automatic, from the stage's size, the free memory and "
+                                     "--jobs",
+                        help="Train up to K like-shaped trials of a stage together as one "
+                             "fused group (0 or 1: one at a time).")(fn)
+
+
 def stored_threads_option(fn: F) -> F:
     """--threads of commands that continue a stored sweep (resume, worker)."""
     return click.option("--threads", default=None, type=click.IntRange(min=1),
@@ -250,7 +259,8 @@ def stored_threads_option(fn: F) -> F:
 
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
-    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option):
+    for option in (db_option, data_option, backend_options, stored_threads_option,
+                   group_size_option, jobs_option):
         fn = option(fn)
     return fn
 
@@ -336,6 +346,7 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @click.argument("spec_file", metavar="SPEC")
 @overrides_argument
 @jobs_option
+@group_size_option
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="BLAS threads per trial (jobs x threads should not exceed the cores; "
                    "results are reproducible for the same value).")
@@ -345,9 +356,10 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @backend_options
 @data_option
 @db_option
-def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, threads: int,
-              budget: str | None, backend: str, scheduler: str | None, grace: float,
-              db_wait: float, data: str | None, db: str) -> None:
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None,
+              group_size: int | None, threads: int, budget: str | None, backend: str,
+              scheduler: str | None, grace: float, db_wait: float, data: str | None,
+              db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -361,6 +373,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
         numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
+        numsweep sweep run examples/lambda-coarse.toml --group-size 8
     """
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
@@ -383,7 +396,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
-        grace=grace), model)
+        grace=grace, group_size=group_size), model)
 
 
 @sweep.command("create")
@@ -420,7 +433,7 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 
 def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
-            db: str) -> None:
+            db: str, group_size: int | None = None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -431,15 +444,16 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace), model)
+        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
+        group_size=group_size), model)
 
 
 @sweep.command("resume")
 @click.argument("name")
 @stored_sweep_options
-def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
-                 scheduler: str | None, grace: float, db_wait: float, data: str | None,
-                 db: str) -> None:
+def sweep_resume(name: str, jobs: int | None, group_size: int | None, threads: int | None,
+                 backend: str, scheduler: str | None, grace: float, db_wait: float,
+                 data: str | None, db: str) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -452,7 +466,7 @@ def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, group_size)
 
 
 @sweep.command("list")
@@ -501,6 +515,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
         if st.note:
             click.echo(f"  why: {st.note}")
+        click.echo(f"  grouped: {st.grouping}")
         if st.best is not None:
             click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
                        f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
@@ -532,9 +547,9 @@ def sweep_presets() -> None:
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
-def worker(name: str, jobs: int | None, threads: int | None, backend: str,
-           scheduler: str | None, grace: float, db_wait: float, data: str | None,
-           db: str) -> None:
+def worker(name: str, jobs: int | None, group_size: int | None, threads: int | None,
+           backend: str, scheduler: str | None, grace: float, db_wait: float,
+           data: str | None, db: str) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -548,7 +563,7 @@ def worker(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, group_size)
 
 
 @cli.group()
@@ -589,7 +604,11 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
                                    f"{', '.join(diff)}")
-    click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}")
+    original = rerun.original
+    alone = (f" (trained alone; trial {trial_id} trained in fused group {original.group_id} "
+             f"of {original.group_size})"
+             if original.group_size is not None and original.group_size > 1 else "")
+    click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:

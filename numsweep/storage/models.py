@@ -100,6 +100,10 @@ class TrialModel(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # the number of the Optuna trial (in the stage's study) this trial reports to
     study_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the fused group the trial trained in (engine.train_group): the id of its first trial
+    # and how many trials it started with; None in databases of an older numsweep
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[list[TrialParamModel]] = relationship(cascade="all, delete-orphan")
     metrics: Mapped[list[TrialMetricModel]] = relationship(cascade="all, delete-orphan")
 

@@ -28,6 +28,8 @@ class _Stage:
     best: float = math.nan
     measured: list[float] = field(default_factory=list)
     estimated: list[float] = field(default_factory=list)
+    group_size: int = 1
+    group_auto: bool = False
 
     @property
     def finished(self) -> int:
@@ -79,6 +81,7 @@ class SweepProgress:
         if event.kind == "stage":
             stage.planned, stage.reused = event.planned, event.reused
             stage.counts = dict(event.counts)  # finished before this process started
+            stage.group_size, stage.group_auto = event.group_size, event.group_auto
             if event.message and self.lines:
                 self.live.console.print(f"[bold]{event.stage}[/]: {event.message}")
         elif event.kind == "started":
@@ -112,16 +115,18 @@ class SweepProgress:
         self.live.update(self.render())
 
     def eta(self) -> float:
-        """Seconds left: remaining trials x mean measured seconds per trial / jobs."""
+        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
+        of a fused group measures the group's time: / jobs x group size)."""
         measured = [s for st in self.stages.values() for s in st.measured]
         if not measured:
             return math.nan
-        left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
+        left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
+                   for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
     def render(self) -> Group:
-        table = Table("stage", "done", "running", "pruned", "failed", "reused", "best val_acc",
-                      "estimated s", "measured s", title=None)
+        table = Table("stage", "done", "running", "pruned", "failed", "reused", "groups of",
+                      "best val_acc", "estimated s", "measured s", title=None)
         for name in self.order:
             st = self.stages[name]
             complete = st.counts.get("COMPLETE", 0)
@@ -129,6 +134,7 @@ class SweepProgress:
                 name, f"{complete}/{st.planned}" if st.planned else str(complete),
                 str(st.running), str(st.counts.get("PRUNED", 0)),
                 str(st.counts.get("FAILED", 0)), str(st.reused),
+                f"{st.group_size}" + (" (auto)" if st.group_auto else ""),
                 "" if math.isnan(st.best) else f"{st.best:.4f}",
                 f"{sum(st.estimated):.1f}" if st.estimated else "",
                 f"{sum(st.measured):.1f}" if st.measured else "")
