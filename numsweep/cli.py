@@ -91,8 +91,11 @@ def _download_progress() -> Callable[[int, int | None], None]:
 
 
 def prepare_data(source: str | None) -> None:
-    """Load (and if needed download) the dataset once up front, so errors come before work."""
-    load_dataset(source, progress=_download_progress())
+    """Load (and if needed download) the dataset once up front, so errors come before work;
+    kept for the rest of the command (``cached_dataset``)."""
+    from numsweep.sweeps.worker import cached_dataset
+
+    cached_dataset(source, progress=_download_progress())
 
 
 @click.group(cls=NumsweepGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -335,9 +338,10 @@ def _params_text(params: dict[str, Any]) -> str:
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
     from numsweep.sweeps.budget import calibrate, data_shape
+    from numsweep.sweeps.worker import cached_dataset
 
     prepare_data(data)
-    dataset = load_dataset(data)
+    dataset = cached_dataset(data)
     return dataset, calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
                                                   len(dataset.x_test)))
 

@@ -98,6 +98,7 @@ from numsweep.sweeps.worker import (
     TrialOutcome,
     TrialTask,
     execute_group,
+    warm_up,
     worker_name,
 )
 
@@ -284,6 +285,9 @@ class SweepRunner:
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
         if self.auto_jobs and isinstance(self.pool, DaskExecutor):
             self.jobs = self.pool.threads()
+        if self.backend == "loky" and self.jobs > 1:  # workers start while data loads
+            for _ in range(self.jobs):
+                self.pool.submit(warm_up)
         data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:
