@@ -40,7 +40,8 @@ class StageReport:
             sizes = ", ".join(f"{count} of {n}" for n, count in sorted(by_size.items(),
                                                                        reverse=True))
             alone = trials - sum(fused.values())
-            words = (f"{trials} trials in {len(fused)} fused groups ({sizes})"
+            plural = "s" if len(fused) > 1 else ""
+            words = (f"{trials} trials in {len(fused)} fused group{plural} ({sizes})"
                      + (f", {alone} alone" if alone else ""))
         if self.unrecorded:
             words += f"; {self.unrecorded} trials without a recorded group"

@@ -721,7 +721,7 @@ class SweepRunner:
             shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
             tasks.append(TrialTask(job.trial_id, trial_spec, self.data_source, self.threads,
                                    shared, snapshot, slot=job.slot))
-        task = GroupTask(tuple(tasks), plan.stage_id)
+        task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id)
         jobs = [job for job, _, _ in members]
         for job in jobs:
             job.group = task.group_id

@@ -74,6 +74,7 @@ class GroupTask:
 
     trials: tuple[TrialTask, ...]
     stage_id: int | None = None
+    sweep_id: int | None = None
 
     @property
     def group_id(self) -> int:
