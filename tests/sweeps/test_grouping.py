@@ -82,6 +82,7 @@ def test_grid_stage_grouped_gives_the_metrics_it_gives_ungrouped(tmp_path: Path,
     assert stage.plan.group_size == 4 and not stage.plan.group_auto
     study = optuna.load_study(study_name="g/grid", storage=grouped.url)
     assert {t.user_attrs["group_size"] for t in study.trials} == {4}
+    assert {t.user_attrs["group"] for t in study.trials} == {min(t.id for t in g.values())}
     assert {t.user_attrs["param_data_seed"] for t in study.trials} == {stage_data_seed(5, 0)}
 
 

@@ -46,3 +46,15 @@ def test_a_resumed_stage_starts_from_its_finished_trials_and_shows_interruptions
         assert progress.stages["fine"].counts == {"COMPLETE": 4, "INTERRUPTED": 1}
     text = out.getvalue()
     assert "fine trial 9 interrupted (worker process lost)" in text and "4/6" in text
+
+
+def test_the_display_shows_the_group_size_and_counts_groups_in_the_time_left() -> None:
+    out = io.StringIO()
+    progress = SweepProgress(Console(file=out, width=200), jobs=2)
+    with progress:
+        progress(TrialEvent("stage", "grid", planned=16, group_size=4, group_auto=True))
+        progress(TrialEvent("started", "grid", 0))
+        progress(TrialEvent("finished", "grid", 0, TrialState.COMPLETE, 0.4, seconds=8.0))
+        # 15 trials left in groups of 4, each group's trial measured 8 s, 2 jobs
+        assert progress.eta() == 15 / 4 * 8.0 / 2
+    assert "4 (auto)" in out.getvalue() and "groups of" in out.getvalue()
