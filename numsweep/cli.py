@@ -38,6 +38,9 @@ class NumsweepGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C outside a sweep's own handling: no traceback
+            console.print("interrupted", highlight=False)
+            sys.exit(130)
         except LIBRARY_ERRORS as exc:
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
@@ -240,6 +243,9 @@ def backend_options(fn: F) -> F:
 
 
 def jobs_option(fn: F) -> F:
+    fn = click.option("--force", is_flag=True,
+                      help="Run --jobs x --threads above the number of cores (up to 8 jobs "
+                           "per core and what the memory holds).")(fn)
     return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
                         show_default="number of cores; with dask the cluster's threads",
                         help="Trials run at once by this process.")(fn)
@@ -259,10 +265,18 @@ def stored_sweep_options(fn: F) -> F:
     return fn
 
 
-def _jobs(jobs: int | None, backend: str) -> int | None:
-    if jobs is not None or backend == "dask":
+def _jobs(jobs: int | None, backend: str, threads: int | None = None,
+          force: bool = False) -> int | None:
+    """--jobs checked against this machine's cores and memory (loky), before any work."""
+    from numsweep.sweeps.guards import check_jobs
+
+    if backend == "dask":
         return jobs  # None: as many as the Dask cluster has threads
-    return os.cpu_count() or 1
+    jobs = jobs if jobs is not None else os.cpu_count() or 1
+    warning = check_jobs(jobs, threads or 1, force=force)
+    if warning:
+        console.print(warning, highlight=False)
+    return jobs
 
 
 @contextmanager
@@ -299,13 +313,17 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
             current[0] = calibrate(storage, model.shape)
         display(event)
 
+    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     try:
         with _sigterm_as_interrupt(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
         console.print(f"{exc}; continue with: numsweep sweep resume {name}{where}",
                       highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except KeyboardInterrupt:  # before the sweep started its trials
+        console.print(f"sweep {name!r} interrupted before it ran a trial; continue with: "
+                      f"numsweep sweep resume {name}{where}", highlight=False, soft_wrap=True)
         sys.exit(130)
     for s in summaries:
         best = "" if s.best_val_acc is None else (
@@ -315,6 +333,21 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
+    _report_failures(storage, name, summaries)
+
+
+def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
+    """Say how many trials failed and why; exit 1 when no trial completed."""
+    from numsweep.sweeps.guards import sweep_failures
+
+    failures = sweep_failures(storage, name)
+    if failures.failed:
+        console.print(failures.line(), highlight=False, soft_wrap=True)
+    ended = sum(n for s in summaries for n in s.counts.values())
+    good = sum(s.counts.get(k, 0) for s in summaries for k in ("COMPLETE", "PRUNED"))
+    if ended and not good:
+        raise click.ClickException(f"no trial of sweep {name!r} completed"
+                                   + (f" ({failures.line()})" if failures.failed else ""))
 
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
@@ -339,9 +372,9 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @backend_options
 @data_option
 @db_option
-def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, threads: int,
-              budget: str | None, backend: str, scheduler: str | None, grace: float,
-              data: str | None, db: str) -> None:
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
+              threads: int, budget: str | None, backend: str, scheduler: str | None,
+              grace: float, data: str | None, db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -357,18 +390,17 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
     """
     from numsweep.sweeps.budget import plan
+    from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
+    jobs = _jobs(jobs, backend, threads, force)
     storage = Storage(db)
-    jobs = _jobs(jobs, backend)
-    if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
-        console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
-                      f"{os.cpu_count()} cores")
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
+    check_data_sizes(spec, dataset)
     if seconds is not None:
         planned = plan(spec, seconds, model, jobs or 1)
         spec = planned.spec
@@ -412,15 +444,15 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
                f"numsweep worker {spec.name}{where}")
 
 
-def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
+def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
     storage = Storage(db)
-    spec, stored_data, _ = stored_spec(storage, name)
+    spec, stored_data, stored_threads = stored_spec(storage, name)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend)
+    jobs = _jobs(jobs, backend, threads or stored_threads, force)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
@@ -430,7 +462,7 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 @sweep.command("resume")
 @click.argument("name")
 @stored_sweep_options
-def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
+def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
                  scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
@@ -444,7 +476,7 @@ def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, data, db)
 
 
 @sweep.command("list")
@@ -523,7 +555,7 @@ def sweep_presets() -> None:
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
-def worker(name: str, jobs: int | None, threads: int | None, backend: str,
+def worker(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
            scheduler: str | None, grace: float, data: str | None, db: str) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
@@ -538,7 +570,7 @@ def worker(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, data, db)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, data, db)
 
 
 @cli.group()

@@ -13,6 +13,7 @@ Supported sources, by what ``load_dataset`` is given:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -378,8 +379,6 @@ def extract_archive(archive: Path, folder: Path) -> None:
         raise DataError(f"{archive}: no cifar-10-batches-py folder inside")
     target = folder / "cifar-10-batches-py"
     shutil.rmtree(target, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):  # another process put its extraction there first
         extracted.replace(target)
-    except OSError:  # another process put its (identical) extraction there first
-        pass
     shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ class SweepRecord:
     spec: dict[str, Any]
     seed: int
     created_at: datetime
+    data_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,13 @@ from numsweep.storage import (
     TrialState,
     shown_url,
 )
+from numsweep.sweeps.guards import (  # issue 18 hooks
+    check_data_sizes,
+    check_rerun_data,
+    check_sweep_data,
+    fingerprint_of,
+)
+from numsweep.sweeps.interrupts import mark_interrupted  # issue 18 hook
 from numsweep.sweeps.spec import (
     HISTORY_SAMPLERS,
     ParamSpace,
@@ -663,8 +670,10 @@ class SweepRunner:
         self.heart = Heartbeat(storage, min(10.0, self.grace / 4))
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
+            check_data_sizes(spec, data.dataset)  # issue 18 hook
             self.ostorage = optuna_storage(storage.engine_url)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
+            check_sweep_data(storage, self.sweep, data.dataset, self.data_source)  # issue 18
             self.data = data
             self.heart.start()
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
@@ -673,7 +682,8 @@ class SweepRunner:
             ids += [self.inline.trial_id] if self.inline is not None else []
             self.pool.shutdown(wait=False, kill_workers=True)
             sweep = getattr(self, "sweep", None)
-            count = storage.interrupt_trials(
+            count = mark_interrupted(  # issue 18 hook (was storage.interrupt_trials)
+                storage, self.heart,
                 ids, f"interrupted (Ctrl-C or SIGTERM) in {self.name}; `numsweep sweep resume "
                      f"{spec.name}` runs it again",
                 sweep_id=sweep.id if sweep is not None else None, worker=self.name)
@@ -1234,7 +1244,7 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     return storage.get_or_create_sweep(
         spec.name, {**spec.to_dict(), "data": data_source,
                     "threads": threads if threads is not None else default_threads(1)},
-        spec.seed)
+        spec.seed, data_fingerprint=fingerprint_of(data_source))  # issue 18 hook
 
 
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:
@@ -1347,6 +1357,7 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         data_source = sweep_spec.get("data")
     if threads is None:  # as the original ran: a sweep's --threads, none for `train`
         threads = sweep_spec.get("threads")
+    check_rerun_data(storage, original.sweep, data_source)  # issue 18 hook
     spec = TrialSpec.from_mapping(original.params)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",

@@ -241,7 +241,7 @@ def test_archive_cache_is_keyed_by_content_and_never_reuses_a_bad_extraction(
 def test_dataset_fingerprint_depends_on_the_bytes_not_the_path(tmp_path: Path) -> None:
     from numsweep.engine.data import dataset_fingerprint
 
-    x, _ = write_cifar_folder(tmp_path / "a" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "a" / "cifar-10-batches-py")
     write_cifar_folder(tmp_path / "b" / "cifar-10-batches-py")
     a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
     assert dataset_fingerprint(a) == dataset_fingerprint(b)
