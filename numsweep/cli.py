@@ -10,9 +10,8 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -39,8 +38,7 @@ class NumsweepGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C outside a sweep's own handling: no traceback
-            console.print("interrupted", highlight=False)
-            sys.exit(130)
+            exit_interrupted("interrupted")
         except LIBRARY_ERRORS as exc:
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
@@ -279,29 +277,13 @@ def _jobs(jobs: int | None, backend: str, threads: int | None = None,
     return jobs
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a batch system ending the job) stops a sweep as Ctrl-C does."""
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
                    run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
     on Ctrl-C a line telling how to continue (exit code 130)."""
     from numsweep.sweeps.budget import calibrate
+    from numsweep.sweeps.interrupts import InterruptGuard
     from numsweep.sweeps.progress import SweepProgress
     from numsweep.sweeps.runner import SweepInterrupted
 
@@ -315,16 +297,13 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
 
     where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     try:
-        with _sigterm_as_interrupt(), display:
+        with InterruptGuard(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        console.print(f"{exc}; continue with: numsweep sweep resume {name}{where}",
-                      highlight=False, soft_wrap=True)
-        sys.exit(130)
-    except KeyboardInterrupt:  # before the sweep started its trials
-        console.print(f"sweep {name!r} interrupted before it ran a trial; continue with: "
-                      f"numsweep sweep resume {name}{where}", highlight=False, soft_wrap=True)
-        sys.exit(130)
+        exit_interrupted(f"{exc}; continue with: numsweep sweep resume {name}{where}")
+    except KeyboardInterrupt:  # before the sweep started its trials, or as it ended
+        exit_interrupted(f"sweep {name!r} interrupted; continue with: "
+                         f"numsweep sweep resume {name}{where}")
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
@@ -960,8 +939,21 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
         click.echo(f"all {len(results)} gradient checks within {TOL:g}")
 
 
+def exit_interrupted(message: str) -> NoReturn:
+    """Print ``message`` and end with exit code 130 at once: what Ctrl-C stopped is already
+    recorded, and an interpreter shutdown could still turn the code into a SIGINT death."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    console.print(message, highlight=False, soft_wrap=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main() -> None:
-    cli(prog_name="numsweep")
+    try:
+        cli(prog_name="numsweep")
+    finally:  # a Ctrl-C while the interpreter shuts down does not change the exit code
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Ctrl-C (or SIGTERM) in a sweep process: stop writing, drop this process's own database
-locks, and mark the running trials interrupted within a few seconds."""
+"""Ctrl-C (or SIGTERM) in a sweep process: make sure it is acted on, stop writing, drop this
+process's own database locks, and mark the running trials interrupted within seconds."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Protocol
@@ -27,8 +30,73 @@ def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int]
     writes; then any write transaction that the interrupt cut short in this process is rolled
     back (else the marking would wait on a lock its own process holds, up to the busy
     timeout), and the marking waits only briefly for other processes' locks."""
+    acting_on_interrupt()
     heart.stop()
     if heart.thread.is_alive() and heart.thread is not threading.current_thread():
         heart.thread.join(HEARTBEAT_JOIN_SECONDS)
     return storage.interrupt_trials_promptly(trial_ids, message, sweep_id=sweep_id,
                                              worker=worker)
+
+
+REDELIVER_SECONDS = 0.5
+"""How often a Ctrl-C that the sweep has not acted on yet is raised again."""
+
+
+class InterruptGuard:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, again every
+    :data:`REDELIVER_SECONDS` until :func:`mark_interrupted` has begun: Python drops a
+    KeyboardInterrupt that lands in a weakref callback or ``__del__`` (garbage collection),
+    and the sweep then ran on. Such dropped interrupts are not printed."""
+
+    active: InterruptGuard | None = None
+
+    def __init__(self) -> None:
+        self.acted = threading.Event()
+        self.signalled = threading.Event()
+        self.previous: dict[int, object] = {}
+        self.previous_hook = sys.unraisablehook
+        self.installed = False
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: leave them alone
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._on_signal)
+        sys.unraisablehook = self._unraisable
+        InterruptGuard.active = self
+        self.installed = True
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self.installed:
+            return
+        self.acted.set()
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        sys.unraisablehook = self.previous_hook
+        InterruptGuard.active = None
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        if self.acted.is_set():
+            return  # stopping already: a second Ctrl-C does not cut the clean-up short
+        if not self.signalled.is_set():
+            self.signalled.set()
+            threading.Thread(target=self._redeliver, name="numsweep-interrupt",
+                             daemon=True).start()
+        raise KeyboardInterrupt
+
+    def _redeliver(self) -> None:
+        while not self.acted.wait(REDELIVER_SECONDS):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return  # dropped by Python; raised again by _redeliver
+        self.previous_hook(unraisable)
+
+
+def acting_on_interrupt() -> None:
+    """The sweep acts on Ctrl-C from here on: no more re-raised interrupts."""
+    guard = InterruptGuard.active
+    if guard is not None:
+        guard.acted.set()
