@@ -581,6 +581,20 @@ class Storage:
                 TrialModel.attempt > old.attempt)) > 0
 
     @_retrying
+    def count_lost_attempts(self, trial_id: int, prefix: str) -> int:
+        """How many earlier attempts of the planned trial of ``trial_id`` were INTERRUPTED with
+        a message starting with ``prefix`` (such as lost with their worker process)."""
+        with self.session() as s:
+            row = s.get(TrialModel, trial_id)
+            if row is None or row.slot is None:
+                return 0
+            return int(s.scalar(select(func.count()).select_from(TrialModel).where(
+                TrialModel.stage_id == row.stage_id, TrialModel.slot == row.slot,
+                TrialModel.attempt < row.attempt, TrialModel.state == TrialState.INTERRUPTED,
+                TrialModel.message.like(prefix.replace("%", r"\%") + "%", escape="\\")))
+                or 0)
+
+    @_retrying
     def stage_slots(self, stage_id: int) -> list[SlotRecord]:
         """Every attempt at the planned trials of a stage, by slot then attempt."""
         with self.session() as s:

@@ -52,6 +52,11 @@ from numsweep.storage import (
     TrialState,
     shown_url,
 )
+from numsweep.sweeps.deaths import (  # issue 18 hooks
+    execute_announced,
+    judge_worker_loss,
+    watch_worker_deaths,
+)
 from numsweep.sweeps.guards import (  # issue 18 hooks
     check_data_sizes,
     check_rerun_data,
@@ -1025,16 +1030,17 @@ class SweepRunner:
         job.estimate = self.estimate(trial_spec) if self.estimate else None
         self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate))
         shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
+        watch_worker_deaths(shared)  # issue 18 hook
         task = TrialTask(job.trial_id, trial_spec, self.data_source, self.threads, shared,
                          snapshot)
         self.heart.add(job.trial_id)
         self.inline = job  # Ctrl-C while --jobs 1 runs the trial in this process
         job.started = time.monotonic()
         try:
-            future = self.pool.submit(execute, task)
+            future = self.pool.submit(execute_announced, task)  # issue 18 hook (was execute)
         except BrokenExecutor:  # a loky worker died: its trials fail in _finish; a new pool
             self.pool = make_executor(self.jobs, self.backend, self.scheduler)
-            future = self.pool.submit(execute, task)
+            future = self.pool.submit(execute_announced, task)  # issue 18 hook
         self.inline = None
         self.running[future] = job
 
@@ -1046,16 +1052,15 @@ class SweepRunner:
         except Exception as exc:  # the worker process died (killed, out of memory, ...)
             if self.backend == "loky":
                 self.pool = make_executor(self.jobs, self.backend)  # a fresh pool
-            if job.attempt < MAX_LOST_ATTEMPTS - 1:
-                self.storage.interrupt_trials([job.trial_id], f"worker process lost "
-                                              f"({type(exc).__name__}); runs again")
+            verdict = judge_worker_loss(self.storage, job.trial_id, exc,  # issue 18 hook
+                                        self.data.folder, MAX_LOST_ATTEMPTS)
+            if not verdict.fail:
+                self.storage.interrupt_trials([job.trial_id], verdict.message)
                 self.heart.remove(job.trial_id)
                 self.notify(TrialEvent("finished", stage.name, job.number,
-                                       TrialState.INTERRUPTED, message="worker process lost"))
+                                       TrialState.INTERRUPTED, message=verdict.short))
                 return
-            outcome = TrialOutcome(job.trial_id, None,
-                                   error=f"worker process lost {MAX_LOST_ATTEMPTS} times: "
-                                         f"{type(exc).__name__}: {exc}",
+            outcome = TrialOutcome(job.trial_id, None, error=verdict.message,
                                    traceback=traceback.format_exc(), worker=self.name)
         state = _record(self.storage, outcome)
         self.heart.remove(job.trial_id)
