@@ -5,6 +5,7 @@ Library errors become a one-line message and exit code 1; usage errors exit with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -940,13 +941,15 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
 
 
 def exit_interrupted(message: str) -> NoReturn:
-    """Print ``message`` and end with exit code 130 at once: what Ctrl-C stopped is already
-    recorded, and an interpreter shutdown could still turn the code into a SIGINT death."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Print ``message`` and exit with code 130; further Ctrl-C is ignored while the process
+    shuts down (its worker processes and their semaphores are cleaned up on the way)."""
+    from numsweep.sweeps.interrupts import acting_on_interrupt
+
+    acting_on_interrupt()
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     console.print(message, highlight=False, soft_wrap=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
+    sys.exit(130)
 
 
 def main() -> None:

@@ -349,6 +349,22 @@ class Storage:
             row.space_json = json.dumps(space)
 
     @_retrying
+    def merge_stage_space(self, stage_id: int, changes: Mapping[str, Any],
+                          note: str | None = None) -> StageRecord:
+        """Update some keys of a stage's stored plan (and append ``note`` to its note) in one
+        transaction that locks the row (PostgreSQL) or fails and is retried when another
+        writer changed it meanwhile (SQLite), so concurrent updates of other keys are kept."""
+        with self.session() as s:
+            row = s.get(StageModel, stage_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"no stage with id {stage_id}")
+            row.space_json = json.dumps({**json.loads(row.space_json), **changes})
+            if note:
+                row.note = (row.note + "; " if row.note else "") + note
+            s.flush()
+            return _stage_record(row)
+
+    @_retrying
     def list_stages(self, sweep_id: int) -> list[StageRecord]:
         with self.session() as s:
             rows = s.scalars(select(StageModel).where(StageModel.sweep_id == sweep_id)

@@ -66,7 +66,11 @@ class DeathWatch:
         poller = select.poll()
         fds: dict[int, int] = {}
         while self.folder.is_dir():
-            for path in self.folder.glob("running-*.pid"):
+            try:
+                paths = list(self.folder.glob("running-*.pid"))
+            except OSError:
+                break  # the sweep removed its folder: it is over
+            for path in paths:
                 if path.name in self.watched:
                     continue
                 try:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -38,21 +39,28 @@ def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int]
                                              worker=worker)
 
 
-REDELIVER_SECONDS = 0.5
-"""How often a Ctrl-C that the sweep has not acted on yet is raised again."""
+REDELIVER_SECONDS = 3.0
+"""How long a Ctrl-C that the sweep has not acted on waits before it is raised again (at once
+when Python reported dropping it)."""
+HARD_EXIT_SECONDS = 15.0
+"""A process still running this long after Ctrl-C ends at once with exit code 130 (its
+running trials, if not marked, are taken for lost by the next resume: its pid is gone)."""
 
 
 class InterruptGuard:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, again every
-    :data:`REDELIVER_SECONDS` until :func:`mark_interrupted` has begun: Python drops a
-    KeyboardInterrupt that lands in a weakref callback or ``__del__`` (garbage collection),
-    and the sweep then ran on. Such dropped interrupts are not printed."""
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, and again until
+    :func:`mark_interrupted` has begun (at once when Python reports it dropped one, else
+    after :data:`REDELIVER_SECONDS`): Python drops a KeyboardInterrupt that lands in a weakref
+    callback or ``__del__`` (garbage collection), and the sweep then ran on. Such dropped
+    interrupts are not printed. Should the clean-up itself hang, the process ends
+    :data:`HARD_EXIT_SECONDS` after the first signal."""
 
     active: InterruptGuard | None = None
 
     def __init__(self) -> None:
         self.acted = threading.Event()
         self.signalled = threading.Event()
+        self.dropped = threading.Event()
         self.previous: dict[int, object] = {}
         self.previous_hook = sys.unraisablehook
         self.installed = False
@@ -86,12 +94,23 @@ class InterruptGuard:
         raise KeyboardInterrupt
 
     def _redeliver(self) -> None:
-        while not self.acted.wait(REDELIVER_SECONDS):
-            os.kill(os.getpid(), signal.SIGINT)
+        give_up = time.monotonic() + HARD_EXIT_SECONDS
+        quiet_since = time.monotonic()
+        while time.monotonic() < give_up:
+            if self.acted.wait(0.1):
+                continue
+            if self.dropped.is_set() or time.monotonic() - quiet_since > REDELIVER_SECONDS:
+                self.dropped.clear()
+                quiet_since = time.monotonic()
+                os.kill(os.getpid(), signal.SIGINT)
+        os.write(2, b"interrupted: the clean-up did not end in time; exiting (a resume takes "
+                    b"the trials still running for lost)\n")
+        os._exit(130)
 
     def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            return  # dropped by Python; raised again by _redeliver
+            self.dropped.set()  # dropped by Python: _redeliver raises it again at once
+            return
         self.previous_hook(unraisable)
 
 

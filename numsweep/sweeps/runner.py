@@ -840,7 +840,7 @@ class SweepRunner:
                 add_reused(study)
                 rec = self.storage.get_stage(self.sweep.id, index)
                 assert rec is not None
-                self.storage.set_stage_space(rec.id, {**rec.space, "study_ready": True})
+                self.storage.merge_stage_space(rec.id, {"study_ready": True})  # issue 18
             return study
 
         def add_reused(study: optuna.Study) -> None:
@@ -941,11 +941,10 @@ class SweepRunner:
         rec = self.storage.get_stage(self.sweep.id, index)
         assert rec is not None
         left = (int(rec.space["n_configs"]) - proposed) * stage.replicates
-        if left > 0:
-            self.storage.set_stage_space(rec.id, {**rec.space, "n_configs": proposed,
-                                                  "planned": proposed * stage.replicates})
-            extra = f"time budget used up: {left} planned trials not run"
-            self.storage.set_stage_note(rec.id, (rec.note + "; " if rec.note else "") + extra)
+        if left > 0:  # issue 18: one atomic update (was set_stage_space + set_stage_note)
+            self.storage.merge_stage_space(
+                rec.id, {"n_configs": proposed, "planned": proposed * stage.replicates},
+                note=f"time budget used up: {left} planned trials not run")
         return proposed
 
     def _lost_slot(self, slots: Mapping[int, SlotRecord]) -> SlotRecord | None:
