@@ -128,3 +128,19 @@ def test_a_database_made_before_fingerprints_gains_the_column_and_keeps_its_swee
     assert reopened.claim_data_fingerprint(old.id, "abc") == "abc"
     assert reopened.claim_data_fingerprint(old.id, "other") == "abc"  # the first one stays
     assert reopened.get_sweep("old").data_fingerprint == "abc"
+
+
+def test_stage_plan_updates_merge_instead_of_overwriting(tmp_path: Path) -> None:
+    """Two processes updating different keys of a stage's plan (the study set up, the time
+    budget's cut) both keep their change; each reads and writes in one transaction."""
+    storage = Storage(f"sqlite:///{tmp_path / 'm.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, 0)
+    stage = storage.get_or_create_stage(sweep.id, 0, "g", "grid",
+                                        {"n_configs": 8, "study_ready": False}, "plan")
+    other = Storage(f"sqlite:///{tmp_path / 'm.db'}")
+    storage.merge_stage_space(stage.id, {"study_ready": True})
+    other.merge_stage_space(stage.id, {"n_configs": 5}, note="time budget used up")
+    got = storage.get_stage(sweep.id, 0)
+    assert got is not None
+    assert got.space == {"n_configs": 5, "study_ready": True}
+    assert got.note == "plan; time budget used up"
