@@ -12,6 +12,7 @@ from typing import Any
 
 from numsweep.engine import DataError, Dataset, TrialSpec
 from numsweep.engine.data import dataset_fingerprint
+from numsweep.errors import NumsweepError
 from numsweep.storage import Storage, SweepRecord, TrialState
 from numsweep.sweeps.spec import SweepSpec, SweepSpecError
 
@@ -26,7 +27,7 @@ class DataMismatch(DataError):
     created with."""
 
 
-class TooManyJobs(ValueError):
+class TooManyJobs(NumsweepError):
     """``--jobs`` exceeds what the machine can run; :attr:`insist` says whether ``--force``
     would allow it."""
 
