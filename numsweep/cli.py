@@ -5,15 +5,15 @@ Library errors become a one-line message and exit code 1; usage errors exit with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -24,7 +24,7 @@ from numsweep.analysis import charts, load_curves, load_stages, load_trials
 from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
-from numsweep.engine import TrialSpec, load_dataset
+from numsweep.engine import TrialSpec
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
 from numsweep.sweeps import load_spec, run_sweep
@@ -41,6 +41,8 @@ class NumsweepGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C outside a sweep's own handling: no traceback
+            exit_interrupted("interrupted")
         except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
@@ -239,6 +241,9 @@ def backend_options(fn: F) -> F:
 
 
 def jobs_option(fn: F) -> F:
+    fn = click.option("--force", is_flag=True,
+                      help="Run --jobs x --threads above the number of cores (up to 8 jobs "
+                           "per core and what the memory holds).")(fn)
     return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
                         show_default="number of cores; with dask the cluster's threads",
                         help="Trials run at once by this process.")(fn)
@@ -268,27 +273,18 @@ def stored_sweep_options(fn: F) -> F:
     return fn
 
 
-def _jobs(jobs: int | None, backend: str) -> int | None:
-    if jobs is not None or backend == "dask":
+def _jobs(jobs: int | None, backend: str, threads: int | None = None,
+          force: bool = False) -> int | None:
+    """--jobs checked against this machine's cores and memory (loky), before any work."""
+    from numsweep.sweeps.guards import check_jobs
+
+    if backend == "dask":
         return jobs  # None: as many as the Dask cluster has threads
-    return os.cpu_count() or 1
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a batch system ending the job) stops a sweep as Ctrl-C does."""
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    jobs = jobs if jobs is not None else os.cpu_count() or 1
+    warning = check_jobs(jobs, threads or 1, force=force)
+    if warning:
+        console.print(warning, highlight=False)
+    return jobs
 
 
 def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
@@ -297,6 +293,7 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
     """Run a sweep under the live progress display; print a line per stage at the end, or
     on Ctrl-C a line telling how to continue (exit code 130)."""
     from numsweep.sweeps.budget import calibrate
+    from numsweep.sweeps.interrupts import InterruptGuard
     from numsweep.sweeps.progress import SweepProgress
     from numsweep.sweeps.runner import SweepInterrupted
 
@@ -308,14 +305,15 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
             current[0] = calibrate(storage, model.shape)
         display(event)
 
+    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     try:
-        with _sigterm_as_interrupt(), display:
+        with InterruptGuard(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
-        console.print(f"{exc}; continue with: numsweep sweep resume {name}{where}",
-                      highlight=False, soft_wrap=True)
-        sys.exit(130)
+        exit_interrupted(f"{exc}; continue with: numsweep sweep resume {name}{where}")
+    except KeyboardInterrupt:  # before the sweep started its trials, or as it ended
+        exit_interrupted(f"sweep {name!r} interrupted; continue with: "
+                         f"numsweep sweep resume {name}{where}")
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
@@ -329,11 +327,27 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
     click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
     click.echo(f"next: numsweep sweep show {name}{where}")
     click.echo(f"      numsweep report {name} -o report-{name}/{where}")
+    _report_failures(storage, name, summaries)
 
 
 def _params_text(params: dict[str, Any]) -> str:
     """``lam=0.007197, cycles=3``: parameters as a user types them."""
     return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
+
+
+
+def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
+    """Say how many trials failed and why; exit 1 when no trial completed."""
+    from numsweep.sweeps.guards import sweep_failures
+
+    failures = sweep_failures(storage, name)
+    if failures.failed:
+        console.print(failures.line(), highlight=False, soft_wrap=True)
+    ended = sum(n for s in summaries for n in s.counts.values())
+    good = sum(s.counts.get(k, 0) for s in summaries for k in ("COMPLETE", "PRUNED"))
+    if ended and not good:
+        raise click.ClickException(f"no trial of sweep {name!r} completed"
+                                   + (f" ({failures.line()})" if failures.failed else ""))
 
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
@@ -360,7 +374,7 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @backend_options
 @data_option
 @db_option
-def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None,
+def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
               group_size: int | None, threads: int, budget: str | None, backend: str,
               scheduler: str | None, grace: float, db_wait: float, data: str | None,
               db: str) -> None:
@@ -380,18 +394,17 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None,
         numsweep sweep run examples/lambda-coarse.toml --group-size 8
     """
     from numsweep.sweeps.budget import plan
+    from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
+    jobs = _jobs(jobs, backend, threads, force)
     storage = Storage(db, db_wait=db_wait)
-    jobs = _jobs(jobs, backend)
-    if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
-        console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
-                      f"{os.cpu_count()} cores")
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
+    check_data_sizes(spec, dataset)
     if seconds is not None:
         planned = plan(spec, seconds, model, jobs or 1)
         spec = planned.spec
@@ -423,11 +436,12 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
     """
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
+    from numsweep.sweeps.worker import cached_dataset
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
     storage = Storage(db)
-    dataset = load_dataset(data)
+    dataset = cached_dataset(data)  # the fingerprint stored with the sweep reads this copy
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
     create_sweep(spec, storage, data_source=data, threads=threads)
     where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
@@ -435,16 +449,16 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
                f"numsweep worker {spec.name}{where}")
 
 
-def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
+def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, group_size: int | None = None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
     storage = Storage(db, db_wait=db_wait)
-    spec, stored_data, _ = stored_spec(storage, name)
+    spec, stored_data, stored_threads = stored_spec(storage, name)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend)
+    jobs = _jobs(jobs, backend, threads or stored_threads, force)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
@@ -455,9 +469,9 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 @sweep.command("resume")
 @click.argument("name")
 @stored_sweep_options
-def sweep_resume(name: str, jobs: int | None, group_size: int | None, threads: int | None,
-                 backend: str, scheduler: str | None, grace: float, db_wait: float,
-                 data: str | None, db: str) -> None:
+def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | None,
+                 threads: int | None, backend: str, scheduler: str | None, grace: float,
+                 db_wait: float, data: str | None, db: str) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -470,7 +484,8 @@ def sweep_resume(name: str, jobs: int | None, group_size: int | None, threads: i
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, group_size)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            group_size)
 
 
 @sweep.command("list")
@@ -551,9 +566,9 @@ def sweep_presets() -> None:
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
-def worker(name: str, jobs: int | None, group_size: int | None, threads: int | None,
-           backend: str, scheduler: str | None, grace: float, db_wait: float,
-           data: str | None, db: str) -> None:
+def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
+           threads: int | None, backend: str, scheduler: str | None, grace: float,
+           db_wait: float, data: str | None, db: str) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -567,7 +582,8 @@ def worker(name: str, jobs: int | None, group_size: int | None, threads: int | N
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, group_size)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            group_size)
 
 
 @cli.group()
@@ -959,8 +975,23 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
         click.echo(f"all {len(results)} gradient checks within {TOL:g}")
 
 
+def exit_interrupted(message: str) -> NoReturn:
+    """Print ``message`` and exit with code 130; further Ctrl-C is ignored while the process
+    shuts down (its worker processes and their semaphores are cleaned up on the way)."""
+    from numsweep.sweeps.interrupts import acting_on_interrupt
+
+    acting_on_interrupt()
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    console.print(message, highlight=False, soft_wrap=True)
+    sys.exit(130)
+
+
 def main() -> None:
-    cli(prog_name="numsweep")
+    try:
+        cli(prog_name="numsweep")
+    finally:  # a Ctrl-C while the interpreter shuts down does not change the exit code
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

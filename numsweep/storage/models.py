@@ -57,6 +57,8 @@ class SweepModel(Base):
     spec_json: Mapped[str] = mapped_column(Text)
     seed: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # a content hash of the data the sweep was created with (None: made by an older numsweep)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
     stages: Mapped[list[StageModel]] = relationship(back_populates="sweep",
                                                     order_by="StageModel.index")
 

@@ -17,6 +17,7 @@ class SweepRecord:
     spec: dict[str, Any]
     seed: int
     created_at: datetime
+    data_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

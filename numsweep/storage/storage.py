@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import json
 import math
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -142,20 +144,29 @@ def _check_sqlite_location(url: str) -> None:
                            f"{path if path.exists() else folder} is read-only")
 
 
-_NEW_TRIAL_COLUMNS = {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
-                      "study_trial": "INTEGER", "group_id": "INTEGER", "group_size": "INTEGER"}
+_NEW_COLUMNS = {
+    "ns_trials": {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
+                  "study_trial": "INTEGER", "group_id": "INTEGER", "group_size": "INTEGER"},
+    "ns_sweeps": {"data_fingerprint": "VARCHAR(100)"},
+}
+INTERRUPT_WAIT_SECONDS = 3.0
+"""How long marking trials interrupted on Ctrl-C waits for another process's write lock
+before giving up (the trials are then taken for lost by the next resume)."""
 
 
 def _create_tables(engine: Engine) -> None:
     """Create missing tables; add the columns and indexes a database made by an older numsweep
     lacks. Processes that start at once on a new database may race here (retried by the
     caller)."""
-    if "ns_trials" in inspect(engine).get_table_names():
-        have = {c["name"] for c in inspect(engine).get_columns("ns_trials")}
+    tables = inspect(engine).get_table_names()
+    for table, columns in _NEW_COLUMNS.items():
+        if table not in tables:
+            continue
+        have = {c["name"] for c in inspect(engine).get_columns(table)}
         with engine.begin() as conn:
-            for name, ddl in _NEW_TRIAL_COLUMNS.items():
+            for name, ddl in columns.items():
                 if name not in have:
-                    conn.execute(text(f"ALTER TABLE ns_trials ADD COLUMN {name} {ddl}"))
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
     Base.metadata.create_all(engine)
     for index in TrialModel.__table__.indexes:
         index.create(engine, checkfirst=True)
@@ -238,14 +249,32 @@ class Storage:
     # Sweeps and stages
 
     @_retrying
-    def get_or_create_sweep(self, name: str, spec: Mapping[str, Any], seed: int) -> SweepRecord:
-        """The sweep named ``name``; created with this spec and seed if there is none (when
-        several processes create it at once, all get the one that was stored first)."""
+    def get_or_create_sweep(self, name: str, spec: Mapping[str, Any], seed: int, *,
+                            data_fingerprint: str | None = None) -> SweepRecord:
+        """The sweep named ``name``; created with this spec, seed and data fingerprint if
+        there is none (when several processes create it at once, all get the one that was
+        stored first)."""
         return self._get_or_create(
             select(SweepModel).where(SweepModel.name == name),
             lambda: SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
-                               created_at=now()),
+                               created_at=now(), data_fingerprint=data_fingerprint),
             _sweep_record, f"sweep {name!r}")
+
+    @_retrying
+    def claim_data_fingerprint(self, sweep_id: int, fingerprint: str) -> str:
+        """The sweep's data fingerprint: ``fingerprint`` is stored when it has none yet (a
+        sweep made by an older numsweep, or created without one); returns what is stored,
+        in one conditional write so that two processes cannot both set it."""
+        with self.session() as s:
+            s.execute(update(SweepModel)
+                      .where(SweepModel.id == sweep_id, SweepModel.data_fingerprint.is_(None))
+                      .values(data_fingerprint=fingerprint)
+                      .execution_options(synchronize_session=False))
+            stored = s.scalar(select(SweepModel.data_fingerprint)
+                              .where(SweepModel.id == sweep_id))
+            if stored is None:
+                raise StorageError(f"no sweep with id {sweep_id}")
+            return str(stored)
 
     @_retrying
     def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any]) -> None:
@@ -315,6 +344,22 @@ class Storage:
             row.space_json = json.dumps(space)
 
     @_retrying
+    def merge_stage_space(self, stage_id: int, changes: Mapping[str, Any],
+                          note: str | None = None) -> StageRecord:
+        """Update some keys of a stage's stored plan (and append ``note`` to its note) in one
+        transaction that locks the row (PostgreSQL) or fails and is retried when another
+        writer changed it meanwhile (SQLite), so concurrent updates of other keys are kept."""
+        with self.session() as s:
+            row = s.get(StageModel, stage_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"no stage with id {stage_id}")
+            row.space_json = json.dumps({**json.loads(row.space_json), **changes})
+            if note:
+                row.note = (row.note + "; " if row.note else "") + note
+            s.flush()
+            return _stage_record(row)
+
+    @_retrying
     def list_stages(self, sweep_id: int) -> list[StageRecord]:
         with self.session() as s:
             rows = s.scalars(select(StageModel).where(StageModel.sweep_id == sweep_id)
@@ -379,18 +424,31 @@ class Storage:
             return _next_number(s, sweep_id)
 
     @_retrying
-    def start_trial(self, sweep_id: int, stage_id: int | None, number: int,
+    def start_trial(self, sweep_id: int, stage_id: int | None, number: int | None,
                     params: Mapping[str, Any], seed: int, worker: str = "") -> int:
-        """Insert a RUNNING trial with its parameters; returns its id."""
-        with self.session() as s:
-            started = now()
-            row = TrialModel(sweep_id=sweep_id, stage_id=stage_id, number=number,
-                             state=TrialState.RUNNING, seed=seed, worker=worker,
-                             started_at=started, heartbeat_at=started, message="", traceback="")
-            row.params = [_param_row(k, v) for k, v in params.items()]
-            s.add(row)
-            s.flush()
-            return row.id
+        """Insert a RUNNING trial with its parameters; returns its id.
+
+        The trial gets ``number``, or when that is None or another writer took it meanwhile,
+        the sweep's next free number, read in the same transaction as the insert: the unique
+        (sweep, number) constraint makes concurrent writers retry, never lose a trial."""
+        for _ in range(50):
+            try:
+                with self.session() as s:
+                    started = now()
+                    row = TrialModel(sweep_id=sweep_id, stage_id=stage_id,
+                                     number=_next_number(s, sweep_id) if number is None
+                                     else number,
+                                     state=TrialState.RUNNING, seed=seed, worker=worker,
+                                     started_at=started, heartbeat_at=started, message="",
+                                     traceback="")
+                    row.params = [_param_row(k, v) for k, v in params.items()]
+                    s.add(row)
+                    s.flush()
+                    return row.id
+            except StorageConflict:
+                number = None  # taken: number it inside the transaction from now on
+                time.sleep(0.01 + 0.05 * _JITTER.random())
+        raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
 
     @_retrying
     def finish_trial(self, trial_id: int, state: TrialState, *,
@@ -538,6 +596,20 @@ class Storage:
                 TrialModel.attempt > old.attempt)) > 0
 
     @_retrying
+    def count_lost_attempts(self, trial_id: int, prefix: str) -> int:
+        """How many earlier attempts of the planned trial of ``trial_id`` were INTERRUPTED with
+        a message starting with ``prefix`` (such as lost with their worker process)."""
+        with self.session() as s:
+            row = s.get(TrialModel, trial_id)
+            if row is None or row.slot is None:
+                return 0
+            return int(s.scalar(select(func.count()).select_from(TrialModel).where(
+                TrialModel.stage_id == row.stage_id, TrialModel.slot == row.slot,
+                TrialModel.attempt < row.attempt, TrialModel.state == TrialState.INTERRUPTED,
+                TrialModel.message.like(prefix.replace("%", r"\%") + "%", escape="\\")))
+                or 0)
+
+    @_retrying
     def stage_slots(self, stage_id: int) -> list[SlotRecord]:
         """Every attempt at the planned trials of a stage, by slot then attempt."""
         with self.session() as s:
@@ -618,6 +690,47 @@ class Storage:
                                      message=message)
                              .execution_options(synchronize_session=False))
             return int(done.rowcount or 0)
+
+    def interrupt_trials_promptly(self, trial_ids: Sequence[int], message: str, *,
+                                  sweep_id: int | None = None, worker: str | None = None,
+                                  wait: float = INTERRUPT_WAIT_SECONDS) -> int:
+        """:meth:`interrupt_trials` for Ctrl-C: first drops the write locks this process's own
+        connections hold (a transaction that Ctrl-C cut short), then waits at most ``wait``
+        seconds for other processes' locks. Returns how many trials were marked; 0 when the
+        database stayed locked (the trials' process is gone, so a resume takes them for
+        lost and runs them again)."""
+        release_own_sqlite_locks()
+        give_up = time.monotonic() + wait
+        while True:
+            try:
+                return self._interrupt(trial_ids, message, sweep_id=sweep_id, worker=worker,
+                                       wait=wait)
+            except StorageBusy:
+                if time.monotonic() > give_up:
+                    return 0
+                time.sleep(0.05)
+
+    def _interrupt(self, trial_ids: Sequence[int], message: str, *, sweep_id: int | None,
+                   worker: str | None, wait: float) -> int:
+        which = TrialModel.id.in_(list(trial_ids))
+        if sweep_id is not None and worker is not None:
+            which = or_(which, and_(TrialModel.sweep_id == sweep_id, TrialModel.worker == worker))
+        elif not trial_ids:
+            return 0
+        with self.session() as s:
+            if self.engine.dialect.name == "sqlite":
+                s.execute(text(f"PRAGMA busy_timeout = {int(wait * 1000)}"))
+            elif self.engine.dialect.name == "postgresql":
+                s.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
+            done = s.execute(update(TrialModel)
+                             .where(which, TrialModel.state == TrialState.RUNNING)
+                             .values(state=TrialState.INTERRUPTED, finished_at=now(),
+                                     message=message)
+                             .execution_options(synchronize_session=False))
+            count = int(done.rowcount or 0)
+            if self.engine.dialect.name == "sqlite":  # the pooled connection's usual patience
+                s.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+            return count
 
     @_retrying
     def get_trials(self, sweep: str | None = None, *, stage: str | None = None,
@@ -717,6 +830,26 @@ class TrialRows:
     metrics: list[tuple[int, str, float]]
 
 
+def release_own_sqlite_locks() -> int:
+    """Roll back every SQLite connection of this process that is inside a transaction.
+
+    For Ctrl-C only, once no other thread of this process writes: a KeyboardInterrupt that
+    lands while a connection is being returned to its pool (this library's or Optuna's)
+    can leave it in an open write transaction, referenced from the traceback; a new
+    connection of the same process would then wait on that lock until the busy timeout.
+    Returns how many connections were rolled back."""
+    released = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, sqlite3.Connection):
+            try:
+                if obj.in_transaction:
+                    obj.rollback()
+                    released += 1
+            except (sqlite3.Error, ValueError):
+                continue  # closed, or bound to another thread
+    return released
+
+
 def _next_number(s: Session, sweep_id: int) -> int:
     last = s.scalar(select(func.max(TrialModel.number)).where(TrialModel.sweep_id == sweep_id))
     return 0 if last is None else int(last) + 1
@@ -738,7 +871,8 @@ def _param_row(name: str, value: Any) -> TrialParamModel:
 
 
 def _sweep_record(row: SweepModel) -> SweepRecord:
-    return SweepRecord(row.id, row.name, json.loads(row.spec_json), row.seed, row.created_at)
+    return SweepRecord(row.id, row.name, json.loads(row.spec_json), row.seed, row.created_at,
+                       row.data_fingerprint)
 
 
 def _stage_record(row: StageModel) -> StageRecord:

@@ -28,7 +28,6 @@ What is guaranteed (see README, "Parallel runs and reproducibility"):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -54,8 +53,19 @@ from numsweep.storage import (
     retry_call,
 )
 from numsweep.sweeps.data_share import DataShare
+from numsweep.sweeps.deaths import (
+    execute_group_announced,
+    judge_worker_loss,
+    watch_worker_deaths,
+)
 from numsweep.sweeps.executors import DEFAULT_THREADS, DaskExecutor, make_executor
 from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
+from numsweep.sweeps.guards import (
+    check_data_sizes,
+    check_sweep_data,
+    fingerprint_of,
+)
+from numsweep.sweeps.interrupts import mark_interrupted
 from numsweep.sweeps.liveness import (
     DEFAULT_GRACE,
     MAX_LOST_ATTEMPTS,
@@ -97,7 +107,6 @@ from numsweep.sweeps.worker import (
     PruneSnapshot,
     TrialOutcome,
     TrialTask,
-    execute_group,
     warm_up,
     worker_name,
 )
@@ -292,8 +301,10 @@ class SweepRunner:
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
+            check_data_sizes(spec, data.dataset)
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
+            check_sweep_data(storage, self.sweep, data.dataset, self.data_source)
             self.data = data
             write_unsaved(storage)  # results kept here when the database last went away
             self.heart.start()
@@ -306,7 +317,8 @@ class SweepRunner:
             ids += [self.inline.trial_id] if self.inline is not None else []
             self.pool.shutdown(wait=False, kill_workers=True)
             sweep = getattr(self, "sweep", None)
-            count = storage.interrupt_trials(
+            count = mark_interrupted(
+                storage, self.heart,
                 ids, f"interrupted (Ctrl-C or SIGTERM) in {self.name}; `numsweep sweep resume "
                      f"{spec.name}` runs it again",
                 sweep_id=sweep.id if sweep is not None else None, worker=self.name)
@@ -498,7 +510,7 @@ class SweepRunner:
                 add_reused(study, plan.space, plan.fixed, plan.reused)
                 rec = self.storage.get_stage(self.sweep.id, index)
                 assert rec is not None
-                self.storage.set_stage_space(rec.id, {**rec.space, "study_ready": True})
+                self.storage.merge_stage_space(rec.id, {"study_ready": True})
             return study
 
         return self._optuna(load)
@@ -596,12 +608,10 @@ class SweepRunner:
         rec = self.storage.get_stage(self.sweep.id, index)
         assert rec is not None
         left = ((rec.plan.n_configs or 0) - proposed) * stage.replicates
-        if left > 0:
-            cut = dataclasses.replace(rec.plan, n_configs=proposed,
-                                      planned=proposed * stage.replicates)
-            self.storage.set_stage_space(rec.id, cut.to_dict())
-            extra = f"time budget used up: {left} planned trials not run"
-            self.storage.set_stage_note(rec.id, (rec.note + "; " if rec.note else "") + extra)
+        if left > 0:  # one atomic update of the plan and the note
+            self.storage.merge_stage_space(
+                rec.id, {"n_configs": proposed, "planned": proposed * stage.replicates},
+                note=f"time budget used up: {left} planned trials not run")
         return proposed
 
     def _lost_slot(self, slots: Mapping[int, SlotRecord]) -> SlotRecord | None:
@@ -719,6 +729,7 @@ class SweepRunner:
         tasks = []
         for job, trial_spec, snapshot in members:
             shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
+            watch_worker_deaths(shared)
             tasks.append(TrialTask(job.trial_id, trial_spec, self.data_source, self.threads,
                                    shared, snapshot, slot=job.slot))
         task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id)
@@ -728,10 +739,10 @@ class SweepRunner:
             job.started = time.monotonic()
         self.inline = jobs[0]  # Ctrl-C while --jobs 1 runs the group in this process
         try:
-            future = self.pool.submit(execute_group, task)
+            future = self.pool.submit(execute_group_announced, task)
         except BrokenExecutor:  # a loky worker died: its trials fail in _finish; a new pool
             self.pool = make_executor(self.jobs, self.backend, self.scheduler)
-            future = self.pool.submit(execute_group, task)
+            future = self.pool.submit(execute_group_announced, task)
         self.inline = None
         children: list[Future[TrialOutcome]] = [Future() for _ in jobs]
         for child, job in zip(children, jobs, strict=True):
@@ -740,7 +751,7 @@ class SweepRunner:
         def share_out(done: Future[list[TrialOutcome]]) -> None:
             try:
                 outcomes = done.result()
-            except BaseException as exc:  # the worker process died: each trial sees it
+            except Exception as exc:  # the worker process died: each trial sees it
                 for child in children:
                     child.set_exception(exc)
                 return
@@ -757,16 +768,15 @@ class SweepRunner:
         except Exception as exc:  # the worker process died (killed, out of memory, ...)
             if self.backend == "loky":
                 self.pool = make_executor(self.jobs, self.backend)  # a fresh pool
-            if job.attempt < MAX_LOST_ATTEMPTS - 1:
-                self.storage.interrupt_trials([job.trial_id], f"worker process lost "
-                                              f"({type(exc).__name__}); runs again")
+            verdict = judge_worker_loss(self.storage, job.trial_id, exc,
+                                        self.data.folder, MAX_LOST_ATTEMPTS)
+            if not verdict.fail:
+                self.storage.interrupt_trials([job.trial_id], verdict.message)
                 self.heart.remove(job.trial_id)
                 self.notify(TrialEvent("finished", stage.name, job.number,
-                                       TrialState.INTERRUPTED, message="worker process lost"))
+                                       TrialState.INTERRUPTED, message=verdict.short))
                 return
-            outcome = TrialOutcome(job.trial_id, None,
-                                   error=f"worker process lost {MAX_LOST_ATTEMPTS} times: "
-                                         f"{type(exc).__name__}: {exc}",
+            outcome = TrialOutcome(job.trial_id, None, error=verdict.message,
                                    traceback=traceback.format_exc(), worker=self.name)
         try:
             if job.study_trial is not None:  # before the slot is final: then it may be told
@@ -896,7 +906,7 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     return storage.get_or_create_sweep(
         spec.name, {**spec.to_dict(), "data": data_source,
                     "threads": threads if threads is not None else DEFAULT_THREADS},
-        spec.seed)
+        spec.seed, data_fingerprint=fingerprint_of(data_source))
 
 
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from numsweep.engine import TrialResult, TrialSpec
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
+from numsweep.sweeps.guards import check_rerun_data
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
 
@@ -75,6 +76,7 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         data_source = sweep_spec.get("data")
     if threads is None:  # as the original ran: a sweep's --threads, none for `train`
         threads = sweep_spec.get("threads")
+    check_rerun_data(storage, original.sweep, data_source)
     spec = TrialSpec.from_mapping(original.params)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",

@@ -58,6 +58,9 @@ HISTORY_SAMPLERS = ("tpe", "gp", "cmaes")
 DEFAULT_SYNC = 4
 PRESET_DIR = Path(__file__).parent / "presets"
 DATASETS = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
+MAX_TRIALS = 100_000
+"""The most trials one stage may plan (grid points or n_trials, times replicates): checked
+on the spec's numbers, before anything is listed or run."""
 """Datasets a spec can name with ``dataset`` and the image shape (H, W, C) of each."""
 
 
@@ -569,6 +572,8 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
     grid = raw.get("grid")
     if grid is not None and (not isinstance(grid, int) or isinstance(grid, bool) or grid < 1):
         raise fail(f"space.{name}.grid={grid!r} must be a positive integer (number of points)")
+    if grid is not None and grid > MAX_TRIALS:
+        raise fail(f"space.{name}.grid={grid} is more than {MAX_TRIALS:,} points")
     for key, v in (("low", low), ("high", high)):
         try:
             TrialSpec.from_mapping({name: v})
@@ -625,6 +630,8 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
     n_trials = raw.get("n_trials")
     if n_trials is not None:
         _positive_int(n_trials, f"{where}.n_trials", fail)
+        if n_trials > MAX_TRIALS:
+            raise fail(f"{where}.n_trials={n_trials} is more than {MAX_TRIALS:,} trials")
     stage_fixed = _check_params(raw.get("fixed", {}), f"{where}.fixed", fail)
     searched = {n for p in space.values() for n in p.names}
     clash = sorted(set(stage_fixed) & searched)
@@ -712,6 +719,19 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
         for p in space.values():
             if p.numeric and p.grid is None:
                 raise fail(f"{where}.narrow: space.{p.name} needs 'grid'")
+    # the whole grid is listed before n_trials takes the first ones: bound it in any case
+    points = grid_size(space) if sampler == "grid" else 0
+    if points > MAX_TRIALS:
+        raise fail(f"{where}: the grid has {points:,} points, more than {MAX_TRIALS:,}; "
+                   f"lower the grid sizes")
+    planned = (min(points, n_trials or points) if sampler == "grid"
+               else n_trials if n_trials is not None else max(1, len(configs)))
+    if planned * replicates > MAX_TRIALS:
+        counted = (f"{planned:,} grid points" if sampler == "grid"
+                   else f"{planned:,} configurations")
+        raise fail(f"{where} plans {planned * replicates:,} trials ({counted}"
+                   f"{f' x {replicates} replicates' if replicates > 1 else ''}), more than "
+                   f"{MAX_TRIALS:,}; lower the grid sizes or n_trials")
     return StageSpec(name=name, sampler=sampler, n_trials=n_trials, fixed=stage_fixed,
                      time_budget=time_budget, configs=tuple(configs), replicates=replicates,
                      narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync,
@@ -741,6 +761,13 @@ def _parse_narrow(raw: Any, where: str, earlier: Sequence[StageSpec],
     if not any(p.numeric for p in space.values()):
         raise fail(f"{where}.narrow: the space has no float or int range to narrow")
     return Narrow(source=source, top_k=top_k, widen=float(widen))
+
+
+def grid_size(space: Mapping[str, ParamSpace]) -> int:
+    """An upper bound on a grid stage's points, from the entries' sizes alone (no point is
+    made): the product of each entry's grid size or number of choices."""
+    return math.prod((p.grid or 1) if p.numeric else max(1, len(p.choices))
+                     for p in space.values())
 
 
 def grid_points(space: Mapping[str, ParamSpace], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -143,7 +143,8 @@ def test_load_dataset_downloads_into_the_cache_once(tmp_path: Path, http_folder,
     monkeypatch.setattr(data_module, "CIFAR10_MD5", data_module.file_md5(archive))
     first = load_dataset(None)
     np.testing.assert_array_equal(first.y_test, y[40:])
-    assert (tmp_path / "cache" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert (data_module.archive_cache(data_module.CIFAR10_MD5) / "cifar-10-batches-py"
+            / "test_batch").is_file()
     np.testing.assert_array_equal(load_dataset("cifar10").x_train, first.x_train)
     assert len(requests) == 1
 
@@ -185,6 +186,68 @@ def test_official_archive_name_is_md5_checked_and_bad_archives_named(
         pass
     with pytest.raises(DataError, match=r"empty\.tar\.gz: no cifar-10-batches-py folder inside"):
         extract_archive(empty, tmp_path / "out")
+
+
+def test_archive_cache_is_keyed_by_content_and_never_reuses_a_bad_extraction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data X.tar.gz trains on X's bytes or fails with one line, whatever the cache holds."""
+    import tarfile
+
+    from numsweep.engine.data import archive_cache, dataset_fingerprint, file_md5
+
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "cache"))
+    # a bad archive first: a well-formed .tar.gz whose test batch is not a pickle
+    bad_src = tmp_path / "bad" / "cifar-10-batches-py"
+    write_cifar_folder(bad_src, n=8)
+    (bad_src / "test_batch").write_bytes(b"not a pickle")
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        tar.add(bad_src, arcname="cifar-10-batches-py")
+    with pytest.raises(DataError, match=r"bad\.tar\.gz: .*test_batch: corrupt") as err:
+        load_dataset(bad)
+    assert "\n" not in str(err.value)
+    assert not archive_cache(file_md5(bad)).exists()  # the bad extraction is not kept
+    # ... never makes a later good archive fail
+    good, y = make_archive(tmp_path / "a", name="good.tar.gz")
+    first = load_dataset(good)
+    np.testing.assert_array_equal(first.y_train, y[:40])
+    # with a good cache, bad bytes under any name still fail with one line
+    noise = tmp_path / "noise.tar.gz"
+    noise.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for broken in (noise, truncated, bad):
+        with pytest.raises(DataError, match=rf"{broken.name}: ") as err:
+            load_dataset(broken)
+        assert "\n" not in str(err.value)
+    # another good archive with other images gets its own cache entry and its own data
+    other_src = tmp_path / "o" / "cifar-10-batches-py"
+    write_cifar_folder(other_src, n=8)
+    with (other_src / "data_batch_1").open("wb") as fh:
+        pickle.dump({b"labels": [1] * 8, b"data": np.full((8, 3072), 7, np.uint8)}, fh)
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(other_src, arcname="cifar-10-batches-py")
+    assert dataset_fingerprint(load_dataset(other)) != dataset_fingerprint(first)
+    # an extraction altered after it was verified is made again from the archive
+    cached = archive_cache(file_md5(good)) / "cifar-10-batches-py" / "data_batch_1"
+    with cached.open("wb") as fh:
+        pickle.dump({b"labels": [0] * 8, b"data": np.zeros((8, 3072), np.uint8)}, fh)
+    again = load_dataset(good)
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    assert dataset_fingerprint(again) == dataset_fingerprint(first)
+
+
+def test_dataset_fingerprint_depends_on_the_bytes_not_the_path(tmp_path: Path) -> None:
+    from numsweep.engine.data import dataset_fingerprint
+
+    write_cifar_folder(tmp_path / "a" / "cifar-10-batches-py")
+    write_cifar_folder(tmp_path / "b" / "cifar-10-batches-py")
+    a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
+    assert dataset_fingerprint(a) == dataset_fingerprint(b)
+    changed = load_dataset(tmp_path / "b")
+    changed.y_test[0] = (changed.y_test[0] + 1) % 10
+    assert dataset_fingerprint(changed) != dataset_fingerprint(a)
 
 
 # Fashion-MNIST idx files.

@@ -250,7 +250,11 @@ def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
     assert "stage fine: 6 complete" in out
     assert_each_planned_trial_complete_once(storage, "wk")
     lost = [t for t in storage.get_trials("wk") if t.state is TrialState.INTERRUPTED]
-    assert lost and all(t.message.startswith("worker process lost") for t in lost)
+    # the first to die counts as lost; one killed a moment later may be taken for loky's
+    # clean-up of the pool (re-queued, not counted)
+    assert lost and all(t.message.startswith(("worker process lost", "re-queued"))
+                        for t in lost)
+    assert any(t.message.startswith("worker process lost") for t in lost)
 
 
 def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -> None:

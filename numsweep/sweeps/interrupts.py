@@ -1,0 +1,121 @@
+"""Ctrl-C (or SIGTERM) in a sweep process: make sure it is acted on, stop writing, drop this
+process's own database locks, and mark the running trials interrupted within seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from numsweep.storage import Storage
+
+HEARTBEAT_JOIN_SECONDS = 2.0
+"""How long an interrupt waits for the heartbeat thread's last write to end."""
+
+
+class _Beating(Protocol):
+    thread: threading.Thread
+
+    def stop(self) -> None: ...
+
+
+def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int],
+                     message: str, *, sweep_id: int | None, worker: str) -> int:
+    """Mark this process's running trials INTERRUPTED; returns how many were.
+
+    The heartbeat thread is stopped and waited for first, so that no thread of this process
+    writes; then any write transaction that the interrupt cut short in this process is rolled
+    back (else the marking would wait on a lock its own process holds, up to the busy
+    timeout), and the marking waits only briefly for other processes' locks."""
+    acting_on_interrupt()
+    heart.stop()
+    if heart.thread.is_alive() and heart.thread is not threading.current_thread():
+        heart.thread.join(HEARTBEAT_JOIN_SECONDS)
+    return storage.interrupt_trials_promptly(trial_ids, message, sweep_id=sweep_id,
+                                             worker=worker)
+
+
+REDELIVER_SECONDS = 3.0
+"""How long a Ctrl-C that the sweep has not acted on waits before it is raised again (at once
+when Python reported dropping it)."""
+HARD_EXIT_SECONDS = 15.0
+"""A process still running this long after Ctrl-C ends at once with exit code 130 (its
+running trials, if not marked, are taken for lost by the next resume: its pid is gone)."""
+
+
+class InterruptGuard:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, and again until
+    :func:`mark_interrupted` has begun (at once when Python reports it dropped one, else
+    after :data:`REDELIVER_SECONDS`): Python drops a KeyboardInterrupt that lands in a weakref
+    callback or ``__del__`` (garbage collection), and the sweep then ran on. Such dropped
+    interrupts are not printed. Should the clean-up itself hang, the process ends
+    :data:`HARD_EXIT_SECONDS` after the first signal."""
+
+    active: InterruptGuard | None = None
+
+    def __init__(self) -> None:
+        self.acted = threading.Event()
+        self.signalled = threading.Event()
+        self.dropped = threading.Event()
+        self.previous: dict[int, object] = {}
+        self.previous_hook = sys.unraisablehook
+        self.installed = False
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: leave them alone
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._on_signal)
+        sys.unraisablehook = self._unraisable
+        InterruptGuard.active = self
+        self.installed = True
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self.installed:
+            return
+        self.acted.set()
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        sys.unraisablehook = self.previous_hook
+        InterruptGuard.active = None
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        if self.acted.is_set():
+            return  # stopping already: a second Ctrl-C does not cut the clean-up short
+        if not self.signalled.is_set():
+            self.signalled.set()
+            threading.Thread(target=self._redeliver, name="numsweep-interrupt",
+                             daemon=True).start()
+        raise KeyboardInterrupt
+
+    def _redeliver(self) -> None:
+        give_up = time.monotonic() + HARD_EXIT_SECONDS
+        quiet_since = time.monotonic()
+        while time.monotonic() < give_up:
+            if self.acted.wait(0.1):
+                continue
+            if self.dropped.is_set() or time.monotonic() - quiet_since > REDELIVER_SECONDS:
+                self.dropped.clear()
+                quiet_since = time.monotonic()
+                os.kill(os.getpid(), signal.SIGINT)
+        os.write(2, b"interrupted: the clean-up did not end in time; exiting (a resume takes "
+                    b"the trials still running for lost)\n")
+        os._exit(130)
+
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.dropped.set()  # dropped by Python: _redeliver raises it again at once
+            return
+        self.previous_hook(unraisable)
+
+
+def acting_on_interrupt() -> None:
+    """The sweep acts on Ctrl-C from here on: no more re-raised interrupts."""
+    guard = InterruptGuard.active
+    if guard is not None:
+        guard.acted.set()

@@ -1,0 +1,113 @@
+"""What the command line says when things go wrong: other data for a stored sweep, sweeps
+whose every trial failed, --jobs beyond the machine, concurrent `numsweep train` loops."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from numsweep.cli import cli
+from numsweep.storage import Storage, TrialState
+from tests.conftest import make_images
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
+SMALL = ("n_train=200", "n_val=50", "cycles=1", "batch_size=50", "hidden=8", "eval_train=50",
+         "curve_points=2")
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    return lines[0]
+
+
+def test_resume_and_worker_with_other_data_are_one_line_errors(tmp_path: Path,
+                                                              tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=2", "--jobs", "1",
+                    "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    rng = np.random.default_rng(5)
+    x, y = make_images(600, rng)
+    xt, yt = make_images(200, rng)
+    other = tmp_path / "other.npz"
+    np.savez(other, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    for command in (("sweep", "resume"), ("worker",)):
+        result = invoke(*command, "lambda-coarse", "--jobs", "1", "--db", db, "--data", other)
+        assert result.exit_code == 1
+        line = one_line_error(result.output)
+        assert "was created with other data" in line and "tiny.npz" in line
+        assert "other.npz" in line
+
+
+def test_a_sweep_whose_every_trial_failed_exits_1_and_says_why(tmp_path: Path,
+                                                               tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=3", "eta_min=1e6",
+                    "eta_max=1e7", "--jobs", "1", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 1, result.output
+    assert "3 of 3 finished trials failed; most common reason (3x):" in result.output
+    assert "Error: no trial of sweep 'lambda-coarse' completed" in result.output
+    assert "diverged" in result.output.strip().splitlines()[-1]
+
+
+def test_n_train_beyond_the_data_is_refused_before_a_trial_is_stored(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    result = invoke("sweep", "run", EXAMPLE, *SMALL, "n_train=5000", "--jobs", "1", "--db", db,
+                    "--data", tiny_npz)
+    assert result.exit_code == 1
+    assert "n_train + n_val = 5000 + 50 exceeds the 600 training images" in \
+        one_line_error(result.output)
+    assert Storage(db).list_sweeps() == []
+
+
+def test_jobs_beyond_the_cores_need_force_and_absurd_jobs_are_refused(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'j.db'}"
+    cores = os.cpu_count() or 1
+    many = invoke("sweep", "run", EXAMPLE, "--jobs", cores + 1, "--db", db, "--data", tiny_npz)
+    assert many.exit_code == 1
+    assert "pass --force to run anyway" in one_line_error(many.output)
+    absurd = invoke("sweep", "run", EXAMPLE, "--jobs", 100_000, "--force", "--db", db,
+                    "--data", tiny_npz)
+    assert absurd.exit_code == 1 and "--jobs 100000" in one_line_error(absurd.output)
+    forced = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=2", "--jobs", cores + 1,
+                    "--force", "--db", db, "--data", tiny_npz)
+    assert forced.exit_code == 0, forced.output
+    assert f"exceed the {cores} cores" in forced.output
+    assert Storage(db).list_sweeps() != []  # only the forced run did any work
+
+
+def test_four_concurrent_train_loops_lose_no_run(tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'four.db'}"
+    runs = 5
+    codes: list[tuple[int, str]] = []
+
+    def loop() -> None:
+        for _ in range(runs):
+            proc = subprocess.run(
+                [sys.executable, "-m", "numsweep", "train", *SMALL, "--sweep", "conc", "--db",
+                 db, "--data", str(tiny_npz)], capture_output=True, text=True, timeout=240)
+            codes.append((proc.returncode, proc.stderr[-500:]))
+
+    loops = [threading.Thread(target=loop) for _ in range(4)]
+    for t in loops:
+        t.start()
+    for t in loops:
+        t.join()
+    assert [c for c, _ in codes] == [0] * 4 * runs, [e for c, e in codes if c]
+    trials = Storage(db).get_trials("conc")
+    assert len(trials) == 4 * runs
+    assert sorted(t.number for t in trials) == list(range(4 * runs))
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
