@@ -14,12 +14,12 @@ import pandas as pd
 
 from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.selection import varying_parameters
+from numsweep.terminal import fit_columns
 
 RESULTS = ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
 PRIORITY = ("trial_id", "state", "val_acc", "test_acc", "*params", "stage",
             "train_seconds", "sweep", "train_acc", "updates")
 """Columns in the order they are kept when space runs out (``*params``: varying parameters)."""
-COLUMN_OVERHEAD = 3  # rich's padding and border around each cell
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,9 @@ def trial_table(frame: pd.DataFrame, width: int | None = None) -> TextTable:
         columns.remove("stage")
     cells = {c: [format_cell(v) for v in frame[c]] for c in columns}
     heads = {c: c for c in columns}
-    sizes = {c: max([len(heads[c]), *map(len, cells[c])]) + COLUMN_OVERHEAD for c in columns}
-    kept = list(columns)
-    if width is not None:
-        order = [p for name in PRIORITY
-                 for p in (params if name == "*params" else [name]) if p in columns]
-        order += [c for c in columns if c not in order]
-        while len(kept) > 1 and sum(sizes[c] for c in kept) + 1 > width:
-            kept.remove(next(c for c in reversed(order) if c in kept))
+    sizes = {c: max([len(heads[c]), *map(len, cells[c])]) for c in columns}
+    order = [p for name in PRIORITY for p in (params if name == "*params" else [name])]
+    kept = fit_columns(sizes, order, width)
     rows = tuple(tuple(cells[c][i] for c in kept) for i in range(len(frame)))
     return TextTable(tuple(heads[c] for c in kept), rows,
                      tuple(heads[c] for c in columns if c not in kept))
