@@ -255,9 +255,14 @@ def stored_sweep_options(fn: F) -> F:
     return fn
 
 
-def _jobs(jobs: int | None, backend: str) -> int | None:
-    if jobs is not None or backend == "dask":
-        return jobs  # None: as many as the Dask cluster has threads
+def _jobs(jobs: int | None, backend: str, scheduler: str | None) -> int:
+    """--jobs, or by default the cores here (loky) or the Dask cluster's worker threads."""
+    if jobs is not None:
+        return jobs
+    if backend == "dask":
+        from numsweep.sweeps.executors import dask_slots
+
+        return dask_slots(scheduler)
     return os.cpu_count() or 1
 
 
@@ -278,7 +283,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
+def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
                    run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
@@ -287,7 +292,7 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
     from numsweep.sweeps.progress import SweepProgress
     from numsweep.sweeps.runner import SweepInterrupted
 
-    display = SweepProgress(console, jobs or 1)
+    display = SweepProgress(console, jobs)
     current = [model]
 
     def on_event(event: Any) -> None:
@@ -368,15 +373,15 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
     storage = Storage(db, db_wait=db_wait)
-    jobs = _jobs(jobs, backend)
-    if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
+    jobs = _jobs(jobs, backend, scheduler)
+    if threads * jobs > (os.cpu_count() or 1) and backend == "loky":
         console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
                       f"{os.cpu_count()} cores")
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
     if seconds is not None:
-        planned = plan(spec, seconds, model, jobs or 1)
+        planned = plan(spec, seconds, model, jobs)
         spec = planned.spec
         for line in planned.lines:
             console.print(line)
@@ -427,7 +432,7 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, _ = stored_spec(storage, name)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend)
+    jobs = _jobs(jobs, backend, scheduler)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
