@@ -574,22 +574,30 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """Train a stored trial again from its parameters and seed and compare the metrics.
 
     Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
-    --data defaults to the data the sweep ran on.
+    The data is the one the trial was trained on (that of `train --data` or of its sweep)
+    unless --data names another; a range test stops by its own rule, as it did.
 
     \b
     Example:
         numsweep trial rerun 12 --db sqlite:///t.db
     """
-    from numsweep.sweeps.single import RERUN_METRICS, rerun_trial
+    from click.core import ParameterSource
 
+    from numsweep.sweeps.single import rerun_trial
+
+    # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
+    from_env = click.get_current_context().get_parameter_source("data") \
+        is ParameterSource.ENVIRONMENT
     storage = Storage(db)
     with console.status(f"rerunning trial {trial_id}"):
-        rerun = rerun_trial(storage, trial_id, data_source=data)
-    if rerun.outcome.result is None:
-        raise click.ClickException(f"rerun of trial {trial_id} failed: {rerun.outcome.error}")
-    now = rerun.outcome.result.metrics()
-    for name in RERUN_METRICS:
-        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t{_cell(now[name])}")
+        rerun = rerun_trial(storage, trial_id, data_source=None if from_env else data,
+                            default_data=data if from_env else None)
+    if rerun.error is not None:
+        raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
+                                   f"{rerun.trial_id}): {rerun.error}")
+    for name in rerun.compared:
+        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t"
+                   f"{_cell(rerun.metrics.get(name))}")
     diff = rerun.differences()
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
