@@ -126,9 +126,11 @@ class SweepProgress:
     def eta(self) -> float:
         """Seconds left: remaining trials x mean measured seconds per trial / jobs."""
         measured = [s for st in self.stages.values() for s in st.measured]
+        left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
+        if not left:
+            return 0.0  # such as a resumed sweep that had finished
         if not measured:
             return math.nan
-        left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
     def rows(self) -> list[dict[str, str]]:

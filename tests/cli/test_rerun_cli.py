@@ -85,6 +85,8 @@ def test_a_range_test_that_stopped_itself_is_rerun_with_the_same_rule(tmp_path: 
     assert made.exit_code == 0, made.output
     [original] = Storage(db).get_trials("range-test")
     assert original.metrics["updates"] < 300  # it stopped itself
+    # and says so with the same count (not one less)
+    assert f"stopped after {int(original.metrics['updates'])} updates" in made.output
     result = invoke("trial", "rerun", original.id, "--db", db)
     assert result.exit_code == 0, result.output
     assert f"same metrics as trial {original.id}" in result.output

@@ -102,3 +102,12 @@ def test_the_jobs_shown_are_the_runners_own() -> None:
         progress(TrialEvent("stage", "coarse", planned=4, jobs=2))
         assert progress.jobs == 2
     assert "jobs 2" in out.getvalue()
+
+
+def test_nothing_left_is_no_time_left() -> None:
+    """A resumed sweep that had finished: "time left ~0:00", not "~?"."""
+    out = io.StringIO()
+    with SweepProgress(Console(file=out, width=80), jobs=2) as progress:
+        progress(TrialEvent("stage", "coarse", planned=8, counts={"COMPLETE": 8}))
+        assert progress.eta() == 0
+    assert "time left ~0:00" in out.getvalue()
