@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -649,15 +649,16 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    frame = find_trials(db, sweep_name, stage=stage, state=state, where=parse_where(where),
+    conditions = parse_where(where)
+    frame = find_trials(db, sweep_name, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
-    else:
-        _print_table(frame, wide)
+    else:  # the columns asked about stay in view
+        _print_table(frame, wide, [c[0] for c in conditions] + ([sort_by] if sort_by else []))
 
 
 def _terminal_width() -> int | None:
@@ -667,11 +668,11 @@ def _terminal_width() -> int | None:
     return None
 
 
-def _print_table(frame: Any, wide: bool) -> None:
+def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
     from numsweep.analysis.tables import trial_table
 
     width = _terminal_width()
-    table = trial_table(frame, None if wide else width)
+    table = trial_table(frame, None if wide else width, asked)
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)

@@ -27,7 +27,7 @@ def fit_columns(sizes: Mapping[str, int], priority: Sequence[str],
     kept = list(sizes)
     if width is None:
         return kept
-    order = [c for c in priority if c in sizes]
+    order = [c for c in dict.fromkeys(priority) if c in sizes]  # a name's first place counts
     order += [c for c in sizes if c not in order]
     while len(kept) > 1 and table_width(sizes, kept) > width:
         kept.remove(next(c for c in reversed(order) if c in kept))
