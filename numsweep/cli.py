@@ -941,7 +941,7 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
         for r in results:
             table.add_row(r.name, r.what, str(r.entries), f"{r.max_rel_error:.2e}",
                           "ok" if r.passed else "[bold red]FAIL[/]")
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
+        Console(width=_terminal_width() or 250).print(table)  # $COLUMNS too, when piped
     failed = [r.name for r in results if not r.passed]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} gradient checks exceed "
