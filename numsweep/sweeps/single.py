@@ -119,9 +119,11 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
     original = found[0]
     sweep_spec = storage.get_sweep(original.sweep).spec
-    stored = original.setup.get("data", sweep_spec.get("data"))
+    # what the trial ran on: its own setup, else its sweep's; None there is the download
+    where = original.setup if "data" in original.setup else sweep_spec
+    stored = where.get("data")
     if data_source is None:
-        data_source = stored if stored is not None else default_data
+        data_source = stored if "data" in where else default_data
     _check_data(trial_id, data_source, data_source == stored and stored is not None)
     if threads is None:  # as the original ran: a sweep's --threads, none for `train`
         threads = sweep_spec.get("threads")

@@ -94,3 +94,17 @@ def test_a_range_test_that_stopped_itself_is_rerun_with_the_same_rule(tmp_path: 
     assert again.metrics["updates"] == original.metrics["updates"]
     assert again.setup["range_test"] == {"mode": "lr", "stop_factor": 2.0}
     assert f"rerun of trial {original.id}" in again.message
+
+
+def test_numsweep_data_does_not_replace_the_data_a_trial_stored(tmp_path: Path, data: Path,
+                                                                tiny_npz: Path) -> None:
+    """A trial trained on the downloaded CIFAR-10 reruns on it, whatever $NUMSWEEP_DATA
+    says now (here the download is refused, so the error shows which data was taken)."""
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    storage = Storage(db)
+    sweep = storage.get_or_create_sweep("train", {"name": "train", "single": True}, 0)
+    storage.start_trial(sweep.id, None, 0, {"n_train": 300, "n_val": 100}, 0,
+                        setup={"data": None})
+    result = invoke("trial", "rerun", "1", "--db", db, env={"NUMSWEEP_DATA": str(data)})
+    assert result.exit_code == 1 and "no CIFAR-10 download" in result.output
+    assert "rerun" not in [s.name for s in storage.list_sweeps()]
