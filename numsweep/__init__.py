@@ -2,7 +2,8 @@
 
 Packages: ``engine`` (the NumPy training engine), ``sweeps`` (specs, samplers, the runner),
 ``storage`` (the SQLAlchemy result database), ``analysis`` (DataFrames, charts, reports);
-``cli`` wires them into the ``numsweep`` command; ``errors`` holds :class:`NumsweepError`.
+``cli`` wires them into the ``numsweep`` command; ``errors`` holds :class:`NumsweepError`;
+``terminal`` fits tables to a terminal's width (shared by the trials and progress tables).
 
 The notebook API (module ``api``), importable from here::
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -260,13 +260,18 @@ def stored_sweep_options(fn: F) -> F:
     return fn
 
 
-def _jobs(jobs: int | None, backend: str, threads: int | None = None,
-          force: bool = False) -> int | None:
-    """--jobs checked against this machine's cores and memory (loky), before any work."""
+def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
+          threads: int | None = None, force: bool = False) -> int:
+    """--jobs, or by default the cores here (loky) or the Dask cluster's worker threads;
+    checked against this machine's cores and memory (loky), before any work."""
     from numsweep.sweeps.guards import check_jobs
 
     if backend == "dask":
-        return jobs  # None: as many as the Dask cluster has threads
+        if jobs is not None:
+            return jobs
+        from numsweep.sweeps.executors import dask_slots
+
+        return dask_slots(scheduler)
     jobs = jobs if jobs is not None else os.cpu_count() or 1
     warning = check_jobs(jobs, threads or 1, force=force)
     if warning:
@@ -274,7 +279,7 @@ def _jobs(jobs: int | None, backend: str, threads: int | None = None,
     return jobs
 
 
-def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
+def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
                    run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
@@ -284,7 +289,7 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
     from numsweep.sweeps.progress import SweepProgress
     from numsweep.sweeps.runner import SweepInterrupted
 
-    display = SweepProgress(console, jobs or 1)
+    display = SweepProgress(console, jobs)
     current = [model]
 
     def on_event(event: Any) -> None:
@@ -382,14 +387,14 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
-    jobs = _jobs(jobs, backend, threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads, force)
     storage = Storage(db, db_wait=db_wait)
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
     check_data_sizes(spec, dataset)
     if seconds is not None:
-        planned = plan(spec, seconds, model, jobs or 1)
+        planned = plan(spec, seconds, model, jobs)
         spec = planned.spec
         for line in planned.lines:
             console.print(line)
@@ -440,7 +445,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, stored_threads = stored_spec(storage, name)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend, threads or stored_threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
@@ -582,22 +587,30 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """Train a stored trial again from its parameters and seed and compare the metrics.
 
     Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
-    --data defaults to the data the sweep ran on.
+    The data is the one the trial was trained on (that of `train --data` or of its sweep)
+    unless --data names another; a range test stops by its own rule, as it did.
 
     \b
     Example:
         numsweep trial rerun 12 --db sqlite:///t.db
     """
-    from numsweep.sweeps.single import RERUN_METRICS, rerun_trial
+    from click.core import ParameterSource
 
+    from numsweep.sweeps.single import rerun_trial
+
+    # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
+    from_env = click.get_current_context().get_parameter_source("data") \
+        is ParameterSource.ENVIRONMENT
     storage = Storage(db)
     with console.status(f"rerunning trial {trial_id}"):
-        rerun = rerun_trial(storage, trial_id, data_source=data)
-    if rerun.outcome.result is None:
-        raise click.ClickException(f"rerun of trial {trial_id} failed: {rerun.outcome.error}")
-    now = rerun.outcome.result.metrics()
-    for name in RERUN_METRICS:
-        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t{_cell(now[name])}")
+        rerun = rerun_trial(storage, trial_id, data_source=None if from_env else data,
+                            default_data=data if from_env else None)
+    if rerun.error is not None:
+        raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
+                                   f"{rerun.trial_id}): {rerun.error}")
+    for name in rerun.compared:
+        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t"
+                   f"{_cell(rerun.metrics.get(name))}")
     diff = rerun.differences()
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
@@ -649,15 +662,16 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    frame = find_trials(db, sweep_name, stage=stage, state=state, where=parse_where(where),
+    conditions = parse_where(where)
+    frame = find_trials(db, sweep_name, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
-    else:
-        _print_table(frame, wide)
+    else:  # the columns asked about stay in view
+        _print_table(frame, wide, [c[0] for c in conditions] + ([sort_by] if sort_by else []))
 
 
 def _terminal_width() -> int | None:
@@ -667,11 +681,11 @@ def _terminal_width() -> int | None:
     return None
 
 
-def _print_table(frame: Any, wide: bool) -> None:
+def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
     from numsweep.analysis.tables import trial_table
 
     width = _terminal_width()
-    table = trial_table(frame, None if wide else width)
+    table = trial_table(frame, None if wide else width, asked)
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)
@@ -940,7 +954,7 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
         for r in results:
             table.add_row(r.name, r.what, str(r.entries), f"{r.max_rel_error:.2e}",
                           "ok" if r.passed else "[bold red]FAIL[/]")
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
+        Console(width=_terminal_width() or 250).print(table)  # $COLUMNS too, when piped
     failed = [r.name for r in results if not r.passed]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} gradient checks exceed "

@@ -176,8 +176,8 @@ def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
         seconds += time.perf_counter() - t0
         if smoothed[-1] > stop_factor * lowest:
             stopped = True
-            message = (f"stopped at update {step}: smoothed loss {smoothed[-1]:.3g} exceeds "
-                       f"{stop_factor:g} x its minimum {lowest:.3g}")
+            message = (f"stopped after {step + 1} updates: smoothed loss {smoothed[-1]:.3g} "
+                       f"exceeds {stop_factor:g} x its minimum {lowest:.3g}")
             break
     values = lrs if mode == "lr" else [float(b) for b in sizes]
     finite = [v for v in smoothed if math.isfinite(v)]

@@ -108,7 +108,7 @@ class TrialEvent:
 
     kind: str  # "stage", "started" or "finished"
     stage: str
-    number: int = -1
+    number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None
     val_acc: float | None = None
     message: str = ""
@@ -117,6 +117,8 @@ class TrialEvent:
     planned: int = 0  # trials the stage plans to run ("stage")
     reused: int = 0  # earlier trials the stage reuses ("stage")
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
+    trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
+    jobs: int | None = None  # trials this process runs at once ("stage")
 
 
 @dataclass(frozen=True)
@@ -480,7 +482,7 @@ class SweepRunner:
         slots = _latest(self.storage.stage_slots(plan.stage_id))
         self.notify(TrialEvent("stage", stage.name, planned=plan.n_configs * reps,
                                reused=len(plan.reused), message=plan.note,
-                               counts=_counts(slots.values())))
+                               counts=_counts(slots.values()), jobs=self.jobs))
         study = self._study(index, stage, plan)
         lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
         stage_deadline = (time.monotonic() + stage.time_budget if stage.time_budget else None)
@@ -635,7 +637,8 @@ class SweepRunner:
     def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
                 snapshot: PruneSnapshot | None) -> None:
         job.estimate = self.estimate(trial_spec) if self.estimate else None
-        self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate))
+        self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate,
+                               trial_id=job.trial_id))
         shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
         watch_worker_deaths(shared)
         task = TrialTask(job.trial_id, trial_spec, self.data_source, self.threads, shared,
@@ -665,7 +668,8 @@ class SweepRunner:
                 self.storage.interrupt_trials([job.trial_id], verdict.message)
                 self.heart.remove(job.trial_id)
                 self.notify(TrialEvent("finished", stage.name, job.number,
-                                       TrialState.INTERRUPTED, message=verdict.short))
+                                       TrialState.INTERRUPTED, message=verdict.short,
+                                       trial_id=job.trial_id))
                 return
             outcome = TrialOutcome(job.trial_id, None, error=verdict.message,
                                    traceback=traceback.format_exc(), worker=self.name)
@@ -680,13 +684,15 @@ class SweepRunner:
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
-                                   seconds=time.monotonic() - job.started))
+                                   seconds=time.monotonic() - job.started,
+                                   trial_id=job.trial_id))
             return
         self.finished += 1
         val = outcome.result.val_acc if outcome.result else None
         message = outcome.error or (outcome.result.message if outcome.result else "")
         self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                               estimate=job.estimate, seconds=time.monotonic() - job.started))
+                               estimate=job.estimate, seconds=time.monotonic() - job.started,
+                               trial_id=job.trial_id))
 
     def _tell_ready(self, study: optuna.Study, reps: int, slots: Mapping[int, SlotRecord],
                     told: int, limit: int) -> int:
