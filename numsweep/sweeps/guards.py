@@ -42,9 +42,9 @@ def _shown(source: str | None) -> str:
 
 def fingerprint_of(source: str | None) -> str:
     """The fingerprint of the data at ``source`` (loaded once per process and source)."""
-    from numsweep.sweeps.worker import _dataset
+    from numsweep.sweeps.worker import cached_dataset
 
-    return dataset_fingerprint(_dataset(source))
+    return dataset_fingerprint(cached_dataset(source))
 
 
 def check_sweep_data(storage: Storage, sweep: SweepRecord, dataset: Dataset,
