@@ -143,6 +143,8 @@ def _json_array(value: Any) -> np.ndarray:
 def _read_npz(path: Path) -> tuple[dict[str, Any], Arrays]:
     """(JSON header, arrays) of an ``.npz`` written here; raises on any damage (the zip
     members' CRCs are checked as they are read)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not an .npz archive (torn or another kind of file)")
     with np.load(path, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     header = json.loads(arrays.pop("header").tobytes().decode())
@@ -313,3 +315,34 @@ def state_bytes(param_count: int, dtype: str, optimizer: str) -> tuple[int, int]
 STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1,
                "rmsprop_nesterov": 2, "adadelta": 2, "adam": 2}
 """Arrays of a parameter's size an optimizer keeps between steps (scratch not counted)."""
+
+
+def weights_network(weights: Weights, image_shape: tuple[int, int, int],
+                    num_classes: int) -> Any:
+    """The lone network of ``weights.spec`` holding the kept parameters; a
+    :class:`WeightsError` when they do not fit it."""
+    from numsweep.engine.train import build_network
+
+    net = build_network(weights.spec, image_shape, num_classes, np.random.default_rng(0))
+    for name, p in net.params.items():
+        a = weights.params.get(name)
+        if a is None or a.shape != p.shape:
+            got = "missing" if a is None else f"of shape {a.shape}"
+            raise WeightsError(f"weights for {weights.spec.model}: parameter {name} is {got}, "
+                               f"expected shape {p.shape}")
+        p[...] = a
+    return net
+
+
+def measure_test_accuracy(weights: Weights, data: Any) -> float:
+    """The test accuracy of the kept network on ``data`` (a Dataset, split as its spec
+    says, or a Split), measured as training measured it."""
+    from numsweep.engine.data import Split, make_split
+    from numsweep.engine.train import evaluate
+
+    spec = weights.spec
+    split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
+                                                             np.dtype(spec.dtype))
+    net = weights_network(weights, split.x_test.shape[1:], split.num_classes)
+    _, _, acc = evaluate(net, net.prepare(split.x_test), split.y_test, spec.lam, spec.eps)
+    return acc

@@ -322,7 +322,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             stopped=stopped, message=message, curves=tuple(curves[i]))
         if lone is not None and weights is not None and weights[i] is not None:
             save_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
-                         val_acc=val_acc, updates=step)
+                         val_acc=val_acc, updates=step,
+                         image_shape=list(split.x_train.shape[1:]))
 
     def leave(gone: list[int]) -> None:
         """Trials (positions in ``active``) leave the group; the others keep their slices."""

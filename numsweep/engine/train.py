@@ -233,7 +233,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
         if weights is not None:
             save_weights(weights, spec, net.params, test_acc=test_acc, val_acc=val_acc,
-                         updates=step)
+                         updates=step, image_shape=list(split.x_train.shape[1:]))
     resolved = dataclasses.replace(
         spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
         n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)

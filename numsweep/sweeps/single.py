@@ -6,9 +6,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from numsweep.engine import TrialResult, TrialSpec
+from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
+from numsweep.sweeps.kept import (
+    DEFAULT_KEEP,
+    check_policy,
+    checkpoint_root,
+    train_checkpoint_path,
+    weights_path,
+)
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
 
@@ -19,20 +28,31 @@ RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | None,
                sweep_name: str = "train", message: str = "",
                stop_at: int | None = None,
-               threads: int | None = None) -> tuple[int, TrialOutcome]:
+               threads: int | None = None, checkpoint_dir: str | Path | None = None,
+               keep_weights: str = DEFAULT_KEEP,
+               checkpoints: bool = True) -> tuple[int, TrialOutcome]:
     """Train one configuration in this process and store it as a trial of ``sweep_name``.
 
     ``stop_at`` stops training at the first end of a cycle at or after that update (to repeat
-    a pruned trial).
+    a pruned trial). With ``checkpoints`` the run writes a checkpoint keyed by its spec in
+    ``checkpoint_dir`` (see ``kept.py``), so the same command run again after a crash
+    continues it; its network is kept unless ``keep_weights`` is ``none``.
     """
+    root = checkpoint_root(storage, checkpoint_dir)
+    keep = check_policy(keep_weights)
     sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
     number = storage.next_trial_number(sweep.id)
     trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed)
-    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at))
+    checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
+    weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
+    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
+                                checkpoint=None if checkpoint is None else str(checkpoint),
+                                weights=None if weights is None else str(weights)))
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)
-    record_outcome(storage, outcome)
+    if record_outcome(storage, outcome) is not None:
+        clear_state(checkpoint)
     return trial_id, outcome
 
 
@@ -79,5 +99,5 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
                                  message=f"rerun of trial {trial_id}", stop_at=stop_at,
-                                 threads=threads)
+                                 threads=threads, checkpoints=False, keep_weights="none")
     return Rerun(original, new_id, outcome)
