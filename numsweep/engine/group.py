@@ -307,6 +307,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                message: str = "", test_acc: float = float("nan"),
                lone: Network | None = None) -> None:
         spec = specs[i]
+        if saved is not None:
+            message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
+                                                     f"{saved.step}") if m)
         if diverged:
             val_acc = train_acc = float("nan")
         else:

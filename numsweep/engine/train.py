@@ -234,6 +234,9 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         if weights is not None:
             save_weights(weights, spec, net.params, test_acc=test_acc, val_acc=val_acc,
                          updates=step, image_shape=list(split.x_train.shape[1:]))
+    if saved is not None:
+        message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
+                                                 f"{saved.step}") if m)
     resolved = dataclasses.replace(
         spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
         n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
