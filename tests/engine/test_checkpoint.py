@@ -118,8 +118,8 @@ def test_a_lone_trial_killed_after_its_second_curve_point_resumes_to_the_same_re
     path = tmp_path / "lone.npz"
     with threadpool_limits(1):
         reference = train(spec, split32)
-    run_killed(f"train(TrialSpec(**BASE, **LONE), make_split(data, 120, 40, "
-               f"np.dtype('float32')), checkpoint=path)", tiny_npz, path)
+    run_killed("train(TrialSpec(**BASE, **LONE), make_split(data, 120, 40, "
+               "np.dtype('float32')), checkpoint=path)", tiny_npz, path)
     state = load_state(path, _digest([spec], split32))
     assert state is not None and 0 < state.step < reference.updates
     with threadpool_limits(1):
@@ -271,7 +271,7 @@ def test_a_group_keeps_each_trials_weights_in_the_lone_layout(split64: Split,
              for s in range(3)]
     paths = [tmp_path / f"t{i}.npz" for i in range(3)]
     results = train_group(specs, split64, weights=paths)
-    for spec, path, result in zip(specs, paths, results, strict=True):
+    for _spec, path, result in zip(specs, paths, results, strict=True):
         kept = load_weights(path)
         assert measure_test_accuracy(kept, split64) == result.test_acc
         assert kept.params["F"].shape == (4 * 4 * 3, 3)  # the lone (d, nf) layout
