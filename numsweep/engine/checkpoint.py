@@ -23,6 +23,10 @@ fingerprint of its labels, this format's version) matches the run; a torn, corru
 mismatched file gives one :class:`CheckpointWarning` naming it, and training starts from
 update 0.
 
+Writes run in the background (:class:`CheckpointWriter`): training waits only while the
+state is copied out of its arrays (and for the previous write, if it is still going), so a
+write's fsync does not hold up the updates; the copy keeps the file the state at its update.
+
 Kept weights (:func:`save_weights`, :func:`load_weights`) are a finished trial's parameters
 in the lone layout, in an ``.npz`` whose ``header`` entry is a small JSON document naming
 the spec (``numsweep trial weights`` exports them; ``numpy.load`` reads them anywhere).
@@ -34,6 +38,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -256,6 +262,55 @@ def _state_from(header: dict[str, Any], arrays: Arrays) -> GroupState:
         train_seconds=[float(s) for s in header["train_seconds"]],
         eval_seconds=[float(s) for s in header["eval_seconds"]],
         results={int(i): result_from_json(r) for i, r in header["results"].items()})
+
+
+class CheckpointWriter:
+    """Writes a run's checkpoints one at a time in a background thread.
+
+    :meth:`save` takes a function that copies the state out (called here, on the training
+    thread, so the copy is the state at this update), waits for the previous write and
+    starts this one; :meth:`close` waits for the last. A write that fails (a full disk, a
+    folder gone) gives one :class:`CheckpointWarning` and training goes on.
+    ``blocked_seconds`` is the time the training thread spent in :meth:`save`.
+    """
+
+    def __init__(self, path: str | Path, digest: str) -> None:
+        self.path = Path(path)
+        self.digest = digest
+        self.blocked_seconds = 0.0
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, make_state: Any) -> None:
+        t0 = time.perf_counter()
+        state = make_state()
+        self._wait()
+        self._thread = threading.Thread(target=self._write, args=(state,), daemon=True,
+                                        name=f"checkpoint {self.path.name}")
+        self._thread.start()
+        self.blocked_seconds += time.perf_counter() - t0
+
+    def _write(self, state: GroupState) -> None:
+        try:
+            save_state(self.path, self.digest, state)
+        except Exception as exc:  # reported on the training thread by _wait
+            self._error = exc
+
+    def _wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            exc, self._error = self._error, None
+            warnings.warn(f"checkpoint {self.path} not written: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}; training goes on",
+                          CheckpointWarning, stacklevel=3)
+
+    def close(self) -> None:
+        """Wait for the last write."""
+        t0 = time.perf_counter()
+        self._wait()
+        self.blocked_seconds += time.perf_counter() - t0
 
 
 def clear_state(path: str | Path | None) -> None:

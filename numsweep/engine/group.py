@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,10 @@ from numsweep.engine.augment import Augmenter
 from numsweep.engine.backend import array_module
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
 from numsweep.engine.checkpoint import (
+    SCRATCH_SLOTS,
+    CheckpointWriter,
     GroupState,
     load_state,
-    save_state,
     save_weights,
     state_digest,
 )
@@ -261,6 +263,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
     digest = state_digest(specs, y_tr, split.x_train.shape[1:], split.num_classes)
     saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
     plans = [make_schedule(s, n_s, n // s.batch_size) for s in specs]
     total, ends = plans[0].total, plans[0].ends
     schedules = [p.schedule for p in plans]
@@ -424,11 +427,12 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 if stop:
                     leave(stop)
                     eps_arr, lam_arr = values("eps"), values("lam")
-            if checkpoint is not None and active:
-                save_state(checkpoint, digest, _capture_state(
-                    step, net, optimizer, lones, active, rngs, sampler, curves,
-                    train_seconds, eval_seconds, results))
+            if writer is not None and active:
+                writer.save(partial(_capture_state, step, net, optimizer, lones, active, rngs,
+                                    sampler, curves, train_seconds, eval_seconds, results))
 
+    if writer is not None:
+        writer.close()
     if active:
         t0 = time.perf_counter()
         _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
@@ -470,18 +474,19 @@ def _capture_state(step: int, net: FusedNet, optimizer: Optimizer, lones: Sequen
     from numsweep.engine.backend import to_numpy
 
     def lone(name: str, a: Any, j: int, i: int) -> np.ndarray:
-        shape = lones[i].params[name].shape
-        return to_numpy(net.lone_param(name, a[j:j + 1])[0]).reshape(shape)
+        shape = lones[i].params[name].shape  # a copy: the live arrays train on meanwhile
+        return np.array(to_numpy(net.lone_param(name, a[j:j + 1])[0]).reshape(shape))
 
     params = [{name: lone(name, p, j, i) for name, p in net.params.items()}
               for j, i in enumerate(active)]
-    slots = [{name: {slot: lone(name, a, j, i) for slot, a in named.items()}
+    slots = [{name: {slot: lone(name, a, j, i) for slot, a in named.items()
+                     if slot not in SCRATCH_SLOTS}
               for name, named in optimizer.state.items()} for j, i in enumerate(active)]
     return GroupState(
         step=step, active=list(active), params=params, slots=slots,
         opt_t=getattr(optimizer, "t", None),
         trial_rngs=[r.bit_generator.state for r in rngs],
-        data_rng=sampler.rng.bit_generator.state, sampler_order=np.asarray(sampler.order),
+        data_rng=sampler.rng.bit_generator.state, sampler_order=np.array(sampler.order),
         sampler_cursor=sampler.cursor, sampler_drawn=sampler.drawn,
         curves=[list(c) for c in curves], train_seconds=list(train_seconds),
         eval_seconds=list(eval_seconds), results=dict(results))

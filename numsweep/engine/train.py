@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     ``checkpoint`` and ``weights`` are files as :func:`group.train_group` takes them: the
     run's checkpoint (resumed from when it is this run's) and where its network is saved.
     """
-    from numsweep.engine.checkpoint import load_state, save_state, save_weights, state_digest
+    from numsweep.engine.checkpoint import CheckpointWriter, load_state, save_weights, state_digest
     from numsweep.engine.group import (
         data_rng,
         groupable,
@@ -166,6 +167,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     x_ev, y_ev = x_tr[: spec.eval_train], y_tr[: spec.eval_train]
     digest = state_digest([spec], y_tr, split.x_train.shape[1:], split.num_classes)
     saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
 
     curves: list[CurvePoint] = []
     eval_seconds = 0.0
@@ -219,10 +221,12 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
                 stopped = True
                 message = f"stopped by the pruner at update {step}"
                 break
-            if checkpoint is not None:
-                save_state(checkpoint, digest, _lone_state(
-                    step, net, optimizer, rng, sampler, curves, train_seconds, eval_seconds))
+            if writer is not None:
+                writer.save(partial(_lone_state, step, net, optimizer, rng, sampler, curves,
+                                    train_seconds, eval_seconds))
 
+    if writer is not None:
+        writer.close()
     if diverged:
         val_acc = test_acc = train_acc = float("nan")
     else:
@@ -252,13 +256,14 @@ def _lone_state(step: int, net: Network, optimizer: Any, rng: np.random.Generato
                 sampler: BatchSampler, curves: list[CurvePoint], train_seconds: float,
                 eval_seconds: float) -> Any:
     """The reference loop's state as a group of one's (``checkpoint.GroupState``)."""
-    from numsweep.engine.checkpoint import GroupState
+    from numsweep.engine.checkpoint import SCRATCH_SLOTS, GroupState
 
     return GroupState(
         step=step, active=[0], params=[{k: v.copy() for k, v in net.params.items()}],
-        slots=[{name: dict(named) for name, named in optimizer.state.items()}],
+        slots=[{name: {slot: a.copy() for slot, a in named.items() if slot not in SCRATCH_SLOTS}
+                for name, named in optimizer.state.items()}],
         opt_t=getattr(optimizer, "t", None), trial_rngs=[rng.bit_generator.state],
-        data_rng=sampler.rng.bit_generator.state, sampler_order=sampler.order,
+        data_rng=sampler.rng.bit_generator.state, sampler_order=sampler.order.copy(),
         sampler_cursor=sampler.cursor, sampler_drawn=sampler.drawn, curves=[list(curves)],
         train_seconds=[train_seconds], eval_seconds=[eval_seconds])
 

@@ -38,7 +38,6 @@ def invoke(*args: object):
 KILL_AFTER_SECOND_CHECKPOINT = """
 import os, signal, sys
 import numsweep.engine.checkpoint as ck
-import numsweep.engine.group as group
 import numsweep.sweeps.runner as runner
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec, run_sweep
@@ -53,7 +52,7 @@ def save_then_die(*args, **kwargs):
     if len(saves) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
 
-group.save_state = ck.save_state = save_then_die
+ck.save_state = save_then_die
 # with --jobs 1 the trial trains inside the proposal turn: let the resume take it over soon
 runner.PROPOSAL_LEASE_SECONDS = 1.0
 run_sweep(parse_spec(sweep_spec(), "test"), Storage(sys.argv[1]), data_source=sys.argv[2],
