@@ -160,7 +160,7 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], Arrays]:
 
 
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError,
-               TypeError, IndexError)
+               TypeError, IndexError, AttributeError)
 """What reading a damaged file may raise (json's errors are ValueErrors)."""
 
 

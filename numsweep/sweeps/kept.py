@@ -212,6 +212,9 @@ def collect_garbage(storage: Storage, sweep: str, folder: str | Path | None = No
         if (base / "weights").is_dir() else {}
     gone = apply_policy(storage, sweep, root, policy)
     sizes += sum(weights_before.get(p, 0) for p in gone)
+    for folder in sorted(base.glob("*/"), reverse=True) if base.is_dir() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a stage's folder once its checkpoints are gone
     return Collected(tuple(removed), tuple(gone), sizes)
 
 
