@@ -171,3 +171,22 @@ def test_sweep_gc_removes_what_the_policy_no_longer_keeps(tmp_path: Path,
     assert kept_ids(root, "gc") == kept_trials(trials, "best", ["final"])
     result = invoke("sweep", "gc", "gc", "--keep-weights", "none", "--db", db)
     assert kept_ids(root, "gc") == set()
+
+
+def test_numsweep_train_keeps_its_network_in_the_checkpoint_dir(tmp_path: Path,
+                                                                 tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    small = ["model=convnet", "f=4", "nf=3", "nh=8", "n_train=200", "n_val=50",
+             "batch_size=50", "eval_train=50", "cycles=1"]
+    result = invoke("train", *small, "--db", db, "--data", tiny_npz, "--checkpoint-dir",
+                    tmp_path / "files")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "files" / "train" / "weights" / "trial-1.npz").exists()
+    assert not list((tmp_path / "files").glob("train/train/*.npz"))  # stored: removed
+    result = invoke("evaluate", 1, "--db", db, "--data", tiny_npz, "--checkpoint-dir",
+                    tmp_path / "files")
+    assert result.exit_code == 0 and "measured" in result.output, result.output
+    result = invoke("train", *small, "lam=0.1", "--db", db, "--data", tiny_npz,
+                    "--keep-weights", "none")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "t.db.checkpoints" / "train" / "weights" / "trial-2.npz").exists()
