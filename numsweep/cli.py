@@ -63,6 +63,32 @@ def data_option(fn: F) -> F:
              "the cache.")(fn)
 
 
+def kept_options(fn: F, stored: bool = False) -> F:
+    """--checkpoint-dir and --keep-weights: where checkpoints and kept networks live, and
+    which networks are kept (``stored``: defaults to the sweep's stored choice)."""
+    fn = click.option("--keep-weights", type=click.Choice(["best", "all", "none"]),
+                      default=None if stored else "best",
+                      show_default="as the sweep was started" if stored else True,
+                      help="Networks of finished trials kept: best (the best trial of each "
+                           "stage and every trial of a final stage), all, none.")(fn)
+    return click.option("--checkpoint-dir", default=None, metavar="DIR",
+                        show_default="as the sweep was started" if stored else
+                        "DB.checkpoints beside a SQLite file",
+                        help="Folder for checkpoints (a trial resumes from its last one) and "
+                             "kept networks; with PostgreSQL a folder every worker can "
+                             "reach.")(fn)
+
+
+def stored_kept_options(fn: F) -> F:
+    return kept_options(fn, stored=True)
+
+
+def checkpoint_dir_option(fn: F) -> F:
+    return click.option("--checkpoint-dir", default=None, metavar="DIR",
+                        show_default="as the sweep was run",
+                        help="Folder of checkpoints and kept networks.")(fn)
+
+
 def overrides_argument(fn: F) -> F:
     return click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(fn)
 
@@ -117,8 +143,9 @@ def cli() -> None:
 @click.option("--sweep", "sweep_name", default="train", show_default=True,
               help="Sweep name the run is stored under.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@kept_options
 def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str,
-          as_json: bool) -> None:
+          as_json: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
     """Train one configuration and store it as a trial.
 
     \b
@@ -133,7 +160,9 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     if data is None:  # the download's progress bar before the status line
         prepare_data(data)
     with console.status("training"):
-        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name)
+        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
+                                        checkpoint_dir=checkpoint_dir,
+                                        keep_weights=keep_weights)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -255,7 +284,8 @@ def stored_threads_option(fn: F) -> F:
 
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
-    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option):
+    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option,
+                   stored_kept_options):
         fn = option(fn)
     return fn
 
@@ -362,11 +392,13 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
               help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
                    "and stop proposing trials when it is used up.")
 @backend_options
+@kept_options
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
               threads: int, budget: str | None, backend: str, scheduler: str | None,
-              grace: float, db_wait: float, data: str | None, db: str) -> None:
+              grace: float, db_wait: float, checkpoint_dir: str | None, keep_weights: str,
+              data: str | None, db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -401,7 +433,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
-        grace=grace), model)
+        grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights), model)
 
 
 @sweep.command("create")
@@ -409,9 +441,11 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
 @overrides_argument
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="BLAS threads per trial for every process that runs the sweep.")
+@kept_options
 @data_option
 @db_option
-def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data: str | None,
+def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
+                 checkpoint_dir: str | None, keep_weights: str, data: str | None,
                  db: str) -> None:
     """Store a sweep in the database without running it, for `numsweep worker` processes
     (on this and other machines) to run together.
@@ -430,7 +464,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
     storage = Storage(db)
     dataset = load_dataset(data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
-    create_sweep(spec, storage, data_source=data, threads=threads)
+    create_sweep(spec, storage, data_source=data, threads=threads,
+                 checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
     where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
                f"numsweep worker {spec.name}{where}")
@@ -438,7 +473,7 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
-            db: str) -> None:
+            db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -449,7 +484,8 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace), model)
+        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
+        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights), model)
 
 
 @sweep.command("resume")
@@ -457,7 +493,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
                  scheduler: str | None, grace: float, db_wait: float, data: str | None,
-                 db: str) -> None:
+                 db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -470,7 +506,8 @@ def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, 
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            checkpoint_dir, keep_weights)
 
 
 @sweep.command("list")
@@ -547,12 +584,33 @@ def sweep_presets() -> None:
         click.echo(f"{name}\t{spec.description}")
 
 
+@sweep.command("gc")
+@click.argument("name")
+@click.option("--keep-weights", type=click.Choice(["best", "all", "none"]), default=None,
+              show_default="as the sweep was run", help="Keep policy to apply.")
+@checkpoint_dir_option
+@db_option
+def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db: str) -> None:
+    """Remove the checkpoints of a sweep's finished trials and the kept networks its keep
+    policy no longer keeps (e.g. after --keep-weights all, run with --keep-weights best).
+
+    \b
+    Example:
+        numsweep sweep gc lambda-search
+    """
+    from numsweep.sweeps.kept import collect_garbage
+
+    done = collect_garbage(Storage(db), name, checkpoint_dir, keep_weights)
+    click.echo(f"removed {len(done.checkpoints)} checkpoints and {len(done.weights)} kept "
+               f"networks ({done.bytes / 1e6:.1f} MB)")
+
+
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
 def worker(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
            scheduler: str | None, grace: float, db_wait: float, data: str | None,
-           db: str) -> None:
+           db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -566,7 +624,8 @@ def worker(name: str, jobs: int | None, force: bool, threads: int | None, backen
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            checkpoint_dir, keep_weights)
 
 
 @cli.group()
@@ -616,6 +675,58 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
                                    f"{', '.join(diff)}")
     click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}")
+
+
+@trial.command("weights")
+@click.argument("trial_id", type=int)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the network (.npz).")
+@checkpoint_dir_option
+@db_option
+def trial_weights(trial_id: int, output: str, checkpoint_dir: str | None, db: str) -> None:
+    """Export the kept network of a trial: an .npz of its parameters (numpy.load reads it)
+    with a JSON "header" entry naming its spec.
+
+    \b
+    Example:
+        numsweep trial weights 12 -o model.npz
+    """
+    from numsweep.sweeps.kept import export_weights
+
+    weights = export_weights(Storage(db), trial_id, output, checkpoint_dir)
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in weights.params.items())
+    click.echo(f"wrote {output}: {weights.spec.model} ({shapes})")
+
+
+@cli.command("evaluate")
+@click.argument("target")
+@checkpoint_dir_option
+@data_option
+@db_option
+def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
+                     db: str) -> None:
+    """Measure the test accuracy of a kept network again and print it beside the stored one.
+
+    TARGET is a trial id or a weights file (.npz from `numsweep trial weights`). --data
+    defaults to the data the trial's sweep ran on. Exits with 1 when they disagree.
+
+    \b
+    Example:
+        numsweep evaluate 12
+        numsweep evaluate model.npz --data cifar10.npz
+    """
+    from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
+
+    if target.isdigit():
+        result = evaluate_trial(Storage(db), int(target), data_source=data,
+                                folder=checkpoint_dir)
+    else:
+        result = evaluate_weights(target, data)
+    what = f"trial {result.trial_id}" if result.trial_id is not None else str(result.weights)
+    click.echo(f"{what}: test_acc measured {result.measured:.4f}  stored {result.stored:.4f}")
+    if not math.isnan(result.stored) and not result.agrees:
+        raise click.ClickException(f"{what}: measured test accuracy {result.measured!r} differs "
+                                   f"from the stored {result.stored!r}")
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
@@ -740,6 +851,36 @@ def _wrote(ax: Any, output: str) -> None:
 
 
 BY_HELP = "Comma-separated parameters that label a configuration (default: those that vary)."
+
+
+@plot.command("filters")
+@click.argument("target")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .png, .svg or .pdf.")
+@checkpoint_dir_option
+@db_option
+def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) -> None:
+    """Draw the first layer's filters of a kept network as images: the ConvNets' f x f x 3
+    filters, the MLP's first-layer rows as 32x32x3 (28x28 for Fashion-MNIST) images.
+
+    TARGET is a trial id or a weights file.
+
+    \b
+    Example:
+        numsweep plot filters 12 -o filters.png
+    """
+    from numsweep.analysis.filters import draw_filters, filter_data
+    from numsweep.engine.checkpoint import load_weights
+    from numsweep.sweeps.kept import trial_weights_path
+
+    path = (trial_weights_path(Storage(db), int(target), checkpoint_dir) if target.isdigit()
+            else target)
+    weights = load_weights(path)
+    title = f"trial {target}" if target.isdigit() else str(target)
+    shape = weights.info.get("image_shape")
+    blocks = filter_data(weights.spec.to_dict(), weights.params,
+                         tuple(shape) if shape else None)
+    _wrote(draw_filters(blocks, f"{title}: {weights.spec.model}"), output)
 
 
 @plot.command("bars")

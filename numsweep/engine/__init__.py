@@ -7,6 +7,7 @@
 - ``fused``: K networks of one structure stacked along a trial axis, trained as one
 - ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
 - ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
+- ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
 - ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)
 - ``gradcheck``, ``range_test``: numerical gradient checks; learning-rate range tests
 """

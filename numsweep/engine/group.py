@@ -33,6 +33,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,14 @@ import numpy as np
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.backend import array_module
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
+from numsweep.engine.checkpoint import (
+    SCRATCH_SLOTS,
+    CheckpointWriter,
+    GroupState,
+    load_state,
+    save_weights,
+    state_digest,
+)
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
 from numsweep.engine.losses import LOSSES
@@ -200,13 +210,20 @@ def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
 
 def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 reporters: Sequence[Any] | None = None,
-                prepared: Any = None) -> list[TrialResult]:
+                prepared: Any = None, checkpoint: str | Path | None = None,
+                weights: Sequence[str | Path | None] | None = None) -> list[TrialResult]:
     """Train the specs of one group together; one TrialResult per spec, in their order.
 
     The specs must share :func:`group_key` and be :func:`groupable`. ``reporters`` holds
     one reporter (or None) per spec, called as :func:`train.train` calls it; one that
     returns True stops its own trial only. ``prepared`` is the split turned into the
     network's inputs (:class:`train.Prepared`), shared by every trial of the group.
+
+    ``checkpoint``: the group's checkpoint file (``checkpoint.py``), written at every curve
+    point; when it holds a state of these specs the run continues from it (the reporters
+    first hear again the reports made before it) and ends as an uninterrupted run would.
+    ``weights``: one path (or None) per spec where a trial that ends without diverging
+    saves its network (:func:`checkpoint.save_weights`).
     """
     from numsweep.engine.train import (
         Prepared,
@@ -244,6 +261,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     n_s = resolve_n_s(spec0, n)
     if n_s < 1:
         raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
+    digest = state_digest(specs, y_tr, split.x_train.shape[1:], split.num_classes)
+    saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
     plans = [make_schedule(s, n_s, n // s.batch_size) for s in specs]
     total, ends = plans[0].total, plans[0].ends
     schedules = [p.schedule for p in plans]
@@ -287,8 +307,12 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         return accs
 
     def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
-               message: str = "", test_acc: float = float("nan")) -> None:
+               message: str = "", test_acc: float = float("nan"),
+               lone: Network | None = None) -> None:
         spec = specs[i]
+        if saved is not None:
+            message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
+                                                     f"{saved.step}") if m)
         if diverged:
             val_acc = train_acc = float("nan")
         else:
@@ -302,6 +326,10 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             train_seconds=train_seconds[i], eval_seconds=eval_seconds[i], updates=step,
             param_count=counts[i], epochs=sampler.epochs, diverged=diverged,
             stopped=stopped, message=message, curves=tuple(curves[i]))
+        if lone is not None and weights is not None and weights[i] is not None:
+            save_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
+                         val_acc=val_acc, updates=step,
+                         image_shape=list(split.x_train.shape[1:]))
 
     def leave(gone: list[int]) -> None:
         """Trials (positions in ``active``) leave the group; the others keep their slices."""
@@ -311,13 +339,22 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             _select_optimizer(optimizer, keep)
         active[:] = [active[j] for j in keep]
 
-    record(0)
+    step = 0
+    if saved is None:
+        record(0)
+    else:
+        step = saved.step
+        _restore_state(saved, net, optimizer, lones, rngs, sampler)
+        active[:] = saved.active
+        curves[:] = saved.curves
+        results.update(saved.results)
+        train_seconds[:], eval_seconds[:] = saved.train_seconds, saved.eval_seconds
+        replay_reports(reps, curves, results, sorted(period_ends), total, step)
     b_max = largest_batch(spec0)
     x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
     y_buf = np.empty(b_max, y_tr.dtype)
     eps_arr, lam_arr = values("eps"), values("lam")
     ones = np.ones(len(specs))
-    step = 0
     while step < total and active:
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))
@@ -385,19 +422,25 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                     _, _, test_acc = evaluate(lone, prepared.x_test, prepared.y_test,
                                               specs[i].lam, specs[i].eps)
                     eval_seconds[i] += time.perf_counter() - t0
-                    finish(i, step, stopped=True, test_acc=test_acc,
+                    finish(i, step, stopped=True, test_acc=test_acc, lone=lone,
                            message=f"stopped by the pruner at update {step}")
                 if stop:
                     leave(stop)
                     eps_arr, lam_arr = values("eps"), values("lam")
+            if writer is not None and active:
+                writer.save(partial(_capture_state, step, net, optimizer, lones, active, rngs,
+                                    sampler, curves, train_seconds, eval_seconds, results))
 
+    if writer is not None:
+        writer.close()
     if active:
         t0 = time.perf_counter()
         _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
                                          values("lam"), values("eps"))
         share(eval_seconds, time.perf_counter() - t0)
         for j, i in enumerate(active):
-            finish(i, step, test_acc=float(test_accs[j]))
+            lone = _unstack(net, j, lones[i]) if weights is not None else None
+            finish(i, step, test_acc=float(test_accs[j]), lone=lone)
     return [results[i] for i in range(len(specs))]
 
 
@@ -411,3 +454,88 @@ def check_group(specs: Sequence[TrialSpec]) -> None:
         for (name, a), (_, b) in zip(key0, group_key(spec), strict=True):
             if a != b:
                 raise ValueError(f"specs of one group must share {name} ({a!r} != {b!r})")
+
+
+# -- checkpoints: the group's state out of and back into its arrays ----------------------------
+
+def _lone_index(net: FusedNet, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """For each position of a trial's parameter ``name`` in the lone layout (flat), the flat
+    position in the fused layout of shape ``shape`` (one trial's) it comes from."""
+    idx = np.arange(int(np.prod(shape))).reshape(1, *shape)
+    return np.asarray(net.lone_param(name, idx)[0]).reshape(-1)
+
+
+def _capture_state(step: int, net: FusedNet, optimizer: Optimizer, lones: Sequence[Network],
+                   active: Sequence[int], rngs: Sequence[np.random.Generator],
+                   sampler: BatchSampler, curves: Sequence[Sequence[CurvePoint]],
+                   train_seconds: Sequence[float], eval_seconds: Sequence[float],
+                   results: dict[int, TrialResult]) -> GroupState:
+    """The group's state after update ``step`` (host copies, in the lone layout)."""
+    from numsweep.engine.backend import to_numpy
+
+    def lone(name: str, a: Any, j: int, i: int) -> np.ndarray:
+        shape = lones[i].params[name].shape  # a copy: the live arrays train on meanwhile
+        return np.array(to_numpy(net.lone_param(name, a[j:j + 1])[0]).reshape(shape))
+
+    params = [{name: lone(name, p, j, i) for name, p in net.params.items()}
+              for j, i in enumerate(active)]
+    slots = [{name: {slot: lone(name, a, j, i) for slot, a in named.items()
+                     if slot not in SCRATCH_SLOTS}
+              for name, named in optimizer.state.items()} for j, i in enumerate(active)]
+    return GroupState(
+        step=step, active=list(active), params=params, slots=slots,
+        opt_t=getattr(optimizer, "t", None),
+        trial_rngs=[r.bit_generator.state for r in rngs],
+        data_rng=sampler.rng.bit_generator.state, sampler_order=np.array(sampler.order),
+        sampler_cursor=sampler.cursor, sampler_drawn=sampler.drawn,
+        curves=[list(c) for c in curves], train_seconds=list(train_seconds),
+        eval_seconds=list(eval_seconds), results=dict(results))
+
+
+def _restore_state(state: GroupState, net: FusedNet, optimizer: Optimizer,
+                   lones: Sequence[Network], rngs: Sequence[np.random.Generator],
+                   sampler: BatchSampler) -> None:
+    """Put ``state`` into a freshly built group (all its trials): the trials that had left
+    leave again, then parameters, optimizer state and random streams are set."""
+    xp = array_module(next(iter(net.params.values())))
+    keep = np.asarray(state.active, dtype=np.intp)
+    if len(keep) < net.k:
+        net.select(keep)
+        _select_optimizer(optimizer, keep)
+
+    def fused(name: str, per_trial_arrays: Sequence[np.ndarray], like: Any) -> Any:
+        shape = like.shape[1:]
+        out = np.empty((len(per_trial_arrays), int(np.prod(shape))), dtype=like.dtype)
+        index = _lone_index(net, name, shape)
+        for j, a in enumerate(per_trial_arrays):
+            out[j, index] = np.asarray(a).reshape(-1)
+        return xp.asarray(out.reshape(like.shape))
+
+    for name, p in net.params.items():
+        p[...] = fused(name, [params[name] for params in state.params], p)
+    optimizer.state = {name: {slot: fused(name, [s[name][slot] for s in state.slots],
+                                          net.params[name])
+                              for slot in state.slots[0][name]}
+                       for name in state.slots[0]} if state.slots else {}
+    if state.opt_t is not None:
+        optimizer.t = state.opt_t  # type: ignore[union-attr]
+    for rng, rng_state in zip(rngs, state.trial_rngs, strict=True):
+        rng.bit_generator.state = rng_state
+    sampler.rng.bit_generator.state = state.data_rng
+    sampler.order = np.asarray(state.sampler_order)
+    sampler.cursor, sampler.drawn = state.sampler_cursor, state.sampler_drawn
+
+
+def replay_reports(reporters: Sequence[Any], curves: Sequence[Sequence[CurvePoint]],
+                    results: dict[int, TrialResult], period_ends: Sequence[int], total: int,
+                    step: int) -> None:
+    """Tell each trial's reporter again what it heard before the checkpoint (the validation
+    accuracy at each period end a run reports), so its record is that of one run."""
+    for i, reporter in enumerate(reporters):
+        if reporter is None:
+            continue
+        last = results[i].updates if i in results else step
+        val = {c.step: c.acc for c in curves[i] if c.split == "val"}
+        for end in period_ends:
+            if end < total and end <= last and end in val:
+                reporter(end, val[end])

@@ -15,6 +15,7 @@
 - ``results.py``: a finished trial's outcome stored in the database.
 - ``single.py``: one configuration trained in this process (train) and reruns.
 - ``range_tests.py``: range tests and single trainings stored as trials.
+- ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
 - ``budget.py``: the planner's cost model and time estimates.
 - ``progress.py``: the live progress display.
 - ``report.py``: what ``numsweep sweep show`` prints.

@@ -34,7 +34,9 @@ def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes
 
 
 def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
-                sweep_name: str = "train", progress: Progress | None = None) -> tuple[int, Any]:
+                sweep_name: str = "train", progress: Progress | None = None,
+                checkpoint_dir: str | None = None, keep_weights: str = "best"
+                ) -> tuple[int, Any]:
     """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
 
     The data is loaded and the network checked against it first, so a configuration that
@@ -43,7 +45,8 @@ def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
 
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
-    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name)
+    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name,
+                      checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from numsweep.engine import TrialSpec
+from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import (
     SlotRecord,
     StagePlan,
@@ -52,6 +54,15 @@ from numsweep.sweeps.guards import (
     fingerprint_of,
 )
 from numsweep.sweeps.interrupts import mark_interrupted
+from numsweep.sweeps.kept import (
+    DEFAULT_KEEP,
+    apply_policy,
+    check_policy,
+    checkpoint_path,
+    checkpoint_root,
+    sweep_policy,
+    weights_path,
+)
 from numsweep.sweeps.liveness import (
     DEFAULT_GRACE,
     MAX_LOST_ATTEMPTS,
@@ -219,7 +230,8 @@ class SweepRunner:
                  jobs: int | None, threads: int | None, on_event: EventHandler | None,
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
-                 grace: float = DEFAULT_GRACE) -> None:
+                 grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str = DEFAULT_KEEP) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -239,6 +251,8 @@ class SweepRunner:
         self.backend = backend
         self.scheduler = scheduler
         self.grace = grace
+        self.checkpoint_dir = checkpoint_root(storage, checkpoint_dir)
+        self.keep_weights = check_policy(keep_weights)
         self.name = worker_name()
         self.reused: dict[str, list[TrialRecord]] = {}
         self.spaces: dict[str, dict[str, ParamSpace]] = {}
@@ -312,7 +326,8 @@ class SweepRunner:
         return trial_seed(self.spec.seed, index, 2**31 - 1, zlib.crc32(self.name.encode()))
 
     def _stored(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads}
+        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads,
+                "checkpoint_dir": str(self.checkpoint_dir), "keep_weights": self.keep_weights}
 
     # Stage set-up
 
@@ -528,6 +543,8 @@ class SweepRunner:
                 self._tell_ready(study, reps, slots, told, proposed)
                 break
             time.sleep(POLL_SECONDS)  # other processes run this stage's last trials
+        apply_policy(self.storage, self.spec.name, self.checkpoint_dir, self.keep_weights,
+                     stages=[stage.name])
         return self._summary(stage, plan, slots)
 
     def _n_configs(self, plan: _Plan, index: int) -> int:
@@ -641,8 +658,9 @@ class SweepRunner:
                                trial_id=job.trial_id))
         shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
         watch_worker_deaths(shared)
+        checkpoint, weights = self._files(stage, job)
         task = TrialTask(job.trial_id, trial_spec, self.data_source, self.threads, shared,
-                         snapshot)
+                         snapshot, checkpoint=str(checkpoint), weights=weights)
         self.heart.add(job.trial_id)
         self.inline = job  # Ctrl-C while --jobs 1 runs the trial in this process
         job.started = time.monotonic()
@@ -653,6 +671,15 @@ class SweepRunner:
             future = self.pool.submit(execute_announced, task)
         self.inline = None
         self.running[future] = job
+
+    def _files(self, stage: StageSpec, job: _Running) -> tuple[Path, str | None]:
+        """The trial's checkpoint (keyed by its planned slot, the same for every attempt)
+        and where its network is kept (None with --keep-weights none)."""
+        checkpoint = checkpoint_path(self.checkpoint_dir, self.spec.name, stage.name,
+                                     [job.slot])
+        weights = (None if self.keep_weights == "none" else
+                   str(weights_path(self.checkpoint_dir, self.spec.name, job.trial_id)))
+        return checkpoint, weights
 
     def _finish(self, future: Future[TrialOutcome], study: optuna.Study,
                 stage: StageSpec) -> None:
@@ -681,6 +708,8 @@ class SweepRunner:
             self.unsaved.append(outcome)
             raise
         self.heart.remove(job.trial_id)
+        if state is not None:  # stored: its checkpoint is of no more use
+            clear_state(self._files(stage, job)[0])
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
@@ -768,7 +797,8 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               threads: int | None = None, on_event: EventHandler | None = None,
               estimate: Estimator | None = None, time_budget: float | None = None,
               backend: str = "loky", scheduler: str | None = None,
-              grace: float = DEFAULT_GRACE) -> list[StageSummary]:
+              grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+              keep_weights: str = DEFAULT_KEEP) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
@@ -781,11 +811,13 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     deadline = time.monotonic() + time_budget if time_budget else None
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
                        on_event=on_event, estimate=estimate, deadline=deadline,
-                       backend=backend, scheduler=scheduler, grace=grace).run()
+                       backend=backend, scheduler=scheduler, grace=grace,
+                       checkpoint_dir=checkpoint_dir, keep_weights=keep_weights).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
-                 threads: int | None = None) -> SweepRecord:
+                 threads: int | None = None, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str = DEFAULT_KEEP) -> SweepRecord:
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
     if any(s.name == spec.name for s in storage.list_sweeps()):
@@ -796,7 +828,9 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     optuna_storage(storage.engine_url, storage.db_wait)
     return storage.get_or_create_sweep(
         spec.name, {**spec.to_dict(), "data": data_source,
-                    "threads": threads if threads is not None else DEFAULT_THREADS},
+                    "threads": threads if threads is not None else DEFAULT_THREADS,
+                    "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
+                    "keep_weights": check_policy(keep_weights)},
         spec.seed, data_fingerprint=fingerprint_of(data_source))
 
 
@@ -809,6 +843,8 @@ def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int
         raise SweepSpecError(f"{name!r} holds single trials (numsweep train), not a sweep")
     data = raw.pop("data", None)
     threads = raw.pop("threads", None)
+    raw.pop("checkpoint_dir", None)
+    raw.pop("keep_weights", None)
     return parse_spec(raw, f"sweep {name!r} in {storage.shown_url}"), data, threads
 
 
@@ -816,16 +852,22 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  jobs: int | None = 1, threads: int | None = None,
                  on_event: EventHandler | None = None, estimate: Estimator | None = None,
                  backend: str = "loky", scheduler: str | None = None,
-                 grace: float = DEFAULT_GRACE) -> list[StageSummary]:
+                 grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str | None = None) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
-    the sweep was started with (give the path on this machine)."""
+    the sweep was started with (give the path on this machine); ``checkpoint_dir`` and
+    ``keep_weights`` to the ones it was started with. A lost or interrupted trial continues
+    from its checkpoint."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
+    stored_policy, stored_root = sweep_policy(storage, name)
     runner = SweepRunner(spec, storage, data_source=data_source or stored_data, jobs=jobs,
                          threads=threads if threads is not None else stored_threads,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
-                         backend=backend, scheduler=scheduler, grace=grace)
+                         backend=backend, scheduler=scheduler, grace=grace,
+                         checkpoint_dir=checkpoint_dir or stored_root,
+                         keep_weights=keep_weights or stored_policy)
     return runner.run()
 
 

@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
+from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.guards import check_rerun_data
+from numsweep.sweeps.kept import (
+    DEFAULT_KEEP,
+    check_policy,
+    checkpoint_root,
+    train_checkpoint_path,
+    weights_path,
+)
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
@@ -37,21 +45,33 @@ def data_setup(data_source: str | None) -> dict[str, Any]:
 def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | None,
                sweep_name: str = "train", message: str = "",
                stop_at: int | None = None, threads: int | None = None,
-               setup: Mapping[str, Any] | None = None) -> tuple[int, TrialOutcome]:
+               setup: Mapping[str, Any] | None = None,
+               checkpoint_dir: str | Path | None = None, keep_weights: str = DEFAULT_KEEP,
+               checkpoints: bool = True) -> tuple[int, TrialOutcome]:
     """Train one configuration in this process and store it as a trial of ``sweep_name``.
 
     ``stop_at`` stops training at the first end of a cycle at or after that update (to repeat
-    a pruned trial); ``setup`` is stored with the trial (default: its data source).
+    a pruned trial); ``setup`` is stored with the trial (default: its data source). With
+    ``checkpoints`` the run writes a checkpoint keyed by its spec in ``checkpoint_dir`` (see
+    ``kept.py``), so the same command run again after a crash continues it; its network is
+    kept unless ``keep_weights`` is ``none``.
     """
+    root = checkpoint_root(storage, checkpoint_dir)
+    keep = check_policy(keep_weights)
     sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
     number = storage.next_trial_number(sweep.id)
     trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed,
                                    setup=data_setup(data_source) if setup is None else setup)
-    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at))
+    checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
+    weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
+    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
+                                checkpoint=None if checkpoint is None else str(checkpoint),
+                                weights=None if weights is None else str(weights)))
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)
-    record_outcome(storage, outcome)
+    if record_outcome(storage, outcome) is not None:
+        clear_state(checkpoint)
     return trial_id, outcome
 
 
@@ -140,7 +160,8 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
-                                 message=message, stop_at=stop_at, threads=threads)
+                                 message=message, stop_at=stop_at, threads=threads,
+                                 checkpoints=False, keep_weights="none")
     result = outcome.result
     return Rerun(original, new_id, result.metrics() if result is not None else {},
                  error=outcome.error if result is None else None, outcome=outcome)

@@ -62,6 +62,8 @@ class TrialTask:
     shared: SharedSplit | None = None
     prune: PruneSnapshot | None = None
     stop_at: int | None = None
+    checkpoint: str | None = None  # the trial's checkpoint file (resumed from when valid)
+    weights: str | None = None  # where its network is saved when it ends without diverging
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def execute(task: TrialTask) -> TrialOutcome:
                                                else Recorder(task.stop_at))
         with threadpool_limits(limits=task.blas_threads):
             result = train_engine(spec, split, reporter=reporter,
-                                  prepared=prepared_for(spec, split, task.shared))
+                                  prepared=prepared_for(spec, split, task.shared),
+                                  checkpoint=task.checkpoint, weights=task.weights)
         attrs = reporter.system_attrs() if isinstance(reporter, SnapshotPruner) else {}
         return TrialOutcome(task.trial_id, result, worker=worker_name(),
                             reports=tuple(reporter.reports), system_attrs=attrs)
