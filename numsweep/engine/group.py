@@ -38,11 +38,10 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.augment import Augmenter
-from numsweep.engine.backend import array_module
+from numsweep.engine.backend import array_module, device_copy, device_module, to_numpy
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
-from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import Network, param_count
 from numsweep.engine.optimizers import (
     SGD,
@@ -85,6 +84,13 @@ def data_rng(data_seed: int) -> np.random.Generator:
 def trial_rng(spec: TrialSpec) -> np.random.Generator:
     """The trial's own generator (initialisation, then dropout masks)."""
     return np.random.default_rng(spec.seed)
+
+
+def device_seed(specs: Sequence[TrialSpec]) -> int:
+    """The seed of a group's device generator (dropout masks on a GPU), from its trials'
+    seeds: the same group draws the same masks."""
+    seq = np.random.SeedSequence([s.seed for s in specs], spawn_key=(2,))
+    return int(seq.generate_state(1, dtype=np.uint64)[0])
 
 
 def groupable(spec: TrialSpec) -> bool:
@@ -170,31 +176,63 @@ def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], de
 
 def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
                    eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loss, cost, accuracy) of every trial over a whole set, each (K,): one fused forward
-    pass per chunk, then each trial's data loss as :func:`train.evaluate` measures it."""
+    """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
+    fused forward pass and one fused data loss (the loss of :func:`train.evaluate`, summed
+    in float64) per chunk, on the set's device; three (K,) arrays come back to the host."""
     from numsweep.engine.train import EVAL_CHUNK
 
-    loss_fn = LOSSES[net.loss_name]
+    xp = array_module(x)
     k = net.k
     chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
-    loss_sum = np.zeros(k)
-    correct = np.zeros(k, dtype=np.int64)
+    eps_x = xp.asarray(np.asarray(eps, dtype=np.float64))
+    loss_sum = xp.zeros(k)
+    correct = xp.zeros(k, dtype=np.int64)
     for start in range(0, len(x), chunk):
         scores = net.scores(x[start:start + chunk])
         yb = y[start:start + chunk]
-        for j in range(k):
-            loss_sum[j] += loss_fn(scores[j], yb, float(eps[j]))[0] * len(yb)
+        loss_sum += EVAL_LOSSES[net.loss_name](scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    loss = loss_sum / len(x)
-    l2 = np.array([sum(float(np.vdot(net.params[n][j], net.params[n][j]))
-                       for n in net.weight_names) for j in range(k)])
-    return loss, loss + lams * l2, correct / len(x)
+    l2 = xp.zeros(k)
+    for name in net.weight_names:
+        p = net.params[name]
+        l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    loss = to_numpy(loss_sum) / len(x)
+    return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
+
+
+def softmax_loss_sums(scores: Any, y: Any, eps: Any) -> Any:
+    """Each trial's summed label-smoothed cross-entropy over a chunk, (K,) float64 on the
+    scores' device: scores (K, N, C), y (N,), eps (K,) float64 there too."""
+    xp = array_module(scores)
+    _, n, c = scores.shape
+    shifted = scores - scores.max(axis=2, keepdims=True)
+    log_z = xp.log(xp.exp(shifted).sum(axis=2))                          # (K, N)
+    picked = (shifted[:, xp.arange(n), y] - log_z).sum(axis=1, dtype=np.float64)
+    every = (shifted.sum(axis=2) - c * log_z).sum(axis=1, dtype=np.float64)
+    off = eps / (c - 1)
+    return -((1 - eps - off) * picked + off * every)
+
+
+def svm_loss_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
+    """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
+    xp = array_module(scores)
+    rows = xp.arange(scores.shape[1])
+    margins = scores - scores[:, rows, y][:, :, None]
+    margins += delta
+    margins[:, rows, y] = 0
+    xp.maximum(margins, 0, out=margins)
+    return margins.sum(axis=(1, 2), dtype=np.float64)
+
+
+EVAL_LOSSES = {"softmax": softmax_loss_sums, "svm": svm_loss_sums}
 
 
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
-    """Trial j's parameters copied into its lone network (same names and shapes)."""
+    """Trial j's parameters copied into its lone network (same names and shapes; on the
+    host, wherever the group trains)."""
     for name, p in lone.params.items():
-        p[...] = net.lone_param(name, net.params[name][j:j + 1])[0].reshape(p.shape)
+        one = to_numpy(net.params[name][j:j + 1])
+        p[...] = net.lone_param(name, one)[0].reshape(p.shape)
     return lone
 
 
@@ -207,13 +245,17 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     one reporter (or None) per spec, called as :func:`train.train` calls it; one that
     returns True stops its own trial only. ``prepared`` is the split turned into the
     network's inputs (:class:`train.Prepared`), shared by every trial of the group.
+
+    With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
+    process (:func:`backend.device_copy`), the network's inputs prepared there, batches
+    gathered there by the indices the CPU would draw (the same data stream), and the curves
+    measured there; per update only the K losses come back (the divergence check).
     """
     from numsweep.engine.train import (
         Prepared,
         build_network,
         check_batch_sizes,
         curve_steps,
-        evaluate,
         resolve_n_s,
     )
 
@@ -225,6 +267,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     if len(reps) != len(specs):
         raise ValueError(f"{len(reps)} reporters for {len(specs)} specs")
     spec0 = specs[0]
+    xp = device_module(spec0.device)  # a one-line DeviceError before any work
     dtype = np.dtype(spec0.dtype)
     split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
                                                              dtype)
@@ -233,11 +276,18 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
              for s, r in zip(specs, rngs, strict=True)]
     counts = [param_count(lone) for lone in lones]
     net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    net.to_device(xp, device_seed(specs))
     augment = Augmenter.from_spec(spec0)
     if prepared is None:
-        train_part = split.x_train[: spec0.eval_train] if augment.active else split.x_train
-        prepared = Prepared(net.prepare(train_part), split.y_train, net.prepare(split.x_val),
-                            split.y_val, net.prepare(split.x_test), split.y_test)
+        images = {name: device_copy(getattr(split, name), xp)
+                  for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        train_part = images["x_train"][: spec0.eval_train] if augment.active \
+            else images["x_train"]
+        prepared = Prepared(net.prepare(train_part), images["y_train"],
+                            net.prepare(images["x_val"]), images["y_val"],
+                            net.prepare(images["x_test"]), images["y_test"])
+    else:
+        prepared = Prepared(*(device_copy(a, xp) for a in dataclasses.astuple(prepared)))
     x_tr, y_tr = prepared.x_train, prepared.y_train
     n = len(y_tr)
     check_batch_sizes(spec0, n)
@@ -253,7 +303,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     scalar = len(specs) == 1
     optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
     fused_sgd = spec0.optimizer == "sgd"
-    images = split.x_train if augment.active else None
+    images = device_copy(split.x_train, xp) if augment.active else None
     checkpoints = set(curve_steps(ends, spec0.curve_points))
     period_ends = set(ends)
     x_ev, y_ev = x_tr[: spec0.eval_train], y_tr[: spec0.eval_train]
@@ -313,8 +363,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
 
     record(0)
     b_max = largest_batch(spec0)
-    x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
-    y_buf = np.empty(b_max, y_tr.dtype)
+    x_buf = xp.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
+    y_buf = xp.empty(b_max, y_tr.dtype)
     eps_arr, lam_arr = values("eps"), values("lam")
     ones = np.ones(len(specs))
     step = 0
@@ -323,10 +373,17 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         idx = sampler.next(batches.size(step))
         lrs = np.array([schedules[i].lr(step) for i in active])
         yb = y_buf[:len(idx)]
-        np.take(y_tr, idx, out=yb, mode="clip")
+        if xp is np:
+            np.take(y_tr, idx, out=yb, mode="clip")
+        else:  # the host's indices (the data stream) gather the batch on the device
+            idx = xp.asarray(idx)
+            xp.take(y_tr, idx, out=yb)
         if x_buf is not None:
             xb = x_buf[:len(idx)]
-            np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+            if xp is np:
+                np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+            else:
+                xp.take(x_tr, idx, axis=0, out=xb)
         else:
             assert images is not None
             xa, yb = augment(images[idx], yb, sampler.rng)
@@ -335,6 +392,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             losses, grads = net.train_step(
                 xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
                 scale=lrs if fused_sgd else ones[:len(active)])
+        losses = to_numpy(losses)  # K numbers: the one copy back per update
         bad = [] if np.isfinite(losses).all() else [
             j for j in range(len(active)) if not np.isfinite(losses[j])]
         if bad:
@@ -345,7 +403,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                     f"loss diverged ({losses[j]}) at update {step} with learning rate "
                     f"{lrs[j]:.3g}"))
             keep = [j for j in range(len(active)) if j not in bad]
-            grads = {name: g[keep] for name, g in grads.items()}
+            at = np.array(keep, dtype=np.intp)
+            grads = {name: g[at if xp is np else xp.asarray(at)] for name, g in grads.items()}
             lrs = lrs[keep]
             leave(bad)
             if not active:
@@ -361,16 +420,16 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                         grads[name] += (2 * lam) * net.params[name]
                 optimizer.step(net.params, grads, lr)
         elif fused_sgd:
-            decay = per_trial(1 - 2 * lrs * lam_arr, dtype) if lam_arr.any() else None
+            decay = per_trial(1 - 2 * lrs * lam_arr, dtype, xp) if lam_arr.any() else None
             _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
         else:
             if lam_arr.any():
-                two_lam = per_trial(2 * lam_arr, dtype)
+                two_lam = per_trial(2 * lam_arr, dtype, xp)
                 for name in net.weight_names:
                     grads[name] += two_lam * net.params[name]
             if isinstance(optimizer, FusedAdam):
                 optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, per_trial(lrs, dtype))
+            optimizer.step(net.params, grads, per_trial(lrs, dtype, xp))
         step += 1
         share(train_seconds, time.perf_counter() - t0)
         if step in checkpoints:
@@ -381,9 +440,13 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 for j in stop:
                     i = active[j]
                     t0 = time.perf_counter()
-                    lone = _unstack(net, j, lones[i])
-                    _, _, test_acc = evaluate(lone, prepared.x_test, prepared.y_test,
-                                              specs[i].lam, specs[i].eps)
+                    # alone on the group's device: its lone network fused as a group of one
+                    alone = fuse([_unstack(net, j, lones[i])], [0.0], [0.0])
+                    alone.to_device(xp, 0)
+                    _, _, test_accs = evaluate_group(alone, prepared.x_test, prepared.y_test,
+                                                     values("lam")[j:j + 1],
+                                                     values("eps")[j:j + 1])
+                    test_acc = float(test_accs[0])
                     eval_seconds[i] += time.perf_counter() - t0
                     finish(i, step, stopped=True, test_acc=test_acc,
                            message=f"stopped by the pruner at update {step}")
