@@ -158,10 +158,16 @@ def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
         if f.name == "state":
-            opt.state = {name: {k: a[idx] for k, a in slots.items()}
+            opt.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
                          for name, slots in value.items()}
         elif isinstance(value, PerTrial):
             setattr(opt, f.name, value[idx])
+
+
+def _index_on(idx: np.ndarray, a: Any) -> Any:
+    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
+    xp = array_module(a)
+    return idx if xp is np else xp.asarray(idx)
 
 
 def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
