@@ -25,6 +25,7 @@ from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec, load_dataset
+from numsweep.engine.backend import DEVICES, device_module
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
 from numsweep.sweeps import load_spec, run_sweep
@@ -127,6 +128,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     from numsweep.sweeps.range_tests import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
+    device_module(spec.device)  # device=cuda: CuPy and a GPU, before a trial is stored
     storage = Storage(db)
     if data is None:  # the download's progress bar before the status line
         prepare_data(data)
@@ -235,6 +237,13 @@ def backend_options(fn: F) -> F:
                              "workers of a Dask cluster (needs --scheduler).")(fn)
 
 
+def device_option(fn: F) -> F:
+    return click.option("--device", default=None, type=click.Choice(DEVICES),
+                        help="Train on this device: cpu (NumPy) or cuda (CuPy on a GPU; "
+                             "pip install 'numsweep[gpu]'). Sets the device parameter of "
+                             "the trials this process trains.")(fn)
+
+
 def jobs_option(fn: F) -> F:
     return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
                         show_default="number of cores; with dask the cluster's threads",
@@ -250,7 +259,8 @@ def stored_threads_option(fn: F) -> F:
 
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
-    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option):
+    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option,
+                   device_option):
         fn = option(fn)
     return fn
 
@@ -342,12 +352,13 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @click.option("--budget", default=None, metavar="DURATION",
               help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
                    "and stop proposing trials when it is used up.")
+@device_option
 @backend_options
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, threads: int,
-              budget: str | None, backend: str, scheduler: str | None, grace: float,
-              db_wait: float, data: str | None, db: str) -> None:
+              budget: str | None, device: str | None, backend: str, scheduler: str | None,
+              grace: float, db_wait: float, data: str | None, db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -361,11 +372,16 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
         numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
+        numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
-    spec = load_spec(spec_file, parse_overrides(overrides))
+    fixed = parse_overrides(overrides)
+    if device is not None:
+        fixed["device"] = device
+    device_module(fixed.get("device", "cpu"))  # before the sweep or a trial is stored
+    spec = load_spec(spec_file, fixed)
     data = resolve_data(spec, data)
     storage = Storage(db, db_wait=db_wait)
     jobs = _jobs(jobs, backend)
@@ -420,9 +436,12 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 
 def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
-            db: str) -> None:
+            db: str, device: str | None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
+
+    if device is not None:
+        device_module(device)
 
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, _ = stored_spec(storage, name)
@@ -431,7 +450,8 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace), model)
+        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace, device=device),
+        model)
 
 
 @sweep.command("resume")
@@ -439,7 +459,7 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
                  scheduler: str | None, grace: float, db_wait: float, data: str | None,
-                 db: str) -> None:
+                 db: str, device: str | None) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -452,7 +472,7 @@ def sweep_resume(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep sweep resume lambda-search --jobs 2
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, device)
 
 
 @sweep.command("list")
@@ -534,7 +554,7 @@ def sweep_presets() -> None:
 @stored_sweep_options
 def worker(name: str, jobs: int | None, threads: int | None, backend: str,
            scheduler: str | None, grace: float, db_wait: float, data: str | None,
-           db: str) -> None:
+           db: str, device: str | None) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -548,7 +568,7 @@ def worker(name: str, jobs: int | None, threads: int | None, backend: str,
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps \\
             --data /scratch/cifar10.npz --jobs 4
     """
-    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db)
+    _resume(name, jobs, threads, backend, scheduler, grace, db_wait, data, db, device)
 
 
 @cli.group()
