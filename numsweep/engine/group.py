@@ -292,8 +292,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         prepared = Prepared(net.prepare(train_part), images["y_train"],
                             net.prepare(images["x_val"]), images["y_val"],
                             net.prepare(images["x_test"]), images["y_test"])
-    else:
-        prepared = Prepared(*(device_copy(a, xp) for a in dataclasses.astuple(prepared)))
+    elif xp is not np:
+        prepared = Prepared(*(device_copy(getattr(prepared, f.name), xp)
+                              for f in dataclasses.fields(prepared)))
     x_tr, y_tr = prepared.x_train, prepared.y_train
     n = len(y_tr)
     check_batch_sizes(spec0, n)

@@ -140,3 +140,29 @@ def test_max_group_size_fits_the_free_memory() -> None:
     small = max_group_size(spec, (32, 32, 3), 10, 256 << 20)
     big = max_group_size(spec, (32, 32, 3), 10, 16 << 30)
     assert 1 <= small < big <= 256
+
+
+def test_the_data_goes_to_the_device_once_per_process(split: Split,
+                                                      fake_gpu: fake_cupy.Counts) -> None:
+    """A worker passes the same host arrays (its split, its shared patch matrices) to every
+    group: they are copied to the device the first time only."""
+    from numsweep.engine import backend
+    from numsweep.engine.train import Prepared
+
+    backend._DEVICE_COPIES.clear()
+    spec = _group(CASES["convnet_sgd_smoothing"], 2, "cuda")
+    from numsweep.engine.layers import patchify
+
+    host = Prepared(patchify(split.x_train, 4), split.y_train, patchify(split.x_val, 4),
+                    split.y_val, patchify(split.x_test, 4), split.y_test)
+    first = train_group(spec, split, prepared=host)
+    copies = dict(backend._DEVICE_COPIES)
+    assert len(copies) == 6
+    second = train_group(spec, split, prepared=host)
+    assert len(backend._DEVICE_COPIES) == 6  # the same device arrays, no new copy
+    assert all(backend._DEVICE_COPIES[key][1] is copy for key, (_, copy) in copies.items())
+    assert [c.loss for c in first[0].curves] == [c.loss for c in second[0].curves]
+    cpu = train_group(_group(CASES["convnet_sgd_smoothing"], 2, "cpu"), split)
+    np.testing.assert_allclose([c.loss for c in first[1].curves],
+                               [c.loss for c in cpu[1].curves], rtol=1e-10)
+    backend._DEVICE_COPIES.clear()
