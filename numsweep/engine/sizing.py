@@ -4,7 +4,8 @@ A fused group (``group.py``) holds, per trial, its parameters, their gradients, 
 optimizer's state and the activations of one batch (or of one evaluation chunk, whichever
 is larger: the buffers are shared by name); beside them, once per group, the batch's patch
 matrices. :func:`trial_bytes` and :func:`shared_bytes` estimate these from the spec alone
-(upper bounds: every buffer the fused networks may take, each counted once);
+(every buffer the fused networks may take, each counted once; on the CPU, tested against
+the memory a group takes: between 1x and 2x of it);
 :func:`max_group_size` divides a device's free memory by them. The data set itself (the
 split and its patch matrices) lives on the device once per process and is not counted:
 pass the memory free after it is loaded (``backend.free_bytes``).
@@ -59,8 +60,13 @@ def _activation_values(spec: TrialSpec, image_shape: tuple[int, int, int],
     values = 3 * num_classes                       # scores, and two loss temporaries
     masks = 0
     if spec.dropout_input:
-        values += d                                # the trial's own input copy
-        masks += 5 * d                             # float32 draws and the keep mask
+        # the trial's own input (several patch sizes: their patch matrices side by side,
+        # one image's values per size) and, for the ConvNet, its patches patch-major and
+        # transposed (and each size's patches apart)
+        branches = len(spec.patches) if spec.model == "convnet" else 1
+        copies = 1 if spec.model == "mlp" else 3 + (branches > 1)
+        values += copies * branches * d
+        masks += 5 * branches * d                  # float32 draws and the keep mask
     if spec.model == "mlp":
         widths = list(spec.hidden)
     else:
@@ -76,11 +82,14 @@ def _activation_values(spec: TrialSpec, image_shape: tuple[int, int, int],
 
 def trial_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int,
                 k: int = MAX_GROUP) -> int:
-    """Bytes one trial of a group of ``k`` adds: parameters, gradients, optimizer state and
-    its activations (:func:`_rows` images of them)."""
+    """Bytes one trial of a group of ``k`` adds on ``spec.device``: parameters, gradients,
+    optimizer state, its activations (:func:`_rows` images of them), and the copies made
+    while the group is built (on the CPU the lone network and two stacked copies; on a GPU
+    one transient copy, the rest stays on the host)."""
     item = np.dtype(spec.dtype).itemsize
     p = param_count(spec, image_shape, num_classes)
-    state = (2 + OPTIMIZER_SLOTS[spec.optimizer]) * p * item
+    building = 3 if spec.device == "cpu" else 1
+    state = (2 + OPTIMIZER_SLOTS[spec.optimizer] + building) * p * item
     if spec.model == "convnet" and len(spec.patches) > 1:
         state += p * item                          # the hidden layer's gradient in parts
     values, masks = _activation_values(spec, image_shape, num_classes)

@@ -13,7 +13,6 @@ import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train_group
 from numsweep.engine.backend import DeviceError, device_module
-from numsweep.engine.sizing import max_group_size
 from tests.engine import fake_cupy
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -133,13 +132,6 @@ def test_a_diverging_trial_leaves_a_device_group(split: Split,
     assert not results[0].diverged
     np.testing.assert_allclose([c.loss for c in results[0].curves],
                                [c.loss for c in alone.curves], rtol=1e-10)
-
-
-def test_max_group_size_fits_the_free_memory() -> None:
-    spec = TrialSpec(model="convnet", f=4, nf=10, nh=50)
-    small = max_group_size(spec, (32, 32, 3), 10, 256 << 20)
-    big = max_group_size(spec, (32, 32, 3), 10, 16 << 30)
-    assert 1 <= small < big <= 256
 
 
 def test_the_data_goes_to_the_device_once_per_process(split: Split,
