@@ -130,6 +130,8 @@ class TrialSpec:
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
         _check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
+        _check(self.device == "cpu" or self.model != "convnet3", "device", self.device,
+               "cpu with model=convnet3 (only the MLP and the patchify ConvNet run on a GPU)")
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several

@@ -158,3 +158,16 @@ def test_the_data_goes_to_the_device_once_per_process(split: Split,
     np.testing.assert_allclose([c.loss for c in first[1].curves],
                                [c.loss for c in cpu[1].curves], rtol=1e-10)
     backend._DEVICE_COPIES.clear()
+
+
+def test_what_cannot_run_on_a_gpu_says_so(split: Split) -> None:
+    from numsweep.engine.range_test import range_test
+    from numsweep.engine.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"^device='cuda' is invalid: expected cpu with "
+                                        r"model=convnet3"):
+        TrialSpec(model="convnet3", device="cuda")
+    with pytest.raises(SpecError, match="for a range test: expected cpu"):
+        range_test(TrialSpec.from_mapping({**BASE, "device": "cuda"}), split)
+    with pytest.raises(SpecError, match="^device='tpu' is invalid: expected one of cpu, cuda"):
+        TrialSpec(device="tpu")
