@@ -255,7 +255,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
     process (:func:`backend.device_copy`), the network's inputs prepared there, batches
     gathered there by the indices the CPU would draw (the same data stream), and the curves
-    measured there; per update only the K losses come back (the divergence check).
+    measured there; nothing comes back per update: a trial whose loss became NaN/inf is
+    marked on the device and leaves at the next curve point, stored as diverged at the
+    update it diverged (as on the CPU).
     """
     from numsweep.engine.train import (
         Prepared,
@@ -344,7 +346,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         return accs
 
     def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
-               message: str = "", test_acc: float = float("nan")) -> None:
+               message: str = "", test_acc: float = float("nan"),
+               epochs: float | None = None) -> None:
         spec = specs[i]
         if diverged:
             val_acc = train_acc = float("nan")
@@ -357,7 +360,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         results[i] = TrialResult(
             spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
             train_seconds=train_seconds[i], eval_seconds=eval_seconds[i], updates=step,
-            param_count=counts[i], epochs=sampler.epochs, diverged=diverged,
+            param_count=counts[i], epochs=sampler.epochs if epochs is None else epochs,
+            diverged=diverged,
             stopped=stopped, message=message, curves=tuple(curves[i]))
 
     def leave(gone: list[int]) -> None:
@@ -367,6 +371,35 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             net.select(keep)
             _select_optimizer(optimizer, keep)
         active[:] = [active[j] for j in keep]
+
+    # On a device the losses stay there: each update marks the trials whose loss became
+    # NaN/inf (the first such update and its loss), and at the next curve point they leave
+    # the group as they would have at that update (the rest are untouched by them meanwhile).
+    watch: list[Any] = []             # [first bad update (K,), its loss (K,)], on the device
+    epochs_at: list[float] = []       # the sampler's epochs after each update's batch
+
+    def watch_step(losses: Any, step: int) -> None:
+        if not watch:
+            watch[:] = [xp.full(len(active), -1, dtype=np.int64), xp.zeros(len(active))]
+        newly = ~xp.isfinite(losses) & (watch[0] < 0)
+        watch[0] = xp.where(newly, step, watch[0])
+        watch[1] = xp.where(newly, losses, watch[1])
+
+    def flush_diverged() -> bool:
+        """The trials marked by ``watch_step`` leave; whether any did."""
+        if not watch:
+            return False
+        at, lost = to_numpy(watch[0]), to_numpy(watch[1])
+        watch.clear()
+        bad = [j for j in range(len(active)) if at[j] >= 0]
+        for j in bad:
+            first, i = int(at[j]), active[j]
+            finish(i, first, diverged=True, epochs=epochs_at[first], message=(
+                f"loss diverged ({lost[j]}) at update {first} with learning rate "
+                f"{schedules[i].lr(first):.3g}"))
+        if bad:
+            leave(bad)
+        return bool(bad)
 
     record(0)
     b_max = largest_batch(spec0)
@@ -378,6 +411,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     while step < total and active:
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))
+        if xp is not np:
+            epochs_at.append(sampler.epochs)
         lrs = np.array([schedules[i].lr(step) for i in active])
         yb = y_buf[:len(idx)]
         if xp is np:
@@ -399,8 +434,10 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             losses, grads = net.train_step(
                 xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
                 scale=lrs if fused_sgd else ones[:len(active)])
-        losses = to_numpy(losses)  # K numbers: the one copy back per update
-        bad = [] if np.isfinite(losses).all() else [
+        if array_module(losses) is not np:
+            watch_step(losses, step)  # no copy back: checked at the next curve point
+            losses = None
+        bad = [] if losses is None or np.isfinite(losses).all() else [
             j for j in range(len(active)) if not np.isfinite(losses[j])]
         if bad:
             share(train_seconds, time.perf_counter() - t0)
@@ -440,6 +477,10 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         step += 1
         share(train_seconds, time.perf_counter() - t0)
         if step in checkpoints:
+            if flush_diverged():
+                if not active:
+                    break
+                eps_arr, lam_arr = values("eps"), values("lam")
             val_accs = record(step)
             if step in period_ends and step < total:
                 stop = [j for j, i in enumerate(active)
@@ -461,6 +502,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                     leave(stop)
                     eps_arr, lam_arr = values("eps"), values("lam")
 
+    flush_diverged()
     if active:
         t0 = time.perf_counter()
         _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
