@@ -241,7 +241,8 @@ def device_option(fn: F) -> F:
     return click.option("--device", default=None, type=click.Choice(DEVICES),
                         help="Train on this device: cpu (NumPy) or cuda (CuPy on a GPU; "
                              "pip install 'numsweep[gpu]'). Sets the device parameter of "
-                             "the trials this process trains.")(fn)
+                             "the trials this process trains. With cuda --jobs defaults "
+                             "to 1 (one process per GPU; CUDA_VISIBLE_DEVICES picks it).")(fn)
 
 
 def jobs_option(fn: F) -> F:
@@ -263,6 +264,15 @@ def stored_sweep_options(fn: F) -> F:
                    device_option):
         fn = option(fn)
     return fn
+
+
+def _on_gpu(spec: Any) -> bool:
+    """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
+    without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
+    gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
+    if gpu:
+        device_module("cuda")
+    return gpu
 
 
 def _jobs(jobs: int | None, backend: str) -> int | None:
@@ -380,11 +390,11 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, thre
     fixed = parse_overrides(overrides)
     if device is not None:
         fixed["device"] = device
-    device_module(fixed.get("device", "cpu"))  # before the sweep or a trial is stored
     spec = load_spec(spec_file, fixed)
+    gpu = _on_gpu(spec)  # device=cuda: CuPy and a GPU, before the sweep or a trial is stored
     data = resolve_data(spec, data)
     storage = Storage(db, db_wait=db_wait)
-    jobs = _jobs(jobs, backend)
+    jobs = 1 if gpu and jobs is None and backend == "loky" else _jobs(jobs, backend)
     if jobs is not None and threads * jobs > (os.cpu_count() or 1) and backend == "loky":
         console.print(f"warning: {jobs} jobs x {threads} threads exceed the "
                       f"{os.cpu_count()} cores")
@@ -442,11 +452,11 @@ def _resume(name: str, jobs: int | None, threads: int | None, backend: str,
 
     if device is not None:
         device_module(device)
-
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, _ = stored_spec(storage, name)
+    gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend)
+    jobs = 1 if gpu and jobs is None and backend == "loky" else _jobs(jobs, backend)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,

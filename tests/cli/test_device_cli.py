@@ -52,3 +52,22 @@ def test_device_reaches_the_stored_trials(tmp_path: Path, tiny_npz: Path) -> Non
     assert result.exit_code == 0, result.output
     trained = invoke("train", "device=cpu", *SMALL, "--json", "--db", db, "--data", tiny_npz)
     assert json.loads(trained.output)["device"] == "cpu"
+
+
+def test_on_a_gpu_one_process_by_default(tmp_path: Path, tiny_npz: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--device cuda: --jobs defaults to 1 (one process per GPU), for run and resume."""
+    import numsweep.cli as cli_module
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
+    seen: list[int | None] = []
+    monkeypatch.setattr(cli_module, "_run_displayed",
+                        lambda storage, jobs, *args: seen.append(jobs))
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    assert invoke("sweep", "run", EXAMPLE, *SMALL, "--device", "cuda", "--db", db, "--data",
+                  tiny_npz).exit_code == 0
+    assert invoke("sweep", "run", EXAMPLE, *SMALL, "device=cuda", "--jobs", "3", "--db", db,
+                  "--data", tiny_npz).exit_code == 0
+    assert invoke("sweep", "run", EXAMPLE, *SMALL, "--db", db, "--data",
+                  tiny_npz).exit_code == 0
+    assert seen[:2] == [1, 3] and seen[2] is not None and seen[2] >= 1
