@@ -26,6 +26,13 @@ this project's busy 2-core machine) it took 1-7% more per update (medians; the c
 ConvNet with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread
 there. Specs that cannot be grouped (``convnet3``) train on the reference layers in
 ``train.py``.
+
+Devices: ``device`` is part of the group key. With ``device=cuda`` the same code runs on
+CuPy arrays (every array function is taken from the arrays, ``backend.array_module``): the
+data is copied to the GPU once per process, the data stream's indices (host) gather each
+batch there, dropout masks are drawn there (one generator per group, so they differ from
+the CPU's), and nothing comes back per update (divergence is marked on the device and
+acted on at the next curve point). ``sizing.max_group_size`` says how many trials fit.
 """
 
 from __future__ import annotations
