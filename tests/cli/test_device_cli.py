@@ -71,3 +71,21 @@ def test_on_a_gpu_one_process_by_default(tmp_path: Path, tiny_npz: Path,
     assert invoke("sweep", "run", EXAMPLE, *SMALL, "--db", db, "--data",
                   tiny_npz).exit_code == 0
     assert seen[:2] == [1, 3] and seen[2] is not None and seen[2] >= 1
+
+
+def test_numsweep_train_on_the_stand_in_gpu(tmp_path: Path, tiny_npz: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`numsweep train device=cuda` end to end on the CuPy stand-in: stored as a cuda trial
+    with the CPU run's numbers (the real GPU: tests/engine/test_gpu.py)."""
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    args = ("model=convnet", "f=4", "nf=3", "nh=8", *SMALL, "--json", "--db", db, "--data",
+            tiny_npz)
+    cpu = json.loads(invoke("train", *args).output)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
+    result = invoke("train", "device=cuda", *args)
+    assert result.exit_code == 0, result.output
+    gpu = json.loads(result.output)
+    assert gpu["device"] == "cuda" and cpu["device"] == "cpu"
+    assert gpu["updates"] == cpu["updates"]
+    assert gpu["val_acc"] == pytest.approx(cpu["val_acc"], abs=0.02)
+    assert {t.params["device"] for t in Storage(db).get_trials()} == {"cpu", "cuda"}
