@@ -25,6 +25,7 @@ from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec, load_dataset
+from numsweep.engine.backend import DEVICES, device_module
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
 from numsweep.sweeps import load_spec, run_sweep
@@ -156,6 +157,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     from numsweep.sweeps.range_tests import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
+    device_module(spec.device)  # device=cuda: CuPy and a GPU, before a trial is stored
     storage = Storage(db)
     if data is None:  # the download's progress bar before the status line
         prepare_data(data)
@@ -266,6 +268,14 @@ def backend_options(fn: F) -> F:
                              "workers of a Dask cluster (needs --scheduler).")(fn)
 
 
+def device_option(fn: F) -> F:
+    return click.option("--device", default=None, type=click.Choice(DEVICES),
+                        help="Train on this device: cpu (NumPy) or cuda (CuPy on a GPU; "
+                             "pip install 'numsweep[gpu]'). Sets the device parameter of "
+                             "the trials this process trains. With cuda --jobs defaults "
+                             "to 1 (one process per GPU; CUDA_VISIBLE_DEVICES picks it).")(fn)
+
+
 def jobs_option(fn: F) -> F:
     fn = click.option("--force", is_flag=True,
                       help="Run --jobs x --threads above the number of cores (up to 8 jobs "
@@ -285,15 +295,25 @@ def stored_threads_option(fn: F) -> F:
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
     for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option,
-                   stored_kept_options):
+                   stored_kept_options, device_option):
         fn = option(fn)
     return fn
 
 
+def _on_gpu(spec: Any) -> bool:
+    """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
+    without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
+    gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
+    if gpu:
+        device_module("cuda")
+    return gpu
+
+
 def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
-          threads: int | None = None, force: bool = False) -> int:
-    """--jobs, or by default the cores here (loky) or the Dask cluster's worker threads;
-    checked against this machine's cores and memory (loky), before any work."""
+          threads: int | None = None, force: bool = False, gpu: bool = False) -> int:
+    """--jobs, or by default the cores here (loky; one process per GPU with ``gpu``) or the
+    Dask cluster's worker threads; checked against this machine's cores and memory (loky),
+    before any work."""
     from numsweep.sweeps.guards import check_jobs
 
     if backend == "dask":
@@ -302,7 +322,8 @@ def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
         from numsweep.sweeps.executors import dask_slots
 
         return dask_slots(scheduler)
-    jobs = jobs if jobs is not None else os.cpu_count() or 1
+    if jobs is None:
+        jobs = 1 if gpu else os.cpu_count() or 1
     warning = check_jobs(jobs, threads or 1, force=force)
     if warning:
         console.print(warning, highlight=False)
@@ -391,14 +412,15 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @click.option("--budget", default=None, metavar="DURATION",
               help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
                    "and stop proposing trials when it is used up.")
+@device_option
 @backend_options
 @kept_options
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
-              threads: int, budget: str | None, backend: str, scheduler: str | None,
-              grace: float, db_wait: float, checkpoint_dir: str | None, keep_weights: str,
-              data: str | None, db: str) -> None:
+              threads: int, budget: str | None, device: str | None, backend: str,
+              scheduler: str | None, grace: float, db_wait: float, checkpoint_dir: str | None,
+              keep_weights: str, data: str | None, db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -412,14 +434,19 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
+        numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
-    spec = load_spec(spec_file, parse_overrides(overrides))
+    fixed = parse_overrides(overrides)
+    if device is not None:
+        fixed["device"] = device
+    spec = load_spec(spec_file, fixed)
+    gpu = _on_gpu(spec)  # device=cuda: CuPy and a GPU, before the sweep or a trial is stored
     data = resolve_data(spec, data)
-    jobs = _jobs(jobs, backend, scheduler, threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads, force, gpu)
     storage = Storage(db, db_wait=db_wait)
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
@@ -473,19 +500,23 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
 
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
-            db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
+            db: str, checkpoint_dir: str | None, keep_weights: str | None,
+            device: str | None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
+    if device is not None:
+        device_module(device)
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, stored_threads = stored_spec(storage, name)
+    gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force, gpu)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
-        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights), model)
+        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device), model)
 
 
 @sweep.command("resume")
@@ -493,7 +524,8 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
                  scheduler: str | None, grace: float, db_wait: float, data: str | None,
-                 db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
+                 db: str, checkpoint_dir: str | None, keep_weights: str | None,
+                 device: str | None) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -507,7 +539,7 @@ def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, 
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights)
+            checkpoint_dir, keep_weights, device)
 
 
 @sweep.command("list")
@@ -610,7 +642,8 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
 @stored_sweep_options
 def worker(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
            scheduler: str | None, grace: float, db_wait: float, data: str | None,
-           db: str, checkpoint_dir: str | None, keep_weights: str | None) -> None:
+           db: str, checkpoint_dir: str | None, keep_weights: str | None,
+           device: str | None) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -625,7 +658,7 @@ def worker(name: str, jobs: int | None, force: bool, threads: int | None, backen
             --data /scratch/cifar10.npz --jobs 4
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights)
+            checkpoint_dir, keep_weights, device)
 
 
 @cli.group()

@@ -853,15 +853,19 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  on_event: EventHandler | None = None, estimate: Estimator | None = None,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
-                 keep_weights: str | None = None) -> list[StageSummary]:
+                 keep_weights: str | None = None,
+                 device: str | None = None) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
     the sweep was started with (give the path on this machine); ``checkpoint_dir`` and
     ``keep_weights`` to the ones it was started with. A lost or interrupted trial continues
-    from its checkpoint."""
+    from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
+    trials this process trains."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
     stored_policy, stored_root = sweep_policy(storage, name)
+    if device is not None:
+        spec = spec.with_overrides({"device": device})
     runner = SweepRunner(spec, storage, data_source=data_source or stored_data, jobs=jobs,
                          threads=threads if threads is not None else stored_threads,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
