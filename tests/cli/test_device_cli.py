@@ -66,8 +66,8 @@ def test_on_a_gpu_one_process_by_default(tmp_path: Path, tiny_npz: Path,
     db = f"sqlite:///{tmp_path / 'd.db'}"
     assert invoke("sweep", "run", EXAMPLE, *SMALL, "--device", "cuda", "--db", db, "--data",
                   tiny_npz).exit_code == 0
-    assert invoke("sweep", "run", EXAMPLE, *SMALL, "device=cuda", "--jobs", "3", "--db", db,
-                  "--data", tiny_npz).exit_code == 0
+    assert invoke("sweep", "run", EXAMPLE, *SMALL, "device=cuda", "--jobs", "3", "--force",
+                  "--db", db, "--data", tiny_npz).exit_code == 0
     assert invoke("sweep", "run", EXAMPLE, *SMALL, "--db", db, "--data",
                   tiny_npz).exit_code == 0
     assert seen[:2] == [1, 3] and seen[2] is not None and seen[2] >= 1
