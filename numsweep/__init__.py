@@ -2,7 +2,8 @@
 
 Packages: ``engine`` (the NumPy training engine), ``sweeps`` (specs, samplers, the runner),
 ``storage`` (the SQLAlchemy result database), ``analysis`` (DataFrames, charts, reports);
-``cli`` wires them into the ``numsweep`` command; ``errors`` holds :class:`NumsweepError`.
+``cli`` wires them into the ``numsweep`` command; ``errors`` holds :class:`NumsweepError`;
+``terminal`` fits tables to a terminal's width (shared by the trials and progress tables).
 
 The notebook API (module ``api``), importable from here::
 
@@ -11,6 +12,7 @@ The notebook API (module ``api``), importable from here::
     trials = numsweep.load_trials("runs.db", "lambda-coarse")
     curves = numsweep.load_curves("runs.db", sweep="lambda-coarse")
     numsweep.charts.draw_lambda(numsweep.charts.lambda_data(trials), ax=ax)
+    kept = numsweep.load_weights("model.npz")   # a kept network: .spec, .params, .info
 
 Names are imported on first use, so ``import numsweep`` stays light.
 """
@@ -35,6 +37,9 @@ _LAZY = {
     "Storage": "numsweep.storage",
     "TrialSpec": "numsweep.engine",
     "load_spec": "numsweep.sweeps",
+    "load_weights": "numsweep.engine.checkpoint",
+    "evaluate_trial": "numsweep.sweeps.kept",
+    "export_weights": "numsweep.sweeps.kept",
 }
 _MODULES = {"charts": "numsweep.analysis.charts"}
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -25,6 +25,7 @@ from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec
+from numsweep.engine.backend import DEVICES, device_module
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
 from numsweep.sweeps import load_spec, run_sweep
@@ -61,6 +62,32 @@ def data_option(fn: F) -> F:
         help="Dataset: an .npz, a cifar-10-batches-py folder, the official .tar.gz, or a "
              "Fashion-MNIST idx folder (env NUMSWEEP_DATA). Default: download CIFAR-10 into "
              "the cache.")(fn)
+
+
+def kept_options(fn: F, stored: bool = False) -> F:
+    """--checkpoint-dir and --keep-weights: where checkpoints and kept networks live, and
+    which networks are kept (``stored``: defaults to the sweep's stored choice)."""
+    fn = click.option("--keep-weights", type=click.Choice(["best", "all", "none"]),
+                      default=None if stored else "best",
+                      show_default="as the sweep was started" if stored else True,
+                      help="Networks of finished trials kept: best (the best trial of each "
+                           "stage and every trial of a final stage), all, none.")(fn)
+    return click.option("--checkpoint-dir", default=None, metavar="DIR",
+                        show_default="as the sweep was started" if stored else
+                        "DB.checkpoints beside a SQLite file",
+                        help="Folder for checkpoints (a trial resumes from its last one) and "
+                             "kept networks; with PostgreSQL a folder every worker can "
+                             "reach.")(fn)
+
+
+def stored_kept_options(fn: F) -> F:
+    return kept_options(fn, stored=True)
+
+
+def checkpoint_dir_option(fn: F) -> F:
+    return click.option("--checkpoint-dir", default=None, metavar="DIR",
+                        show_default="as the sweep was run",
+                        help="Folder of checkpoints and kept networks.")(fn)
 
 
 def overrides_argument(fn: F) -> F:
@@ -120,8 +147,9 @@ def cli() -> None:
 @click.option("--sweep", "sweep_name", default="train", show_default=True,
               help="Sweep name the run is stored under.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@kept_options
 def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str,
-          as_json: bool) -> None:
+          as_json: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
     """Train one configuration and store it as a trial.
 
     \b
@@ -132,11 +160,14 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     from numsweep.sweeps.range_tests import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
+    device_module(spec.device)  # device=cuda: CuPy and a GPU, before a trial is stored
     storage = Storage(db)
     if data is None:  # the download's progress bar before the status line
         prepare_data(data)
     with console.status("training"):
-        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name)
+        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
+                                        checkpoint_dir=checkpoint_dir,
+                                        keep_weights=keep_weights)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -240,6 +271,14 @@ def backend_options(fn: F) -> F:
                              "workers of a Dask cluster (needs --scheduler).")(fn)
 
 
+def device_option(fn: F) -> F:
+    return click.option("--device", default=None, type=click.Choice(DEVICES),
+                        help="Train on this device: cpu (NumPy) or cuda (CuPy on a GPU; "
+                             "pip install 'numsweep[gpu]'). Sets the device parameter of "
+                             "the trials this process trains. With cuda --jobs defaults "
+                             "to 1 (one process per GPU; CUDA_VISIBLE_DEVICES picks it).")(fn)
+
+
 def jobs_option(fn: F) -> F:
     fn = click.option("--force", is_flag=True,
                       help="Run --jobs x --threads above the number of cores (up to 8 jobs "
@@ -267,27 +306,43 @@ def stored_threads_option(fn: F) -> F:
 
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
-    for option in (db_option, data_option, backend_options, stored_threads_option,
-                   group_size_option, jobs_option):
+    for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option,
+                   stored_kept_options, device_option, group_size_option):
         fn = option(fn)
     return fn
 
 
-def _jobs(jobs: int | None, backend: str, threads: int | None = None,
-          force: bool = False) -> int | None:
-    """--jobs checked against this machine's cores and memory (loky), before any work."""
+def _on_gpu(spec: Any) -> bool:
+    """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
+    without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
+    gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
+    if gpu:
+        device_module("cuda")
+    return gpu
+
+
+def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
+          threads: int | None = None, force: bool = False, gpu: bool = False) -> int:
+    """--jobs, or by default the cores here (loky; one process per GPU with ``gpu``) or the
+    Dask cluster's worker threads; checked against this machine's cores and memory (loky),
+    before any work."""
     from numsweep.sweeps.guards import check_jobs
 
     if backend == "dask":
-        return jobs  # None: as many as the Dask cluster has threads
-    jobs = jobs if jobs is not None else os.cpu_count() or 1
+        if jobs is not None:
+            return jobs
+        from numsweep.sweeps.executors import dask_slots
+
+        return dask_slots(scheduler)
+    if jobs is None:
+        jobs = 1 if gpu else os.cpu_count() or 1
     warning = check_jobs(jobs, threads or 1, force=force)
     if warning:
         console.print(warning, highlight=False)
     return jobs
 
 
-def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
+def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
                    run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
@@ -297,7 +352,7 @@ def _run_displayed(storage: Storage, jobs: int | None, db: str, name: str,
     from numsweep.sweeps.progress import SweepProgress
     from numsweep.sweeps.runner import SweepInterrupted
 
-    display = SweepProgress(console, jobs or 1)
+    display = SweepProgress(console, jobs)
     current = [model]
 
     def on_event(event: Any) -> None:
@@ -371,12 +426,15 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @click.option("--budget", default=None, metavar="DURATION",
               help="Time budget such as 30m or 1h30m: shrink the sweep to fit the estimate "
                    "and stop proposing trials when it is used up.")
+@device_option
 @backend_options
+@kept_options
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
-              group_size: int | None, threads: int, budget: str | None, backend: str,
-              scheduler: str | None, grace: float, db_wait: float, data: str | None,
+              group_size: int | None, threads: int, budget: str | None, device: str | None,
+              backend: str, scheduler: str | None, grace: float, db_wait: float,
+              checkpoint_dir: str | None, keep_weights: str, data: str | None,
               db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
@@ -392,28 +450,34 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
         numsweep sweep run examples/lambda-coarse.toml --group-size 8
+        numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
 
-    spec = load_spec(spec_file, parse_overrides(overrides))
+    fixed = parse_overrides(overrides)
+    if device is not None:
+        fixed["device"] = device
+    spec = load_spec(spec_file, fixed)
+    gpu = _on_gpu(spec)  # device=cuda: CuPy and a GPU, before the sweep or a trial is stored
     data = resolve_data(spec, data)
-    jobs = _jobs(jobs, backend, threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads, force, gpu)
     storage = Storage(db, db_wait=db_wait)
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
     check_data_sizes(spec, dataset)
     if seconds is not None:
-        planned = plan(spec, seconds, model, jobs or 1)
+        planned = plan(spec, seconds, model, jobs)
         spec = planned.spec
         for line in planned.lines:
             console.print(line)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
-        grace=grace, group_size=group_size), model)
+        grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+        group_size=group_size), model)
 
 
 @sweep.command("create")
@@ -421,9 +485,11 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
 @overrides_argument
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="BLAS threads per trial for every process that runs the sweep.")
+@kept_options
 @data_option
 @db_option
-def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data: str | None,
+def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
+                 checkpoint_dir: str | None, keep_weights: str, data: str | None,
                  db: str) -> None:
     """Store a sweep in the database without running it, for `numsweep worker` processes
     (on this and other machines) to run together.
@@ -443,7 +509,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
     storage = Storage(db)
     dataset = cached_dataset(data)  # the fingerprint stored with the sweep reads this copy
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
-    create_sweep(spec, storage, data_source=data, threads=threads)
+    create_sweep(spec, storage, data_source=data, threads=threads,
+                 checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
     where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
                f"numsweep worker {spec.name}{where}")
@@ -451,18 +518,23 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int, data:
 
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
-            db: str, group_size: int | None = None) -> None:
+            db: str, checkpoint_dir: str | None, keep_weights: str | None,
+            device: str | None, group_size: int | None = None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
+    if device is not None:
+        device_module(device)
     storage = Storage(db, db_wait=db_wait)
     spec, stored_data, stored_threads = stored_spec(storage, name)
+    gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend, threads or stored_threads, force)
+    jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force, gpu)
     _, model = _calibrated(storage, data)
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
+        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
         group_size=group_size), model)
 
 
@@ -471,7 +543,8 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | None,
                  threads: int | None, backend: str, scheduler: str | None, grace: float,
-                 db_wait: float, data: str | None, db: str) -> None:
+                 db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
+                 keep_weights: str | None, device: str | None) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -485,7 +558,7 @@ def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | Non
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            group_size)
+            checkpoint_dir, keep_weights, device, group_size)
 
 
 @sweep.command("list")
@@ -563,12 +636,34 @@ def sweep_presets() -> None:
         click.echo(f"{name}\t{spec.description}")
 
 
+@sweep.command("gc")
+@click.argument("name")
+@click.option("--keep-weights", type=click.Choice(["best", "all", "none"]), default=None,
+              show_default="as the sweep was run", help="Keep policy to apply.")
+@checkpoint_dir_option
+@db_option
+def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db: str) -> None:
+    """Remove the checkpoints of a sweep's finished trials and the kept networks its keep
+    policy no longer keeps (e.g. after --keep-weights all, run with --keep-weights best).
+
+    \b
+    Example:
+        numsweep sweep gc lambda-search
+    """
+    from numsweep.sweeps.kept import collect_garbage
+
+    done = collect_garbage(Storage(db), name, checkpoint_dir, keep_weights)
+    click.echo(f"removed {len(done.checkpoints)} checkpoints and {len(done.weights)} kept "
+               f"networks ({done.bytes / 1e6:.1f} MB)")
+
+
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
 def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
            threads: int | None, backend: str, scheduler: str | None, grace: float,
-           db_wait: float, data: str | None, db: str) -> None:
+           db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
+           keep_weights: str | None, device: str | None) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -583,7 +678,7 @@ def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
             --data /scratch/cifar10.npz --jobs 4
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            group_size)
+            checkpoint_dir, keep_weights, device, group_size)
 
 
 @cli.group()
@@ -604,22 +699,30 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """Train a stored trial again from its parameters and seed and compare the metrics.
 
     Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
-    --data defaults to the data the sweep ran on.
+    The data is the one the trial was trained on (that of `train --data` or of its sweep)
+    unless --data names another; a range test stops by its own rule, as it did.
 
     \b
     Example:
         numsweep trial rerun 12 --db sqlite:///t.db
     """
-    from numsweep.sweeps.single import RERUN_METRICS, rerun_trial
+    from click.core import ParameterSource
 
+    from numsweep.sweeps.single import rerun_trial
+
+    # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
+    from_env = click.get_current_context().get_parameter_source("data") \
+        is ParameterSource.ENVIRONMENT
     storage = Storage(db)
     with console.status(f"rerunning trial {trial_id}"):
-        rerun = rerun_trial(storage, trial_id, data_source=data)
-    if rerun.outcome.result is None:
-        raise click.ClickException(f"rerun of trial {trial_id} failed: {rerun.outcome.error}")
-    now = rerun.outcome.result.metrics()
-    for name in RERUN_METRICS:
-        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t{_cell(now[name])}")
+        rerun = rerun_trial(storage, trial_id, data_source=None if from_env else data,
+                            default_data=data if from_env else None)
+    if rerun.error is not None:
+        raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
+                                   f"{rerun.trial_id}): {rerun.error}")
+    for name in rerun.compared:
+        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t"
+                   f"{_cell(rerun.metrics.get(name))}")
     diff = rerun.differences()
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
@@ -629,6 +732,58 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
              f"of {original.group_size})"
              if original.group_size is not None and original.group_size > 1 else "")
     click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
+
+
+@trial.command("weights")
+@click.argument("trial_id", type=int)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the network (.npz).")
+@checkpoint_dir_option
+@db_option
+def trial_weights(trial_id: int, output: str, checkpoint_dir: str | None, db: str) -> None:
+    """Export the kept network of a trial: an .npz of its parameters (numpy.load reads it)
+    with a JSON "header" entry naming its spec.
+
+    \b
+    Example:
+        numsweep trial weights 12 -o model.npz
+    """
+    from numsweep.sweeps.kept import export_weights
+
+    weights = export_weights(Storage(db), trial_id, output, checkpoint_dir)
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in weights.params.items())
+    click.echo(f"wrote {output}: {weights.spec.model} ({shapes})")
+
+
+@cli.command("evaluate")
+@click.argument("target")
+@checkpoint_dir_option
+@data_option
+@db_option
+def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
+                     db: str) -> None:
+    """Measure the test accuracy of a kept network again and print it beside the stored one.
+
+    TARGET is a trial id or a weights file (.npz from `numsweep trial weights`). --data
+    defaults to the data the trial's sweep ran on. Exits with 1 when they disagree.
+
+    \b
+    Example:
+        numsweep evaluate 12
+        numsweep evaluate model.npz --data cifar10.npz
+    """
+    from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
+
+    if target.isdigit():
+        result = evaluate_trial(Storage(db), int(target), data_source=data,
+                                folder=checkpoint_dir)
+    else:
+        result = evaluate_weights(target, data)
+    what = f"trial {result.trial_id}" if result.trial_id is not None else str(result.weights)
+    click.echo(f"{what}: test_acc measured {result.measured:.4f}  stored {result.stored:.4f}")
+    if not math.isnan(result.stored) and not result.agrees:
+        raise click.ClickException(f"{what}: measured test accuracy {result.measured!r} differs "
+                                   f"from the stored {result.stored!r}")
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
@@ -675,15 +830,16 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
-    frame = find_trials(db, sweep_name, stage=stage, state=state, where=parse_where(where),
+    conditions = parse_where(where)
+    frame = find_trials(db, sweep_name, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
-    else:
-        _print_table(frame, wide)
+    else:  # the columns asked about stay in view
+        _print_table(frame, wide, [c[0] for c in conditions] + ([sort_by] if sort_by else []))
 
 
 def _terminal_width() -> int | None:
@@ -693,11 +849,11 @@ def _terminal_width() -> int | None:
     return None
 
 
-def _print_table(frame: Any, wide: bool) -> None:
+def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
     from numsweep.analysis.tables import trial_table
 
     width = _terminal_width()
-    table = trial_table(frame, None if wide else width)
+    table = trial_table(frame, None if wide else width, asked)
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)
@@ -752,6 +908,36 @@ def _wrote(ax: Any, output: str) -> None:
 
 
 BY_HELP = "Comma-separated parameters that label a configuration (default: those that vary)."
+
+
+@plot.command("filters")
+@click.argument("target")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .png, .svg or .pdf.")
+@checkpoint_dir_option
+@db_option
+def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) -> None:
+    """Draw the first layer's filters of a kept network as images: the ConvNets' f x f x 3
+    filters, the MLP's first-layer rows as 32x32x3 (28x28 for Fashion-MNIST) images.
+
+    TARGET is a trial id or a weights file.
+
+    \b
+    Example:
+        numsweep plot filters 12 -o filters.png
+    """
+    from numsweep.analysis.filters import draw_filters, filter_data
+    from numsweep.engine.checkpoint import load_weights
+    from numsweep.sweeps.kept import trial_weights_path
+
+    path = (trial_weights_path(Storage(db), int(target), checkpoint_dir) if target.isdigit()
+            else target)
+    weights = load_weights(path)
+    title = f"trial {target}" if target.isdigit() else str(target)
+    shape = weights.info.get("image_shape")
+    blocks = filter_data(weights.spec.to_dict(), weights.params,
+                         tuple(shape) if shape else None)
+    _wrote(draw_filters(blocks, f"{title}: {weights.spec.model}"), output)
 
 
 @plot.command("bars")
@@ -966,7 +1152,7 @@ def gradcheck(as_json: bool, names: tuple[str, ...]) -> None:
         for r in results:
             table.add_row(r.name, r.what, str(r.entries), f"{r.max_rel_error:.2e}",
                           "ok" if r.passed else "[bold red]FAIL[/]")
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
+        Console(width=_terminal_width() or 250).print(table)  # $COLUMNS too, when piped
     failed = [r.name for r in results if not r.passed]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} gradient checks exceed "

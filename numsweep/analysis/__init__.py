@@ -13,6 +13,7 @@ Modules:
   ``pareto``: one chart family each, a ``*_data`` function that collects what to draw and a
   ``draw_*`` function that draws it onto a given (or new) matplotlib Axes.
 - ``charts``: every chart's pair gathered in one namespace.
+- ``filters``: a kept network's first-layer filters drawn as images.
 - ``report``: a sweep's HTML and Markdown report.
 
 Nothing here changes global state at import (no matplotlib backend, no log level).

@@ -42,8 +42,17 @@ def parameter_columns(trials: pd.DataFrame) -> list[str]:
 
 
 def varying_parameters(trials: pd.DataFrame) -> list[str]:
-    """Parameters whose value differs between the selected trials (they label configurations)."""
-    return [c for c in parameter_columns(trials) if trials[c].astype(str).nunique() > 1]
+    """Parameters whose value differs between the selected trials (they label configurations).
+
+    ``data_seed`` counts only where it differs from the trial's ``seed`` (its default, which
+    trained trials store): like the seed it names no configuration."""
+    out = [c for c in parameter_columns(trials) if trials[c].astype(str).nunique() > 1]
+    if "data_seed" in out and "seed" in trials:
+        data_seed = pd.to_numeric(trials["data_seed"], errors="coerce")
+        seed = pd.to_numeric(trials["seed"], errors="coerce")
+        if (data_seed.isna() | (data_seed == seed)).all():
+            out.remove("data_seed")
+    return out
 
 
 def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:

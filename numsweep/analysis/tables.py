@@ -8,18 +8,19 @@ lowest priority, naming them so the caller can say how to see all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.selection import varying_parameters
+from numsweep.terminal import fit_columns
 
 RESULTS = ("train_acc", "val_acc", "test_acc", "train_seconds", "updates")
 PRIORITY = ("trial_id", "state", "val_acc", "test_acc", "*params", "stage",
             "train_seconds", "sweep", "train_acc", "updates")
 """Columns in the order they are kept when space runs out (``*params``: varying parameters)."""
-COLUMN_OVERHEAD = 3  # rich's padding and border around each cell
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,11 @@ class TextTable:
     hidden: tuple[str, ...]
 
 
-def trial_table(frame: pd.DataFrame, width: int | None = None) -> TextTable:
-    """The table of ``frame``'s trials; ``width`` None keeps every column.
+def trial_table(frame: pd.DataFrame, width: int | None = None,
+                asked: Sequence[str] = ()) -> TextTable:
+    """The table of ``frame``'s trials; ``width`` None keeps every column. The ``asked``
+    columns (those a query filtered or sorted on) are shown, and kept first after the trial
+    id and state.
 
     Trials are named by ``trial_id``, the database id that ``--trial`` and ``trial rerun``
     take (``--format csv`` also has ``number``, the trial's position in its sweep).
@@ -40,20 +44,18 @@ def trial_table(frame: pd.DataFrame, width: int | None = None) -> TextTable:
     params = varying_parameters(frame)
     columns = ["trial_id", "sweep", "stage", "state", *params,
                *[c for c in RESULTS if c in frame]]
+    asked = [c for c in dict.fromkeys(asked) if c in frame]
+    columns += [c for c in asked if c not in columns]
     if frame["sweep"].nunique() <= 1:
         columns.remove("sweep")
     if frame["stage"].isna().all():
         columns.remove("stage")
     cells = {c: [format_cell(v) for v in frame[c]] for c in columns}
     heads = {c: c for c in columns}
-    sizes = {c: max([len(heads[c]), *map(len, cells[c])]) + COLUMN_OVERHEAD for c in columns}
-    kept = list(columns)
-    if width is not None:
-        order = [p for name in PRIORITY
-                 for p in (params if name == "*params" else [name]) if p in columns]
-        order += [c for c in columns if c not in order]
-        while len(kept) > 1 and sum(sizes[c] for c in kept) + 1 > width:
-            kept.remove(next(c for c in reversed(order) if c in kept))
+    sizes = {c: max([len(heads[c]), *map(len, cells[c])]) for c in columns}
+    order = ["trial_id", "state", *asked,
+             *[p for name in PRIORITY for p in (params if name == "*params" else [name])]]
+    kept = fit_columns(sizes, order, width)
     rows = tuple(tuple(cells[c][i] for c in kept) for i in range(len(frame)))
     return TextTable(tuple(heads[c] for c in kept), rows,
                      tuple(heads[c] for c in columns if c not in kept))

@@ -7,12 +7,15 @@
 - ``fused``: K networks of one structure stacked along a trial axis, trained as one
 - ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
 - ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
+- ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
 - ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)
+  and the ``device`` parameter's checks; ``sizing``: how many trials fit in a group
 - ``gradcheck``, ``range_test``: numerical gradient checks; learning-rate range tests
 """
 
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split
 from numsweep.engine.group import group_key, groupable, train_group
+from numsweep.engine.sizing import max_group_size
 from numsweep.engine.spec import CurvePoint, SpecError, TrialResult, TrialSpec, parameter_names
 from numsweep.engine.train import train
 
@@ -28,6 +31,7 @@ __all__ = [
     "groupable",
     "load_dataset",
     "make_split",
+    "max_group_size",
     "parameter_names",
     "train",
     "train_group",

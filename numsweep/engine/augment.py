@@ -1,6 +1,8 @@
 """Data augmentation of image batches (N, H, W, C), vectorised over the batch.
 
-Every random choice comes from the ``numpy.random.Generator`` passed in. Images are the
+Every random choice comes from the ``numpy.random.Generator`` passed in (the data stream, on
+the host, so a GPU run augments exactly as the CPU run does); the arrays may be NumPy's or
+CuPy's (the draws are copied to the images' device). Images are the
 normalised training images, so the zeros that translations shift in and cutout paints are
 the training set's mean pixel.
 """
@@ -11,12 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numsweep.engine.backend import array_module
 from numsweep.engine.spec import TrialSpec
+
+
+def _on(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A host draw ``a`` on ``like``'s device."""
+    xp = array_module(like)
+    return a if xp is np else xp.asarray(a)
 
 
 def random_flip(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     """Mirror each image left-right with probability ``p``: (N, H, W, C) -> same shape."""
-    flip = rng.random(len(x)) < p
+    flip = _on(rng.random(len(x)) < p, x)
     out = x.copy()
     out[flip] = x[flip, :, ::-1]
     return out
@@ -42,14 +51,15 @@ def random_translate(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     if k == 0:
         return x.copy()
     n, h, w, c = x.shape
+    xp = array_module(x)
     dy, dx = _shifts(n, k, rng)
     hp, wp = h + 2 * k, w + 2 * k
-    padded = np.zeros((n, hp, wp, c), x.dtype)
+    padded = xp.zeros((n, hp, wp, c), x.dtype)
     padded[:, k:k + h, k:k + w] = x
     # One gather of whole pixels (C values each) by their flat index in the padded batch.
     first = np.arange(n) * (hp * wp) + (k - dy) * wp + (k - dx)           # (N,)
     idx = first[:, None, None] + (np.arange(h) * wp)[:, None] + np.arange(w)  # (N, H, W)
-    return np.take(padded.reshape(n * hp * wp, c), idx, axis=0)
+    return xp.take(padded.reshape(n * hp * wp, c), _on(idx, x), axis=0)
 
 
 def random_translate_naive(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +96,7 @@ def cutout(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     in_rows = (r >= y0[:, None]) & (r < (y0 + size)[:, None])      # (N, H)
     in_cols = (c >= x0[:, None]) & (c < (x0 + size)[:, None])      # (N, W)
     keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
-    return x * keep[..., None].astype(x.dtype)
+    return x * _on(keep[..., None].astype(x.dtype), x)
 
 
 def cutout_naive(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -123,8 +133,9 @@ class Augmenter:
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """x (N, H, W, C), y (N,) -> (N * copies, H, W, C), (N * copies,)."""
         if self.copies > 1:
-            x = np.repeat(x, self.copies, axis=0)
-            y = np.repeat(y, self.copies, axis=0)
+            xp = array_module(x)
+            x = xp.repeat(x, self.copies, axis=0)
+            y = xp.repeat(y, self.copies, axis=0)
         if self.flip:
             x = random_flip(x, self.flip, rng)
         if self.translate:

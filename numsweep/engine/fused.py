@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from numsweep.engine.backend import array_module, to_numpy
+from numsweep.engine.backend import array_module
 from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
 from numsweep.engine.networks import MLP, Network, PatchConvNet
 from numsweep.engine.workspace import Workspace
@@ -163,7 +163,7 @@ def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.
     """:func:`losses.softmax_cross_entropy_inplace` for K trials at once.
 
     scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and scale are (K,)
-    float64. Returns the K mean losses (K,) float64 (NumPy).
+    float64. Returns the K mean losses (K,) float64, on the scores' device.
     """
     xp = array_module(scores)
     k, n, c = scores.shape
@@ -175,13 +175,14 @@ def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.
     scores -= scores.max(axis=2, keepdims=True)
     picked = flat[:, picked_at].sum(axis=1, dtype=np.float64)
     smooth = bool(np.any(eps))
-    total = scores.sum(axis=(1, 2), dtype=np.float64) if smooth else 0.0
+    rest = scores.sum(axis=(1, 2), dtype=np.float64) - picked if smooth else 0.0
     xp.exp(scores, out=scores)
     z = scores.sum(axis=2, keepdims=True)
     log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
     off = eps / (c - 1)
-    loss = -((1 - eps) * to_numpy(picked) + off * (to_numpy(total) - to_numpy(picked))
-             - to_numpy(log_z)) / n
+    # the K losses stay on the scores' device (float64): the loop copies them back once
+    eps_x, off_x = (eps, off) if xp is np else (xp.asarray(eps), xp.asarray(off))
+    loss = -((1 - eps_x) * picked + off_x * rest - log_z) / n
     z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
     scores *= z
     if smooth:
@@ -193,7 +194,7 @@ def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.
 def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
                    dtype: np.dtype, delta: float = 1.0) -> np.ndarray:
     """:func:`losses.svm_loss` for K trials: scores (K, N, C) overwritten with scale_k times
-    the gradient; returns the K mean losses (K,). ``eps`` must be all 0."""
+    the gradient; returns the K mean losses (K,) on the scores' device. ``eps`` must be 0."""
     if np.any(eps):
         raise ValueError("label smoothing (eps) only applies to the softmax loss")
     xp = array_module(scores)
@@ -207,7 +208,7 @@ def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
     margins += delta
     margins[:, rows, y] = 0
     xp.maximum(margins, 0, out=margins)
-    loss = to_numpy(margins.sum(axis=(1, 2))).astype(np.float64) / n
+    loss = margins.sum(axis=(1, 2)).astype(np.float64) / n
     dscores = (margins > 0).astype(scores.dtype)
     dscores[:, rows, y] = -dscores.sum(axis=2)
     dscores /= n
@@ -244,6 +245,21 @@ class FusedNet:
         self._ws = Workspace(self.dtype)
         self._grads: Arrays | None = None
         self._keep_scale: dict[str, Any] = {}
+        self.device_rng: Any = None
+
+    def to_device(self, xp: Any, seed: int) -> FusedNet:
+        """Move the parameters to ``xp``'s device (once, before training; NumPy: nothing to
+        do). The buffers are then allocated there, and dropout masks are drawn there from
+        one generator of the group seeded with ``seed``: on a device they are not the masks
+        the CPU draws from each trial's own stream."""
+        if xp is np:
+            return self
+        self.params = {name: xp.asarray(p) for name, p in self.params.items()}
+        self._ws = Workspace(self.dtype, xp)
+        self._grads = None
+        self._keep_scale = {}
+        self.device_rng = xp.random.default_rng(seed)
+        return self
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         return self.template.prepare(images)
@@ -267,7 +283,9 @@ class FusedNet:
         return a
 
     def _select_params(self, idx: np.ndarray) -> Arrays:
-        return {name: p[idx] for name, p in self.params.items()}
+        xp = array_module(next(iter(self.params.values())))
+        at = idx if xp is np else xp.asarray(idx)
+        return {name: p[at] for name, p in self.params.items()}
 
     # -- shared pieces -----------------------------------------------------------------
 
@@ -309,14 +327,14 @@ class FusedNet:
             return None
         xp = array_module(a)
         u = self._ws.get(name + ".u", a.shape, np.float32)
-        for k, (rate, rng) in enumerate(zip(rates, rngs, strict=True)):
-            if rate:
-                if xp is np:
+        if xp is not np:  # one draw for the group (a trial of rate 0 keeps all: u >= 0)
+            self.device_rng.random(u.shape, dtype=np.float32, out=u)
+        else:
+            for k, (rate, rng) in enumerate(zip(rates, rngs, strict=True)):
+                if rate:
                     rng.random(dtype=np.float32, out=u[k])
                 else:
-                    u[k] = xp.asarray(rng.random(u[k].shape, dtype=np.float32))
-            else:
-                u[k] = 1  # kept, and scaled by 1 below: the trial is untouched
+                    u[k] = 1  # kept, and scaled by 1 below: the trial is untouched
         keep = self._ws.get(name + ".keep", a.shape, np.bool_)
         xp.greater_equal(u, self._per_trial_cached(name + ".rate", rates, np.float32, xp,
                                                    a.ndim), out=keep)
@@ -485,6 +503,11 @@ class WideMLP(FusedMLP):
         params = super()._select_params(idx)
         params["W1"] = self._wide(params["W1"])
         return params
+
+    def to_device(self, xp: Any, seed: int) -> FusedNet:
+        super().to_device(xp, seed)
+        self.params["W1"] = self._wide(self.params["W1"])  # the copy left the wide layout
+        return self
 
     def _grad_buffers(self) -> Arrays:
         if self._grads is None:

@@ -26,6 +26,13 @@ this project's busy 2-core machine) it took 1-7% more per update (medians; the c
 ConvNet with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread
 there. Specs that cannot be grouped (``convnet3``) train on the reference layers in
 ``train.py``.
+
+Devices: ``device`` is part of the group key. With ``device=cuda`` the same code runs on
+CuPy arrays (every array function is taken from the arrays, ``backend.array_module``): the
+data is copied to the GPU once per process, the data stream's indices (host) gather each
+batch there, dropout masks are drawn there (one generator per group, so they differ from
+the CPU's), and nothing comes back per update (divergence is marked on the device and
+acted on at the next curve point). ``sizing.max_group_size`` says how many trials fit.
 """
 
 from __future__ import annotations
@@ -33,16 +40,25 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from numsweep.engine.augment import Augmenter
-from numsweep.engine.backend import array_module
+from numsweep.engine.backend import array_module, device_copy, device_module, to_numpy
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
+from numsweep.engine.checkpoint import (
+    SCRATCH_SLOTS,
+    CheckpointWriter,
+    GroupState,
+    load_state,
+    save_weights,
+    state_digest,
+)
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
-from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import Network, param_count
 from numsweep.engine.optimizers import (
     SGD,
@@ -85,6 +101,13 @@ def data_rng(data_seed: int) -> np.random.Generator:
 def trial_rng(spec: TrialSpec) -> np.random.Generator:
     """The trial's own generator (initialisation, then dropout masks)."""
     return np.random.default_rng(spec.seed)
+
+
+def device_seed(specs: Sequence[TrialSpec]) -> int:
+    """The seed of a group's device generator (dropout masks on a GPU), from its trials'
+    seeds: the same group draws the same masks."""
+    seq = np.random.SeedSequence([s.seed for s in specs], spawn_key=(2,))
+    return int(seq.generate_state(1, dtype=np.uint64)[0])
 
 
 def groupable(spec: TrialSpec) -> bool:
@@ -152,10 +175,16 @@ def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
         if f.name == "state":
-            opt.state = {name: {k: a[idx] for k, a in slots.items()}
+            opt.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
                          for name, slots in value.items()}
         elif isinstance(value, PerTrial):
             setattr(opt, f.name, value[idx])
+
+
+def _index_on(idx: np.ndarray, a: Any) -> Any:
+    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
+    xp = array_module(a)
+    return idx if xp is np else xp.asarray(idx)
 
 
 def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
@@ -170,50 +199,94 @@ def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], de
 
 def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
                    eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loss, cost, accuracy) of every trial over a whole set, each (K,): one fused forward
-    pass per chunk, then each trial's data loss as :func:`train.evaluate` measures it."""
+    """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
+    fused forward pass and one fused data loss (the loss of :func:`train.evaluate`, summed
+    in float64) per chunk, on the set's device; three (K,) arrays come back to the host."""
     from numsweep.engine.train import EVAL_CHUNK
 
-    loss_fn = LOSSES[net.loss_name]
+    xp = array_module(x)
     k = net.k
     chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
-    loss_sum = np.zeros(k)
-    correct = np.zeros(k, dtype=np.int64)
+    eps_x = xp.asarray(np.asarray(eps, dtype=np.float64))
+    loss_sum = xp.zeros(k)
+    correct = xp.zeros(k, dtype=np.int64)
     for start in range(0, len(x), chunk):
         scores = net.scores(x[start:start + chunk])
         yb = y[start:start + chunk]
-        for j in range(k):
-            loss_sum[j] += loss_fn(scores[j], yb, float(eps[j]))[0] * len(yb)
+        loss_sum += EVAL_LOSSES[net.loss_name](scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    loss = loss_sum / len(x)
-    l2 = np.array([sum(float(np.vdot(net.params[n][j], net.params[n][j]))
-                       for n in net.weight_names) for j in range(k)])
-    return loss, loss + lams * l2, correct / len(x)
+    l2 = xp.zeros(k)
+    for name in net.weight_names:
+        p = net.params[name]
+        l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    loss = to_numpy(loss_sum) / len(x)
+    return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
+
+
+def softmax_loss_sums(scores: Any, y: Any, eps: Any) -> Any:
+    """Each trial's summed label-smoothed cross-entropy over a chunk, (K,) float64 on the
+    scores' device: scores (K, N, C), y (N,), eps (K,) float64 there too."""
+    xp = array_module(scores)
+    _, n, c = scores.shape
+    shifted = scores - scores.max(axis=2, keepdims=True)
+    log_z = xp.log(xp.exp(shifted).sum(axis=2))                          # (K, N)
+    picked = (shifted[:, xp.arange(n), y] - log_z).sum(axis=1, dtype=np.float64)
+    every = (shifted.sum(axis=2) - c * log_z).sum(axis=1, dtype=np.float64)
+    off = eps / (c - 1)
+    return -((1 - eps - off) * picked + off * every)
+
+
+def svm_loss_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
+    """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
+    xp = array_module(scores)
+    rows = xp.arange(scores.shape[1])
+    margins = scores - scores[:, rows, y][:, :, None]
+    margins += delta
+    margins[:, rows, y] = 0
+    xp.maximum(margins, 0, out=margins)
+    return margins.sum(axis=(1, 2), dtype=np.float64)
+
+
+EVAL_LOSSES = {"softmax": softmax_loss_sums, "svm": svm_loss_sums}
 
 
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
-    """Trial j's parameters copied into its lone network (same names and shapes)."""
+    """Trial j's parameters copied into its lone network (same names and shapes; on the
+    host, wherever the group trains)."""
     for name, p in lone.params.items():
-        p[...] = net.lone_param(name, net.params[name][j:j + 1])[0].reshape(p.shape)
+        one = to_numpy(net.params[name][j:j + 1])
+        p[...] = net.lone_param(name, one)[0].reshape(p.shape)
     return lone
 
 
 def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 reporters: Sequence[Any] | None = None,
-                prepared: Any = None) -> list[TrialResult]:
+                prepared: Any = None, checkpoint: str | Path | None = None,
+                weights: Sequence[str | Path | None] | None = None) -> list[TrialResult]:
     """Train the specs of one group together; one TrialResult per spec, in their order.
 
     The specs must share :func:`group_key` and be :func:`groupable`. ``reporters`` holds
     one reporter (or None) per spec, called as :func:`train.train` calls it; one that
     returns True stops its own trial only. ``prepared`` is the split turned into the
     network's inputs (:class:`train.Prepared`), shared by every trial of the group.
+
+    ``checkpoint``: the group's checkpoint file (``checkpoint.py``), written at every curve
+    point; when it holds a state of these specs the run continues from it (the reporters
+    first hear again the reports made before it) and ends as an uninterrupted run would.
+    ``weights``: one path (or None) per spec where a trial that ends without diverging
+    saves its network (:func:`checkpoint.save_weights`).
+    With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
+    process (:func:`backend.device_copy`), the network's inputs prepared there, batches
+    gathered there by the indices the CPU would draw (the same data stream), and the curves
+    measured there; nothing comes back per update: a trial whose loss became NaN/inf is
+    marked on the device and leaves at the next curve point, stored as diverged at the
+    update it diverged (as on the CPU).
     """
     from numsweep.engine.train import (
         Prepared,
         build_network,
         check_batch_sizes,
         curve_steps,
-        evaluate,
         resolve_n_s,
     )
 
@@ -225,6 +298,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     if len(reps) != len(specs):
         raise ValueError(f"{len(reps)} reporters for {len(specs)} specs")
     spec0 = specs[0]
+    xp = device_module(spec0.device)  # a one-line DeviceError before any work
     dtype = np.dtype(spec0.dtype)
     split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
                                                              dtype)
@@ -233,17 +307,28 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
              for s, r in zip(specs, rngs, strict=True)]
     counts = [param_count(lone) for lone in lones]
     net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    net.to_device(xp, device_seed(specs))
     augment = Augmenter.from_spec(spec0)
     if prepared is None:
-        train_part = split.x_train[: spec0.eval_train] if augment.active else split.x_train
-        prepared = Prepared(net.prepare(train_part), split.y_train, net.prepare(split.x_val),
-                            split.y_val, net.prepare(split.x_test), split.y_test)
+        images = {name: device_copy(getattr(split, name), xp)
+                  for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        train_part = images["x_train"][: spec0.eval_train] if augment.active \
+            else images["x_train"]
+        prepared = Prepared(net.prepare(train_part), images["y_train"],
+                            net.prepare(images["x_val"]), images["y_val"],
+                            net.prepare(images["x_test"]), images["y_test"])
+    elif xp is not np:
+        prepared = Prepared(*(device_copy(getattr(prepared, f.name), xp)
+                              for f in dataclasses.fields(prepared)))
     x_tr, y_tr = prepared.x_train, prepared.y_train
     n = len(y_tr)
     check_batch_sizes(spec0, n)
     n_s = resolve_n_s(spec0, n)
     if n_s < 1:
         raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
+    digest = state_digest(specs, y_tr, split.x_train.shape[1:], split.num_classes)
+    saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
     plans = [make_schedule(s, n_s, n // s.batch_size) for s in specs]
     total, ends = plans[0].total, plans[0].ends
     schedules = [p.schedule for p in plans]
@@ -253,7 +338,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     scalar = len(specs) == 1
     optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
     fused_sgd = spec0.optimizer == "sgd"
-    images = split.x_train if augment.active else None
+    images = device_copy(split.x_train, xp) if augment.active else None
     checkpoints = set(curve_steps(ends, spec0.curve_points))
     period_ends = set(ends)
     x_ev, y_ev = x_tr[: spec0.eval_train], y_tr[: spec0.eval_train]
@@ -287,8 +372,12 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         return accs
 
     def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
-               message: str = "", test_acc: float = float("nan")) -> None:
+               message: str = "", test_acc: float = float("nan"),
+               lone: Network | None = None, epochs: float | None = None) -> None:
         spec = specs[i]
+        if saved is not None:
+            message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
+                                                     f"{saved.step}") if m)
         if diverged:
             val_acc = train_acc = float("nan")
         else:
@@ -300,8 +389,13 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         results[i] = TrialResult(
             spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
             train_seconds=train_seconds[i], eval_seconds=eval_seconds[i], updates=step,
-            param_count=counts[i], epochs=sampler.epochs, diverged=diverged,
+            param_count=counts[i], epochs=sampler.epochs if epochs is None else epochs,
+            diverged=diverged,
             stopped=stopped, message=message, curves=tuple(curves[i]))
+        if lone is not None and weights is not None and weights[i] is not None:
+            save_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
+                         val_acc=val_acc, updates=step,
+                         image_shape=list(split.x_train.shape[1:]))
 
     def leave(gone: list[int]) -> None:
         """Trials (positions in ``active``) leave the group; the others keep their slices."""
@@ -311,22 +405,70 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             _select_optimizer(optimizer, keep)
         active[:] = [active[j] for j in keep]
 
-    record(0)
+    # On a device the losses stay there: each update marks the trials whose loss became
+    # NaN/inf (the first such update and its loss), and at the next curve point they leave
+    # the group as they would have at that update (the rest are untouched by them meanwhile).
+    watch: list[Any] = []             # [first bad update (K,), its loss (K,)], on the device
+    epochs_at: list[float] = []       # the sampler's epochs after each update's batch
+
+    def watch_step(losses: Any, step: int) -> None:
+        if not watch:
+            watch[:] = [xp.full(len(active), -1, dtype=np.int64), xp.zeros(len(active))]
+        newly = ~xp.isfinite(losses) & (watch[0] < 0)
+        watch[0] = xp.where(newly, step, watch[0])
+        watch[1] = xp.where(newly, losses, watch[1])
+
+    def flush_diverged() -> bool:
+        """The trials marked by ``watch_step`` leave; whether any did."""
+        if not watch:
+            return False
+        at, lost = to_numpy(watch[0]), to_numpy(watch[1])
+        watch.clear()
+        bad = [j for j in range(len(active)) if at[j] >= 0]
+        for j in bad:
+            first, i = int(at[j]), active[j]
+            finish(i, first, diverged=True, epochs=epochs_at[first], message=(
+                f"loss diverged ({lost[j]}) at update {first} with learning rate "
+                f"{schedules[i].lr(first):.3g}"))
+        if bad:
+            leave(bad)
+        return bool(bad)
+
+    step = 0
+    if saved is None:
+        record(0)
+    else:
+        step = saved.step
+        _restore_state(saved, net, optimizer, lones, rngs, sampler)
+        active[:] = saved.active
+        curves[:] = saved.curves
+        results.update(saved.results)
+        train_seconds[:], eval_seconds[:] = saved.train_seconds, saved.eval_seconds
+        epochs_at[:] = [float("nan")] * step  # watch_step indexes it by update
+        replay_reports(reps, curves, results, sorted(period_ends), total, step)
     b_max = largest_batch(spec0)
-    x_buf = np.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
-    y_buf = np.empty(b_max, y_tr.dtype)
+    x_buf = xp.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
+    y_buf = xp.empty(b_max, y_tr.dtype)
     eps_arr, lam_arr = values("eps"), values("lam")
     ones = np.ones(len(specs))
-    step = 0
     while step < total and active:
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))
+        if xp is not np:
+            epochs_at.append(sampler.epochs)
         lrs = np.array([schedules[i].lr(step) for i in active])
         yb = y_buf[:len(idx)]
-        np.take(y_tr, idx, out=yb, mode="clip")
+        if xp is np:
+            np.take(y_tr, idx, out=yb, mode="clip")
+        else:  # the host's indices (the data stream) gather the batch on the device
+            idx = xp.asarray(idx)
+            xp.take(y_tr, idx, out=yb)
         if x_buf is not None:
             xb = x_buf[:len(idx)]
-            np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+            if xp is np:
+                np.take(x_tr, idx, axis=0, out=xb, mode="clip")
+            else:
+                xp.take(x_tr, idx, axis=0, out=xb)
         else:
             assert images is not None
             xa, yb = augment(images[idx], yb, sampler.rng)
@@ -335,7 +477,10 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             losses, grads = net.train_step(
                 xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
                 scale=lrs if fused_sgd else ones[:len(active)])
-        bad = [] if np.isfinite(losses).all() else [
+        if array_module(losses) is not np:
+            watch_step(losses, step)  # no copy back: checked at the next curve point
+            losses = None
+        bad = [] if losses is None or np.isfinite(losses).all() else [
             j for j in range(len(active)) if not np.isfinite(losses[j])]
         if bad:
             share(train_seconds, time.perf_counter() - t0)
@@ -345,7 +490,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                     f"loss diverged ({losses[j]}) at update {step} with learning rate "
                     f"{lrs[j]:.3g}"))
             keep = [j for j in range(len(active)) if j not in bad]
-            grads = {name: g[keep] for name, g in grads.items()}
+            at = np.array(keep, dtype=np.intp)
+            grads = {name: g[at if xp is np else xp.asarray(at)] for name, g in grads.items()}
             lrs = lrs[keep]
             leave(bad)
             if not active:
@@ -361,19 +507,23 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                         grads[name] += (2 * lam) * net.params[name]
                 optimizer.step(net.params, grads, lr)
         elif fused_sgd:
-            decay = per_trial(1 - 2 * lrs * lam_arr, dtype) if lam_arr.any() else None
+            decay = per_trial(1 - 2 * lrs * lam_arr, dtype, xp) if lam_arr.any() else None
             _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
         else:
             if lam_arr.any():
-                two_lam = per_trial(2 * lam_arr, dtype)
+                two_lam = per_trial(2 * lam_arr, dtype, xp)
                 for name in net.weight_names:
                     grads[name] += two_lam * net.params[name]
             if isinstance(optimizer, FusedAdam):
                 optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, per_trial(lrs, dtype))
+            optimizer.step(net.params, grads, per_trial(lrs, dtype, xp))
         step += 1
         share(train_seconds, time.perf_counter() - t0)
         if step in checkpoints:
+            if flush_diverged():
+                if not active:
+                    break
+                eps_arr, lam_arr = values("eps"), values("lam")
             val_accs = record(step)
             if step in period_ends and step < total:
                 stop = [j for j, i in enumerate(active)
@@ -381,23 +531,35 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 for j in stop:
                     i = active[j]
                     t0 = time.perf_counter()
+                    # alone on the group's device: its lone network fused as a group of one
                     lone = _unstack(net, j, lones[i])
-                    _, _, test_acc = evaluate(lone, prepared.x_test, prepared.y_test,
-                                              specs[i].lam, specs[i].eps)
+                    alone = fuse([lone], [0.0], [0.0])
+                    alone.to_device(xp, 0)
+                    _, _, test_accs = evaluate_group(alone, prepared.x_test, prepared.y_test,
+                                                     values("lam")[j:j + 1],
+                                                     values("eps")[j:j + 1])
+                    test_acc = float(test_accs[0])
                     eval_seconds[i] += time.perf_counter() - t0
-                    finish(i, step, stopped=True, test_acc=test_acc,
+                    finish(i, step, stopped=True, test_acc=test_acc, lone=lone,
                            message=f"stopped by the pruner at update {step}")
                 if stop:
                     leave(stop)
                     eps_arr, lam_arr = values("eps"), values("lam")
+            if writer is not None and active:
+                writer.save(partial(_capture_state, step, net, optimizer, lones, active, rngs,
+                                    sampler, curves, train_seconds, eval_seconds, results))
 
+    flush_diverged()
+    if writer is not None:
+        writer.close()
     if active:
         t0 = time.perf_counter()
         _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
                                          values("lam"), values("eps"))
         share(eval_seconds, time.perf_counter() - t0)
         for j, i in enumerate(active):
-            finish(i, step, test_acc=float(test_accs[j]))
+            lone = _unstack(net, j, lones[i]) if weights is not None else None
+            finish(i, step, test_acc=float(test_accs[j]), lone=lone)
     return [results[i] for i in range(len(specs))]
 
 
@@ -411,3 +573,88 @@ def check_group(specs: Sequence[TrialSpec]) -> None:
         for (name, a), (_, b) in zip(key0, group_key(spec), strict=True):
             if a != b:
                 raise ValueError(f"specs of one group must share {name} ({a!r} != {b!r})")
+
+
+# -- checkpoints: the group's state out of and back into its arrays ----------------------------
+
+def _lone_index(net: FusedNet, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """For each position of a trial's parameter ``name`` in the lone layout (flat), the flat
+    position in the fused layout of shape ``shape`` (one trial's) it comes from."""
+    idx = np.arange(int(np.prod(shape))).reshape(1, *shape)
+    return np.asarray(net.lone_param(name, idx)[0]).reshape(-1)
+
+
+def _capture_state(step: int, net: FusedNet, optimizer: Optimizer, lones: Sequence[Network],
+                   active: Sequence[int], rngs: Sequence[np.random.Generator],
+                   sampler: BatchSampler, curves: Sequence[Sequence[CurvePoint]],
+                   train_seconds: Sequence[float], eval_seconds: Sequence[float],
+                   results: dict[int, TrialResult]) -> GroupState:
+    """The group's state after update ``step`` (host copies, in the lone layout)."""
+    from numsweep.engine.backend import to_numpy
+
+    def lone(name: str, a: Any, j: int, i: int) -> np.ndarray:
+        shape = lones[i].params[name].shape  # a copy: the live arrays train on meanwhile
+        return np.array(to_numpy(net.lone_param(name, a[j:j + 1])[0]).reshape(shape))
+
+    params = [{name: lone(name, p, j, i) for name, p in net.params.items()}
+              for j, i in enumerate(active)]
+    slots = [{name: {slot: lone(name, a, j, i) for slot, a in named.items()
+                     if slot not in SCRATCH_SLOTS}
+              for name, named in optimizer.state.items()} for j, i in enumerate(active)]
+    return GroupState(
+        step=step, active=list(active), params=params, slots=slots,
+        opt_t=getattr(optimizer, "t", None),
+        trial_rngs=[r.bit_generator.state for r in rngs],
+        data_rng=sampler.rng.bit_generator.state, sampler_order=np.array(sampler.order),
+        sampler_cursor=sampler.cursor, sampler_drawn=sampler.drawn,
+        curves=[list(c) for c in curves], train_seconds=list(train_seconds),
+        eval_seconds=list(eval_seconds), results=dict(results))
+
+
+def _restore_state(state: GroupState, net: FusedNet, optimizer: Optimizer,
+                   lones: Sequence[Network], rngs: Sequence[np.random.Generator],
+                   sampler: BatchSampler) -> None:
+    """Put ``state`` into a freshly built group (all its trials): the trials that had left
+    leave again, then parameters, optimizer state and random streams are set."""
+    xp = array_module(next(iter(net.params.values())))
+    keep = np.asarray(state.active, dtype=np.intp)
+    if len(keep) < net.k:
+        net.select(keep)
+        _select_optimizer(optimizer, keep)
+
+    def fused(name: str, per_trial_arrays: Sequence[np.ndarray], like: Any) -> Any:
+        shape = like.shape[1:]
+        out = np.empty((len(per_trial_arrays), int(np.prod(shape))), dtype=like.dtype)
+        index = _lone_index(net, name, shape)
+        for j, a in enumerate(per_trial_arrays):
+            out[j, index] = np.asarray(a).reshape(-1)
+        return xp.asarray(out.reshape(like.shape))
+
+    for name, p in net.params.items():
+        p[...] = fused(name, [params[name] for params in state.params], p)
+    optimizer.state = {name: {slot: fused(name, [s[name][slot] for s in state.slots],
+                                          net.params[name])
+                              for slot in state.slots[0][name]}
+                       for name in state.slots[0]} if state.slots else {}
+    if state.opt_t is not None:
+        optimizer.t = state.opt_t  # type: ignore[union-attr]
+    for rng, rng_state in zip(rngs, state.trial_rngs, strict=True):
+        rng.bit_generator.state = rng_state
+    sampler.rng.bit_generator.state = state.data_rng
+    sampler.order = np.asarray(state.sampler_order)
+    sampler.cursor, sampler.drawn = state.sampler_cursor, state.sampler_drawn
+
+
+def replay_reports(reporters: Sequence[Any], curves: Sequence[Sequence[CurvePoint]],
+                    results: dict[int, TrialResult], period_ends: Sequence[int], total: int,
+                    step: int) -> None:
+    """Tell each trial's reporter again what it heard before the checkpoint (the validation
+    accuracy at each period end a run reports), so its record is that of one run."""
+    for i, reporter in enumerate(reporters):
+        if reporter is None:
+            continue
+        last = results[i].updates if i in results else step
+        val = {c.step: c.acc for c in curves[i] if c.split == "val"}
+        for end in period_ends:
+            if end < total and end <= last and end in val:
+                reporter(end, val[end])

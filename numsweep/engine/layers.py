@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from numsweep.engine.backend import array_module
+
 Cache = Any
 
 
@@ -68,7 +70,8 @@ def patchify(images: np.ndarray, f: int) -> np.ndarray:
     if h % f or w % f:
         raise ValueError(f"f={f} does not divide the image size {h}x{w}")
     patches = images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4, 5)
-    return np.ascontiguousarray(patches).reshape(n, (h // f) * (w // f), f * f * c)
+    xp = array_module(images)
+    return xp.ascontiguousarray(patches).reshape(n, (h // f) * (w // f), f * f * c)
 
 
 def patch_conv_forward(p: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:

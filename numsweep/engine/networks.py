@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from numsweep.engine import layers
+from numsweep.engine.backend import array_module
 from numsweep.engine.initializers import init_weights
 from numsweep.engine.losses import LOSSES, softmax_cross_entropy_inplace
 from numsweep.engine.spec import ACTIVATIONS
@@ -350,9 +351,13 @@ class PatchConvNet(_Base):
         if not self.multi:
             return layers.patchify(images, self.branches[0].f)
         n, h, w, c = images.shape
-        out = np.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
+        xp = array_module(images)
+        out = xp.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
         for br in self.branches:
             f = br.f
+            if xp is not np:  # a device: its own strided copy
+                out[:, br.col:br.col + br.n_p * br.d] = layers.patchify(images, f).reshape(n, -1)
+                continue
             # one copy per size, straight into its block: the block viewed as
             # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
             block = out[:, br.col:br.col + br.n_p * br.d]

@@ -5,6 +5,9 @@ Every optimizer has the same signature: ``step(params, grads, lr)`` updates each
 the schedule. ``state`` maps a parameter name to that parameter's own arrays (velocities,
 running averages and a scratch buffer), created on the first step with the parameter's shape
 and dtype, so a float32 network is updated in float32 with no array allocated per step.
+The array functions come from the parameters' module (:func:`backend.array_module`: NumPy,
+or CuPy on a GPU); per-trial hyperparameters of a group (``fused.PerTrial``) meet the arrays
+through :func:`_hp`, which leaves a lone trial's Python floats as they are.
 
 The formulas (w a parameter, g its gradient, eta the learning rate):
 
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from numsweep.engine.backend import array_module
 from numsweep.engine.spec import TrialSpec
 
 Params = dict[str, np.ndarray]
@@ -45,9 +50,17 @@ def _slot(state: State, name: str, w: np.ndarray, *keys: str) -> list[np.ndarray
     for key in keys:
         arr = slots.get(key)
         if arr is None:
-            arr = slots[key] = np.zeros_like(w)
+            arr = slots[key] = array_module(w).zeros_like(w)
         out.append(arr)
     return out
+
+
+def _hp(value: Any, like: Any) -> Any:
+    """A hyperparameter as ``like``'s ufuncs take it: a float or an array as it is, a group's
+    per-trial values (``fused.PerTrial``) as an array of ``like``'s dtype on its device
+    (NumPy would round them itself; CuPy's ufuncs take only arrays and scalars)."""
+    as_array = getattr(value, "as_array", None)
+    return value if as_array is None else as_array(like.dtype, array_module(like))
 
 
 @dataclass
@@ -59,7 +72,7 @@ class SGD:
     def step(self, params: Params, grads: Params, lr: float) -> None:
         for name, w in params.items():
             (buf,) = _slot(self.state, name, w, "buf")
-            np.multiply(grads[name], lr, out=buf)
+            array_module(w).multiply(grads[name], lr, out=buf)
             w -= buf
 
 
@@ -88,8 +101,8 @@ class Momentum:
     def step(self, params: Params, grads: Params, lr: float) -> None:
         for name, w in params.items():
             v, buf = _slot(self.state, name, w, "v", "buf")
-            v *= self.momentum
-            np.multiply(grads[name], lr, out=buf)
+            v *= _hp(self.momentum, v)
+            array_module(w).multiply(grads[name], lr, out=buf)
             v -= buf
             w += v
 
@@ -104,22 +117,24 @@ class Nesterov:
     def step(self, params: Params, grads: Params, lr: float) -> None:
         mu = self.momentum
         for name, w in params.items():
+            xp = array_module(w)
             v, buf = _slot(self.state, name, w, "v", "buf")
-            np.multiply(v, -mu, out=buf)            # buf = -mu v
+            xp.multiply(v, _hp(-mu, v), out=buf)            # buf = -mu v
             w += buf
-            v *= mu
-            np.multiply(grads[name], lr, out=buf)
+            v *= _hp(mu, v)
+            xp.multiply(grads[name], lr, out=buf)
             v -= buf                                # v' = mu v - lr g
-            np.multiply(v, 1 + mu, out=buf)
+            xp.multiply(v, _hp(1 + mu, v), out=buf)
             w += buf
 
 
 def _adaptive_step(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: float,
                    lr: float) -> None:
     """buf = lr g / (sqrt(r) + eps): the step of AdaGrad, RMSProp and RMSProp + Nesterov."""
-    np.sqrt(r, out=buf)
-    buf += eps
-    np.divide(g, buf, out=buf)
+    xp = array_module(r)
+    xp.sqrt(r, out=buf)
+    buf += _hp(eps, buf)
+    xp.divide(g, buf, out=buf)
     buf *= lr
 
 
@@ -134,7 +149,7 @@ class AdaGrad:
         for name, w in params.items():
             g = grads[name]
             r, buf = _slot(self.state, name, w, "r", "buf")
-            np.multiply(g, g, out=buf)
+            array_module(g).multiply(g, g, out=buf)
             r += buf
             _adaptive_step(g, r, buf, self.eps, lr)
             w -= buf
@@ -142,9 +157,9 @@ class AdaGrad:
 
 def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> None:
     """r = rho r + (1 - rho) g^2, using ``buf`` as scratch."""
-    np.multiply(g, g, out=buf)
-    buf *= 1 - rho
-    r *= rho
+    array_module(g).multiply(g, g, out=buf)
+    buf *= _hp(1 - rho, buf)
+    r *= _hp(rho, r)
     r += buf
 
 
@@ -179,14 +194,15 @@ class RMSPropNesterov:
         mu = self.momentum
         for name, w in params.items():
             g = grads[name]
+            xp = array_module(w)
             r, v, buf = _slot(self.state, name, w, "r", "v", "buf")
             _rms_average(r, g, buf, self.rho)
-            np.multiply(v, -mu, out=buf)
+            xp.multiply(v, _hp(-mu, v), out=buf)
             w += buf
-            v *= mu
+            v *= _hp(mu, v)
             _adaptive_step(g, r, buf, self.eps, lr)
             v -= buf
-            np.multiply(v, 1 + mu, out=buf)
+            xp.multiply(v, _hp(1 + mu, v), out=buf)
             w += buf
 
 
@@ -201,12 +217,13 @@ class AdaDelta:
     def step(self, params: Params, grads: Params, lr: float) -> None:
         for name, w in params.items():
             g = grads[name]
+            xp = array_module(w)
             a, s, buf, d = _slot(self.state, name, w, "a", "s", "buf", "d")
             _rms_average(a, g, buf, self.rho)
-            np.add(s, self.eps, out=d)
-            np.add(a, self.eps, out=buf)
-            np.divide(d, buf, out=d)
-            np.sqrt(d, out=d)
+            xp.add(s, _hp(self.eps, s), out=d)
+            xp.add(a, _hp(self.eps, a), out=buf)
+            xp.divide(d, buf, out=d)
+            xp.sqrt(d, out=d)
             d *= g                                  # d = sqrt(s + eps) / sqrt(a + eps) g
             _rms_average(s, d, buf, self.rho)
             d *= lr
@@ -233,15 +250,16 @@ class Adam:
         inv_sqrt_c2, lr_c1 = self.corrections(lr)
         for name, w in params.items():
             g = grads[name]
+            xp = array_module(w)
             m, v, buf = _slot(self.state, name, w, "m", "v", "buf")
-            m *= b1
-            np.multiply(g, 1 - b1, out=buf)
+            m *= _hp(b1, m)
+            xp.multiply(g, _hp(1 - b1, g), out=buf)
             m += buf
             _rms_average(v, g, buf, b2)
-            np.sqrt(v, out=buf)
+            xp.sqrt(v, out=buf)
             buf *= inv_sqrt_c2
-            buf += self.eps
-            np.divide(m, buf, out=buf)
+            buf += _hp(self.eps, buf)
+            xp.divide(m, buf, out=buf)
             buf *= lr_c1
             w -= buf
 

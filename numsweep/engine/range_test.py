@@ -115,6 +115,9 @@ def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
                stop_factor: float = 4.0, smoothing: float = 0.98) -> RangeTestResult:
     """Run the ``mode`` range test of ``spec`` on ``data`` (see the module docstring)."""
     run = range_spec(spec, mode)
+    if run.device != "cpu":  # one short run on the reference layers: the CPU's job
+        raise SpecError(f"device={run.device!r} is invalid for a range test: expected cpu "
+                        "(range tests train one network on the CPU)")
     if not stop_factor > 1:
         raise ValueError(f"stop_factor={stop_factor} must be greater than 1")
     if not 0 <= smoothing < 1:
@@ -176,8 +179,8 @@ def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
         seconds += time.perf_counter() - t0
         if smoothed[-1] > stop_factor * lowest:
             stopped = True
-            message = (f"stopped at update {step}: smoothed loss {smoothed[-1]:.3g} exceeds "
-                       f"{stop_factor:g} x its minimum {lowest:.3g}")
+            message = (f"stopped after {step + 1} updates: smoothed loss {smoothed[-1]:.3g} "
+                       f"exceeds {stop_factor:g} x its minimum {lowest:.3g}")
             break
     values = lrs if mode == "lr" else [float(b) for b in sizes]
     finite = [v for v in smoothed if math.isfinite(v)]

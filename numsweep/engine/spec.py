@@ -22,6 +22,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nest
 BATCH_SCHEDULES = ("constant", "cyclic", "linear", "exponential")
 INITS = ("xavier", "he")
 DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")  # backend.DEVICES: NumPy on the CPU, CuPy on a GPU
 ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
 
@@ -40,6 +41,7 @@ class TrialSpec:
     ``data_seed`` the data stream (batch order, augmentation draws); ``data_seed`` of
     ``None`` means ``seed``, so a lone ``seed=5`` still fixes everything. The two streams
     are drawn from independent generators even when both seeds are equal.
+    ``device`` is where the arrays live: ``cpu`` (NumPy) or ``cuda`` (CuPy on a GPU).
     """
 
     model: str = "mlp"
@@ -89,6 +91,7 @@ class TrialSpec:
     curve_points: int = 10
     eval_train: int = 10000
     dtype: str = "float32"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _check(self.model in MODELS, "model", self.model, f"one of {', '.join(MODELS)}")
@@ -126,6 +129,9 @@ class TrialSpec:
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        _check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
+        _check(self.device == "cpu" or self.model != "convnet3", "device", self.device,
+               "cpu with model=convnet3 (only the MLP and the patchify ConvNet run on a GPU)")
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several

@@ -11,6 +11,9 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +109,8 @@ def check_batch_sizes(spec: TrialSpec, n: int) -> None:
 
 
 def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None = None,
-          prepared: Prepared | None = None) -> TrialResult:
+          prepared: Prepared | None = None, checkpoint: str | Path | None = None,
+          weights: str | Path | None = None) -> TrialResult:
     """Train ``spec`` on ``data`` and measure it.
 
     Curves hold the loss, cost and accuracy on the first ``eval_train`` training images and
@@ -119,11 +123,23 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     The MLP and the patchify ConvNet train as a group of one (:func:`group.train_group`,
     the fused path, which costs a lone trial no speed); other models (``convnet3``) train
     on the reference layers, their ``loss`` and the optimizer's generic step.
+
+    ``checkpoint`` and ``weights`` are files as :func:`group.train_group` takes them: the
+    run's checkpoint (resumed from when it is this run's) and where its network is saved.
     """
-    from numsweep.engine.group import data_rng, groupable, resolve_data_seed, train_group, trial_rng
+    from numsweep.engine.checkpoint import CheckpointWriter, load_state, save_weights, state_digest
+    from numsweep.engine.group import (
+        data_rng,
+        groupable,
+        replay_reports,
+        resolve_data_seed,
+        train_group,
+        trial_rng,
+    )
 
     if groupable(spec):
-        return train_group([spec], data, reporters=[reporter], prepared=prepared)[0]
+        return train_group([spec], data, reporters=[reporter], prepared=prepared,
+                           checkpoint=checkpoint, weights=[weights])[0]
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
                                                              np.dtype(spec.dtype))
     rng = trial_rng(spec)
@@ -149,6 +165,9 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     checkpoints = set(curve_steps(plan.ends, spec.curve_points))
     period_ends = set(plan.ends)
     x_ev, y_ev = x_tr[: spec.eval_train], y_tr[: spec.eval_train]
+    digest = state_digest([spec], y_tr, split.x_train.shape[1:], split.num_classes)
+    saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
 
     curves: list[CurvePoint] = []
     eval_seconds = 0.0
@@ -163,12 +182,18 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         eval_seconds += time.perf_counter() - t0
         return curves[-1].acc
 
-    record(0, schedule.lr(0))
     sampler = BatchSampler(n, data_rng(resolve_data_seed(spec)))
     train_seconds = 0.0
     diverged = stopped = False
     message = ""
     step = 0
+    if saved is None:
+        record(0, schedule.lr(0))
+    else:
+        step, curves = saved.step, saved.curves[0]
+        train_seconds, eval_seconds = saved.train_seconds[0], saved.eval_seconds[0]
+        _restore_lone(saved, net, optimizer, rng, sampler)
+        replay_reports([reporter], [curves], {}, sorted(period_ends), total, step)
     while step < total:
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))
@@ -196,7 +221,12 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
                 stopped = True
                 message = f"stopped by the pruner at update {step}"
                 break
+            if writer is not None:
+                writer.save(partial(_lone_state, step, net, optimizer, rng, sampler, curves,
+                                    train_seconds, eval_seconds))
 
+    if writer is not None:
+        writer.close()
     if diverged:
         val_acc = test_acc = train_acc = float("nan")
     else:
@@ -205,6 +235,12 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         eval_seconds += time.perf_counter() - t0
         train_acc = next(c.acc for c in reversed(curves) if c.split == "train")
         val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
+        if weights is not None:
+            save_weights(weights, spec, net.params, test_acc=test_acc, val_acc=val_acc,
+                         updates=step, image_shape=list(split.x_train.shape[1:]))
+    if saved is not None:
+        message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
+                                                 f"{saved.step}") if m)
     resolved = dataclasses.replace(
         spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
         n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
@@ -214,3 +250,35 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         param_count=param_count(net), epochs=sampler.epochs, diverged=diverged,
         stopped=stopped, message=message, curves=tuple(curves),
     )
+
+
+def _lone_state(step: int, net: Network, optimizer: Any, rng: np.random.Generator,
+                sampler: BatchSampler, curves: list[CurvePoint], train_seconds: float,
+                eval_seconds: float) -> Any:
+    """The reference loop's state as a group of one's (``checkpoint.GroupState``)."""
+    from numsweep.engine.checkpoint import SCRATCH_SLOTS, GroupState
+
+    return GroupState(
+        step=step, active=[0], params=[{k: v.copy() for k, v in net.params.items()}],
+        slots=[{name: {slot: a.copy() for slot, a in named.items() if slot not in SCRATCH_SLOTS}
+                for name, named in optimizer.state.items()}],
+        opt_t=getattr(optimizer, "t", None), trial_rngs=[rng.bit_generator.state],
+        data_rng=sampler.rng.bit_generator.state, sampler_order=sampler.order.copy(),
+        sampler_cursor=sampler.cursor, sampler_drawn=sampler.drawn, curves=[list(curves)],
+        train_seconds=[train_seconds], eval_seconds=[eval_seconds])
+
+
+def _restore_lone(state: Any, net: Network, optimizer: Any, rng: np.random.Generator,
+                  sampler: BatchSampler) -> None:
+    """Put a saved state (a group of one's) into the reference loop's objects."""
+    for name, p in net.params.items():
+        p[...] = state.params[0][name]
+    optimizer.state = {name: {slot: a.astype(net.params[name].dtype, copy=True)
+                              for slot, a in named.items()}
+                       for name, named in state.slots[0].items()}
+    if state.opt_t is not None:
+        optimizer.t = state.opt_t
+    rng.bit_generator.state = state.trial_rngs[0]
+    sampler.rng.bit_generator.state = state.data_rng
+    sampler.order = np.asarray(state.sampler_order)
+    sampler.cursor, sampler.drawn = state.sampler_cursor, state.sampler_drawn

@@ -102,6 +102,9 @@ class TrialModel(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # the number of the Optuna trial (in the stage's study) this trial reports to
     study_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # how a trial outside a sweep was run, for its rerun (JSON): the data source of `train`,
+    # a range test's mode and stop factor; None for sweep trials (their sweep holds it)
+    setup_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the fused group the trial trained in (engine.train_group): the id of its first trial
     # and how many trials it started with; None in databases of an older numsweep
     group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

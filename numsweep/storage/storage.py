@@ -146,7 +146,8 @@ def _check_sqlite_location(url: str) -> None:
 
 _NEW_COLUMNS = {
     "ns_trials": {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
-                  "study_trial": "INTEGER", "group_id": "INTEGER", "group_size": "INTEGER"},
+                  "study_trial": "INTEGER", "setup_json": "TEXT", "group_id": "INTEGER",
+                  "group_size": "INTEGER"},
     "ns_sweeps": {"data_fingerprint": "VARCHAR(100)"},
 }
 INTERRUPT_WAIT_SECONDS = 3.0
@@ -425,8 +426,10 @@ class Storage:
 
     @_retrying
     def start_trial(self, sweep_id: int, stage_id: int | None, number: int | None,
-                    params: Mapping[str, Any], seed: int, worker: str = "") -> int:
-        """Insert a RUNNING trial with its parameters; returns its id.
+                    params: Mapping[str, Any], seed: int, worker: str = "",
+                    setup: Mapping[str, Any] | None = None) -> int:
+        """Insert a RUNNING trial with its parameters; returns its id. ``setup`` is how a
+        trial outside a sweep runs (such as its data source), for its rerun.
 
         The trial gets ``number``, or when that is None or another writer took it meanwhile,
         the sweep's next free number, read in the same transaction as the insert: the unique
@@ -440,7 +443,8 @@ class Storage:
                                      else number,
                                      state=TrialState.RUNNING, seed=seed, worker=worker,
                                      started_at=started, heartbeat_at=started, message="",
-                                     traceback="")
+                                     traceback="",
+                                     setup_json=json.dumps(dict(setup)) if setup else None)
                     row.params = [_param_row(k, v) for k, v in params.items()]
                     s.add(row)
                     s.flush()
@@ -888,5 +892,6 @@ def _trial_record(row: TrialModel, sweep: str, stage: str | None) -> TrialRecord
         params={p.name: json.loads(p.value_json) for p in row.params},
         metrics={m.name: decode_float(m.value, m.kind) for m in row.metrics},
         slot=row.slot, attempt=row.attempt, heartbeat_at=row.heartbeat_at,
+        setup=json.loads(row.setup_json) if row.setup_json else {},
         group_id=row.group_id, group_size=row.group_size,
     )

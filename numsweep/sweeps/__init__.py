@@ -9,8 +9,13 @@
 - ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
 - ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.
 - ``worker.py``: what runs in a worker process: train one trial, never raise.
+- ``deaths.py``: which trial a dead worker process was running (only that one counts as lost).
+- ``interrupts.py``: Ctrl-C or SIGTERM acted on within seconds, running trials marked interrupted.
+- ``guards.py``: checks before any work: the sweep's data fingerprint, split sizes, ``--jobs``.
 - ``results.py``: a finished trial's outcome stored in the database.
 - ``single.py``: one configuration trained in this process (train) and reruns.
+- ``range_tests.py``: range tests and single trainings stored as trials.
+- ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
 - ``budget.py``: the planner's cost model and time estimates.
 - ``progress.py``: the live progress display.
 - ``report.py``: what ``numsweep sweep show`` prints.

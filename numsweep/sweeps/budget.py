@@ -167,6 +167,10 @@ class Plan:
     lines: tuple[str, ...]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def estimate_sweep(spec: SweepSpec, model: CostModel, jobs: int) -> tuple[float, list[str]]:
     total = 0.0
     lines = []
@@ -175,8 +179,9 @@ def estimate_sweep(spec: SweepSpec, model: CostModel, jobs: int) -> tuple[float,
         per = stage_seconds_per_trial(spec, stage, model)
         seconds = n * per / max(1, min(jobs, n)) if n else 0.0
         total += seconds
-        lines.append(f"{stage.name}: {n} trials x {per:.3g} s / {min(jobs, max(n, 1))} jobs "
-                     f"= {seconds:.3g} s")
+        at_once = min(jobs, max(n, 1))
+        lines.append(f"{stage.name}: {_count(n, 'trial')} x {per:.3g} s / "
+                     f"{_count(at_once, 'job')} = {seconds:.3g} s")
     return total, lines
 
 

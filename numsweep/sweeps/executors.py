@@ -53,6 +53,16 @@ def make_executor(jobs: int, backend: str = "loky", scheduler: str | None = None
     return get_reusable_executor(max_workers=jobs, timeout=LOKY_IDLE_SECONDS)
 
 
+def dask_slots(scheduler: str | None, timeout: float = DASK_CONNECT_SECONDS) -> int:
+    """Trials a Dask cluster runs at once (one per worker thread): what ``--jobs`` is for
+    ``--backend dask`` when not given, for the display and the budget planner."""
+    executor = DaskExecutor(scheduler, timeout)
+    try:
+        return executor.threads()
+    finally:
+        executor.shutdown(wait=False)
+
+
 class DaskExecutor:
     """Trials on a Dask cluster: ``distributed.Client(scheduler).get_executor()``.
 
@@ -79,6 +89,7 @@ class DaskExecutor:
         self.executor = self.client.get_executor(pure=False)
 
     def threads(self) -> int:
+        """The cluster's worker threads, all workers together (at least 1)."""
         return max(1, sum(self.client.nthreads().values()))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

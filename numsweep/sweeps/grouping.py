@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 from typing import TypeVar
 
-import numpy as np
-
-from numsweep.engine import TrialSpec
+from numsweep.engine import TrialSpec, max_group_size
 from numsweep.engine.group import group_key, groupable
 
 T = TypeVar("T")
@@ -22,38 +19,15 @@ MEMORY_SHARE = 0.5
 """The share of the free memory the automatic choice lets all groups of a process take."""
 
 
-def available_memory() -> int | None:
-    """The memory free for new allocations (MemAvailable of /proc/meminfo), or None."""
+def available_memory(device: str = "cpu") -> int | None:
+    """The memory free for new allocations on ``device`` (``backend.free_bytes``), or None
+    when it cannot be told."""
+    from numsweep.engine.backend import free_bytes
+
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        return free_bytes(device)
+    except Exception:  # no GPU library, no /proc/meminfo: size by the stage alone
         return None
-    return None
-
-
-def trial_memory(spec: TrialSpec, image_shape: Sequence[int], num_classes: int) -> int:
-    """A rough upper estimate of one trial's bytes inside a group: its parameters with
-    gradients and optimizer state, and the activations of its largest batch and of an
-    evaluation chunk."""
-    d = int(np.prod(image_shape))
-    widths = [*spec.hidden, num_classes]
-    if spec.model == "convnet":
-        fs = spec.f if isinstance(spec.f, tuple) else (spec.f,)
-        nfs = spec.nf if isinstance(spec.nf, tuple) else (spec.nf,)
-        side = image_shape[-2] if len(image_shape) >= 2 else 32
-        conv = sum((side // f) ** 2 * nf for f, nf in zip(fs, nfs, strict=False))
-        params = sum(f * f * 3 * nf for f, nf in zip(fs, nfs, strict=False))
-        params += conv * widths[0] + sum(a * b for a, b in pairwise(widths))
-        width = conv + sum(widths)
-    else:
-        sizes = [d, *widths]
-        params = sum(a * b for a, b in pairwise(sizes))
-        width = sum(widths)
-    itemsize = np.dtype(spec.dtype).itemsize
-    return itemsize * (6 * params + 4 * max(spec.batch_size, 1000) * width)
 
 
 def auto_group_size(spec: TrialSpec, trials: int, jobs: int, image_shape: Sequence[int],
@@ -61,7 +35,8 @@ def auto_group_size(spec: TrialSpec, trials: int, jobs: int, image_shape: Sequen
                     memory: int | None = None) -> int:
     """The group size chosen when ``--group-size`` is not given: the stage's ``trials``
     shared out over ``jobs`` processes (so every core gets a group), at most
-    :data:`MAX_AUTO_GROUP`, and as many as :data:`MEMORY_SHARE` of the free memory holds.
+    :data:`MAX_AUTO_GROUP`, and as many as :data:`MEMORY_SHARE` of the free memory holds
+    (``engine.sizing.max_group_size``; on a GPU its free memory).
     A stage whose proposals wait for results (``sync``: tpe, gp, cmaes or a pruner) takes
     ``sync // 2`` whatever ``jobs`` is (two groups in flight; the group size decides the
     proposals, so it must not depend on ``--jobs``). 1 for a model that cannot be grouped."""
@@ -70,10 +45,12 @@ def auto_group_size(spec: TrialSpec, trials: int, jobs: int, image_shape: Sequen
     size = min(math.ceil(trials / max(jobs, 1)), MAX_AUTO_GROUP)
     if sync is not None:
         size = min(trials, MAX_AUTO_GROUP, max(1, sync // 2))
-    memory = available_memory() if memory is None else memory
-    if memory is not None:
-        per_trial = max(trial_memory(spec, image_shape, num_classes), 1)
-        size = min(size, int(memory * MEMORY_SHARE / max(jobs, 1) // per_trial))
+    memory = available_memory(spec.device) if memory is None else memory
+    if memory is not None:  # engine.sizing: weights, gradients, optimizer state, activations
+        share = MEMORY_SHARE if spec.device == "cpu" else 1.0  # a GPU: one process each
+        size = min(size, max_group_size(spec, tuple(image_shape), num_classes,  # type: ignore[arg-type]
+                                        int(memory * share / max(jobs, 1)),
+                                        limit=MAX_AUTO_GROUP))
     return max(1, size)
 
 

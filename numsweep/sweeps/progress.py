@@ -1,6 +1,8 @@
 """The live progress display of a sweep (rich): per stage the trials done, running, pruned and
 failed and the best val_acc so far; elapsed time, time left, and the planner's estimate
-against the measured time of the finished trials."""
+against the measured time of the finished trials. Trials are named by their database id (what
+``numsweep trials``, ``--trial`` and ``trial rerun`` take); the table leaves out its least
+needed columns rather than cut them when the terminal is narrow."""
 
 from __future__ import annotations
 
@@ -16,6 +18,14 @@ from rich.text import Text
 
 from numsweep.storage import TrialState
 from numsweep.sweeps.runner import TrialEvent
+from numsweep.terminal import fit_columns
+
+COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "groups of",
+           "best val_acc", "estimated s", "measured s")
+PRIORITY = ("stage", "done", "best val_acc", "running", "failed", "pruned", "measured s",
+            "estimated s", "groups of", "reused")
+"""The progress table's columns in the order they are kept when the terminal is narrow;
+a column whose every cell is 0 or empty is left out before any other."""
 
 
 @dataclass
@@ -79,6 +89,8 @@ class SweepProgress:
             stage = self.stages[event.stage] = _Stage(event.stage)
             self.order.append(event.stage)
         if event.kind == "stage":
+            if event.jobs is not None:  # as many as the runner found (a Dask cluster's slots)
+                self.jobs = event.jobs
             stage.planned, stage.reused = event.planned, event.reused
             stage.counts = dict(event.counts)  # finished before this process started
             stage.group_size, stage.group_auto = event.group_size, event.group_auto
@@ -100,7 +112,7 @@ class SweepProgress:
                     stage.estimated.append(event.estimate)
             if self.lines:
                 if event.state is TrialState.INTERRUPTED:
-                    self.live.console.print(f"{event.stage} trial {event.number} interrupted "
+                    self.live.console.print(f"{event.stage} {_trial(event)} interrupted "
                                             f"({event.message})")
                     self.live.update(self.render())
                     return
@@ -110,7 +122,7 @@ class SweepProgress:
                 if event.estimate is not None:
                     timing += f" (estimated {event.estimate:.1f} s)"
                 note = f" ({event.message})" if event.message else ""
-                self.live.console.print(f"{event.stage} trial {event.number} "
+                self.live.console.print(f"{event.stage} {_trial(event)} "
                                         f"{state.lower()}{val}{timing}{note}")
         self.live.update(self.render())
 
@@ -118,27 +130,48 @@ class SweepProgress:
         """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
         of a fused group measures the group's time: / jobs x group size)."""
         measured = [s for st in self.stages.values() for s in st.measured]
+        left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
+        if not left:
+            return 0.0  # such as a resumed sweep that had finished
         if not measured:
             return math.nan
         left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
                    for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
-    def render(self) -> Group:
-        table = Table("stage", "done", "running", "pruned", "failed", "reused", "groups of",
-                      "best val_acc", "estimated s", "measured s", title=None)
+    def rows(self) -> list[dict[str, str]]:
+        """The table's cells, one mapping of column to text per stage."""
+        out = []
         for name in self.order:
             st = self.stages[name]
             complete = st.counts.get("COMPLETE", 0)
-            table.add_row(
-                name, f"{complete}/{st.planned}" if st.planned else str(complete),
-                str(st.running), str(st.counts.get("PRUNED", 0)),
-                str(st.counts.get("FAILED", 0)), str(st.reused),
-                f"{st.group_size}" + (" (auto)" if st.group_auto else ""),
-                "" if math.isnan(st.best) else f"{st.best:.4f}",
-                f"{sum(st.estimated):.1f}" if st.estimated else "",
-                f"{sum(st.measured):.1f}" if st.measured else "")
+            out.append({
+                "stage": name,
+                "done": f"{complete}/{st.planned}" if st.planned else str(complete),
+                "running": str(st.running), "pruned": str(st.counts.get("PRUNED", 0)),
+                "failed": str(st.counts.get("FAILED", 0)), "reused": str(st.reused),
+                "groups of": f"{st.group_size}" + (" (auto)" if st.group_auto else ""),
+                "best val_acc": "" if math.isnan(st.best) else f"{st.best:.4f}",
+                "estimated s": f"{sum(st.estimated):.1f}" if st.estimated else "",
+                "measured s": f"{sum(st.measured):.1f}" if st.measured else ""})
+        return out
+
+    def render(self) -> Group:
+        rows = self.rows()
+        sizes = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in COLUMNS}
+        empty = [c for c in PRIORITY if rows and all(r[c] in ("", "0") for r in rows)]
+        priority = [c for c in PRIORITY if c not in empty] + empty
+        kept = fit_columns(sizes, priority, self.console.width)
+        table = Table(*kept, title=None)
+        for row in rows:
+            table.add_row(*(row[c] for c in kept))
         elapsed = time.monotonic() - self.start
         footer = Text(f"elapsed {_duration(elapsed)}   time left ~{_duration(self.eta())}   "
                       f"jobs {self.jobs}")
         return Group(table, footer)
+
+
+def _trial(event: TrialEvent) -> str:
+    """``trial 58``: the database id; ``number`` (its place in the sweep) when there is none."""
+    return (f"trial {event.trial_id}" if event.trial_id is not None
+            else f"trial number {event.number}")

@@ -34,7 +34,9 @@ def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes
 
 
 def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
-                sweep_name: str = "train", progress: Progress | None = None) -> tuple[int, Any]:
+                sweep_name: str = "train", progress: Progress | None = None,
+                checkpoint_dir: str | None = None, keep_weights: str = "best"
+                ) -> tuple[int, Any]:
     """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
 
     The data is loaded and the network checked against it first, so a configuration that
@@ -43,7 +45,8 @@ def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
 
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
-    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name)
+    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name,
+                      checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
 
 
 @dataclass(frozen=True)
@@ -57,17 +60,23 @@ class StoredRangeTest:
 
 def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source: str | None,
                    sweep_name: str = "range-test", stop_factor: float = 4.0,
-                   progress: Progress | None = None) -> StoredRangeTest:
+                   progress: Progress | None = None, message: str = "") -> StoredRangeTest:
     """Run a ``mode`` ("lr" or "batch") range test of ``spec`` and store it as a trial: the
     curve rows hold each update's mini-batch loss, cost and accuracy with split ``lr_range``
     (step = update) or ``batch_range`` (step = that update's batch size). A test that raises
-    is stored as FAILED and the error raised again."""
+    is stored as FAILED and the error raised again. The trial keeps its data source, mode and
+    ``stop_factor`` (its ``setup``), so that ``trial rerun`` repeats the same test;
+    ``message`` is added to the result's."""
+    from numsweep.sweeps.single import data_setup
+
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
     split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
     sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
+    setup = {**data_setup(data_source),
+             "range_test": {"mode": mode, "stop_factor": stop_factor}}
     trial_id = storage.start_trial(sweep.id, None, storage.next_trial_number(sweep.id),
-                                   spec.to_dict(), spec.seed)
+                                   spec.to_dict(), spec.seed, setup=setup)
     try:
         result = range_test(spec, split, mode, stop_factor=stop_factor)
     except BaseException as exc:
@@ -82,6 +91,7 @@ def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source:
     metrics = {"updates": result.updates, "param_count": result.param_count,
                "train_seconds": result.train_seconds, f"best_{mode}": result.best,
                f"steepest_{mode}": result.steepest}
+    text = "; ".join(m for m in (result.message, message) if m)
     storage.finish_trial(trial_id, TrialState.COMPLETE, metrics=metrics, curves=curves,
-                         message=result.message, params=result.spec.to_dict())
+                         message=text, params=result.spec.to_dict())
     return StoredRangeTest(trial_id, result, metrics)

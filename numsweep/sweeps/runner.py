@@ -36,11 +36,13 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from numsweep.engine import TrialSpec
+from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import (
     SlotRecord,
     StagePlan,
@@ -66,6 +68,15 @@ from numsweep.sweeps.guards import (
     fingerprint_of,
 )
 from numsweep.sweeps.interrupts import mark_interrupted
+from numsweep.sweeps.kept import (
+    DEFAULT_KEEP,
+    apply_policy,
+    check_policy,
+    checkpoint_path,
+    checkpoint_root,
+    sweep_policy,
+    weights_path,
+)
 from numsweep.sweeps.liveness import (
     DEFAULT_GRACE,
     MAX_LOST_ATTEMPTS,
@@ -131,7 +142,7 @@ class TrialEvent:
 
     kind: str  # "stage", "started" or "finished"
     stage: str
-    number: int = -1
+    number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None
     val_acc: float | None = None
     message: str = ""
@@ -140,6 +151,8 @@ class TrialEvent:
     planned: int = 0  # trials the stage plans to run ("stage")
     reused: int = 0  # earlier trials the stage reuses ("stage")
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
+    trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
+    jobs: int | None = None  # trials this process runs at once ("stage")
     group_size: int = 1  # trials trained together at most ("stage"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
 
@@ -221,6 +234,7 @@ class _Running:
     estimate: float | None
     attempt: int = 0
     group: int | None = None  # the id of the group it trains in (its first trial's id)
+    checkpoint: Path | None = None  # its group's checkpoint (keyed by the group's slots)
 
 
 def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
@@ -249,7 +263,8 @@ class SweepRunner:
                  jobs: int | None, threads: int | None, on_event: EventHandler | None,
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
-                 grace: float = DEFAULT_GRACE, group_size: int | None = None) -> None:
+                 grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -273,6 +288,8 @@ class SweepRunner:
         self.backend = backend
         self.scheduler = scheduler
         self.grace = grace
+        self.checkpoint_dir = checkpoint_root(storage, checkpoint_dir)
+        self.keep_weights = check_policy(keep_weights)
         self.name = worker_name()
         self.reused: dict[str, list[TrialRecord]] = {}
         self.spaces: dict[str, dict[str, ParamSpace]] = {}
@@ -350,7 +367,8 @@ class SweepRunner:
         return trial_seed(self.spec.seed, index, 2**31 - 1, zlib.crc32(self.name.encode()))
 
     def _stored(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads}
+        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads,
+                "checkpoint_dir": str(self.checkpoint_dir), "keep_weights": self.keep_weights}
 
     # Stage set-up
 
@@ -546,7 +564,7 @@ class SweepRunner:
         sync = proposal_lag(stage.sync, batch)
         self.notify(TrialEvent("stage", stage.name, planned=plan.n_configs * reps,
                                reused=len(plan.reused), message=plan.note,
-                               counts=_counts(slots.values()), group_size=size,
+                               counts=_counts(slots.values()), jobs=self.jobs, group_size=size,
                                group_auto=self.group_size is None and plan.stored.group_auto))
         study = self._study(index, stage, plan)
         lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
@@ -595,6 +613,8 @@ class SweepRunner:
                 self._tell_ready(study, reps, slots, told, proposed)
                 break
             time.sleep(POLL_SECONDS)  # other processes run this stage's last trials
+        apply_policy(self.storage, self.spec.name, self.checkpoint_dir, self.keep_weights,
+                     stages=[stage.name])
         return self._summary(stage, plan, slots)
 
     def _n_configs(self, plan: _Plan, index: int) -> int:
@@ -710,7 +730,8 @@ class SweepRunner:
         """A claimed trial waits in ``pending`` until :meth:`_start_groups` starts it in a
         group with the trials claimed beside it."""
         job.estimate = self.estimate(trial_spec) if self.estimate else None
-        self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate))
+        self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate,
+                               trial_id=job.trial_id))
         self.heart.add(job.trial_id)
         self.pending.append((job, trial_spec, snapshot))
 
@@ -726,16 +747,23 @@ class SweepRunner:
 
     def _submit_group(self, plan: _Plan,
                       members: list[tuple[_Running, TrialSpec, PruneSnapshot | None]]) -> None:
+        jobs = [job for job, _, _ in members]
+        # keyed by the slots it trains: a lone trial's is its own slot's
+        checkpoint = checkpoint_path(self.checkpoint_dir, self.spec.name, jobs[0].stage,
+                                     [job.slot for job in jobs])
         tasks = []
         for job, trial_spec, snapshot in members:
             shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
             watch_worker_deaths(shared)
+            weights = (None if self.keep_weights == "none" else
+                       str(weights_path(self.checkpoint_dir, self.spec.name, job.trial_id)))
             tasks.append(TrialTask(job.trial_id, trial_spec, self.data_source, self.threads,
-                                   shared, snapshot, slot=job.slot))
-        task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id)
-        jobs = [job for job, _, _ in members]
+                                   shared, snapshot, slot=job.slot, checkpoint=str(checkpoint),
+                                   weights=weights))
+        task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id, str(checkpoint))
         for job in jobs:
             job.group = task.group_id
+            job.checkpoint = checkpoint
             job.started = time.monotonic()
         self.inline = jobs[0]  # Ctrl-C while --jobs 1 runs the group in this process
         try:
@@ -774,7 +802,8 @@ class SweepRunner:
                 self.storage.interrupt_trials([job.trial_id], verdict.message)
                 self.heart.remove(job.trial_id)
                 self.notify(TrialEvent("finished", stage.name, job.number,
-                                       TrialState.INTERRUPTED, message=verdict.short))
+                                       TrialState.INTERRUPTED, message=verdict.short,
+                                       trial_id=job.trial_id))
                 return
             outcome = TrialOutcome(job.trial_id, None, error=verdict.message,
                                    traceback=traceback.format_exc(), worker=self.name)
@@ -786,16 +815,22 @@ class SweepRunner:
             self.unsaved.append(outcome)
             raise
         self.heart.remove(job.trial_id)
+        # stored: its group's checkpoint is of no more use once none of its trials runs here
+        if state is not None and job.checkpoint is not None and not any(
+                j.group == job.group for j in self.running.values()):
+            clear_state(job.checkpoint)
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
-                                   seconds=time.monotonic() - job.started))
+                                   seconds=time.monotonic() - job.started,
+                                   trial_id=job.trial_id))
             return
         self.finished += 1
         val = outcome.result.val_acc if outcome.result else None
         message = outcome.error or (outcome.result.message if outcome.result else "")
         self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                               estimate=job.estimate, seconds=time.monotonic() - job.started))
+                               estimate=job.estimate, seconds=time.monotonic() - job.started,
+                               trial_id=job.trial_id))
 
     def _tell_ready(self, study: optuna.Study, reps: int, slots: Mapping[int, SlotRecord],
                     told: int, limit: int) -> int:
@@ -873,7 +908,8 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               threads: int | None = None, on_event: EventHandler | None = None,
               estimate: Estimator | None = None, time_budget: float | None = None,
               backend: str = "loky", scheduler: str | None = None,
-              grace: float = DEFAULT_GRACE,
+              grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+              keep_weights: str = DEFAULT_KEEP,
               group_size: int | None = None) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
@@ -890,11 +926,13 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
                        on_event=on_event, estimate=estimate, deadline=deadline,
                        backend=backend, scheduler=scheduler, grace=grace,
+                       checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
                        group_size=group_size).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
-                 threads: int | None = None) -> SweepRecord:
+                 threads: int | None = None, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str = DEFAULT_KEEP) -> SweepRecord:
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
     if any(s.name == spec.name for s in storage.list_sweeps()):
@@ -905,7 +943,9 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     optuna_storage(storage.engine_url, storage.db_wait)
     return storage.get_or_create_sweep(
         spec.name, {**spec.to_dict(), "data": data_source,
-                    "threads": threads if threads is not None else DEFAULT_THREADS},
+                    "threads": threads if threads is not None else DEFAULT_THREADS,
+                    "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
+                    "keep_weights": check_policy(keep_weights)},
         spec.seed, data_fingerprint=fingerprint_of(data_source))
 
 
@@ -918,6 +958,8 @@ def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int
         raise SweepSpecError(f"{name!r} holds single trials (numsweep train), not a sweep")
     data = raw.pop("data", None)
     threads = raw.pop("threads", None)
+    raw.pop("checkpoint_dir", None)
+    raw.pop("keep_weights", None)
     return parse_spec(raw, f"sweep {name!r} in {storage.shown_url}"), data, threads
 
 
@@ -925,20 +967,29 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  jobs: int | None = 1, threads: int | None = None,
                  on_event: EventHandler | None = None, estimate: Estimator | None = None,
                  backend: str = "loky", scheduler: str | None = None,
-                 grace: float = DEFAULT_GRACE,
+                 grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
+                 keep_weights: str | None = None,
+                 device: str | None = None,
                  group_size: int | None = None) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
-    the sweep was started with (give the path on this machine). ``group_size`` (see
-    :func:`run_sweep`) sets the stages this process plans and how many trials it trains
-    together; stages already planned keep their stored size for their proposals."""
+    the sweep was started with (give the path on this machine); ``checkpoint_dir`` and
+    ``keep_weights`` to the ones it was started with. A lost or interrupted trial continues
+    from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
+    trials this process trains. ``group_size`` (see :func:`run_sweep`) sets the stages this
+    process plans and how many trials it trains together; stages already planned keep their
+    stored size for their proposals."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
+    stored_policy, stored_root = sweep_policy(storage, name)
+    if device is not None:
+        spec = spec.with_overrides({"device": device})
     runner = SweepRunner(spec, storage, data_source=data_source or stored_data, jobs=jobs,
                          threads=threads if threads is not None else stored_threads,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
                          backend=backend, scheduler=scheduler, grace=grace,
-                         group_size=group_size)
+                         checkpoint_dir=checkpoint_dir or stored_root,
+                         keep_weights=keep_weights or stored_policy, group_size=group_size)
     return runner.run()
 
 

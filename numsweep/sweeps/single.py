@@ -1,15 +1,32 @@
 """One configuration trained in this process (``numsweep train``) and a stored trial trained
-again from its parameters and seed (``numsweep rerun``)."""
+again from its parameters and seed (``numsweep rerun``).
+
+A trial made outside a sweep (``train``, ``range-test``) stores how it ran with it (its
+``setup``: the data source, a range test's mode and stop factor), so that its rerun trains on
+the same data and stops where it stopped.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from numsweep.engine import TrialResult, TrialSpec
+from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
+from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.guards import check_rerun_data
+from numsweep.sweeps.kept import (
+    DEFAULT_KEEP,
+    check_policy,
+    checkpoint_root,
+    train_checkpoint_path,
+    weights_path,
+)
+from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
 
@@ -17,23 +34,44 @@ RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 """The metrics a rerun compares with the original's."""
 
 
+def data_setup(data_source: str | None) -> dict[str, Any]:
+    """The ``setup`` stored with a single trial: its data source, a path made absolute so
+    that a rerun from another folder finds it (None: CIFAR-10 downloaded into the cache)."""
+    if data_source is not None and Path(data_source).exists():
+        data_source = str(Path(data_source).resolve())
+    return {"data": data_source}
+
+
 def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | None,
                sweep_name: str = "train", message: str = "",
-               stop_at: int | None = None,
-               threads: int | None = None) -> tuple[int, TrialOutcome]:
+               stop_at: int | None = None, threads: int | None = None,
+               setup: Mapping[str, Any] | None = None,
+               checkpoint_dir: str | Path | None = None, keep_weights: str = DEFAULT_KEEP,
+               checkpoints: bool = True) -> tuple[int, TrialOutcome]:
     """Train one configuration in this process and store it as a trial of ``sweep_name``.
 
     ``stop_at`` stops training at the first end of a cycle at or after that update (to repeat
-    a pruned trial).
+    a pruned trial); ``setup`` is stored with the trial (default: its data source). With
+    ``checkpoints`` the run writes a checkpoint keyed by its spec in ``checkpoint_dir`` (see
+    ``kept.py``), so the same command run again after a crash continues it; its network is
+    kept unless ``keep_weights`` is ``none``.
     """
+    root = checkpoint_root(storage, checkpoint_dir)
+    keep = check_policy(keep_weights)
     sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
     number = storage.next_trial_number(sweep.id)
-    trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed)
-    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at))
+    trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed,
+                                   setup=data_setup(data_source) if setup is None else setup)
+    checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
+    weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
+    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
+                                checkpoint=None if checkpoint is None else str(checkpoint),
+                                weights=None if weights is None else str(weights)))
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)
-    record_outcome(storage, outcome)
+    if record_outcome(storage, outcome) is not None:
+        clear_state(checkpoint)
     return trial_id, outcome
 
 
@@ -44,42 +82,86 @@ def _with_message(result: TrialResult, message: str) -> TrialResult:
 
 @dataclass(frozen=True)
 class Rerun:
+    """A stored trial (``original``) and its rerun: the new trial's id, its metrics (or the
+    error that stopped it) and the metrics compared."""
+
     original: TrialRecord
     trial_id: int
-    outcome: TrialOutcome
+    metrics: dict[str, float]
+    error: str | None = None
+    compared: tuple[str, ...] = RERUN_METRICS
+    outcome: TrialOutcome | None = field(default=None, repr=False)  # None for range tests
 
     def differences(self) -> dict[str, tuple[float, float]]:
         """Metrics that differ between the original and the rerun: name -> (was, now)."""
-        result = self.outcome.result
-        if result is None:
+        if self.error is not None:
             return {"error": (math.nan, math.nan)}
-        now = result.metrics()
         out = {}
-        for name in RERUN_METRICS:
+        for name in self.compared:
             was = self.original.metrics.get(name, math.nan)
-            if not (was == now[name] or (math.isnan(was) and math.isnan(now[name]))):
-                out[name] = (was, now[name])
+            now = self.metrics.get(name, math.nan)
+            if not (was == now or (math.isnan(was) and math.isnan(now))):
+                out[name] = (was, now)
         return out
 
 
+def range_test_setup(trial: TrialRecord) -> dict[str, Any] | None:
+    """A range-test trial's mode and stop factor (``{"mode": "lr", "stop_factor": 4.0}``);
+    None for any other trial. Trials stored before the setup was kept are told by their
+    metrics (``best_lr`` or ``best_batch``) and ran with the default stop factor."""
+    if "range_test" in trial.setup:
+        return dict(trial.setup["range_test"])
+    for mode in ("lr", "batch"):
+        if f"best_{mode}" in trial.metrics:
+            return {"mode": mode, "stop_factor": 4.0}
+    return None
+
+
+def _check_data(trial_id: int, data_source: str | None, stored: bool) -> None:
+    """A one-line error naming the data when it cannot be loaded, before any trial is
+    stored (a rerun that cannot start stores nothing)."""
+    try:
+        load_dataset(data_source)
+    except DataError as exc:
+        if not stored:
+            raise
+        raise DataError(f"cannot rerun trial {trial_id}: {exc} (the data it was trained on; "
+                        f"give its path here with --data)") from None
+
+
 def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = None,
-                threads: int | None = None) -> Rerun:
+                threads: int | None = None, default_data: str | None = None) -> Rerun:
     """Train a stored trial again from its stored parameters and seed (stored under the sweep
-    ``rerun``); a pruned trial stops where it was stopped. ``data_source`` defaults to the one
-    the sweep ran on."""
+    ``rerun``); a pruned trial stops where it was stopped, a range test by its own stopping
+    rule. The data is ``data_source`` when given, else the one the trial (or its sweep) ran
+    on, else ``default_data`` (such as ``$NUMSWEEP_DATA``)."""
     found = storage.get_trials(trial_ids=[trial_id])
     if not found:
         raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
     original = found[0]
     sweep_spec = storage.get_sweep(original.sweep).spec
+    # what the trial ran on: its own setup, else its sweep's; None there is the download
+    where = original.setup if "data" in original.setup else sweep_spec
+    stored = where.get("data")
     if data_source is None:
-        data_source = sweep_spec.get("data")
+        data_source = stored if "data" in where else default_data
+    _check_data(trial_id, data_source, data_source == stored and stored is not None)
     if threads is None:  # as the original ran: a sweep's --threads, none for `train`
         threads = sweep_spec.get("threads")
     check_rerun_data(storage, original.sweep, data_source)
     spec = TrialSpec.from_mapping(original.params)
+    message = f"rerun of trial {trial_id}"
+    range_setup = range_test_setup(original)
+    if range_setup is not None:
+        mode = range_setup["mode"]
+        test = run_range_test(spec, mode, storage, data_source=data_source, sweep_name="rerun",
+                              stop_factor=range_setup["stop_factor"], message=message)
+        return Rerun(original, test.trial_id, test.metrics,
+                     compared=("updates", f"best_{mode}", f"steepest_{mode}"))
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
-                                 message=f"rerun of trial {trial_id}", stop_at=stop_at,
-                                 threads=threads)
-    return Rerun(original, new_id, outcome)
+                                 message=message, stop_at=stop_at, threads=threads,
+                                 checkpoints=False, keep_weights="none")
+    result = outcome.result
+    return Rerun(original, new_id, result.metrics() if result is not None else {},
+                 error=outcome.error if result is None else None, outcome=outcome)

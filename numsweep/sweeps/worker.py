@@ -64,6 +64,8 @@ class TrialTask:
     shared: SharedSplit | None = None
     prune: PruneSnapshot | None = None
     stop_at: int | None = None
+    checkpoint: str | None = None  # the trial's checkpoint file (resumed from when valid)
+    weights: str | None = None  # where its network is saved when it ends without diverging
     slot: int | None = None  # its planned place in the stage (None outside a sweep stage)
 
 
@@ -75,6 +77,7 @@ class GroupTask:
     trials: tuple[TrialTask, ...]
     stage_id: int | None = None
     sweep_id: int | None = None
+    checkpoint: str | None = None  # the group's checkpoint file (keyed by its slots)
 
     @property
     def group_id(self) -> int:
@@ -214,7 +217,8 @@ def execute(task: TrialTask) -> TrialOutcome:
                                                else Recorder(task.stop_at))
         with threadpool_limits(limits=task.blas_threads):
             result = train_engine(spec, split, reporter=reporter,
-                                  prepared=prepared_for(spec, split, task.shared))
+                                  prepared=prepared_for(spec, split, task.shared),
+                                  checkpoint=task.checkpoint, weights=task.weights)
         attrs = reporter.system_attrs() if isinstance(reporter, SnapshotPruner) else {}
         return TrialOutcome(task.trial_id, result, worker=worker_name(),
                             reports=tuple(reporter.reports), system_attrs=attrs)
@@ -240,7 +244,9 @@ def execute_group(task: GroupTask) -> list[TrialOutcome]:
             SnapshotPruner(t.prune) if t.prune else Recorder(t.stop_at) for t in tasks]
         with threadpool_limits(limits=first.blas_threads):
             results = train_group([t.spec for t in tasks], split, reporters=reporters,
-                                  prepared=prepared_for(first.spec, split, first.shared))
+                                  prepared=prepared_for(first.spec, split, first.shared),
+                                  checkpoint=task.checkpoint,
+                                  weights=[t.weights for t in tasks])
         name = worker_name()
         return [TrialOutcome(t.trial_id, result, worker=name, reports=tuple(r.reports),
                              system_attrs=r.system_attrs() if isinstance(r, SnapshotPruner)

@@ -43,3 +43,10 @@ def test_gradcheck_unknown_check_is_an_error() -> None:
     result = CliRunner().invoke(cli, ["gradcheck", "--check", "nope"])
     assert result.exit_code == 1
     assert "Error: unknown gradient check 'nope'" in result.output
+
+
+def test_gradcheck_table_fits_columns_when_piped() -> None:
+    result = CliRunner().invoke(cli, ["gradcheck", "--check", "conv"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output and "pad 1" in result.output  # wrapped, not cut

@@ -89,3 +89,14 @@ def test_a_bug_is_not_hidden_as_a_one_line_error(monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(cli, ["trials", "--db", str(tmp_path / "t.db")])
     assert isinstance(result.exception, ValueError)  # a traceback, not "Error: a bug"
     assert "Error: a bug" not in result.output
+
+
+def test_the_columns_a_query_names_stay_in_a_narrow_table(swept: tuple[str, str]) -> None:
+    """`--where`/`--sort` on a column: it is shown, before the columns nobody asked about."""
+    db, _ = swept
+    result = CliRunner().invoke(cli, ["trials", "--db", db, "--where", "lam<1",
+                                      "--sort", "param_count"], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[1]
+    assert "lam" in header and "param_count" in header
+    assert max(len(line) for line in result.output.splitlines()) <= 60

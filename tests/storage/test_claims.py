@@ -173,13 +173,15 @@ def test_a_database_made_by_an_older_numsweep_gets_the_new_columns(tmp_path: Pat
     storage.dispose()
     raw = sqlite3.connect(tmp_path / "c.db")
     raw.execute("DROP INDEX uq_ns_trials_slot_attempt")
-    for column in ("slot", "attempt", "study_trial"):
+    for column in ("slot", "attempt", "study_trial", "setup_json"):
         raw.execute(f"ALTER TABLE ns_trials DROP COLUMN {column}")
     raw.commit()
     raw.close()
     again = Storage(f"sqlite:///{tmp_path / 'c.db'}")
     [old] = again.get_trials("s")
-    assert (old.slot, old.attempt, old.params) == (None, 0, {"lam": 0.1})
+    assert (old.slot, old.attempt, old.params, old.setup) == (None, 0, {"lam": 0.1}, {})
+    with_setup = again.start_trial(sweep_id, None, 1, {}, seed=1, setup={"data": "/d.npz"})
+    assert again.get_trials(trial_ids=[with_setup])[0].setup == {"data": "/d.npz"}
     assert again.claim_slots(sweep_id, stage_id, [(0, {}, 1)], study_trial=0, worker="a:1")
     assert again.claim_slots(sweep_id, stage_id, [(0, {}, 1)], study_trial=0,
                              worker="b:1") is None  # the unique index is back

@@ -73,3 +73,13 @@ def test_plan_shrinks_trials_and_grid_to_fit_the_budget() -> None:
     assert small.estimate <= budget
     assert small.spec.stages[1].n_trials < 40 and small.spec.space["lam"].grid < 16
     assert "fits" in small.lines[0] and "default speed guess" in small.lines[0]
+
+
+def test_plan_lines_count_one_trial_and_one_job_in_the_singular() -> None:
+    spec = parse_spec({"name": "p", "fixed": {"n_train": 1000, "n_s": 10, "cycles": 1},
+                       "space": {"lam": {"low": 1e-5, "high": 1e-1, "log": True, "grid": 4}},
+                       "stages": [{"name": "coarse", "sampler": "grid"},
+                                  {"name": "final", "sampler": "best"}]}, "<t>")
+    lines = plan(spec, 1e9, CostModel(1e-9, 0, CIFAR), jobs=2).lines
+    assert lines[1].startswith("coarse: 4 trials x ") and " / 2 jobs = " in lines[1]
+    assert lines[2].startswith("final: 1 trial x ") and " / 1 job = " in lines[2]

@@ -11,8 +11,13 @@ import pytest
 
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import parse_spec, run_sweep
-from numsweep.sweeps.executors import BackendError, make_executor
-from tests.sweeps.test_durable import assert_each_planned_trial_complete_once, invoke, spec_dict
+from numsweep.sweeps.executors import BackendError, dask_slots, make_executor
+from tests.sweeps.test_durable import (
+    assert_each_planned_trial_complete_once,
+    invoke,
+    spec_dict,
+    write_spec,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -31,6 +36,23 @@ def test_dask_backend_completes_a_sweep_on_a_local_cluster(tmp_path: Path,
     assert {t.state for t in trials} == {TrialState.COMPLETE}
     pids = {t.worker.rpartition(":")[2] for t in trials}
     assert str(os.getpid()) not in pids and len(pids) == 2  # the cluster's two workers ran them
+
+
+def test_the_display_and_the_planner_get_the_clusters_slots(tmp_path: Path,
+                                                            tiny_npz: Path) -> None:
+    """Without --jobs a dask sweep runs a trial per worker thread of the cluster (here 2): the
+    progress display and the --budget planner say so, not "1"."""
+    path = write_spec(tmp_path, spec_dict("slots", n_trials=2, grid=2))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        assert dask_slots(cluster.scheduler_address) == 2
+        result = invoke("sweep", "run", path, "--backend", "dask", "--scheduler",
+                        cluster.scheduler_address, "--budget", "1h", "--db", db, "--data",
+                        tiny_npz)
+    assert result.exit_code == 0, result.output
+    assert " on 2 jobs " in result.output  # the planner's estimate
+    assert "jobs 2" in result.output and "jobs 1" not in result.output
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error() -> None:

@@ -57,3 +57,32 @@ def test_same_seed_same_trials_with_one_or_two_jobs(spec_path: Path, tmp_path: P
 
     assert key(run(spec_path, tmp_path, tiny_npz, 1, "one")) == \
         key(run(spec_path, tmp_path, tiny_npz, 2, "two"))
+
+
+def test_events_and_study_name_trials_by_their_database_id(spec_path: Path, tmp_path: Path,
+                                                          tiny_npz: Path) -> None:
+    """In a database where ids and numbers differ (another sweep came first), the progress
+    events and the Optuna studies carry the id that `trials`, `--trial` and `rerun` take."""
+    import optuna
+
+    from numsweep.sweeps import parse_spec
+
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    storage = Storage(url)
+    raw = load_spec(spec_path).to_dict()
+    run_sweep(parse_spec({**raw, "name": "first"}, "<t>"), storage,
+              data_source=str(tiny_npz), jobs=1)
+    events: list = []
+    run_sweep(load_spec(spec_path), storage, data_source=str(tiny_npz), jobs=1,
+              on_event=events.append)
+    trials = storage.get_trials("tiny")
+    ids = {t.id for t in trials}
+    assert ids != {t.number for t in trials} and ids != {t.number + 1 for t in trials}
+    finished = [e for e in events if e.kind == "finished"]
+    assert {e.trial_id for e in finished} == ids
+    assert {e.trial_id for e in events if e.kind == "started"} == ids
+    attrs = {t.user_attrs["numsweep_trial_id"]
+             for stage in ("coarse", "fine")
+             for t in optuna.load_study(study_name=f"tiny/{stage}", storage=url).get_trials()
+             if not t.user_attrs.get("reused")}
+    assert attrs == ids

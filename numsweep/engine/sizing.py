@@ -1,0 +1,120 @@
+"""Group sizing: how many trials of a spec fit in a device's free memory.
+
+A fused group (``group.py``) holds, per trial, its parameters, their gradients, the
+optimizer's state and the activations of one batch (or of one evaluation chunk, whichever
+is larger: the buffers are shared by name); beside them, once per group, the batch's patch
+matrices. :func:`trial_bytes` and :func:`shared_bytes` estimate these from the spec alone
+(every buffer the fused networks may take, each counted once; on the CPU, tested against
+the memory a group takes: between 1x and 2x of it);
+:func:`max_group_size` divides a device's free memory by them. The data set itself (the
+split and its patch matrices) lives on the device once per process and is not counted:
+pass the memory free after it is loaded (``backend.free_bytes``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from numsweep.engine.spec import TrialSpec
+
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 2, "nesterov": 2, "adagrad": 2, "rmsprop": 2,
+                   "rmsprop_nesterov": 3, "adadelta": 4, "adam": 3}
+"""Arrays of a parameter's shape each optimizer keeps (SGD updates from the scaled gradient)."""
+
+MAX_GROUP = 256
+"""The largest group :func:`max_group_size` proposes (more gains little per trial)."""
+
+HEADROOM = 0.8
+"""The share of the free memory a group may plan to use (allocator slack, temporaries)."""
+
+
+def _rows(spec: TrialSpec, k: int) -> int:
+    """Images whose activations a trial's buffers hold: a batch or an evaluation chunk."""
+    from numsweep.engine.batch_schedules import largest_batch
+    from numsweep.engine.group import EVAL_CHUNK_MIN
+    from numsweep.engine.train import EVAL_CHUNK
+
+    chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
+    return max(largest_batch(spec) * spec.aug_copies, chunk)
+
+
+def param_count(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> int:
+    """The parameters of one trial of ``spec`` (the MLP or the patchify ConvNet)."""
+    h, w, c = image_shape
+    if spec.model == "mlp":
+        dims = [h * w * c, *spec.hidden, num_classes]
+        return sum(a * b + b for a, b in itertools.pairwise(dims))
+    conv = sum((f * f * c) * nf + nf for f, nf in spec.patches)
+    width = sum((h // f) * (w // f) * nf for f, nf in spec.patches)
+    return conv + width * spec.nh + spec.nh + spec.nh * num_classes + num_classes
+
+
+def _activation_values(spec: TrialSpec, image_shape: tuple[int, int, int],
+                       num_classes: int) -> tuple[int, int]:
+    """(values of the dtype, bytes of masks) one image takes in one trial's buffers."""
+    h, w, c = image_shape
+    d = h * w * c
+    values = 3 * num_classes                       # scores, and two loss temporaries
+    masks = 0
+    if spec.dropout_input:
+        # the trial's own input (several patch sizes: their patch matrices side by side,
+        # one image's values per size) and, for the ConvNet, its patches patch-major and
+        # transposed (and each size's patches apart)
+        branches = len(spec.patches) if spec.model == "convnet" else 1
+        copies = 1 if spec.model == "mlp" else 3 + (branches > 1)
+        values += copies * branches * d
+        masks += 5 * branches * d                  # float32 draws and the keep mask
+    if spec.model == "mlp":
+        widths = list(spec.hidden)
+    else:
+        convs = sum((h // f) * (w // f) * nf for f, nf in spec.patches)
+        values += 2 * convs                        # the convolution's output and gradient
+        masks += convs                             # its activation mask
+        widths = [spec.nh]
+    for width in widths:
+        values += 3 * width                        # output, gradient, activation scratch
+        masks += width + (5 * width if spec.dropout else 0)
+    return values, masks
+
+
+def trial_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int,
+                k: int = MAX_GROUP) -> int:
+    """Bytes one trial of a group of ``k`` adds on ``spec.device``: parameters, gradients,
+    optimizer state, its activations (:func:`_rows` images of them), and the copies made
+    while the group is built (on the CPU the lone network and two stacked copies; on a GPU
+    one transient copy, the rest stays on the host)."""
+    item = np.dtype(spec.dtype).itemsize
+    p = param_count(spec, image_shape, num_classes)
+    building = 3 if spec.device == "cpu" else 1
+    state = (2 + OPTIMIZER_SLOTS[spec.optimizer] + building) * p * item
+    if spec.model == "convnet" and len(spec.patches) > 1:
+        state += p * item                          # the hidden layer's gradient in parts
+    values, masks = _activation_values(spec, image_shape, num_classes)
+    return state + _rows(spec, k) * (values * item + masks)
+
+
+def shared_bytes(spec: TrialSpec, image_shape: tuple[int, int, int]) -> int:
+    """Bytes a group holds once: the batch (augmented, prepared) and its patch matrices in
+    the feature-major layout (two copies)."""
+    from numsweep.engine.batch_schedules import largest_batch
+
+    item = np.dtype(spec.dtype).itemsize
+    rows = largest_batch(spec) * spec.aug_copies
+    d = math.prod(image_shape)
+    return rows * d * item * (6 if spec.model == "convnet" else 2)
+
+
+def max_group_size(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int,
+                   free: int, *, limit: int = MAX_GROUP, headroom: float = HEADROOM) -> int:
+    """The most trials of ``spec`` that train as one group in ``free`` bytes (at least 1,
+    at most ``limit``): ``headroom * free`` less :func:`shared_bytes`, divided by
+    :func:`trial_bytes`. The runner sizes a stage's groups with it on a GPU:
+    ``max_group_size(spec, image_shape, classes, backend.free_bytes("cuda"))``."""
+    budget = headroom * free - shared_bytes(spec, image_shape)
+    k = limit
+    while k > 1 and k * trial_bytes(spec, image_shape, num_classes, k) > budget:
+        k = max(1, min(k - 1, int(budget // trial_bytes(spec, image_shape, num_classes, k))))
+    return k
