@@ -1,130 +1,157 @@
-"""Sweep throughput with --jobs 1 and --jobs 2 on the same trials, and the database's share of
-the time.
+"""Whole sweeps grouped, ungrouped and with PyTorch: wall time as a user waits for it.
 
-Runs the same grid of lam values (same seed, so the same trials) with one and with two worker
-processes and reports trials per hour and the speed-up; checks the metrics are identical. With
-two jobs it also measures the main process's time in the database (numsweep's storage calls,
-timed around each call) and everything it does outside waiting for workers (storage, Optuna's
-RDB study, sampling), as a share of the trials' own time (train + eval seconds).
+A grid of 8 (and, with K = 32, a finer grid of 32) lam values of the course ConvNet (f=4,
+nf=10, nh=50) and of the two-layer MLP (50 hidden), 3 cycles of n_s 800 (4,800 updates),
+49,000 training images, on every core (``--jobs`` = the cores, one BLAS thread per trial):
 
-    python benchmarks/sweep_throughput.py --data ../shared/data/cifar10.npz --trials 8
-    python benchmarks/sweep_throughput.py --data tiny.npz --n-train 400 --n-val 100 --trials 4
+- numsweep grouped: ``run_sweep(..., group_size=K)`` with K = trials / jobs (one fused group
+  per core), end to end (data loading, sharing, worker start-up, the database included);
+- numsweep ungrouped: the same sweep with ``group_size=1``;
+- PyTorch: the same trials (the same schedule, plain SGD with L2, one trial per core, one
+  thread each), its data loading excluded (each worker process loads the split before the
+  clock starts), its curve evaluation too (numsweep's is included).
+
+It checks that grouped and ungrouped give the same metrics (float32: to rounding) and prints
+a markdown table with the machine (CPU model, cores, BLAS) for RESULTS.md.
+
+    python benchmarks/sweep_throughput.py --data ../shared/data/cifar10.npz
+    python benchmarks/sweep_throughput.py --data ../shared/data/cifar10.npz --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import optuna
-from sweep_common import (
-    Stopwatch,
-    add_size_arguments,
-    fresh_storage,
-    lambda_spec,
-    machine,
-    warm_up,
-)
+import numpy as np
+from speed import have_torch, torch_ms_per_update
+from sweep_common import Stopwatch, cpu_model, fresh_storage
+from threadpoolctl import threadpool_info
 
-import numsweep.sweeps.runner as runner
-from numsweep.storage import Storage
-from numsweep.sweeps import run_sweep
+from numsweep.engine import TrialSpec, load_dataset, make_split
+from numsweep.sweeps import parse_spec, run_sweep
 
-OPTUNA_METHODS = ("ask", "tell", "enqueue_trial", "add_trial", "get_trials")
-STORAGE_METHODS = ("get_or_create_sweep", "get_or_create_stage", "list_sweeps", "count_trials",
-                   "next_trial_number", "start_trial", "finish_trial", "get_trials",
-                   "set_stage_note", "get_sweep", "list_stages", "get_stage", "set_stage_space",
-                   "claim_slots", "claim_again", "stage_slots", "heartbeat", "interrupt_trials")
+MODELS = {
+    "convnet f=4 nf=10 nh=50": {"model": "convnet", "f": 4, "nf": 10, "nh": 50},
+    "mlp hidden=50": {"model": "mlp", "hidden": [50]},
+}
 
 
-class TimedStorage(Storage):
-    """Storage that adds up the seconds spent in each public call."""
-
-    seconds = 0.0
-
-    def __getattribute__(self, name: str) -> Any:
-        attr = super().__getattribute__(name)
-        if name in STORAGE_METHODS and callable(attr):
-            @functools.wraps(attr)
-            def timed(*args: Any, **kwargs: Any) -> Any:
-                t0 = time.perf_counter()
-                try:
-                    return attr(*args, **kwargs)
-                finally:
-                    TimedStorage.seconds += time.perf_counter() - t0
-            return timed
-        return attr
+def sweep_spec(name: str, model: dict[str, Any], trials: int, size: dict[str, Any]) -> Any:
+    fixed = {**model, **size, "batch_size": 100, "eta_min": 1e-5, "eta_max": 1e-1,
+             "curve_points": 4}
+    return parse_spec({"name": name, "seed": 0, "fixed": fixed,
+                       "space": {"lam": {"low": 1e-5, "high": 1e-1, "log": True,
+                                         "grid": trials}},
+                       "stages": [{"name": "grid", "sampler": "grid"}]}, "<benchmark>")
 
 
-def timed(fn: Any, total: list[float]) -> Any:
-    """``fn`` that adds its seconds to ``total[0]``."""
+def cold_start() -> None:
+    """Forget what an earlier run left in this process (the loaded dataset, the loky
+    worker processes), so that every run pays its own data loading and start-up."""
+    from joblib.externals.loky import get_reusable_executor
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            total[0] += time.perf_counter() - t0
+    import numsweep.sweeps.worker as worker
 
-    return call
+    worker._DATASETS.clear()
+    for cached in (worker._split, worker._shared_split, worker._shared_patches):
+        cached.cache_clear()
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+
+def numsweep_run(args: argparse.Namespace, name: str, spec: Any, jobs: int,
+                 group_size: int) -> tuple[float, dict[float, float]]:
+    storage = fresh_storage(args.workdir, name)
+    cold_start()
+    with Stopwatch() as clock:
+        run_sweep(spec, storage, data_source=args.data, jobs=jobs, group_size=group_size)
+    trials = storage.get_trials(spec.name)
+    return clock.seconds, {t.params["lam"]: t.metrics["val_acc"] for t in trials}
+
+
+_SPLIT: Any = None
+
+
+def _load(data: str, n_train: int | None, n_val: int) -> None:
+    global _SPLIT
+    _SPLIT = make_split(load_dataset(data), n_train, n_val, np.dtype("float32"))
+
+
+def _torch_trial(spec: TrialSpec) -> float:
+    return torch_ms_per_update(spec, _SPLIT, 1)
+
+
+def torch_run(args: argparse.Namespace, specs: list[TrialSpec], jobs: int) -> float:
+    """Wall seconds of the trials on ``jobs`` processes, their data already loaded."""
+    with ProcessPoolExecutor(jobs, initializer=_load,
+                             initargs=(args.data, args.size["n_train"],
+                                       args.size["n_val"])) as pool:
+        list(pool.map(_load_marker, range(jobs)))  # every worker has its split
+        with Stopwatch() as clock:
+            list(pool.map(_torch_trial, specs))
+    return clock.seconds
+
+
+def _load_marker(_: int) -> bool:
+    time.sleep(0.2)  # keeps the worker busy so that each one takes a marker
+    return _SPLIT is not None
+
+
+def blas() -> str:
+    found = sorted({f"{i['internal_api']} {i.get('version') or ''}".strip()
+                    for i in threadpool_info() if i["user_api"] == "blas"})
+    return ", ".join(found) or "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_size_arguments(parser)
-    parser.add_argument("--trials", type=int, default=8, help="grid points (trials)")
+    parser.add_argument("--data", required=True, help="dataset (.npz, CIFAR-10 folder, ...)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--grids", default="8,32", help="grid sizes (trials per sweep)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny setting that checks the script runs (no numbers to keep)")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    parser.add_argument("--workdir", default="bench-sweeps", help="folder for the databases")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
-    results = {}
-    for jobs in (1, 2):
-        name = f"throughput-j{jobs}"
-        base = fresh_storage(args.workdir, name)
-        storage = TimedStorage(base.url)
-        TimedStorage.seconds = 0.0
-        waited = [0.0]
-        original_wait = runner.wait
-        runner.wait = timed(original_wait, waited)
-        in_optuna = [0.0]
-        originals = {m: getattr(optuna.Study, m) for m in OPTUNA_METHODS}
-        for m, fn in originals.items():
-            setattr(optuna.Study, m, timed(fn, in_optuna))
-        created = optuna.create_study
-        optuna.create_study = timed(created, in_optuna)  # type: ignore[assignment]
-        warm_up(jobs)
-        try:
-            with Stopwatch() as clock:
-                run_sweep(lambda_spec(args, "lam", args.trials), storage,
-                          data_source=args.data, jobs=jobs)
-        finally:
-            runner.wait = original_wait
-            for m, fn in originals.items():
-                setattr(optuna.Study, m, fn)
-            optuna.create_study = created  # type: ignore[assignment]
-        trials = storage.get_trials("lam")
-        trial_seconds = sum(t.metrics["train_seconds"] + t.metrics["eval_seconds"]
-                            for t in trials)
-        results[jobs] = {
-            "wall": clock.seconds, "per_hour": len(trials) / clock.seconds * 3600,
-            "db": TimedStorage.seconds, "busy": clock.seconds - waited[0],
-            "optuna": in_optuna[0],
-            "trial_seconds": trial_seconds,
-            "metrics": [(t.params["lam"], t.metrics["val_acc"], t.metrics["test_acc"])
-                        for t in trials]}
-        r = results[jobs]
-        print(f"--jobs {jobs}: {len(trials)} trials in {r['wall']:.1f} s wall = "
-              f"{r['per_hour']:.0f} trials/hour; trials' own time {trial_seconds:.1f} s")
-    one, two = results[1], results[2]
-    print(f"speed-up with 2 jobs: {two['per_hour'] / one['per_hour']:.2f}x (target >= 1.8)")
-    print(f"same metrics with --jobs 1 and 2: {one['metrics'] == two['metrics']}")
-    db_total = two["db"] + two["optuna"]
-    print(f"--jobs 2: database time {db_total:.2f} s = "
-          f"{100 * db_total / two['trial_seconds']:.2f}% of trial time (target < 1%): numsweep's "
-          f"tables {two['db']:.2f} s, Optuna's study (RDB storage, sampling included) "
-          f"{two['optuna']:.2f} s; main "
-          f"process busy outside waiting (database, Optuna study, sampling, data sharing) "
-          f"{two['busy']:.2f} s = {100 * two['busy'] / two['trial_seconds']:.2f}%")
+    args.size = ({"n_train": 500, "n_val": 200, "n_s": 10, "cycles": 1} if args.quick else
+                 {"n_train": 49000, "n_val": 1000, "n_s": 800, "cycles": 3})
+    grids = [4] if args.quick else [int(g) for g in args.grids.split(",")]
+    with_torch = not args.no_torch and have_torch()
+    jobs = args.jobs
+    rows = []
+    for trials in grids:
+        for label, model in MODELS.items():
+            spec = sweep_spec(f"tp-{trials}", model, trials, args.size)
+            k = max(1, -(-trials // jobs))
+            grouped, g_metrics = numsweep_run(args, f"grouped-{trials}", spec, jobs, k)
+            alone, a_metrics = numsweep_run(args, f"alone-{trials}", spec, jobs, 1)
+            worst = max(abs(g_metrics[lam] - a_metrics[lam]) for lam in g_metrics)
+            torch_s = float("nan")
+            if with_torch:
+                lams = sorted(g_metrics)
+                specs = [TrialSpec.from_mapping({**spec.stage_fixed(spec.stages[0]),
+                                                 "lam": lam}) for lam in lams]
+                torch_s = torch_run(args, specs, jobs)
+            rows.append((label, trials, k, grouped, alone, torch_s, worst))
+            print(f"{label}, {trials} trials: grouped (K={k}) {grouped:.1f} s, ungrouped "
+                  f"{alone:.1f} s, PyTorch {torch_s:.1f} s; largest val_acc difference "
+                  f"grouped vs ungrouped {worst:.2g}", flush=True)
+    size = args.size
+    print()
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, BLAS {blas()}; --jobs {jobs}, "
+          f"1 BLAS thread per trial; n_train {size['n_train']}, {size['cycles']} cycles of "
+          f"n_s {size['n_s']} ({2 * size['n_s'] * size['cycles']} updates)"
+          + (" (--quick: not for publishing)" if args.quick else ""))
+    print()
+    print("| model | trials | K | grouped s | ungrouped s | PyTorch s | ungrouped / grouped "
+          "| PyTorch / grouped | max val_acc diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, trials, k, grouped, alone, torch_s, worst in rows:
+        print(f"| {label} | {trials} | {k} | {grouped:.1f} | {alone:.1f} | {torch_s:.1f} | "
+              f"{alone / grouped:.2f}x | {torch_s / grouped:.2f}x | {worst:.2g} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from numsweep.analysis import charts, load_curves, load_stages, load_trials
 from numsweep.analysis.formatting import count, format_cell
 from numsweep.analysis.queries import find_trials
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
-from numsweep.engine import TrialSpec, load_dataset
+from numsweep.engine import TrialSpec
 from numsweep.engine.backend import DEVICES, device_module
 from numsweep.errors import NumsweepError
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
@@ -120,8 +120,11 @@ def _download_progress() -> Callable[[int, int | None], None]:
 
 
 def prepare_data(source: str | None) -> None:
-    """Load (and if needed download) the dataset once up front, so errors come before work."""
-    load_dataset(source, progress=_download_progress())
+    """Load (and if needed download) the dataset once up front, so errors come before work;
+    kept for the rest of the command (``cached_dataset``)."""
+    from numsweep.sweeps.worker import cached_dataset
+
+    cached_dataset(source, progress=_download_progress())
 
 
 @click.group(cls=NumsweepGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -285,6 +288,15 @@ def jobs_option(fn: F) -> F:
                         help="Trials run at once by this process.")(fn)
 
 
+def group_size_option(fn: F) -> F:
+    return click.option("--group-size", "group_size", default=None, metavar="K",
+                        type=click.IntRange(min=0),
+                        show_default="automatic, from the stage's size, the free memory and "
+                                     "--jobs",
+                        help="Train up to K like-shaped trials of a stage together as one "
+                             "fused group (0 or 1: one at a time).")(fn)
+
+
 def stored_threads_option(fn: F) -> F:
     """--threads of commands that continue a stored sweep (resume, worker)."""
     return click.option("--threads", default=None, type=click.IntRange(min=1),
@@ -295,7 +307,7 @@ def stored_threads_option(fn: F) -> F:
 def stored_sweep_options(fn: F) -> F:
     """The options of commands that work on a sweep stored in the database (resume, worker)."""
     for option in (db_option, data_option, backend_options, stored_threads_option, jobs_option,
-                   stored_kept_options, device_option):
+                   stored_kept_options, device_option, group_size_option):
         fn = option(fn)
     return fn
 
@@ -395,9 +407,10 @@ def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
     from numsweep.sweeps.budget import calibrate, data_shape
+    from numsweep.sweeps.worker import cached_dataset
 
     prepare_data(data)
-    dataset = load_dataset(data)
+    dataset = cached_dataset(data)
     return dataset, calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
                                                   len(dataset.x_test)))
 
@@ -406,6 +419,7 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @click.argument("spec_file", metavar="SPEC")
 @overrides_argument
 @jobs_option
+@group_size_option
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="BLAS threads per trial (jobs x threads should not exceed the cores; "
                    "results are reproducible for the same value).")
@@ -418,9 +432,10 @@ def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
-              threads: int, budget: str | None, device: str | None, backend: str,
-              scheduler: str | None, grace: float, db_wait: float, checkpoint_dir: str | None,
-              keep_weights: str, data: str | None, db: str) -> None:
+              group_size: int | None, threads: int, budget: str | None, device: str | None,
+              backend: str, scheduler: str | None, grace: float, db_wait: float,
+              checkpoint_dir: str | None, keep_weights: str, data: str | None,
+              db: str) -> None:
     """Run the stages of a sweep spec (a .toml file or a preset name).
 
     KEY=VALUE fixes a parameter for every stage (and stops searching it), STAGE.KEY=VALUE
@@ -434,6 +449,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         numsweep sweep run examples/lambda-coarse.toml n_train=2000 n_val=1000 cycles=1 \\
             --jobs 2 --db sqlite:///t.db --data cifar10.npz
         numsweep sweep run lambda-search fine.n_trials=20 fine.pruner=median --budget 30m
+        numsweep sweep run examples/lambda-coarse.toml --group-size 8
         numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
     from numsweep.sweeps.budget import plan
@@ -460,7 +476,8 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
-        grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights), model)
+        grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+        group_size=group_size), model)
 
 
 @sweep.command("create")
@@ -485,11 +502,12 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
     """
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
+    from numsweep.sweeps.worker import cached_dataset
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
     storage = Storage(db)
-    dataset = load_dataset(data)
+    dataset = cached_dataset(data)  # the fingerprint stored with the sweep reads this copy
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
     create_sweep(spec, storage, data_source=data, threads=threads,
                  checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
@@ -501,7 +519,7 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
-            device: str | None) -> None:
+            device: str | None, group_size: int | None = None) -> None:
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -516,16 +534,17 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
     _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
-        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device), model)
+        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
+        group_size=group_size), model)
 
 
 @sweep.command("resume")
 @click.argument("name")
 @stored_sweep_options
-def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
-                 scheduler: str | None, grace: float, db_wait: float, data: str | None,
-                 db: str, checkpoint_dir: str | None, keep_weights: str | None,
-                 device: str | None) -> None:
+def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | None,
+                 threads: int | None, backend: str, scheduler: str | None, grace: float,
+                 db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
+                 keep_weights: str | None, device: str | None) -> None:
     """Continue sweep NAME from the spec stored in the database: run what is left, run again
     the trials that were interrupted or lost (RUNNING without a heartbeat for --grace
     seconds, or whose process on this machine is gone), never a finished trial twice.
@@ -539,7 +558,7 @@ def sweep_resume(name: str, jobs: int | None, force: bool, threads: int | None, 
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights, device)
+            checkpoint_dir, keep_weights, device, group_size)
 
 
 @sweep.command("list")
@@ -588,6 +607,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
         if st.note:
             click.echo(f"  why: {st.note}")
+        click.echo(f"  grouped: {st.grouping}")
         if st.best is not None:
             click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
                        f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
@@ -640,10 +660,10 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options
-def worker(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
-           scheduler: str | None, grace: float, db_wait: float, data: str | None,
-           db: str, checkpoint_dir: str | None, keep_weights: str | None,
-           device: str | None) -> None:
+def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
+           threads: int | None, backend: str, scheduler: str | None, grace: float,
+           db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
+           keep_weights: str | None, device: str | None) -> None:
     """Join sweep NAME in a shared database (PostgreSQL for several machines) and run its
     trials beside the other processes working on it, until every stage is finished.
 
@@ -658,7 +678,7 @@ def worker(name: str, jobs: int | None, force: bool, threads: int | None, backen
             --data /scratch/cifar10.npz --jobs 4
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights, device)
+            checkpoint_dir, keep_weights, device, group_size)
 
 
 @cli.group()
@@ -707,7 +727,11 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
                                    f"{', '.join(diff)}")
-    click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}")
+    original = rerun.original
+    alone = (f" (trained alone; trial {trial_id} trained in fused group {original.group_id} "
+             f"of {original.group_size})"
+             if original.group_size is not None and original.group_size > 1 else "")
+    click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
 
 
 @trial.command("weights")

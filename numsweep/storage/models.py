@@ -105,6 +105,10 @@ class TrialModel(Base):
     # how a trial outside a sweep was run, for its rerun (JSON): the data source of `train`,
     # a range test's mode and stop factor; None for sweep trials (their sweep holds it)
     setup_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the fused group the trial trained in (engine.train_group): the id of its first trial
+    # and how many trials it started with; None in databases of an older numsweep
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[list[TrialParamModel]] = relationship(cascade="all, delete-orphan")
     metrics: Mapped[list[TrialMetricModel]] = relationship(cascade="all, delete-orphan")
 

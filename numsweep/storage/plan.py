@@ -20,7 +20,10 @@ class StagePlan:
     ``configs``, the ``best`` one); ``n_configs`` how many configurations the stage runs
     (fewer once a time budget cut it); ``reused`` the ids of earlier trials it counts as its
     own; ``setup_by`` the process that stored it and adds the reused trials to the Optuna
-    study, ``study_ready`` once that is done.
+    study, ``study_ready`` once that is done; ``group_size`` how many of its trials train
+    together as one fused group at most (1: one at a time; None: stored by an older numsweep,
+    which trained them one at a time) and ``group_auto`` whether that was chosen
+    automatically.
     """
 
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -31,6 +34,8 @@ class StagePlan:
     n_configs: int | None = None
     setup_by: str = ""
     study_ready: bool = True
+    group_size: int | None = None
+    group_auto: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -45,6 +50,9 @@ class StagePlan:
         if self.setup_by:
             out["setup_by"] = self.setup_by
         out["study_ready"] = self.study_ready
+        if self.group_size is not None:
+            out["group_size"] = self.group_size
+            out["group_auto"] = self.group_auto
         return out
 
     @classmethod
@@ -59,7 +67,9 @@ class StagePlan:
                    configs=tuple(dict(c) for c in raw.get("configs", [])),
                    n_configs=None if raw.get("n_configs") is None else int(raw["n_configs"]),
                    setup_by=str(raw.get("setup_by", "")),
-                   study_ready=bool(raw.get("study_ready", True)))
+                   study_ready=bool(raw.get("study_ready", True)),
+                   group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
+                   group_auto=bool(raw.get("group_auto", False)))
 
     def describe(self, sampler: str = "grid") -> str:
         """The plan in words: ranges, fixed values, trials planned and reused. A ``best``
@@ -72,6 +82,9 @@ class StagePlan:
             words.append(f"{self.planned} new trials planned")
         if self.reused:
             words.append(f"{len(self.reused)} earlier trials reused")
+        if self.group_size is not None and self.group_size > 1:
+            words.append(f"fused groups of up to {self.group_size}"
+                         + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
 
 

@@ -54,6 +54,8 @@ class TrialRecord:
     attempt: int = 0  # 0, then 1, 2, ... when an interrupted attempt ran again
     heartbeat_at: datetime | None = None
     setup: dict[str, Any] = field(default_factory=dict)  # how a single trial ran (its data)
+    group_id: int | None = None  # the fused group it trained in: its first trial's id
+    group_size: int | None = None  # trials that group started with (None: not recorded)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def _check_sqlite_location(url: str) -> None:
 
 _NEW_COLUMNS = {
     "ns_trials": {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
-                  "study_trial": "INTEGER", "setup_json": "TEXT"},
+                  "study_trial": "INTEGER", "setup_json": "TEXT", "group_id": "INTEGER",
+                  "group_size": "INTEGER"},
     "ns_sweeps": {"data_fingerprint": "VARCHAR(100)"},
 }
 INTERRUPT_WAIT_SECONDS = 3.0
@@ -458,10 +459,12 @@ class Storage:
                      metrics: Mapping[str, float] | None = None,
                      curves: Iterable[CurveRecord] = (), message: str = "",
                      traceback: str = "", worker: str | None = None,
-                     params: Mapping[str, Any] | None = None) -> bool:
+                     params: Mapping[str, Any] | None = None,
+                     group: tuple[int, int] | None = None) -> bool:
         """Record how a trial ended, with whatever it measured (also when it failed).
 
-        ``params`` updates parameter values the run resolved (such as an automatic ``n_s``).
+        ``params`` updates parameter values the run resolved (such as an automatic ``n_s``);
+        ``group`` is the fused group it trained in: (group id, group size).
         Only a RUNNING trial is finished: returns False (and writes nothing) when the trial
         was marked interrupted meanwhile (its process was taken for dead and another
         attempt runs it), so a planned trial is never complete twice.
@@ -471,6 +474,8 @@ class Storage:
                                       "traceback": traceback}
             if worker is not None:
                 values["worker"] = worker
+            if group is not None:
+                values["group_id"], values["group_size"] = group
             # one conditional UPDATE first: it takes the write lock, so no other process can
             # mark the trial interrupted between the check and the write
             done = s.execute(update(TrialModel)
@@ -888,4 +893,5 @@ def _trial_record(row: TrialModel, sweep: str, stage: str | None) -> TrialRecord
         metrics={m.name: decode_float(m.value, m.kind) for m in row.metrics},
         slot=row.slot, attempt=row.attempt, heartbeat_at=row.heartbeat_at,
         setup=json.loads(row.setup_json) if row.setup_json else {},
+        group_id=row.group_id, group_size=row.group_size,
     )

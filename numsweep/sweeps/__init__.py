@@ -8,7 +8,8 @@
 - ``liveness.py``: heartbeats and how a lost trial (its process gone) is detected.
 - ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
 - ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.
-- ``worker.py``: what runs in a worker process: train one trial, never raise.
+- ``grouping.py``: which claimed trials train together as fused groups; the automatic size.
+- ``worker.py``: what runs in a worker process: train one trial or group, never raise.
 - ``deaths.py``: which trial a dead worker process was running (only that one counts as lost).
 - ``interrupts.py``: Ctrl-C or SIGTERM acted on within seconds, running trials marked interrupted.
 - ``guards.py``: checks before any work: the sweep's data fingerprint, split sizes, ``--jobs``.

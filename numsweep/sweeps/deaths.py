@@ -48,6 +48,24 @@ def execute_announced(task: Any) -> Any:
         path.unlink(missing_ok=True)
 
 
+def execute_group_announced(task: Any) -> Any:
+    """:func:`numsweep.sweeps.worker.execute_group` in a worker process, leaving a pid file
+    for each trial of the group while the group runs (all name this process: a group dies
+    whole)."""
+    from numsweep.sweeps.worker import execute_group
+
+    paths = [_pid_file(t.shared.folder, t.trial_id) for t in task.trials
+             if t.shared is not None]
+    for path in paths:
+        with contextlib.suppress(OSError):  # else the watcher does not know: the loss counts
+            path.write_text(str(os.getpid()))
+    try:
+        return execute_group(task)
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
 class DeathWatch:
     """A daemon thread that notes when the worker processes named by pid files die."""
 

@@ -20,10 +20,10 @@ from numsweep.storage import TrialState
 from numsweep.sweeps.runner import TrialEvent
 from numsweep.terminal import fit_columns
 
-COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "best val_acc",
-           "estimated s", "measured s")
+COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "groups of",
+           "best val_acc", "estimated s", "measured s")
 PRIORITY = ("stage", "done", "best val_acc", "running", "failed", "pruned", "measured s",
-            "estimated s", "reused")
+            "estimated s", "groups of", "reused")
 """The progress table's columns in the order they are kept when the terminal is narrow;
 a column whose every cell is 0 or empty is left out before any other."""
 
@@ -38,6 +38,8 @@ class _Stage:
     best: float = math.nan
     measured: list[float] = field(default_factory=list)
     estimated: list[float] = field(default_factory=list)
+    group_size: int = 1
+    group_auto: bool = False
 
     @property
     def finished(self) -> int:
@@ -91,6 +93,7 @@ class SweepProgress:
                 self.jobs = event.jobs
             stage.planned, stage.reused = event.planned, event.reused
             stage.counts = dict(event.counts)  # finished before this process started
+            stage.group_size, stage.group_auto = event.group_size, event.group_auto
             if event.message and self.lines:
                 self.live.console.print(f"[bold]{event.stage}[/]: {event.message}")
         elif event.kind == "started":
@@ -124,13 +127,16 @@ class SweepProgress:
         self.live.update(self.render())
 
     def eta(self) -> float:
-        """Seconds left: remaining trials x mean measured seconds per trial / jobs."""
+        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
+        of a fused group measures the group's time: / jobs x group size)."""
         measured = [s for st in self.stages.values() for s in st.measured]
         left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
         if not left:
             return 0.0  # such as a resumed sweep that had finished
         if not measured:
             return math.nan
+        left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
+                   for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
     def rows(self) -> list[dict[str, str]]:
@@ -144,6 +150,7 @@ class SweepProgress:
                 "done": f"{complete}/{st.planned}" if st.planned else str(complete),
                 "running": str(st.running), "pruned": str(st.counts.get("PRUNED", 0)),
                 "failed": str(st.counts.get("FAILED", 0)), "reused": str(st.reused),
+                "groups of": f"{st.group_size}" + (" (auto)" if st.group_auto else ""),
                 "best val_acc": "" if math.isnan(st.best) else f"{st.best:.4f}",
                 "estimated s": f"{sum(st.estimated):.1f}" if st.estimated else "",
                 "measured s": f"{sum(st.measured):.1f}" if st.measured else ""})

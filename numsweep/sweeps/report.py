@@ -4,7 +4,7 @@ counts of trials by state and the best trials."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from numsweep.storage import StagePlan, Storage, SweepRecord, TrialRecord, TrialState
@@ -18,6 +18,34 @@ class StageReport:
     note: str
     counts: dict[str, int]
     best: TrialRecord | None
+    groups: dict[int, int] = field(default_factory=dict)  # group id -> its trials stored
+    unrecorded: int = 0  # trials that ran without a group recorded (older numsweep)
+
+    @property
+    def grouping(self) -> str:
+        """How the stage's trials trained, in words: the fused groups by size and the
+        stored group size, e.g. ``8 trials in 2 fused groups of 4 (group size 4,
+        automatic)``."""
+        size = self.plan.group_size
+        setting = ("" if size is None else
+                   f" (group size {size}{', automatic' if self.plan.group_auto else ''})")
+        trials = sum(self.groups.values())
+        fused = {g: n for g, n in self.groups.items() if n > 1}
+        if not fused:
+            words = f"{trials} trials one at a time" if trials else "no trials trained yet"
+        else:
+            by_size: dict[int, int] = {}
+            for n in fused.values():
+                by_size[n] = by_size.get(n, 0) + 1
+            sizes = ", ".join(f"{count} of {n}" for n, count in sorted(by_size.items(),
+                                                                       reverse=True))
+            alone = trials - sum(fused.values())
+            plural = "s" if len(fused) > 1 else ""
+            words = (f"{trials} trials in {len(fused)} fused group{plural} ({sizes})"
+                     + (f", {alone} alone" if alone else ""))
+        if self.unrecorded:
+            words += f"; {self.unrecorded} trials without a recorded group"
+        return words + setting
 
     @property
     def reused(self) -> tuple[int, ...]:
@@ -55,7 +83,13 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
         pool = [t for t in mine if t.state is TrialState.COMPLETE] + [
             by_id[i] for i in plan.reused if i in by_id]
         best = max(pool, key=lambda t: (_val(t), -t.id), default=None)
-        stages.append(StageReport(st.name, st.sampler, plan, st.note, counts, best))
+        groups: dict[int, int] = {}
+        for t in mine:
+            if t.group_id is not None:
+                groups[t.group_id] = groups.get(t.group_id, 0) + 1
+        unrecorded = sum(t.group_id is None and t.state.is_finished() for t in mine)
+        stages.append(StageReport(st.name, st.sampler, plan, st.note, counts, best, groups,
+                                  unrecorded))
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     counts = {}
     for t in trials:

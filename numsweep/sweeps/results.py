@@ -21,7 +21,8 @@ def record_outcome(storage: Storage, outcome: TrialOutcome) -> TrialState | None
     result = outcome.result
     if result is None:
         kept = storage.finish_trial(outcome.trial_id, TrialState.FAILED, message=outcome.error,
-                                    traceback=outcome.traceback, worker=outcome.worker)
+                                    traceback=outcome.traceback, worker=outcome.worker,
+                                    group=outcome.group)
         return TrialState.FAILED if kept else None
     state = (TrialState.FAILED if result.diverged
              else TrialState.PRUNED if result.stopped else TrialState.COMPLETE)
@@ -29,7 +30,7 @@ def record_outcome(storage: Storage, outcome: TrialOutcome) -> TrialState | None
               for c in result.curves]
     kept = storage.finish_trial(outcome.trial_id, state, metrics=result.metrics(),
                                 curves=curves, message=result.message, worker=outcome.worker,
-                                params=result.spec.to_dict())
+                                params=result.spec.to_dict(), group=outcome.group)
     return state if kept else None
 
 

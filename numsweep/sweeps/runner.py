@@ -10,7 +10,20 @@ What is guaranteed (see README, "Parallel runs and reproducibility"):
   knowing exactly the results of configurations 0 .. k - ``sync``, told in order. So the same
   sweep seed gives the same trials and metrics with any ``--jobs`` up to ``sync`` (default 4)
   as long as the BLAS thread count per trial (``threads``) is the same;
-- random and qmc proposals do not depend on results and are the same with any ``--jobs``.
+- random and qmc proposals do not depend on results and are the same with any ``--jobs``;
+- a trial's data stream (batch order, augmentation draws) is seeded by its stage's data seed
+  (:func:`stage_data_seed`: the sweep seed, the stage and the seed replicate), its own stream
+  (initialisation, dropout) by its ``seed``; both are stored as its parameters. So a trial
+  trained in a fused group gets the metrics it gets alone (float64 to 1e-10, float32 to the
+  rounding of another summation order), and which trials happen to group together never
+  changes what is proposed;
+- fused groups (``--group-size K``, stored with the stage): a stage whose proposals wait for
+  results asks for configurations in batches of K, and the batch starting at configuration
+  ``k0`` is proposed knowing exactly the results of configurations 0 .. ``k0`` - S, where S
+  is ``sync`` rounded up to a multiple of K (:func:`grouping.proposal_lag`); K = 1 is the
+  rule above. So with the same stored K the same sweep seed gives the same trials with any
+  ``--jobs`` up to S / K, and the same metrics (bit for bit when the groups form alike,
+  else to the rounding above).
 """
 
 from __future__ import annotations
@@ -43,11 +56,12 @@ from numsweep.storage import (
 )
 from numsweep.sweeps.data_share import DataShare
 from numsweep.sweeps.deaths import (
-    execute_announced,
+    execute_group_announced,
     judge_worker_loss,
     watch_worker_deaths,
 )
 from numsweep.sweeps.executors import DEFAULT_THREADS, DaskExecutor, make_executor
+from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
 from numsweep.sweeps.guards import (
     check_data_sizes,
     check_sweep_data,
@@ -99,7 +113,14 @@ from numsweep.sweeps.spec import (
     grid_points,
     parse_spec,
 )
-from numsweep.sweeps.worker import PruneSnapshot, TrialOutcome, TrialTask, worker_name
+from numsweep.sweeps.worker import (
+    GroupTask,
+    PruneSnapshot,
+    TrialOutcome,
+    TrialTask,
+    warm_up,
+    worker_name,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -110,6 +131,8 @@ a process that died while proposing holds it that long)."""
 PROPOSAL_TRIES = 20
 """How many times (POLL_SECONDS / 10 apart) a process asks for the proposal turn
 before it goes back to its running trials."""
+DATA_SEED_NUMBER = 2**31 - 2
+"""The place :func:`trial_seed` draws a stage's data seed from (no trial has it)."""
 T = TypeVar("T")
 
 
@@ -130,6 +153,8 @@ class TrialEvent:
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
     trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
     jobs: int | None = None  # trials this process runs at once ("stage")
+    group_size: int = 1  # trials trained together at most ("stage"); 1: one at a time
+    group_auto: bool = False  # the group size was chosen automatically ("stage")
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,12 @@ def trial_seed(sweep_seed: int, stage_index: int, number: int, replicate: int = 
     """A trial's seed depends only on the sweep seed and its place, never on worker timing."""
     entropy = [sweep_seed, stage_index, number] + ([replicate] if replicate else [])
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def stage_data_seed(sweep_seed: int, stage_index: int, replicate: int = 0) -> int:
+    """The seed of the data stream every trial of a stage shares (one per seed replicate):
+    the same batches grouped or not, and paired comparisons inside the stage."""
+    return trial_seed(sweep_seed, stage_index, DATA_SEED_NUMBER, replicate)
 
 
 class SweepInterrupted(Exception):
@@ -202,6 +233,8 @@ class _Running:
     started: float
     estimate: float | None
     attempt: int = 0
+    group: int | None = None  # the id of the group it trains in (its first trial's id)
+    checkpoint: Path | None = None  # its group's checkpoint (keyed by the group's slots)
 
 
 def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
@@ -231,13 +264,17 @@ class SweepRunner:
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
-                 keep_weights: str = DEFAULT_KEEP) -> None:
+                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
             raise ValueError("--jobs is needed unless the backend is dask")
         if grace <= 0:
             raise ValueError(f"--grace must be positive, got {grace}")
+        if group_size is not None and group_size < 0:
+            raise ValueError(f"--group-size must be 0 or more, got {group_size}")
+        self.group_size = None if group_size is None else max(group_size, 1)  # None: auto
+        self.pending: list[tuple[_Running, TrialSpec, PruneSnapshot | None]] = []
         self.spec = spec
         self.storage = storage
         self.data_source = data_source
@@ -274,6 +311,9 @@ class SweepRunner:
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
         if self.auto_jobs and isinstance(self.pool, DaskExecutor):
             self.jobs = self.pool.threads()
+        if self.backend == "loky" and self.jobs > 1:  # workers start while data loads
+            for _ in range(self.jobs):
+                self.pool.submit(warm_up)
         data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:
@@ -290,6 +330,7 @@ class SweepRunner:
             raise self._keep_finished(exc) from None
         except KeyboardInterrupt:
             ids = [job.trial_id for job in self.running.values()]
+            ids += [job.trial_id for job, _, _ in self.pending]
             ids += [self.inline.trial_id] if self.inline is not None else []
             self.pool.shutdown(wait=False, kill_workers=True)
             sweep = getattr(self, "sweep", None)
@@ -424,9 +465,32 @@ class SweepRunner:
             planned=n_configs * stage.replicates, reused=tuple(t.id for t in reused),
             configs=tuple(queue), n_configs=n_configs,
             # the process that stores the plan adds the reused trials to the study
-            setup_by=self.name, study_ready=not reused)
+            setup_by=self.name, study_ready=not reused,
+            group_size=self._plan_group_size(stage, n_configs * stage.replicates),
+            group_auto=self.group_size is None)
         return self.storage.get_or_create_stage(self.sweep.id, index, stage.name,
                                                 stage.sampler, plan.to_dict(), note)
+
+    def _plan_group_size(self, stage: StageSpec, trials: int) -> int:
+        """The stage's group size: ``--group-size``, or chosen from the stage's size, the
+        jobs and the free memory (see :func:`grouping.auto_group_size`)."""
+        if self.group_size is not None:
+            return self.group_size
+        try:
+            spec = TrialSpec.from_mapping(self.spec.stage_fixed(stage))
+        except ValueError:
+            return 1
+        lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
+        dataset = self.data.dataset
+        return auto_group_size(spec, trials, self.jobs, dataset.image_shape,
+                               len(dataset.classes), sync=stage.sync if lagged else None)
+
+    def _exec_group_size(self, plan: _Plan) -> int:
+        """How many claimed trials this process trains together: ``--group-size`` when
+        given, else the stage's stored choice (1 for a stage stored by an older numsweep)."""
+        if self.group_size is not None:
+            return self.group_size
+        return plan.stored.group_size or 1
 
     def _plan(self, index: int, stage: StageSpec) -> _Plan:
         """The stage's plan as stored (by this process or the first one to reach it)."""
@@ -495,9 +559,13 @@ class SweepRunner:
         plan = self._plan(index, stage)
         reps = stage.replicates
         slots = _latest(self.storage.stage_slots(plan.stage_id))
+        size = self._exec_group_size(plan)
+        batch = plan.stored.group_size or 1  # proposals come in batches of the stored size
+        sync = proposal_lag(stage.sync, batch)
         self.notify(TrialEvent("stage", stage.name, planned=plan.n_configs * reps,
                                reused=len(plan.reused), message=plan.note,
-                               counts=_counts(slots.values()), jobs=self.jobs))
+                               counts=_counts(slots.values()), jobs=self.jobs, group_size=size,
+                               group_auto=self.group_size is None and plan.stored.group_auto))
         study = self._study(index, stage, plan)
         lagged = stage.sampler in HISTORY_SAMPLERS or stage.pruner != "none"
         stage_deadline = (time.monotonic() + stage.time_budget if stage.time_budget else None)
@@ -513,7 +581,7 @@ class SweepRunner:
             proposed = max(slots) // reps + 1 if slots else 0
             if not lagged or proposed >= n_configs:
                 told = self._tell_ready(study, reps, slots, told, proposed)
-            while len(self.running) < self.jobs:
+            while len(self.pending) < size * (self.jobs - self._groups_running()):
                 lost = self._lost_slot(slots)
                 if lost is not None:
                     if not self._run_again(study, stage, plan, lost):
@@ -526,13 +594,15 @@ class SweepRunner:
                 else:
                     k = proposed
                     if lagged:
-                        told = self._tell_ready(study, reps, slots, told, k - stage.sync + 1)
-                        if told < k - stage.sync + 1:
-                            break  # waits for the results of configuration k - sync
+                        first = k - k % batch  # the batch's first configuration
+                        told = self._tell_ready(study, reps, slots, told, first - sync + 1)
+                        if told < first - sync + 1:
+                            break  # waits for the results of configuration first - sync
                     if not self._new_config(study, index, stage, plan, k):
                         break  # another process is proposing: look again after a pause
                 slots = _latest(self.storage.stage_slots(plan.stage_id))
                 proposed = max(slots) // reps + 1 if slots else 0
+            self._start_groups(plan, size)
             if self.running:
                 done, _ = wait(list(self.running), timeout=5.0, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: self.running[f].number):
@@ -568,6 +638,7 @@ class SweepRunner:
         """The first slot to run again: interrupted, or left RUNNING by a process that is
         gone."""
         mine = {job.trial_id for job in self.running.values()}
+        mine |= {job.trial_id for job, _, _ in self.pending}
         now = utcnow()
         # after an outage no process could stamp its heartbeat: judge them a grace later
         back = self.storage.reconnected_at
@@ -629,8 +700,11 @@ class SweepRunner:
         specs = []
         for r in range(stage.replicates):
             slot = k * stage.replicates + r
-            seed = trial_seed(self.spec.seed, index, slot)
-            specs.append((slot, TrialSpec.from_mapping({**plan.fixed, **params, "seed": seed})))
+            seeds = {"seed": trial_seed(self.spec.seed, index, slot),
+                     "data_seed": stage_data_seed(self.spec.seed, index, r)}
+            if plan.fixed.get("data_seed") is not None:  # the spec's own data seed
+                seeds["data_seed"] = plan.fixed["data_seed"]
+            specs.append((slot, TrialSpec.from_mapping({**plan.fixed, **params, **seeds})))
         claimed = self.storage.claim_slots(
             self.sweep.id, plan.stage_id, [(slot, s.to_dict(), s.seed) for slot, s in specs],
             study_trial=trial.number, worker=self.name)
@@ -653,33 +727,66 @@ class SweepRunner:
 
     def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
                 snapshot: PruneSnapshot | None) -> None:
+        """A claimed trial waits in ``pending`` until :meth:`_start_groups` starts it in a
+        group with the trials claimed beside it."""
         job.estimate = self.estimate(trial_spec) if self.estimate else None
         self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate,
                                trial_id=job.trial_id))
-        shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
-        watch_worker_deaths(shared)
-        checkpoint, weights = self._files(stage, job)
-        task = TrialTask(job.trial_id, trial_spec, self.data_source, self.threads, shared,
-                         snapshot, checkpoint=str(checkpoint), weights=weights)
         self.heart.add(job.trial_id)
-        self.inline = job  # Ctrl-C while --jobs 1 runs the trial in this process
-        job.started = time.monotonic()
+        self.pending.append((job, trial_spec, snapshot))
+
+    def _groups_running(self) -> int:
+        return len({job.group for job in self.running.values()})
+
+    def _start_groups(self, plan: _Plan, size: int) -> None:
+        """The pending trials in groups of at most ``size`` that share a group key, each
+        group one task of a worker; every trial gets a future of its own (``running``)."""
+        pending, self.pending = self.pending, []
+        for members in form_groups(pending, lambda p: p[1], size):
+            self._submit_group(plan, members)
+
+    def _submit_group(self, plan: _Plan,
+                      members: list[tuple[_Running, TrialSpec, PruneSnapshot | None]]) -> None:
+        jobs = [job for job, _, _ in members]
+        # keyed by the slots it trains: a lone trial's is its own slot's
+        checkpoint = checkpoint_path(self.checkpoint_dir, self.spec.name, jobs[0].stage,
+                                     [job.slot for job in jobs])
+        tasks = []
+        for job, trial_spec, snapshot in members:
+            shared = self.data.shared_for(trial_spec) if self.backend == "loky" else None
+            watch_worker_deaths(shared)
+            weights = (None if self.keep_weights == "none" else
+                       str(weights_path(self.checkpoint_dir, self.spec.name, job.trial_id)))
+            tasks.append(TrialTask(job.trial_id, trial_spec, self.data_source, self.threads,
+                                   shared, snapshot, slot=job.slot, checkpoint=str(checkpoint),
+                                   weights=weights))
+        task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id, str(checkpoint))
+        for job in jobs:
+            job.group = task.group_id
+            job.checkpoint = checkpoint
+            job.started = time.monotonic()
+        self.inline = jobs[0]  # Ctrl-C while --jobs 1 runs the group in this process
         try:
-            future = self.pool.submit(execute_announced, task)
+            future = self.pool.submit(execute_group_announced, task)
         except BrokenExecutor:  # a loky worker died: its trials fail in _finish; a new pool
             self.pool = make_executor(self.jobs, self.backend, self.scheduler)
-            future = self.pool.submit(execute_announced, task)
+            future = self.pool.submit(execute_group_announced, task)
         self.inline = None
-        self.running[future] = job
+        children: list[Future[TrialOutcome]] = [Future() for _ in jobs]
+        for child, job in zip(children, jobs, strict=True):
+            self.running[child] = job
 
-    def _files(self, stage: StageSpec, job: _Running) -> tuple[Path, str | None]:
-        """The trial's checkpoint (keyed by its planned slot, the same for every attempt)
-        and where its network is kept (None with --keep-weights none)."""
-        checkpoint = checkpoint_path(self.checkpoint_dir, self.spec.name, stage.name,
-                                     [job.slot])
-        weights = (None if self.keep_weights == "none" else
-                   str(weights_path(self.checkpoint_dir, self.spec.name, job.trial_id)))
-        return checkpoint, weights
+        def share_out(done: Future[list[TrialOutcome]]) -> None:
+            try:
+                outcomes = done.result()
+            except Exception as exc:  # the worker process died: each trial sees it
+                for child in children:
+                    child.set_exception(exc)
+                return
+            for child, outcome in zip(children, outcomes, strict=True):
+                child.set_result(outcome)
+
+        future.add_done_callback(share_out)
 
     def _finish(self, future: Future[TrialOutcome], study: optuna.Study,
                 stage: StageSpec) -> None:
@@ -708,8 +815,10 @@ class SweepRunner:
             self.unsaved.append(outcome)
             raise
         self.heart.remove(job.trial_id)
-        if state is not None:  # stored: its checkpoint is of no more use
-            clear_state(self._files(stage, job)[0])
+        # stored: its group's checkpoint is of no more use once none of its trials runs here
+        if state is not None and job.checkpoint is not None and not any(
+                j.group == job.group for j in self.running.values()):
+            clear_state(job.checkpoint)
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
@@ -747,11 +856,13 @@ class SweepRunner:
         metrics = result.metrics() if result is not None else {}
         # the searched values are the Optuna trial's own parameters; these are the rest the
         # spec sets, as the trial resolved them, and its seed
-        shown = {*self.spec.stage_fixed(stage), "seed"}
+        shown = {*self.spec.stage_fixed(stage), "seed", "data_seed"}
         params = ({k: v for k, v in result.spec.to_dict().items() if k in shown}
                   if result is not None else {})
-        attrs = trial_user_attrs(outcome.trial_id, metrics, params,
-                                 {"error": outcome.error} if outcome.error else None)
+        extra: dict[str, Any] = {"error": outcome.error} if outcome.error else {}
+        if outcome.group is not None:
+            extra.update(group=outcome.group[0], group_size=outcome.group[1])
+        attrs = trial_user_attrs(outcome.trial_id, metrics, params, extra)
         reports = outcome.reports
         system_attrs = outcome.system_attrs
         if stage.replicates > 1:
@@ -798,21 +909,25 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               estimate: Estimator | None = None, time_budget: float | None = None,
               backend: str = "loky", scheduler: str | None = None,
               grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
-              keep_weights: str = DEFAULT_KEEP) -> list[StageSummary]:
+              keep_weights: str = DEFAULT_KEEP,
+              group_size: int | None = None) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
     gives the planner's seconds for a trial (shown against the measured time);
     ``time_budget`` (seconds) stops proposing new trials once it is used up. ``backend`` is
     ``loky`` (``jobs`` worker processes on this machine) or ``dask`` (the cluster whose
-    scheduler is at ``scheduler``). Other processes may join with :func:`resume_sweep`.
+    scheduler is at ``scheduler``). ``group_size`` trains up to that many trials of a stage
+    together as fused groups (0 or 1: one at a time; None: chosen per stage, see
+    :func:`grouping.auto_group_size`). Other processes may join with :func:`resume_sweep`.
     Raises :class:`SweepInterrupted` on Ctrl-C.
     """
     deadline = time.monotonic() + time_budget if time_budget else None
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
                        on_event=on_event, estimate=estimate, deadline=deadline,
                        backend=backend, scheduler=scheduler, grace=grace,
-                       checkpoint_dir=checkpoint_dir, keep_weights=keep_weights).run()
+                       checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+                       group_size=group_size).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
@@ -854,14 +969,17 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str | None = None,
-                 device: str | None = None) -> list[StageSummary]:
+                 device: str | None = None,
+                 group_size: int | None = None) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
     the sweep was started with (give the path on this machine); ``checkpoint_dir`` and
     ``keep_weights`` to the ones it was started with. A lost or interrupted trial continues
     from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
-    trials this process trains."""
+    trials this process trains. ``group_size`` (see :func:`run_sweep`) sets the stages this
+    process plans and how many trials it trains together; stages already planned keep their
+    stored size for their proposals."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
     stored_policy, stored_root = sweep_policy(storage, name)
     if device is not None:
@@ -871,7 +989,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
                          backend=backend, scheduler=scheduler, grace=grace,
                          checkpoint_dir=checkpoint_dir or stored_root,
-                         keep_weights=keep_weights or stored_policy)
+                         keep_weights=keep_weights or stored_policy, group_size=group_size)
     return runner.run()
 
 

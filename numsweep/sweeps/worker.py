@@ -1,4 +1,5 @@
-"""What runs inside a worker process: train one trial, never raise.
+"""What runs inside a worker process: train one trial (:func:`execute`) or one fused group of
+trials (:func:`execute_group`), never raise.
 
 Workers never touch the database or the main Optuna study. The dataset split arrives as
 ``.npy`` files opened with ``np.load(mmap_mode="r")``, so N workers share one copy in the page
@@ -8,6 +9,7 @@ trial was proposed (see :class:`PruneSnapshot`), so they do not depend on worker
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import traceback
@@ -64,6 +66,26 @@ class TrialTask:
     stop_at: int | None = None
     checkpoint: str | None = None  # the trial's checkpoint file (resumed from when valid)
     weights: str | None = None  # where its network is saved when it ends without diverging
+    slot: int | None = None  # its planned place in the stage (None outside a sweep stage)
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """Trials of one stage that share a group key (``engine.group.group_key``), trained
+    together by :func:`execute_group`; the group's id is its first trial's id."""
+
+    trials: tuple[TrialTask, ...]
+    stage_id: int | None = None
+    sweep_id: int | None = None
+    checkpoint: str | None = None  # the group's checkpoint file (keyed by its slots)
+
+    @property
+    def group_id(self) -> int:
+        return self.trials[0].trial_id
+
+    @property
+    def slots(self) -> tuple[int | None, ...]:
+        return tuple(t.slot for t in self.trials)
 
 
 @dataclass(frozen=True)
@@ -75,16 +97,36 @@ class TrialOutcome:
     worker: str = ""
     reports: tuple[tuple[int, float], ...] = ()
     system_attrs: Mapping[str, Any] = field(default_factory=dict)
+    group: tuple[int, int] | None = None  # (group id, group size) when trained in a group
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@lru_cache(maxsize=2)
-def cached_dataset(source: str | None) -> Dataset:
-    """The dataset at ``source``, loaded once per process."""
-    return load_dataset(source)
+def warm_up() -> str:
+    """Nothing but this module's imports (the engine, Optuna): sent to each new worker
+    process while the main process still loads and shares the data, so that workers start
+    in the meantime instead of when the first trials are ready."""
+    from numsweep.engine import fused, group  # noqa: F401  (imported for their start-up)
+
+    return worker_name()
+
+
+_DATASETS: dict[str | None, Dataset] = {}
+"""The datasets this process loaded (the last two sources)."""
+
+
+def cached_dataset(source: str | None, *, progress: Any = None) -> Dataset:
+    """The dataset at ``source``, loaded once per process (the command line's check of the
+    data, the planner's calibration and the sweep's data share take the same copy: a
+    compressed CIFAR-10 ``.npz`` takes about a second to read)."""
+    if source not in _DATASETS:
+        dataset = load_dataset(source, progress=progress)
+        while len(_DATASETS) >= 2:
+            del _DATASETS[next(iter(_DATASETS))]
+        _DATASETS[source] = dataset
+    return _DATASETS[source]
 
 
 @lru_cache(maxsize=4)
@@ -183,3 +225,34 @@ def execute(task: TrialTask) -> TrialOutcome:
     except Exception as exc:  # the sweep records it and goes on
         return TrialOutcome(task.trial_id, None, error=f"{type(exc).__name__}: {exc}",
                             traceback=traceback.format_exc(), worker=worker_name())
+
+
+def execute_group(task: GroupTask) -> list[TrialOutcome]:
+    """Train a group's trials together (``engine.train_group``), one outcome per trial in
+    order: a diverging trial is a failed result of its own, a pruned one leaves the group
+    (its own reporter stops it), the others train on. An exception fails every trial."""
+    from numsweep.engine.group import train_group
+
+    tasks = task.trials
+    group = (task.group_id, len(tasks))
+    try:
+        if len(tasks) == 1:
+            return [dataclasses.replace(execute(tasks[0]), group=group)]
+        first = tasks[0]
+        split = load_split(first)
+        reporters: list[SnapshotPruner | Recorder] = [
+            SnapshotPruner(t.prune) if t.prune else Recorder(t.stop_at) for t in tasks]
+        with threadpool_limits(limits=first.blas_threads):
+            results = train_group([t.spec for t in tasks], split, reporters=reporters,
+                                  prepared=prepared_for(first.spec, split, first.shared),
+                                  checkpoint=task.checkpoint,
+                                  weights=[t.weights for t in tasks])
+        name = worker_name()
+        return [TrialOutcome(t.trial_id, result, worker=name, reports=tuple(r.reports),
+                             system_attrs=r.system_attrs() if isinstance(r, SnapshotPruner)
+                             else {}, group=group)
+                for t, result, r in zip(tasks, results, reporters, strict=True)]
+    except Exception as exc:  # the sweep records it for every trial and goes on
+        return [TrialOutcome(t.trial_id, None, error=f"{type(exc).__name__}: {exc}",
+                             traceback=traceback.format_exc(), worker=worker_name(),
+                             group=group) for t in tasks]

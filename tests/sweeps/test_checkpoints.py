@@ -56,7 +56,7 @@ ck.save_state = save_then_die
 # with --jobs 1 the trial trains inside the proposal turn: let the resume take it over soon
 runner.PROPOSAL_LEASE_SECONDS = 1.0
 run_sweep(parse_spec(sweep_spec(), "test"), Storage(sys.argv[1]), data_source=sys.argv[2],
-          jobs=1)
+          jobs=1, group_size=1)  # lone trials: one checkpoint per slot
 raise SystemExit("not killed")
 """
 
@@ -65,7 +65,7 @@ def test_a_trial_killed_mid_run_continues_from_its_checkpoint_on_resume(
         tmp_path: Path, tiny_npz: Path) -> None:
     spec = parse_spec(sweep_spec(), "test")
     reference_db = f"sqlite:///{tmp_path / 'ref.db'}"
-    run_sweep(spec, Storage(reference_db), data_source=str(tiny_npz), jobs=1)
+    run_sweep(spec, Storage(reference_db), data_source=str(tiny_npz), jobs=1, group_size=1)
     reference = {(t.stage, t.params["lam"]): t for t in Storage(reference_db).get_trials("ck")}
 
     db = f"sqlite:///{tmp_path / 'killed.db'}"
@@ -81,7 +81,7 @@ def test_a_trial_killed_mid_run_continues_from_its_checkpoint_on_resume(
     [running] = Storage(db).get_trials("ck")
     assert running.state is TrialState.RUNNING
 
-    resume_sweep("ck", Storage(db), jobs=1, grace=1)
+    resume_sweep("ck", Storage(db), jobs=1, grace=1, group_size=1)
     trials = Storage(db).get_trials("ck")
     again = [t for t in trials if t.slot == 0 and t.stage == "coarse"
              and t.state is TrialState.COMPLETE]

@@ -111,3 +111,15 @@ def test_nothing_left_is_no_time_left() -> None:
         progress(TrialEvent("stage", "coarse", planned=8, counts={"COMPLETE": 8}))
         assert progress.eta() == 0
     assert "time left ~0:00" in out.getvalue()
+
+
+def test_the_display_shows_the_group_size_and_counts_groups_in_the_time_left() -> None:
+    out = io.StringIO()
+    progress = SweepProgress(Console(file=out, width=200), jobs=2)
+    with progress:
+        progress(TrialEvent("stage", "grid", planned=16, group_size=4, group_auto=True))
+        progress(TrialEvent("started", "grid", 0))
+        progress(TrialEvent("finished", "grid", 0, TrialState.COMPLETE, 0.4, seconds=8.0))
+        # 15 trials left in groups of 4, each group's trial measured 8 s, 2 jobs
+        assert progress.eta() == 15 / 4 * 8.0 / 2
+    assert "4 (auto)" in out.getvalue() and "groups of" in out.getvalue()
