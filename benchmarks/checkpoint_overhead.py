@@ -14,7 +14,7 @@ measure of the overhead) also as a percentage of the run without; the number of 
 the sizes of the checkpoint and the kept network.
 
     python benchmarks/checkpoint_overhead.py --data ../shared/data/cifar10.npz [--threads 1]
-        [--configs course,archs,best] [--repeats 3] [--dir /tmp]
+        [--configs course,archs,best] [--repeats 3] [--dir /tmp] [--best-cycles 1]
     python benchmarks/checkpoint_overhead.py --quick     # short runs on generated images
 
 ``--quick`` shortens every run (n_s = 50, one cycle; conv-best's final 2 cycles) and uses
@@ -130,6 +130,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dir", default=None, help="where checkpoints are written")
     parser.add_argument("--quick", action="store_true", help="short runs, generated images")
+    parser.add_argument("--best-cycles", type=int, default=None,
+                        help="conv-best's final: only its first N doubling cycles (it writes "
+                             "10 checkpoints per cycle and later cycles are longer, so fewer "
+                             "cycles overstate the share of time checkpointing takes)")
     args = parser.parse_args()
     data = generated(3000 if args.quick else 50000) if args.quick or not args.data \
         else load_dataset(args.data)
@@ -144,6 +148,9 @@ def main() -> None:
                 if args.quick:
                     params = {**params, "n_s": 50, "eval_train": 500, "n_val": 500,
                               "cycles": 2 if params.get("cycle_mult") else 1}
+                elif args.best_cycles and params.get("cycle_mult"):
+                    params = {**params, "cycles": args.best_cycles}
+                    name = f"{name} (first {args.best_cycles} of 5 cycles)"
                 spec = TrialSpec.from_mapping(params)
                 split = make_split(data, spec.n_train, spec.n_val, np.dtype(spec.dtype))
                 m = measure(spec, split, Path(tmp), args.repeats)
