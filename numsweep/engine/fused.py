@@ -606,6 +606,20 @@ class FusedPatchConvNet(FusedNet):
         out += self.params["b2"]
         return out, (ps, ts, h, keep_h)
 
+    def _hidden_backward(self, scores: Any, h: Any, keep_h: Any, grads: Arrays) -> Any:
+        """The output layer's gradients and the hidden layer's bias gradient into ``grads``;
+        returns d(hidden pre-activation) (K, N, nh). ``scores`` holds d(scores) (K, N, C)."""
+        xp = array_module(scores)
+        n = scores.shape[1]
+        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
+        bmm(self._ones(n, xp), scores, out=grads["b2"])
+        dh = self._ws.get("dh", h.shape)
+        bmm(scores, self.params["W2"].transpose(0, 2, 1), out=dh)
+        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        return dh
+
     def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
         """(K data losses, scale_k times each trial's data gradients) of one update on the
@@ -615,14 +629,8 @@ class FusedPatchConvNet(FusedNet):
         n, k = len(x), self.k
         scores, (ps, ts, h, keep_h) = self._forward(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
-        w1, w2 = self.params["W1"], self.params["W2"]
-        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
-        bmm(self._ones(n, xp), scores, out=grads["b2"])
-        dh = self._ws.get("dh", h.shape)
-        bmm(scores, w2.transpose(0, 2, 1), out=dh)
-        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
-        self._act_back_inplace(dh, h, "h")
-        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        w1 = self.params["W1"]
+        dh = self._hidden_backward(scores, h, keep_h, grads)
         for i, (br, p, t) in enumerate(zip(self.branches, ps, ts, strict=True)):
             rows = slice(br.row, br.row + br.n_p * br.nf)
             t2 = t.reshape(k, n, br.n_p * br.nf)
@@ -800,14 +808,8 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         n = len(x)
         scores, (pms, cs, masks, h, keep_h) = self._forward(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
-        w1, w2 = self.params["W1"], self.params["W2"]
-        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
-        bmm(self._ones(n, xp), scores, out=grads["b2"])
-        dh = self._ws.get("dh", h.shape)
-        bmm(scores, w2.transpose(0, 2, 1), out=dh)
-        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
-        self._act_back_inplace(dh, h, "h")
-        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        w1 = self.params["W1"]
+        dh = self._hidden_backward(scores, h, keep_h, grads)
         for run in self._chunks(n):
             kr = run.stop - run.start
             dh_run = dh[run]

@@ -682,18 +682,11 @@ class Storage:
         """Mark these trials INTERRUPTED if they are still RUNNING, and with ``sweep_id`` and
         ``worker`` also every RUNNING trial of the sweep that worker claimed (one claimed just
         as the interrupt came, before its process tracked it); returns how many were."""
-        which = TrialModel.id.in_(list(trial_ids))
-        if sweep_id is not None and worker is not None:
-            which = or_(which, and_(TrialModel.sweep_id == sweep_id, TrialModel.worker == worker))
-        elif not trial_ids:
+        which = _interrupt_clause(trial_ids, sweep_id, worker)
+        if which is None:
             return 0
         with self.session() as s:
-            done = s.execute(update(TrialModel)
-                             .where(which, TrialModel.state == TrialState.RUNNING)
-                             .values(state=TrialState.INTERRUPTED, finished_at=now(),
-                                     message=message)
-                             .execution_options(synchronize_session=False))
-            return int(done.rowcount or 0)
+            return _mark_interrupted(s, which, message)
 
     def interrupt_trials_promptly(self, trial_ids: Sequence[int], message: str, *,
                                   sweep_id: int | None = None, worker: str | None = None,
@@ -716,22 +709,15 @@ class Storage:
 
     def _interrupt(self, trial_ids: Sequence[int], message: str, *, sweep_id: int | None,
                    worker: str | None, wait: float) -> int:
-        which = TrialModel.id.in_(list(trial_ids))
-        if sweep_id is not None and worker is not None:
-            which = or_(which, and_(TrialModel.sweep_id == sweep_id, TrialModel.worker == worker))
-        elif not trial_ids:
+        which = _interrupt_clause(trial_ids, sweep_id, worker)
+        if which is None:
             return 0
         with self.session() as s:
             if self.engine.dialect.name == "sqlite":
                 s.execute(text(f"PRAGMA busy_timeout = {int(wait * 1000)}"))
             elif self.engine.dialect.name == "postgresql":
                 s.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
-            done = s.execute(update(TrialModel)
-                             .where(which, TrialModel.state == TrialState.RUNNING)
-                             .values(state=TrialState.INTERRUPTED, finished_at=now(),
-                                     message=message)
-                             .execution_options(synchronize_session=False))
-            count = int(done.rowcount or 0)
+            count = _mark_interrupted(s, which, message)
             if self.engine.dialect.name == "sqlite":  # the pooled connection's usual patience
                 s.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
             return count
@@ -857,6 +843,25 @@ def release_own_sqlite_locks() -> int:
 def _next_number(s: Session, sweep_id: int) -> int:
     last = s.scalar(select(func.max(TrialModel.number)).where(TrialModel.sweep_id == sweep_id))
     return 0 if last is None else int(last) + 1
+
+
+def _interrupt_clause(trial_ids: Sequence[int], sweep_id: int | None,
+                      worker: str | None) -> Any:
+    """Which trials an interrupt marks: ``trial_ids``, and with ``sweep_id`` and ``worker``
+    every trial of the sweep that worker claimed; None when that is none."""
+    which = TrialModel.id.in_(list(trial_ids))
+    if sweep_id is not None and worker is not None:
+        return or_(which, and_(TrialModel.sweep_id == sweep_id, TrialModel.worker == worker))
+    return which if trial_ids else None
+
+
+def _mark_interrupted(s: Session, which: Any, message: str) -> int:
+    """Mark the RUNNING trials ``which`` selects INTERRUPTED; returns how many were."""
+    done = s.execute(update(TrialModel)
+                     .where(which, TrialModel.state == TrialState.RUNNING)
+                     .values(state=TrialState.INTERRUPTED, finished_at=now(), message=message)
+                     .execution_options(synchronize_session=False))
+    return int(done.rowcount or 0)
 
 
 def _first_line(exc: BaseException) -> str:
