@@ -32,7 +32,8 @@ class StageReport:
         trials = sum(self.groups.values())
         fused = {g: n for g, n in self.groups.items() if n > 1}
         if not fused:
-            words = f"{trials} trials one at a time" if trials else "no trials trained yet"
+            words = (f"{trials} trial{'' if trials == 1 else 's'} one at a time" if trials
+                     else "no trials trained yet")
         else:
             by_size: dict[int, int] = {}
             for n in fused.values():

@@ -215,3 +215,14 @@ def test_automatic_group_size_and_groups_by_key() -> None:
              TrialSpec(model="convnet3"), TrialSpec(lam=0.4)]
     groups = form_groups(specs, lambda s: s, 2)
     assert [[s.lam for s in g] for g in groups] == [[0.1, 0.3], [0.2], [0.0], [0.4]]
+
+
+def test_a_lone_trial_is_one_trial_in_the_grouping_words() -> None:
+    from numsweep.storage import StagePlan
+    from numsweep.sweeps.report import StageReport
+
+    plan = StagePlan.from_dict({"space": {}, "group_size": 1, "group_auto": True})
+    one = StageReport("final", "best", plan, "", {"COMPLETE": 1}, None, groups={7: 1})
+    assert one.grouping.startswith("1 trial one at a time")
+    two = StageReport("final", "best", plan, "", {"COMPLETE": 2}, None, groups={7: 1, 8: 1})
+    assert two.grouping.startswith("2 trials one at a time")
