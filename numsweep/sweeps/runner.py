@@ -118,7 +118,6 @@ from numsweep.sweeps.worker import (
     PruneSnapshot,
     TrialOutcome,
     TrialTask,
-    warm_up,
     worker_name,
 )
 
@@ -311,9 +310,6 @@ class SweepRunner:
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
         if self.auto_jobs and isinstance(self.pool, DaskExecutor):
             self.jobs = self.pool.threads()
-        if self.backend == "loky" and self.jobs > 1:  # workers start while data loads
-            for _ in range(self.jobs):
-                self.pool.submit(warm_up)
         data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:

@@ -104,15 +104,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def warm_up() -> str:
-    """Nothing but this module's imports (the engine, Optuna): sent to each new worker
-    process while the main process still loads and shares the data, so that workers start
-    in the meantime instead of when the first trials are ready."""
-    from numsweep.engine import fused, group  # noqa: F401  (imported for their start-up)
-
-    return worker_name()
-
-
 _DATASETS: dict[str | None, Dataset] = {}
 """The datasets this process loaded (the last two sources)."""
 

@@ -80,8 +80,8 @@ def chain(index: int, tmp_path: Path, data: Path, problems: list[str],
                 else ["sweep", "run", str(path)])
         before = trial_count(url, name)
         # one trial per task: grouped runs have their own Ctrl-C test (test_grouping.py); with
-        # groups, a Ctrl-C in the start-up of four loaded chains ended twice in 4 runs with
-        # SIGINT's status (-2) or after 10 s, not yet explained (see docs/reliability.md)
+        # groups, a Ctrl-C in the start-up of four loaded chains failed in some runs (see
+        # docs/reliability.md, "Open")
         proc = numsweep(*args, "--jobs", jobs, "--force", "--group-size", "1", "--db", url,
                         "--data", data)
         started = time.monotonic()
