@@ -27,6 +27,7 @@ from numsweep.analysis.selection import ChartError, best_trials, select_trials
 from numsweep.engine import TrialSpec
 from numsweep.engine.backend import DEVICES, device_module
 from numsweep.errors import NumsweepError
+from numsweep.shield import install_sigint_handler
 from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
 from numsweep.sweeps import load_spec, run_sweep
 from numsweep.sweeps.liveness import DEFAULT_GRACE
@@ -38,6 +39,13 @@ console = Console(stderr=True)
 
 class NumsweepGroup(click.Group):
     """Turns library errors into ``Error: <one line>`` and exit code 1."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:  # while the options are read: click would say "Aborted!"
+            exit_interrupted("interrupted")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -1174,6 +1182,7 @@ def exit_interrupted(message: str) -> NoReturn:
 
 
 def main() -> None:
+    install_sigint_handler()  # Ctrl-C waits for the database work under way
     try:
         cli(prog_name="numsweep")
     finally:  # a Ctrl-C while the interpreter shuts down does not change the exit code

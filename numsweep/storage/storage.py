@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import gc
 import importlib.util
 import json
 import math
 import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -23,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from numsweep.shield import shielded
 from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
@@ -195,26 +194,27 @@ class Storage:
         self.reconnected_at: float | None = None  # time.monotonic() after the last outage
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password
-        try:
-            is_sqlite = make_url(url).get_backend_name() == "sqlite"
-            if is_sqlite:
-                _check_sqlite_location(url)
-                self.engine: Engine = create_engine(
-                    url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            else:
-                self.engine = create_engine(self.engine_url, pool_pre_ping=True)
-            # a server that cannot be reached at all is a wrong URL more often than an outage
-            retry_call(lambda: _create_tables(self.engine), seconds=0, what=self.shown_url,
-                       table_race=True)
-        except StorageError:
-            raise
-        except ImportError as exc:
-            extra = " (pip install 'numsweep[postgres]')" if "psycopg" in str(exc) else ""
-            raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}{extra}"
-                               ) from None
-        except (ArgumentError, SQLAlchemyError) as exc:
-            raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
+        with shielded():  # a Ctrl-C here would leave a half-made connection
+            try:
+                is_sqlite = make_url(url).get_backend_name() == "sqlite"
+                if is_sqlite:
+                    _check_sqlite_location(url)
+                    self.engine: Engine = create_engine(
+                        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                    event.listen(self.engine, "connect", _sqlite_pragmas)
+                else:
+                    self.engine = create_engine(self.engine_url, pool_pre_ping=True)
+                # a server that cannot be reached at all is a wrong URL more often than an outage
+                retry_call(lambda: _create_tables(self.engine), seconds=0, what=self.shown_url,
+                           table_race=True)
+            except StorageError:
+                raise
+            except ImportError as exc:
+                extra = " (pip install 'numsweep[postgres]')" if "psycopg" in str(exc) else ""
+                raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}{extra}"
+                                   ) from None
+            except (ArgumentError, SQLAlchemyError) as exc:
+                raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def reconnected(self) -> None:
@@ -222,30 +222,33 @@ class Storage:
         self.reconnected_at = time.monotonic()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        with shielded():
+            self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed on success, rolled back on error, always closed."""
-        session = self._sessions()
-        try:
-            yield session
-            session.commit()
-        except IntegrityError as exc:
-            session.rollback()
-            raise StorageConflict(f"database conflict on {self.shown_url}: {_first_line(exc)}"
-                                  ) from None
-        except SQLAlchemyError as exc:
-            with suppress(SQLAlchemyError):
+        """A transaction: committed on success, rolled back on error, always closed; a
+        Ctrl-C waits for it to end (see :mod:`numsweep.shield`)."""
+        with shielded():
+            session = self._sessions()
+            try:
+                yield session
+                session.commit()
+            except IntegrityError as exc:
                 session.rollback()
-            kind = StorageBusy if is_lock_error(exc) else \
-                StorageUnavailable if is_connection_error(exc) else StorageError
-            raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+                raise StorageConflict(f"database conflict on {self.shown_url}: "
+                                      f"{_first_line(exc)}") from None
+            except SQLAlchemyError as exc:
+                with suppress(SQLAlchemyError):
+                    session.rollback()
+                kind = StorageBusy if is_lock_error(exc) else \
+                    StorageUnavailable if is_connection_error(exc) else StorageError
+                raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     # Sweeps and stages
 
@@ -691,12 +694,11 @@ class Storage:
     def interrupt_trials_promptly(self, trial_ids: Sequence[int], message: str, *,
                                   sweep_id: int | None = None, worker: str | None = None,
                                   wait: float = INTERRUPT_WAIT_SECONDS) -> int:
-        """:meth:`interrupt_trials` for Ctrl-C: first drops the write locks this process's own
-        connections hold (a transaction that Ctrl-C cut short), then waits at most ``wait``
-        seconds for other processes' locks. Returns how many trials were marked; 0 when the
-        database stayed locked (the trials' process is gone, so a resume takes them for
-        lost and runs them again)."""
-        release_own_sqlite_locks()
+        """:meth:`interrupt_trials` for Ctrl-C: waits at most ``wait`` seconds for other
+        processes' locks (this process holds none: Ctrl-C cuts no transaction short, see
+        :mod:`numsweep.shield`). Returns how many trials were marked; 0 when the database
+        stayed locked (the trials' process is gone, so a resume takes them for lost and
+        runs them again)."""
         give_up = time.monotonic() + wait
         while True:
             try:
@@ -818,26 +820,6 @@ class TrialRows:
     trials: list[tuple[Any, ...]]
     params: list[tuple[int, str, Any]]
     metrics: list[tuple[int, str, float]]
-
-
-def release_own_sqlite_locks() -> int:
-    """Roll back every SQLite connection of this process that is inside a transaction.
-
-    For Ctrl-C only, once no other thread of this process writes: a KeyboardInterrupt that
-    lands while a connection is being returned to its pool (this library's or Optuna's)
-    can leave it in an open write transaction, referenced from the traceback; a new
-    connection of the same process would then wait on that lock until the busy timeout.
-    Returns how many connections were rolled back."""
-    released = 0
-    for obj in gc.get_objects():
-        if isinstance(obj, sqlite3.Connection):
-            try:
-                if obj.in_transaction:
-                    obj.rollback()
-                    released += 1
-            except (sqlite3.Error, ValueError):
-                continue  # closed, or bound to another thread
-    return released
 
 
 def _next_number(s: Session, sweep_id: int) -> int:

@@ -1,5 +1,5 @@
-"""Ctrl-C (or SIGTERM) in a sweep process: make sure it is acted on, stop writing, drop this
-process's own database locks, and mark the running trials interrupted within seconds."""
+"""Ctrl-C (or SIGTERM) in a sweep process: make sure it is acted on, stop writing, and mark
+the running trials interrupted within seconds."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from numsweep.shield import interrupt, interrupt_pending
 from numsweep.storage import Storage
 
 HEARTBEAT_JOIN_SECONDS = 2.0
@@ -27,10 +28,10 @@ def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int]
                      message: str, *, sweep_id: int | None, worker: str) -> int:
     """Mark this process's running trials INTERRUPTED; returns how many were.
 
-    The heartbeat thread is stopped and waited for first, so that no thread of this process
-    writes; then any write transaction that the interrupt cut short in this process is rolled
-    back (else the marking would wait on a lock its own process holds, up to the busy
-    timeout), and the marking waits only briefly for other processes' locks."""
+    The heartbeat thread is stopped and waited for first, so that no other thread of this
+    process writes; the interrupt itself cut no transaction short (:mod:`numsweep.shield`), so
+    no lock of this process is left behind, and the marking waits only briefly for other
+    processes' locks."""
     acting_on_interrupt()
     heart.stop()
     if heart.thread.is_alive() and heart.thread is not threading.current_thread():
@@ -48,7 +49,8 @@ running trials, if not marked, are taken for lost by the next resume: its pid is
 
 
 class InterruptGuard:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, and again until
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread (as the database work
+    under way ends: :mod:`numsweep.shield`), and again until
     :func:`mark_interrupted` has begun (at once when Python reports it dropped one, else
     after :data:`REDELIVER_SECONDS`): Python drops a KeyboardInterrupt that lands in a weakref
     callback or ``__del__`` (garbage collection), and the sweep then ran on. Such dropped
@@ -91,13 +93,16 @@ class InterruptGuard:
             self.signalled.set()
             threading.Thread(target=self._redeliver, name="numsweep-interrupt",
                              daemon=True).start()
-        raise KeyboardInterrupt
+        interrupt()  # now, or as the database work under way ends
 
     def _redeliver(self) -> None:
         give_up = time.monotonic() + HARD_EXIT_SECONDS
         quiet_since = time.monotonic()
         while time.monotonic() < give_up:
             if self.acted.wait(0.1):
+                continue
+            if interrupt_pending():  # a shielded block raises it as it ends
+                quiet_since = time.monotonic()
                 continue
             if self.dropped.is_set() or time.monotonic() - quiet_since > REDELIVER_SECONDS:
                 self.dropped.clear()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from numsweep.shield import shielded
 from numsweep.storage import SlotRecord, StorageError, TrialState, retry_call, shown_url
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError
 
@@ -170,7 +171,7 @@ def optuna_storage(url: str, db_wait: float = 0.0) -> optuna.storages.BaseStorag
         kwargs["connect_args"] = {"timeout": 60}
 
     def open_storage() -> optuna.storages.BaseStorage:
-        with quiet():
+        with quiet(), shielded():
             return optuna.storages.RDBStorage(url, engine_kwargs=dict(kwargs))
 
     try:

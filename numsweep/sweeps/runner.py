@@ -43,6 +43,7 @@ import numpy as np
 
 from numsweep.engine import TrialSpec
 from numsweep.engine.checkpoint import clear_state
+from numsweep.shield import ctrl_c_deferred, shielded
 from numsweep.storage import (
     SlotRecord,
     StagePlan,
@@ -67,7 +68,7 @@ from numsweep.sweeps.guards import (
     check_sweep_data,
     fingerprint_of,
 )
-from numsweep.sweeps.interrupts import mark_interrupted
+from numsweep.sweeps.interrupts import acting_on_interrupt, mark_interrupted
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     apply_policy,
@@ -298,6 +299,10 @@ class SweepRunner:
         self.unsaved: list[TrialOutcome] = []  # finished, not written: the database is away
 
     def run(self) -> list[StageSummary]:
+        with ctrl_c_deferred():  # in a notebook too, Ctrl-C cuts no transaction short
+            return self._run()
+
+    def _run(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
         existing = [s for s in storage.list_sweeps() if s.name == spec.name]
         if not self.resume and existing and storage.count_trials(existing[0].id):
@@ -325,6 +330,7 @@ class SweepRunner:
         except StorageUnavailable as exc:
             raise self._keep_finished(exc) from None
         except KeyboardInterrupt:
+            acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             ids = [job.trial_id for job in self.running.values()]
             ids += [job.trial_id for job, _, _ in self.pending]
             ids += [self.inline.trial_id] if self.inline is not None else []
@@ -530,8 +536,13 @@ class SweepRunner:
         return self._optuna(load)
 
     def _optuna(self, fn: Callable[[], T]) -> T:
-        """An Optuna call on the database, retried like numsweep's own (locks, outages)."""
-        return retry_call(fn, seconds=self.storage.db_wait, what=self.storage.shown_url,
+        """An Optuna call on the database, retried like numsweep's own (locks, outages); a
+        Ctrl-C waits for each attempt to end, as for numsweep's own transactions."""
+        def attempt() -> T:
+            with shielded():
+                return fn()
+
+        return retry_call(attempt, seconds=self.storage.db_wait, what=self.storage.shown_url,
                           on_reconnect=self.storage.reconnected)
 
     def _study_ready(self, index: int) -> bool:

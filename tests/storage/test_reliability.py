@@ -1,18 +1,22 @@
-"""Storage under faults: concurrent writers numbering trials, a write lock this process itself
-holds when Ctrl-C comes, databases made before the data fingerprint existed."""
+"""Storage under faults: concurrent writers numbering trials, Ctrl-C in the middle of a write,
+another process's lock when Ctrl-C comes, databases made before the data fingerprint
+existed."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
-import threading
+import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from numsweep.shield import install_sigint_handler
 from numsweep.storage import Storage, TrialState
 
 POSTGRES = os.environ.get("NUMSWEEP_TEST_POSTGRES_URL", "")
@@ -65,22 +69,45 @@ def test_start_trial_without_a_number_takes_the_next_free_one(tmp_path: Path) ->
     assert numbers == {first: 0, taken: 1}
 
 
-def test_interrupt_does_not_wait_on_a_lock_its_own_process_holds(tmp_path: Path) -> None:
-    """A write transaction cut short by Ctrl-C in this process (here: a pooled connection left
-    inside one) would make marking the trials interrupted wait out the busy timeout."""
+@pytest.fixture
+def ctrl_c_waits_for_the_database() -> Iterator[None]:
+    """The SIGINT handler of the ``numsweep`` command, for one test."""
+    previous = signal.getsignal(signal.SIGINT)
+    install_sigint_handler()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_waits_for_the_database")
+def test_ctrl_c_during_a_write_lets_it_commit_and_leaves_no_lock_behind(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Problem 3: a Ctrl-C that landed inside a transaction left this process holding the
+    write lock, and marking the trials interrupted then waited on it. Now the write ends
+    (committed), KeyboardInterrupt comes after it, and the marking does not wait."""
     storage = Storage(f"sqlite:///{tmp_path / 'i.db'}")
     sweep = storage.get_or_create_sweep("s", {"single": True}, 0)
-    trial = storage.start_trial(sweep.id, None, None, {}, 0)
-    leaked = storage.engine.raw_connection()
-    leaked.cursor().execute("UPDATE ns_sweeps SET seed = 1")  # holds the write lock
-    marked: list[int] = []
-    marker = threading.Thread(target=lambda: marked.append(storage.interrupt_trials_promptly(
-        [trial], "interrupted")), daemon=True)
+    first = storage.start_trial(sweep.id, None, None, {}, 0)
+
+    sent: list[str] = []
+
+    def ctrl_c(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not sent:  # once: a second Ctrl-C would insist
+            sent.append(statement)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler runs here, in the middle of the transaction
+
+    event.listen(storage.engine, "before_cursor_execute", ctrl_c)
+    with caplog.at_level(logging.ERROR, logger="sqlalchemy"), \
+            pytest.raises(KeyboardInterrupt):
+        storage.start_trial(sweep.id, None, None, {}, 0)
+    event.remove(storage.engine, "before_cursor_execute", ctrl_c)
+    assert sent and caplog.records == []  # no "Error closing cursor" from a closed connection
+    assert [t.number for t in storage.get_trials("s")] == [0, 1]  # the write committed
     started = time.monotonic()
-    marker.start()
-    marker.join(15)
-    assert not marker.is_alive(), "waited on its own process's write lock"
-    assert marked == [1] and time.monotonic() - started < 10
+    assert storage.interrupt_trials_promptly([first], "interrupted") == 1
+    assert time.monotonic() - started < 2
     assert storage.get_trials("s")[0].state is TrialState.INTERRUPTED
 
 
