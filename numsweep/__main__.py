@@ -1,27 +1,25 @@
+"""``python -m numsweep``, and the ``numsweep`` command's entry point (:func:`run`).
+
+A Ctrl-C while the command's modules load ends the process at once with exit code 130:
+nothing has started yet, and a KeyboardInterrupt raised inside an import can be swallowed
+(Python drops one that lands in garbage collection, and the command would then run on).
+:func:`numsweep.cli.main` then puts numsweep's own Ctrl-C handling in place."""
+
 import os
-import sys
+import signal
 
 
-def _interrupted(exc: BaseException | None) -> bool:
-    """Whether Ctrl-C caused ``exc`` (a KeyboardInterrupt raised inside an import can reach
-    here wrapped in another error)."""
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+def _exit_interrupted(_signum: int, _frame: object) -> None:
+    os.write(2, b"interrupted\n")
+    os._exit(130)  # at once: nothing to save, and no interpreter shutdown to interrupt
 
 
-try:
+def run() -> None:
+    signal.signal(signal.SIGINT, _exit_interrupted)
     from numsweep.cli import main
 
     main()
-except SystemExit:
-    raise
-except BaseException as exc:  # Ctrl-C while the command's modules load: nothing started yet
-    if not _interrupted(exc):
-        raise
-    print("interrupted", file=sys.stderr, flush=True)
-    os._exit(130)  # at once: an interpreter shutdown could turn it into a SIGINT death
+
+
+if __name__ == "__main__":
+    run()

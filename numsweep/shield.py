@@ -14,11 +14,17 @@ in other threads :func:`shielded` does nothing.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+
+
+REDELIVER_DELAY = 0.05
+"""Seconds after Python dropped a KeyboardInterrupt that it is raised again."""
 
 
 class _Held:
@@ -71,9 +77,24 @@ def _on_sigint(_signum: int, _frame: object) -> None:
 
 
 def install_sigint_handler() -> None:
-    """Make Ctrl-C wait for shielded blocks for the rest of the process (the ``numsweep``
-    command does this first; a notebook keeps its own handler)."""
+    """Make Ctrl-C wait for shielded blocks for the rest of the process, and raise again a
+    KeyboardInterrupt that Python dropped (one raised in a ``__del__`` or weakref callback
+    during garbage collection is printed as "Exception ignored" and lost: the command would
+    run on). The ``numsweep`` command does this first; a notebook keeps its own handler."""
     signal.signal(signal.SIGINT, _on_sigint)
+    previous = sys.unraisablehook
+
+    def raise_dropped_again(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # a moment later, from another thread: sent from here, it would be raised (and
+            # dropped) inside this hook
+            again = threading.Timer(REDELIVER_DELAY, os.kill, (os.getpid(), signal.SIGINT))
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = raise_dropped_again
 
 
 @contextmanager

@@ -1,11 +1,17 @@
-"""Shared fixtures: small generated datasets (never the real data)."""
+"""Shared fixtures: small generated datasets (never the real data); the ``numsweep`` command's
+Ctrl-C handler for one test."""
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from numsweep.shield import install_sigint_handler
 
 
 def make_images(n: int, rng: np.random.Generator, shape: tuple[int, ...] = (16, 16, 3),
@@ -28,3 +34,16 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return path
+
+
+@pytest.fixture
+def ctrl_c_waits_for_the_database() -> Iterator[None]:
+    """The SIGINT handler of the ``numsweep`` command (see :mod:`numsweep.shield`), put back
+    as it was after the test."""
+    previous, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    install_sigint_handler()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook

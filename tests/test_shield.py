@@ -1,12 +1,14 @@
-"""Ctrl-C held back inside shielded blocks, raised as they end; a second Ctrl-C insists."""
+"""Ctrl-C held back inside shielded blocks, raised as they end; a second Ctrl-C insists; a
+dropped one raised again; during the command's imports, exit 130 at once."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,15 +19,7 @@ from numsweep.shield import (
     shielded,
 )
 
-
-@pytest.fixture(autouse=True)
-def handler() -> Iterator[None]:
-    previous = signal.getsignal(signal.SIGINT)
-    install_sigint_handler()
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("ctrl_c_waits_for_the_database")
 
 
 def ctrl_c() -> None:
@@ -109,3 +103,35 @@ def test_ctrl_c_deferred_leaves_another_program_s_handler_alone() -> None:
     signal.signal(signal.SIGINT, theirs)
     with ctrl_c_deferred():
         assert signal.getsignal(signal.SIGINT) is theirs
+
+
+class DropsCtrlC:
+    """Ctrl-C lands in its ``__del__``, where Python prints and drops the KeyboardInterrupt."""
+
+    def __del__(self) -> None:
+        ctrl_c()
+
+
+def test_a_ctrl_c_that_python_dropped_is_raised_again() -> None:
+    install_sigint_handler()  # again: pytest puts a hook of its own in place for the test
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        DropsCtrlC()  # deleted at once
+        steps.append("dropped")
+        time.sleep(1)
+        steps.append("not reached")
+    assert steps == ["dropped"]
+
+
+def test_ctrl_c_while_the_command_s_modules_load_exits_130_at_once() -> None:
+    """What ``numsweep``/``python -m numsweep`` do before numsweep's handling is in place."""
+    code = ("import os, signal, time\n"
+            "from numsweep.__main__ import _exit_interrupted\n"
+            "signal.signal(signal.SIGINT, _exit_interrupted)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(10)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    assert time.monotonic() - started < 8

@@ -10,13 +10,11 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 
-from numsweep.shield import install_sigint_handler
 from numsweep.storage import Storage, TrialState
 
 POSTGRES = os.environ.get("NUMSWEEP_TEST_POSTGRES_URL", "")
@@ -67,17 +65,6 @@ def test_start_trial_without_a_number_takes_the_next_free_one(tmp_path: Path) ->
     taken = storage.start_trial(sweep.id, None, 0, {}, 0)  # 0 is taken: renumbered
     numbers = {t.id: t.number for t in storage.get_trials("s")}
     assert numbers == {first: 0, taken: 1}
-
-
-@pytest.fixture
-def ctrl_c_waits_for_the_database() -> Iterator[None]:
-    """The SIGINT handler of the ``numsweep`` command, for one test."""
-    previous = signal.getsignal(signal.SIGINT)
-    install_sigint_handler()
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.usefixtures("ctrl_c_waits_for_the_database")
