@@ -8,7 +8,7 @@ import pytest
 
 from numsweep.sweeps import SweepSpecError, load_spec, parse_spec, preset_names
 from numsweep.sweeps.spec import check_against_images, grid_points, parse_duration
-from tests.sweeps.conftest import write_spec
+from tests.sweeps.conftest import assert_one_line_spec_error, write_spec
 
 SPACES = """
 name = "s"
@@ -110,12 +110,7 @@ def test_f_that_does_not_divide_the_images_names_the_field(tmp_path: Path) -> No
 ])
 def test_invalid_spaces_and_stages_give_one_line_errors(tmp_path: Path, text: str,
                                                         message: str) -> None:
-    path = write_spec(tmp_path, text)
-    with pytest.raises(SweepSpecError) as info:
-        load_spec(path)
-    assert message in str(info.value)
-    assert str(info.value).startswith(str(path))
-    assert "\n" not in str(info.value)
+    assert_one_line_spec_error(tmp_path, text, message)
 
 
 def test_overrides_fix_parameters_change_stages_and_ranges(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from numsweep.sweeps import SweepSpecError, load_spec
-from tests.sweeps.conftest import write_spec
+from tests.sweeps.conftest import assert_one_line_spec_error, write_spec
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
 
@@ -53,12 +53,7 @@ def test_overrides_change_fixed_parameters() -> None:
     ("name = [", "invalid TOML"),
 ])
 def test_invalid_specs_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
-    path = write_spec(tmp_path, text)
-    with pytest.raises(SweepSpecError) as info:
-        load_spec(path)
-    assert message in str(info.value)
-    assert str(info.value).startswith(str(path))
-    assert "\n" not in str(info.value)
+    assert_one_line_spec_error(tmp_path, text, message)
 
 
 def test_invalid_override_is_an_error(tmp_path: Path) -> None:
