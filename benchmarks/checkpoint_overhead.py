@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sweep_common import cpu_model
+from sweep_common import cpu_model, generated_dataset, print_table_header
 from threadpoolctl import threadpool_limits
 
 import numsweep.engine.checkpoint as checkpoint_module
 import numsweep.engine.group as group_module
-from numsweep.engine import Dataset, TrialSpec, load_dataset, make_split, train
+from numsweep.engine import TrialSpec, load_dataset, make_split, train
 from numsweep.engine.checkpoint import STATE_SLOTS, CheckpointWriter, state_bytes
 
 COURSE = {"model": "convnet", "nh": 50, "lam": 0.003, "eta_min": 1e-5, "eta_max": 1e-1,
@@ -51,15 +51,6 @@ CONFIGS: dict[str, list[tuple[str, dict[str, object]]]] = {
                                   "eta_max": 1e-1, "n_s": 800, "cycle_mult": 2, "cycles": 5,
                                   "batch_size": 100, "n_val": 1000, "lam": 0.003})],
 }
-
-
-def generated(n: int) -> Dataset:
-    rng = np.random.default_rng(0)
-    return Dataset("generated", tuple(str(i) for i in range(10)),
-                   rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                   rng.integers(0, 10, n), rng.integers(0, 256, (1000, 32, 32, 3),
-                                                         dtype=np.uint8),
-                   rng.integers(0, 10, 1000))
 
 
 class TimedWrites:
@@ -135,13 +126,12 @@ def main() -> None:
                              "10 checkpoints per cycle and later cycles are longer, so fewer "
                              "cycles overstate the share of time checkpointing takes)")
     args = parser.parse_args()
-    data = generated(3000 if args.quick else 50000) if args.quick or not args.data \
+    data = generated_dataset(3000 if args.quick else 50000) if args.quick or not args.data \
         else load_dataset(args.data)
     print(f"# {cpu_model()}, {args.threads} BLAS thread(s), {args.repeats} repeats, "
           f"{'quick, generated images' if args.quick else data.name}")
-    print("| trial | params | updates | writes | run s | with ckpt s | diff % | writing s "
-          "| training waited s | waited % | checkpoint MB | kept MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print_table_header("trial", "params", "updates", "writes", "run s", "with ckpt s", "diff %",
+                       "writing s", "training waited s", "waited %", "checkpoint MB", "kept MB")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp, threadpool_limits(args.threads):
         for key in args.configs.split(","):
             for name, params in CONFIGS[key]:

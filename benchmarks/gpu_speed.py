@@ -34,39 +34,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sweep_common import GROUP_CONFIGS, generated_dataset, group_specs
 
-from numsweep.engine import Dataset, TrialSpec, load_dataset, make_split
+from numsweep.engine import Dataset, load_dataset, make_split
 from numsweep.engine.backend import DeviceError, device_module
 from numsweep.engine.group import train_group
 
-CONFIGS = {
-    "course": ("convnet f=4 nf=10 nh=50", {"model": "convnet", "f": 4, "nf": 10, "nh": 50}),
-    "wide": ("convnet f=4 nf=40 nh=300", {"model": "convnet", "f": 4, "nf": 40, "nh": 300}),
-    "mlp": ("mlp hidden=50", {"model": "mlp", "hidden": (50,)}),
-}
-BATCH = 100
+BATCH = 100  # as group_specs'
 
 
 def dataset(path: str | None, n: int, n_test: int) -> Dataset:
-    if path:
-        return load_dataset(path)
-    rng = np.random.default_rng(0)
-    return Dataset("generated", tuple(str(i) for i in range(10)),
-                   rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                   rng.integers(0, 10, n),
-                   rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
-                   rng.integers(0, 10, n_test))
-
-
-def group_specs(params: dict, k: int, updates: int, n_train: int, n_val: int,
-                device: str) -> list[TrialSpec]:
-    base = TrialSpec(schedule="constant", eta_max=0.01, n_updates=updates, n_train=n_train,
-                     n_val=n_val, batch_size=BATCH, curve_points=1, eval_train=n_val,
-                     data_seed=0, device=device, **params)
-    return [base.replace(lam=float(lam), seed=i) for i, lam in enumerate(np.logspace(-5, -1, k))]
+    return load_dataset(path) if path else generated_dataset(n, n_test)
 
 
 def numsweep_ms(params: dict, k: int, split, args: argparse.Namespace) -> float:
@@ -103,6 +85,17 @@ def sync(torch, device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed_ms(torch, run: Callable[[int], None], warm_up: int, updates: int,
+             device: str) -> float:
+    """ms per update of ``run(updates)``, after ``run(warm_up)``, the device synchronised."""
+    run(warm_up)
+    sync(torch, device)
+    t0 = time.perf_counter()
+    run(updates)
+    sync(torch, device)
+    return 1000 * (time.perf_counter() - t0) / updates
+
+
 def torch_one_ms(torch, params: dict, x, y, updates: int, device: str) -> float:
     """ms per update of one trial trained alone (SGD with weight decay)."""
     torch.manual_seed(0)
@@ -118,12 +111,7 @@ def torch_one_ms(torch, params: dict, x, y, updates: int, device: str) -> float:
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
 
-    run(5)
-    sync(torch, device)
-    t0 = time.perf_counter()
-    run(updates)
-    sync(torch, device)
-    return 1000 * (time.perf_counter() - t0) / updates
+    return timed_ms(torch, run, 5, updates, device)
 
 
 def torch_vmap_ms(torch, params: dict, k: int, x, y, updates: int, device: str) -> float:
@@ -155,12 +143,7 @@ def torch_vmap_ms(torch, params: dict, k: int, x, y, updates: int, device: str) 
                     g = grads[name] + 2 * lams.view(shape) * p
                     p.sub_(lrs.view(shape) * g)
 
-    run(3)
-    sync(torch, device)
-    t0 = time.perf_counter()
-    run(updates)
-    sync(torch, device)
-    return 1000 * (time.perf_counter() - t0) / updates
+    return timed_ms(torch, run, 3, updates, device)
 
 
 # -- end to end ------------------------------------------------------------------------
@@ -262,7 +245,7 @@ def main() -> None:
         x_t, y_t = torch_data(torch, split, args.device)
         print(f"PyTorch {torch.__version__}")
     for key in args.configs.split(","):
-        label, params = CONFIGS[key]
+        label, params = GROUP_CONFIGS[key]
         one = torch_one_ms(torch, params, x_t, y_t, args.updates, args.device) \
             if torch is not None else float("nan")
         print(f"\n{label}, batch {BATCH}, {args.updates} updates; PyTorch one trial at a "

@@ -37,39 +37,24 @@ import sys
 import time
 
 import numpy as np
-from sweep_common import cpu_model
+from sweep_common import (
+    GROUP_CONFIGS,
+    cpu_model,
+    generated_dataset,
+    group_specs,
+    print_table_header,
+)
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from numsweep.engine import Dataset, TrialSpec, load_dataset, make_split
+from numsweep.engine import Dataset, load_dataset, make_split
 from numsweep.engine.group import train_group
 from numsweep.engine.train import Prepared, build_network
 
 MB = 1 << 20
-CONFIGS = {
-    "course": ("convnet f=4 nf=10 nh=50", {"model": "convnet", "f": 4, "nf": 10, "nh": 50}),
-    "wide": ("convnet f=4 nf=40 nh=300", {"model": "convnet", "f": 4, "nf": 40, "nh": 300}),
-    "mlp": ("mlp hidden=50", {"model": "mlp", "hidden": (50,)}),
-}
 
 
 def dataset(path: str | None, n: int) -> Dataset:
-    if path:
-        return load_dataset(path)
-    rng = np.random.default_rng(0)
-    return Dataset("generated", tuple(str(i) for i in range(10)),
-                   rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                   rng.integers(0, 10, n), rng.integers(0, 256, (1000, 32, 32, 3),
-                                                         dtype=np.uint8),
-                   rng.integers(0, 10, 1000))
-
-
-def group_specs(params: dict[str, object], k: int, updates: int, n_train: int,
-                n_val: int) -> list[TrialSpec]:
-    base = TrialSpec(schedule="constant", eta_max=0.01, n_updates=updates, n_train=n_train,
-                     n_val=n_val, batch_size=100, curve_points=1, eval_train=n_val,
-                     data_seed=0, **params)  # type: ignore[arg-type]
-    return [base.replace(lam=float(lam), seed=i)
-            for i, lam in enumerate(np.logspace(-5, -1, k))]
+    return load_dataset(path) if path else generated_dataset(n)
 
 
 def blas_threads() -> str:
@@ -86,11 +71,10 @@ def speed(args: argparse.Namespace) -> None:
     print(f"data: {args.data or 'generated, CIFAR-10 shaped'}; {args.n_train} training "
           f"images, batch 100, {args.updates} updates per group, float32")
     print()
-    print("| configuration | K | ms per update (group) | ms per update per trial | "
-          "per trial vs K=1 |")
-    print("|---|---|---|---|---|")
+    print_table_header("configuration", "K", "ms per update (group)", "ms per update per trial",
+                       "per trial vs K=1")
     for name in args.configs.split(","):
-        label, params = CONFIGS[name]
+        label, params = GROUP_CONFIGS[name]
         lone = None
         for k in ks:
             specs = group_specs(params, k, args.updates, args.n_train, args.n_val)
@@ -112,11 +96,11 @@ def layouts(args: argparse.Namespace) -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, NumPy {np.__version__}; threads: "
           f"{blas_threads()}; batch 100, float32, CPU time, median of {args.repeats}")
     print()
-    print("| configuration | K | alone, ms per update | group, lone layout, ms per update "
-          "per trial | group, fused layout | lone layout vs alone | fused layout vs alone |")
-    print("|---|---|---|---|---|---|---|")
+    print_table_header("configuration", "K", "alone, ms per update",
+                       "group, lone layout, ms per update per trial", "group, fused layout",
+                       "lone layout vs alone", "fused layout vs alone")
     for name in args.configs.split(","):
-        label, params = CONFIGS[name]
+        label, params = GROUP_CONFIGS[name]
         for k in ks:
             specs = group_specs(params, k, 1, args.n_train, 1)
             nets = [build_network(s, images.shape[1:], 10, np.random.default_rng(i))
@@ -149,14 +133,14 @@ def memory_child(args: argparse.Namespace, k: int) -> None:
     data = dataset(args.data, args.n_train + args.n_val)
     split = make_split(data, args.n_train, args.n_val, np.dtype("float32"))
     del data
-    specs = group_specs(CONFIGS["course"][1], k, args.updates, args.n_train, args.n_val)
+    specs = group_specs(GROUP_CONFIGS["course"][1], k, args.updates, args.n_train, args.n_val)
     net = build_network(specs[0], split.x_train.shape[1:], 10, np.random.default_rng(0))
     prepared = Prepared(net.prepare(split.x_train), split.y_train, net.prepare(split.x_val),
                         split.y_val, net.prepare(split.x_test), split.y_test)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     train_group(specs, split, prepared=prepared)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(f"| {CONFIGS['course'][0]} | {k} | {before / MB:.0f} | {after / MB:.0f} | "
+    print(f"| {GROUP_CONFIGS['course'][0]} | {k} | {before / MB:.0f} | {after / MB:.0f} | "
           f"{(after - before) / MB:.0f} |", flush=True)
 
 
@@ -164,9 +148,8 @@ def memory(args: argparse.Namespace) -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; {args.n_train} training images, "
           f"float32, {args.updates} updates")
     print()
-    print("| configuration | K | peak Rss with the inputs prepared, MiB | peak Rss after "
-          "training, MiB | the group adds, MiB |")
-    print("|---|---|---|---|---|")
+    print_table_header("configuration", "K", "peak Rss with the inputs prepared, MiB",
+                       "peak Rss after training, MiB", "the group adds, MiB")
     for k in args.ks.split(","):
         cmd = [sys.executable, __file__, "--memory-child", k, "--n-train", str(args.n_train),
                "--n-val", str(args.n_val), "--updates", str(args.updates)]
@@ -184,7 +167,7 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=1000)
     parser.add_argument("--ks", default=None, help="group sizes, e.g. 1,2,4,8")
     parser.add_argument("--configs", default="course,wide,mlp",
-                        help=f"comma-separated, of {', '.join(CONFIGS)}")
+                        help=f"comma-separated, of {', '.join(GROUP_CONFIGS)}")
     parser.add_argument("--memory", action="store_true",
                         help="peak memory of the course ConvNet per group size instead")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)

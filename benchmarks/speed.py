@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sweep_common import cpu_model
+from sweep_common import cpu_model, print_table_header
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split, train
@@ -264,10 +264,9 @@ def main() -> None:
             rows.append((cfg.label, best.updates, best.train_seconds, ms, floor, torch_ms,
                          gflops, best.test_acc))
     print()
-    print("| configuration | updates | numsweep s | numsweep ms/update | its matrix products "
-          "alone, ms/update | PyTorch ms/update | speed-up | share of matmul peak "
-          "| numsweep test acc |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print_table_header("configuration", "updates", "numsweep s", "numsweep ms/update",
+                       "its matrix products alone, ms/update", "PyTorch ms/update", "speed-up",
+                       "share of matmul peak", "numsweep test acc")
     for label, updates, seconds, ms, floor, torch_ms, gflops, acc in rows:
         ratio = f"{torch_ms / ms:.1f}x" if torch_ms else "n/a"
         tms = f"{torch_ms:.2f}" if torch_ms else "n/a"

@@ -1,4 +1,5 @@
-"""Shared pieces of the sweep benchmarks: the lambda spec at a chosen size, and timing."""
+"""Shared pieces of the benchmarks: the lambda spec at a chosen size, generated CIFAR-10-shaped
+data, the fused-group configurations and their specs, Markdown table headers, and timing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from numsweep.engine import Dataset, TrialSpec
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec
 from numsweep.sweeps.executors import make_executor
@@ -38,6 +42,42 @@ def lambda_spec(args: argparse.Namespace, name: str, trials: int,
                                          "grid": trials}},
                        "stages": [{"name": "grid", "sampler": "grid", **(stage or {})}]},
                       "<benchmark>")
+
+
+def generated_dataset(n: int, n_test: int = 1000) -> Dataset:
+    """``n`` training and ``n_test`` test images of CIFAR-10's shape and their labels, random
+    (seeded): the timing is that of real data, the accuracies meaningless."""
+    rng = np.random.default_rng(0)
+    return Dataset("generated", tuple(str(i) for i in range(10)),
+                   rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                   rng.integers(0, 10, n),
+                   rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+                   rng.integers(0, 10, n_test))
+
+
+# the fused-group benchmarks' networks: (label, their TrialSpec fields)
+GROUP_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "course": ("convnet f=4 nf=10 nh=50", {"model": "convnet", "f": 4, "nf": 10, "nh": 50}),
+    "wide": ("convnet f=4 nf=40 nh=300", {"model": "convnet", "f": 4, "nf": 40, "nh": 300}),
+    "mlp": ("mlp hidden=50", {"model": "mlp", "hidden": (50,)}),
+}
+
+
+def group_specs(params: dict[str, Any], k: int, updates: int, n_train: int, n_val: int,
+                device: str = "cpu") -> list[TrialSpec]:
+    """K trials of ``params`` for ``updates`` updates at a constant rate, batch 100, lam
+    spread over [1e-5, 1e-1] (log), trial i seeded i."""
+    base = TrialSpec(schedule="constant", eta_max=0.01, n_updates=updates, n_train=n_train,
+                     n_val=n_val, batch_size=100, curve_points=1, eval_train=n_val,
+                     data_seed=0, device=device, **params)
+    return [base.replace(lam=float(lam), seed=i)
+            for i, lam in enumerate(np.logspace(-5, -1, k))]
+
+
+def print_table_header(*columns: str) -> None:
+    """A Markdown table's header row and its separator."""
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
 
 
 def fresh_storage(workdir: str, name: str) -> Storage:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from speed import have_torch, torch_ms_per_update
-from sweep_common import Stopwatch, cpu_model, fresh_storage
+from sweep_common import Stopwatch, cpu_model, fresh_storage, print_table_header
 from threadpoolctl import threadpool_info
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
@@ -146,9 +146,8 @@ def main() -> None:
           f"n_s {size['n_s']} ({2 * size['n_s'] * size['cycles']} updates)"
           + (" (--quick: not for publishing)" if args.quick else ""))
     print()
-    print("| model | trials | K | grouped s | ungrouped s | PyTorch s | ungrouped / grouped "
-          "| PyTorch / grouped | max val_acc diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print_table_header("model", "trials", "K", "grouped s", "ungrouped s", "PyTorch s",
+                       "ungrouped / grouped", "PyTorch / grouped", "max val_acc diff")
     for label, trials, k, grouped, alone, torch_s, worst in rows:
         print(f"| {label} | {trials} | {k} | {grouped:.1f} | {alone:.1f} | {torch_s:.1f} | "
               f"{alone / grouped:.2f}x | {torch_s / grouped:.2f}x | {worst:.2g} |")

@@ -295,25 +295,32 @@ class FusedNet:
             self._grads = {k: xp.empty(v.shape, v.dtype) for k, v in self.params.items()}
         return self._grads
 
-    def _act_inplace(self, a: Any, name: str) -> None:
-        """a = act(a) in place, as the lone network's ``_act_inplace``."""
+    def _act_inplace(self, a: Any, name: str, mask: Any = None) -> None:
+        """a = act(a) in place, as the lone network's ``_act_inplace``; the mask (a > 0) is
+        kept in ``mask`` when one is given (else, for ReLU only, in the workspace's)."""
         xp = array_module(a)
-        if self.activation == "relu":
+        if mask is None and self.activation == "relu":
             mask = self._ws.get(name + ".mask", a.shape, np.bool_)
+        if mask is not None:
             xp.greater(a, 0, out=mask)
+        if self.activation == "relu":
             xp.multiply(a, mask, out=a)
         else:
             tmp = self._ws.get(name + ".act", a.shape)
             xp.multiply(a, self.leaky_slope, out=tmp)
             xp.maximum(a, tmp, out=a)
 
-    def _act_back_inplace(self, d: Any, out: Any, name: str) -> None:
+    def _act_back_inplace(self, d: Any, out: Any, name: str, mask: Any = None) -> None:
+        """d *= act'(pre-activation) in place: from ``mask`` when the forward kept one, else
+        ReLU's from the forward of the same ``name``, leaky ReLU's from its output (out > 0)."""
         xp = array_module(d)
-        mask = self._ws.get(name + ".mask", out.shape, np.bool_)
+        if mask is None:
+            mask = self._ws.get(name + ".mask", out.shape, np.bool_)
+            if self.activation != "relu":
+                xp.greater(out, 0, out=mask)
         if self.activation == "relu":
             xp.multiply(d, mask, out=d)
         else:
-            xp.greater(out, 0, out=mask)
             tmp = self._ws.get(name + ".act", d.shape)
             xp.multiply(d, self.leaky_slope, out=tmp)
             xp.copyto(tmp, d, where=mask)
@@ -759,7 +766,7 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
                 else:
                     xp.matmul(self.params[br.w][run], pt[run], out=c_run)
                 c_run += self.params[br.b][run]
-                self._act_run(c_run, mask[run], f"c{i}")
+                self._act_inplace(c_run, f"c{i}", mask[run])
                 # trial k's hidden input is its block (nf n_p, N) read transposed
                 rows_t = c_run.reshape(kr, br.nf * br.n_p, n).transpose(0, 2, 1)
                 w1_rows = w1[run, br.row:br.row + br.n_p * br.nf]
@@ -776,28 +783,6 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         bmm(h, w2, out=out)
         out += self.params["b2"]
         return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
-
-    def _act_run(self, c: Any, mask: Any, name: str) -> None:
-        """c = act(c) in place and its mask (c > 0) kept, as ``_act_inplace`` does."""
-        xp = array_module(c)
-        xp.greater(c, 0, out=mask)
-        if self.activation == "relu":
-            xp.multiply(c, mask, out=c)
-        else:
-            tmp = self._ws.get(name + ".act", c.shape)
-            xp.multiply(c, self.leaky_slope, out=tmp)
-            xp.maximum(c, tmp, out=c)
-
-    def _act_back_run(self, d: Any, mask: Any, name: str) -> None:
-        """d = d * act'(c) in place from the kept mask, as ``_act_back_inplace`` does."""
-        xp = array_module(d)
-        if self.activation == "relu":
-            xp.multiply(d, mask, out=d)
-        else:
-            tmp = self._ws.get(name + ".act", d.shape)
-            xp.multiply(d, self.leaky_slope, out=tmp)
-            xp.copyto(tmp, d, where=mask)
-            d[...] = tmp
 
     def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
@@ -825,7 +810,7 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
                     bmm(c3, dh_run, out=grads["W1"][run])
                 dc = self._ws.get(f"dc{i}", c[run].shape)     # one run's, in C's layout
                 bmm(w1[run, rows], dh_run.transpose(0, 2, 1), out=dc.reshape(c3.shape))
-                self._act_back_run(dc, mask[run], f"c{i}")
+                self._act_back_inplace(dc, None, f"c{i}", mask[run])
                 ones = self._ones(br.n_p * n, xp).reshape(-1, 1)
                 if pm.ndim == 2:    # shared patches: one product for the run's filter banks
                     xp.matmul(dc.reshape(kr * br.nf, -1), pm,

@@ -75,11 +75,11 @@ def patchify(images: np.ndarray, f: int) -> np.ndarray:
 
 
 def patch_conv_forward(p: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
-    """Stride-f convolution from a patch matrix: p (N, n_p, d) @ w (d, nf) + b -> (N, n_p, nf)."""
+    """Stride-f convolution from a patch matrix: p (N, n_p, d) @ w (d, nf) + b -> (N, n_p, nf):
+    the affine layer on the N n_p patches as rows."""
     n, n_p, d = p.shape
-    out = (p.reshape(n * n_p, d) @ w).reshape(n, n_p, -1)
-    out += b
-    return out, (p, w)
+    out, _ = affine_forward(p.reshape(n * n_p, d), w, b)
+    return out.reshape(n, n_p, -1), (p, w)
 
 
 def patch_conv_backward(dout: np.ndarray, cache: Cache, *, input_grad: bool = True
@@ -90,10 +90,9 @@ def patch_conv_backward(dout: np.ndarray, cache: Cache, *, input_grad: bool = Tr
     """
     p, w = cache
     n, n_p, d = p.shape
-    d2 = dout.reshape(n * n_p, -1)
-    dw = p.reshape(n * n_p, d).T @ d2
-    dp = (d2 @ w.T).reshape(n, n_p, d) if input_grad else None
-    return dp, dw, d2.sum(axis=0)
+    dp, dw, db = affine_backward(dout.reshape(n * n_p, -1), (p.reshape(n * n_p, d), w),
+                                 input_grad=input_grad)
+    return (None if dp is None else dp.reshape(n, n_p, d)), dw, db
 
 
 def patch_conv_forward_naive(images: np.ndarray, filters: np.ndarray, b: np.ndarray,

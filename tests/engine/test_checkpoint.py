@@ -9,12 +9,7 @@ its second checkpoint is written (``save_state`` wrapped), then this process res
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +28,7 @@ from numsweep.engine.checkpoint import (
     measure_test_accuracy,
     save_weights,
 )
+from tests.killed_child import run_killed_after_second_save
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 3,
         "curve_points": 2, "eval_train": 60, "f": 4, "nf": 3, "nh": 8, "hidden": (10,)}
@@ -77,38 +73,21 @@ def assert_identical(a: Any, b: Any) -> None:
         assert getattr(a, name) == getattr(b, name), name
 
 
-KILLER = """
-import os, signal, sys
+KILLED_CALL = """
 from threadpoolctl import threadpool_limits
-import numsweep.engine.checkpoint as ck
 import numsweep.engine.train as train_module
 from tests.engine.test_checkpoint import *
 
-saves = []
-original = ck.save_state
-
-def save_then_die(*args, **kwargs):
-    original(*args, **kwargs)
-    saves.append(1)
-    if len(saves) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-ck.save_state = save_then_die
 data = load_dataset(sys.argv[1])
 path = sys.argv[2]
 with threadpool_limits(1):
     {call}
-raise SystemExit("not killed")
 """
 
 
 def run_killed(call: str, npz: Path, path: Path) -> None:
     """Run ``call`` in a subprocess that SIGKILLs itself after its second checkpoint."""
-    script = KILLER.format(call=call)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), str(npz), str(path)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed_after_second_save(KILLED_CALL.format(call=call), npz, path)
     assert path.exists()
 
 

@@ -4,11 +4,6 @@ policies; ``trial weights``, ``evaluate``, ``plot filters`` and ``sweep gc`` fro
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +14,7 @@ from numsweep.cli import cli
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import parse_spec, resume_sweep, run_sweep
 from numsweep.sweeps.kept import checkpoint_path, default_checkpoint_dir, kept_trials
+from tests.killed_child import run_killed_after_second_save
 
 FIXED = {"model": "convnet", "f": 4, "nf": 3, "nh": 8, "n_train": 200, "n_val": 50,
          "batch_size": 50, "eval_train": 50, "curve_points": 2, "cycles": 3, "dropout": 0.1}
@@ -35,29 +31,16 @@ def invoke(*args: object):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-KILL_AFTER_SECOND_CHECKPOINT = """
-import os, signal, sys
-import numsweep.engine.checkpoint as ck
+SWEEP_KILLED = """
 import numsweep.sweeps.runner as runner
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec, run_sweep
 from tests.sweeps.test_checkpoints import sweep_spec
 
-saves = []
-original = ck.save_state
-
-def save_then_die(*args, **kwargs):
-    original(*args, **kwargs)
-    saves.append(1)
-    if len(saves) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-ck.save_state = save_then_die
 # with --jobs 1 the trial trains inside the proposal turn: let the resume take it over soon
 runner.PROPOSAL_LEASE_SECONDS = 1.0
 run_sweep(parse_spec(sweep_spec(), "test"), Storage(sys.argv[1]), data_source=sys.argv[2],
           jobs=1, group_size=1)  # lone trials: one checkpoint per slot
-raise SystemExit("not killed")
 """
 
 
@@ -69,11 +52,7 @@ def test_a_trial_killed_mid_run_continues_from_its_checkpoint_on_resume(
     reference = {(t.stage, t.params["lam"]): t for t in Storage(reference_db).get_trials("ck")}
 
     db = f"sqlite:///{tmp_path / 'killed.db'}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILL_AFTER_SECOND_CHECKPOINT),
-                           db, str(tiny_npz)], capture_output=True, text=True, timeout=300,
-                          env=env)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_killed_after_second_save(SWEEP_KILLED, db, tiny_npz)
     folder = default_checkpoint_dir(db)
     assert folder == tmp_path / "killed.db.checkpoints"
     left = checkpoint_path(folder, "ck", "coarse", [0])

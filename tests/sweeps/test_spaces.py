@@ -8,6 +8,7 @@ import pytest
 
 from numsweep.sweeps import SweepSpecError, load_spec, parse_spec, preset_names
 from numsweep.sweeps.spec import check_against_images, grid_points, parse_duration
+from tests.sweeps.conftest import assert_one_line_spec_error, write_spec
 
 SPACES = """
 name = "s"
@@ -44,15 +45,9 @@ sampler = "grid"
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "spec.toml"
-    path.write_text(text)
-    return path
-
-
 def test_conditional_parameter_only_in_grid_points_where_its_condition_holds(
         tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, SPACES))
+    spec = load_spec(write_spec(tmp_path, SPACES))
     points = grid_points(spec.space, spec.fixed)
     assert len(points) == 3 * (1 + 2)  # sgd without momentum, momentum with 2 values
     assert all("momentum" not in p for p in points if p["optimizer"] == "sgd")
@@ -66,14 +61,14 @@ def test_conditional_parameter_only_in_grid_points_where_its_condition_holds(
 
 
 def test_tied_parameters_take_their_values_together(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, CONV))
+    spec = load_spec(write_spec(tmp_path, CONV))
     points = grid_points(spec.space, spec.fixed)
     assert [(p["f"], p["nf"]) for p in points] == [(2, 3), (4, 10), (8, 40), (16, 160)]
     check_against_images(spec, (32, 32, 3), 10)  # every f divides 32
 
 
 def test_f_that_does_not_divide_the_images_names_the_field(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, CONV.replace("[16, 160]", "[5, 10]")))
+    spec = load_spec(write_spec(tmp_path, CONV.replace("[16, 160]", "[5, 10]")))
     with pytest.raises(SweepSpecError) as info:
         check_against_images(spec, (32, 32, 3), 10)
     message = str(info.value)
@@ -115,16 +110,11 @@ def test_f_that_does_not_divide_the_images_names_the_field(tmp_path: Path) -> No
 ])
 def test_invalid_spaces_and_stages_give_one_line_errors(tmp_path: Path, text: str,
                                                         message: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(SweepSpecError) as info:
-        load_spec(path)
-    assert message in str(info.value)
-    assert str(info.value).startswith(str(path))
-    assert "\n" not in str(info.value)
+    assert_one_line_spec_error(tmp_path, text, message)
 
 
 def test_overrides_fix_parameters_change_stages_and_ranges(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, SPACES), {
+    spec = load_spec(write_spec(tmp_path, SPACES), {
         "optimizer": "sgd", "fine.n_trials": "9", "fine.cycles": "4", "final.n_val": "500",
         "space.lam.grid": "5", "name": "other", "seed": "3"})
     assert spec.name == "other" and spec.seed == 3
@@ -145,7 +135,7 @@ def test_overrides_fix_parameters_change_stages_and_ranges(tmp_path: Path) -> No
 ])
 def test_invalid_overrides_name_the_file_and_field(tmp_path: Path, overrides: dict[str, str],
                                                    message: str) -> None:
-    path = write(tmp_path, SPACES)
+    path = write_spec(tmp_path, SPACES)
     with pytest.raises(SweepSpecError) as info:
         load_spec(path, overrides)
     assert message in str(info.value)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from numsweep.sweeps import SweepSpecError, load_spec
+from tests.sweeps.conftest import assert_one_line_spec_error, write_spec
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
 
@@ -19,12 +20,6 @@ lam = { type = "float", low = 1e-5, high = 1e-1, log = true, grid = 8 }
 name = "coarse"
 sampler = "grid"
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "spec.toml"
-    path.write_text(text)
-    return path
 
 
 def test_example_spec_loads_with_a_log10_grid() -> None:
@@ -58,19 +53,14 @@ def test_overrides_change_fixed_parameters() -> None:
     ("name = [", "invalid TOML"),
 ])
 def test_invalid_specs_give_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(SweepSpecError) as info:
-        load_spec(path)
-    assert message in str(info.value)
-    assert str(info.value).startswith(str(path))
-    assert "\n" not in str(info.value)
+    assert_one_line_spec_error(tmp_path, text, message)
 
 
 def test_invalid_override_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SweepSpecError, match="cycles='x' is invalid"):
-        load_spec(write(tmp_path, BASE), {"cycles": "x"})
+        load_spec(write_spec(tmp_path, BASE), {"cycles": "x"})
     with pytest.raises(SweepSpecError, match="unknown parameter"):
-        load_spec(write(tmp_path, BASE), {"cylces": "2"})
+        load_spec(write_spec(tmp_path, BASE), {"cylces": "2"})
 
 
 def test_missing_spec_file(tmp_path: Path) -> None:
