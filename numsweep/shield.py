@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-
 REDELIVER_DELAY = 0.05
 """Seconds after Python dropped a KeyboardInterrupt that it is raised again."""
 
