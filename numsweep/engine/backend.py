@@ -31,6 +31,8 @@ class DeviceError(NumsweepError, ValueError):
 
 def array_module(a: Any) -> ModuleType:
     """``cupy`` for a CuPy array, else ``numpy`` (CuPy arrays name their module ``cupy...``)."""
+    if type(a) is np.ndarray:  # the common case first: called several times per update
+        return np
     module = type(a).__module__
     if module.startswith("cupy"):
         return sys.modules["cupy"]
