@@ -646,22 +646,35 @@ class Storage:
 
     # Leases: one process at a time
 
-    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+    def take_lease(self, name: str, holder: str, seconds: float, *,
+                   taking_from: str | None = None) -> bool:
         """Whether ``holder`` now holds lease ``name`` for ``seconds`` (it was free, expired,
-        or already its own); False while another process holds it."""
+        already its own, or held by ``taking_from``: a holder the caller knows is gone);
+        False while another process holds it."""
         try:
-            return self._take_lease(name, holder, seconds)
+            return self._take_lease(name, holder, seconds, taking_from)
         except StorageConflict:
             return False  # another process created the lease row at the same moment
 
     @_retrying
-    def _take_lease(self, name: str, holder: str, seconds: float) -> bool:
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds lease ``name`` now; None when it is free or expired."""
+        with self.session() as s:
+            lease = s.get(LeaseModel, name)
+            if lease is None or not lease.holder or lease.expires_at < now():
+                return None
+            return lease.holder
+
+    @_retrying
+    def _take_lease(self, name: str, holder: str, seconds: float,
+                    taking_from: str | None) -> bool:
         with self.session() as s:
             t = now()
+            mine = [holder] if taking_from is None else [holder, taking_from]
             taken = s.execute(
                 update(LeaseModel)
                 .where(LeaseModel.name == name,
-                       or_(LeaseModel.holder == holder, LeaseModel.expires_at < t))
+                       or_(LeaseModel.holder.in_(mine), LeaseModel.expires_at < t))
                 .values(holder=holder, expires_at=t + timedelta(seconds=seconds)))
             if taken.rowcount:  # type: ignore[attr-defined]
                 return True

@@ -686,6 +686,11 @@ class SweepRunner:
         for _ in range(PROPOSAL_TRIES):
             if self.storage.take_lease(lease, self.name, PROPOSAL_LEASE_SECONDS):
                 break
+            # a process of this machine killed while it held the turn: take it at once
+            holder = self.storage.lease_holder(lease)
+            if holder is not None and is_gone(holder) and self.storage.take_lease(
+                    lease, self.name, PROPOSAL_LEASE_SECONDS, taking_from=holder):
+                break
             time.sleep(POLL_SECONDS / 10)
         else:
             return False

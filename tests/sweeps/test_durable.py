@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,7 +155,9 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path: Path, tiny_npz: Path) ->
 def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
                       interrupt: Callable[[int], None]) -> None:
     """Run a sweep, interrupt it while trials run, check what the database and stderr say."""
-    path = write_spec(tmp_path, spec_dict(name, n_trials=16, cycles=8))
+    # trials long enough to be running still when the sweep acts on the signal (it lets a
+    # database write under way end first: a short trial could be finished by then)
+    path = write_spec(tmp_path, spec_dict(name, n_trials=16, cycles=40))
     url = f"sqlite:///{tmp_path / (name + '.db')}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -181,7 +184,9 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
 
 def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("killed", n_trials=16, cycles=8))
+    # trials long enough that the kill finds one running (a check, then a kill: a short trial
+    # could finish in between on a loaded machine)
+    path = write_spec(tmp_path, spec_dict("killed", n_trials=16, cycles=40))
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
@@ -204,6 +209,28 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
     assert_each_planned_trial_complete_once(storage, "killed")
     for t in storage.get_trials(trial_ids=[t.id for t in stuck]):
         assert t.state is TrialState.INTERRUPTED and t.message.startswith("lost: no heartbeat")
+
+
+def test_resume_takes_the_proposal_turn_of_a_killed_process_at_once(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """A process SIGKILLed while it held a stage's proposal turn (a lease of 30 s) held up
+    every process of the sweep until the lease ran out (a resume right after the kill took
+    about 30 s longer); a holder that no longer exists on this machine is passed over."""
+    path = write_spec(tmp_path, spec_dict("leased", n_trials=4))
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    code, _, err = finish(numsweep("sweep", "create", path, "--db", url, "--data", tiny_npz))
+    assert code == 0, err
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    storage = Storage(url)
+    gone = f"{socket.gethostname()}:{dead.pid}"
+    for stage_id in (1, 2):  # the sweep's two stages, once they are stored
+        assert storage.take_lease(f"propose:{stage_id}", gone, 600)
+    started = time.monotonic()
+    code, out, err = finish(numsweep("sweep", "resume", "leased", "--jobs", "1", "--db", url))
+    assert code == 0, err
+    assert "stage fine: 4 complete" in out
+    assert time.monotonic() - started < 60  # was: not before the 600 s lease ran out
 
 
 def loky_workers(parent: int) -> list[int]:
