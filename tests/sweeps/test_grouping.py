@@ -156,7 +156,8 @@ def test_a_pruned_trial_leaves_its_group_and_the_others_go_on(tmp_path: Path,
 def test_ctrl_c_of_a_grouped_stage_then_resume_completes_each_trial_once(
         tmp_path: Path, tiny_npz: Path) -> None:
     name = "grp"
-    path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=8, grid=8))
+    # groups long enough to be running still when the sweep acts on the signal
+    path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=40, grid=8))
     url = f"sqlite:///{tmp_path / (name + '.db')}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--group-size", "4", "--db", url,
                     "--data", tiny_npz)
