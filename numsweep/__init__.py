@@ -2,8 +2,10 @@
 
 Packages: ``engine`` (the NumPy training engine), ``sweeps`` (specs, samplers, the runner),
 ``storage`` (the SQLAlchemy result database), ``analysis`` (DataFrames, charts, reports);
-``cli`` wires them into the ``numsweep`` command; ``errors`` holds :class:`NumsweepError`;
-``terminal`` fits tables to a terminal's width (shared by the trials and progress tables).
+``cli`` wires them into the ``numsweep`` command (``__main__`` is its entry point);
+``errors`` holds :class:`NumsweepError`; ``shield`` holds Ctrl-C back while a database write
+runs; ``terminal`` fits tables to a terminal's width (shared by the trials and progress
+tables).
 
 The notebook API (module ``api``), importable from here::
 
