@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+from sqlalchemy import event
 
 import numsweep
+from numsweep.storage import Storage, TrialState
+from numsweep.sweeps import SweepInterrupted
 
 SPEC = {
     "name": "api-lambda",
@@ -54,3 +61,31 @@ def test_importing_numsweep_changes_no_global_state() -> None:
     subprocess.run([sys.executable, "-c", code], check=True,
                    env={"PYTHONPATH": str(Path(__file__).parents[1]), "MPLBACKEND": "svg",
                         "PATH": "/usr/bin:/bin"})
+
+
+def test_interrupting_the_kernel_during_a_result_write_keeps_that_result(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """In a notebook Python's own handler raises KeyboardInterrupt wherever it lands; while a
+    sweep runs numsweep puts its own in place, so the write under way (a trial's result)
+    completes, and then the sweep stops with nothing left RUNNING."""
+    storage = Storage(f"sqlite:///{tmp_path / 'kernel.db'}")
+    sent: list[str] = []
+
+    def interrupt_the_kernel(_conn: object, _cursor: object, statement: str,
+                             *_args: object) -> None:
+        if not sent and threading.current_thread() is threading.main_thread() \
+                and statement.startswith("UPDATE ns_trials SET state"):
+            sent.append(statement)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler runs here, inside the result's transaction
+
+    event.listen(storage.engine, "before_cursor_execute", interrupt_the_kernel)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in Jupyter
+    try:
+        with pytest.raises(SweepInterrupted):
+            numsweep.sweep(SPEC, db=storage, data=tiny_npz, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent and signal.getsignal(signal.SIGINT) is previous
+    states = [t.state for t in storage.get_trials("api-lambda")]
+    assert TrialState.COMPLETE in states and TrialState.RUNNING not in states
