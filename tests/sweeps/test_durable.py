@@ -258,7 +258,9 @@ def computing(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_killed_worker_processes_are_replaced_and_their_trials_run_again(
         tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("wk", n_trials=6, cycles=4, hidden=[512]))
+    # trials long enough to be still training when the kills land (seen running, then
+    # killed: a short trial could finish in between on a loaded machine)
+    path = write_spec(tmp_path, spec_dict("wk", n_trials=6, cycles=20, hidden=[512]))
     url = f"sqlite:///{tmp_path / 'w.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)

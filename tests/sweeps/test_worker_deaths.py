@@ -40,7 +40,8 @@ def running_pid_files(parent: int) -> dict[int, int]:
 @pytest.mark.skipif(not hasattr(os, "pidfd_open") or not Path("/proc/self/stat").exists(),
                     reason="needs Linux pidfds and /proc")
 def test_a_dead_worker_fails_only_its_own_trial(tmp_path: Path, tiny_npz: Path) -> None:
-    path = write_spec(tmp_path, spec_dict("dw", n_trials=4, cycles=6, grid=6, hidden=[512]))
+    # trials long enough that a worker seen training is still training when killed
+    path = write_spec(tmp_path, spec_dict("dw", n_trials=4, cycles=12, grid=6, hidden=[512]))
     url = f"sqlite:///{tmp_path / 'd.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
     storage = Storage(url)
