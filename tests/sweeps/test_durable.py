@@ -184,8 +184,6 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
 
 def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
         tmp_path: Path, tiny_npz: Path) -> None:
-    # trials long enough that the kill finds one running (a check, then a kill: a short trial
-    # could finish in between on a loaded machine)
     path = write_spec(tmp_path, spec_dict("killed", n_trials=16, cycles=40))
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
@@ -196,10 +194,21 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
         return counts[TrialState.COMPLETE] >= 5 and counts[TrialState.RUNNING] >= 1
 
     wait_for("a sweep half way", mid_sweep, [proc])
-    os.killpg(proc.pid, signal.SIGKILL)  # the sweep process and its loky workers
+    # look and kill at one moment: with the sweep's processes stopped, no trial seen running
+    # can finish before the kill (a trial lasts a fraction of a second)
+    give_up = time.monotonic() + TIMEOUT
+    while True:
+        assert proc.poll() is None and time.monotonic() < give_up, "no trial seen running"
+        os.killpg(proc.pid, signal.SIGSTOP)  # the sweep process and its loky workers
+        stuck = [t for t in storage.get_trials("killed") if t.state is TrialState.RUNNING]
+        if stuck:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
     proc.communicate(timeout=TIMEOUT)
-    stuck = [t for t in storage.get_trials("killed") if t.state is TrialState.RUNNING]
-    assert stuck  # left RUNNING by the killed process
+    assert {t.id for t in storage.get_trials("killed") if t.state is TrialState.RUNNING} == {
+        t.id for t in stuck}  # left RUNNING by the killed process
 
     # the default grace is a minute, but the killed process ran on this machine: its trials
     # are known lost at once
