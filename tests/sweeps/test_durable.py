@@ -7,6 +7,7 @@ in the database with generous timeouts and never assert on timing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from numsweep.cli import cli
-from numsweep.storage import Storage, TrialState
+from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps import create_sweep, parse_spec, resume_sweep, run_sweep
 
 TIMEOUT = 240  # seconds: a 2-core CI machine may run other work at the same time
@@ -109,6 +110,25 @@ def states_so_far(storage: Storage, name: str) -> Counter:
         return Counter()
 
 
+def signal_while_trials_run(proc: subprocess.Popen, storage: Storage, name: str,
+                            send: Callable[[int], None]) -> list[TrialRecord]:
+    """Call ``send(pid)`` at a moment when trials of sweep ``name`` run, and return them: the
+    sweep's processes are stopped while the test reads the running trials, so that none of
+    them finishes in between (a trial here lasts a fraction of a second)."""
+    give_up = time.monotonic() + TIMEOUT
+    while True:
+        assert proc.poll() is None and time.monotonic() < give_up, "no trial seen running"
+        os.killpg(proc.pid, signal.SIGSTOP)  # the sweep process and its loky workers
+        running = [t for t in storage.get_trials(name) if t.state is TrialState.RUNNING]
+        if running:
+            send(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)
+        if running:
+            return running
+        time.sleep(0.05)
+
+
 def assert_each_planned_trial_complete_once(storage: Storage, name: str) -> None:
     """Every planned slot of every stage has exactly one COMPLETE attempt, that attempt is
     its latest, and the stage's plan counts them all."""
@@ -156,7 +176,7 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
                       interrupt: Callable[[int], None]) -> None:
     """Run a sweep, interrupt it while trials run, check what the database and stderr say."""
     # trials long enough to be running still when the sweep acts on the signal (it lets a
-    # database write under way end first: a short trial could be finished by then)
+    # database write under way end first)
     path = write_spec(tmp_path, spec_dict(name, n_trials=16, cycles=40))
     url = f"sqlite:///{tmp_path / (name + '.db')}"
     proc = numsweep("sweep", "run", path, "--jobs", "2", "--db", url, "--data", tiny_npz)
@@ -167,7 +187,7 @@ def run_and_interrupt(tmp_path: Path, tiny_npz: Path, name: str,
         return counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] >= 1
 
     wait_for("complete and running trials", some_done_some_running, [proc])
-    interrupt(proc.pid)
+    signal_while_trials_run(proc, storage, name, interrupt)
     code, _out, err = finish(proc)
     assert code == 130, err
     [line] = [line for line in err.splitlines() if "marked interrupted" in line]
@@ -194,18 +214,8 @@ def test_sigkill_of_every_process_then_resume_completes_each_planned_trial_once(
         return counts[TrialState.COMPLETE] >= 5 and counts[TrialState.RUNNING] >= 1
 
     wait_for("a sweep half way", mid_sweep, [proc])
-    # look and kill at one moment: with the sweep's processes stopped, no trial seen running
-    # can finish before the kill (a trial lasts a fraction of a second)
-    give_up = time.monotonic() + TIMEOUT
-    while True:
-        assert proc.poll() is None and time.monotonic() < give_up, "no trial seen running"
-        os.killpg(proc.pid, signal.SIGSTOP)  # the sweep process and its loky workers
-        stuck = [t for t in storage.get_trials("killed") if t.state is TrialState.RUNNING]
-        if stuck:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        os.killpg(proc.pid, signal.SIGCONT)
-        time.sleep(0.05)
+    stuck = signal_while_trials_run(proc, storage, "killed",
+                                    lambda pid: os.killpg(pid, signal.SIGKILL))
     proc.communicate(timeout=TIMEOUT)
     assert {t.id for t in storage.get_trials("killed") if t.state is TrialState.RUNNING} == {
         t.id for t in stuck}  # left RUNNING by the killed process

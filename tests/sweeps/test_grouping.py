@@ -25,6 +25,7 @@ from tests.sweeps.test_durable import (
     assert_each_planned_trial_complete_once,
     finish,
     numsweep,
+    signal_while_trials_run,
     spec_dict,
     states_so_far,
     wait_for,
@@ -168,7 +169,7 @@ def test_ctrl_c_of_a_grouped_stage_then_resume_completes_each_trial_once(
         return counts[TrialState.COMPLETE] >= 4 and counts[TrialState.RUNNING] >= 1
 
     wait_for("complete and running trials", some_done_some_running, [proc])
-    os.killpg(proc.pid, signal.SIGINT)
+    signal_while_trials_run(proc, storage, name, lambda pid: os.killpg(pid, signal.SIGINT))
     code, _out, err = finish(proc)
     assert code == 130, err
     kept = {t.id: t.metrics["val_acc"] for t in storage.get_trials(name)
