@@ -26,14 +26,18 @@ def make_images(n: int, rng: np.random.Generator, shape: tuple[int, ...] = (16, 
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
 
 
-@pytest.fixture(scope="session")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
+def write_images_npz(path: Path, seed: int) -> Path:
+    """600 training and 200 test images of :func:`make_images` as an .npz at ``path``."""
+    rng = np.random.default_rng(seed)
     x_train, y_train = make_images(600, rng)
     x_test, y_test = make_images(200, rng)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_images_npz(tmp_path_factory.mktemp("data") / "tiny.npz", seed=0)
 
 
 @pytest.fixture

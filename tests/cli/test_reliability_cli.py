@@ -9,12 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 from click.testing import CliRunner
 
 from numsweep.cli import cli
 from numsweep.storage import Storage, TrialState
-from tests.conftest import make_images
+from tests.conftest import write_images_npz
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
 SMALL = ("n_train=200", "n_val=50", "cycles=1", "batch_size=50", "hidden=8", "eval_train=50",
@@ -37,11 +36,7 @@ def test_resume_and_worker_with_other_data_are_one_line_errors(tmp_path: Path,
     result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=2", "--jobs", "1",
                     "--db", db, "--data", tiny_npz)
     assert result.exit_code == 0, result.output
-    rng = np.random.default_rng(5)
-    x, y = make_images(600, rng)
-    xt, yt = make_images(200, rng)
-    other = tmp_path / "other.npz"
-    np.savez(other, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    other = write_images_npz(tmp_path / "other.npz", seed=5)
     for command in (("sweep", "resume"), ("worker",)):
         result = invoke(*command, "lambda-coarse", "--jobs", "1", "--db", db, "--data", other)
         assert result.exit_code == 1

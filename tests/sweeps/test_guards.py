@@ -8,7 +8,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from numsweep.engine import load_dataset
@@ -28,7 +27,7 @@ from numsweep.sweeps.guards import (
     check_jobs,
     sweep_failures,
 )
-from tests.conftest import make_images
+from tests.conftest import write_images_npz
 
 FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_train": 50,
          "curve_points": 2, "cycles": 1}
@@ -43,12 +42,7 @@ def grid_spec(name: str, grid: int = 2, **fixed: object) -> dict:
 @pytest.fixture(scope="module")
 def other_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Other images of the same shape as tiny_npz (another dataset, same sizes)."""
-    rng = np.random.default_rng(99)
-    x_train, y_train = make_images(600, rng)
-    x_test, y_test = make_images(200, rng)
-    path = tmp_path_factory.mktemp("other") / "other.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
+    return write_images_npz(tmp_path_factory.mktemp("other") / "other.npz", seed=99)
 
 
 def test_resume_worker_and_rerun_refuse_other_data_but_take_the_same_bytes_elsewhere(
