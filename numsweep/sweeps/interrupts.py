@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -41,8 +40,9 @@ def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int]
 
 
 REDELIVER_SECONDS = 3.0
-"""How long a Ctrl-C that the sweep has not acted on waits before it is raised again (at once
-when Python reported dropping it)."""
+"""How long a Ctrl-C that the sweep has not acted on waits before it is raised again (one that
+Python reported dropping is raised again at once, by the hook of
+:func:`numsweep.shield.install_sigint_handler`)."""
 HARD_EXIT_SECONDS = 15.0
 """A process still running this long after Ctrl-C ends at once with exit code 130 (its
 running trials, if not marked, are taken for lost by the next resume: its pid is gone)."""
@@ -50,21 +50,18 @@ running trials, if not marked, are taken for lost by the next resume: its pid is
 
 class InterruptGuard:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread (as the database work
-    under way ends: :mod:`numsweep.shield`), and again until
-    :func:`mark_interrupted` has begun (at once when Python reports it dropped one, else
-    after :data:`REDELIVER_SECONDS`): Python drops a KeyboardInterrupt that lands in a weakref
-    callback or ``__del__`` (garbage collection), and the sweep then ran on. Such dropped
-    interrupts are not printed. Should the clean-up itself hang, the process ends
-    :data:`HARD_EXIT_SECONDS` after the first signal."""
+    under way ends: :mod:`numsweep.shield`), and again after :data:`REDELIVER_SECONDS` until
+    :func:`mark_interrupted` has begun: one can be lost without a trace (one that Python
+    reports dropping, in a weakref callback or ``__del__``, the command's
+    :func:`numsweep.shield.install_sigint_handler` raises again at once). Should the clean-up
+    itself hang, the process ends :data:`HARD_EXIT_SECONDS` after the first signal."""
 
     active: InterruptGuard | None = None
 
     def __init__(self) -> None:
         self.acted = threading.Event()
         self.signalled = threading.Event()
-        self.dropped = threading.Event()
         self.previous: dict[int, object] = {}
-        self.previous_hook = sys.unraisablehook
         self.installed = False
 
     def __enter__(self) -> InterruptGuard:
@@ -72,7 +69,6 @@ class InterruptGuard:
             return self  # signals reach the main thread only: leave them alone
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.previous[signum] = signal.signal(signum, self._on_signal)
-        sys.unraisablehook = self._unraisable
         InterruptGuard.active = self
         self.installed = True
         return self
@@ -83,7 +79,6 @@ class InterruptGuard:
         self.acted.set()
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-        sys.unraisablehook = self.previous_hook
         InterruptGuard.active = None
 
     def _on_signal(self, _signum: int, _frame: object) -> None:
@@ -104,20 +99,12 @@ class InterruptGuard:
             if interrupt_pending():  # a shielded block raises it as it ends
                 quiet_since = time.monotonic()
                 continue
-            if self.dropped.is_set() or time.monotonic() - quiet_since > REDELIVER_SECONDS:
-                self.dropped.clear()
+            if time.monotonic() - quiet_since > REDELIVER_SECONDS:
                 quiet_since = time.monotonic()
                 os.kill(os.getpid(), signal.SIGINT)
         os.write(2, b"interrupted: the clean-up did not end in time; exiting (a resume takes "
                     b"the trials still running for lost)\n")
         os._exit(130)
-
-    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            self.dropped.set()  # dropped by Python: _redeliver raises it again at once
-            return
-        self.previous_hook(unraisable)
-
 
 def acting_on_interrupt() -> None:
     """The sweep acts on Ctrl-C from here on: no more re-raised interrupts."""
