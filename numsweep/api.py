@@ -85,7 +85,7 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     shows a bar per stage: an HTML bar updated in place in Jupyter, lines on stderr
     elsewhere. A spec value or dataset that does not fit is a :class:`numsweep.NumsweepError`
     before any training. ``checkpoint_dir`` and ``keep_weights`` are ``--checkpoint-dir``
-    and ``--keep-weights`` (see "Checkpoints and kept networks" in the README)."""
+    and ``--keep-weights`` (see docs/resume.md, "Checkpoints and kept networks")."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.spec import check_against_images, resolve_data
 

@@ -1,7 +1,7 @@
 """Run a sweep: one process owns the database and the Optuna studies (ask/tell); worker
 processes only train and send results back.
 
-What is guaranteed (see README, "Parallel runs and reproducibility"):
+What is guaranteed (see docs/sweeps.md, "Parallel runs and reproducibility"):
 
 - a trial's seed depends only on the sweep seed, the stage and the trial's place in it;
 - grid points, ``configs`` and the ``best`` stage are fixed lists: each entry runs once;

@@ -15,7 +15,7 @@ from numsweep.sweeps.budget import CostModel, DataShape, calibrate, forward_macs
 CIFAR = DataShape((32, 32, 3), 10, 50000, 10000)
 ESTIMATE_FACTOR = 3.0
 """The calibrated estimate of a trial's train + eval seconds is within this factor of the
-measured time (README, "Budget planner")."""
+measured time (docs/sweeps.md, "Budget planner and progress")."""
 
 
 def test_forward_arithmetic_of_each_model() -> None:
