@@ -1,4 +1,4 @@
-"""Issue 17: what tripped a newcomer in the analysis package, each guarded."""
+"""What tripped a newcomer in the analysis package, each guarded."""
 
 from __future__ import annotations
 

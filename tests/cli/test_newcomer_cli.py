@@ -1,4 +1,4 @@
-"""Issue 17: the first hour with the command line, each stumble guarded."""
+"""The first hour with the command line: each stumble a newcomer met, guarded."""
 
 from __future__ import annotations
 

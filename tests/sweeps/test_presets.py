@@ -1,4 +1,4 @@
-"""The shipped presets: every experiment of the course material (issue 8) parses, is listed,
+"""The shipped presets: every experiment of the course material parses, is listed,
 has the course's settings, and runs end to end on tiny generated data through the CLI."""
 
 from __future__ import annotations
