@@ -1178,6 +1178,66 @@ def report(names: tuple[str, ...], out_dir: str, metric: str, top: int, db: str)
         click.echo(f"left out {title}: {why}")
 
 
+@cli.group("export")
+def export_group() -> None:
+    """Export finished trials to MLflow or TensorBoard (again: only what is not there yet).
+
+    \b
+    Example:
+        numsweep export mlflow --tracking-uri sqlite:///mlflow.db --sweep lambda-coarse
+        numsweep export tensorboard tb-runs/ --sweep lambda-coarse
+    """
+
+
+def export_sweeps_option(fn: F) -> F:
+    return click.option("--sweep", "sweeps", multiple=True, metavar="NAME",
+                        help="Only this sweep; repeat for several (default: every sweep).")(fn)
+
+
+@export_group.command("mlflow")
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", metavar="URI",
+              show_default="sqlite:///mlflow.db",
+              help="MLflow tracking URI to log to, such as sqlite:///mlflow.db "
+                   "(env MLFLOW_TRACKING_URI).")
+@export_sweeps_option
+@db_option
+def export_mlflow_command(tracking_uri: str | None, sweeps: tuple[str, ...], db: str) -> None:
+    """Log finished trials to MLflow: each sweep an experiment, each trial a run with its
+    parameters, its results as metrics, its curves as metric history (train/loss, val/acc,
+    lr, ...) and its stage as a tag. Needs pip install 'numsweep[mlflow]'.
+
+    \b
+    Example:
+        numsweep export mlflow --sweep lambda-coarse
+        mlflow ui --backend-store-uri sqlite:///mlflow.db
+    """
+    from numsweep.export import export_mlflow
+
+    with console.status("exporting to MLflow"):
+        summary = export_mlflow(db, tracking_uri, list(sweeps) or None)
+    click.echo(summary.text())
+
+
+@export_group.command("tensorboard")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@export_sweeps_option
+@db_option
+def export_tensorboard_command(out_dir: str, sweeps: tuple[str, ...], db: str) -> None:
+    """Write finished trials as TensorBoard runs under DIR (DIR/SWEEP/trial-ID): a scalar per
+    curve point (train/loss, val/acc, lr, ...), the results (result/val_acc, ...) and the
+    parameters in the HParams view. Needs pip install 'numsweep[tensorboard]'.
+
+    \b
+    Example:
+        numsweep export tensorboard tb-runs/ --sweep lambda-coarse
+        tensorboard --logdir tb-runs/
+    """
+    from numsweep.export import export_tensorboard
+
+    summary = export_tensorboard(db, out_dir, list(sweeps) or None)
+    click.echo(summary.text())
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--check", "names", multiple=True, metavar="NAME",
