@@ -131,3 +131,32 @@ def test_without_tensorboard_a_one_line_error_names_the_extra(
     assert result.output.strip() == ("Error: numsweep export tensorboard needs the tensorboard "
                                      "package: pip install 'numsweep[tensorboard]'")
     assert not (tmp_path / "tb").exists()
+
+
+def test_tensorboards_hparams_view_sees_every_trial(export_db: str, tmp_path: Path) -> None:
+    from tensorboard import context as tb_context
+    from tensorboard.backend.event_processing import data_provider
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    out = tmp_path / "tb"
+    export_tensorboard(export_db, out, "lambda")
+    runs = pem.EventMultiplexer()
+    runs.AddRunsFromDirectory(str(out))
+    runs.Reload()
+    view = backend_context.Context(base_plugin.TBContext(
+        logdir=str(out), multiplexer=runs,
+        data_provider=data_provider.MultiplexerDataProvider(runs, str(out))))
+    request = tb_context.RequestContext()
+    try:
+        sessions = view.hparams_metadata(request, "")
+        experiment = view.experiment_from_metadata(
+            request, "", True, sessions, view.hparams_from_data_provider(request, "", None))
+    except TypeError:  # pragma: no cover - another TensorBoard's internal API
+        pytest.skip("this TensorBoard's HParams backend takes other arguments")
+    assert len(sessions) == 9  # every finished trial a session
+    assert {"lam", "stage", "state", "seed", "model"} <= {h.name for h in
+                                                           experiment.hparam_infos}
+    assert {"result/val_acc", "val/acc", "train/loss"} <= {m.name.tag for m in
+                                                           experiment.metric_infos}
