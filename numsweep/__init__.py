@@ -3,9 +3,9 @@
 Packages: ``engine`` (the NumPy training engine), ``sweeps`` (specs, samplers, the runner),
 ``storage`` (the SQLAlchemy result database), ``analysis`` (DataFrames, charts, reports);
 ``cli`` wires them into the ``numsweep`` command (``__main__`` is its entry point);
-``errors`` holds :class:`NumsweepError`; ``shield`` holds Ctrl-C back while a database write
-runs; ``terminal`` fits tables to a terminal's width (shared by the trials and progress
-tables).
+``export`` writes trials to MLflow and TensorBoard; ``errors`` holds
+:class:`NumsweepError`; ``shield`` holds Ctrl-C back while a database write runs;
+``terminal`` fits tables to a terminal's width (shared by the trials and progress tables).
 
 The notebook API (module ``api``), importable from here::
 
@@ -15,6 +15,8 @@ The notebook API (module ``api``), importable from here::
     curves = numsweep.load_curves("runs.db", sweep="lambda-coarse")
     numsweep.charts.draw_lambda(numsweep.charts.lambda_data(trials), ax=ax)
     kept = numsweep.load_weights("model.npz")   # a kept network: .spec, .params, .info
+    both = numsweep.load_trials("runs.db", ["lambda-coarse", "lambda-wide"])
+    numsweep.export_tensorboard("runs.db", "tb-runs", sweep="lambda-coarse")
 
 Names are imported on first use, so ``import numsweep`` stays light.
 """
@@ -42,6 +44,8 @@ _LAZY = {
     "load_weights": "numsweep.engine.checkpoint",
     "evaluate_trial": "numsweep.sweeps.kept",
     "export_weights": "numsweep.sweeps.kept",
+    "export_mlflow": "numsweep.export",
+    "export_tensorboard": "numsweep.export",
 }
 _MODULES = {"charts": "numsweep.analysis.charts"}
 

@@ -37,8 +37,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True)
 
 
+class NumsweepCommand(click.Command):
+    """A command whose single-valued options may be given once: a second ``--sweep b`` would
+    silently replace ``--sweep a`` (click keeps the last), so it is a usage error instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # shell completion parses partial command lines
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+            for param in dict.fromkeys(order):
+                given = sum(p is param for p in order)
+                if (given > 1 and isinstance(param, click.Option) and not param.multiple
+                        and not param.count and not param.is_flag):
+                    names = "/".join(param.opts)
+                    raise click.BadOptionUsage(
+                        param.opts[0], f"{names} was given {given} times; it takes one value",
+                        ctx)
+        return super().parse_args(ctx, args)
+
+
 class NumsweepGroup(click.Group):
-    """Turns library errors into ``Error: <one line>`` and exit code 1."""
+    """Turns library errors into ``Error: <one line>`` and exit code 1; its commands and
+    groups check for repeated single-valued options (:class:`NumsweepCommand`)."""
+
+    command_class = NumsweepCommand
+    group_class = type  # subgroups are NumsweepGroups too
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
@@ -814,7 +836,8 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 
 
 @cli.command()
-@click.option("--sweep", "sweep_name", default=None, help="Only this sweep.")
+@click.option("--sweep", "sweeps", multiple=True, metavar="NAME",
+              help="Only this sweep; repeat for the trials of several (default: every sweep).")
 @click.option("--stage", default=None, help="Only this stage.")
 @click.option("--state", default=None, help="Only this state (complete, failed, ...).")
 @click.option("--where", "where", multiple=True, metavar="COND",
@@ -828,7 +851,7 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 @click.option("--wide", is_flag=True,
               help="Show every column (by default a table drops columns to fit the terminal).")
 @db_option
-def trials(sweep_name: str | None, stage: str | None, state: str | None, where: tuple[str, ...],
+def trials(sweeps: tuple[str, ...], stage: str | None, state: str | None, where: tuple[str, ...],
            sort_by: str | None, asc: bool, limit: int | None, fmt: str, wide: bool,
            db: str) -> None:
     """Show stored trials with their parameters and results.
@@ -837,9 +860,10 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
     Example:
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
+        numsweep trials --sweep lambda-coarse --sweep lambda-fine --sort val_acc
     """
     conditions = parse_where(where)
-    frame = find_trials(db, sweep_name, stage=stage, state=state, where=conditions,
+    frame = find_trials(db, list(sweeps) or None, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
     frame = frame.map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
     if fmt == "csv":
@@ -891,18 +915,26 @@ def plot() -> None:
 
 
 def selection_options(fn: F) -> F:
-    """--sweep, --stage, -o/--output and --db, shared by every chart."""
+    """--sweep (repeatable), --stage, -o/--output and --db, shared by every chart."""
     fn = db_option(fn)
     fn = click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
                       help="Output file: .png, .svg or .pdf.")(fn)
     fn = click.option("--stage", default=None, help="Only this stage.")(fn)
-    return click.option("--sweep", "sweep_name", required=True, help="Sweep to draw.")(fn)
+    return click.option("--sweep", "sweeps", required=True, multiple=True, metavar="NAME",
+                        help="Sweep to draw; repeat to compare sweeps in one chart "
+                             "(configurations labelled by sweep).")(fn)
 
 
-def _selected(db: str, sweep_name: str, stage: str | None) -> Any:
-    frame = load_trials(db, sweep_name, stage=stage)
+def _sweeps_text(sweeps: Sequence[str]) -> str:
+    names = list(dict.fromkeys(sweeps))
+    return (f"sweep {names[0]!r}" if len(names) == 1
+            else "sweeps " + ", ".join(repr(n) for n in names))
+
+
+def _selected(db: str, sweeps: Sequence[str], stage: str | None) -> Any:
+    frame = load_trials(db, list(sweeps), stage=stage)
     if frame.empty:
-        where = f"sweep {sweep_name!r}" + (f" stage {stage!r}" if stage else "")
+        where = _sweeps_text(sweeps) + (f" stage {stage!r}" if stage else "")
         raise ChartError(f"no trials in {where}: nothing to draw")
     return frame
 
@@ -955,7 +987,7 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
 @click.option("--by", default=None, help=BY_HELP)
 @click.option("--top", default=30, show_default=True, type=click.IntRange(min=1),
               help="Draw the best N configurations.")
-def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+def plot_bars(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, metric: str,
               by: str | None, top: int) -> None:
     """Bar chart of one result per configuration: mean and ±1 std over seeds, the best bar
     dark, bars within noise of the best hatched.
@@ -964,8 +996,9 @@ def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: 
     Example:
         numsweep plot bars --sweep conv-archs --metric test_acc -o acc.png
         numsweep plot bars --sweep conv-archs --metric train_seconds --by f,nf -o time.png
+        numsweep plot bars --sweep lambda-coarse --sweep lambda-wide -o compare.png
     """
-    frame = _selected(db, sweep_name, stage)
+    frame = _selected(db, sweeps, stage)
     _wrote(charts.draw_bars(charts.bar_data(frame, metric, _names(by), top=top), metric), output)
 
 
@@ -981,20 +1014,24 @@ def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: 
 @click.option("--show", default="loss,cost,acc,lr", show_default=True,
               help="Comma-separated panels: loss, cost, acc, lr (the learning-rate schedule).")
 @click.option("--by", default=None, help=BY_HELP)
-def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
+def plot_curves(sweeps: tuple[str, ...], stage: str | None, output: str, db: str,
                 trial_ids: tuple[int, ...], best: int, metric: str, show: str,
                 by: str | None) -> None:
     """Training and validation loss, cost and accuracy against update step, and the
     learning-rate schedule, for one or several trials overlaid.
 
+    With several --sweep the best N of each sweep are overlaid (or the --trial ids, from any
+    of them), labelled by sweep.
+
     \b
     Example:
         numsweep plot curves --sweep lambda-coarse -o best.png
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
+        numsweep plot curves --sweep lambda-coarse --sweep lambda-wide --best 2 -o both.png
     """
-    frame = _selected(db, sweep_name, stage)
-    chosen = (select_trials(frame, trial_ids, sweep_name) if trial_ids
-              else best_trials(frame, metric, best))
+    frame = _selected(db, sweeps, stage)
+    chosen = (select_trials(frame, trial_ids, sweeps) if trial_ids
+              else best_trials(frame, metric, best, per_sweep=True))
     curves = load_curves(db, chosen["trial_id"])
     data = charts.curve_data(chosen, curves, _names(by))
     _wrote(charts.draw_curve_panels(data, _names(show) or list(charts.CURVE_QUANTITIES)),
@@ -1005,7 +1042,7 @@ def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
 @selection_options
 @click.option("--metric", default="val_acc", show_default=True, help="Result on the y axis.")
 @click.option("--param", default="lam", show_default=True, help="Parameter on the log x axis.")
-def plot_lambda(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+def plot_lambda(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, metric: str,
                 param: str) -> None:
     """lam against validation accuracy on a log axis: one marker per stage (coarse, fine),
     the chosen lam starred.
@@ -1014,7 +1051,7 @@ def plot_lambda(sweep_name: str, stage: str | None, output: str, db: str, metric
     Example:
         numsweep plot lambda --sweep lambda -o lambda.png
     """
-    frame = _selected(db, sweep_name, stage)
+    frame = _selected(db, sweeps, stage)
     _wrote(charts.draw_lambda(charts.lambda_data(frame, metric, param)), output)
 
 
@@ -1023,7 +1060,7 @@ def plot_lambda(sweep_name: str, stage: str | None, output: str, db: str, metric
 @click.option("--show", "quantity", default="loss", show_default=True,
               type=click.Choice(["loss", "cost", "acc"]), help="Quantity on the y axis.")
 @click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val"]))
-def plot_optimizers(sweep_name: str, stage: str | None, output: str, db: str, quantity: str,
+def plot_optimizers(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, quantity: str,
                     split: str) -> None:
     """Training loss against epoch, one line per optimizer, solid without dropout and dashed
     with it (mean over the trials, e.g. seeds, of each pair).
@@ -1032,7 +1069,7 @@ def plot_optimizers(sweep_name: str, stage: str | None, output: str, db: str, qu
     Example:
         numsweep plot optimizers --sweep optimizers -o optimizers.png
     """
-    frame = _selected(db, sweep_name, stage)
+    frame = _selected(db, sweeps, stage)
     curves = load_curves(db, frame["trial_id"])
     _wrote(charts.draw_optimizers(charts.optimizer_data(frame, curves, quantity, split)),
            output)
@@ -1047,7 +1084,7 @@ def plot_optimizers(sweep_name: str, stage: str | None, output: str, db: str, qu
 @click.option("--show", "quantity", default="loss", show_default=True,
               type=click.Choice(["loss", "cost", "acc"]), help="Quantity on the y axis.")
 @click.option("--by", default=None, help=BY_HELP)
-def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
+def plot_range_test(sweeps: tuple[str, ...], stage: str | None, output: str, db: str,
                     trial_ids: tuple[int, ...], mode: str | None, quantity: str,
                     by: str | None) -> None:
     """Range-test curves (from `numsweep range-test`): loss of each update against the
@@ -1059,9 +1096,9 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
         numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=200
         numsweep plot range-test --sweep range-test -o lr-range.png
     """
-    frame = _selected(db, sweep_name, stage)
+    frame = _selected(db, sweeps, stage)
     if trial_ids:
-        frame = select_trials(frame, trial_ids, sweep_name)
+        frame = select_trials(frame, trial_ids, sweeps)
     curves = load_curves(db, frame["trial_id"])
     data = charts.range_test_data(frame, curves, quantity, mode, _names(by))
     _wrote(charts.draw_range_test(data), output)
@@ -1072,7 +1109,7 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
 @click.option("--metric", default="val_acc", show_default=True, help="Result to explain.")
 @click.option("--params", default=None,
               help="Comma-separated parameters (default: those that vary).")
-def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
+def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, metric: str,
                     params: str | None) -> None:
     """Parameter importance from Optuna (fANOVA) on a study rebuilt from the trials.
 
@@ -1082,8 +1119,9 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
     """
     from numsweep.analysis.report import tied_parameters
 
-    frame = _selected(db, sweep_name, stage)
-    tied = tied_parameters(load_stages(db, sweep_name)[1])
+    frame = _selected(db, sweeps, stage)
+    tied = tied_parameters([st for name in dict.fromkeys(sweeps)
+                            for st in load_stages(db, name)[1]])
     _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params), tied)),
            output)
 
@@ -1095,7 +1133,7 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
 @click.option("--y", "y_metric", default="test_acc", show_default=True,
               help="Result on the y axis (higher is better).")
 @click.option("--by", default=None, help=BY_HELP)
-def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metric: str,
+def plot_pareto(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, x_metric: str,
                 y_metric: str, by: str | None) -> None:
     """Accuracy against training time for every trial, with the Pareto front.
 
@@ -1103,13 +1141,13 @@ def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metr
     Example:
         numsweep plot pareto --sweep conv-archs -o pareto.png
     """
-    frame = _selected(db, sweep_name, stage)
+    frame = _selected(db, sweeps, stage)
     _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
            output)
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for report.html, report.md and the chart files.")
 @click.option("--metric", default="val_acc", show_default=True,
@@ -1117,23 +1155,87 @@ def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metr
 @click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
               help="Best trials listed per stage.")
 @db_option
-def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
+def report(names: tuple[str, ...], out_dir: str, metric: str, top: int, db: str) -> None:
     """Write a sweep's report: a self-contained HTML page (charts embedded) and a Markdown
     version with the chart files beside it, with the best trials per stage, the ranges each
     stage searched, the settings and the software versions.
 
+    With several NAMEs: a comparison of the sweeps, their best trials side by side with the
+    parameters and settings that differ, and charts of all their trials labelled by sweep.
+
     \b
     Example:
         numsweep report lambda-coarse -o report/
+        numsweep report lambda-coarse lambda-wide -o compare/
     """
     from numsweep.analysis.report import build_report
 
     charts.use_file_backend()
-    written = build_report(db, name, out_dir, metric=metric, top=top)
+    written = build_report(db, list(names), out_dir, metric=metric, top=top)
     click.echo(f"wrote {written.html} and {written.markdown} "
                f"({count(len(written.charts), 'chart')})")
     for title, why in written.skipped:
         click.echo(f"left out {title}: {why}")
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Export finished trials to MLflow or TensorBoard (again: only what is not there yet).
+
+    \b
+    Example:
+        numsweep export mlflow --tracking-uri sqlite:///mlflow.db --sweep lambda-coarse
+        numsweep export tensorboard tb-runs/ --sweep lambda-coarse
+    """
+
+
+def export_sweeps_option(fn: F) -> F:
+    return click.option("--sweep", "sweeps", multiple=True, metavar="NAME",
+                        help="Only this sweep; repeat for several (default: every sweep).")(fn)
+
+
+@export_group.command("mlflow")
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", metavar="URI",
+              show_default="sqlite:///mlflow.db",
+              help="MLflow tracking URI to log to, such as sqlite:///mlflow.db "
+                   "(env MLFLOW_TRACKING_URI).")
+@export_sweeps_option
+@db_option
+def export_mlflow_command(tracking_uri: str | None, sweeps: tuple[str, ...], db: str) -> None:
+    """Log finished trials to MLflow: each sweep an experiment, each trial a run with its
+    parameters, its results as metrics, its curves as metric history (train/loss, val/acc,
+    lr, ...) and its stage as a tag. Needs pip install 'numsweep[mlflow]'.
+
+    \b
+    Example:
+        numsweep export mlflow --sweep lambda-coarse
+        mlflow ui --backend-store-uri sqlite:///mlflow.db
+    """
+    from numsweep.export import export_mlflow
+
+    with console.status("exporting to MLflow"):
+        summary = export_mlflow(db, tracking_uri, list(sweeps) or None)
+    click.echo(summary.text())
+
+
+@export_group.command("tensorboard")
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@export_sweeps_option
+@db_option
+def export_tensorboard_command(out_dir: str, sweeps: tuple[str, ...], db: str) -> None:
+    """Write finished trials as TensorBoard runs under DIR (DIR/SWEEP/trial-ID): a scalar per
+    curve point (train/loss, val/acc, lr, ...), the results (result/val_acc, ...) and the
+    parameters in the HParams view. Needs pip install 'numsweep[tensorboard]'.
+
+    \b
+    Example:
+        numsweep export tensorboard tb-runs/ --sweep lambda-coarse
+        tensorboard --logdir tb-runs/
+    """
+    from numsweep.export import export_tensorboard
+
+    summary = export_tensorboard(db, out_dir, list(sweeps) or None)
+    click.echo(summary.text())
 
 
 @cli.command()

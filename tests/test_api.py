@@ -89,3 +89,28 @@ def test_interrupting_the_kernel_during_a_result_write_keeps_that_result(
     assert sent and signal.getsignal(signal.SIGINT) is previous
     states = [t.state for t in storage.get_trials("api-lambda")]
     assert TrialState.COMPLETE in states and TrialState.RUNNING not in states
+
+
+def test_several_sweeps_and_the_exports_from_the_api(tmp_path: Path) -> None:
+    from tests.analysis.conftest import build_db
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    build_db(db).dispose()
+    both = numsweep.load_trials(db, ["archs", "optimizers"])
+    assert set(both["sweep"]) == {"archs", "optimizers"}
+    curves = numsweep.load_curves(db, sweep=["archs", "optimizers"])
+    assert set(curves["trial_id"]) == set(both["trial_id"])
+    page = numsweep.build_report(db, ["archs", "optimizers"], tmp_path / "cmp").markdown
+    assert "Best trial of each sweep" in page.read_text()
+    assert {"export_mlflow", "export_tensorboard"} <= set(numsweep.__all__)
+    pytest.importorskip("tensorboard", reason="needs pip install 'numsweep[tensorboard]'")
+    summary = numsweep.export_tensorboard(db, tmp_path / "tb", sweep="archs")
+    assert len(summary.exported) == 9 and (tmp_path / "tb" / "archs").is_dir()
+
+
+def test_the_export_packages_are_imported_only_on_use() -> None:
+    code = ("import sys, numsweep, numsweep.export, numsweep.cli\n"
+            "numsweep.export_mlflow, numsweep.export_tensorboard\n"
+            "assert 'mlflow' not in sys.modules and 'tensorboard' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={"PYTHONPATH": str(Path(__file__).parents[1]), "PATH": "/usr/bin:/bin"})

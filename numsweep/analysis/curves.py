@@ -17,6 +17,7 @@ from numsweep.analysis.selection import (
     ChartError,
     check_quantity,
     config_labels,
+    several_sweeps,
     unique_labels,
     varying_parameters,
 )
@@ -31,7 +32,8 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     (the parameters that differ between them), accuracy in percent.
 
     ``by_stage`` labels each trial by its stage, the values of ``by`` (default: those that
-    differ) and its id (``"fine: lam=0.003 (trial 14)"``), for the best trial of each stage."""
+    differ) and its id (``"fine: lam=0.003 (trial 14)"``), for the best trial of each stage.
+    Trials of several sweeps are labelled by their sweep first (``"wide: lam=0.003"``)."""
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
     labels = unique_labels(trials, by)
@@ -42,6 +44,8 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
         ids = "trial " + trials["trial_id"].astype(str)
         values = (config_labels(trials, keys) + " (" + ids + ")") if keys else ids
         labels = (trials["stage"].fillna("no stage").astype(str) + ": " + values).astype(object)
+        if several_sweeps(trials):
+            labels = (trials["sweep"].astype(str) + ": " + labels).astype(object)
     data = curves[curves["trial_id"].isin(trials["trial_id"])].copy()
     if data.empty:
         raise ChartError("the selected trials have no curve points")

@@ -13,6 +13,7 @@ from numsweep.analysis.selection import (
     check_metric,
     complete_trials,
     parameter_columns,
+    several_sweeps,
     value_scale,
 )
 
@@ -20,7 +21,8 @@ from numsweep.analysis.selection import (
 def lambda_data(trials: pd.DataFrame, metric: str = "val_acc",
                 param: str = "lam") -> pd.DataFrame:
     """``param`` and ``metric`` (percent for accuracies) of each complete trial with its stage;
-    ``chosen`` marks the best trial. Values <= 0 cannot go on a log axis and are left out
+    ``chosen`` marks the best trial. Trials of several sweeps have the stage named
+    ``"sweep: stage"`` (one marker each). Values <= 0 cannot go on a log axis and are left out
     (``attrs["dropped"]`` counts them)."""
     check_metric(trials, metric)
     if param not in trials.columns:
@@ -31,8 +33,11 @@ def lambda_data(trials: pd.DataFrame, metric: str = "val_acc",
     positive = done[x > 0]
     if positive.empty:
         raise ChartError(f"no trial has a positive {param}: nothing to draw on a log axis")
+    stage = positive["stage"].fillna("-").astype(str)
+    if several_sweeps(done):  # named as in the other charts, even where one is left out
+        stage = positive["sweep"].astype(str) + ": " + stage
     data = pd.DataFrame({
-        "trial_id": positive["trial_id"], "stage": positive["stage"].fillna("-"),
+        "trial_id": positive["trial_id"], "stage": stage,
         param: x[x > 0].astype(float), metric: positive[metric].astype(float) * value_scale(metric),
     }).reset_index(drop=True)
     best = data[metric].idxmin() if metric in LOWER_IS_BETTER else data[metric].idxmax()

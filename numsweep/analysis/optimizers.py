@@ -9,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 
 from numsweep.analysis.figures import DASHES, new_axes
 from numsweep.analysis.formatting import CURVE_LABELS
-from numsweep.analysis.selection import ChartError, check_quantity
+from numsweep.analysis.selection import ChartError, check_quantity, several_sweeps
 
 
 def _epochs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
@@ -24,7 +24,8 @@ def _epochs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
 def optimizer_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = "loss",
                    split: str = "train") -> pd.DataFrame:
     """``quantity`` of ``split`` against epoch (step · batch_size / n_train), averaged over
-    the trials of each (optimizer, dropout) pair; ``n`` counts those trials."""
+    the trials of each (optimizer, dropout) pair (of each sweep, where the trials come from
+    several: column ``sweep``); ``n`` counts those trials."""
     check_quantity(quantity)
     for c in ("optimizer", "dropout"):
         if c not in trials.columns:
@@ -44,7 +45,11 @@ def optimizer_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = "
                            dropout=points["trial_id"].map(per["dropout"]).astype(float))
     value = points[quantity] * (100 if quantity == "acc" else 1)
     points = points.assign(value=value)
-    data = (points.groupby(["optimizer", "dropout_input", "dropout", "epoch"], as_index=False)
+    keys = ["optimizer", "dropout_input", "dropout", "epoch"]
+    if several_sweeps(done):
+        points = points.assign(sweep=points["trial_id"].map(per["sweep"]).astype(str))
+        keys.insert(0, "sweep")
+    data = (points.groupby(keys, as_index=False)
             .agg(value=("value", "mean"), n=("trial_id", "nunique")))
     data.attrs.update(quantity=quantity, split=split)
     return data
@@ -56,19 +61,23 @@ def draw_optimizers(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     quantity, split = data.attrs.get("quantity", "loss"), data.attrs.get("split", "train")
     if ax is None:
         ax = new_axes(9.0, 4.5)
+    sweeps = list(dict.fromkeys(data["sweep"])) if "sweep" in data else [None]
     optimizers = sorted(data["optimizer"].unique())
     rates = sorted(data[["dropout_input", "dropout"]].drop_duplicates().itertuples(index=False))
-    for i, opt in enumerate(optimizers):
+    lines = [(sw, opt) for sw in sweeps for opt in optimizers]
+    for i, (sw, opt) in enumerate(lines):
         for j, (rate_input, rate) in enumerate(rates):
             line = data[(data["optimizer"] == opt) & (data["dropout_input"] == rate_input)
                         & (data["dropout"] == rate)]
+            if sw is not None:
+                line = line[line["sweep"] == sw]
             if line.empty:
                 continue
             n = int(line["n"].max())
-            label = f"{opt}, dropout={rate:g}"
+            label = ("" if sw is None else f"{sw}: ") + f"{opt}, dropout={rate:g}"
             if rate_input:
                 label += f", dropout_input={rate_input:g}"
-            ax.plot(line["epoch"], line["value"], color=f"C{i}",
+            ax.plot(line["epoch"], line["value"], color=f"C{i % 10}",
                     linestyle=DASHES[j % len(DASHES)],
                     label=label + (f" (mean of {n})" if n > 1 else ""))
     name = {"train": "training", "val": "validation"}.get(split, split)

@@ -55,19 +55,41 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def load_trials(db: str | Storage, sweep: str | None = None, *, stage: str | None = None,
+Sweeps = str | Sequence[str] | None
+"""One sweep's name, several names (their trials together), or None for every sweep."""
+
+
+def sweep_names(sweep: Sweeps) -> list[str] | None:
+    """The names ``sweep`` gives, each once in order (None: every sweep)."""
+    if sweep is None:
+        return None
+    names = [sweep] if isinstance(sweep, str) else [str(n) for n in sweep]
+    if not names:
+        raise StorageError("no sweep named: give at least one sweep name")
+    return list(dict.fromkeys(names))
+
+
+def _checked_names(storage: Storage, sweep: Sweeps) -> list[str] | None:
+    """:func:`sweep_names`, each name checked (a clear error for an unknown sweep)."""
+    names = sweep_names(sweep)
+    for name in names or ():
+        storage.get_sweep(name)
+    return names
+
+
+def load_trials(db: str | Storage, sweep: Sweeps = None, *, stage: str | None = None,
                 state: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per trial with its parameters and results; ``state`` filters by trial state.
 
-    ``db`` is a :class:`Storage`, a database URL or a SQLite file path. ``frame.attrs["params"]``
-    and ``frame.attrs["metrics"]`` name the parameter and result columns. List values
-    (``hidden``) become tuples so they can be grouped on; unset and not-applicable parameters
-    are ``<NA>``; integers are ``Int64``.
+    ``db`` is a :class:`Storage`, a database URL or a SQLite file path; ``sweep`` one sweep's
+    name or a list of names (the ``sweep`` column tells their trials apart).
+    ``frame.attrs["params"]`` and ``frame.attrs["metrics"]`` name the parameter and result
+    columns. List values (``hidden``) become tuples so they can be grouped on; unset and
+    not-applicable parameters are ``<NA>``; integers are ``Int64``.
     """
     storage = _storage(db)
-    if sweep is not None:
-        storage.get_sweep(sweep)  # a clear error for an unknown sweep name
-    rows = storage.get_trial_rows(sweep, stage=stage, states=_states(state))
+    rows = storage.get_trial_rows(_checked_names(storage, sweep), stage=stage,
+                                  states=_states(state))
     meta = pd.DataFrame(
         [(i, sw, st, num, state.value, seed, started, finished, worker, message)
          for i, sw, st, num, state, seed, worker, started, finished, message in rows.trials],
@@ -139,7 +161,7 @@ def check_columns(frame: pd.DataFrame, names: Sequence[str], option: str) -> Non
                              f"{did_you_mean(name, frame.columns)}")
 
 
-def find_trials(db: str | Storage, sweep: str | None = None, *, stage: str | None = None,
+def find_trials(db: str | Storage, sweep: Sweeps = None, *, stage: str | None = None,
                 state: str | Sequence[str] | None = None,
                 where: Sequence[tuple[str, str, Any]] = (), sort: str | None = None,
                 ascending: bool = False, limit: int | None = None) -> pd.DataFrame:
@@ -147,6 +169,7 @@ def find_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
     ``("lam", "<", 0.01)`` (every one must hold), sorted by ``sort`` (descending unless
     ``ascending``) and cut to ``limit`` rows. A misspelt column is a :class:`QueryError`."""
     storage = _storage(db)
+    sweep = sweep_names(sweep)
     frame = load_trials(storage, sweep, stage=stage, state=state)
     if not frame.empty:  # no trials: nothing to misspell against
         check_columns(frame, [name for name, _, _ in where], "--where")
@@ -160,19 +183,19 @@ def find_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
 
 
 def load_curves(db: str | Storage, trial_ids: Sequence[int] | None = None, *,
-                sweep: str | None = None, stage: str | None = None) -> pd.DataFrame:
+                sweep: Sweeps = None, stage: str | None = None) -> pd.DataFrame:
     """Curve points: trial_id, step, split, loss, cost, acc, lr (one row per point).
 
-    The trials are ``trial_ids``, or every trial of ``sweep`` (and ``stage``), or the trials
-    of ``sweep`` among ``trial_ids`` when both are given.
+    The trials are ``trial_ids``, or every trial of ``sweep`` (one name or several; and
+    ``stage``), or the trials of ``sweep`` among ``trial_ids`` when both are given.
     """
     storage = _storage(db)
     if trial_ids is None and sweep is None:
         raise StorageError("load_curves needs trial_ids or a sweep")
     ids = None if trial_ids is None else [int(i) for i in trial_ids]
     if sweep is not None:
-        storage.get_sweep(sweep)
-        in_sweep = [int(t[0]) for t in storage.get_trial_rows(sweep, stage=stage).trials]
+        names = _checked_names(storage, sweep)
+        in_sweep = [int(t[0]) for t in storage.get_trial_rows(names, stage=stage).trials]
         ids = in_sweep if ids is None else sorted(set(ids) & set(in_sweep))
     frame = pd.DataFrame(storage.get_curve_rows(ids) if ids else [],
                          columns=list(CURVE_COLUMNS))

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 
 from numsweep.analysis import charts
 from numsweep.analysis.formatting import format_cell
-from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.analysis.queries import load_curves, load_stages, load_trials, sweep_names
 from numsweep.analysis.selection import ChartError
 from numsweep.storage import StagePlan, StageRecord, Storage
 
@@ -236,10 +236,37 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
     return plan
 
 
-def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
+def _draw_charts(plan: Sequence[tuple[str, str, str, Callable[[], Axes | list[Axes]]]],
+                 out: Path) -> tuple[list[Chart], list[tuple[str, str]]]:
+    """Draw every planned chart into ``out``: the charts made, and those left out and why."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChartError(f"cannot create {out}: {exc.strerror or exc}") from None
+    made: list[Chart] = []
+    skipped: list[tuple[str, str]] = []
+    for title, stem, caption, draw in plan:
+        try:
+            charts.save(draw(), out / f"{stem}.png")
+        except ChartError as exc:
+            skipped.append((title, str(exc)))
+            continue
+        made.append(Chart(title, f"{stem}.png", caption))
+    return made, skipped
+
+
+def build_report(db: str | Storage, sweep: str | Sequence[str], out_dir: str | Path, *,
                  metric: str = "val_acc", top: int = 5) -> Report:
-    """Write ``report.html``, ``report.md`` and the charts' PNG files into ``out_dir``."""
+    """Write ``report.html``, ``report.md`` and the charts' PNG files into ``out_dir``.
+
+    ``sweep`` is one sweep's name, or several names for a comparison report: the sweeps'
+    best trials side by side with only the parameters and settings that differ, and charts
+    of all their trials labelled by sweep."""
     storage = db if isinstance(db, Storage) else Storage(db)
+    names = sweep_names(sweep) or []
+    if len(names) > 1:
+        return _build_comparison(storage, names, Path(out_dir), metric, top)
+    sweep = names[0]
     record, stages = load_stages(storage, sweep)
     trials = load_trials(storage, sweep)
     if trials.empty:
@@ -247,19 +274,7 @@ def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
     if metric != "val_acc" or "val_acc" in trials:  # trials without val_acc: range tests
         charts.check_metric(trials, metric)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ChartError(f"cannot create {out}: {exc.strerror or exc}") from None
-    made: list[Chart] = []
-    skipped: list[tuple[str, str]] = []
-    for title, stem, caption, draw in _chart_plan(trials, stages, storage, metric):
-        try:
-            charts.save(draw(), out / f"{stem}.png")
-        except ChartError as exc:
-            skipped.append((title, str(exc)))
-            continue
-        made.append(Chart(title, f"{stem}.png", caption))
+    made, skipped = _draw_charts(_chart_plan(trials, stages, storage, metric), out)
     tables = _tables(trials, stages, metric, top)
     counts = trials["state"].str.lower().value_counts()
     summary = {
@@ -279,6 +294,172 @@ def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
     md_path = out / "report.md"
     md_path.write_text(_markdown(record.name, summary, made, skipped, tables, settings,
                                  versions), encoding="utf-8")
+    return Report(html_path, md_path, tuple(made), tuple(skipped))
+
+
+# Comparing sweeps
+
+RESULTS = ("train_acc", "val_acc", "test_acc", "train_seconds")
+
+
+def _result_text(value: Any, column: str) -> str:
+    return _percent(value) if column in charts.PERCENT_METRICS else _cell(value)
+
+
+def best_of_each_sweep(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The best complete trial of each sweep by ``metric``, in the sweeps' order (a sweep
+    without one is left out)."""
+    done = trials[(trials["state"] == "COMPLETE")]
+    done = done[done[metric].astype(float).notna()] if metric in done else done.iloc[:0]
+    return charts.best_trials(done, metric, 1, per_sweep=True) if not done.empty else done
+
+
+def differing_parameters(trials: pd.DataFrame) -> list[str]:
+    """The parameters whose values are not the same in every row (unset counts as a value)."""
+    return [c for c in charts.parameter_columns(trials)
+            if trials[c].map(_cell).nunique() > 1]
+
+
+def differing_settings(specs: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Rows (setting, value in each sweep) of the spec settings that differ between the
+    sweeps: top-level keys, and one level down for tables such as ``fixed``."""
+    flat: dict[str, dict[str, str]] = {}
+    for name, spec in specs.items():
+        for key, value in spec.items():
+            if key in ("name", "stages"):
+                continue
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for sub, v in items:
+                label = key if sub is None else f"{key}.{sub}"
+                flat.setdefault(label, {})[name] = v if isinstance(v, str) else json.dumps(v)
+    return [[label, *[values.get(name, "") for name in specs]]
+            for label, values in flat.items()
+            if len({values.get(name, "") for name in specs}) > 1]
+
+
+def _comparison_tables(trials: pd.DataFrame, names: list[str], stages: dict[str, list[Any]],
+                       specs: dict[str, dict[str, Any]], metric: str, top: int
+                       ) -> list[tuple[str, Table]]:
+    best = best_of_each_sweep(trials, metric)
+    by_sweep = {row["sweep"]: row for _, row in best.iterrows()}
+    params = differing_parameters(best) if len(best) > 1 else []
+    rows = [["trial id", *[str(by_sweep[n]["trial_id"]) if n in by_sweep else "no complete "
+                           "trial" for n in names]],
+            ["stage", *[_cell(by_sweep[n]["stage"]) if n in by_sweep else "" for n in names]]]
+    rows += [[p, *[_cell(by_sweep[n][p]) if n in by_sweep else "" for n in names]]
+             for p in params]
+    rows += [[charts.metric_label(c), *[_result_text(by_sweep[n][c], c) if n in by_sweep
+                                        else "" for n in names]]
+             for c in dict.fromkeys((metric, *RESULTS)) if c in trials]
+    out = [(f"Best trial of each sweep (by {metric}; parameters that differ)",
+            Table(["", *names], rows))]
+    settings = differing_settings(specs)
+    if settings:
+        out.append(("Settings that differ between the sweeps", Table(["setting", *names],
+                                                                     settings)))
+    stage_rows = []
+    for name in names:
+        in_sweep = trials[trials["sweep"] == name]
+        for st in stages[name]:
+            in_stage = in_sweep[in_sweep["stage"] == st.name]
+            done = in_stage[in_stage["state"] == "COMPLETE"]
+            value = "" if done.empty or metric not in done else _value(done[metric], metric)
+            stage_rows.append([name, st.name, st.sampler, st.plan.describe(st.sampler),
+                               str(len(in_stage)), value])
+    if stage_rows:
+        out.append(("Stages and the ranges they searched",
+                    Table(["sweep", "stage", "sampler", "searched", "trials",
+                           f"best {charts.metric_label(metric)}"], stage_rows)))
+    for name in names:
+        done = trials[(trials["sweep"] == name) & (trials["state"] == "COMPLETE")]
+        if done.empty or metric not in done:
+            continue
+        ranked = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER).head(top)
+        varying = charts.varying_parameters(done)
+        results = [c for c in RESULTS if c in done]
+        out.append((f"Best trials of sweep {name} (by {metric})",
+                    Table(["trial id", "stage", *varying,
+                           *[charts.metric_label(c) for c in results]],
+                          [[str(r["trial_id"]), _cell(r["stage"]),
+                            *[_cell(r[p]) for p in varying],
+                            *[_result_text(r[c], c) for c in results]]
+                           for _, r in ranked.iterrows()])))
+    return out
+
+
+def _comparison_plan(trials: pd.DataFrame, db: Storage, metric: str
+                     ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
+    """(title, file stem, caption, draw) for the charts of a comparison of sweeps."""
+    plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
+    if metric not in trials:
+        return plan
+    done = trials[trials["state"] == "COMPLETE"]
+    for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
+        if m in trials:
+            plan.append((f"{charts.metric_label(m)} per configuration", f"bars-{m}",
+                         f"Mean over seeds per configuration of every sweep (best {BAR_LIMIT} "
+                         "shown), labelled by sweep.",
+                         lambda m=m: charts.draw_bars(
+                             charts.bar_data(trials, m, top=BAR_LIMIT), m)))
+    best = best_of_each_sweep(trials, metric)
+    if not best.empty:
+        shown = differing_parameters(best) if len(best) > 1 else []
+        plan.append(("Learning curves of the best trial of each sweep", "curves",
+                     "Loss, cost and accuracy on the training (solid) and validation (dashed) "
+                     "sets against update step, and the learning-rate schedule, one colour "
+                     "per sweep.",
+                     lambda: charts.draw_curve_panels(charts.curve_data(
+                         best, load_curves(db, best["trial_id"]), shown[:3] or None))))
+    varying = charts.varying_parameters(done) if not done.empty else []
+    if "lam" in searched_parameters(done, varying):
+        plan.append((f"{charts.metric_label(metric)} against lam", "lambda",
+                     "Each trial's lam on a log axis, one marker per sweep and stage; the star "
+                     "is the best lam over all the sweeps.",
+                     lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
+    if {"train_seconds", "test_acc"} <= set(trials.columns):
+        plan.append(("Test accuracy against training time", "pareto",
+                     "Every complete trial of every sweep; the red line joins the trials no "
+                     "other trial beats in both accuracy and time.",
+                     lambda: charts.draw_pareto(charts.pareto_data(trials))))
+    return plan
+
+
+def _build_comparison(storage: Storage, names: list[str], out: Path, metric: str,
+                      top: int) -> Report:
+    records = {}
+    stages = {}
+    for name in names:
+        records[name], stages[name] = load_stages(storage, name)
+    trials = load_trials(storage, names)
+    if trials.empty:
+        raise ChartError(f"sweeps {', '.join(names)} have no trials: nothing to report")
+    empty = [n for n in names if not (trials["sweep"] == n).any()]
+    if metric != "val_acc" or "val_acc" in trials:
+        charts.check_metric(trials, metric)
+    made, skipped = _draw_charts(_comparison_plan(trials, storage, metric), out)
+    tables = _comparison_tables(trials, names, stages, {n: records[n].spec for n in names},
+                                metric, top)
+    counts = {n: trials.loc[trials["sweep"] == n, "state"].str.lower().value_counts()
+              for n in names}
+    tables.insert(0, ("Sweeps", Table(
+        ["sweep", "created", "seed", "trials"],
+        [[n, f"{records[n].created_at:%Y-%m-%d %H:%M}", str(records[n].seed),
+          f"{counts[n].sum()} ({', '.join(f'{k} {s}' for s, k in counts[n].items())})"
+          if counts[n].sum() else "no trials"] for n in names])))
+    summary = {
+        "sweeps": ", ".join(names),
+        "database": storage.url,
+        "trials": str(len(trials)) + (f" (none in {', '.join(empty)})" if empty else ""),
+        "report written": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    }
+    versions = software_versions()
+    title = "Sweeps " + ", ".join(names) + " compared"
+    html_path = out / "report.html"
+    html_path.write_text(_html(title, summary, made, skipped, tables, {}, versions, out,
+                               heading=title), encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text(_markdown(title, summary, made, skipped, tables, {}, versions,
+                                 heading=title), encoding="utf-8")
     return Report(html_path, md_path, tuple(made), tuple(skipped))
 
 
@@ -322,12 +503,13 @@ def _pairs(items: dict[str, str]) -> Table:
 
 def _html(name: str, summary: dict[str, str], made: list[Chart],
           skipped: list[tuple[str, str]], tables: list[tuple[str, Table]],
-          settings: dict[str, str], versions: dict[str, str], out: Path) -> str:
+          settings: dict[str, str], versions: dict[str, str], out: Path,
+          heading: str | None = None) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>numsweep report: {e(name)}</title><style>{CSS}</style>"
              f"<script>{IMAGE_CHECK}</script></head><body>",
-             f"<h1>Sweep {e(name)}</h1>", _html_table(_pairs(summary))]
+             f"<h1>{e(heading or f'Sweep {name}')}</h1>", _html_table(_pairs(summary))]
     for title, table in tables:
         parts += [f"<h2>{e(title)}</h2>", _html_table(table)]
     parts.append("<h2>Charts</h2>")
@@ -339,9 +521,10 @@ def _html(name: str, summary: dict[str, str], made: list[Chart],
     if skipped:
         parts.append("<p>Charts left out: " + "; ".join(
             f"{e(t)} ({e(why)})" for t, why in skipped) + "</p>")
-    parts += ["<h2>Settings</h2>", _html_table(Table(["setting", "value"],
-                                                     [[k, v] for k, v in settings.items()])),
-              "<h2>Software</h2>", _html_table(Table(["package", "version"],
+    if settings:
+        parts += ["<h2>Settings</h2>", _html_table(Table(["setting", "value"],
+                                                         [[k, v] for k, v in settings.items()]))]
+    parts += ["<h2>Software</h2>", _html_table(Table(["package", "version"],
                                                      [[k, v] for k, v in versions.items()])),
               "</body></html>"]
     return "\n".join(parts)
@@ -360,8 +543,9 @@ def _md_table(table: Table) -> str:
 
 def _markdown(name: str, summary: dict[str, str], made: list[Chart],
               skipped: list[tuple[str, str]], tables: list[tuple[str, Table]],
-              settings: dict[str, str], versions: dict[str, str]) -> str:
-    parts = [f"# Sweep {name}", "", _md_table(Table(["", ""], [[k, v] for k, v in
+              settings: dict[str, str], versions: dict[str, str],
+              heading: str | None = None) -> str:
+    parts = [f"# {heading or f'Sweep {name}'}", "", _md_table(Table(["", ""], [[k, v] for k, v in
                                                               summary.items()])), ""]
     for title, table in tables:
         parts += [f"## {title}", "", _md_table(table), ""]
@@ -371,8 +555,10 @@ def _markdown(name: str, summary: dict[str, str], made: list[Chart],
                   chart.caption, ""]
     if skipped:
         parts += ["Charts left out: " + "; ".join(f"{t} ({why})" for t, why in skipped), ""]
-    parts += ["## Settings", "", _md_table(Table(["setting", "value"],
-                                                 [[k, v] for k, v in settings.items()])), "",
-              "## Software", "", _md_table(Table(["package", "version"],
+    if settings:
+        parts += ["## Settings", "", _md_table(Table(["setting", "value"],
+                                                     [[k, v] for k, v in settings.items()])),
+                  ""]
+    parts += ["## Software", "", _md_table(Table(["package", "version"],
                                                  [[k, v] for k, v in versions.items()])), ""]
     return "\n".join(parts)

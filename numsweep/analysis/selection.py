@@ -55,13 +55,33 @@ def varying_parameters(trials: pd.DataFrame) -> list[str]:
     return out
 
 
+def several_sweeps(trials: pd.DataFrame) -> bool:
+    """Whether the trials come from more than one sweep."""
+    return "sweep" in trials.columns and trials["sweep"].nunique(dropna=False) > 1
+
+
 def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Series:
     """Readable configuration labels such as ``"f=4, nf=10, nh=50"``.
 
     By default the labels name the varying parameters; when the trials come from several
     stages, parameters that each stage fixes are named by the stage instead
-    (``"final: lam=0.0003"`` rather than every setting the final stage changed).
+    (``"final: lam=0.0003"`` rather than every setting the final stage changed). Trials of
+    several sweeps are labelled by their sweep first, then by what varies within that sweep
+    (``"wide: lam=0.003"``; ``"wide"`` alone for a sweep of one configuration).
     """
+    if several_sweeps(trials):
+        sweep = trials["sweep"].astype(str)
+        labels = sweep.astype(object)
+        for _, in_sweep in trials.groupby(sweep, sort=False):
+            if keys is None and not varying_parameters(in_sweep):
+                continue  # one configuration: the sweep's name says which
+            labels[in_sweep.index] = sweep[in_sweep.index] + ": " + _labels(in_sweep, keys)
+        return labels
+    return _labels(trials, keys)
+
+
+def _labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:
+    """:func:`config_labels` of the trials of one sweep."""
     if keys is None:
         keys = varying_parameters(trials)
         by_stage = _stage_parameters(trials, keys)
@@ -70,7 +90,7 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
             stage = trials["stage"].fillna("").astype(str)
             if not rest:
                 return stage.astype(object)
-            return (stage + ": " + config_labels(trials, rest)).astype(object)
+            return (stage + ": " + _labels(trials, rest)).astype(object)
     keys = list(keys)
     unknown = [k for k in keys if k not in trials.columns]
     if unknown:
@@ -87,8 +107,12 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
 
 
 def per_stage_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """For every trial, how many distinct values each of ``keys`` takes in its stage."""
-    stages = trials.groupby(trials["stage"].fillna(""), sort=False)
+    """For every trial, how many distinct values each of ``keys`` takes in its stage (the
+    stage of its sweep, where the trials come from several)."""
+    groups = [trials["stage"].fillna("")]
+    if several_sweeps(trials):
+        groups.insert(0, trials["sweep"].astype(str))
+    stages = trials.groupby(groups, sort=False)
     return stages[list(keys)].transform(lambda v: v.astype(str).nunique())
 
 
@@ -137,18 +161,28 @@ def value_scale(metric: str) -> float:
     return 100.0 if metric in PERCENT_METRICS else 1.0
 
 
-def select_trials(trials: pd.DataFrame, trial_ids: Sequence[int], sweep: str = "") -> pd.DataFrame:
-    """The rows of ``trials`` with these database ids; an id not among them is an error."""
+def select_trials(trials: pd.DataFrame, trial_ids: Sequence[int],
+                  sweep: str | Sequence[str] = "") -> pd.DataFrame:
+    """The rows of ``trials`` with these database ids; an id not among them is an error
+    (naming ``sweep``, one sweep's name or several)."""
     missing = sorted(set(int(i) for i in trial_ids) - set(int(i) for i in trials["trial_id"]))
     if missing:
-        where = f" in sweep {sweep!r}" if sweep else ""
+        names = [sweep] if isinstance(sweep, str) else list(dict.fromkeys(sweep))
+        names = [n for n in names if n]
+        where = (f" in sweep {names[0]!r}" if len(names) == 1 else
+                 " in sweeps " + ", ".join(repr(n) for n in names) if names else "")
         raise ChartError(f"no trial with id {missing[0]}{where}")
     return trials[trials["trial_id"].isin([int(i) for i in trial_ids])]
 
 
-def best_trials(trials: pd.DataFrame, metric: str, n: int = 1) -> pd.DataFrame:
-    """The ``n`` complete trials best by ``metric`` (lowest first for times and counts)."""
+def best_trials(trials: pd.DataFrame, metric: str, n: int = 1, *,
+                per_sweep: bool = False) -> pd.DataFrame:
+    """The ``n`` complete trials best by ``metric`` (lowest first for times and counts);
+    ``per_sweep``: the best ``n`` of each sweep, sweep by sweep."""
     check_metric(trials, metric)
     done = trials[trials["state"] == "COMPLETE"]
-    return done.sort_values(metric, ascending=metric in LOWER_IS_BETTER,
-                            na_position="last").head(n)
+    ranked = done.sort_values(metric, ascending=metric in LOWER_IS_BETTER, na_position="last")
+    if per_sweep and several_sweeps(done):
+        order = list(dict.fromkeys(trials["sweep"]))
+        return pd.concat([ranked[ranked["sweep"] == name].head(n) for name in order])
+    return ranked.head(n)

@@ -53,7 +53,8 @@ def trial_table(frame: pd.DataFrame, width: int | None = None,
     cells = {c: [format_cell(v) for v in frame[c]] for c in columns}
     heads = {c: c for c in columns}
     sizes = {c: max([len(heads[c]), *map(len, cells[c])]) for c in columns}
-    order = ["trial_id", "state", *asked,
+    # trials of several sweeps: which sweep is kept with the id
+    order = ["trial_id", *(["sweep"] if "sweep" in columns else []), "state", *asked,
              *[p for name in PRIORITY for p in (params if name == "*params" else [name])]]
     kept = fit_columns(sizes, order, width)
     rows = tuple(tuple(cells[c][i] for c in kept) for i in range(len(frame)))

@@ -389,7 +389,7 @@ class Storage:
 
     @_retrying
     def trial_ids_where(self, conditions: Sequence[tuple[str, str, Any]],
-                        sweep: str | None = None) -> list[int]:
+                        sweep: str | Sequence[str] | None = None) -> list[int]:
         """Ids of the trials whose parameter or metric ``name`` satisfies each ``(name, op,
         value)`` condition; ``op`` is one of ``<``, ``<=``, ``>``, ``>=``, ``=``, ``!=``.
 
@@ -400,7 +400,7 @@ class Storage:
                "!=": "__ne__"}
         query = select(TrialModel.id).join(SweepModel, TrialModel.sweep_id == SweepModel.id)
         if sweep is not None:
-            query = query.where(SweepModel.name == sweep)
+            query = query.where(SweepModel.name.in_(_names(sweep)))
         for name, op, value in conditions:
             if op not in ops:
                 raise StorageError(f"unknown comparison {op!r} (use {', '.join(ops)})")
@@ -771,9 +771,11 @@ class Storage:
     # Bulk reads for analysis: plain tuples from a few queries, no ORM objects per row.
 
     @_retrying
-    def get_trial_rows(self, sweep: str | None = None, *, stage: str | None = None,
+    def get_trial_rows(self, sweep: str | Sequence[str] | None = None, *,
+                       stage: str | None = None,
                        states: Sequence[TrialState] | None = None) -> TrialRows:
-        """The trials :meth:`get_trials` would return, as three lists of plain tuples.
+        """The trials :meth:`get_trials` would return, as three lists of plain tuples
+        (``sweep``: one sweep's name or several names).
 
         ``trials``: (id, sweep, stage, number, state, seed, worker, started_at, finished_at,
         message) ordered by id; ``params``: (trial_id, name, value); ``metrics``: (trial_id,
@@ -783,7 +785,7 @@ class Storage:
                .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
                .outerjoin(StageModel, TrialModel.stage_id == StageModel.id))
         if sweep is not None:
-            ids = ids.where(SweepModel.name == sweep)
+            ids = ids.where(SweepModel.name.in_(_names(sweep)))
         if stage is not None:
             ids = ids.where(StageModel.name == stage)
         if states:
@@ -833,6 +835,11 @@ class TrialRows:
     trials: list[tuple[Any, ...]]
     params: list[tuple[int, str, Any]]
     metrics: list[tuple[int, str, float]]
+
+
+def _names(sweep: str | Sequence[str]) -> list[str]:
+    """One sweep name or several, as a list."""
+    return [sweep] if isinstance(sweep, str) else list(sweep)
 
 
 def _next_number(s: Session, sweep_id: int) -> int:

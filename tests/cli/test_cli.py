@@ -100,3 +100,19 @@ def test_every_command_has_help_with_an_example(runner: CliRunner) -> None:
     for args in (["train"], ["sweep", "run"], ["sweep", "list"], ["trials"], ["plot", "bars"]):
         result = invoke(runner, *args, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, args
+
+
+def test_trials_of_several_sweeps(runner: CliRunner, tmp_path: Path) -> None:
+    from tests.analysis.conftest import build_db
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    build_db(db).dispose()
+    result = invoke(runner, "trials", "--sweep", "archs", "--sweep", "range", "--db", db,
+                    "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert {r["sweep"] for r in rows} == {"archs", "range"} and len(rows) == 12
+    table = invoke(runner, "trials", "--sweep", "archs", "--sweep", "range", "--db", db)
+    assert table.exit_code == 0 and "sweep" in table.output.splitlines()[1]
+    result = invoke(runner, "trials", "--sweep", "archs", "--sweep", "nope", "--db", db)
+    assert result.exit_code == 1 and "no sweep named 'nope'" in result.output

@@ -111,3 +111,45 @@ def test_report_writes_html_and_markdown(db: str, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no sweep named 'nope'" in result.output
     result = invoke("report", "lambda", "--metric", "nope", "-o", tmp_path / "r3", "--db", db)
     assert result.exit_code == 1 and "unknown metric 'nope'" in result.output
+
+
+def test_repeated_sweep_draws_every_sweep(db: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from numsweep.analysis import charts
+
+    drawn: list[object] = []
+    for name in ("draw_bars", "draw_curve_panels", "draw_pareto"):
+        original = getattr(charts, name)
+        monkeypatch.setattr(charts, name, lambda data, *a, _f=original, **k: (
+            drawn.append(data), _f(data, *a, **k))[1])
+    out = tmp_path / "x.png"
+    for chart in ("bars", "curves", "pareto"):
+        result = invoke("plot", chart, "--sweep", "archs", "--sweep", "optimizers", "-o", out,
+                        "--db", db)
+        assert result.exit_code == 0, result.output
+    bars, curves, pareto = drawn
+    assert {c.split(":")[0] for c in bars["config"]} == {"archs", "optimizers"}
+    assert {c.split(":")[0] for c in curves["label"]} == {"archs", "optimizers"}  # best of each
+    assert {c.split(":")[0] for c in pareto["label"]} == {"archs", "optimizers"}
+
+
+def test_repeated_single_valued_option_is_a_usage_error(db: str, tmp_path: Path) -> None:
+    result = invoke("plot", "bars", "--sweep", "archs", "--stage", "grid", "--stage", "x",
+                    "-o", tmp_path / "x.png", "--db", db)
+    assert result.exit_code == 2 and "--stage was given 2 times; it takes one value" in \
+        result.output
+    result = invoke("plot", "bars", "--sweep", "archs", "-o", tmp_path / "a.png",
+                    "--output", tmp_path / "b.png", "--db", db)
+    assert result.exit_code == 2 and "-o/--output was given 2 times" in result.output
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+    result = invoke("sweep", "show", "archs", "--top", "1", "--top", "2", "--db", db)
+    assert result.exit_code == 2 and "--top was given 2 times" in result.output
+
+
+def test_report_of_several_sweeps_compares_them(db: str, tmp_path: Path) -> None:
+    result = invoke("report", "lambda", "archs", "-o", tmp_path / "cmp", "--db", db)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "cmp" / "report.md").read_text()
+    assert "# Sweeps lambda, archs compared" in text and "## Best trial of each sweep" in text
+    result = invoke("report", "lambda", "nope", "-o", tmp_path / "cmp2", "--db", db)
+    assert result.exit_code == 1 and "no sweep named 'nope'" in result.output
