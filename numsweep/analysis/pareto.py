@@ -10,9 +10,15 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.transforms import Bbox
 
-from numsweep.analysis.figures import new_axes
+from numsweep.analysis.figures import LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import metric_label
-from numsweep.analysis.selection import check_metric, complete_trials, config_labels, value_scale
+from numsweep.analysis.selection import (
+    check_metric,
+    complete_trials,
+    config_labels,
+    sweep_title,
+    value_scale,
+)
 
 
 def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_acc",
@@ -27,7 +33,7 @@ def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_a
     data = data.sort_values([x, y], ascending=[True, False], ignore_index=True)
     best_so_far = data[y].cummax().shift(fill_value=-np.inf)
     data["on_front"] = data[y] > best_so_far
-    data.attrs.update(x=x, y=y)
+    data.attrs.update(x=x, y=y, sweep=sweep_title(done))
     return data
 
 
@@ -46,12 +52,13 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.set_xscale("log")
     ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(metric_label(y))
-    ax.set_title(f"{metric_label(y)} against {metric_label(x)}")
+    sweep = data.attrs.get("sweep", "")
+    ax.set_title((f"{sweep}: " if sweep else "") + f"{metric_label(y)} against {metric_label(x)}")
     ax.margins(0.08)
     ax.grid(alpha=0.3)
     if len(front) <= 12:
         _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()])
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     return ax
 
 
