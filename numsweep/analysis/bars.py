@@ -163,7 +163,7 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
     handles: list[Patch | Line2D] = []
     if data["best"].any():
         name = ("best" if higher else "best (lowest)") if marked_by == metric else \
-            f"chosen by {metric_label(marked_by).replace(' (%)', '')}"
+            f"chosen by\n{metric_label(marked_by).replace(' (%)', '')}"
         handles.append(Patch(facecolor="tab:blue", edgecolor="black", label=name))
     if data["within_noise"].any():
         handles.append(Patch(facecolor="tab:orange", hatch="//", edgecolor="black",
@@ -210,7 +210,7 @@ def _value_limits(data: pd.DataFrame, errors: np.ndarray) -> tuple[float, float]
     span = high - low
     if low > 0 and span < 0.5 * high:
         pad = max(span, 0.02 * high)
-        return max(0.0, low - 0.6 * pad), high + 0.35 * pad
+        return max(0.0, low - pad), high + 0.35 * pad  # the lowest bar half the highest
     bottom = min(0.0, low)
     return bottom, high + 0.15 * ((high - bottom) or 1.0)
 

@@ -17,7 +17,6 @@ from numsweep.analysis.selection import (
     ChartError,
     check_quantity,
     config_labels,
-    label_parameters,
     sweep_title,
     unique_labels,
     varying_parameters,
@@ -35,14 +34,10 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     ``by_stage`` labels each trial by its stage, the values of ``by`` (default: those that
     differ) and its id (``"fine: lam=0.003 (trial 14)"``), for the best trial of each stage.
     Trials of several stages, one per stage, are labelled by the stage and what differs
-    (``"coarse: cycles=1, lam=0.1"``), not by the stage alone."""
+    (``"coarse: lam=0.1, cycles=1"``), not by the stage alone."""
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
     labels = unique_labels(trials, by)
-    if by is None and not by_stage and _one_per_stage(trials):
-        # the stage names alone would hide that lam differs
-        labels = (trials["stage"].astype(str) + ": "
-                  + config_labels(trials, varying_parameters(trials))).astype(object)
     if len(trials) == 1 and by is None:
         labels = pd.Series([f"trial {trials['trial_id'].iloc[0]}"], index=trials.index)
     if by_stage:
@@ -64,15 +59,6 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     data.attrs["smoothed"] = "eps" in trials and bool((trials["eps"].astype(float) > 0).any())
     data.attrs["sweep"] = sweep_title(trials)
     return data
-
-
-def _one_per_stage(trials: pd.DataFrame) -> bool:
-    """Several trials, each of its own stage, which the default labels name instead of the
-    parameters (every parameter is then constant within each stage)."""
-    if len(trials) < 2 or "stage" not in trials or trials["stage"].isna().any():
-        return False
-    _, by_stage = label_parameters(trials)
-    return by_stage and bool(trials["stage"].is_unique)
 
 
 def _lr_style(points: pd.DataFrame) -> str:

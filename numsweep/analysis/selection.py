@@ -60,7 +60,9 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
 
     By default the labels name the varying parameters; when the trials come from several
     stages, parameters that each stage fixes are named by the stage instead
-    (``"final: lam=0.0003"`` rather than every setting the final stage changed).
+    (``"final: lam=0.0003"`` rather than every setting the final stage changed). One trial
+    per stage (the best of each) is named by its stage and what differs
+    (``"coarse: lam=0.1, cycles=1"``).
     """
     if keys is None:
         keys, by_stage = label_parameters(trials)
@@ -92,6 +94,10 @@ def label_parameters(trials: pd.DataFrame, keys: Sequence[str] | None = None
         return list(keys), False
     varying = varying_parameters(trials)
     by_stage = _stage_parameters(trials, varying)
+    if by_stage and trials["stage"].notna().all() and trials["stage"].is_unique:
+        # one trial per stage: every parameter is constant within its stage, and the stage
+        # names alone would hide that lam (or eps) differs; the data seed only lengthens them
+        return [k for k in varying if k != "data_seed"], True
     return [k for k in varying if k not in by_stage], bool(by_stage)
 
 

@@ -369,7 +369,7 @@ def test_test_accuracy_marks_the_trial_chosen_by_validation() -> None:
     assert data.loc[data["best"], "config"].item() == "coarse: lam=0.00052"  # best val_acc
     assert data["mean"].max() == pytest.approx(38.0)  # lam=1e-5 has the best test accuracy
     ax = draw_bars(data, "test_acc")
-    assert _legend(ax)[0] == "chosen by validation accuracy"
+    assert _legend(ax)[0] == "chosen by\nvalidation accuracy"
     assert [b.get_facecolor() for b in _bars(ax)][data.index[data["best"]][0]] == \
         pytest.approx((0.12156862745098039, 0.4666666666666667, 0.7058823529411765, 1.0))
     # kept among the top 3 by test accuracy although it is not one of them
@@ -501,3 +501,12 @@ def test_filter_titles_give_the_shapes_trial_weights_prints() -> None:
                                 filters.filter_title("mlp", trial_id=15, sweep="lambda-search"))
     assert axes[0].figure.get_suptitle() == "sweep lambda-search, trial 15: mlp"
     assert axes[0].get_title(loc="left") == "W1 3072x50: 50 rows as 32x32x3 images"
+
+
+def test_one_trial_per_stage_is_named_by_what_differs() -> None:
+    """label-smoothing's two stages of one trial each: the bars say eps, not only the stage."""
+    trials = _trials([{"stage": "plain", "eps": 0.0, "data_seed": 11, "val_acc": 0.442},
+                      {"stage": "smoothed", "eps": 0.1, "data_seed": 12, "val_acc": 0.424}],
+                     "label-smoothing")
+    assert list(config_labels(trials)) == ["plain: eps=0", "smoothed: eps=0.1"]
+    assert list(bar_data(trials, "val_acc")["config"]) == ["plain: eps=0", "smoothed: eps=0.1"]
