@@ -81,7 +81,7 @@ def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
     for px, py, text in points:
         for dx, dy in LABEL_OFFSETS if renderer is not None else LABEL_OFFSETS[:1]:
             note = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy),
-                               fontsize=7, ha="left" if dx > 0 else "right")
+                               fontsize=9, ha="left" if dx > 0 else "right")
             note.set_in_layout(False)  # placed in the final layout: must not change it
             if renderer is None:
                 break
@@ -94,5 +94,5 @@ def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
             note.remove()
         else:
             note = ax.annotate(text, (px, py), textcoords="offset points",
-                               xytext=LABEL_OFFSETS[0], fontsize=7)
+                               xytext=LABEL_OFFSETS[0], fontsize=9)
             note.set_in_layout(False)

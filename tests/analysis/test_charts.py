@@ -446,6 +446,7 @@ def test_legends_are_readable_in_the_report(demo_db: str) -> None:
     for legend in (bars.get_legend(), lam.get_legend(), pareto.get_legend(),
                    panels[0].figure.legends[0], one.get_legend()):
         assert min(t.get_fontsize() for t in legend.get_texts()) >= 10
+    assert pareto.texts and min(t.get_fontsize() for t in pareto.texts) >= 9  # the point names
 
 
 def test_fifteen_bars_have_labels_that_do_not_overlap() -> None:
