@@ -75,9 +75,11 @@ def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
     order = "parameter" if numeric_parameters(done, keys) else "value"
     if order == "parameter":
         first = done[keys].groupby(labels, sort=False).first()
-        data = data.assign(**{f"_{k}": data["config"].map(first[k]) for k in keys})
-        data = data.sort_values([f"_{k}" for k in keys], kind="stable", na_position="last")
-        data = data.drop(columns=[f"_{k}" for k in keys])
+        seen = {label: n for n, label in enumerate(dict.fromkeys(labels))}  # trial order
+        columns = {f"_{k}": data["config"].map(first[k]) for k in keys}
+        data = data.assign(**columns, _seen=data["config"].map(seen))
+        data = data.sort_values([*columns, "_seen"], kind="stable", na_position="last")
+        data = data.drop(columns=[*columns, "_seen"])
     data = data.reset_index(drop=True)
     data.attrs.update(configs=configs, trials=len(done), higher_is_better=not ascending,
                       marked_by=chooser if marked is not None else None, tied=tied,

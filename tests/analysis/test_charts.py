@@ -344,6 +344,11 @@ def test_bars_of_one_numeric_parameter_follow_its_order() -> None:
     assert lams == sorted(lams)  # 1e-5, 1.4e-4, 3.1e-4, 5.2e-4 (coarse, final), 1.9e-3, ...
     assert ticks[3:5] == ["coarse: lam=0.00052", "final: lam=0.00052"]
     assert "by lam" in ax.get_xlabel()
+    # equal lam: in the trials' order, whichever has the better test accuracy
+    trials = _lambda_trials()
+    trials.loc[trials["stage"] == "final", "test_acc"] = 0.379
+    tests = list(bar_data(trials, "test_acc")["config"])
+    assert tests[3:5] == ["coarse: lam=0.00052", "final: lam=0.00052"]
     # text parameters: the best first
     words = _trials([{"optimizer": o, "val_acc": v} for o, v in
                      (("sgd", 0.40), ("adam", 0.45), ("rmsprop", 0.42))])
