@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,8 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.margins(0.08)
     ax.grid(alpha=0.3)
     if len(front) <= 12:
-        _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()])
+        _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()],
+                      list(zip(front[x], front[y], strict=True)))
     ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     return ax
 
@@ -67,16 +69,17 @@ LABEL_OFFSETS = ((5, -12), (5, 6), (-5, -12), (-5, 6), (5, -24), (5, 18), (-5, -
 """Where a point's label may go (points right/up of the point), nearest first."""
 
 
-def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
+def _label_points(ax: Axes, points: list[tuple[float, float, str]],
+                  steps: Sequence[tuple[float, float]] = ()) -> None:
     """Write each label beside its point at the first offset where it stays inside the axes
-    and overlaps no label already written (with no renderer to measure text, the first
-    offset)."""
+    and overlaps no label already written nor the step line through ``steps`` (with no
+    renderer to measure text, the first offset)."""
     try:
         renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
         ax.figure.draw_without_rendering()  # the final layout and limits, to measure in
     except AttributeError:
         renderer = None
-    placed: list[Bbox] = []
+    placed: list[Bbox] = _step_boxes(ax, steps) if renderer is not None else []
     inside = ax.get_window_extent(renderer) if renderer is not None else None
     for px, py, text in points:
         for dx, dy in LABEL_OFFSETS if renderer is not None else LABEL_OFFSETS[:1]:
@@ -96,3 +99,16 @@ def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
             note = ax.annotate(text, (px, py), textcoords="offset points",
                                xytext=LABEL_OFFSETS[0], fontsize=9)
             note.set_in_layout(False)
+
+
+def _step_boxes(ax: Axes, steps: Sequence[tuple[float, float]]) -> list[Bbox]:
+    """The segments of a steps-post line through ``steps`` as boxes in display pixels (two
+    pixels wide), for labels to keep off."""
+    if len(steps) < 2:
+        return []
+    pts = ax.transData.transform(np.asarray(steps, dtype=float))
+    boxes = []
+    for (x0, y0), (x1, y1) in pairwise(pts):
+        boxes.append(Bbox([[min(x0, x1), y0 - 2], [max(x0, x1), y0 + 2]]))   # along
+        boxes.append(Bbox([[x1 - 2, min(y0, y1)], [x1 + 2, max(y0, y1)]]))   # up
+    return boxes

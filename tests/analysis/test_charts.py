@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -516,3 +517,25 @@ def test_one_trial_per_stage_is_named_by_what_differs() -> None:
                      "label-smoothing")
     assert list(config_labels(trials)) == ["plain: eps=0", "smoothed: eps=0.1"]
     assert list(bar_data(trials, "val_acc")["config"]) == ["plain: eps=0", "smoothed: eps=0.1"]
+
+
+def test_pareto_names_stay_off_the_front_line() -> None:
+    """lambda-search's front: a long flat step into the last point, near the top right."""
+    rows = [{"stage": "fine", "lam": 0.0165, "test_acc": 0.3796, "train_seconds": 0.097},
+            {"stage": "coarse", "lam": 1e-5, "test_acc": 0.3799, "train_seconds": 0.116},
+            {"stage": "final", "lam": 5.2e-4, "test_acc": 0.3804, "train_seconds": 0.464}]
+    rows += [{"stage": "coarse", "lam": 10 ** -k, "test_acc": 0.368 + 0.001 * k,
+              "train_seconds": 0.116} for k in range(2, 5)]
+    data = pareto_data(_trials(rows))
+    ax = draw_pareto(data)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    front = data[data["on_front"]]
+    pts = ax.transData.transform(front[["train_seconds", "test_acc"]].to_numpy())
+    names = [t for t in ax.texts if t.get_text() in set(front["label"])]
+    assert len(names) == 3
+    for text in names:
+        box = text.get_window_extent(renderer)
+        for (x0, y0), (x1, _) in pairwise(pts):
+            crosses = box.x0 < max(x0, x1) and box.x1 > min(x0, x1) and box.y0 < y0 < box.y1
+            assert not crosses, text.get_text()
