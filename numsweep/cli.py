@@ -961,7 +961,9 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
 def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
               by: str | None, top: int) -> None:
     """Bar chart of one result per configuration: mean and ±1 std over seeds, the best bar
-    dark, bars within noise of the best hatched.
+    dark (on a test-accuracy chart the one chosen by validation accuracy; none where several
+    share the best value), bars within noise of it hatched; in the order of the parameters
+    where they are numbers (lam), else best first.
 
     \b
     Example:
