@@ -402,6 +402,10 @@ def test_equal_time_shares_mark_no_fastest() -> None:
     assert any("8 configurations share the lowest" in t.get_text() for t in ax.texts)
     one_faster = trials.assign(train_seconds=[0.1] + [0.12] * 7 + [0.46])
     assert bar_data(one_faster, "train_seconds")["best"].sum() == 1
+    # every share the same, even 0 s: drawn, none marked
+    zero = bar_data(trials.assign(train_seconds=0.0), "train_seconds")
+    ax = draw_bars(zero, "train_seconds")
+    assert not zero["best"].any() and ax.get_ylim()[1] > 0 and ax.get_legend() is None
 
 
 def test_lambda_star_leaves_the_chosen_marker_visible_and_its_text_off_the_legend() -> None:
