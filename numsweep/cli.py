@@ -966,18 +966,21 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
     Example:
         numsweep plot filters 12 -o filters.png
     """
-    from numsweep.analysis.filters import draw_filters, filter_data
+    from numsweep.analysis.filters import draw_filters, filter_data, filter_title
     from numsweep.engine.checkpoint import load_weights
     from numsweep.sweeps.kept import trial_weights_path
 
-    path = (trial_weights_path(Storage(db), int(target), checkpoint_dir) if target.isdigit()
+    storage = Storage(db)
+    path = (trial_weights_path(storage, int(target), checkpoint_dir) if target.isdigit()
             else target)
     weights = load_weights(path)
-    title = f"trial {target}" if target.isdigit() else str(target)
+    title = (filter_title(weights.spec.model, trial_id=int(target),
+                          sweep=storage.get_trials(trial_ids=[int(target)])[0].sweep)
+             if target.isdigit() else filter_title(weights.spec.model, source=str(target)))
     shape = weights.info.get("image_shape")
     blocks = filter_data(weights.spec.to_dict(), weights.params,
                          tuple(shape) if shape else None)
-    _wrote(draw_filters(blocks, f"{title}: {weights.spec.model}"), output)
+    _wrote(draw_filters(blocks, title), output)
 
 
 @plot.command("bars")
@@ -990,7 +993,9 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
 def plot_bars(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, metric: str,
               by: str | None, top: int) -> None:
     """Bar chart of one result per configuration: mean and ±1 std over seeds, the best bar
-    dark, bars within noise of the best hatched.
+    dark (on a test-accuracy chart the one chosen by validation accuracy; none where several
+    share the best value), bars within noise of it hatched; in the order of the parameters
+    where they are numbers (lam), else best first.
 
     \b
     Example:

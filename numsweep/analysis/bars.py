@@ -1,4 +1,4 @@
-"""Bar charts: one result per configuration, mean and ±1 std over seeds, the best bar dark.
+"""Bar charts: one result per configuration, mean and ±1 std over seeds, the chosen bar dark.
 """
 
 from __future__ import annotations
@@ -11,20 +11,40 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from numsweep.analysis.figures import new_axes
+from numsweep.analysis.figures import LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import LOWER_IS_BETTER, PERCENT_METRICS, metric_label
-from numsweep.analysis.selection import check_metric, complete_trials, config_labels, value_scale
+from numsweep.analysis.selection import (
+    check_metric,
+    chosen_by_validation,
+    complete_trials,
+    config_labels,
+    label_parameters,
+    numeric_parameters,
+    sweep_title,
+    value_scale,
+)
+
+VERTICAL_LIMIT = 10
+"""More bars than this are drawn sideways: one label per row stays readable where slanted
+labels under 15 bars would crowd."""
 
 
 def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
              top: int | None = None) -> pd.DataFrame:
-    """Mean, standard deviation and count of ``metric`` per configuration, best first.
+    """Mean, standard deviation and count of ``metric`` per configuration.
 
     Configurations are the distinct values of ``by`` (default: the varying parameters), so
-    seed replicates of one configuration form one bar with an error bar. ``within_noise``
-    marks configurations whose gap to the best is at most the combined standard deviation
-    sqrt(std_best² + std²) of the two (only where at least one of them has several seeds).
-    ``top`` keeps the best ``top`` configurations; ``attrs["configs"]`` counts them all.
+    seed replicates of one configuration form one bar with an error bar. Where the labels
+    name numeric parameters only (lam; f and nf), the bars follow the parameters' order,
+    else the best come first (``attrs["order"]``: ``"parameter"`` or ``"value"``).
+
+    ``best`` marks the configuration a reader would choose: the best by ``metric``, but by
+    the validation accuracy on a chart of the test (or training) accuracy, and none where
+    several share the best value (``attrs["tied"]`` counts them; fused trials share their
+    training time evenly). ``within_noise`` marks configurations whose gap to the marked one
+    is at most the combined standard deviation sqrt(std_best² + std²) of the two (only where
+    at least one of them has several seeds). ``top`` keeps the best ``top`` configurations by
+    ``metric`` (and the marked one); ``attrs["configs"]`` counts them all.
     """
     check_metric(trials, metric)
     done = complete_trials(trials, metric)
@@ -33,73 +53,168 @@ def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
     grouped = values.groupby(labels, sort=False).agg(["mean", "std", "count"])
     grouped.index.name = "config"
     ascending = metric in LOWER_IS_BETTER
-    data = grouped.reset_index().sort_values("mean", ascending=ascending, ignore_index=True)
+    data = grouped.reset_index().sort_values("mean", ascending=ascending, kind="stable",
+                                             ignore_index=True)
+    chooser = chosen_by_validation(done, metric)
+    marked, tied = _marked(data, done, labels, metric, chooser)
+    data["best"] = data.index == marked if marked is not None else False
     spread = data["std"].fillna(0.0)
-    gap = (data["mean"] - data["mean"].iloc[0]).abs()
-    combined = np.sqrt(spread ** 2 + spread.iloc[0] ** 2)
-    data["best"] = data.index == 0
-    data["within_noise"] = (~data["best"]) & (combined > 0) & (gap <= combined)
+    if marked is not None:
+        gap = (data["mean"] - data["mean"].iloc[marked]).abs()
+        combined = np.sqrt(spread ** 2 + spread.iloc[marked] ** 2)
+        data["within_noise"] = (~data["best"]) & (combined > 0) & (gap <= combined)
+    else:
+        data["within_noise"] = False
     configs = len(data)
-    if top is not None:
-        data = data.head(top)
-    data.attrs.update(configs=configs, trials=len(done), higher_is_better=not ascending)
+    if top is not None and top < configs:
+        kept = list(range(top))
+        if marked is not None and marked >= top:
+            kept = [*kept[:-1], marked]
+        data = data.iloc[kept]
+    keys, _ = label_parameters(done, by)
+    order = "parameter" if numeric_parameters(done, keys) else "value"
+    if order == "parameter":
+        first = done[keys].groupby(labels, sort=False).first()
+        seen = {label: n for n, label in enumerate(dict.fromkeys(labels))}  # trial order
+        columns = {f"_{k}": data["config"].map(first[k]) for k in keys}
+        data = data.assign(**columns, _seen=data["config"].map(seen))
+        data = data.sort_values([*columns, "_seen"], kind="stable", na_position="last")
+        data = data.drop(columns=[*columns, "_seen"])
+    data = data.reset_index(drop=True)
+    data.attrs.update(configs=configs, trials=len(done), higher_is_better=not ascending,
+                      marked_by=chooser if marked is not None else None, tied=tied,
+                      order=order, order_by=keys if order == "parameter" else [],
+                      sweep=sweep_title(done))
     return data
+
+
+def _marked(data: pd.DataFrame, done: pd.DataFrame, labels: pd.Series, metric: str,
+            chooser: str | None) -> tuple[int | None, int]:
+    """The row of ``data`` to mark and how many rows share the best ``chooser`` value
+    (where several do, none is marked)."""
+    if chooser is None:
+        return None, 0
+    if chooser == metric:
+        rank = data["mean"].to_numpy(dtype=float)
+    else:
+        means = done[chooser].astype(float).groupby(labels, sort=False).mean()
+        rank = data["config"].map(means).to_numpy(dtype=float)
+    if not np.isfinite(rank).any():
+        return None, 0
+    lower = chooser in LOWER_IS_BETTER
+    best = np.nanmin(rank) if lower else np.nanmax(rank)
+    tied = int(np.isclose(rank, best, rtol=1e-9, atol=0.0).sum())
+    if tied > 1:
+        return None, tied
+    return int(np.nanargmin(rank) if lower else np.nanargmax(rank)), 1
 
 
 def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
     """One bar per configuration with its value written on it; error bars (±1 std over seeds)
-    where n > 1; the best bar dark, bars whose gap to it is within noise hatched orange."""
+    where n > 1; the marked bar dark, bars whose gap to it is within noise hatched orange.
+    The value axis spans the values (not from 0) so that a 1-point gap shows; more than
+    :data:`VERTICAL_LIMIT` bars are drawn sideways."""
+    n = len(data)
+    sideways = n > VERTICAL_LIMIT
     if ax is None:
-        ax = new_axes(max(6.5, 0.55 * len(data) + 2.5), 5.0)
+        ax = new_axes(8.0, 0.32 * n + 2.2) if sideways else new_axes(max(6.5, 0.6 * n + 2.5),
+                                                                      5.0)
     colors = ["tab:blue" if b else ("tab:orange" if w else "lightsteelblue")
               for b, w in zip(data["best"], data["within_noise"], strict=True)]
     errors = data["std"].where(data["count"] > 1).to_numpy(dtype=float)  # NaN: no bar
     has_errors = bool(np.nan_to_num(errors).any())
-    bars = ax.bar(range(len(data)), data["mean"], color=colors, edgecolor="black",
-                  linewidth=0.5, yerr=errors if has_errors else None, capsize=4,
-                  error_kw={"elinewidth": 1})
+    style = {"color": colors, "edgecolor": "black", "linewidth": 0.5, "capsize": 4,
+             "error_kw": {"elinewidth": 1}}
+    positions = range(n)
+    if sideways:
+        bars = ax.barh(positions, data["mean"], xerr=errors if has_errors else None, **style)
+    else:
+        bars = ax.bar(positions, data["mean"], yerr=errors if has_errors else None, **style)
     for bar, noisy in zip(bars, data["within_noise"], strict=True):
         if noisy:
             bar.set_hatch("//")
     fmt = "{:.1f}" if metric in PERCENT_METRICS else "{:.3g}"
-    texts = [fmt.format(m) + (f"\nn={n}" if n > 1 else "")
-             for m, n in zip(data["mean"], data["count"], strict=True)]
-    ax.bar_label(bars, labels=texts, padding=2, fontsize=7)
-    ax.set_xticks(range(len(data)), data["config"], rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel(metric_label(metric))
-    ax.set_xlabel("configuration")
-    shown = len(data)
+    sep = " " if sideways else "\n"
+    texts = [fmt.format(m) + (f"{sep}n={c}" if c > 1 else "")
+             for m, c in zip(data["mean"], data["count"], strict=True)]
+    ax.bar_label(bars, labels=texts, padding=2, fontsize=8)
+    order_by = data.attrs.get("order_by") or []
+    what = (f"configuration (by {', '.join(order_by)})" if data.attrs.get("order") == "parameter"
+            else "configuration (best first)")
+    if sideways:
+        ax.set_yticks(positions, data["config"], fontsize=9)
+        ax.invert_yaxis()  # the first configuration on top
+        ax.set_xlabel(metric_label(metric))
+        ax.set_ylabel(what)
+        ax.set_xlim(*_value_limits(data, errors))
+    else:
+        ax.set_xticks(positions, data["config"], rotation=35, ha="right", fontsize=9)
+        ax.set_ylabel(metric_label(metric))
+        ax.set_xlabel(what)
+        ax.set_ylim(*_value_limits(data, errors))
+    shown = n
     total = data.attrs.get("configs", shown)
-    what = "best" if data.attrs.get("higher_is_better", True) else "fastest/smallest"
-    title = f"{metric_label(metric)} per configuration"
+    higher = data.attrs.get("higher_is_better", True)
+    sweep = data.attrs.get("sweep", "")
+    title = (f"{sweep}: " if sweep else "") + f"{metric_label(metric)} per configuration"
     if total > shown:
-        title += f" ({what} {shown} of {total})"
-    ax.set_title(title, pad=16 if data["within_noise"].any() else 6)
-    best_name = "best" if data.attrs.get("higher_is_better", True) else "best (lowest)"
-    handles = [Patch(facecolor="tab:blue", edgecolor="black", label=best_name)]
-    n_noisy = int(data["within_noise"].sum())
-    if n_noisy:
+        title += f" ({'best' if higher else 'fastest/smallest'} {shown} of {total})"
+    note = _note(data, metric)
+    ax.set_title(title, pad=18 if note else 6)
+    marked_by = data.attrs.get("marked_by", metric)
+    handles: list[Patch | Line2D] = []
+    if data["best"].any():
+        name = ("best" if higher else "best (lowest)") if marked_by == metric else \
+            f"chosen by\n{metric_label(marked_by).replace(' (%)', '')}"
+        handles.append(Patch(facecolor="tab:blue", edgecolor="black", label=name))
+    if data["within_noise"].any():
         handles.append(Patch(facecolor="tab:orange", hatch="//", edgecolor="black",
-                             label="within noise of the best:\n"
-                                   "gap ≤ √(std_best² + std²)"))
+                             label="within noise of it:\ngap ≤ √(std_best² + std²)"))
     if has_errors:
         handles.append(Line2D([], [], color="black", marker="|", linestyle="none",
                               markersize=10, label="±1 std over seeds"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    if n_noisy and len(data) > 1:
-        # name the hatched bars: the runner-up when it is one of them, else how many
-        if bool(data["within_noise"].iloc[1]):
-            gap = abs(data["mean"].iloc[0] - data["mean"].iloc[1])
-            note = (f"the best's lead over the runner-up ({_gap_text(gap, metric)}) "
-                    "is within the seed noise")
-        else:
-            note = (f"{n_noisy} hatched configuration{'s' if n_noisy > 1 else ''} within the "
-                    "seed noise of the best (the runner-up is not)")
-        ax.text(0.5, 1.0, note,
-                transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
-                color="tab:orange")
-    ax.margins(y=0.15)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  fontsize=LEGEND_FONTSIZE)
+    if note:
+        ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=9,
+                color="tab:orange" if "noise" in note else "dimgray")
     return ax
+
+
+def _note(data: pd.DataFrame, metric: str) -> str:
+    """One line above the bars: the ties that left none marked, or the bars within noise."""
+    tied = data.attrs.get("tied", 0)
+    if tied > 1:
+        which = "highest" if data.attrs.get("higher_is_better", True) else "lowest"
+        by = data.attrs.get("marked_by") or metric
+        return f"{tied} configurations share the {which} {metric_label(by)}: none marked"
+    n_noisy = int(data["within_noise"].sum())
+    if not n_noisy or not data["best"].any():
+        return ""
+    marked = int(np.flatnonzero(data["best"])[0])
+    ascending = not data.attrs.get("higher_is_better", True)
+    ranked = data.sort_values("mean", ascending=ascending, kind="stable")
+    if ranked.index[0] == marked and len(ranked) > 1 and bool(ranked["within_noise"].iloc[1]):
+        gap = abs(ranked["mean"].iloc[0] - ranked["mean"].iloc[1])
+        return (f"the best's lead over the runner-up ({_gap_text(gap, metric)}) "
+                "is within the seed noise")
+    return (f"{n_noisy} hatched configuration{'s' if n_noisy > 1 else ''} within the seed "
+            "noise of the marked one")
+
+
+def _value_limits(data: pd.DataFrame, errors: np.ndarray) -> tuple[float, float]:
+    """From 0 where the values spread over much of their size; else around them, so that a
+    1-point gap between 37% and 38% is a visible step and not a hair on bars from 0."""
+    spread = np.nan_to_num(errors)
+    means = data["mean"].to_numpy(dtype=float)
+    low, high = float((means - spread).min()), float((means + spread).max())
+    span = high - low
+    if low > 0 and span < 0.5 * high:
+        pad = max(span, 0.02 * high)
+        return max(0.0, low - pad), high + 0.35 * pad  # the lowest bar half the highest
+    bottom = min(0.0, low)
+    return bottom, high + 0.15 * ((high - bottom) or 1.0)
 
 
 def _gap_text(gap: float, metric: str) -> str:

@@ -11,13 +11,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from numsweep.analysis.figures import DASHES, new_axes
+from numsweep.analysis.figures import DASHES, LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import CURVE_LABELS, CURVE_QUANTITIES
 from numsweep.analysis.selection import (
     ChartError,
     check_quantity,
     config_labels,
     several_sweeps,
+    sweep_title,
     unique_labels,
     varying_parameters,
 )
@@ -33,7 +34,9 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
 
     ``by_stage`` labels each trial by its stage, the values of ``by`` (default: those that
     differ) and its id (``"fine: lam=0.003 (trial 14)"``), for the best trial of each stage.
-    Trials of several sweeps are labelled by their sweep first (``"wide: lam=0.003"``)."""
+    Trials of several sweeps are labelled by their sweep first (``"wide: lam=0.003"``);
+    trials of several stages, one per stage, by the stage and what differs
+    (``"coarse: lam=0.1, cycles=1"``), not by the stage alone."""
     if trials.empty:
         raise ChartError("no trials selected: nothing to draw")
     labels = unique_labels(trials, by)
@@ -58,6 +61,7 @@ def curve_data(trials: pd.DataFrame, curves: pd.DataFrame,
     data["order"] = data["trial_id"].map(order)
     data = data.sort_values(["order", "split", "step"], kind="stable").reset_index(drop=True)
     data.attrs["smoothed"] = "eps" in trials and bool((trials["eps"].astype(float) > 0).any())
+    data.attrs["sweep"] = sweep_title(trials)
     return data
 
 
@@ -68,9 +72,11 @@ def _lr_style(points: pd.DataFrame) -> str:
     return "steps-post" if stepwise else "default"
 
 
-def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = None) -> Axes:
+def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = None, *,
+                name_sweep: bool = True) -> Axes:
     """``quantity`` (loss, cost, acc or lr) against update step: one colour per trial,
-    training solid, validation dashed (lr: one line per trial)."""
+    training solid, validation dashed (lr: one line per trial). The title names the sweep
+    unless ``name_sweep`` is false (the panels name it once above them)."""
     check_quantity(quantity)
     if ax is None:
         ax = new_axes()
@@ -100,17 +106,19 @@ def draw_curves(data: pd.DataFrame, quantity: str = "loss", ax: Axes | None = No
         ax.set_ylim(bottom=0)  # a constant rate reads as one, not as a scale of 1e-6 steps
     ax.set_xlabel("update step")
     ax.set_ylabel(CURVE_LABELS[quantity])
+    sweep = data.attrs.get("sweep", "") if name_sweep else ""
+    prefix = f"{sweep}: " if sweep else ""
     title = {"lr": "learning-rate schedule"}.get(quantity, f"{CURVE_LABELS[quantity]}")
-    ax.set_title(title + ("" if quantity == "lr" else " vs update step"))
+    ax.set_title(prefix + title + ("" if quantity == "lr" else " vs update step"))
     if quantity in ("loss", "cost") and data.attrs.get("smoothed"):
-        ax.set_title(f"{quantity} vs update step (eps > 0: against smoothed targets)",
+        ax.set_title(f"{prefix}{quantity} vs update step (eps > 0: against smoothed targets)",
                      fontsize=10)
     handles, names = ax.get_legend_handles_labels()
     if quantity != "lr" and len(splits) > 1:
         handles += [Line2D([], [], color="black", linestyle=styles[s]) for s in splits]
         names += [{"train": "training", "val": "validation"}.get(s, s) for s in splits]
     if len(handles) > 1 or shared:
-        ax.legend(handles, names, fontsize=8)
+        ax.legend(handles, names, fontsize=LEGEND_FONTSIZE)
     ax.grid(alpha=0.3)
     return ax
 
@@ -127,7 +135,10 @@ def draw_curve_panels(data: pd.DataFrame,
                              squeeze=False)
     flat = list(axes.ravel())
     for ax, q in zip(flat, quantities, strict=False):
-        draw_curves(data, q, ax)
+        draw_curves(data, q, ax, name_sweep=False)
+    sweep = data.attrs.get("sweep", "")
+    if sweep:
+        fig.suptitle(f"sweep {sweep}", fontsize=12)
     for ax in flat[len(quantities):]:
         fig.delaxes(ax)
     # one legend for all panels, below them: long labels inside a panel would cover its
@@ -139,7 +150,7 @@ def draw_curve_panels(data: pd.DataFrame,
             legend = ax.get_legend()
             if legend is not None and {t.get_text() for t in legend.get_texts()} <= set(names):
                 legend.remove()
-        entry = 0.8 + 0.065 * max(len(n) for n in names)  # inches at fontsize 8
-        fig.legend(handles, names, loc="outside lower center", fontsize=8,
+        entry = 0.9 + 0.08 * max(len(n) for n in names)  # inches at fontsize 10
+        fig.legend(handles, names, loc="outside lower center", fontsize=LEGEND_FONTSIZE,
                    ncols=max(1, min(len(names), int(6.0 * cols / entry))))
     return flat[:len(quantities)]

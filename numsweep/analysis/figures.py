@@ -16,6 +16,9 @@ from numsweep.analysis.selection import ChartError
 
 MARKERS = ("o", "^", "s", "D", "v", "P", "X")
 DASHES = ("-", "--", ":", "-.")
+LEGEND_FONTSIZE = 10
+"""Legends and notes: the report shows a figure of 12 inches at 1100 pixels, so a size-8
+legend there reads as 5 points."""
 
 
 def new_axes(width: float = 7.0, height: float = 4.5) -> Axes:

@@ -31,7 +31,10 @@ def filter_data(spec: Mapping[str, Any], params: Mapping[str, np.ndarray],
                 image_shape: tuple[int, int, int] | None = None
                 ) -> list[tuple[str, np.ndarray]]:
     """(title, filters (n, h, w, c) scaled to [0, 1]) for each first-layer block of a kept
-    network with ``spec`` (a TrialSpec's dict) and ``params`` (the lone layout)."""
+    network with ``spec`` (a TrialSpec's dict) and ``params`` (the lone layout). A title
+    starts with the weight's name and shape as ``numsweep trial weights`` prints them
+    (``"W1 3072x50: 50 rows as 32x32x3 images"``) and says when only the first
+    :data:`MAX_FILTERS` are drawn."""
     model = spec["model"]
     blocks: list[tuple[str, np.ndarray]] = []
     if model == "mlp":
@@ -40,17 +43,34 @@ def filter_data(spec: Mapping[str, Any], params: Mapping[str, np.ndarray],
         if shape is None or math.prod(shape) != w1.shape[0]:
             raise ChartError(f"cannot draw MLP rows of {w1.shape[0]} inputs as images "
                              "(give the image shape)")
-        blocks.append((f"W1 rows as {shape[0]}x{shape[1]}x{shape[2]} images",
-                       w1.T.reshape(-1, *shape)))
+        blocks.append((f"{_shape('W1', w1)}: {_drawn(w1.shape[1], 'rows')} as "
+                       f"{shape[0]}x{shape[1]}x{shape[2]} images", w1.T.reshape(-1, *shape)))
     else:
         names = sorted((n for n in params if n.startswith("F")), key=lambda n: (len(n), n))
         for name in names:
             w = params[name]                 # (f*f*C, nf)
             channels = image_shape[2] if image_shape else _channels(w.shape[0])
             f = math.isqrt(w.shape[0] // channels)
-            blocks.append((f"{name}: {w.shape[1]} filters {f}x{f}x{channels}",
-                           w.T.reshape(-1, f, f, channels)))
+            blocks.append((f"{_shape(name, w)}: {_drawn(w.shape[1], 'filters')} "
+                           f"{f}x{f}x{channels}", w.T.reshape(-1, f, f, channels)))
     return [(title, _scaled(a[:MAX_FILTERS])) for title, a in blocks]
+
+
+def filter_title(model: str, *, trial_id: int | None = None, sweep: str = "",
+                 source: str = "") -> str:
+    """The figure's title: the sweep and trial the network comes from (or its file)."""
+    where = (f"sweep {sweep}, " if sweep else "") + (f"trial {trial_id}" if trial_id is not None
+                                                     else source)
+    return f"{where}: {model}" if where else model
+
+
+def _shape(name: str, w: np.ndarray) -> str:
+    """``W1 3072x50``, as ``numsweep trial weights`` writes a weight's shape."""
+    return f"{name} {'x'.join(map(str, w.shape))}"
+
+
+def _drawn(n: int, what: str) -> str:
+    return f"{n} {what}" if n <= MAX_FILTERS else f"the first {MAX_FILTERS} of {n} {what}"
 
 
 def _channels(d: int) -> int:
@@ -82,8 +102,8 @@ def draw_filters(blocks: list[tuple[str, np.ndarray]], title: str = "") -> Any:
                 img = filters[k]
                 ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img,
                           cmap="gray" if img.shape[2] == 1 else None, interpolation="nearest")
-        axes[r0][0].set_title(name, loc="left", fontsize=8)
+        axes[r0][0].set_title(name, loc="left", fontsize=9)
         r0 += n_rows
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     return list(axes.ravel())

@@ -17,6 +17,7 @@ from numsweep.analysis.selection import (
     ChartError,
     check_metric,
     complete_trials,
+    sweep_title,
     varying_parameters,
 )
 
@@ -101,7 +102,8 @@ def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
     finally:
         optuna.logging.set_verbosity(verbosity)
     data = pd.DataFrame({"param": list(scores), "importance": list(scores.values())})
-    data.attrs.update(metric=metric, trials=len(done), of=total, method=method)
+    data.attrs.update(metric=metric, trials=len(done), of=total, method=method,
+                      sweep=sweep_title(done))
     return data.sort_values("importance", ascending=False, ignore_index=True)
 
 
@@ -121,5 +123,6 @@ def draw_importance(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     used, total = data.attrs.get("trials", "?"), data.attrs.get("of")
     sample = f"a random {used} of {total} trials" if total and total != used else \
         count(int(used), "trial") if isinstance(used, int) else f"{used} trials"
-    ax.set_title(f"parameter importance for {metric} ({sample})")
+    sweep = data.attrs.get("sweep", "")
+    ax.set_title((f"{sweep}: " if sweep else "") + f"parameter importance for {metric} ({sample})")
     return ax

@@ -7,9 +7,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from numsweep.analysis.figures import DASHES, new_axes
+from numsweep.analysis.figures import DASHES, LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import CURVE_LABELS
-from numsweep.analysis.selection import ChartError, check_quantity, several_sweeps
+from numsweep.analysis.selection import ChartError, check_quantity, several_sweeps, sweep_title
 
 
 def _epochs(trials: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
@@ -51,7 +51,7 @@ def optimizer_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = "
         keys.insert(0, "sweep")
     data = (points.groupby(keys, as_index=False)
             .agg(value=("value", "mean"), n=("trial_id", "nunique")))
-    data.attrs.update(quantity=quantity, split=split)
+    data.attrs.update(quantity=quantity, split=split, sweep=sweep_title(trials))
     return data
 
 
@@ -85,7 +85,8 @@ def draw_optimizers(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{name} {CURVE_LABELS[quantity]}")
     compared = " with and without dropout" if len(rates) > 1 and not any(rates[0]) else ""
-    ax.set_title(f"optimizers: {name} {quantity} per epoch{compared}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    sweep = data.attrs.get("sweep", "")
+    ax.set_title((f"{sweep}: " if sweep else "") + f"{name} {quantity} per epoch{compared}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=LEGEND_FONTSIZE)
     ax.grid(alpha=0.3)
     return ax

@@ -4,15 +4,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.transforms import Bbox
 
-from numsweep.analysis.figures import new_axes
+from numsweep.analysis.figures import LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import metric_label
-from numsweep.analysis.selection import check_metric, complete_trials, config_labels, value_scale
+from numsweep.analysis.selection import (
+    check_metric,
+    complete_trials,
+    config_labels,
+    sweep_title,
+    value_scale,
+)
 
 
 def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_acc",
@@ -27,7 +34,7 @@ def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_a
     data = data.sort_values([x, y], ascending=[True, False], ignore_index=True)
     best_so_far = data[y].cummax().shift(fill_value=-np.inf)
     data["on_front"] = data[y] > best_so_far
-    data.attrs.update(x=x, y=y)
+    data.attrs.update(x=x, y=y, sweep=sweep_title(done))
     return data
 
 
@@ -46,12 +53,14 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.set_xscale("log")
     ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(metric_label(y))
-    ax.set_title(f"{metric_label(y)} against {metric_label(x)}")
+    sweep = data.attrs.get("sweep", "")
+    ax.set_title((f"{sweep}: " if sweep else "") + f"{metric_label(y)} against {metric_label(x)}")
     ax.margins(0.08)
     ax.grid(alpha=0.3)
     if len(front) <= 12:
-        _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()])
-    ax.legend(fontsize=8, loc="best")
+        _label_points(ax, [(row[x], row[y], row["label"]) for _, row in front.iterrows()],
+                      list(zip(front[x], front[y], strict=True)))
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     return ax
 
 
@@ -60,21 +69,22 @@ LABEL_OFFSETS = ((5, -12), (5, 6), (-5, -12), (-5, 6), (5, -24), (5, 18), (-5, -
 """Where a point's label may go (points right/up of the point), nearest first."""
 
 
-def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
+def _label_points(ax: Axes, points: list[tuple[float, float, str]],
+                  steps: Sequence[tuple[float, float]] = ()) -> None:
     """Write each label beside its point at the first offset where it stays inside the axes
-    and overlaps no label already written (with no renderer to measure text, the first
-    offset)."""
+    and overlaps no label already written nor the step line through ``steps`` (with no
+    renderer to measure text, the first offset)."""
     try:
         renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
         ax.figure.draw_without_rendering()  # the final layout and limits, to measure in
     except AttributeError:
         renderer = None
-    placed: list[Bbox] = []
+    placed: list[Bbox] = _step_boxes(ax, steps) if renderer is not None else []
     inside = ax.get_window_extent(renderer) if renderer is not None else None
     for px, py, text in points:
         for dx, dy in LABEL_OFFSETS if renderer is not None else LABEL_OFFSETS[:1]:
             note = ax.annotate(text, (px, py), textcoords="offset points", xytext=(dx, dy),
-                               fontsize=7, ha="left" if dx > 0 else "right")
+                               fontsize=9, ha="left" if dx > 0 else "right")
             note.set_in_layout(False)  # placed in the final layout: must not change it
             if renderer is None:
                 break
@@ -87,5 +97,18 @@ def _label_points(ax: Axes, points: list[tuple[float, float, str]]) -> None:
             note.remove()
         else:
             note = ax.annotate(text, (px, py), textcoords="offset points",
-                               xytext=LABEL_OFFSETS[0], fontsize=7)
+                               xytext=LABEL_OFFSETS[0], fontsize=9)
             note.set_in_layout(False)
+
+
+def _step_boxes(ax: Axes, steps: Sequence[tuple[float, float]]) -> list[Bbox]:
+    """The segments of a steps-post line through ``steps`` as boxes in display pixels (two
+    pixels wide), for labels to keep off."""
+    if len(steps) < 2:
+        return []
+    pts = ax.transData.transform(np.asarray(steps, dtype=float))
+    boxes = []
+    for (x0, y0), (x1, y1) in pairwise(pts):
+        boxes.append(Bbox([[min(x0, x1), y0 - 2], [max(x0, x1), y0 + 2]]))   # along
+        boxes.append(Bbox([[x1 - 2, min(y0, y1)], [x1 + 2, max(y0, y1)]]))   # up
+    return boxes

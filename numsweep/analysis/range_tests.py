@@ -11,9 +11,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from numsweep.analysis.figures import new_axes
+from numsweep.analysis.figures import LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import CURVE_LABELS
-from numsweep.analysis.selection import ChartError, check_quantity, unique_labels
+from numsweep.analysis.selection import ChartError, check_quantity, sweep_title, unique_labels
 
 RANGE_SPLITS = {"lr": "lr_range", "batch": "batch_range"}
 RANGE_SMOOTHING = 0.98
@@ -79,7 +79,7 @@ def range_test_data(trials: pd.DataFrame, curves: pd.DataFrame, quantity: str = 
         found_marks = {k: float(row[f"{k}_{mode}"]) for k in ("best", "steepest")
                        if f"{k}_{mode}" in chosen and np.isfinite(float(row[f"{k}_{mode}"]))}
         marks[labels[row["trial_id"]]] = found_marks
-    data.attrs.update(quantity=quantity, mode=mode, marks=marks)
+    data.attrs.update(quantity=quantity, mode=mode, marks=marks, sweep=sweep_title(trials))
     return data
 
 
@@ -118,10 +118,12 @@ def draw_range_test(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
             handles.append(Line2D([], [], marker=marker, color="gray", markeredgecolor="black",
                                   linestyle="none"))
             names.append(name)
-    ax.legend(handles, names, fontsize=8)
+    ax.legend(handles, names, fontsize=LEGEND_FONTSIZE)
     ax.set_xscale("log")
     ax.set_xlabel(f"{unit} (log scale)")
     ax.set_ylabel(f"mini-batch {CURVE_LABELS[quantity]}")
-    ax.set_title(f"{title_unit} range test: {quantity} of each update")
+    sweep = data.attrs.get("sweep", "")
+    ax.set_title((f"{sweep}: " if sweep else "")
+                 + f"{title_unit} range test: {quantity} of each update")
     ax.grid(alpha=0.3, which="both")
     return ax

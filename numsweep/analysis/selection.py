@@ -65,9 +65,11 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
 
     By default the labels name the varying parameters; when the trials come from several
     stages, parameters that each stage fixes are named by the stage instead
-    (``"final: lam=0.0003"`` rather than every setting the final stage changed). Trials of
-    several sweeps are labelled by their sweep first, then by what varies within that sweep
-    (``"wide: lam=0.003"``; ``"wide"`` alone for a sweep of one configuration).
+    (``"final: lam=0.0003"`` rather than every setting the final stage changed). One trial
+    per stage (the best of each) is named by its stage and what differs
+    (``"coarse: lam=0.1, cycles=1"``). Trials of several sweeps are labelled by their sweep
+    first, then by what varies within that sweep (``"wide: lam=0.003"``; ``"wide"`` alone
+    for a sweep of one configuration).
     """
     if several_sweeps(trials):
         sweep = trials["sweep"].astype(str)
@@ -83,14 +85,12 @@ def config_labels(trials: pd.DataFrame, keys: Sequence[str] | None = None) -> pd
 def _labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:
     """:func:`config_labels` of the trials of one sweep."""
     if keys is None:
-        keys = varying_parameters(trials)
-        by_stage = _stage_parameters(trials, keys)
+        keys, by_stage = label_parameters(trials)
         if by_stage:
-            rest = [k for k in keys if k not in by_stage]
             stage = trials["stage"].fillna("").astype(str)
-            if not rest:
+            if not keys:
                 return stage.astype(object)
-            return (stage + ": " + _labels(trials, rest)).astype(object)
+            return (stage + ": " + _labels(trials, keys)).astype(object)
     keys = list(keys)
     unknown = [k for k in keys if k not in trials.columns]
     if unknown:
@@ -104,6 +104,53 @@ def _labels(trials: pd.DataFrame, keys: Sequence[str] | None) -> pd.Series:
     for part in parts[1:]:
         label = label + ", " + part
     return label.astype(object)
+
+
+def label_parameters(trials: pd.DataFrame, keys: Sequence[str] | None = None
+                     ) -> tuple[list[str], bool]:
+    """The parameters :func:`config_labels` names (``keys``, or the varying ones less those
+    each stage fixes) and whether the labels start with the stage instead of the others."""
+    if keys is not None:
+        return list(keys), False
+    varying = varying_parameters(trials)
+    by_stage = _stage_parameters(trials, varying)
+    if by_stage and trials["stage"].notna().all() and trials["stage"].is_unique:
+        # one trial per stage: every parameter is constant within its stage, and the stage
+        # names alone would hide that lam (or eps) differs; the data seed only lengthens them
+        return [k for k in varying if k != "data_seed"], True
+    return [k for k in varying if k not in by_stage], bool(by_stage)
+
+
+def numeric_parameters(trials: pd.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether every one of ``keys`` holds plain numbers (bars then follow their order)."""
+    if not keys:
+        return False
+    for k in keys:
+        values = trials[k].dropna()
+        if values.empty or not all(isinstance(v, int | float | np.integer | np.floating)
+                                   and not isinstance(v, bool) for v in values):
+            return False
+    return True
+
+
+def sweep_title(frame: pd.DataFrame) -> str:
+    """The sweep (or sweeps) the rows come from, for a chart's title: ``"lambda-search"``."""
+    if "sweep" not in frame.columns:
+        return ""
+    names = [str(n) for n in dict.fromkeys(frame["sweep"].dropna())]
+    return ", ".join(names)
+
+
+def chosen_by_validation(trials: pd.DataFrame, metric: str) -> str | None:
+    """The metric that picks the trial to mark on a chart of ``metric``: the validation
+    accuracy for the other accuracies (marking the best test accuracy would invite choosing
+    on the test set), else ``metric`` itself; None when the trials have no validation
+    accuracy to choose by."""
+    if metric in PERCENT_METRICS and metric != "val_acc":
+        if "val_acc" in trials and np.isfinite(trials["val_acc"].astype(float)).any():
+            return "val_acc"
+        return None
+    return metric
 
 
 def per_stage_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
@@ -21,6 +23,7 @@ from numsweep.analysis import (
     draw_optimizers,
     draw_pareto,
     draw_range_test,
+    filters,
     importance_data,
     lambda_data,
     load_curves,
@@ -52,18 +55,21 @@ def _legend(ax: plt.Axes) -> list[str]:
 def test_bars_group_seeds_and_mark_a_lead_within_noise(demo_db: str) -> None:
     trials = load_trials(demo_db, "archs")
     data = bar_data(trials, "test_acc")
-    assert list(data["config"]) == ["f=4, nf=10", "f=2, nf=20", "f=8, nf=10"]
+    # f and nf are numbers: the bars follow them, not the values
+    assert list(data["config"]) == ["f=2, nf=20", "f=4, nf=10", "f=8, nf=10"]
+    assert data.attrs["order"] == "parameter"
     assert list(data["count"]) == [3, 3, 3]
-    assert data["mean"].iloc[0] == pytest.approx(59.0) and data["std"].iloc[0] == \
+    assert data["mean"].iloc[1] == pytest.approx(59.0) and data["std"].iloc[1] == \
         pytest.approx(1.0)
     # 59 vs 58 with std 1 each: within noise; 49 is not
-    assert list(data["within_noise"]) == [False, True, False]
+    assert list(data["within_noise"]) == [True, False, False]
+    assert list(data["best"]) == [False, True, False]
     ax = draw_bars(data, "test_acc")
     bars = _bars(ax)
     assert len(bars) == 3
     assert [t.get_text() for t in ax.get_xticklabels()] == list(data["config"])
     assert ax.get_ylabel() == "test accuracy (%)"
-    assert [b.get_hatch() for b in bars] == [None, "//", None]
+    assert [b.get_hatch() for b in bars] == ["//", None, None]
     assert any("within noise" in t for t in _legend(ax))
     assert any("within the seed noise" in t.get_text() for t in ax.texts)
     assert any("±1 std" in t for t in _legend(ax))
@@ -73,11 +79,13 @@ def test_bars_time_is_lower_is_better_and_top_limits(demo_db: str) -> None:
     trials = load_trials(demo_db, "archs")
     data = bar_data(trials, "train_seconds", top=2)
     assert len(data) == 2 and data.attrs["configs"] == 3
-    assert data["config"].iloc[0] == "f=8, nf=10"  # the fastest first
+    assert list(data["config"]) == ["f=4, nf=10", "f=8, nf=10"]  # the fastest two, by f
+    assert data.loc[data["best"], "config"].item() == "f=8, nf=10"
     ax = draw_bars(data, "train_seconds")
     assert ax.get_ylabel() == "training time (s)" and "2 of 3" in ax.get_title()
+    assert "best (lowest)" in _legend(ax)
     by_f = bar_data(trials, "test_acc", by=["f"])
-    assert list(by_f["config"]) == ["f=4", "f=2", "f=8"]
+    assert list(by_f["config"]) == ["f=2", "f=4", "f=8"]
 
 
 def test_labels_read_like_the_course() -> None:
@@ -298,3 +306,240 @@ def test_save_by_extension(demo_db: str, tmp_path: Path, suffix: str, magic: byt
 def test_save_rejects_other_formats(demo_db: str, tmp_path: Path) -> None:
     with pytest.raises(ChartError, match="unsupported chart format"):
         save(draw_pareto(pareto_data(load_trials(demo_db, "archs"))), tmp_path / "c.gif")
+
+
+def _trials(rows: list[dict], sweep: str = "lambda-search") -> pd.DataFrame:
+    """A frame shaped like ``load_trials``' for the rows' parameters and results."""
+    frame = pd.DataFrame([{"trial_id": i + 1, "sweep": sweep, "number": i, "state": "COMPLETE",
+                           "seed": i, **row} for i, row in enumerate(rows)])
+    metrics = [c for c in ("val_acc", "test_acc", "train_seconds") if c in frame]
+    frame.attrs.update(params=[c for c in frame if c not in
+                               {"trial_id", "sweep", "number", "state", "seed", "stage",
+                                *metrics}], metrics=metrics)
+    return frame
+
+
+LAMS = [1e-5, 1.4e-4, 5.2e-4, 1.9e-3, 7e-3, 2.7e-2, 1e-1]
+VALS = [0.370, 0.375, 0.386, 0.371, 0.384, 0.384, 0.376]
+
+
+def _lambda_trials() -> pd.DataFrame:
+    """A coarse grid, one fine trial, and the final retraining: the best test accuracy
+    (lam=1e-5) is not the one validation chooses (lam=5.2e-4)."""
+    rows = [{"stage": "coarse", "lam": lam, "cycles": 1, "val_acc": v,
+             "test_acc": 0.38 if lam == 1e-5 else v - 0.01, "train_seconds": 0.12}
+            for lam, v in zip(LAMS, VALS, strict=True)]
+    rows.append({"stage": "fine", "lam": 3.1e-4, "cycles": 1, "val_acc": 0.372,
+                 "test_acc": 0.366, "train_seconds": 0.12})
+    rows.append({"stage": "final", "lam": 5.2e-4, "cycles": 3, "val_acc": 0.379,
+                 "test_acc": 0.375, "train_seconds": 0.46})
+    return _trials(rows)
+
+
+def test_bars_of_one_numeric_parameter_follow_its_order() -> None:
+    data = bar_data(_lambda_trials(), "val_acc")
+    ax = draw_bars(data, "val_acc")
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[:3] == ["coarse: lam=1e-05", "coarse: lam=0.00014", "fine: lam=0.00031"]
+    lams = [float(t.split("=")[1]) for t in ticks]
+    assert lams == sorted(lams)  # 1e-5, 1.4e-4, 3.1e-4, 5.2e-4 (coarse, final), 1.9e-3, ...
+    assert ticks[3:5] == ["coarse: lam=0.00052", "final: lam=0.00052"]
+    assert "by lam" in ax.get_xlabel()
+    # equal lam: in the trials' order, whichever has the better test accuracy
+    trials = _lambda_trials()
+    trials.loc[trials["stage"] == "final", "test_acc"] = 0.379
+    tests = list(bar_data(trials, "test_acc")["config"])
+    assert tests[3:5] == ["coarse: lam=0.00052", "final: lam=0.00052"]
+    # text parameters: the best first
+    words = _trials([{"optimizer": o, "val_acc": v} for o, v in
+                     (("sgd", 0.40), ("adam", 0.45), ("rmsprop", 0.42))])
+    assert list(bar_data(words, "val_acc")["config"]) == [
+        "optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"]
+
+
+def test_bar_values_axis_shows_a_one_point_gap() -> None:
+    data = bar_data(_lambda_trials(), "val_acc")
+    ax = draw_bars(data, "val_acc")
+    bottom, top = ax.get_ylim()
+    assert 30 < bottom < 37 and top > 38.6
+    # lam=1e-5 (37.0) against lam=5.2e-4 (38.6): more than a tenth of the axis apart
+    assert (38.6 - 37.0) / (top - bottom) > 0.25
+    # times spread from 0.12 to 0.46 s: from 0
+    assert draw_bars(bar_data(_lambda_trials(), "train_seconds"),
+                     "train_seconds").get_ylim()[0] == 0
+
+
+def test_test_accuracy_marks_the_trial_chosen_by_validation() -> None:
+    trials = _lambda_trials()
+    data = bar_data(trials, "test_acc")
+    assert data.loc[data["best"], "config"].item() == "coarse: lam=0.00052"  # best val_acc
+    assert data["mean"].max() == pytest.approx(38.0)  # lam=1e-5 has the best test accuracy
+    ax = draw_bars(data, "test_acc")
+    assert _legend(ax)[0] == "chosen by\nvalidation accuracy"
+    assert [b.get_facecolor() for b in _bars(ax)][data.index[data["best"]][0]] == \
+        pytest.approx((0.12156862745098039, 0.4666666666666667, 0.7058823529411765, 1.0))
+    # kept among the top 3 by test accuracy although it is not one of them
+    top = bar_data(trials, "test_acc", top=3)
+    assert len(top) == 3 and top["best"].sum() == 1
+    assert top.loc[top["best"], "config"].item() == "coarse: lam=0.00052"
+    # the lambda chart of the test accuracy stars the same trial
+    lam = lambda_data(trials, "test_acc")
+    assert lam.loc[lam["chosen"], "lam"].item() == pytest.approx(5.2e-4)
+    assert lam.loc[lam["chosen"], "stage"].item() == "coarse"
+    assert "chosen by validation accuracy: lam=0.00052" in _legend(draw_lambda(lam))
+    # without validation accuracies nothing is chosen on the test set
+    untested = bar_data(trials.drop(columns="val_acc"), "test_acc")
+    assert not untested["best"].any()
+
+
+def test_equal_time_shares_mark_no_fastest() -> None:
+    """Fused trials share their training time evenly: none of them is the fastest."""
+    trials = _lambda_trials()
+    data = bar_data(trials, "train_seconds")
+    assert not data["best"].any() and data.attrs["tied"] == 8
+    ax = draw_bars(data, "train_seconds")
+    assert "best (lowest)" not in _legend(ax)
+    assert any("8 configurations share the lowest" in t.get_text() for t in ax.texts)
+    one_faster = trials.assign(train_seconds=[0.1] + [0.12] * 7 + [0.46])
+    assert bar_data(one_faster, "train_seconds")["best"].sum() == 1
+    # every share the same, even 0 s: drawn, none marked
+    zero = bar_data(trials.assign(train_seconds=0.0), "train_seconds")
+    ax = draw_bars(zero, "train_seconds")
+    assert not zero["best"].any() and ax.get_ylim()[1] > 0 and ax.get_legend() is None
+
+
+def test_lambda_star_leaves_the_chosen_marker_visible_and_its_text_off_the_legend() -> None:
+    """The notebook's layout: the lambda chart beside the bars; the final retraining is the
+    chosen trial, at the largest lam."""
+    rows = [{"stage": "coarse", "lam": lam, "val_acc": v} for lam, v in
+            ((1e-5, 0.49), (1e-4, 0.52), (1e-3, 0.54), (1e-2, 0.53), (1e-1, 0.57))]
+    rows += [{"stage": "fine", "lam": 4e-4, "val_acc": 0.49},
+             {"stage": "fine", "lam": 0.08, "val_acc": 0.59},
+             {"stage": "final", "lam": 0.08, "val_acc": 0.80}]
+    data = lambda_data(_trials(rows, "lambda-notebook"))
+    assert data.loc[data["chosen"], "stage"].item() == "final"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    draw_lambda(data, ax=left)
+    draw_bars(bar_data(_trials(rows, "lambda-notebook"), "val_acc"), "val_acc", ax=right)
+    star = next(line for line in left.get_lines() if line.get_marker() == "*")
+    final = next(line for line in left.get_lines() if line.get_label().startswith("final"))
+    assert star.get_zorder() < final.get_zorder()  # the final square drawn over the star
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    note = next(t for t in left.texts if "lam=0.08" in t.get_text())
+    box, inside = note.get_window_extent(renderer), left.get_window_extent(renderer)
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1  # not over the legend beside the axes
+    assert not box.overlaps(left.get_legend().get_window_extent(renderer))
+    assert left.get_legend().get_texts()[0].get_fontsize() >= 10
+
+
+def test_curves_of_one_trial_per_stage_name_what_differs(demo_db: str) -> None:
+    trials = load_trials(demo_db, "lambda")
+    done = trials[trials["state"] == "COMPLETE"]
+    best = done.sort_values("val_acc", ascending=False).drop_duplicates("stage")
+    data = curve_data(best, load_curves(demo_db, best["trial_id"]))
+    labels = list(dict.fromkeys(data["label"]))
+    assert labels == ["fine: lam=0.004", "coarse: lam=0.01"]
+    axes = draw_curve_panels(data)
+    names = [t.get_text() for t in axes[0].figure.legends[0].get_texts()]
+    assert "fine: lam=0.004" in names and "coarse: lam=0.01" in names
+
+
+def test_legends_are_readable_in_the_report(demo_db: str) -> None:
+    trials = load_trials(demo_db, "archs")
+    bars = draw_bars(bar_data(trials, "test_acc"), "test_acc")
+    lam = draw_lambda(lambda_data(load_trials(demo_db, "lambda")))
+    pareto = draw_pareto(pareto_data(trials))
+    chosen = trials.drop_duplicates("f")
+    panels = draw_curve_panels(curve_data(chosen, load_curves(demo_db, chosen["trial_id"])))
+    one = draw_curves(curve_data(chosen, load_curves(demo_db, chosen["trial_id"])), "loss")
+    for legend in (bars.get_legend(), lam.get_legend(), pareto.get_legend(),
+                   panels[0].figure.legends[0], one.get_legend()):
+        assert min(t.get_fontsize() for t in legend.get_texts()) >= 10
+    assert pareto.texts and min(t.get_fontsize() for t in pareto.texts) >= 9  # the point names
+
+
+def test_fifteen_bars_have_labels_that_do_not_overlap() -> None:
+    rows = [{"stage": "coarse" if k % 2 else "fine", "lam": 10 ** (-5 + k / 4),
+             "val_acc": 0.37 + 0.001 * ((k * 7) % 15)} for k in range(15)]
+    data = bar_data(_trials(rows), "val_acc")
+    ax = draw_bars(data, "val_acc")
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    ticks = next(labels for labels in (ax.get_xticklabels(), ax.get_yticklabels())
+                 if [t.get_text() for t in labels] == list(data["config"]))
+    boxes = [t.get_window_extent(renderer) for t in ticks]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert min(t.get_fontsize() for t in ticks) >= 9
+
+
+def test_every_chart_names_its_sweep(demo_db: str) -> None:
+    archs = load_trials(demo_db, "archs")
+    assert draw_bars(bar_data(archs, "val_acc"), "val_acc").get_title().startswith("archs: ")
+    assert draw_lambda(lambda_data(load_trials(demo_db, "lambda"))).get_title().startswith(
+        "lambda: ")
+    assert draw_pareto(pareto_data(archs)).get_title().startswith("archs: ")
+    chosen = archs.drop_duplicates("f")
+    data = curve_data(chosen, load_curves(demo_db, chosen["trial_id"]))
+    assert draw_curves(data, "acc").get_title().startswith("archs: ")
+    panels = draw_curve_panels(data)
+    assert "archs" in panels[0].figure.get_suptitle()
+    assert not panels[0].get_title().startswith("archs")  # named once, above the panels
+    optimizers = load_trials(demo_db, "optimizers")
+    curves = load_curves(demo_db, optimizers["trial_id"])
+    assert draw_optimizers(optimizer_data(optimizers, curves)).get_title().startswith(
+        "optimizers: ")
+    assert draw_importance(importance_data(optimizers, "val_acc")).get_title().startswith(
+        "optimizers: ")
+    ranges = load_trials(demo_db, "range")
+    assert draw_range_test(range_test_data(ranges, load_curves(demo_db, ranges["trial_id"]),
+                                           mode="lr")).get_title().startswith("range: ")
+
+
+def test_filter_titles_give_the_shapes_trial_weights_prints() -> None:
+    rng = np.random.default_rng(0)
+    mlp = {"W1": rng.normal(size=(3072, 50)), "b1": np.zeros(50)}
+    (title, images), = filters.filter_data({"model": "mlp"}, mlp)
+    assert title == "W1 3072x50: 50 rows as 32x32x3 images" and images.shape == (50, 32, 32, 3)
+    conv = {"F": rng.normal(size=(768, 160)), "bF": np.zeros(160)}
+    (title, images), = filters.filter_data({"model": "convnet"}, conv)
+    assert title == "F 768x160: the first 100 of 160 filters 16x16x3"
+    assert images.shape == (100, 16, 16, 3)
+    assert filters.filter_title("mlp", trial_id=15, sweep="lambda-search") == \
+        "sweep lambda-search, trial 15: mlp"
+    assert filters.filter_title("mlp", source="model.npz") == "model.npz: mlp"
+    axes = filters.draw_filters(filters.filter_data({"model": "mlp"}, mlp),
+                                filters.filter_title("mlp", trial_id=15, sweep="lambda-search"))
+    assert axes[0].figure.get_suptitle() == "sweep lambda-search, trial 15: mlp"
+    assert axes[0].get_title(loc="left") == "W1 3072x50: 50 rows as 32x32x3 images"
+
+
+def test_one_trial_per_stage_is_named_by_what_differs() -> None:
+    """label-smoothing's two stages of one trial each: the bars say eps, not only the stage."""
+    trials = _trials([{"stage": "plain", "eps": 0.0, "data_seed": 11, "val_acc": 0.442},
+                      {"stage": "smoothed", "eps": 0.1, "data_seed": 12, "val_acc": 0.424}],
+                     "label-smoothing")
+    assert list(config_labels(trials)) == ["plain: eps=0", "smoothed: eps=0.1"]
+    assert list(bar_data(trials, "val_acc")["config"]) == ["plain: eps=0", "smoothed: eps=0.1"]
+
+
+def test_pareto_names_stay_off_the_front_line() -> None:
+    """lambda-search's front: a long flat step into the last point, near the top right."""
+    rows = [{"stage": "fine", "lam": 0.0165, "test_acc": 0.3796, "train_seconds": 0.097},
+            {"stage": "coarse", "lam": 1e-5, "test_acc": 0.3799, "train_seconds": 0.116},
+            {"stage": "final", "lam": 5.2e-4, "test_acc": 0.3804, "train_seconds": 0.464}]
+    rows += [{"stage": "coarse", "lam": 10 ** -k, "test_acc": 0.368 + 0.001 * k,
+              "train_seconds": 0.116} for k in range(2, 5)]
+    data = pareto_data(_trials(rows))
+    ax = draw_pareto(data)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    front = data[data["on_front"]]
+    pts = ax.transData.transform(front[["train_seconds", "test_acc"]].to_numpy())
+    names = [t for t in ax.texts if t.get_text() in set(front["label"])]
+    assert len(names) == 3
+    for text in names:
+        box = text.get_window_extent(renderer)
+        for (x0, y0), (x1, _) in pairwise(pts):
+            crosses = box.x0 < max(x0, x1) and box.x1 > min(x0, x1) and box.y0 < y0 < box.y1
+            assert not crosses, text.get_text()
