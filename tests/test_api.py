@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event
 
 import numsweep
+from numsweep.api import SweepResult
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import SweepInterrupted
 
@@ -89,3 +90,8 @@ def test_interrupting_the_kernel_during_a_result_write_keeps_that_result(
     assert sent and signal.getsignal(signal.SIGINT) is previous
     states = [t.state for t in storage.get_trials("api-lambda")]
     assert TrialState.COMPLETE in states and TrialState.RUNNING not in states
+
+
+def test_a_sweep_result_does_not_show_the_database_password() -> None:
+    result = SweepResult("s", "postgresql://user:PASSWORD@host/db", ())
+    assert "PASSWORD" not in repr(result) and "PASSWORD" not in str(result)
