@@ -23,6 +23,7 @@ from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
         "curve_points": 2, "eval_train": 60, "f": 4, "nf": 3, "nh": 8, "hidden": (10,)}
@@ -100,7 +101,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_trial_in_a_group_matches_its_lone_run(splits: dict[str, Split], name: str,
                                                  k: int) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "dtype": "float64", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, k)
     results = train_group(specs, splits["float64"])
     assert len(results) == k
@@ -119,7 +120,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
     per chunk (the tiny images fit any chunk otherwise)."""
     per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
     monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
-    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "dtype": "float64", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
         assert_same(result, train(s, splits["float64"]), rtol=1e-10)
@@ -129,7 +130,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
                                   "convnet_sgd_exp_range"])
 def test_float32_groups_match_lone_runs_to_rounding(splits: dict[str, Split],
                                                     name: str) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "seed": 4, "dtype": "float32", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 4, "dtype": "float32", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float32"]), strict=True):
         alone = train(s, splits["float32"])
@@ -195,8 +196,9 @@ def test_per_trial_values_round_like_python_floats() -> None:
 
 def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "convnet", "dtype": "float64", "seed": 1,
-                                   "data_seed": 9, "optimizer": "adam", "eta_max": 0.003})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "convnet", "dtype": "float64",
+                                             "seed": 1, "data_seed": 9, "optimizer": "adam",
+                                             "eta_max": 0.003}))
     wild = spec.replace(seed=2, eta_max=1e150, eta_min=1e149)
     others = [spec, spec.replace(seed=3, lam=0.01)]
     with_it = train_group([others[0], wild, others[1]], splits["float64"])
@@ -215,9 +217,9 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
 
 def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "mlp", "dtype": "float64", "seed": 1,
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "mlp", "dtype": "float64", "seed": 1,
                                    "data_seed": 9, "cycles": 3, "optimizer": "momentum",
-                                   "eta_max": 0.02})
+                                   "eta_max": 0.02}))
     specs = [spec, spec.replace(seed=2, lam=0.01), spec.replace(seed=3, eta_max=0.05)]
     calls: list[tuple[int, float]] = []
 
@@ -247,17 +249,19 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     assert group_key(spec) == group_key(spec.replace(seed=2, data_seed=1))
     assert group_key(spec) != group_key(spec.replace(batch_size=50))
     assert not groupable(spec.replace(model="convnet3")) and groupable(spec)
-    small = TrialSpec.from_mapping({**BASE, "dtype": "float64"})
+    small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
     with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
-        train_group([small.replace(model="convnet3")], splits["float64"])
+        train_group([TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
+                                                       "model": "convnet3"}))],
+                    splits["float64"])
     assert train_group([], splits["float64"]) == []
 
 
 def test_two_streams_data_seed_fixes_the_batches_and_seed_the_initialisation(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "dtype": "float64", "seed": 5})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "seed": 5}))
     base = train(spec, splits["float64"])
     assert base.spec.data_seed == 5  # unset: the trial's seed, stored resolved
     other_data = train(spec.replace(data_seed=6), splits["float64"])
