@@ -30,6 +30,17 @@ MODEL_PARAMETERS = {
 }
 """The shape parameters each model reads; the others' keep their defaults (see
 :meth:`TrialSpec.__post_init__`)."""
+RULE_PARAMETERS = {
+    "momentum": ("optimizer", ("momentum", "nesterov", "rmsprop_nesterov")),
+    "rho": ("optimizer", ("rmsprop", "rmsprop_nesterov", "adadelta")),
+    "beta1": ("optimizer", ("adam",)),
+    "beta2": ("optimizer", ("adam",)),
+    "opt_eps": ("optimizer", ("adagrad", "rmsprop", "rmsprop_nesterov", "adadelta", "adam")),
+    "leaky_slope": ("activation", ("leaky_relu",)),
+    "step_size": ("schedule", ("step",)),
+}
+"""Parameters read only with some values of another: (that parameter, its values). Like a
+model's shape parameters they keep their defaults elsewhere."""
 ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
 
@@ -140,6 +151,12 @@ class TrialSpec:
         _check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
         _check(self.device == "cpu" or self.model != "convnet3", "device", self.device,
                "cpu with model=convnet3 (only the MLP and the patchify ConvNet run on a GPU)")
+        for name, (control, users) in RULE_PARAMETERS.items():
+            value, default, setting = getattr(self, name), _DEFAULTS[name], getattr(self, control)
+            _check(value == default or setting in users, name, value,
+                   f"{'unset' if default is None else f'{default!r} (unset)'} with "
+                   f"{control}={setting} (it applies to "
+                   f"{control}={', '.join(users)})")
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several
@@ -246,6 +263,13 @@ class TrialSpec:
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out
+
+
+def conditional_parameters() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every parameter read only with some values of another: (that parameter, its
+    values), the models' shape parameters included."""
+    return {**{name: ("model", users) for name, users in model_parameter_users().items()},
+            **RULE_PARAMETERS}
 
 
 def model_parameter_users() -> dict[str, tuple[str, ...]]:

@@ -50,7 +50,7 @@ from numsweep.engine.spec import (
     SpecError,
     TrialSpec,
     coerce,
-    model_parameter_users,
+    conditional_parameters,
     parameter_names,
 )
 from numsweep.errors import NumsweepError
@@ -472,26 +472,31 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
 
 
 def _check_searched_models(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:
-    """A searched shape parameter must belong to each model the stage can train: else its
-    trials differ in a value the network never reads."""
+    """A searched parameter read only with some models (or update rules, activations,
+    schedules) must be read by each one the stage can train: else its trials differ in a
+    value the run never reads."""
     if stage.sampler in ("list", "best"):  # configs are checked whole; best searches nothing
         return
     fixed = {**spec.fixed, **stage.fixed}
-    model_space = spec.space.get("model")
-    models = ([str(m) for m in model_space.choices] if model_space is not None
-              else [str(fixed.get("model", TrialSpec().model))])
-    users = model_parameter_users()
+    default = TrialSpec()
     for p in spec.space.values():
-        for name in (n for n in p.names if n in users):
-            for model in models:
-                context = {**fixed, "model": model}
+        for name in p.names:
+            if name not in conditional_parameters():
+                continue
+            control, users = conditional_parameters()[name]
+            searched = next((q for q in spec.space.values() if control in q.names), None)
+            settings = ([c[searched.names.index(control)] if searched.tied else c
+                         for c in searched.choices] if searched is not None
+                        else [fixed.get(control, getattr(default, control))])
+            for setting in settings:
+                context = {**fixed, control: setting}
                 active = all(_plain(context[k]) in [_plain(v) for v in allowed]
                              for k, allowed in p.when.items() if k in context)
-                if active and model not in users[name]:
+                if active and setting not in users:
                     raise fail(f"space.{p.name}: {name} is searched in stage {stage.name} with "
-                               f"model={model}, which does not use it (it applies to "
-                               f"model={', '.join(users[name])}); fix the model or add "
-                               f"when = {{ model = {list(users[name])} }}")
+                               f"{control}={setting}, which does not use it (it applies to "
+                               f"{control}={', '.join(users)}); fix {control} or add "
+                               f"when = {{ {control} = {list(users)} }}")
 
 
 def _check_epochs(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:

@@ -23,6 +23,7 @@ from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.spec import RULE_PARAMETERS
 from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -42,10 +43,12 @@ def variants(spec: TrialSpec, k: int) -> list[TrialSpec]:
     for i in range(k - 1):
         changes: dict[str, Any] = {"seed": spec.seed + 10 + i, "lam": 0.002 * i,
                                    "eta_max": spec.eta_max * (0.5 + 0.3 * i),
-                                   "eta_min": spec.eta_min * (1 + i), "momentum": 0.5 + 0.1 * i,
-                                   "beta1": 0.8 + 0.02 * i, "beta2": 0.99 + 0.001 * i,
-                                   "rho": 0.8 + 0.05 * i, "opt_eps": 1e-8 * (1 + i),
+                                   "eta_min": spec.eta_min * (1 + i),
                                    "dropout": 0.1 * (i % 3), "dropout_input": 0.05 * (i % 2)}
+        rule = {"momentum": 0.5 + 0.1 * i, "beta1": 0.8 + 0.02 * i, "beta2": 0.99 + 0.001 * i,
+                "rho": 0.8 + 0.05 * i, "opt_eps": 1e-8 * (1 + i)}
+        changes.update({k: v for k, v in rule.items()  # those of the spec's update rule
+                        if spec.optimizer in RULE_PARAMETERS[k][1]})
         if spec.loss == "softmax":
             changes["eps"] = 0.05 * (i % 3)
         if spec.schedule in ("cyclic", "step"):
@@ -190,7 +193,7 @@ def test_per_trial_values_round_like_python_floats() -> None:
     b = np.ones((2, 1, 1), np.float32)
     b *= rho
     assert b.dtype == np.float32 and b[1, 0, 0] == np.float32(0.999)
-    opt = make_optimizer("rmsprop", TrialSpec(rho=0.8))
+    opt = make_optimizer("rmsprop", TrialSpec(optimizer="rmsprop", rho=0.8))
     assert opt.rho == 0.8  # lone trials keep plain floats
 
 

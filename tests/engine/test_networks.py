@@ -226,8 +226,17 @@ def test_spec_takes_patch_size_lists() -> None:
     ({"model": "convnet", "hidden": "[100, 100]"}, "hidden=[100, 100] is invalid"),
     ({"model": "convnet", "conv_stride": "2"}, "conv_stride=2 is invalid"),
     ({"model": "convnet3", "f": "8"}, "f=8 is invalid: expected 4 (unset) with model=convnet3"),
+    ({"momentum": "0.5"}, "momentum=0.5 is invalid: expected 0.9 (unset) with optimizer=sgd"),
+    ({"optimizer": "adam", "rho": "0.5"}, "rho=0.5 is invalid: expected 0.9 (unset) with "
+                                          "optimizer=adam (it applies to optimizer=rmsprop"),
+    ({"optimizer": "rmsprop", "beta1": "0.5"}, "beta1=0.5 is invalid"),
+    ({"optimizer": "momentum", "opt_eps": "1e-6"}, "opt_eps=1e-06 is invalid"),
+    ({"leaky_slope": "0.2"}, "leaky_slope=0.2 is invalid: expected 0.01 (unset) with "
+                             "activation=relu"),
+    ({"step_size": "5"}, "step_size=5 is invalid: expected unset with schedule=cyclic"),
 ])
-def test_a_parameter_of_another_model_is_refused(values: dict[str, str], message: str) -> None:
+def test_a_parameter_of_another_model_or_rule_is_refused(values: dict[str, str],
+                                                         message: str) -> None:
     with pytest.raises(SpecError) as info:
         TrialSpec.from_mapping(values)
     assert str(info.value).startswith(message)
@@ -237,3 +246,6 @@ def test_a_models_own_and_untouched_parameters_are_accepted() -> None:
     assert TrialSpec.from_mapping({"model": "convnet3", "nf": "7", "nh": "20",
                                    "hidden": "[50]"}).nf == 7  # [50]: the default
     assert TrialSpec.from_mapping({"model": "convnet", "f": "[2, 4]", "nf": "[3, 5]"}).f == (2, 4)
+    assert TrialSpec.from_mapping({"optimizer": "rmsprop_nesterov", "momentum": "0.5",
+                                   "rho": "0.8", "opt_eps": "1e-6"}).rho == 0.8
+    assert TrialSpec.from_mapping({"activation": "leaky_relu", "leaky_slope": "0.2"})

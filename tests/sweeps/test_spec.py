@@ -87,6 +87,11 @@ MLP = BASE.replace('hidden = [20]', 'model = "mlp"')
     (BASE.replace('hidden = [20]', '').replace(
         "[space]", '[space]\nmodel = { choices = ["mlp", "convnet"] }\nf = { choices = [2, 4] }'),
      "f=2 is invalid: expected 4 (unset) with model=mlp"),
+    (MLP.replace('model = "mlp"', 'momentum = 0.5'),
+     "fixed.momentum=0.5 is invalid: expected 0.9 (unset) with optimizer=sgd"),
+    (MLP.replace("[space]", '[space]\noptimizer = { choices = ["sgd", "adam"] }\n'
+                            'momentum = { choices = [0.9] }'),
+     "space.momentum: momentum is searched in stage coarse with optimizer=sgd"),
 ])
 def test_parameters_of_another_model_are_refused(tmp_path: Path, text: str, message: str
                                                  ) -> None:
