@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class SweepResult:
     away."""
 
     name: str
-    db: str
+    db: str = field(repr=False)  # may hold a password: not shown
     stages: tuple[StageSummary, ...]
 
     def trials(self, stage: str | None = None, state: str | None = None) -> pd.DataFrame:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,3 +52,12 @@ def ctrl_c_waits_for_the_database() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = hook
+
+
+def for_model(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the shape parameters its model does not read (a base shared by
+    tests of every model sets them all; a spec refuses another model's parameters)."""
+    from numsweep.engine.spec import MODEL_PARAMETERS, model_parameter_users
+
+    own = MODEL_PARAMETERS[values.get("model", "mlp")]
+    return {k: v for k, v in values.items() if k not in model_parameter_users() or k in own}

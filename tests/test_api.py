@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event
 
 import numsweep
+from numsweep.api import SweepResult
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import SweepInterrupted
 
@@ -114,3 +115,8 @@ def test_the_export_packages_are_imported_only_on_use() -> None:
             "assert 'mlflow' not in sys.modules and 'tensorboard' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True,
                    env={"PYTHONPATH": str(Path(__file__).parents[1]), "PATH": "/usr/bin:/bin"})
+
+
+def test_a_sweep_result_does_not_show_the_database_password() -> None:
+    result = SweepResult("s", "postgresql://user:PASSWORD@host/db", ())
+    assert "PASSWORD" not in repr(result) and "PASSWORD" not in str(result)

@@ -14,6 +14,7 @@ number of trials), so tens of thousands of trials load in about a second.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -174,12 +175,55 @@ def find_trials(db: str | Storage, sweep: Sweeps = None, *, stage: str | None = 
     if not frame.empty:  # no trials: nothing to misspell against
         check_columns(frame, [name for name, _, _ in where], "--where")
         check_columns(frame, [sort] if sort is not None else [], "--sort")
-    if where:
-        ids = storage.trial_ids_where(list(where), sweep)
-        frame = frame[frame["trial_id"].isin(ids)]
+    for name, op, value in where:  # on the columns as shown, so each one can be filtered
+        if not frame.empty:
+            frame = frame[_matches(frame[name], name, op, value)]
     if sort is not None:
         frame = frame.sort_values(sort, ascending=ascending, na_position="last")
     return frame if limit is None else frame.head(limit)
+
+
+_OPS = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "=": "__eq__",
+        "!=": "__ne__"}
+
+
+def _matches(column: pd.Series, name: str, op: str, value: Any) -> pd.Series:
+    """Where ``column op value`` holds; an unset value (``<NA>``, NaN) never does. Numbers
+    compare numerically on number columns; anything else compares as the text ``trials``
+    shows (lists as JSON, ``[50]``; states in any case), with ``=`` and ``!=`` only."""
+    if op not in _OPS:
+        raise QueryError(f"unknown comparison {op!r} in --where (use {', '.join(_OPS)})")
+    present = column.notna()
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and pd.api.types.is_numeric_dtype(column.dtype):
+        result = getattr(column.astype(float), _OPS[op])(float(value))
+        return present & result.fillna(False).astype(bool)
+    if op not in ("=", "!="):
+        raise QueryError(f"{name}{op}{value}: only = and != compare text")
+    wanted = _shown_text(value, name)
+    texts = column.map(lambda v: _shown_text(v, name) if not _unset(v) else None)
+    equal = texts == wanted
+    return present & (equal if op == "=" else ~equal)
+
+
+def _unset(value: Any) -> bool:
+    return not isinstance(value, tuple | list) and bool(pd.isna(value))
+
+
+def _shown_text(value: Any, name: str) -> str:
+    """A value as text for comparing: ``[50]`` and ``(50,)`` alike, ``5.0`` as ``5``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # "[50]" or "5"; a word stays text
+        except ValueError:
+            return value.upper() if name == "state" else value
+    if isinstance(value, tuple | list):
+        return json.dumps([_shown_text(v, name) if isinstance(v, str) else v for v in value])
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, np.integer | np.floating):
+        return _shown_text(value.item(), name)
+    return str(value.upper() if isinstance(value, str) and name == "state" else value)
 
 
 def load_curves(db: str | Storage, trial_ids: Sequence[int] | None = None, *,

@@ -279,7 +279,7 @@ def build_report(db: str | Storage, sweep: str | Sequence[str], out_dir: str | P
     counts = trials["state"].str.lower().value_counts()
     summary = {
         "sweep": record.name,
-        "database": storage.url,
+        "database": storage.shown_url,  # never the password
         "created": f"{record.created_at:%Y-%m-%d %H:%M}",
         "seed": str(record.seed),
         "trials": f"{len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})",

@@ -8,7 +8,12 @@ Supported sources, by what ``load_dataset`` is given:
   MD5, see :func:`load_archive`);
 - a ``cifar-10-batches-py`` folder (or a folder holding one);
 - a folder holding the four Fashion-MNIST idx ``.gz`` files;
-- an ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (uint8, images HWC or HW).
+- an ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (uint8, images HWC or HW;
+  channel-first arrays (N, C, H, W) are refused, naming their shape) and optionally
+  ``classes`` (the class names, strings).
+
+Class names are CIFAR-10's or Fashion-MNIST's for their files and for images of their shape;
+other images are named by their labels ("0" to "9") unless the ``.npz`` names them.
 """
 
 from __future__ import annotations
@@ -180,11 +185,18 @@ def load_npz(path: Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+            names = npz["classes"] if "classes" in npz.files else None
     except KeyError as exc:
         raise DataError(f"{path}: missing array {exc}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    return _make_dataset(path, **arrays)
+    if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"
+                              or not 1 <= len(names) <= 10):
+        raise DataError(f"{path}: classes must be a list of 1 to 10 names, got {names.dtype} "
+                        f"{names.shape}")
+    classes = None if names is None else tuple(
+        n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+    return _make_dataset(path, **arrays, classes=classes)
 
 
 class RefusedPickle(pickle.UnpicklingError):
@@ -263,26 +275,40 @@ def load_fashion_mnist_folder(folder: Path) -> Dataset:
     return _make_dataset(folder, **arrays)
 
 
+CHANNELS = (1, 3, 4)
+"""Channel counts of images: grey, RGB, RGBA."""
+
+
 def _make_dataset(origin: Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                  y_test: np.ndarray) -> Dataset:
+                  y_test: np.ndarray, classes: tuple[str, ...] | None = None) -> Dataset:
     if x_train.ndim == 3:
         x_train, x_test = x_train[..., None], x_test[..., None]
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.ndim != 4 or x.dtype != np.uint8:
             raise DataError(f"{origin}: x_{name} must be uint8 images (N, H, W[, C]), "
                             f"got {x.dtype} {x.shape}")
+        if x.shape[1] in CHANNELS and x.shape[3] not in CHANNELS:
+            raise DataError(f"{origin}: x_{name} of shape {x.shape} looks channel-first "
+                            f"(N, C, H, W); numsweep takes (N, H, W, C) images: save "
+                            f"x_{name}.transpose(0, 2, 3, 1)")
         if y.shape != (len(x),):
             raise DataError(f"{origin}: y_{name} has shape {y.shape}, expected ({len(x)},)")
         if len(y) and (y.min() < 0 or y.max() > 9):
             raise DataError(f"{origin}: y_{name} holds labels outside 0..9")
+        if classes is not None and len(y) and y.max() >= len(classes):
+            raise DataError(f"{origin}: y_{name} holds label {int(y.max())} but classes names "
+                            f"{len(classes)}")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{origin}: train images {x_train.shape[1:]} and test images "
                         f"{x_test.shape[1:]} differ in shape")
     is_cifar = x_train.shape[1:] == (32, 32, 3)
+    is_fashion = x_train.shape[1:] == (28, 28, 1)
+    if classes is None:  # names only where they are known
+        classes = (CIFAR10_CLASSES if is_cifar else FASHION_CLASSES if is_fashion
+                   else tuple(str(k) for k in range(10)))
     return Dataset(
-        name="cifar10" if is_cifar else "fashion_mnist" if x_train.shape[1:] == (28, 28, 1)
-        else origin.stem,
-        classes=CIFAR10_CLASSES if is_cifar else FASHION_CLASSES,
+        name="cifar10" if is_cifar else "fashion_mnist" if is_fashion else origin.stem,
+        classes=classes,
         x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
         y_test=y_test.astype(np.int64),
     )

@@ -23,6 +23,24 @@ BATCH_SCHEDULES = ("constant", "cyclic", "linear", "exponential")
 INITS = ("xavier", "he")
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")  # backend.DEVICES: NumPy on the CPU, CuPy on a GPU
+MODEL_PARAMETERS = {
+    "mlp": ("hidden",),
+    "convnet": ("f", "nf", "nh"),
+    "convnet3": ("nf", "filter_size", "nh", "conv_stride", "conv_pad"),
+}
+"""The shape parameters each model reads; the others' keep their defaults (see
+:meth:`TrialSpec.__post_init__`)."""
+RULE_PARAMETERS = {
+    "momentum": ("optimizer", ("momentum", "nesterov", "rmsprop_nesterov")),
+    "rho": ("optimizer", ("rmsprop", "rmsprop_nesterov", "adadelta")),
+    "beta1": ("optimizer", ("adam",)),
+    "beta2": ("optimizer", ("adam",)),
+    "opt_eps": ("optimizer", ("adagrad", "rmsprop", "rmsprop_nesterov", "adadelta", "adam")),
+    "leaky_slope": ("activation", ("leaky_relu",)),
+    "step_size": ("schedule", ("step",)),
+}
+"""Parameters read only with some values of another: (that parameter, its values). Like a
+model's shape parameters they keep their defaults elsewhere."""
 ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
 
@@ -98,6 +116,7 @@ class TrialSpec:
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
                list(self.hidden), "a non-empty list of positive widths")
         self._check_patches()
+        self._check_model_parameters()
         for name in ("nh", "batch_size", "cycles", "curve_points", "eval_train"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "at least 1")
         _check(math.isfinite(self.lam) and self.lam >= 0, "lam", self.lam, "finite and >= 0")
@@ -132,6 +151,12 @@ class TrialSpec:
         _check(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
         _check(self.device == "cpu" or self.model != "convnet3", "device", self.device,
                "cpu with model=convnet3 (only the MLP and the patchify ConvNet run on a GPU)")
+        for name, (control, users) in RULE_PARAMETERS.items():
+            value, default, setting = getattr(self, name), _DEFAULTS[name], getattr(self, control)
+            _check(value == default or setting in users, name, value,
+                   f"{'unset' if default is None else f'{default!r} (unset)'} with "
+                   f"{control}={setting} (it applies to "
+                   f"{control}={', '.join(users)})")
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several
@@ -156,6 +181,21 @@ class TrialSpec:
             _check(len(fs) == len(nfs), "nf", nfs if isinstance(nf, tuple) else nf,
                    f"a list of {len(fs)} filter counts, one per patch size in f={fs}")
             _check(len(set(fs)) == len(fs), "f", fs, "distinct patch sizes")
+
+    def _check_model_parameters(self) -> None:
+        """A shape parameter of another model would be dropped silently (two trials that
+        differ only in it train the same network): it must keep its default."""
+        if self.model not in MODELS:
+            return
+        own = MODEL_PARAMETERS[self.model]
+        for name, users in model_parameter_users().items():
+            value = getattr(self, name)
+            default = _DEFAULTS[name]
+            if name not in own and value != default:
+                shown = list(value) if isinstance(value, tuple) else value
+                _check(False, name, shown,
+                       f"{_plain(default)!r} (unset) with model={self.model} (it applies "
+                       f"to model={', '.join(users)})")
 
     @property
     def patches(self) -> tuple[tuple[int, int], ...]:
@@ -223,6 +263,29 @@ class TrialSpec:
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out
+
+
+def conditional_parameters() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every parameter read only with some values of another: (that parameter, its
+    values), the models' shape parameters included."""
+    return {**{name: ("model", users) for name, users in model_parameter_users().items()},
+            **RULE_PARAMETERS}
+
+
+def model_parameter_users() -> dict[str, tuple[str, ...]]:
+    """Each shape parameter and the models that read it."""
+    users: dict[str, tuple[str, ...]] = {}
+    for model, names in MODEL_PARAMETERS.items():
+        for name in names:
+            users[name] = (*users.get(name, ()), model)
+    return users
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialSpec)}
 
 
 def parameter_names() -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from numsweep.storage.retry import DEFAULT_DB_WAIT, retry_call
 from numsweep.storage.storage import (
     DEFAULT_URL,
     Storage,
+    database_identity,
     normalize_url,
     shown_url,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SweepRecord",
     "TrialRecord",
     "TrialState",
+    "database_identity",
     "describe_space",
     "normalize_url",
     "retry_call",

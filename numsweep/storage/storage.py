@@ -86,6 +86,22 @@ def shown_url(url: str) -> str:
         return url
 
 
+def database_identity(url: str) -> str:
+    """What names the database itself, whatever the URL's spelling: a SQLite file's
+    resolved path (``runs.db`` run from two folders is two databases), or a server URL
+    without its password."""
+    try:
+        parsed = make_url(normalize_url(url))
+    except ArgumentError:
+        return url
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite":
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return parsed.render_as_string(hide_password=True)
+        return "sqlite:///" + str(Path(database).expanduser().resolve())
+    return parsed.set(password=None).render_as_string(hide_password=True)
+
+
 def normalize_url(url: str) -> str:
     """A database URL from what a user may give: a plain file path (``runs.db``,
     ``~/sweeps/runs.db``) means that SQLite file (``sqlite:///runs.db``); a URL is kept."""
@@ -194,6 +210,7 @@ class Storage:
         self.reconnected_at: float | None = None  # time.monotonic() after the last outage
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password
+        self.identity = database_identity(url)  # the same database under any spelling
         with shielded():  # a Ctrl-C here would leave a half-made connection
             try:
                 is_sqlite = make_url(url).get_backend_name() == "sqlite"

@@ -167,3 +167,15 @@ def sweep_failures(storage: Storage, name: str) -> Failures:
                       for r in failed)
     common, count = reasons.most_common(1)[0] if reasons else ("", 0)
     return Failures(len(failed), len(finished), common, count)
+
+
+def single_trial_sweep(storage: Storage, name: str) -> SweepRecord:
+    """The sweep that single trials (``train``, ``range-test``, ``trial rerun``) are stored
+    under, made when missing; a planned sweep of that name is refused, so that its plan,
+    data fingerprint and counts never take a trial from outside them."""
+    sweep = storage.get_or_create_sweep(name, {"name": name, "single": True}, 0)
+    if not sweep.spec.get("single"):
+        raise SweepSpecError(
+            f"sweep {name!r} in {storage.shown_url} is a planned sweep (`numsweep sweep run`); "
+            f"a single trial is not added to it: store it under another name (--sweep NEW)")
+    return sweep

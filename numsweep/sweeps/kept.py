@@ -41,7 +41,13 @@ from numsweep.engine.checkpoint import (
     measure_test_accuracy,
 )
 from numsweep.errors import NumsweepError
-from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
+from numsweep.storage import (
+    Storage,
+    StorageError,
+    TrialRecord,
+    TrialState,
+    database_identity,
+)
 
 KEEP_POLICIES = ("best", "all", "none")
 DEFAULT_KEEP = "best"
@@ -49,13 +55,14 @@ DEFAULT_KEEP = "best"
 
 def default_checkpoint_dir(url: str) -> Path:
     """``<database file>.checkpoints`` beside a SQLite file; a folder in this user's cache,
-    one per database URL, for any other database (see the module docstring)."""
+    one per database (its URL without the password) for any other database (see the module
+    docstring)."""
     database = url.split("?", 1)[0].split(":///", 1)[1] if url.startswith("sqlite") and \
         ":///" in url else ""
     if database and database != ":memory:" and not database.startswith("file:"):
         db = Path(database)
         return db.with_name(db.name + ".checkpoints")
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(database_identity(url).encode()).hexdigest()[:16]
     return Path.home() / ".cache" / "numsweep" / "checkpoints" / digest
 
 

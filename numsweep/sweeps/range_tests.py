@@ -18,6 +18,7 @@ from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
 from numsweep.engine.range_test import RangeTestResult, range_test
 from numsweep.engine.train import build_network
 from numsweep.storage import CurveRecord, Storage, TrialState
+from numsweep.sweeps.guards import single_trial_sweep
 
 Progress = Callable[[int, int | None], None]
 
@@ -72,7 +73,7 @@ def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source:
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
     split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
-    sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
+    sweep = single_trial_sweep(storage, sweep_name)
     setup = {**data_setup(data_source),
              "range_test": {"mode": mode, "stop_factor": stop_factor}}
     trial_id = storage.start_trial(sweep.id, None, storage.next_trial_number(sweep.id),

@@ -355,7 +355,7 @@ class SweepRunner:
                                if f.done() and f.exception() is None]
         if not done:
             return exc
-        count, folder = keep_unsaved(self.storage.url, done)
+        count, folder = keep_unsaved(self.storage, done)
         return StorageUnavailable(f"{exc}; {count} finished trial results kept in {folder} "
                                   f"(the next `numsweep sweep resume` or `numsweep worker` "
                                   f"here writes them)")

@@ -18,7 +18,7 @@ from typing import Any
 from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
 from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
-from numsweep.sweeps.guards import check_rerun_data
+from numsweep.sweeps.guards import check_rerun_data, single_trial_sweep
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     check_policy,
@@ -58,7 +58,7 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
     """
     root = checkpoint_root(storage, checkpoint_dir)
     keep = check_policy(keep_weights)
-    sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
+    sweep = single_trial_sweep(storage, sweep_name)
     number = storage.next_trial_number(sweep.id)
     trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed,
                                    setup=data_setup(data_source) if setup is None else setup)

@@ -46,7 +46,13 @@ from typing import Any
 
 import numpy as np
 
-from numsweep.engine.spec import SpecError, TrialSpec, coerce, parameter_names
+from numsweep.engine.spec import (
+    SpecError,
+    TrialSpec,
+    coerce,
+    conditional_parameters,
+    parameter_names,
+)
 from numsweep.errors import NumsweepError
 
 SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "list", "best")
@@ -423,8 +429,9 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise fail(f"seed={seed!r} must be a non-negative integer")
     fixed = _check_params(raw.get("fixed", {}), "fixed", fail)
-    space = {k: _parse_space(k, v, fail) for k, v in _table(raw.get("space", {}), "space",
-                                                             fail).items()}
+    contexts = _contexts(fixed, raw.get("stages"), fail)
+    space = {k: _parse_space(k, v, fail, contexts)
+             for k, v in _table(raw.get("space", {}), "space", fail).items()}
     searched = [n for p in space.values() for n in p.names]
     twice = sorted({n for n in searched if searched.count(n) > 1})
     if twice:
@@ -460,7 +467,36 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
                      dataset=dataset, epochs=epochs)
     for stage in spec.stages:
         _check_epochs(spec, stage, fail)
+        _check_searched_models(spec, stage, fail)
     return spec
+
+
+def _check_searched_models(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:
+    """A searched parameter read only with some models (or update rules, activations,
+    schedules) must be read by each one the stage can train: else its trials differ in a
+    value the run never reads."""
+    if stage.sampler in ("list", "best"):  # configs are checked whole; best searches nothing
+        return
+    fixed = {**spec.fixed, **stage.fixed}
+    default = TrialSpec()
+    for p in spec.space.values():
+        for name in p.names:
+            if name not in conditional_parameters():
+                continue
+            control, users = conditional_parameters()[name]
+            searched = next((q for q in spec.space.values() if control in q.names), None)
+            settings = ([c[searched.names.index(control)] if searched.tied else c
+                         for c in searched.choices] if searched is not None
+                        else [fixed.get(control, getattr(default, control))])
+            for setting in settings:
+                context = {**fixed, control: setting}
+                active = all(_plain(context[k]) in [_plain(v) for v in allowed]
+                             for k, allowed in p.when.items() if k in context)
+                if active and setting not in users:
+                    raise fail(f"space.{p.name}: {name} is searched in stage {stage.name} with "
+                               f"{control}={setting}, which does not use it (it applies to "
+                               f"{control}={', '.join(users)}); fix {control} or add "
+                               f"when = {{ {control} = {list(users)} }}")
 
 
 def _check_epochs(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:
@@ -520,7 +556,39 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
+def _contexts(fixed: Mapping[str, Any], stages_raw: Any, fail: Any) -> list[dict[str, Any]]:
+    """The fixed parameters a searched value can be trained with: the sweep's, and each
+    stage's on top (a value such as f=8 is only valid with model=convnet)."""
+    out = [dict(fixed)]
+    for stage in stages_raw if isinstance(stages_raw, list) else []:
+        if isinstance(stage, Mapping) and stage.get("fixed"):
+            try:
+                out.append({**fixed, **_check_params(stage["fixed"], "fixed", fail)})
+            except SweepSpecError:
+                continue  # named when the stage itself is parsed
+    return out
+
+
+def _check_value(mapping: Mapping[str, Any], contexts: Sequence[Mapping[str, Any]],
+                 when: Mapping[str, tuple[Any, ...]] | None = None) -> None:
+    """Raise the SpecError of ``mapping`` unless some context (with a value of each ``when``
+    condition) takes it."""
+    conditions = list(itertools.islice(itertools.product(*(when or {}).values()), 50))
+    first: SpecError | None = None
+    for context in contexts:
+        for combo in conditions:
+            try:
+                TrialSpec.from_mapping({**context, **dict(zip(when or {}, combo, strict=True)),
+                                        **mapping})
+                return
+            except SpecError as exc:
+                first = first or exc
+    if first is not None:
+        raise first
+
+
+def _parse_space(name: str, raw: Any, fail: Any,
+                 contexts: Sequence[Mapping[str, Any]] = ({},)) -> ParamSpace:
     names = [n.strip() for n in name.split(",")]
     for n in names:
         if n not in parameter_names():
@@ -531,7 +599,7 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
         if key not in _SPACE_KEYS:
             expected = ", ".join(sorted(_SPACE_KEYS))
             raise fail(f"space.{name}.{key}: unknown key (expected {expected})")
-    when = _parse_when(name, raw.get("when", {}), fail)
+    when = _parse_when(name, raw.get("when", {}), fail, contexts)
     kind = raw.get("type", "categorical" if "choices" in raw or len(names) > 1 else "float")
     if len(names) > 1 and kind != "categorical":
         raise fail(f"space.{name}: tied parameters take 'choices' (one list of "
@@ -550,7 +618,7 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
             else:
                 mapping = {name: choice}
             try:
-                TrialSpec.from_mapping(mapping)
+                _check_value(mapping, contexts, when)
             except SpecError as exc:
                 raise fail(f"space.{name}.choices: {exc}") from None
             parsed.append(tuple(choice) if isinstance(choice, list) else choice)
@@ -576,7 +644,7 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
         raise fail(f"space.{name}.grid={grid} is more than {MAX_TRIALS:,} points")
     for key, v in (("low", low), ("high", high)):
         try:
-            TrialSpec.from_mapping({name: v})
+            _check_value({name: v}, contexts, when)
         except SpecError as exc:
             raise fail(f"space.{name}.{key}: {exc}") from None
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
@@ -586,7 +654,8 @@ def _parse_space(name: str, raw: Any, fail: Any) -> ParamSpace:
     return ParamSpace(name, kind, low=low, high=high, log=log, grid=grid, when=when)
 
 
-def _parse_when(name: str, raw: Any, fail: Any) -> dict[str, tuple[Any, ...]]:
+def _parse_when(name: str, raw: Any, fail: Any,
+                contexts: Sequence[Mapping[str, Any]] = ({},)) -> dict[str, tuple[Any, ...]]:
     raw = _table(raw, f"space.{name}.when", fail)
     out: dict[str, tuple[Any, ...]] = {}
     for key, allowed in raw.items():
@@ -597,7 +666,7 @@ def _parse_when(name: str, raw: Any, fail: Any) -> dict[str, tuple[Any, ...]]:
             raise fail(f"space.{name}.when.{key} must list at least one value")
         for v in values:
             try:
-                TrialSpec.from_mapping({key: v})
+                _check_value({key: v}, contexts)
             except SpecError as exc:
                 raise fail(f"space.{name}.when.{key}: {exc}") from None
         out[key] = tuple(values)

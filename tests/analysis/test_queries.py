@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from numsweep.analysis import load_curves, load_stages, load_trials
+from numsweep.analysis.queries import QueryError, find_trials
 from numsweep.storage import Storage, StorageError
 from tests.analysis.conftest import build_db
 
@@ -72,3 +74,29 @@ def build_db_more(storage: Storage) -> None:
     sweep = storage.get_or_create_sweep("more", {}, seed=0)
     for n in range(30):
         storage.start_trial(sweep.id, None, n, {"lam": 0.1 * n}, seed=n)
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    (("trial_id", ">", 2), lambda f: f["trial_id"] > 2),
+    (("state", "=", "COMPLETE"), lambda f: f["state"] == "COMPLETE"),
+    (("state", "=", "complete"), lambda f: f["state"] == "COMPLETE"),
+    (("state", "!=", "COMPLETE"), lambda f: f["state"] != "COMPLETE"),
+    (("stage", "=", "coarse"), lambda f: f["stage"] == "coarse"),
+    (("sweep", "=", "archs"), lambda f: f["sweep"] == "archs"),
+    (("number", "<=", 1.0), lambda f: f["number"] <= 1),
+    (("hidden", "=", "[50]"), lambda f: f["hidden"].map(lambda v: v == (50,))),
+    (("f", "=", 4.0), lambda f: f["f"] == 4),
+    (("optimizer", "=", "adam"), lambda f: f["optimizer"] == "adam"),
+    (("val_acc", ">", 0.44), lambda f: f["val_acc"] > 0.44),
+])
+def test_every_column_trials_shows_can_be_filtered(demo_db: str, condition: tuple[str, str, Any],
+                                                   expected: Any) -> None:
+    frame = load_trials(demo_db)
+    want = frame[expected(frame).fillna(False).astype(bool)]["trial_id"].tolist()
+    got = find_trials(demo_db, where=[condition])["trial_id"].tolist()
+    assert got == want and got, condition
+
+
+def test_where_on_text_takes_only_equality(demo_db: str) -> None:
+    with pytest.raises(QueryError, match="only = and != compare text"):
+        find_trials(demo_db, where=[("stage", "<", "coarse")])

@@ -190,3 +190,13 @@ def test_importance_scores_a_tied_space_entry_once(tmp_path: Path,
     monkeypatch.setattr(charts, "importance_data", spy)
     assert "importance.png" in {c.file for c in build_report(storage, "s", tmp_path / "r").charts}
     assert scored == [["dropout", "optimizer,eta_max"]]
+
+
+def test_the_report_never_holds_the_database_password(demo_db: str, tmp_path: Path) -> None:
+    storage = Storage(demo_db)
+    # as opened from a server URL (the report only names the database; no server needed)
+    storage.url = "postgresql://user:PASSWORD@host/db"
+    storage.shown_url = "postgresql://user:***@host/db"
+    rep = build_report(storage, "lambda", tmp_path / "report")
+    for page in (rep.html.read_text(), rep.markdown.read_text()):
+        assert "PASSWORD" not in page and "postgresql://user:***@host/db" in page

@@ -72,7 +72,8 @@ def test_report_of_train_trials(tmp_path: Path, tiny_npz: Path) -> None:
 def test_train_refuses_a_network_that_does_not_fit_before_training(tmp_path: Path,
                                                                     tiny_npz: Path) -> None:
     db = str(tmp_path / "t.db")
-    result = CliRunner().invoke(cli, ["train", "model=convnet", "f=5", *SMALL, "--db", db,
+    small = [a for a in SMALL if not a.startswith("hidden=")]  # an MLP's
+    result = CliRunner().invoke(cli, ["train", "model=convnet", "f=5", *small, "--db", db,
                                       "--data", str(tiny_npz)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "f=5" in result.output
@@ -100,3 +101,14 @@ def test_the_columns_a_query_names_stay_in_a_narrow_table(swept: tuple[str, str]
     header = result.output.splitlines()[1]
     assert "lam" in header and "param_count" in header
     assert max(len(line) for line in result.output.splitlines()) <= 60
+
+
+def test_train_refuses_parameters_of_another_model_in_one_line(tmp_path: Path,
+                                                                tiny_npz: Path) -> None:
+    db = str(tmp_path / "t.db")
+    result = CliRunner().invoke(cli, ["train", "model=mlp", "f=5", "nf=7", "filter_size=9",
+                                      *SMALL, "--db", db, "--data", str(tiny_npz)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "f=5 is invalid" in result.output
+    assert "model=mlp" in result.output and len(result.output.strip().splitlines()) == 1
+    assert Storage(db).get_trials() == []

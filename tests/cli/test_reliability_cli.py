@@ -106,3 +106,22 @@ def test_four_concurrent_train_loops_lose_no_run(tmp_path: Path, tiny_npz: Path)
     assert len(trials) == 4 * runs
     assert sorted(t.number for t in trials) == list(range(4 * runs))
     assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_single_trials_are_not_added_to_a_planned_sweep(tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    result = invoke("sweep", "create", EXAMPLE, *SMALL, "coarse.n_trials=2", "--db", db,
+                    "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    other = write_images_npz(tmp_path / "other.npz", seed=5)
+    for command in (("train", "lam=0.5", *SMALL), ("range-test", "lr", *SMALL)):
+        result = invoke(*command, "--sweep", "lambda-coarse", "--db", db, "--data", other)
+        assert result.exit_code == 1
+        line = one_line_error(result.output)
+        assert "'lambda-coarse'" in line and "is a planned sweep" in line and "--sweep" in line
+    assert Storage(db).get_trials("lambda-coarse") == []
+    result = invoke("train", *SMALL, "--sweep", "mine", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    result = invoke("train", *SMALL, "seed=1", "--sweep", "mine", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output  # a sweep of single trials takes more
+    assert len(Storage(db).get_trials("mine")) == 2

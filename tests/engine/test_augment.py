@@ -89,7 +89,8 @@ def test_copies_alone_leave_training_unchanged(tiny_npz: Path, model: str) -> No
     aug_copies=2 and no random transform follows training without augmentation (this runs
     the per-batch ``net.prepare`` path against the precomputed one)."""
     split = make_split(load_dataset(tiny_npz), 300, 100)
-    spec = TrialSpec(model=model, nf=4, nh=16, n_train=300, n_val=100, batch_size=50,
+    shape = {"nf": 4, "nh": 16} if model == "convnet" else {"hidden": (16,)}
+    spec = TrialSpec(model=model, **shape, n_train=300, n_val=100, batch_size=50,
                      cycles=1, n_s=6)
     plain, copied = train(spec, split), train(spec.replace(aug_copies=2), split)
     assert plain.updates == copied.updates == 12

@@ -31,12 +31,15 @@ from numsweep.engine.checkpoint import (
 from tests.killed_child import run_killed_after_second_save
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 3,
-        "curve_points": 2, "eval_train": 60, "f": 4, "nf": 3, "nh": 8, "hidden": (10,)}
+        "curve_points": 2, "eval_train": 60}
+SHAPES: dict[str, dict[str, Any]] = {"mlp": {"hidden": (10,)},
+                                     "convnet": {"f": 4, "nf": 3, "nh": 8},
+                                     "convnet3": {"nf": 3, "nh": 8}}
 
-LONE = {"model": "convnet", "optimizer": "adam", "eta_max": 0.003, "dropout": 0.2,
-        "lam": 0.001, "seed": 3, "dtype": "float32", "flip": 0.5, "translate": 1}
-GROUP = {"model": "mlp", "optimizer": "nesterov", "dropout_input": 0.1, "dtype": "float64",
-         "data_seed": 11}
+LONE = {"model": "convnet", **SHAPES["convnet"], "optimizer": "adam", "eta_max": 0.003,
+        "dropout": 0.2, "lam": 0.001, "seed": 3, "dtype": "float32", "flip": 0.5, "translate": 1}
+GROUP = {"model": "mlp", **SHAPES["mlp"], "optimizer": "nesterov", "dropout_input": 0.1,
+         "dtype": "float64", "data_seed": 11}
 
 
 def group_specs() -> list[TrialSpec]:
@@ -198,7 +201,8 @@ def test_a_damaged_or_foreign_checkpoint_is_ignored_with_a_warning(
 
 def test_convnet3_resumes_from_its_checkpoint(split32: Split, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = TrialSpec(**{**BASE, "cycles": 2}, model="convnet3", filter_size=3,
+    spec = TrialSpec(**{**BASE, "cycles": 2}, model="convnet3", **SHAPES["convnet3"],
+                     filter_size=3,
                      optimizer="momentum", eta_max=0.05, dropout=0.2, dtype="float32", seed=4)
     path = tmp_path / "c3.npz"
     reference = train(spec, split32)
@@ -223,7 +227,8 @@ def test_no_checkpoint_file_trains_from_the_start_without_a_warning(
 def test_kept_weights_round_trip_and_reproduce_the_test_accuracy(
         tiny_npz: Path, split32: Split, tmp_path: Path, model: str) -> None:
     extra = {"filter_size": 3} if model == "convnet3" else {}
-    spec = TrialSpec(**{**BASE, "cycles": 1}, model=model, dtype="float32", seed=2, **extra)
+    spec = TrialSpec(**{**BASE, "cycles": 1}, model=model, dtype="float32", seed=2,
+                     **SHAPES[model], **extra)
     path = tmp_path / f"{model}.npz"
     result = train(spec, split32, weights=path)
     kept = load_weights(path)
@@ -242,7 +247,8 @@ def test_kept_weights_round_trip_and_reproduce_the_test_accuracy(
 
 def test_a_group_keeps_each_trials_weights_in_the_lone_layout(split64: Split,
                                                               tmp_path: Path) -> None:
-    specs = [TrialSpec(**BASE, model="convnet", seed=s, data_seed=5, dtype="float64")
+    specs = [TrialSpec(**BASE, model="convnet", **SHAPES["convnet"], seed=s, data_seed=5,
+                       dtype="float64")
              for s in range(3)]
     paths = [tmp_path / f"t{i}.npz" for i in range(3)]
     results = train_group(specs, split64, weights=paths)

@@ -325,3 +325,40 @@ def test_truncated_idx_payload_and_mismatched_counts(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: 11 labels for the 12 "
                                         r"images of train-images-idx3-ubyte.gz"):
         load_dataset(tmp_path / "f")
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 32), (4, 1, 28, 28), (4, 3, 16, 16),
+                                   (4, 4, 8, 8)])
+def test_channel_first_images_are_refused_naming_their_shape(tmp_path: Path,
+                                                             shape: tuple[int, ...]) -> None:
+    path = tmp_path / "chw.npz"
+    np.savez(path, x_train=np.zeros(shape, np.uint8), y_train=np.zeros(4, np.uint8),
+             x_test=np.zeros(shape, np.uint8), y_test=np.zeros(4, np.uint8))
+    with pytest.raises(DataError) as info:
+        load_dataset(path)
+    message = str(info.value)
+    assert f"x_train of shape {shape} looks channel-first" in message
+    assert "transpose(0, 2, 3, 1)" in message and "\n" not in message
+
+
+def write_images(path: Path, shape: tuple[int, ...], **extra: np.ndarray) -> Path:
+    np.savez(path, x_train=np.zeros((4, *shape), np.uint8), y_train=np.arange(4, dtype=np.uint8),
+             x_test=np.zeros((2, *shape), np.uint8), y_test=np.zeros(2, np.uint8), **extra)
+    return path
+
+
+def test_classes_are_named_only_where_they_are_known(tmp_path: Path) -> None:
+    own = load_dataset(write_images(tmp_path / "own.npz", (16, 16, 3)))
+    assert own.classes == tuple(str(k) for k in range(10)) and own.image_shape == (16, 16, 3)
+    grey = load_dataset(write_images(tmp_path / "grey.npz", (12, 12)))
+    assert grey.classes[0] == "0"  # not Fashion-MNIST's T-shirt/top
+    assert load_dataset(write_images(tmp_path / "c.npz", (32, 32, 3))).classes[0] == "airplane"
+    assert load_dataset(write_images(tmp_path / "f.npz", (28, 28))).classes[0] == "T-shirt/top"
+    named = load_dataset(write_images(tmp_path / "named.npz", (8, 8, 3),
+                                      classes=np.array(["cat", "dog", "owl", "emu"])))
+    assert named.classes == ("cat", "dog", "owl", "emu")
+    with pytest.raises(DataError, match="holds label 3 but classes names 2"):
+        load_dataset(write_images(tmp_path / "few.npz", (8, 8, 3),
+                                  classes=np.array(["cat", "dog"])))
+    with pytest.raises(DataError, match="classes must be a list of 1 to 10 names"):
+        load_dataset(write_images(tmp_path / "nums.npz", (8, 8, 3), classes=np.arange(3)))

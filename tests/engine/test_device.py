@@ -13,6 +13,7 @@ import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train_group
 from numsweep.engine.backend import DeviceError, device_module
+from tests.conftest import for_model
 from tests.engine import fake_cupy
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -56,7 +57,7 @@ def test_cuda_without_a_gpu_says_no_gpu(monkeypatch: pytest.MonkeyPatch,
     broken.cuda.runtime.getDeviceCount = no_driver
     monkeypatch.setitem(sys.modules, "cupy", broken)
     with pytest.raises(DeviceError) as info:
-        train_group([TrialSpec.from_mapping({**BASE, "device": "cuda"})], split)
+        train_group([TrialSpec.from_mapping(for_model({**BASE, "device": "cuda"}))], split)
     assert str(info.value) == ("device=cuda needs a CUDA GPU, and CuPy finds none "
                                "(cudaErrorNoDevice: no CUDA-capable device is detected)")
 
@@ -78,8 +79,8 @@ CASES = {
 
 
 def _group(case: dict[str, Any], k: int, device: str) -> list[TrialSpec]:
-    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "data_seed": 7, "device": device,
-                                   **case})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "data_seed": 7, "device": device,
+                                   **case}))
     return [spec.replace(seed=3 + i, lam=0.002 * i, eta_max=spec.eta_max * (1 - 0.1 * i))
             for i in range(k)]
 
@@ -125,8 +126,8 @@ def test_device_dropout_is_drawn_on_the_device(split: Split, fake_gpu: fake_cupy
 
 def test_a_diverging_trial_leaves_a_device_group(split: Split,
                                                  fake_gpu: fake_cupy.Counts) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "convnet", "seed": 1, "data_seed": 9,
-                                   "optimizer": "adam", "eta_max": 0.003, "device": "cuda"})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "convnet", "seed": 1, "data_seed": 9,
+                                   "optimizer": "adam", "eta_max": 0.003, "device": "cuda"}))
     wild = spec.replace(seed=2, eta_max=1e150, eta_min=1e149)
     group = [spec, wild, spec.replace(seed=3, lam=0.01)]
     results = train_group(group, split)
@@ -176,6 +177,6 @@ def test_what_cannot_run_on_a_gpu_says_so(split: Split) -> None:
                                         r"model=convnet3"):
         TrialSpec(model="convnet3", device="cuda")
     with pytest.raises(SpecError, match="for a range test: expected cpu"):
-        range_test(TrialSpec.from_mapping({**BASE, "device": "cuda"}), split)
+        range_test(TrialSpec.from_mapping(for_model({**BASE, "device": "cuda"})), split)
     with pytest.raises(SpecError, match=r"^device='tpu' is invalid: expected one of cpu, cuda"):
         TrialSpec(device="tpu")

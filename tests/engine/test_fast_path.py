@@ -18,6 +18,7 @@ from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.schedules import make_schedule
 from numsweep.engine.train import build_network, curve_steps, resolve_n_s
 from numsweep.engine.workspace import Workspace
+from tests.conftest import for_model
 
 FAST_CASES = {name: case for name, case in gradcheck.network_cases().items()
               if not name.startswith("convnet3")}
@@ -135,9 +136,10 @@ def test_training_curves_match_the_reference_loop(tiny_npz: Path, changes: dict[
                                                   dtype: str) -> None:
     """train() (the fast path) and the written-out unoptimised loop, from the same seed:
     every curve point agrees to the dtype's rounding after 60 updates."""
-    spec = TrialSpec.from_mapping({"f": 4, "nf": 6, "nh": 16, "n_train": 300, "n_val": 100,
-                                   "batch_size": 30, "n_s": 15, "cycles": 2, "curve_points": 3,
-                                   "eval_train": 200, "seed": 3, "dtype": dtype, **changes})
+    values = {"f": 4, "nf": 6, "nh": 16, "n_train": 300, "n_val": 100, "batch_size": 30,
+              "n_s": 15, "cycles": 2, "curve_points": 3, "eval_train": 200, "seed": 3,
+              "dtype": dtype, **changes}
+    spec = TrialSpec.from_mapping(for_model(values))
     split = make_split(load_dataset(tiny_npz), spec.n_train, spec.n_val, np.dtype(dtype))
     result = train(spec, split)
     assert not result.diverged and result.updates == 60

@@ -12,6 +12,7 @@ import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train_group
 from numsweep.engine.backend import DeviceError, device_module
+from tests.conftest import for_model
 
 pytestmark = pytest.mark.gpu
 
@@ -35,7 +36,7 @@ def split(tiny_npz: Path) -> Split:
 
 
 def _group(device: str, **case: object) -> list[TrialSpec]:
-    spec = TrialSpec.from_mapping({**BASE, "device": device, **case})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "device": device, **case}))
     return [spec.replace(seed=3 + i, lam=0.002 * i, eta_max=spec.eta_max * (1 - 0.1 * i))
             for i in range(4)]
 
@@ -59,8 +60,8 @@ def test_a_gpu_group_gives_the_cpu_curves(split: Split, case: dict) -> None:
 
 @needs_gpu
 def test_a_diverging_trial_leaves_a_gpu_group(split: Split) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "convnet", "optimizer": "adam",
-                                   "eta_max": 0.003, "device": "cuda"})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "convnet", "optimizer": "adam",
+                                   "eta_max": 0.003, "device": "cuda"}))
     wild = spec.replace(seed=9, eta_max=1e30, eta_min=1e29)
     results = train_group([spec, wild, spec.replace(seed=4)], split)
     assert results[1].diverged and "diverged" in results[1].message

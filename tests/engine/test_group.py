@@ -23,6 +23,8 @@ from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.spec import RULE_PARAMETERS
+from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
         "curve_points": 2, "eval_train": 60, "f": 4, "nf": 3, "nh": 8, "hidden": (10,)}
@@ -41,10 +43,12 @@ def variants(spec: TrialSpec, k: int) -> list[TrialSpec]:
     for i in range(k - 1):
         changes: dict[str, Any] = {"seed": spec.seed + 10 + i, "lam": 0.002 * i,
                                    "eta_max": spec.eta_max * (0.5 + 0.3 * i),
-                                   "eta_min": spec.eta_min * (1 + i), "momentum": 0.5 + 0.1 * i,
-                                   "beta1": 0.8 + 0.02 * i, "beta2": 0.99 + 0.001 * i,
-                                   "rho": 0.8 + 0.05 * i, "opt_eps": 1e-8 * (1 + i),
+                                   "eta_min": spec.eta_min * (1 + i),
                                    "dropout": 0.1 * (i % 3), "dropout_input": 0.05 * (i % 2)}
+        rule = {"momentum": 0.5 + 0.1 * i, "beta1": 0.8 + 0.02 * i, "beta2": 0.99 + 0.001 * i,
+                "rho": 0.8 + 0.05 * i, "opt_eps": 1e-8 * (1 + i)}
+        changes.update({k: v for k, v in rule.items()  # those of the spec's update rule
+                        if spec.optimizer in RULE_PARAMETERS[k][1]})
         if spec.loss == "softmax":
             changes["eps"] = 0.05 * (i % 3)
         if spec.schedule in ("cyclic", "step"):
@@ -100,7 +104,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_trial_in_a_group_matches_its_lone_run(splits: dict[str, Split], name: str,
                                                  k: int) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "dtype": "float64", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, k)
     results = train_group(specs, splits["float64"])
     assert len(results) == k
@@ -119,7 +123,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
     per chunk (the tiny images fit any chunk otherwise)."""
     per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
     monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
-    spec = TrialSpec.from_mapping({**BASE, "seed": 3, "dtype": "float64", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
         assert_same(result, train(s, splits["float64"]), rtol=1e-10)
@@ -129,7 +133,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
                                   "convnet_sgd_exp_range"])
 def test_float32_groups_match_lone_runs_to_rounding(splits: dict[str, Split],
                                                     name: str) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "seed": 4, "dtype": "float32", **CASES[name]})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 4, "dtype": "float32", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float32"]), strict=True):
         alone = train(s, splits["float32"])
@@ -189,14 +193,15 @@ def test_per_trial_values_round_like_python_floats() -> None:
     b = np.ones((2, 1, 1), np.float32)
     b *= rho
     assert b.dtype == np.float32 and b[1, 0, 0] == np.float32(0.999)
-    opt = make_optimizer("rmsprop", TrialSpec(rho=0.8))
+    opt = make_optimizer("rmsprop", TrialSpec(optimizer="rmsprop", rho=0.8))
     assert opt.rho == 0.8  # lone trials keep plain floats
 
 
 def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "convnet", "dtype": "float64", "seed": 1,
-                                   "data_seed": 9, "optimizer": "adam", "eta_max": 0.003})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "convnet", "dtype": "float64",
+                                             "seed": 1, "data_seed": 9, "optimizer": "adam",
+                                             "eta_max": 0.003}))
     wild = spec.replace(seed=2, eta_max=1e150, eta_min=1e149)
     others = [spec, spec.replace(seed=3, lam=0.01)]
     with_it = train_group([others[0], wild, others[1]], splits["float64"])
@@ -215,9 +220,9 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
 
 def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "model": "mlp", "dtype": "float64", "seed": 1,
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "mlp", "dtype": "float64", "seed": 1,
                                    "data_seed": 9, "cycles": 3, "optimizer": "momentum",
-                                   "eta_max": 0.02})
+                                   "eta_max": 0.02}))
     specs = [spec, spec.replace(seed=2, lam=0.01), spec.replace(seed=3, eta_max=0.05)]
     calls: list[tuple[int, float]] = []
 
@@ -247,17 +252,19 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     assert group_key(spec) == group_key(spec.replace(seed=2, data_seed=1))
     assert group_key(spec) != group_key(spec.replace(batch_size=50))
     assert not groupable(spec.replace(model="convnet3")) and groupable(spec)
-    small = TrialSpec.from_mapping({**BASE, "dtype": "float64"})
+    small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
     with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
-        train_group([small.replace(model="convnet3")], splits["float64"])
+        train_group([TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
+                                                       "model": "convnet3"}))],
+                    splits["float64"])
     assert train_group([], splits["float64"]) == []
 
 
 def test_two_streams_data_seed_fixes_the_batches_and_seed_the_initialisation(
         splits: dict[str, Split]) -> None:
-    spec = TrialSpec.from_mapping({**BASE, "dtype": "float64", "seed": 5})
+    spec = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "seed": 5}))
     base = train(spec, splits["float64"])
     assert base.spec.data_seed == 5  # unset: the trial's seed, stored resolved
     other_data = train(spec.replace(data_seed=6), splits["float64"])

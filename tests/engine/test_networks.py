@@ -48,8 +48,9 @@ def test_network_overfits_100_examples(model: str, steps: int, lr: float) -> Non
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_float32_stays_float32(model: str, activation: str, loss: str) -> None:
+    shape = {"nf": 4, "nh": 8} if model != "mlp" else {"hidden": (8,)}
     spec = TrialSpec(model=model, activation=activation, loss=loss, dropout=0.3,
-                     dropout_input=0.1, nf=4, nh=8)
+                     dropout_input=0.1, **shape)
     rng = np.random.default_rng(0)
     net = build_network(spec, (8, 8, 3), 5, rng)
     x = net.prepare(rng.normal(size=(6, 8, 8, 3)).astype(np.float32))
@@ -127,7 +128,7 @@ def test_spec_coerces_network_parameters() -> None:
                                    "leaky_slope": "0.05", "dropout_input": "0.2",
                                    "loss": "svm"})
     assert (spec.filter_size, spec.conv_pad, spec.leaky_slope) == (5, None, 0.05)
-    assert TrialSpec.from_mapping({"conv_pad": "2"}).conv_pad == 2
+    assert TrialSpec.from_mapping({"model": "convnet3", "conv_pad": "2"}).conv_pad == 2
     assert TrialSpec.from_mapping(spec.to_dict()) == spec
 
 
@@ -216,3 +217,35 @@ def test_spec_takes_patch_size_lists() -> None:
         build_network(TrialSpec.from_mapping({"model": "convnet", "f": "[4, 5]",
                                               "nf": "[2, 2]"}), (32, 32, 3), 10,
                       np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"model": "mlp", "f": "5"}, "f=5 is invalid: expected 4 (unset) with model=mlp"),
+    ({"model": "mlp", "nf": "7"}, "nf=7 is invalid: expected 10 (unset) with model=mlp"),
+    ({"model": "mlp", "filter_size": "9"}, "filter_size=9 is invalid: expected 3 (unset)"),
+    ({"model": "convnet", "hidden": "[100, 100]"}, "hidden=[100, 100] is invalid"),
+    ({"model": "convnet", "conv_stride": "2"}, "conv_stride=2 is invalid"),
+    ({"model": "convnet3", "f": "8"}, "f=8 is invalid: expected 4 (unset) with model=convnet3"),
+    ({"momentum": "0.5"}, "momentum=0.5 is invalid: expected 0.9 (unset) with optimizer=sgd"),
+    ({"optimizer": "adam", "rho": "0.5"}, "rho=0.5 is invalid: expected 0.9 (unset) with "
+                                          "optimizer=adam (it applies to optimizer=rmsprop"),
+    ({"optimizer": "rmsprop", "beta1": "0.5"}, "beta1=0.5 is invalid"),
+    ({"optimizer": "momentum", "opt_eps": "1e-6"}, "opt_eps=1e-06 is invalid"),
+    ({"leaky_slope": "0.2"}, "leaky_slope=0.2 is invalid: expected 0.01 (unset) with "
+                             "activation=relu"),
+    ({"step_size": "5"}, "step_size=5 is invalid: expected unset with schedule=cyclic"),
+])
+def test_a_parameter_of_another_model_or_rule_is_refused(values: dict[str, str],
+                                                         message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        TrialSpec.from_mapping(values)
+    assert str(info.value).startswith(message)
+
+
+def test_a_models_own_and_untouched_parameters_are_accepted() -> None:
+    assert TrialSpec.from_mapping({"model": "convnet3", "nf": "7", "nh": "20",
+                                   "hidden": "[50]"}).nf == 7  # [50]: the default
+    assert TrialSpec.from_mapping({"model": "convnet", "f": "[2, 4]", "nf": "[3, 5]"}).f == (2, 4)
+    assert TrialSpec.from_mapping({"optimizer": "rmsprop_nesterov", "momentum": "0.5",
+                                   "rho": "0.8", "opt_eps": "1e-6"}).rho == 0.8
+    assert TrialSpec.from_mapping({"activation": "leaky_relu", "leaky_slope": "0.2"})

@@ -138,11 +138,12 @@ def test_updates_are_in_place_float32_and_leave_gradients_alone(name: str) -> No
 
 
 def test_hyperparameters_come_from_the_spec() -> None:
-    spec = TrialSpec(optimizer="adam", beta1=0.8, beta2=0.99, opt_eps=1e-6, momentum=0.7,
-                     rho=0.95)
+    spec = TrialSpec(optimizer="adam", beta1=0.8, beta2=0.99, opt_eps=1e-6)
     adam = make_optimizer("adam", spec)
     assert (adam.beta1, adam.beta2, adam.eps) == (0.8, 0.99, 1e-6)  # type: ignore[union-attr]
-    assert make_optimizer("nesterov", spec).momentum == 0.7  # type: ignore[union-attr]
-    assert make_optimizer("adadelta", spec).rho == 0.95  # type: ignore[union-attr]
+    nesterov = TrialSpec(optimizer="nesterov", momentum=0.7)
+    assert make_optimizer("nesterov", nesterov).momentum == 0.7  # type: ignore[union-attr]
+    adadelta = TrialSpec(optimizer="adadelta", rho=0.95)
+    assert make_optimizer("adadelta", adadelta).rho == 0.95  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         make_optimizer("lbfgs")

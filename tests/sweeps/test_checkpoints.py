@@ -169,3 +169,10 @@ def test_numsweep_train_keeps_its_network_in_the_checkpoint_dir(tmp_path: Path,
                     "--keep-weights", "none")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "t.db.checkpoints" / "train" / "weights" / "trial-2.npz").exists()
+
+
+def test_a_server_database_keeps_one_checkpoint_folder_whatever_its_password() -> None:
+    one = default_checkpoint_dir("postgresql://user:first@host/db")
+    assert one == default_checkpoint_dir("postgresql://user:second@host/db")
+    assert one != default_checkpoint_dir("postgresql://user:first@host/other")
+    assert "first" not in str(one)

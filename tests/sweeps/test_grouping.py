@@ -21,6 +21,7 @@ from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps import parse_spec, resume_sweep, run_sweep
 from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
 from numsweep.sweeps.runner import stage_data_seed
+from tests.conftest import for_model
 from tests.sweeps.test_durable import (
     assert_each_planned_trial_complete_once,
     finish,
@@ -40,7 +41,8 @@ def make(stages: list[dict[str, Any]], space: dict[str, Any] | None = None,
          name: str = "g", **fixed: Any) -> Any:
     space = space if space is not None else {
         "lam": {"low": 1e-4, "high": 1.0, "log": True, "grid": 4}}
-    return parse_spec({"name": name, "seed": 5, "fixed": {**FIXED, **fixed}, "space": space,
+    return parse_spec({"name": name, "seed": 5, "fixed": for_model({**FIXED, **fixed}),
+                       "space": space,
                        "stages": stages}, "<test>")
 
 

@@ -99,10 +99,10 @@ def test_past_db_wait_a_worker_stops_with_one_line_and_keeps_what_finished(
     assert len(errors) == 1 and err.rstrip().endswith(errors[0]), err[-3000:]
     assert "unreachable for 8 s (--db-wait): " in errors[0]
     assert "Traceback" not in err
-    kept = list((tmp_path / "unsaved").glob("*/*.pkl"))
+    kept = list((tmp_path / "unsaved").glob("*/*.json"))
     assert ("finished trial results kept in" in errors[0]) == bool(kept)
     code, _, err = finish(numsweep("worker", name, "--jobs", "2", "--db", URL, env=env))
     assert code == 0, err[-3000:]
     storage = Storage(URL)
     assert_each_planned_trial_complete_once(storage, name)
-    assert not list((tmp_path / "unsaved").glob("*/*.pkl"))
+    assert not list((tmp_path / "unsaved").glob("*/*.json"))

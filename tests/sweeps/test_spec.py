@@ -66,3 +66,48 @@ def test_invalid_override_is_an_error(tmp_path: Path) -> None:
 def test_missing_spec_file(tmp_path: Path) -> None:
     with pytest.raises(SweepSpecError, match="no such spec file"):
         load_spec(tmp_path / "none.toml")
+
+
+MLP = BASE.replace('hidden = [20]', 'model = "mlp"')
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (MLP.replace('model = "mlp"', 'model = "mlp"\nf = 5\nnf = 7\nfilter_size = 9'),
+     "fixed.f=5 is invalid: expected 4 (unset) with model=mlp (it applies to model=convnet)"),
+    (MLP.replace('model = "mlp"', 'model = "convnet"\nhidden = [100, 100]'),
+     "fixed.hidden=[100, 100] is invalid: expected [50] (unset) with model=convnet"),
+    (MLP.replace('model = "mlp"', 'model = "convnet3"\nf = 8'),
+     "f=8 is invalid: expected 4 (unset) with model=convnet3"),
+    (MLP + 'fixed = { model = "convnet", filter_size = 5 }\n',
+     "stages.coarse.fixed.filter_size=5 is invalid: expected 3 (unset) with model=convnet"),
+    (MLP.replace("[space]", "[space]\nnf = { type = \"int\", low = 2, high = 10 }"),
+     "space.nf.low: nf=2 is invalid: expected 10 (unset) with model=mlp"),
+    (MLP.replace("[space]", "[space]\nnf = { choices = [10] }"),
+     "space.nf: nf is searched in stage coarse with model=mlp, which does not use it"),
+    (BASE.replace('hidden = [20]', '').replace(
+        "[space]", '[space]\nmodel = { choices = ["mlp", "convnet"] }\nf = { choices = [2, 4] }'),
+     "f=2 is invalid: expected 4 (unset) with model=mlp"),
+    (MLP.replace('model = "mlp"', 'momentum = 0.5'),
+     "fixed.momentum=0.5 is invalid: expected 0.9 (unset) with optimizer=sgd"),
+    (MLP.replace("[space]", '[space]\noptimizer = { choices = ["sgd", "adam"] }\n'
+                            'momentum = { choices = [0.9] }'),
+     "space.momentum: momentum is searched in stage coarse with optimizer=sgd"),
+])
+def test_parameters_of_another_model_are_refused(tmp_path: Path, text: str, message: str
+                                                 ) -> None:
+    assert_one_line_spec_error(tmp_path, text, message)
+
+
+def test_a_shape_parameter_is_searched_where_its_model_is(tmp_path: Path) -> None:
+    conditional = BASE.replace('hidden = [20]', '').replace(
+        "[space]", '[space]\nmodel = { choices = ["mlp", "convnet"] }\n'
+                   'f = { choices = [2, 4], when = { model = "convnet" } }')
+    assert load_spec(write_spec(tmp_path, conditional)).space["f"].when == {
+        "model": ("convnet",)}
+    per_stage = BASE.replace('hidden = [20]', '').replace(
+        "[space]", '[space]\n"f,nf" = { choices = [[2, 3], [4, 10]] }') + \
+        'fixed = { model = "convnet" }\n'
+    assert load_spec(write_spec(tmp_path, per_stage)).stages[0].fixed["model"] == "convnet"
+    exp_range = BASE.replace('hidden = [20]', 'schedule = "exp_range"').replace(
+        "[space]", "[space]\ngamma = { type = \"float\", low = 0.9, high = 0.99, grid = 2 }")
+    assert load_spec(write_spec(tmp_path, exp_range)).space["gamma"].high == 0.99
