@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+from numsweep.sweeps.objectives import objective_metrics
 from numsweep.sweeps.worker import TrialOutcome
 
 UNSAVED_ENV = "NUMSWEEP_UNSAVED"
@@ -28,7 +29,8 @@ def record_outcome(storage: Storage, outcome: TrialOutcome) -> TrialState | None
              else TrialState.PRUNED if result.stopped else TrialState.COMPLETE)
     curves = [CurveRecord(outcome.trial_id, c.step, c.split, c.loss, c.cost, c.acc, c.lr)
               for c in result.curves]
-    kept = storage.finish_trial(outcome.trial_id, state, metrics=result.metrics(),
+    metrics = {**result.metrics(), **objective_metrics(result)}
+    kept = storage.finish_trial(outcome.trial_id, state, metrics=metrics,
                                 curves=curves, message=result.message, worker=outcome.worker,
                                 params=result.spec.to_dict(), group=outcome.group)
     return state if kept else None

@@ -1,0 +1,73 @@
+"""Pareto fronts of points scored on several objectives, and the point chosen on a front.
+
+Shared by the sweeps (narrowing, the ``best`` stage, multi-objective pruning) and the
+analysis (the report's front): plain NumPy on an (n, m) array of values, with one
+``maximize`` flag per column. A point dominates another when it is at least as good in every
+objective and better in one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+PICKS = ("accuracy", "knee")
+"""How a point of a front is chosen: ``accuracy``, the best in the first objective (the
+most accurate one when an accuracy is listed first); ``knee``, the point nearest the ideal
+point (every objective at its best over the front) once each objective is scaled to [0, 1]
+over the front."""
+
+
+def _gains(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+    """The values with every column turned into larger-is-better."""
+    points = np.asarray(values, dtype=float).reshape(len(values), len(maximize))
+    return points * np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)
+
+
+def dominated_by(values: np.ndarray, maximize: Sequence[bool], point: Sequence[float]
+                 ) -> np.ndarray:
+    """For each row of ``values``, whether it dominates ``point``."""
+    gains = _gains(values, maximize)
+    own = _gains(np.asarray([point], dtype=float), maximize)[0]
+    return (gains >= own).all(axis=1) & (gains > own).any(axis=1)
+
+
+def front_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+    """Which rows no other row dominates (equal rows are all on the front)."""
+    gains = _gains(values, maximize)
+    n = len(gains)
+    on = np.ones(n, dtype=bool)
+    for i in range(n):
+        beats = (gains >= gains[i]).all(axis=1) & (gains > gains[i]).any(axis=1)
+        on[i] = not beats.any()
+    return on
+
+
+def pareto_ranks(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+    """Non-dominated sorting: 0 for the front, 1 for the front of the rest, and so on."""
+    gains = _gains(values, maximize)
+    ranks = np.full(len(gains), -1, dtype=int)
+    rank = 0
+    while (ranks < 0).any():
+        left = np.flatnonzero(ranks < 0)
+        on = front_mask(gains[left], [True] * gains.shape[1])
+        ranks[left[on]] = rank
+        rank += 1
+    return ranks
+
+
+def choose(values: np.ndarray, maximize: Sequence[bool], pick: str = "accuracy") -> int:
+    """The row chosen on the front of ``values`` (see :data:`PICKS`); ties go to the first
+    row."""
+    if pick not in PICKS:
+        raise ValueError(f"pick={pick!r} must be one of {', '.join(PICKS)}")
+    gains = _gains(values, maximize)
+    front = np.flatnonzero(front_mask(gains, [True] * gains.shape[1]))
+    if pick == "accuracy":
+        best = gains[front, 0].max()
+        return int(front[np.flatnonzero(gains[front, 0] == best)[0]])
+    span = gains[front].max(axis=0) - gains[front].min(axis=0)
+    scaled = (gains[front] - gains[front].min(axis=0)) / np.where(span > 0, span, 1.0)
+    distance = np.sqrt(((1.0 - scaled) ** 2).sum(axis=1))
+    return int(front[int(np.argmin(distance))])
