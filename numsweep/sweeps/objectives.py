@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numsweep.pareto import choose, front_mask
+from numsweep.pareto import COST_METRIC, Objective, choose_point, front_mask
 
 if TYPE_CHECKING:
     from numsweep.engine import TrialResult
@@ -31,29 +30,6 @@ OBJECTIVE_METRICS = {"val_acc": "maximize", "test_acc": "maximize", "train_acc":
 """The metrics a stage can optimise and the direction each takes when none is given."""
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize",
               "minimize": "minimize"}
-COST_METRIC = "cost_seconds"
-"""The stored metric the time objective ``train_seconds`` is scored on."""
-
-
-@dataclass(frozen=True)
-class Objective:
-    metric: str
-    direction: str = "maximize"  # or "minimize"
-
-    @property
-    def maximize(self) -> bool:
-        return self.direction == "maximize"
-
-    @property
-    def column(self) -> str:
-        """The stored metric the objective's value is read from."""
-        return COST_METRIC if self.metric == "train_seconds" else self.metric
-
-    @property
-    def text(self) -> str:
-        return f"{self.metric}:{'max' if self.maximize else 'min'}"
-
-
 DEFAULT_OBJECTIVES = (Objective("val_acc", "maximize"),)
 
 
@@ -170,17 +146,4 @@ def chosen(items: Sequence[Any], values: Sequence[Sequence[float]],
     """The best item: by the one objective, or the point ``pick`` chooses on the front."""
     if len(objectives) == 1:
         return ranked(items, values, objectives)[0]
-    first = accuracy_index(objectives)
-    order = [first] + [i for i in range(len(objectives)) if i != first]
-    table = np.array(values)[:, order]
-    return items[choose(table, [objectives[i].maximize for i in order], pick)]
-
-
-def accuracy_index(objectives: Sequence[Objective]) -> int:
-    """Which objective ``pick = "accuracy"`` maximises: the first accuracy, else the
-    validation loss, else the first objective."""
-    for names in (("val_acc", "test_acc", "train_acc"), ("val_loss",)):
-        for i, o in enumerate(objectives):
-            if o.metric in names:
-                return i
-    return 0
+    return items[choose_point(np.array(values), objectives, pick)]
