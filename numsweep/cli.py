@@ -613,9 +613,17 @@ def sweep_show(name: str, top: int, db: str) -> None:
             click.echo(f"  space: {describe_space(st.plan.space, st.sampler)}")
         if st.fixed:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
+        if st.objectives and [o.text for o in st.objectives] != ["val_acc:max"]:
+            click.echo(f"  objectives: {', '.join(o.text for o in st.objectives)}")
+        if st.warm_start:
+            click.echo(f"  warm start: {st.warm_start}")
         if st.note:
             click.echo(f"  why: {st.note}")
         click.echo(f"  grouped: {st.grouping}")
+        if st.front:
+            click.echo(f"  Pareto front: {len(st.front)} trials: " + ", ".join(
+                f"{t.id} ({', '.join(_score(o, t) for o in st.objectives)})"
+                for t in st.front))
         if st.best is not None:
             click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
                        f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
@@ -626,6 +634,11 @@ def sweep_show(name: str, top: int, db: str) -> None:
         where = f" ({t.stage})" if t.stage else ""
         click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
+
+
+def _score(objective: Any, trial: Any) -> str:
+    value = trial.metrics.get(objective.column, math.nan)
+    return f"{objective.metric} {value:.4g}"
 
 
 @sweep.command("presets")
