@@ -123,6 +123,7 @@ from numsweep.sweeps.spec import (
     grid_points,
     parse_spec,
 )
+from numsweep.sweeps.warm_start import check_source, warm_configs
 from numsweep.sweeps.worker import (
     GroupTask,
     PruneSnapshot,
@@ -330,6 +331,14 @@ class SweepRunner:
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
             check_data_sizes(spec, data.dataset)
+            for stage in spec.stages:  # a missing source fails before anything is stored
+                if stage.warm_start is not None and not (
+                        stage.warm_start.sweep == spec.name and stage.warm_start.db is None):
+                    try:
+                        check_source(stage.warm_start, storage)
+                    except SweepSpecError as exc:
+                        raise SweepSpecError(f"{spec.origin}: stages.{stage.name}.{exc}"
+                                             ) from None
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
             check_sweep_data(storage, self.sweep, data.dataset, self.data_source)
@@ -492,8 +501,18 @@ class SweepRunner:
         elif stage.sampler not in ("list", "best"):
             assert stage.n_trials is not None
             reused = reused[: stage.n_trials]
+            if stage.warm_start is not None:
+                warm, warm_note = warm_configs(stage.warm_start, self.storage, space, fixed,
+                                               self.spec.stage_objectives(stage))
+                listed = {json.dumps(entry_values(space, c, fixed), sort_keys=True)
+                          for c in queue}
+                queue += [c for c in warm
+                          if json.dumps(entry_values(space, c, fixed), sort_keys=True)
+                          not in listed]
+                note = (note + "; " if note else "") + warm_note
         n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
                      else max(0, (stage.n_trials or 0) - len(reused)))
+        queue = queue[:n_configs]
         if reused:
             note = (note + "; " if note else "") + (
                 f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
