@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "sweep": "numsweep.api",
+    "extend": "numsweep.api",
     "as_spec": "numsweep.api",
     "SweepResult": "numsweep.api",
     "load_trials": "numsweep.analysis.queries",

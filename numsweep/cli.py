@@ -527,7 +527,9 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
-            device: str | None, group_size: int | None = None) -> None:
+            device: str | None, group_size: int | None = None,
+            extend: dict[str, str] | None = None) -> None:
+    from numsweep.sweeps.extend import extend_sweep, parse_extension
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -538,12 +540,21 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
     gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
     jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force, gpu)
+    if extend is not None:
+        parse_extension(spec, extend)  # a mistake is reported before the data loads
     _, model = _calibrated(storage, data)
-    _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
-        name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
-        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
-        group_size=group_size), model)
+
+    def run(on_event: Callable[[Any], None], estimate: Callable[[Any], float]) -> list[Any]:
+        kwargs: dict[str, Any] = dict(
+            data_source=data, jobs=jobs, threads=threads, on_event=on_event,
+            estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
+            checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
+            group_size=group_size)
+        if extend is not None:
+            return extend_sweep(name, storage, extend, **kwargs)
+        return resume_sweep(name, storage, **kwargs)
+
+    _run_displayed(storage, jobs, db, spec.name, run, model)
 
 
 @sweep.command("resume")
@@ -567,6 +578,30 @@ def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | Non
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
             checkpoint_dir, keep_weights, device, group_size)
+
+
+@sweep.command("extend")
+@click.argument("name")
+@click.argument("additions", nargs=-1, metavar="STAGE.n_trials=+N...")
+@stored_sweep_options
+def sweep_extend(name: str, additions: tuple[str, ...], jobs: int | None, force: bool,
+                 group_size: int | None, threads: int | None, backend: str,
+                 scheduler: str | None, grace: float, db_wait: float, data: str | None,
+                 db: str, checkpoint_dir: str | None, keep_weights: str | None,
+                 device: str | None) -> None:
+    """Give sampler stages of sweep NAME more trials (also once it finished) and run them as
+    `sweep resume` runs: the stored spec and data (other data is refused), proposals that
+    know the results of all but the last few configurations, nothing run twice. A stage
+    whose results a later stage already used (a best or narrowed stage) is refused.
+
+    \b
+    Example:
+        numsweep sweep extend conv-pareto search.n_trials=+16
+        numsweep sweep extend lambda-search fine.n_trials=24 --jobs 2
+    """
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            checkpoint_dir, keep_weights, device, group_size,
+            extend=parse_overrides(additions))
 
 
 @sweep.command("list")

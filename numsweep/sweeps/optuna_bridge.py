@@ -133,13 +133,17 @@ NSGA2_POPULATION = 50
 take a third of their trials (at least 4), so that a few generations evolve."""
 
 
-def make_sampler(sampler: str, seed: int, n_trials: int | None = None
-                 ) -> optuna.samplers.BaseSampler:
+def nsga2_population(n_trials: int | None) -> int:
+    return min(NSGA2_POPULATION, max(4, (n_trials or 3 * NSGA2_POPULATION) // 3))
+
+
+def make_sampler(sampler: str, seed: int, n_trials: int | None = None,
+                 population: int | None = None) -> optuna.samplers.BaseSampler:
     if sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if sampler == "nsga2":
-        population = min(NSGA2_POPULATION, max(4, (n_trials or 3 * NSGA2_POPULATION) // 3))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=population or nsga2_population(n_trials))
     if sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     if sampler == "gp":
@@ -219,6 +223,13 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, sampler: str, se
         names = [o.metric for o in objectives]
         if study.metric_names != names:
             _first_wins(lambda: study.set_metric_names(names))
+        if sampler == "nsga2":  # the population the study began with, also once extended
+            population = study.user_attrs.get("nsga2_population")
+            if population is None:
+                population = nsga2_population(n_trials)
+                _first_wins(lambda: study.set_user_attr("nsga2_population", population))
+                population = study.user_attrs.get("nsga2_population", population)
+            study.sampler = make_sampler(sampler, seed, population=population)
         have = study.user_attrs
         for key, value in {**attrs, "description": description}.items():
             if have.get(key) != json.loads(json.dumps(value)):
