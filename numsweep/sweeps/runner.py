@@ -62,6 +62,7 @@ from numsweep.sweeps.deaths import (
     watch_worker_deaths,
 )
 from numsweep.sweeps.executors import DEFAULT_THREADS, DaskExecutor, make_executor
+from numsweep.sweeps.front_pruning import rule_from, rung_attrs
 from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
 from numsweep.sweeps.guards import (
     check_data_sizes,
@@ -794,6 +795,9 @@ class SweepRunner:
         if stage.pruner == "none" or number is None:
             return None
         trials = self._optuna(lambda: trials_before(study, number))
+        if stage.pruner == "front":  # the rung values of the told trials are all it needs
+            rule = rule_from(trials, self.spec.stage_objectives(stage), stage.prune_share)
+            return PruneSnapshot(stage.pruner, study.study_name, (), number, front=rule)
         return PruneSnapshot(stage.pruner, study.study_name, trials, number)
 
     def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
@@ -944,6 +948,7 @@ class SweepRunner:
         extra: dict[str, Any] = {"error": outcome.error} if outcome.error else {}
         if outcome.group is not None:
             extra.update(group=outcome.group[0], group_size=outcome.group[1])
+        extra.update(rung_attrs(outcome.rungs))
         attrs = trial_user_attrs(outcome.trial_id, metrics, params, extra)
         reports = outcome.reports
         system_attrs = outcome.system_attrs

@@ -49,6 +49,7 @@ import numpy as np
 from numsweep.engine.spec import SpecError, TrialSpec, coerce, parameter_names
 from numsweep.errors import NumsweepError
 from numsweep.pareto import PICKS
+from numsweep.sweeps.front_pruning import RUNG_METRICS
 from numsweep.sweeps.objectives import (
     DEFAULT_OBJECTIVES,
     Objective,
@@ -771,6 +772,11 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
     if len(scored) > 1 and pruner in OPTUNA_PRUNERS:
         raise fail(f"{where}.pruner={pruner!r}: Optuna's pruners take one objective; with "
                    "several use pruner = \"front\" (numsweep's rung rule) or \"none\"")
+    if pruner == "front":
+        unmeasured = [o.metric for o in scored if o.metric not in RUNG_METRICS]
+        if unmeasured:
+            raise fail(f"{where}.pruner='front' judges a trial at its rungs on "
+                       f"{', '.join(RUNG_METRICS)}; {unmeasured[0]} is not measured there")
     pick = raw.get("pick", "accuracy")
     if pick not in PICKS:
         raise fail(f"{where}.pick={pick!r} must be one of {', '.join(PICKS)}")
