@@ -44,7 +44,7 @@ _LAZY = {
     "evaluate_trial": "numsweep.sweeps.kept",
     "export_weights": "numsweep.sweeps.kept",
 }
-_MODULES = {"charts": "numsweep.analysis.charts"}
+_MODULES = {"charts": "numsweep.analysis.charts", "pareto": "numsweep.pareto"}
 
 __all__ = sorted([*_LAZY, *_MODULES, "__version__"])
 
