@@ -535,8 +535,14 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     spec = SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=tuple(stages),
                      description=str(raw.get("description", "")), origin=origin,
                      dataset=dataset, epochs=epochs, objectives=objectives)
-    for stage in spec.stages:
+    for i, stage in enumerate(spec.stages):
         _check_epochs(spec, stage, fail)
+        warm = stage.warm_start
+        if warm is not None and warm.sweep == name and warm.db is None and (
+                warm.stage not in [s.name for s in spec.stages[:i]]):
+            raise fail(f"stages.{stage.name}.warm_start: from this sweep itself it needs "
+                       f"'stage', an earlier stage "
+                       f"({', '.join(s.name for s in spec.stages[:i]) or 'there is none'})")
     return spec
 
 

@@ -92,8 +92,25 @@ def test_a_missing_source_is_one_line_and_stores_nothing(source: Storage, tmp_pa
      "warm_start.top_k=0 must be a positive integer"),
     ({"sampler": "tpe", "n_trials": 2, "warm_start": {"stage": "a"}},
      "warm_start.sweep must name a sweep"),
+    ({"sampler": "tpe", "n_trials": 2, "warm_start": {"sweep": "x", "stage": "s"}},
+     "warm_start: from this sweep itself it needs 'stage', an earlier stage"),
 ])
 def test_warm_start_spec_errors(stage: dict[str, Any], message: str) -> None:
     stage = {"name": "s", "warm_start": {"sweep": "a"}, **stage}
     with pytest.raises(SweepSpecError, match=message):
         spec_of("x", [stage], {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": 2}})
+
+
+def test_a_stage_warm_starts_from_an_earlier_stage_of_its_sweep(tmp_path: Path,
+                                                                tiny_npz: Path) -> None:
+    spec = spec_of("own", [{"name": "grid", "sampler": "grid"},
+                           {"name": "go", "sampler": "tpe", "n_trials": 2,
+                            "warm_start": {"sweep": "own", "stage": "grid", "top_k": 1}}],
+                   SOURCE_SPACE)
+    storage = Storage(f"sqlite:///{tmp_path / 'own.db'}")
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
+    grid = storage.get_trials("own", stage="grid")
+    best = max(grid, key=lambda t: (t.metrics["val_acc"], -t.id))
+    first = storage.get_trials("own", stage="go")[0]
+    assert (first.params["hidden"], first.params["lam"]) == (best.params["hidden"],
+                                                            pytest.approx(best.params["lam"]))
