@@ -32,7 +32,8 @@ FIXED_PARAMS_KEY = "fixed_params"
 IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
 METRIC_ATTRS = ("val_acc", "test_acc", "train_acc", "train_seconds", "eval_seconds",
                 "param_count", "updates", "val_loss", "cost_seconds")
-"""The metrics each trial of a study carries as user attributes (beside val_acc, its value)."""
+"""The metrics each trial of a study carries as user attributes (its values are those of its
+stage's objectives)."""
 
 
 @contextmanager
