@@ -310,9 +310,15 @@ class SweepSpec:
         return out
 
     def stage_objectives(self, stage: StageSpec) -> tuple[Objective, ...]:
-        """What ``stage`` optimises: its own objectives, else the sweep's, else val_acc."""
+        """What ``stage`` optimises: its own objectives; for a ``best`` stage without its
+        own, those of the last stage it picks from; else the sweep's, else val_acc."""
         if stage.objectives is not None:
             return stage.objectives
+        names = [s.name for s in self.stages]
+        if stage.sampler == "best" and stage.name in names:
+            sources = list(stage.source) or names[: names.index(stage.name)]
+            if sources:
+                return self.stage_objectives(self.stages[names.index(sources[-1])])
         return self.objectives if self.objectives is not None else DEFAULT_OBJECTIVES
 
     def stage_fixed(self, stage: StageSpec) -> dict[str, Any]:

@@ -58,6 +58,14 @@ def test_objective_forms_and_defaults() -> None:
     assert again.to_dict() == top.to_dict()
     assert again.stage_objectives(again.stages[0]) == top.stage_objectives(top.stages[0])
     assert "objectives" not in spec_of([{"name": "a"}]).to_dict()  # stored specs unchanged
+    # a best stage without its own takes the objectives of the stage it picks from
+    picked = spec_of([{"name": "a", "sampler": "nsga2", "n_trials": 2,
+                       "objectives": ["val_acc", "param_count"]},
+                      {"name": "b", "sampler": "grid"},
+                      {"name": "final", "sampler": "best", "from": "a"}])
+    assert [o.metric for o in picked.stage_objectives(picked.stages[2])] == ["val_acc",
+                                                                             "param_count"]
+    assert picked.stage_objectives(picked.stages[1]) == (Objective("val_acc"),)
 
 
 def test_objective_overrides() -> None:
