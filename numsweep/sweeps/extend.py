@@ -53,13 +53,27 @@ def parse_extension(spec: SweepSpec, overrides: Mapping[str, str]) -> dict[str, 
     return added
 
 
+def uses_results(spec: SweepSpec, later: str, earlier: str) -> bool:
+    """Whether stage ``later`` was planned from the results of stage ``earlier``: a best
+    stage picking from it, a stage narrowed from it or warm-started from it."""
+    names = [s.name for s in spec.stages]
+    stage = spec.stages[names.index(later)]
+    if stage.sampler == "best" and earlier in (stage.source or names[: names.index(later)]):
+        return True
+    if stage.narrow is not None and stage.narrow.source == earlier:
+        return True
+    warm = stage.warm_start
+    return (warm is not None and warm.sweep == spec.name and warm.db is None
+            and warm.stage == earlier)
+
+
 def extend_sweep(name: str, storage: Storage, overrides: Mapping[str, str], *,
                  data_source: str | None = None, **resume: Any) -> list[StageSummary]:
     """Add trials to sampler stages of sweep ``name`` and run them (and anything else left)
     as :func:`resume_sweep` does, with ``resume`` its keyword arguments. Refused, before
     anything changes, when the data is not the sweep's, a stage is not a sampler stage, or a
-    later stage was already planned from the stage's results (its choice would not see the
-    new trials: warm-start a new sweep from this one instead)."""
+    later stage was already planned from the stage's results (:func:`uses_results`: its
+    choice would not see the new trials; warm-start a new sweep from this one instead)."""
     from numsweep.sweeps.worker import cached_dataset
 
     spec, stored_data, _ = stored_spec(storage, name)
@@ -71,7 +85,8 @@ def extend_sweep(name: str, storage: Storage, overrides: Mapping[str, str], *,
     names = [s.name for s in spec.stages]
     for stage_name in added:
         index = names.index(stage_name)
-        later = [spec.stages[i].name for i in planned if i > index]
+        later = [spec.stages[i].name for i in planned
+                 if i > index and uses_results(spec, spec.stages[i].name, stage_name)]
         if later:
             raise SweepSpecError(
                 f"extend {stage_name}.n_trials: stage {later[0]} was already planned from the "

@@ -79,8 +79,9 @@ def test_what_extend_refuses_changes_nothing(tmp_path: Path, tiny_npz: Path) -> 
     assert "was created with other data" in out.output
 
 
-def test_the_last_stage_extends_under_a_data_check(tmp_path: Path, tiny_npz: Path) -> None:
-    storage = run(tmp_path, tiny_npz, [{"name": "g", "sampler": "grid"},
-                                       {"name": "s", "sampler": "random", "n_trials": 2}])
+def test_a_stage_no_later_stage_used_extends(tmp_path: Path, tiny_npz: Path) -> None:
+    storage = run(tmp_path, tiny_npz, [{"name": "s", "sampler": "random", "n_trials": 2},
+                                       {"name": "t", "sampler": "random", "n_trials": 1}])
     extend_sweep("e", storage, {"s.n_trials": "+1"}, jobs=1)
     assert len(storage.get_trials("e", stage="s")) == 3
+    assert len(storage.get_trials("e", stage="t")) == 1
