@@ -1143,16 +1143,36 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
 @click.option("--y", "y_metric", default="test_acc", show_default=True,
               help="Result on the y axis (higher is better).")
 @click.option("--by", default=None, help=BY_HELP)
+@click.option("--objectives", "objective_texts", default=None, metavar="M:DIR,M:DIR",
+              help="The front of these objectives instead (e.g. val_acc:max,train_seconds:min; "
+                   "time is the trial's own cost), with the chosen point starred.")
+@click.option("--pick", default="accuracy", show_default=True,
+              type=click.Choice(["accuracy", "knee"]),
+              help="With --objectives: the point a best stage would choose.")
 def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metric: str,
-                y_metric: str, by: str | None) -> None:
-    """Accuracy against training time for every trial, with the Pareto front.
+                y_metric: str, by: str | None, objective_texts: str | None,
+                pick: str) -> None:
+    """Accuracy against training time for every trial, with the Pareto front; with
+    --objectives, the front of those objectives and the point --pick chooses.
 
     \b
     Example:
         numsweep plot pareto --sweep conv-archs -o pareto.png
+        numsweep plot pareto --sweep conv-pareto --stage search \\
+            --objectives val_acc:max,train_seconds:min --pick knee -o front.png
     """
+    from numsweep.sweeps.objectives import parse_objective
+
     frame = _selected(db, sweep_name, stage)
-    _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
+    if objective_texts is None:
+        _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
+               output)
+        return
+    try:
+        objectives = [parse_objective(t, "--objectives") for t in objective_texts.split(",")]
+    except ValueError as exc:
+        raise charts.ChartError(str(exc)) from None
+    _wrote(charts.draw_pareto(charts.objective_front_data(frame, objectives, pick, _names(by))),
            output)
 
 
