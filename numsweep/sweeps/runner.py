@@ -124,7 +124,7 @@ from numsweep.sweeps.spec import (
     grid_points,
     parse_spec,
 )
-from numsweep.sweeps.warm_start import check_source, warm_configs
+from numsweep.sweeps.warm_start import check_source, config_key, warm_configs
 from numsweep.sweeps.worker import (
     GroupTask,
     PruneSnapshot,
@@ -503,13 +503,12 @@ class SweepRunner:
             assert stage.n_trials is not None
             reused = reused[: stage.n_trials]
             if stage.warm_start is not None:
-                warm, warm_note = warm_configs(stage.warm_start, self.storage, space, fixed,
-                                               self.spec.stage_objectives(stage))
-                listed = {json.dumps(entry_values(space, c, fixed), sort_keys=True)
-                          for c in queue}
-                queue += [c for c in warm
-                          if json.dumps(entry_values(space, c, fixed), sort_keys=True)
-                          not in listed]
+                warm, warm_note = warm_configs(
+                    stage.warm_start, self.storage, space, fixed,
+                    self.spec.stage_objectives(stage),
+                    room=stage.n_trials - len(reused) - len(queue),
+                    taken_already=[config_key(space, c, fixed) for c in queue])
+                queue += warm
                 note = (note + "; " if note else "") + warm_note
         n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
                      else max(0, (stage.n_trials or 0) - len(reused)))

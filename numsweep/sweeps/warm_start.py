@@ -17,6 +17,12 @@ from numsweep.sweeps.optuna_bridge import entry_values, inside
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError, WarmStart
 
 
+def config_key(space: Mapping[str, ParamSpace], params: Mapping[str, Any],
+               fixed: Mapping[str, Any]) -> str:
+    """A configuration's searched values as one comparable text."""
+    return json.dumps(entry_values(space, params, fixed), sort_keys=True)
+
+
 def source_storage(warm: WarmStart, here: Storage) -> Storage:
     """The database warm start reads: this one, or ``warm.db`` (an SQLite file that is not
     there is an error, never a new empty database)."""
@@ -61,26 +67,30 @@ def check_source(warm: WarmStart, here: Storage) -> None:
 
 
 def warm_configs(warm: WarmStart, here: Storage, space: Mapping[str, ParamSpace],
-                 fixed: Mapping[str, Any], objectives: Sequence[Objective]
+                 fixed: Mapping[str, Any], objectives: Sequence[Objective],
+                 room: int | None = None, taken_already: Sequence[str] = ()
                  ) -> tuple[list[dict[str, Any]], str]:
     """The searched values of the ``warm.top_k`` best configurations of the source (by this
-    stage's objectives) that lie inside ``space``, and a note saying what was taken."""
+    stage's objectives) that lie inside ``space`` (at most ``room``; none of the
+    configurations ``taken_already``, as their :func:`config_key`), and a note saying what
+    was taken."""
     check_source(warm, here)
     storage = source_storage(warm, here)
     trials = storage.get_trials(warm.sweep, stage=warm.stage, states=[TrialState.COMPLETE])
     names = [n for p in space.values() for n in p.names]
     configs: list[dict[str, Any]] = []
     taken: list[int] = []
-    seen: set[str] = set()
+    seen: set[str] = set(taken_already)
     outside = 0
+    limit = warm.top_k if room is None else max(0, min(warm.top_k, room))
     for t in best_first(trials, objectives):
-        if len(configs) == warm.top_k:
+        if len(configs) == limit:
             break
         params = {n: t.params[n] for n in names if n in t.params}
         if not inside(space, params, fixed):
             outside += 1
             continue
-        key = json.dumps(entry_values(space, params, fixed), sort_keys=True)
+        key = config_key(space, params, fixed)
         if key in seen:
             continue
         seen.add(key)

@@ -105,7 +105,7 @@ def test_a_stage_warm_starts_from_an_earlier_stage_of_its_sweep(tmp_path: Path,
                                                                 tiny_npz: Path) -> None:
     spec = spec_of("own", [{"name": "grid", "sampler": "grid"},
                            {"name": "go", "sampler": "tpe", "n_trials": 2,
-                            "warm_start": {"sweep": "own", "stage": "grid", "top_k": 1}}],
+                            "warm_start": {"sweep": "own", "stage": "grid", "top_k": 5}}],
                    SOURCE_SPACE)
     storage = Storage(f"sqlite:///{tmp_path / 'own.db'}")
     run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
@@ -114,3 +114,6 @@ def test_a_stage_warm_starts_from_an_earlier_stage_of_its_sweep(tmp_path: Path,
     first = storage.get_trials("own", stage="go")[0]
     assert (first.params["hidden"], first.params["lam"]) == (best.params["hidden"],
                                                             pytest.approx(best.params["lam"]))
+    # top_k beyond n_trials: as many as the stage runs, and the note says so
+    stage = storage.get_stage(storage.get_sweep("own").id, 1)
+    assert stage is not None and "2 configurations enqueued first" in stage.note
