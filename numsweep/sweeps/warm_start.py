@@ -55,8 +55,8 @@ def best_first(trials: Sequence[TrialRecord], objectives: Sequence[Objective]
 def check_source(warm: WarmStart, here: Storage) -> None:
     """A one-line error, before anything is stored, when the source sweep or stage is not
     there."""
-    storage = source_storage(warm, here)
     try:
+        storage = source_storage(warm, here)
         record = storage.get_sweep(warm.sweep)
     except StorageError as exc:
         raise SweepSpecError(f"warm_start: {exc}") from None

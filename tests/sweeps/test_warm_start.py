@@ -69,12 +69,15 @@ def test_a_missing_source_is_one_line_and_stores_nothing(source: Storage, tmp_pa
                                                          tiny_npz: Path) -> None:
     space = {"lam": {"low": 1e-4, "high": 1e-1, "log": True}}
     db = Storage(f"sqlite:///{tmp_path / 'm.db'}")
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
     for warm, message in (
             ({"sweep": "nope", "db": source.url}, "stages.go.warm_start: no sweep named 'nope'"),
             ({"sweep": "src", "stage": "fine", "db": source.url},
              "stages.go.warm_start: sweep 'src' has no stage 'fine' (stages: grid)"),
             ({"sweep": "src", "db": str(tmp_path / "gone.db")},
-             "stages.go.warm_start.db: no database file")):
+             "stages.go.warm_start.db: no database file"),
+            ({"sweep": "src", "db": str(tmp_path / "junk.db")},
+             "stages.go.warm_start: cannot open")):
         spec = spec_of("m", [{"name": "go", "sampler": "tpe", "n_trials": 2,
                               "warm_start": warm}], space)
         with pytest.raises(SweepSpecError) as info:
