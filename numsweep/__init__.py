@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "sweep": "numsweep.api",
+    "extend": "numsweep.api",
     "as_spec": "numsweep.api",
     "SweepResult": "numsweep.api",
     "load_trials": "numsweep.analysis.queries",
@@ -47,7 +48,7 @@ _LAZY = {
     "export_mlflow": "numsweep.export",
     "export_tensorboard": "numsweep.export",
 }
-_MODULES = {"charts": "numsweep.analysis.charts"}
+_MODULES = {"charts": "numsweep.analysis.charts", "pareto": "numsweep.pareto"}
 
 __all__ = sorted([*_LAZY, *_MODULES, "__version__"])
 

@@ -103,6 +103,25 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     return SweepResult(parsed.name, storage.url, tuple(summaries))
 
 
+def extend(name: str, additions: Mapping[str, Any], *, db: str | Storage = DEFAULT_URL,
+           data: str | Path | None = None, jobs: int = 1, threads: int | None = None,
+           progress: bool = True) -> SweepResult:
+    """Give sampler stages of the stored sweep ``name`` more trials and run them, as
+    ``numsweep sweep extend NAME STAGE.n_trials=+N`` does: ``additions`` maps
+    ``"STAGE.n_trials"`` to ``"+N"`` (trials to add) or to the new total. Runs as a resume
+    runs (the stored spec; ``data`` defaults to the sweep's and other data is refused)."""
+    from numsweep.sweeps.extend import extend_sweep
+
+    storage = db if isinstance(db, Storage) else Storage(str(db))
+    display = progress_display() if progress else None
+    summaries = extend_sweep(name, storage, {k: str(v) for k, v in additions.items()},
+                             data_source=None if data is None else str(data), jobs=jobs,
+                             threads=threads, on_event=display)
+    if display is not None:
+        display.close()
+    return SweepResult(name, storage.url, tuple(summaries))
+
+
 class StageProgress:
     """Sweep events as one progress bar per stage: ``done/planned``, the best val_acc so far.
 

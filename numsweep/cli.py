@@ -549,7 +549,9 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
-            device: str | None, group_size: int | None = None) -> None:
+            device: str | None, group_size: int | None = None,
+            extend: dict[str, str] | None = None) -> None:
+    from numsweep.sweeps.extend import extend_sweep, parse_extension
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -560,12 +562,21 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
     gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
     jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force, gpu)
+    if extend is not None:
+        parse_extension(spec, extend)  # a mistake is reported before the data loads
     _, model = _calibrated(storage, data)
-    _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: resume_sweep(
-        name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
-        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
-        group_size=group_size), model)
+
+    def run(on_event: Callable[[Any], None], estimate: Callable[[Any], float]) -> list[Any]:
+        kwargs: dict[str, Any] = dict(
+            data_source=data, jobs=jobs, threads=threads, on_event=on_event,
+            estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
+            checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
+            group_size=group_size)
+        if extend is not None:
+            return extend_sweep(name, storage, extend, **kwargs)
+        return resume_sweep(name, storage, **kwargs)
+
+    _run_displayed(storage, jobs, db, spec.name, run, model)
 
 
 @sweep.command("resume")
@@ -589,6 +600,30 @@ def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | Non
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
             checkpoint_dir, keep_weights, device, group_size)
+
+
+@sweep.command("extend")
+@click.argument("name")
+@click.argument("additions", nargs=-1, metavar="STAGE.n_trials=+N...")
+@stored_sweep_options
+def sweep_extend(name: str, additions: tuple[str, ...], jobs: int | None, force: bool,
+                 group_size: int | None, threads: int | None, backend: str,
+                 scheduler: str | None, grace: float, db_wait: float, data: str | None,
+                 db: str, checkpoint_dir: str | None, keep_weights: str | None,
+                 device: str | None) -> None:
+    """Give sampler stages of sweep NAME more trials (also once it finished) and run them as
+    `sweep resume` runs: the stored spec and data (other data is refused), proposals that
+    know the results of all but the last few configurations, nothing run twice. A stage
+    whose results a later stage already used (a best or narrowed stage) is refused.
+
+    \b
+    Example:
+        numsweep sweep extend conv-pareto search.n_trials=+16
+        numsweep sweep extend lambda-search fine.n_trials=24 --jobs 2
+    """
+    _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
+            checkpoint_dir, keep_weights, device, group_size,
+            extend=parse_overrides(additions))
 
 
 @sweep.command("list")
@@ -635,9 +670,17 @@ def sweep_show(name: str, top: int, db: str) -> None:
             click.echo(f"  space: {describe_space(st.plan.space, st.sampler)}")
         if st.fixed:
             click.echo(f"  fixed: {', '.join(f'{k}={v}' for k, v in st.fixed.items())}")
+        if st.objectives and [o.text for o in st.objectives] != ["val_acc:max"]:
+            click.echo(f"  objectives: {', '.join(o.text for o in st.objectives)}")
+        if st.warm_start:
+            click.echo(f"  warm start: {st.warm_start}")
         if st.note:
             click.echo(f"  why: {st.note}")
         click.echo(f"  grouped: {st.grouping}")
+        if st.front:
+            click.echo(f"  Pareto front: {len(st.front)} trials: " + ", ".join(
+                f"{t.id} ({', '.join(_score(o, t) for o in st.objectives)})"
+                for t in st.front))
         if st.best is not None:
             click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
                        f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
@@ -648,6 +691,11 @@ def sweep_show(name: str, top: int, db: str) -> None:
         where = f" ({t.stage})" if t.stage else ""
         click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
+
+
+def _score(objective: Any, trial: Any) -> str:
+    value = trial.metrics.get(objective.column, math.nan)
+    return f"{objective.metric} {value:.4g}"
 
 
 @sweep.command("presets")
@@ -1138,16 +1186,36 @@ def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db:
 @click.option("--y", "y_metric", default="test_acc", show_default=True,
               help="Result on the y axis (higher is better).")
 @click.option("--by", default=None, help=BY_HELP)
+@click.option("--objectives", "objective_texts", default=None, metavar="M:DIR,M:DIR",
+              help="The front of these objectives instead (e.g. val_acc:max,train_seconds:min; "
+                   "time is the trial's own cost), with the chosen point starred.")
+@click.option("--pick", default="accuracy", show_default=True,
+              type=click.Choice(["accuracy", "knee"]),
+              help="With --objectives: the point a best stage would choose.")
 def plot_pareto(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, x_metric: str,
-                y_metric: str, by: str | None) -> None:
-    """Accuracy against training time for every trial, with the Pareto front.
+                y_metric: str, by: str | None, objective_texts: str | None,
+                pick: str) -> None:
+    """Accuracy against training time for every trial, with the Pareto front; with
+    --objectives, the front of those objectives and the point --pick chooses.
 
     \b
     Example:
         numsweep plot pareto --sweep conv-archs -o pareto.png
+        numsweep plot pareto --sweep conv-pareto --stage search \\
+            --objectives val_acc:max,train_seconds:min --pick knee -o front.png
     """
+    from numsweep.sweeps.objectives import parse_objective
+
     frame = _selected(db, sweeps, stage)
-    _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
+    if objective_texts is None:
+        _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
+               output)
+        return
+    try:
+        objectives = [parse_objective(t, "--objectives") for t in objective_texts.split(",")]
+    except ValueError as exc:
+        raise charts.ChartError(str(exc)) from None
+    _wrote(charts.draw_pareto(charts.objective_front_data(frame, objectives, pick, _names(by))),
            output)
 
 

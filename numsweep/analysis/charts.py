@@ -21,7 +21,13 @@ from numsweep.analysis.formatting import (
 from numsweep.analysis.importance import draw_importance, importance_data
 from numsweep.analysis.lambda_search import draw_lambda, lambda_data
 from numsweep.analysis.optimizers import draw_optimizers, optimizer_data
-from numsweep.analysis.pareto import draw_pareto, pareto_data
+from numsweep.analysis.pareto import (
+    draw_pareto,
+    objective_front_data,
+    pareto_data,
+    spec_objectives,
+    spec_pick,
+)
 from numsweep.analysis.range_tests import draw_range_test, range_test_data
 from numsweep.analysis.selection import (
     ChartError,
@@ -62,6 +68,7 @@ __all__ = [
     "metric_columns",
     "metric_label",
     "new_axes",
+    "objective_front_data",
     "optimizer_data",
     "parameter_columns",
     "pareto_data",
@@ -69,6 +76,8 @@ __all__ = [
     "range_test_data",
     "save",
     "select_trials",
+    "spec_objectives",
+    "spec_pick",
     "use_file_backend",
     "varying_parameters",
 ]

@@ -16,6 +16,8 @@ METRIC_LABELS = {
     "test_acc": "test accuracy (%)",
     "train_acc": "training accuracy (%)",
     "train_seconds": "training time (s)",
+    "cost_seconds": "training cost per trial (s)",
+    "val_loss": "validation loss",
     "eval_seconds": "evaluation time (s)",
     "updates": "updates",
     "param_count": "parameters",
@@ -26,7 +28,8 @@ METRIC_LABELS = {
     "steepest_batch": "batch size of steepest descent",
 }
 PERCENT_METRICS = {"val_acc", "test_acc", "train_acc"}
-LOWER_IS_BETTER = {"train_seconds", "eval_seconds", "updates", "param_count", "epochs"}
+LOWER_IS_BETTER = {"train_seconds", "cost_seconds", "val_loss", "eval_seconds", "updates",
+                   "param_count", "epochs"}
 RESULT_COLUMNS = set(METRIC_LABELS)
 CURVE_LABELS = {
     "loss": "loss (cross-entropy)",

@@ -1,10 +1,12 @@
-"""Accuracy against training time for every trial, with the Pareto front.
+"""Accuracy against training time for every trial, with the Pareto front; the front of a
+stage's own objectives with the point its ``best`` stage retrains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,27 +16,75 @@ from matplotlib.transforms import Bbox
 from numsweep.analysis.figures import LEGEND_FONTSIZE, new_axes
 from numsweep.analysis.formatting import metric_label
 from numsweep.analysis.selection import (
+    ChartError,
     check_metric,
     complete_trials,
     config_labels,
     sweep_title,
     value_scale,
 )
+from numsweep.pareto import Objective, accuracy_index, choose_point, front_mask
 
 
 def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_acc",
-                by: Sequence[str] | None = None) -> pd.DataFrame:
-    """``x`` (lower is better) and ``y`` (higher is better, percent for accuracies) per
-    complete trial; ``on_front`` marks the trials no other trial beats in both."""
+                by: Sequence[str] | None = None, *, x_maximize: bool = False,
+                y_maximize: bool = True, chosen: int | None = None) -> pd.DataFrame:
+    """``x`` (lower is better unless ``x_maximize``) and ``y`` (higher is better unless not
+    ``y_maximize``; percent for accuracies) per complete trial; ``on_front`` marks the
+    trials no other trial beats in both, ``chosen`` the trial of that id."""
     check_metric(trials, x)
     check_metric(trials, y)
     done = complete_trials(trials, x, y)
     data = pd.DataFrame({"trial_id": done["trial_id"], "label": config_labels(done, by),
                          x: done[x].astype(float), y: done[y].astype(float) * value_scale(y)})
-    data = data.sort_values([x, y], ascending=[True, False], ignore_index=True)
-    best_so_far = data[y].cummax().shift(fill_value=-np.inf)
-    data["on_front"] = data[y] > best_so_far
-    data.attrs.update(x=x, y=y, sweep=sweep_title(done))
+    data = data.sort_values([x, y], ascending=[not x_maximize, y_maximize is False],
+                            ignore_index=True)
+    data["on_front"] = front_mask(data[[x, y]].to_numpy(), [x_maximize, y_maximize])
+    data["chosen"] = data["trial_id"] == chosen if chosen is not None else False
+    data.attrs.update(x=x, y=y, steps=not x_maximize and y_maximize, sweep=sweep_title(done))
+    return data
+
+
+def spec_objectives(spec: Mapping[str, Any], stage: str) -> list[Objective]:
+    """A stage's objectives as its sweep's stored spec names them (default val_acc:max)."""
+    raw = next((s for s in spec.get("stages", []) if s.get("name") == stage), {})
+    texts = raw.get("objectives", spec.get("objectives", ["val_acc:max"]))
+    return [Objective.from_text(t) for t in texts]
+
+
+def spec_pick(spec: Mapping[str, Any], stage: str) -> str:
+    """How the point retrained from ``stage``'s front is chosen: the ``pick`` of the first
+    later ``best`` stage that draws from it (``accuracy`` when there is none)."""
+    stages = list(spec.get("stages", []))
+    names = [s.get("name") for s in stages]
+    if stage not in names:
+        return "accuracy"
+    for later in stages[names.index(stage) + 1:]:
+        if later.get("sampler") == "best" and stage in (later.get("from") or [stage]):
+            return str(later.get("pick", "accuracy"))
+    return "accuracy"
+
+
+def objective_front_data(trials: pd.DataFrame, objectives: Sequence[Objective],
+                         pick: str = "accuracy", by: Sequence[str] | None = None
+                         ) -> pd.DataFrame:
+    """The front of two or more objectives over the complete ``trials`` (a stage's): the
+    accuracy-like objective (:func:`numsweep.pareto.accuracy_index`) against the first
+    other, with the point ``pick`` chooses over every objective marked ``chosen``."""
+    if len(objectives) < 2:
+        raise ChartError("a front needs two objectives or more")
+    columns = [o.column for o in objectives]
+    for c in columns:
+        check_metric(trials, c)
+    done = complete_trials(trials, *columns)
+    point = choose_point(done[columns].astype(float).to_numpy(), objectives, pick)
+    chosen = int(done["trial_id"].iloc[point])
+    y_at = accuracy_index(objectives)
+    x_at = next(i for i in range(len(objectives)) if i != y_at)
+    data = pareto_data(done, columns[x_at], columns[y_at], by,
+                       x_maximize=objectives[x_at].maximize,
+                       y_maximize=objectives[y_at].maximize, chosen=chosen)
+    data.attrs.update(pick=pick, objectives=[o.text for o in objectives])
     return data
 
 
@@ -47,8 +97,15 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     front = data[data["on_front"]]
     ax.scatter(rest[x], rest[y], color="tab:blue", alpha=0.5, s=18 if len(data) <= 500 else 5,
                label=f"trials ({len(data)})")
-    ax.plot(front[x], front[y], color="tab:red", marker="o", drawstyle="steps-post",
+    ax.plot(front[x], front[y], color="tab:red", marker="o",
+            drawstyle="steps-post" if data.attrs.get("steps", True) else "default",
             label=f"Pareto front ({len(front)})")
+    if "chosen" in data and data["chosen"].any():
+        point = data[data["chosen"]].iloc[0]
+        pick = data.attrs.get("pick")
+        ax.scatter([point[x]], [point[y]], marker="*", s=220, color="gold", edgecolor="black",
+                   zorder=5, label=f"chosen{f' ({pick})' if pick else ''}: trial "
+                                   f"{int(point['trial_id'])}")
     if data[x].min() > 0 and data[x].max() / data[x].min() > 50:
         ax.set_xscale("log")
     ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))

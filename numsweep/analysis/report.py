@@ -9,13 +9,14 @@ import json
 import math
 import platform
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
@@ -23,6 +24,7 @@ from numsweep.analysis import charts
 from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.queries import load_curves, load_stages, load_trials, sweep_names
 from numsweep.analysis.selection import ChartError
+from numsweep.pareto import Objective, choose_point, front_mask
 from numsweep.storage import StagePlan, StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
@@ -146,13 +148,56 @@ def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFr
     return done[stage.isin(stage[varies])]
 
 
-def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: str
+def _multi_objective_stages(trials: pd.DataFrame, stages: list[Any],
+                            spec: Mapping[str, Any]) -> list[tuple[str, list[Objective], str]]:
+    """(stage, its objectives, the pick of the best stage after it) for every stage with two
+    objectives or more that has trials."""
+    out = []
+    for st in stages:
+        objectives = charts.spec_objectives(spec, st.name)
+        if len(objectives) > 1 and st.sampler != "best" and (trials["stage"] == st.name).any():
+            out.append((st.name, objectives, charts.spec_pick(spec, st.name)))
+    return out
+
+
+def _front_tables(trials: pd.DataFrame, stages: list[Any], spec: Mapping[str, Any]
+                  ) -> list[tuple[str, Table]]:
+    """The trials on the Pareto front of each stage with several objectives, the chosen one
+    marked."""
+    out = []
+    for stage, objectives, pick in _multi_objective_stages(trials, stages, spec):
+        done = trials[(trials["stage"] == stage) & (trials["state"] == "COMPLETE")]
+        columns = [o.column for o in objectives]
+        if any(c not in done for c in columns):
+            continue
+        done = done[np.isfinite(done[columns].astype(float)).all(axis=1)]
+        if done.empty:
+            continue
+        values = done[columns].astype(float).to_numpy()
+        on = front_mask(values, [o.maximize for o in objectives])
+        chosen = int(done["trial_id"].iloc[choose_point(values, objectives, pick)])
+        varying = charts.varying_parameters(done)
+        rows = [[str(r["trial_id"]) + (" (chosen)" if r["trial_id"] == chosen else ""),
+                 *[_cell(r[p]) for p in varying],
+                 *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
+                   for c in columns]]
+                for (_, r), keep in zip(done.iterrows(), on, strict=True) if keep]
+        out.append((f"Pareto front of stage {stage} ({', '.join(o.text for o in objectives)}; "
+                    f"chosen: pick = {pick})",
+                    Table(["trial id", *varying, *[charts.metric_label(c) for c in columns]],
+                          rows)))
+    return out
+
+
+def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: str,
+                spec: Mapping[str, Any] | None = None
                 ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
     """(title, file stem, caption, draw) for every chart that fits this sweep."""
     done = trials[trials["state"] == "COMPLETE"]
     varying = charts.varying_parameters(done) if not done.empty else []
     searched = searched_parameters(done, varying)
     plan: list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]] = []
+    spec = spec or {}
     ranked = metric in trials
     for m in dict.fromkeys((metric, "test_acc", "train_seconds")):
         if m in trials and ranked:
@@ -228,6 +273,18 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      lambda: charts.draw_importance(
                          charts.importance_data(searching, metric, searched,
                                                 tied_parameters(stages)))))
+    for stage, objectives, pick in _multi_objective_stages(trials, stages, spec):
+        in_stage = trials[trials["stage"] == stage]
+        shown = ", ".join(o.text for o in objectives)
+        plan.append((f"Pareto front of stage {stage} ({shown})",
+                     "front-" + re.sub(r"[^\w.-]+", "_", stage),
+                     f"Every complete trial of stage {stage}; the red line joins the trials no "
+                     f"other beats in both objectives drawn, the star is the point chosen "
+                     f"(pick = {pick}) over all its objectives ({shown}); training time is "
+                     "the trial's own cost (cost_seconds).",
+                     lambda in_stage=in_stage, objectives=objectives, pick=pick:
+                     charts.draw_pareto(charts.objective_front_data(in_stage, objectives,
+                                                                    pick))))
     if {"train_seconds", "test_acc"} <= set(trials.columns):
         plan.append(("Test accuracy against training time", "pareto",
                      "Every complete trial; the red line joins the trials no other trial "
@@ -274,8 +331,8 @@ def build_report(db: str | Storage, sweep: str | Sequence[str], out_dir: str | P
     if metric != "val_acc" or "val_acc" in trials:  # trials without val_acc: range tests
         charts.check_metric(trials, metric)
     out = Path(out_dir)
-    made, skipped = _draw_charts(_chart_plan(trials, stages, storage, metric), out)
-    tables = _tables(trials, stages, metric, top)
+    made, skipped = _draw_charts(_chart_plan(trials, stages, storage, metric, record.spec), out)
+    tables = _tables(trials, stages, metric, top) + _front_tables(trials, stages, record.spec)
     counts = trials["state"].str.lower().value_counts()
     summary = {
         "sweep": record.name,

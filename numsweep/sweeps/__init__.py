@@ -5,6 +5,11 @@
 - ``optuna_bridge.py``: everything said to Optuna: encode/decode/suggest, samplers, pruners,
   the study storage and names, what a study records about each trial.
 - ``narrowing.py``: a stage's ranges cut down to where an earlier stage's best trials were.
+- ``objectives.py``: what a stage optimises (one metric and direction, or a Pareto front), the
+  trial's own cost (``trial_cost_seconds``) and the stored ``val_loss``.
+- ``front_pruning.py``: ``pruner = "front"``, the rung rule for any number of objectives.
+- ``warm_start.py``: a stage's first configurations from another sweep's best trials.
+- ``extend.py``: more trials for a finished sampler stage (``sweep extend``), run as a resume.
 - ``liveness.py``: heartbeats and how a lost trial (its process gone) is detected.
 - ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
 - ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.

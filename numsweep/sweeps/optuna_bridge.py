@@ -21,16 +21,19 @@ import optuna
 
 from numsweep.shield import shielded
 from numsweep.storage import SlotRecord, StorageError, TrialState, retry_call, shown_url
+from numsweep.sweeps.objectives import DEFAULT_OBJECTIVES, Objective, objective_values
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError
 
 OBJECTIVE = "val_acc"
-"""The metric a study maximises (shown by optuna-dashboard as the objective's name)."""
+"""The metric a study maximises by default (shown by optuna-dashboard as the objective's
+name); a stage's ``objective`` or ``objectives`` name others."""
 FIXED_PARAMS_KEY = "fixed_params"
 """The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
 IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
-METRIC_ATTRS = ("test_acc", "train_acc", "train_seconds", "eval_seconds", "param_count",
-                "updates")
-"""The metrics each trial of a study carries as user attributes (beside val_acc, its value)."""
+METRIC_ATTRS = ("val_acc", "test_acc", "train_acc", "train_seconds", "eval_seconds",
+                "param_count", "updates", "val_loss", "cost_seconds")
+"""The metrics each trial of a study carries as user attributes (its values are those of its
+stage's objectives)."""
 
 
 @contextmanager
@@ -126,9 +129,22 @@ def inside(space: Mapping[str, ParamSpace], params: Mapping[str, Any],
 
 # Samplers, pruners, storage, studies
 
-def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
+NSGA2_POPULATION = 50
+"""Optuna's default population of NSGA-II, for stages of 150 trials or more; smaller stages
+take a third of their trials (at least 4), so that a few generations evolve."""
+
+
+def nsga2_population(n_trials: int | None) -> int:
+    return min(NSGA2_POPULATION, max(4, (n_trials or 3 * NSGA2_POPULATION) // 3))
+
+
+def make_sampler(sampler: str, seed: int, n_trials: int | None = None,
+                 population: int | None = None) -> optuna.samplers.BaseSampler:
     if sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    if sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=population or nsga2_population(n_trials))
     if sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     if sampler == "gp":
@@ -189,16 +205,32 @@ def study_name(sweep: str, stage: str) -> str:
 
 
 def load_study(storage: optuna.storages.BaseStorage, name: str, sampler: str, seed: int,
-               pruner: str, attrs: Mapping[str, Any], description: str) -> optuna.Study:
-    """The stage's study (created by the first process to get here), with its objective
+               pruner: str, attrs: Mapping[str, Any], description: str,
+               objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+               n_trials: int | None = None) -> optuna.Study:
+    """The stage's study (created by the first process to get here), with its objectives
     named and the stage's spec, sampler and narrowing note as study user attributes."""
     with quiet():
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+        study = optuna.create_study(storage=storage, study_name=name,
+                                    directions=[o.direction for o in objectives],
                                     load_if_exists=True,
-                                    sampler=make_sampler(sampler, seed),
+                                    sampler=make_sampler(sampler, seed, n_trials),
                                     pruner=make_pruner(pruner))
-        if study.metric_names != [OBJECTIVE]:
-            _first_wins(lambda: study.set_metric_names([OBJECTIVE]))
+        if [d.name.lower() for d in study.directions] != [o.direction for o in objectives]:
+            raise SweepSpecError(f"the Optuna study {name!r} optimises "
+                                 f"{len(study.directions)} objective(s) in other directions "
+                                 f"than {', '.join(o.text for o in objectives)}; it was "
+                                 "created by another spec")
+        names = [o.metric for o in objectives]
+        if study.metric_names != names:
+            _first_wins(lambda: study.set_metric_names(names))
+        if sampler == "nsga2":  # the population the study began with, also once extended
+            population = study.user_attrs.get("nsga2_population")
+            if population is None:
+                population = nsga2_population(n_trials)
+                _first_wins(lambda: study.set_user_attr("nsga2_population", population))
+                population = study.user_attrs.get("nsga2_population", population)
+            study.sampler = make_sampler(sampler, seed, population=population)
         have = study.user_attrs
         for key, value in {**attrs, "description": description}.items():
             if have.get(key) != json.loads(json.dumps(value)):
@@ -281,7 +313,8 @@ def pruner_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
-               reused: Sequence[Any]) -> None:
+               reused: Sequence[Any],
+               objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> None:
     """Add the stage's reused trials (numsweep trial records) to the study as complete."""
     with quiet():
         have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
@@ -293,9 +326,12 @@ def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapp
             for k, v in values.items():  # inside up to rounding: clip for Optuna's check
                 if space[k].numeric:
                     values[k] = min(max(v, space[k].low), space[k].high)
+            scores = objective_values(t.metrics, objectives)
+            if scores is None:
+                continue  # reused trials are chosen with every objective measured
             study.add_trial(optuna.trial.create_trial(
                 params=values, distributions={k: distributions[k] for k in values},
-                value=t.metrics[OBJECTIVE],
+                values=list(scores),
                 user_attrs={"ns_trial_id": t.id, "reused": True,
                             **trial_user_attrs(t.id, t.metrics, {
                                 **{k: v for k, v in t.params.items() if k in fixed},
@@ -361,10 +397,12 @@ def keep_outcome(study: optuna.Study, storage: optuna.storages.BaseStorage, numb
 
 
 def tell(study: optuna.Study, storage: optuna.storages.BaseStorage,
-         records: Sequence[SlotRecord], curve: Sequence[tuple[int, float]] = ()) -> None:
-    """Tell the study how a configuration's trials ended (mean val_acc of the complete ones).
+         records: Sequence[SlotRecord], curve: Sequence[tuple[int, float]] = (),
+         values: Sequence[float] | None = None) -> None:
+    """Tell the study how a configuration's trials ended: ``values``, the mean of each
+    objective over its complete trials (None: none complete with every objective measured).
     A configuration run once gets its learning curve (``curve``: step, validation accuracy)
-    as intermediate values."""
+    as intermediate values (one objective only: Optuna keeps none for several)."""
     number = records[0].study_trial
     if number is None:
         return
@@ -372,21 +410,19 @@ def tell(study: optuna.Study, storage: optuna.storages.BaseStorage,
     frozen = storage.get_trial(trial_id)
     if frozen.state.is_finished():
         return  # another process told it
-    complete = [s.val_acc for s in records
-                if s.state is TrialState.COMPLETE and s.val_acc is not None]
     states = {s.state for s in records}
     try:
         with quiet():
             storage.set_trial_user_attr(trial_id, "ns_trial_ids", [s.trial_id for s in records])
-            if len(records) == 1:
-                values = curve_values(frozen.user_attrs.get("ns_reports", []), curve)
-                for step, value in values.items():
+            if len(records) == 1 and len(study.directions) == 1:
+                steps = curve_values(frozen.user_attrs.get("ns_reports", []), curve)
+                for step, value in steps.items():
                     if step not in frozen.intermediate_values:
                         storage.set_trial_intermediate_value(trial_id, step, value)
                 for key, value in frozen.user_attrs.get("ns_system_attrs", {}).items():
                     storage.set_trial_system_attr(trial_id, key, value)
-            if complete:
-                study.tell(number, float(np.mean(complete)), skip_if_finished=True)
+            if values is not None:
+                study.tell(number, [float(v) for v in values], skip_if_finished=True)
             elif TrialState.PRUNED in states:
                 study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
             else:

@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from numsweep.pareto import Objective
 from numsweep.storage import StagePlan, Storage, SweepRecord, TrialRecord, TrialState
+from numsweep.sweeps.objectives import chosen, objective_values, ranked
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,9 @@ class StageReport:
     best: TrialRecord | None
     groups: dict[int, int] = field(default_factory=dict)  # group id -> its trials stored
     unrecorded: int = 0  # trials that ran without a group recorded (older numsweep)
+    objectives: tuple[Objective, ...] = ()
+    front: tuple[TrialRecord, ...] = ()  # with several objectives: the Pareto front
+    warm_start: str = ""  # where the stage's first configurations came from (the spec's)
 
     @property
     def grouping(self) -> str:
@@ -70,6 +75,19 @@ def _val(t: TrialRecord) -> float:
     return v if math.isfinite(v) else -math.inf
 
 
+def _stage_setup(spec: dict[str, Any], stage: str) -> tuple[tuple[Objective, ...], str]:
+    """A stage's objectives (default val_acc:max) and its warm start, from the stored spec."""
+    raw = next((s for s in spec.get("stages", []) if s.get("name") == stage), {})
+    texts = raw.get("objectives", spec.get("objectives", ["val_acc:max"]))
+    warm = raw.get("warm_start")
+    shown = ""
+    if warm:
+        shown = (f"sweep {warm['sweep']}" + (f" stage {warm['stage']}" if warm.get("stage")
+                                             else "")
+                 + (f" in {warm['db']}" if warm.get("db") else "") + f", top {warm['top_k']}")
+    return tuple(Objective.from_text(t) for t in texts), shown
+
+
 def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
     record = storage.get_sweep(name)
     trials = storage.get_trials(name)
@@ -83,14 +101,18 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
         plan = st.plan
         pool = [t for t in mine if t.state is TrialState.COMPLETE] + [
             by_id[i] for i in plan.reused if i in by_id]
-        best = max(pool, key=lambda t: (_val(t), -t.id), default=None)
+        objectives, warm = _stage_setup(record.spec, st.name)
+        scored = [t for t in pool if objective_values(t.metrics, objectives) is not None]
+        values = [objective_values(t.metrics, objectives) or () for t in scored]
+        front = tuple(ranked(scored, values, objectives)) if len(objectives) > 1 else ()
+        best = chosen(scored, values, objectives) if scored else None
         groups: dict[int, int] = {}
         for t in mine:
             if t.group_id is not None:
                 groups[t.group_id] = groups.get(t.group_id, 0) + 1
         unrecorded = sum(t.group_id is None and t.state.is_finished() for t in mine)
         stages.append(StageReport(st.name, st.sampler, plan, st.note, counts, best, groups,
-                                  unrecorded))
+                                  unrecorded, objectives, front, warm))
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     counts = {}
     for t in trials:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+from numsweep.sweeps.objectives import objective_metrics
 from numsweep.sweeps.worker import TrialOutcome
 
 UNSAVED_ENV = "NUMSWEEP_UNSAVED"
@@ -40,8 +41,9 @@ def _outcome_record(outcome: TrialOutcome) -> dict[str, Any]:
     state = (TrialState.FAILED if result.diverged
              else TrialState.PRUNED if result.stopped else TrialState.COMPLETE)
     curves = [[c.step, c.split, c.loss, c.cost, c.acc, c.lr] for c in result.curves]
+    metrics = {**result.metrics(), **objective_metrics(result)}
     return {**record, "state": state.value, "message": result.message, "traceback": "",
-            "metrics": result.metrics(), "curves": curves, "params": result.spec.to_dict()}
+            "metrics": metrics, "curves": curves, "params": result.spec.to_dict()}
 
 
 def _store(storage: Storage, record: Mapping[str, Any]) -> TrialState | None:

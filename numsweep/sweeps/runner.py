@@ -62,6 +62,7 @@ from numsweep.sweeps.deaths import (
     watch_worker_deaths,
 )
 from numsweep.sweeps.executors import DEFAULT_THREADS, DaskExecutor, make_executor
+from numsweep.sweeps.front_pruning import rule_from, rung_attrs
 from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
 from numsweep.sweeps.guards import (
     check_data_sizes,
@@ -89,6 +90,15 @@ from numsweep.sweeps.liveness import (
     utcnow,
 )
 from numsweep.sweeps.narrowing import narrow_space
+from numsweep.sweeps.objectives import (
+    Objective,
+    chosen,
+    describe,
+    mean_values,
+    objective_metrics,
+    objective_values,
+    ranked,
+)
 from numsweep.sweeps.optuna_bridge import (
     add_reused,
     discard,
@@ -114,6 +124,7 @@ from numsweep.sweeps.spec import (
     grid_points,
     parse_spec,
 )
+from numsweep.sweeps.warm_start import check_source, config_key, warm_configs
 from numsweep.sweeps.worker import (
     GroupTask,
     PruneSnapshot,
@@ -293,6 +304,7 @@ class SweepRunner:
         self.name = worker_name()
         self.reused: dict[str, list[TrialRecord]] = {}
         self.spaces: dict[str, dict[str, ParamSpace]] = {}
+        self.study_objectives: dict[str, tuple[Objective, ...]] = {}
         self.running: dict[Future[TrialOutcome], _Running] = {}
         self.inline: _Running | None = None
         self.finished = 0
@@ -320,6 +332,14 @@ class SweepRunner:
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
             check_data_sizes(spec, data.dataset)
+            for stage in spec.stages:  # a missing source fails before anything is stored
+                if stage.warm_start is not None and not (
+                        stage.warm_start.sweep == spec.name and stage.warm_start.db is None):
+                    try:
+                        check_source(stage.warm_start, storage)
+                    except SweepSpecError as exc:
+                        raise SweepSpecError(f"{spec.origin}: stages.{stage.name}.{exc}"
+                                             ) from None
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
             check_sweep_data(storage, self.sweep, data.dataset, self.data_source)
@@ -374,7 +394,10 @@ class SweepRunner:
 
     # Stage set-up
 
-    def _source_trials(self, names: Sequence[str]) -> list[TrialRecord]:
+    def _source_trials(self, names: Sequence[str], objectives: Sequence[Objective]
+                       ) -> list[TrialRecord]:
+        """The complete trials of stages ``names`` (with the ones they reused) that measured
+        every objective."""
         out: list[TrialRecord] = []
         for name in names:
             out += self.storage.get_trials(self.spec.name, stage=name,
@@ -382,21 +405,35 @@ class SweepRunner:
             out += self.reused.get(name, [])
         unique = {t.id: t for t in out}
         return [t for _, t in sorted(unique.items())
-                if math.isfinite(t.metrics.get("val_acc", math.nan))]
+                if objective_values(t.metrics, objectives) is not None]
+
+    def _top_trials(self, trials: Sequence[TrialRecord], objectives: Sequence[Objective],
+                    top_k: int) -> list[TrialRecord]:
+        """The ``top_k`` best trials by one objective; with several, the Pareto front."""
+        values = [objective_values(t.metrics, objectives) or () for t in trials]
+        best = ranked(list(trials), values, objectives)
+        return best[:top_k] if len(objectives) == 1 else best
 
     def _space_for(self, stage: StageSpec) -> tuple[dict[str, ParamSpace], str]:
         space = dict(self.spec.space)
         if stage.narrow is None:
             return space, ""
         source = stage.narrow.source
-        trials = self._source_trials([source])
-        ranked = sorted(trials, key=lambda t: -t.metrics["val_acc"])[: stage.narrow.top_k]
-        return narrow_space(space, [t.params for t in ranked], self.spaces[source],
-                            stage.narrow.widen, source)
+        objectives = self.spec.stage_objectives(stage)
+        trials = self._source_trials([source], objectives)
+        top = self._top_trials(trials, objectives, stage.narrow.top_k)
+        space, note = narrow_space(space, [t.params for t in top], self.spaces[source],
+                                   stage.narrow.widen, source)
+        if len(objectives) > 1 and top:
+            note = (f"the {len(top)} trials on the Pareto front of {source} "
+                    f"({describe(objectives)}; ids {', '.join(str(t.id) for t in top)}): "
+                    + note)
+        return space, note
 
     def _best_config(self, stage: StageSpec, index: int) -> tuple[dict[str, Any], str]:
         sources = list(stage.source) or [s.name for s in self.spec.stages[:index]]
-        trials = self._source_trials(sources)
+        objectives = self.spec.stage_objectives(stage)
+        trials = self._source_trials(sources, objectives)
         if not trials:
             raise SweepSpecError(f"{self.spec.origin}: stages.{stage.name}: no complete trial in "
                                  f"{', '.join(sources)} to take the best configuration from")
@@ -405,15 +442,24 @@ class SweepRunner:
         for t in trials:
             key = json.dumps({n: t.params.get(n) for n in names}, sort_keys=True)
             groups.setdefault(key, []).append(t)
-        key, best = max(groups.items(), key=lambda kv: (
-            float(np.mean([t.metrics["val_acc"] for t in kv[1]])), -min(t.id for t in kv[1])))
-        mean = float(np.mean([t.metrics["val_acc"] for t in best]))
+        # configurations in the order of their first trial: ties go to the earliest
+        items = sorted(groups.items(), key=lambda kv: min(t.id for t in kv[1]))
+        means = [mean_values([t.metrics for t in group], objectives) or () for _, group in items]
+        key, best = chosen(items, means, objectives, stage.pick)
+        mean = mean_values([t.metrics for t in best], objectives) or ()
         params = json.loads(key)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in params.items())
         seeds = f" (mean of {len(best)} seeds)" if len(best) > 1 else ""
-        note = (f"best of {', '.join(sources)}: trial {min(t.id for t in best)} val_acc "
-                f"{mean:.4f}{seeds} with {shown}; retrained with "
+        scores = ", ".join(f"{o.metric} {v:.4g}" if o.metric != "val_acc" else f"val_acc {v:.4f}"
+                           for o, v in zip(objectives, mean, strict=True))
+        front = ""
+        if len(objectives) > 1:
+            size = len(ranked(items, means, objectives))
+            front = (f" (pick = {stage.pick} on the Pareto front of {size} configurations "
+                     f"over {describe(objectives)})")
+        note = (f"best of {', '.join(sources)}{front}: trial {min(t.id for t in best)} "
+                f"{scores}{seeds} with {shown}; retrained with "
                 f"{', '.join(f'{k}={v}' for k, v in stage.fixed.items()) or 'the same settings'}")
         return {k: v for k, v in params.items() if k not in stage.fixed}, note
 
@@ -425,7 +471,7 @@ class SweepRunner:
         source = next(s for s in self.spec.stages if s.name == stage.narrow.source)
         if self.spec.stage_fixed(source) != dict(fixed):
             return []
-        trials = self._source_trials([source.name])
+        trials = self._source_trials([source.name], self.spec.stage_objectives(stage))
         return [t for t in trials if inside(space, t.params, fixed)]
 
     def _store_plan(self, index: int, stage: StageSpec) -> StageRecord:
@@ -456,8 +502,17 @@ class SweepRunner:
         elif stage.sampler not in ("list", "best"):
             assert stage.n_trials is not None
             reused = reused[: stage.n_trials]
+            if stage.warm_start is not None:
+                warm, warm_note = warm_configs(
+                    stage.warm_start, self.storage, space, fixed,
+                    self.spec.stage_objectives(stage),
+                    room=stage.n_trials - len(reused) - len(queue),
+                    taken_already=[config_key(space, c, fixed) for c in queue])
+                queue += warm
+                note = (note + "; " if note else "") + warm_note
         n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
                      else max(0, (stage.n_trials or 0) - len(reused)))
+        queue = queue[:n_configs]
         if reused:
             note = (note + "; " if note else "") + (
                 f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
@@ -515,19 +570,23 @@ class SweepRunner:
         """The stage's Optuna study (created by the first process), with the reused trials."""
         rec = self.storage.get_stage(self.sweep.id, index)
         note = rec.note if rec is not None else plan.note
+        objectives = self.spec.stage_objectives(stage)
         attrs = {"sweep": self.spec.name, "stage": stage.name, "sampler": stage.sampler,
                  "pruner": stage.pruner, "stage_spec": stage.to_dict(),
-                 "fixed": self.spec.stage_fixed(stage), "narrowing": note}
+                 "fixed": self.spec.stage_fixed(stage), "narrowing": note,
+                 "objectives": [o.text for o in objectives]}
         description = (f"numsweep sweep {self.spec.name}, stage {stage.name} "
                        f"({stage.sampler}): {plan.stored.describe(stage.sampler)}"
                        + (f". {note}" if note else ""))
 
+        self.study_objectives[study_name(self.spec.name, stage.name)] = objectives
+
         def load() -> optuna.Study:
             study = load_study(self.ostorage, study_name(self.spec.name, stage.name),
                                stage.sampler, self._sampler_seed(index), stage.pruner,
-                               attrs, description)
+                               attrs, description, objectives, stage.n_trials)
             if plan.reused and not self._study_ready(index):
-                add_reused(study, plan.space, plan.fixed, plan.reused)
+                add_reused(study, plan.space, plan.fixed, plan.reused, objectives)
                 rec = self.storage.get_stage(self.sweep.id, index)
                 assert rec is not None
                 self.storage.merge_stage_space(rec.id, {"study_ready": True})
@@ -735,6 +794,9 @@ class SweepRunner:
         if stage.pruner == "none" or number is None:
             return None
         trials = self._optuna(lambda: trials_before(study, number))
+        if stage.pruner == "front":  # the rung values of the told trials are all it needs
+            rule = rule_from(trials, self.spec.stage_objectives(stage), stage.prune_share)
+            return PruneSnapshot(stage.pruner, study.study_name, (), number, front=rule)
         return PruneSnapshot(stage.pruner, study.study_name, trials, number)
 
     def _submit(self, stage: StageSpec, job: _Running, trial_spec: TrialSpec,
@@ -844,18 +906,29 @@ class SweepRunner:
                                estimate=job.estimate, seconds=time.monotonic() - job.started,
                                trial_id=job.trial_id))
 
+    def _told_values(self, records: Sequence[SlotRecord], objectives: Sequence[Objective]
+                     ) -> tuple[float, ...] | None:
+        """The mean of each objective over a configuration's complete trials."""
+        ids = [s.trial_id for s in records if s.state is TrialState.COMPLETE]
+        if not ids:
+            return None
+        return mean_values([t.metrics for t in self.storage.get_trials(trial_ids=ids)],
+                           objectives)
+
     def _tell_ready(self, study: optuna.Study, reps: int, slots: Mapping[int, SlotRecord],
                     told: int, limit: int) -> int:
         """Tell the study, in order, configurations ``told`` .. ``limit - 1`` whose trials
         are all final (whichever process ran them); returns the new ``told``."""
+        objectives = self.study_objectives[study.study_name]
         while told < limit:
             records = [slots.get(told * reps + r) for r in range(reps)]
             if not all(_final(s) for s in records):
                 break
             final = [s for s in records if s is not None]
             curve = self._val_curve(final[0].trial_id) if len(final) == 1 else []
-            self._optuna(lambda final=final, curve=curve:  # type: ignore[misc]
-                         tell(study, self.ostorage, final, curve))
+            values = self._told_values(final, objectives)
+            self._optuna(lambda final=final, curve=curve, values=values:  # type: ignore[misc]
+                         tell(study, self.ostorage, final, curve, values))
             told += 1
         return told
 
@@ -865,7 +938,7 @@ class SweepRunner:
         configuration run several times keeps each replicate's under ``replicate<r>.``."""
         assert job.study_trial is not None
         result = outcome.result
-        metrics = result.metrics() if result is not None else {}
+        metrics = {**result.metrics(), **objective_metrics(result)} if result is not None else {}
         # the searched values are the Optuna trial's own parameters; these are the rest the
         # spec sets, as the trial resolved them, and its seed
         shown = {*self.spec.stage_fixed(stage), "seed", "data_seed"}
@@ -874,6 +947,7 @@ class SweepRunner:
         extra: dict[str, Any] = {"error": outcome.error} if outcome.error else {}
         if outcome.group is not None:
             extra.update(group=outcome.group[0], group_size=outcome.group[1])
+        extra.update(rung_attrs(outcome.rungs))
         attrs = trial_user_attrs(outcome.trial_id, metrics, params, extra)
         reports = outcome.reports
         system_attrs = outcome.system_attrs
@@ -892,8 +966,10 @@ class SweepRunner:
 
     def _summary(self, stage: StageSpec, plan: _Plan,
                  slots: Mapping[int, SlotRecord]) -> StageSummary:
-        trials = self._source_trials([stage.name])
-        best = max(trials, key=lambda t: (t.metrics["val_acc"], -t.id), default=None)
+        objectives = self.spec.stage_objectives(stage)
+        trials = self._source_trials([stage.name], objectives)
+        values = [objective_values(t.metrics, objectives) or () for t in trials]
+        best = chosen(trials, values, objectives, stage.pick) if trials else None
         names = [n for p in self.spec.space.values() for n in p.names]
         params = {n: best.params[n] for n in names if n in best.params} if best else None
         rec = self.storage.get_stage(self.sweep.id, self.spec.stages.index(stage))
@@ -901,7 +977,7 @@ class SweepRunner:
         planned = self._n_configs(plan, self.spec.stages.index(stage)) * stage.replicates
         return StageSummary(
             stage.name, planned, _counts(slots.values()),
-            best.metrics["val_acc"] if best else None, params, sampler=stage.sampler,
+            best.metrics.get("val_acc") if best else None, params, sampler=stage.sampler,
             note=note, reused=len(plan.reused),
             best_test_acc=best.metrics.get("test_acc") if best else None,
             best_trial=best.id if best else None)

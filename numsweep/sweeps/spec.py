@@ -54,12 +54,25 @@ from numsweep.engine.spec import (
     parameter_names,
 )
 from numsweep.errors import NumsweepError
+from numsweep.pareto import PICKS
+from numsweep.sweeps.front_pruning import RUNG_METRICS
+from numsweep.sweeps.objectives import (
+    DEFAULT_OBJECTIVES,
+    Objective,
+    parse_objectives,
+)
 
-SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "list", "best")
-"""grid: every grid point once; random, tpe, qmc, gp, cmaes: Optuna samplers; list: only the
-stage's ``configs``; best: retrain the best configuration of earlier stages."""
-PRUNERS = ("none", "median", "halving", "hyperband")
-HISTORY_SAMPLERS = ("tpe", "gp", "cmaes")
+SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "nsga2", "list", "best")
+"""grid: every grid point once; random, tpe, qmc, gp, cmaes, nsga2: Optuna samplers; list:
+only the stage's ``configs``; best: retrain the best configuration of earlier stages."""
+MULTI_OBJECTIVE_SAMPLERS = ("grid", "random", "tpe", "qmc", "nsga2", "list", "best")
+"""The samplers a stage with several objectives can use (tpe in its multi-objective mode)."""
+PRUNERS = ("none", "median", "halving", "hyperband", "front")
+"""none; Optuna's median, halving (successive halving) and hyperband pruners (one
+objective); front: numsweep's own rung rule for any number of objectives (see
+``sweeps.front_pruning``)."""
+OPTUNA_PRUNERS = ("median", "halving", "hyperband")
+HISTORY_SAMPLERS = ("tpe", "gp", "cmaes", "nsga2")
 """Samplers whose proposals depend on earlier results (see ``sync``)."""
 DEFAULT_SYNC = 4
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -185,11 +198,38 @@ def _tupled(value: Any) -> Any:
 @dataclass(frozen=True)
 class Narrow:
     """Narrow numeric ranges to those spanned by the ``top_k`` best trials of stage
-    ``source`` (by val_acc), widened by ``widen`` grid steps of that stage's range."""
+    ``source`` (by the narrowing stage's objective; with several objectives, the trials on
+    the source's Pareto front), widened by ``widen`` grid steps of that stage's range."""
 
     source: str
     top_k: int = 3
     widen: float = 1.0
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Start a stage from the ``top_k`` best configurations of another sweep (its stage
+    ``stage``, or all its stages), in this database or the one at ``db``: they are enqueued
+    first."""
+
+    sweep: str
+    stage: str | None = None
+    top_k: int = 8
+    db: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sweep": self.sweep, "top_k": self.top_k}
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.db is not None:
+            out["db"] = self.db
+        return out
+
+    @property
+    def text(self) -> str:
+        where = f" in {self.db}" if self.db else ""
+        stage = f" stage {self.stage}" if self.stage else ""
+        return f"sweep {self.sweep}{stage}{where}, top {self.top_k}"
 
 
 @dataclass(frozen=True)
@@ -207,10 +247,22 @@ class StageSpec:
     source: tuple[str, ...] = ()
     sync: int = DEFAULT_SYNC
     epochs: int | None = None
+    objectives: tuple[Objective, ...] | None = None  # None: the sweep's
+    pick: str = "accuracy"  # a best stage's choice on a Pareto front (pareto.PICKS)
+    warm_start: WarmStart | None = None
+    prune_share: float = 0.5  # pruner = "front": the share of a rung that may dominate
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "sampler": self.sampler,
                                "fixed": dict(self.fixed)}
+        if self.objectives is not None:
+            out["objectives"] = [o.text for o in self.objectives]
+        if self.pick != "accuracy":
+            out["pick"] = self.pick
+        if self.warm_start is not None:
+            out["warm_start"] = self.warm_start.to_dict()
+        if self.prune_share != 0.5:
+            out["prune_share"] = self.prune_share
         if self.epochs is not None:
             out["epochs"] = self.epochs
         if self.n_trials is not None:
@@ -246,6 +298,7 @@ class SweepSpec:
     origin: str = "<spec>"
     dataset: str | None = None
     epochs: int | None = None
+    objectives: tuple[Objective, ...] | None = None  # None: val_acc, maximised
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -254,11 +307,25 @@ class SweepSpec:
             "space": {k: v.to_dict() for k, v in self.space.items()},
             "stages": [s.to_dict() for s in self.stages],
         }
+        if self.objectives is not None:
+            out["objectives"] = [o.text for o in self.objectives]
         if self.dataset is not None:
             out["dataset"] = self.dataset
         if self.epochs is not None:
             out["epochs"] = self.epochs
         return out
+
+    def stage_objectives(self, stage: StageSpec) -> tuple[Objective, ...]:
+        """What ``stage`` optimises: its own objectives; for a ``best`` stage without its
+        own, those of the last stage it picks from; else the sweep's, else val_acc."""
+        if stage.objectives is not None:
+            return stage.objectives
+        names = [s.name for s in self.stages]
+        if stage.sampler == "best" and stage.name in names:
+            sources = list(stage.source) or names[: names.index(stage.name)]
+            if sources:
+                return self.stage_objectives(self.stages[names.index(sources[-1])])
+        return self.objectives if self.objectives is not None else DEFAULT_OBJECTIVES
 
     def stage_fixed(self, stage: StageSpec) -> dict[str, Any]:
         """The fixed parameters of ``stage``; with ``epochs`` (the stage's, else the sweep's)
@@ -300,6 +367,10 @@ def _apply_override(raw: dict[str, Any], key: str, value: str, origin: str) -> N
     if len(parts) == 1:
         if key in ("name", "description", "dataset"):
             raw[key] = value
+        elif key in ("objective", "objectives"):
+            raw.pop("objective", None)
+            raw.pop("objectives", None)
+            raw[key] = _literal(value)
         elif key in ("seed", "epochs"):
             raw[key] = _literal(value)
         elif key in params:
@@ -329,6 +400,10 @@ def _apply_override(raw: dict[str, Any], key: str, value: str, origin: str) -> N
     stage = stages[0]
     if field_name in params:
         stage.setdefault("fixed", {})[field_name] = value
+    elif field_name in ("objective", "objectives"):
+        stage.pop("objective", None)
+        stage.pop("objectives", None)
+        stage[field_name] = _literal(value)
     elif field_name in _STAGE_KEYS and field_name not in ("name", "fixed", "configs"):
         stage[field_name] = _literal(value)
     else:
@@ -389,11 +464,14 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
     return spec.with_overrides(overrides) if overrides else spec
 
 
-_TOP_KEYS = {"name", "seed", "description", "dataset", "epochs", "fixed", "space", "stages"}
+_TOP_KEYS = {"name", "seed", "description", "dataset", "epochs", "fixed", "space", "stages",
+             "objective", "objectives"}
 _SPACE_KEYS = {"type", "low", "high", "log", "grid", "choices", "when"}
 _STAGE_KEYS = {"name", "sampler", "n_trials", "fixed", "time_budget", "configs", "replicates",
-               "narrow", "reuse", "pruner", "from", "sync", "epochs"}
+               "narrow", "reuse", "pruner", "from", "sync", "epochs", "objective",
+               "objectives", "pick", "warm_start", "prune_share"}
 _NARROW_KEYS = {"from", "top_k", "widen"}
+_WARM_START_KEYS = {"sweep", "stage", "top_k", "db"}
 
 
 def parse_duration(value: Any, where: str = "duration") -> float:
@@ -450,12 +528,17 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
                     raise fail(f"space.{p.name}.when: {cond} is neither fixed nor searched and "
                                f"its default {default!r} is not in {list(p.when[cond])}, so "
                                f"{p.name} would never be searched")
+    try:
+        objectives = parse_objectives(raw.get("objective"), raw.get("objectives"), "")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     stages_raw = raw.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise fail("'stages' must be a non-empty list of [[stages]] tables")
     stages: list[StageSpec] = []
     for i, s in enumerate(stages_raw):
-        stages.append(_parse_stage(i, s, space, fixed, stages, fail))
+        stages.append(_parse_stage(i, s, space, fixed, stages, fail,
+                                   objectives or DEFAULT_OBJECTIVES))
     dataset = raw.get("dataset")
     if dataset is not None and dataset not in DATASETS:
         raise fail(f"dataset={dataset!r} must be one of {', '.join(DATASETS)}")
@@ -464,10 +547,16 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
         _positive_int(epochs, "epochs", fail)
     spec = SweepSpec(name=name, seed=seed, fixed=fixed, space=space, stages=tuple(stages),
                      description=str(raw.get("description", "")), origin=origin,
-                     dataset=dataset, epochs=epochs)
-    for stage in spec.stages:
+                     dataset=dataset, epochs=epochs, objectives=objectives)
+    for i, stage in enumerate(spec.stages):
         _check_epochs(spec, stage, fail)
         _check_searched_models(spec, stage, fail)
+        warm = stage.warm_start
+        if warm is not None and warm.sweep == name and warm.db is None and (
+                warm.stage not in [s.name for s in spec.stages[:i]]):
+            raise fail(f"stages.{stage.name}.warm_start: from this sweep itself it needs "
+                       f"'stage', an earlier stage "
+                       f"({', '.join(s.name for s in spec.stages[:i]) or 'there is none'})")
     return spec
 
 
@@ -681,7 +770,8 @@ def _positive_int(value: Any, where: str, fail: Any) -> int:
 
 def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
                  fixed: Mapping[str, Any], earlier: Sequence[StageSpec],
-                 fail: Any) -> StageSpec:
+                 fail: Any, sweep_objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+                 ) -> StageSpec:
     where = f"stages[{index}]"
     raw = _table(raw, where, fail)
     for key in raw:
@@ -751,6 +841,30 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
         raise fail(f"{where}.pruner={pruner!r} must be one of {', '.join(PRUNERS)}")
     if pruner != "none" and replicates > 1:
         raise fail(f"{where}.pruner={pruner!r} needs replicates = 1")
+    try:
+        objectives = parse_objectives(raw.get("objective"), raw.get("objectives"), f"{where}.")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    scored = objectives or sweep_objectives
+    if len(scored) > 1 and sampler not in MULTI_OBJECTIVE_SAMPLERS:
+        raise fail(f"{where}.sampler={sampler!r} takes one objective; with several "
+                   f"({', '.join(o.text for o in scored)}) use one of "
+                   f"{', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+    if len(scored) > 1 and pruner in OPTUNA_PRUNERS:
+        raise fail(f"{where}.pruner={pruner!r}: Optuna's pruners take one objective; with "
+                   "several use pruner = \"front\" (numsweep's rung rule) or \"none\"")
+    if pruner == "front":
+        unmeasured = [o.metric for o in scored if o.metric not in RUNG_METRICS]
+        if unmeasured:
+            raise fail(f"{where}.pruner='front' judges a trial at its rungs on "
+                       f"{', '.join(RUNG_METRICS)}; {unmeasured[0]} is not measured there")
+    pick = raw.get("pick", "accuracy")
+    if pick not in PICKS:
+        raise fail(f"{where}.pick={pick!r} must be one of {', '.join(PICKS)}")
+    prune_share = raw.get("prune_share", 0.5)
+    if not _is_number(prune_share) or not 0 <= prune_share < 1:
+        raise fail(f"{where}.prune_share={prune_share!r} must be a number in [0, 1)")
+    warm_start = _parse_warm_start(raw.get("warm_start"), where, sampler, fail)
     earlier_names = [s.name for s in earlier]
     source_raw = raw.get("from", [])
     source = tuple([source_raw] if isinstance(source_raw, str) else source_raw)
@@ -804,7 +918,34 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
     return StageSpec(name=name, sampler=sampler, n_trials=n_trials, fixed=stage_fixed,
                      time_budget=time_budget, configs=tuple(configs), replicates=replicates,
                      narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync,
-                     epochs=epochs)
+                     epochs=epochs, objectives=objectives, pick=pick, warm_start=warm_start,
+                     prune_share=float(prune_share))
+
+
+def _parse_warm_start(raw: Any, where: str, sampler: str, fail: Any) -> WarmStart | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"sweep": raw}
+    raw = _table(raw, f"{where}.warm_start", fail)
+    for key in raw:
+        if key not in _WARM_START_KEYS:
+            raise fail(f"{where}.warm_start.{key}: unknown key (expected "
+                       f"{', '.join(sorted(_WARM_START_KEYS))})")
+    if sampler in ("grid", "list", "best"):
+        raise fail(f"{where}.warm_start: a {sampler} stage runs a fixed list; warm start "
+                   "needs a sampler stage (random, tpe, qmc, gp, cmaes, nsga2)")
+    sweep = raw.get("sweep")
+    if not isinstance(sweep, str) or not sweep:
+        raise fail(f"{where}.warm_start.sweep must name a sweep")
+    stage = raw.get("stage")
+    if stage is not None and (not isinstance(stage, str) or not stage):
+        raise fail(f"{where}.warm_start.stage must name a stage of sweep {sweep!r}")
+    top_k = _positive_int(raw.get("top_k", 8), f"{where}.warm_start.top_k", fail)
+    db = raw.get("db")
+    if db is not None and (not isinstance(db, str) or not db):
+        raise fail(f"{where}.warm_start.db must be a database URL or SQLite path")
+    return WarmStart(sweep=sweep, stage=stage, top_k=top_k, db=db)
 
 
 def _parse_narrow(raw: Any, where: str, earlier: Sequence[StageSpec],

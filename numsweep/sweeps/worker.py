@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from numsweep.engine import Dataset, Split, TrialResult, TrialSpec, load_dataset, make_split
 from numsweep.engine import train as train_engine
 from numsweep.engine.train import Prepared
+from numsweep.sweeps.front_pruning import FrontPruner, FrontRule, RungClock
 from numsweep.sweeps.optuna_bridge import make_pruner, pruner_state, quiet
 
 SPLIT_FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -53,6 +54,7 @@ class PruneSnapshot:
     study_name: str
     trials: tuple[optuna.trial.FrozenTrial, ...]
     number: int
+    front: FrontRule | None = None  # pruner = "front": numsweep's rung rule instead
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class TrialOutcome:
     reports: tuple[tuple[int, float], ...] = ()
     system_attrs: Mapping[str, Any] = field(default_factory=dict)
     group: tuple[int, int] | None = None  # (group id, group size) when trained in a group
+    rungs: tuple[tuple[float, ...], ...] = ()  # pruner = "front": [step, values...] per rung
 
 
 def worker_name() -> str:
@@ -199,20 +202,51 @@ class Recorder:
         return self.stop_at is not None and step >= self.stop_at
 
 
+Reporter = SnapshotPruner | Recorder | FrontPruner
+
+
+def trial_param_count(spec: TrialSpec, split: Split) -> int:
+    """The parameters of the trial's network, before it trains (for the rung rule)."""
+    from numsweep.engine.networks import param_count
+    from numsweep.engine.sizing import param_count as estimated
+    from numsweep.engine.train import build_network
+
+    shape = tuple(split.x_train.shape[1:])
+    if spec.model in ("mlp", "convnet"):
+        return estimated(spec, shape, split.num_classes)  # type: ignore[arg-type]
+    net = build_network(spec, shape, split.num_classes, np.random.default_rng(0))
+    return param_count(net)
+
+
+def make_reporter(task: TrialTask, split: Split, clock: RungClock) -> Reporter:
+    """The trial's pruner (Optuna's on the snapshot, or the rung rule), else a recorder."""
+    if task.prune is None:
+        return Recorder(task.stop_at)
+    if task.prune.front is not None:
+        return FrontPruner(task.prune.front, clock, trial_param_count(task.spec, split))
+    return SnapshotPruner(task.prune)
+
+
+def _outcome_extras(reporter: Reporter) -> dict[str, Any]:
+    if isinstance(reporter, SnapshotPruner):
+        return {"system_attrs": reporter.system_attrs()}
+    if isinstance(reporter, FrontPruner):
+        return {"rungs": tuple(tuple(r) for r in reporter.rung_rows())}
+    return {}
+
+
 def execute(task: TrialTask) -> TrialOutcome:
     """Train ``task.spec``; any exception becomes a failed outcome with its traceback."""
     try:
         spec = task.spec
         split = load_split(task)
-        reporter: SnapshotPruner | Recorder = (SnapshotPruner(task.prune) if task.prune
-                                               else Recorder(task.stop_at))
+        reporter = make_reporter(task, split, RungClock(1))
         with threadpool_limits(limits=task.blas_threads):
             result = train_engine(spec, split, reporter=reporter,
                                   prepared=prepared_for(spec, split, task.shared),
                                   checkpoint=task.checkpoint, weights=task.weights)
-        attrs = reporter.system_attrs() if isinstance(reporter, SnapshotPruner) else {}
         return TrialOutcome(task.trial_id, result, worker=worker_name(),
-                            reports=tuple(reporter.reports), system_attrs=attrs)
+                            reports=tuple(reporter.reports), **_outcome_extras(reporter))
     except Exception as exc:  # the sweep records it and goes on
         return TrialOutcome(task.trial_id, None, error=f"{type(exc).__name__}: {exc}",
                             traceback=traceback.format_exc(), worker=worker_name())
@@ -231,8 +265,8 @@ def execute_group(task: GroupTask) -> list[TrialOutcome]:
             return [dataclasses.replace(execute(tasks[0]), group=group)]
         first = tasks[0]
         split = load_split(first)
-        reporters: list[SnapshotPruner | Recorder] = [
-            SnapshotPruner(t.prune) if t.prune else Recorder(t.stop_at) for t in tasks]
+        clock = RungClock(len(tasks))  # the group's time between rungs, shared
+        reporters = [make_reporter(t, split, clock) for t in tasks]
         with threadpool_limits(limits=first.blas_threads):
             results = train_group([t.spec for t in tasks], split, reporters=reporters,
                                   prepared=prepared_for(first.spec, split, first.shared),
@@ -240,8 +274,7 @@ def execute_group(task: GroupTask) -> list[TrialOutcome]:
                                   weights=[t.weights for t in tasks])
         name = worker_name()
         return [TrialOutcome(t.trial_id, result, worker=name, reports=tuple(r.reports),
-                             system_attrs=r.system_attrs() if isinstance(r, SnapshotPruner)
-                             else {}, group=group)
+                             group=group, **_outcome_extras(r))
                 for t, result, r in zip(tasks, results, reporters, strict=True)]
     except Exception as exc:  # the sweep records it for every trial and goes on
         return [TrialOutcome(t.trial_id, None, error=f"{type(exc).__name__}: {exc}",

@@ -21,6 +21,8 @@ CHARTS = [
     ("range-test", "--sweep", "range", "--mode", "batch"),
     ("importance", "--sweep", "optimizers"),
     ("pareto", "--sweep", "archs"),
+    ("pareto", "--sweep", "archs", "--objectives", "val_acc:max,param_count:min", "--pick",
+     "knee"),
 ]
 
 
@@ -57,6 +59,10 @@ def test_format_follows_the_extension(db: str, tmp_path: Path, suffix: str,
     (("lambda", "--sweep", "nope"), "no sweep named 'nope'"),
     (("bars", "--sweep", "archs", "--metric", "nope"), "unknown metric 'nope'"),
     (("pareto", "--sweep", "archs", "--y", "nope"), "unknown metric 'nope'"),
+    (("pareto", "--sweep", "archs", "--objectives", "val_acc:up,param_count"),
+     "--objectives: direction 'up' must be maximize (max) or minimize (min)"),
+    (("pareto", "--sweep", "archs", "--objectives", "val_acc"),
+     "a front needs two objectives or more"),
     (("importance", "--sweep", "archs", "--metric", "nope"), "unknown metric 'nope'"),
     (("lambda", "--sweep", "lambda", "--stage", "nope"), "no trials in sweep 'lambda' stage"),
     (("curves", "--sweep", "archs", "--trial", "999"), "no trial with id 999"),

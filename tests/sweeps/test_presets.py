@@ -21,7 +21,7 @@ from tests.conftest import make_images
 
 PRESETS = ["fc-one-cycle", "fc-three-cycles", "lambda-search", "fc-wide-augmented",
            "conv-archs", "conv-longer", "label-smoothing", "conv-best", "optimizers",
-           "range-tests", "cutout", "modular-nets"]
+           "range-tests", "cutout", "modular-nets", "conv-pareto"]
 
 
 def invoke(*args: object):
@@ -164,6 +164,16 @@ def _modular(spec: SweepSpec) -> None:
         assert t.n_train is not None and t.n_updates == epochs * (t.n_train // t.batch_size)
 
 
+def _conv_pareto(spec: SweepSpec) -> None:
+    search, final = spec.stages
+    assert [o.text for o in spec.stage_objectives(search)] == ["val_acc:max",
+                                                               "train_seconds:min"]
+    assert search.sampler == "nsga2" and final.sampler == "best" and final.pick == "knee"
+    assert (4, 10) in choices(spec, "f,nf") and len(choices(spec, "nh")) > 1
+    t = trial(spec)
+    assert (t.model, t.lam, t.n_s, t.batch_size, t.n_val) == ("convnet", 0.003, 800, 100, 1000)
+
+
 CHECKS: dict[str, Callable[[SweepSpec], None]] = {
     "fc-one-cycle": _fc(500, 1),
     "fc-three-cycles": _fc(800, 3),
@@ -177,6 +187,7 @@ CHECKS: dict[str, Callable[[SweepSpec], None]] = {
     "range-tests": _range_tests,
     "cutout": _cutout,
     "modular-nets": _modular,
+    "conv-pareto": _conv_pareto,
 }
 
 
@@ -263,6 +274,8 @@ SMOKE = {
     "range-tests": ["n_train=300", "n_val=100", "eval_train=100", "hidden=8", "n_s=8",
                     "space.batch_size.choices=[32,64]", "batch-size-test.n_updates=5",
                     "clr-exp-decay.cycles=1", "cyclic-batch.cycles=1", "cyclic-batch.b_max=128"],
+    "conv-pareto": ["n_train=300", "n_val=100", "n_s=3", "eval_train=100",
+                    "search.n_trials=6"],
 }
 
 
@@ -280,6 +293,16 @@ def test_preset_runs_from_the_cli(name: str, data_dir: Path, tmp_path: Path) -> 
         assert report.exit_code == 0, report.output
         assert (tmp_path / "report" / "report.html").exists()
         assert (tmp_path / "report" / "curves.png").exists()
+    if name == "conv-pareto":  # a two-objective search: its report shows the front
+        report = invoke("report", name, "-o", tmp_path / "report", "--db", db)
+        assert report.exit_code == 0, report.output
+        assert (tmp_path / "report" / "front-search.png").exists()
+        text = (tmp_path / "report" / "report.md").read_text()
+        assert "Pareto front of stage search (val_acc:max, train_seconds:min; chosen: " \
+               "pick = knee)" in text and " (chosen) |" in text
+        show = invoke("sweep", "show", name, "--db", db)
+        assert "objectives: val_acc:max, train_seconds:min" in show.output
+        assert "Pareto front:" in show.output and "pick = knee" in show.output
 
 
 def test_configs_outside_an_overridden_space_are_a_spec_error() -> None:
