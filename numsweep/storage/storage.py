@@ -537,8 +537,9 @@ class Storage:
                              .execution_options(synchronize_session=False))
             if done.rowcount != 1:
                 return False
-            have = set(s.execute(select(CurvePointModel.step, CurvePointModel.split)
-                                 .where(CurvePointModel.trial_id == trial_id)).tuples())
+            have = {(step, split) for step, split in s.execute(
+                select(CurvePointModel.step, CurvePointModel.split)
+                .where(CurvePointModel.trial_id == trial_id))}
             fresh = []
             for c in curves:
                 if (c.step, c.split) not in have:

@@ -103,4 +103,4 @@ def test_the_study_is_a_full_record_of_each_trial(tmp_path: Path, tiny_npz: Path
             assert len(val) >= 4
             if record.state is TrialState.COMPLETE:
                 assert t.value == pytest.approx(record.metrics["val_acc"])
-                assert sorted(t.intermediate_values.items()) == pytest.approx(val)
+                assert t.intermediate_values == pytest.approx(dict(val))
