@@ -295,5 +295,5 @@ def test_each_trial_s_curve_points_are_told_as_they_are_measured(
     for lone_spec in (spec, spec.replace(model="convnet3", filter_size=3, cycles=1)):
         alone: list[Any] = []  # a group of one; the reference loop
         lone = train(lone_spec, splits["float64"],
-                     on_points=lambda points, total: alone.extend(points))
+                     on_points=lambda points, total, alone=alone: alone.extend(points))
         assert alone == list(lone.curves)
