@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from numsweep.engine import CurvePoint
+from numsweep.storage import CurveRecord, Storage, StorageError
 
 Message = tuple[int, int, tuple[CurvePoint, ...]]
 """(numsweep trial id, the trial's planned updates, the points it just measured)."""
@@ -188,6 +189,21 @@ def open_channel(pool: Any, folder: Callable[[], Path] | None,
     if isinstance(pool, InlineExecutor) or folder is None:
         return DirectChannel(handle)
     return FileChannel(folder())
+
+
+def curve_records(trial_id: int, points: Sequence[CurvePoint]) -> list[CurveRecord]:
+    return [CurveRecord(trial_id, p.step, p.split, p.loss, p.cost, p.acc, p.lr)
+            for p in points]
+
+
+def store_points(storage: Storage, trial_id: int, points: Sequence[CurvePoint]) -> bool:
+    """Store a running trial's points (:meth:`Storage.add_running_curve_points`); False
+    when the trial no longer runs or the database did not take them (they are stored with
+    its whole curve when it ends)."""
+    try:
+        return storage.add_running_curve_points(trial_id, curve_records(trial_id, points))
+    except StorageError:
+        return False
 
 
 def watcher(sink: Any, trial_id: int) -> Callable[[tuple[CurvePoint, ...], int], None]:

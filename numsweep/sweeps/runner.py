@@ -46,12 +46,10 @@ from numsweep.engine import TrialSpec
 from numsweep.engine.checkpoint import clear_state
 from numsweep.shield import ctrl_c_deferred, shielded
 from numsweep.storage import (
-    CurveRecord,
     SlotRecord,
     StagePlan,
     StageRecord,
     Storage,
-    StorageError,
     StorageUnavailable,
     SweepRecord,
     TrialRecord,
@@ -81,7 +79,7 @@ from numsweep.sweeps.kept import (
     sweep_policy,
     weights_path,
 )
-from numsweep.sweeps.live import Message, open_channel
+from numsweep.sweeps.live import Message, open_channel, store_points
 from numsweep.sweeps.liveness import (
     DEFAULT_GRACE,
     MAX_LOST_ATTEMPTS,
@@ -783,13 +781,8 @@ class SweepRunner:
             job = self.training.get(trial_id)
             if job is None or not points:
                 continue  # ended meanwhile: its whole curve is stored
-            records = [CurveRecord(trial_id, p.step, p.split, p.loss, p.cost, p.acc, p.lr)
-                       for p in points]
-            try:
-                if not self.storage.add_running_curve_points(trial_id, records):
-                    continue  # taken for lost meanwhile, or ended
-            except StorageError:
-                continue
+            if not store_points(self.storage, trial_id, points):
+                continue  # taken for lost meanwhile, or ended
             val = [(p.step, p.acc) for p in points if p.split == "val"]
             stage = next(st for st in self.spec.stages if st.name == job.stage)
             # one Optuna trial per configuration: with replicates its curve is no one's

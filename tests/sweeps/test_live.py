@@ -139,3 +139,30 @@ def test_dask_channel_brings_a_workers_points(tmp_path: Path) -> None:
         client.submit(sink.put, 8, 30, [point], pure=False).result(timeout=TIMEOUT)
         assert channel.take() == [(8, 30, (point,))]
         assert channel.take() == []
+
+
+def test_a_single_trial_stores_its_curve_points_as_it_trains(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``numsweep train`` (and ``trial rerun``) train in this process: each curve point is
+    in the database while the trial is still RUNNING; its whole curve replaces them."""
+    from numsweep.engine import TrialSpec
+    from numsweep.sweeps.single import run_single
+
+    storage = Storage(f"sqlite:///{tmp_path / 'single.db'}")
+    seen: list[tuple[TrialState, int]] = []
+    store = Storage.add_running_curve_points
+
+    def store_and_look(self: Storage, trial_id: int, curves: list) -> bool:
+        stored = store(self, trial_id, curves)
+        [trial] = self.get_trials(trial_ids=[trial_id])
+        seen.append((trial.state, len(self.get_curves([trial_id]))))
+        return stored
+
+    monkeypatch.setattr(Storage, "add_running_curve_points", store_and_look)
+    spec = TrialSpec.from_mapping({**FIXED, "cycles": 2, "lam": 0.001})
+    trial_id, outcome = run_single(spec, storage, data_source=str(tiny_npz),
+                                   checkpoint_dir=tmp_path / "ckpt")
+    assert outcome.result is not None
+    assert [state for state, _ in seen] == [TrialState.RUNNING] * len(outcome.result.curves[::2])
+    assert [n for _, n in seen] == list(range(2, len(outcome.result.curves) + 1, 2))
+    assert len(storage.get_curves([trial_id])) == len(outcome.result.curves)
