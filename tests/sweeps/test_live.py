@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from numsweep.analysis import load_curves
 from numsweep.engine import CurvePoint
 from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps.live import FileChannel, FilePoints
-from tests.sweeps.test_durable import FIXED, TIMEOUT, finish, write_spec
+from tests.sweeps.test_durable import FIXED, TIMEOUT, finish, invoke, write_spec
 
 
 def live_spec(tmp_path: Path, name: str) -> Path:
@@ -45,11 +46,19 @@ def study_trial(storage: Storage, name: str, trial_id: int) -> int | None:
     return None
 
 
+def told_so_far(url: str, name: str, number: int | None) -> dict[int, float]:
+    """The intermediate values of Optuna trial ``number`` of study ``name``."""
+    study = optuna.load_study(study_name=name, storage=url)
+    return next((t.intermediate_values for t in study.get_trials(deepcopy=False)
+                 if t.number == number), {})
+
+
 @contextlib.contextmanager
 def stopped_with_points(proc: subprocess.Popen, storage: Storage, name: str,
                         points: int = 3) -> Iterator[TrialRecord]:
     """The sweep's processes stopped (SIGSTOP) at a moment a trial of sweep ``name`` is
-    RUNNING with at least ``points`` validation curve points stored; yields that trial."""
+    RUNNING with at least ``points`` validation curve points stored and two of them told to
+    its Optuna trial (a moment later); yields that trial."""
     give_up = time.monotonic() + TIMEOUT
     while True:
         assert proc.poll() is None, finish(proc)
@@ -59,7 +68,9 @@ def stopped_with_points(proc: subprocess.Popen, storage: Storage, name: str,
             running = [t for t in storage.get_trials(name) if t.state is TrialState.RUNNING]
         except Exception:
             running = []  # not in the database yet
-        seen = [t for t in running if len(val_points(storage, t.id)) >= points]
+        seen = [t for t in running if len(val_points(storage, t.id)) >= points
+                and len(told_so_far(storage.url, f"{name}/coarse",
+                                    study_trial(storage, name, t.id))) >= 2]
         if seen:
             try:
                 yield seen[0]
@@ -88,13 +99,17 @@ def test_a_running_trials_curve_is_in_the_database_and_the_log_while_it_trains(
                          if t.state is optuna.trial.TrialState.RUNNING
                          and t.number == study_trial(storage, "live", trial.id)]
             written = log.read_text()
+            drawn = invoke("plot", "curves", "--sweep", "live", "--trial", trial.id, "--db", url,
+                           "-o", tmp_path / "running.png")
+        assert drawn.exit_code == 0, drawn.output
+        assert (tmp_path / "running.png").stat().st_size > 0
         assert [s for s, _ in curve] == sorted({s for s, _ in curve}) and curve[0][0] == 0
         assert set(frame["step"]) == {s for s, _ in curve} and set(frame["split"]) == {
             "train", "val"}
-        # what optuna-dashboard draws (the study is told a point just after it is stored)
-        told = running.intermediate_values
-        assert told.items() <= dict(curve).items() and len(told) >= len(curve) - 1
-        assert f"coarse trial {trial.id} update 0/640 val_acc " in written
+        # what optuna-dashboard draws: the points so far (the latest one at each look)
+        assert running.intermediate_values.items() <= dict(curve).items()
+        assert re.search(rf"^coarse trial {trial.id} update \d+/640 val_acc \d\.\d{{4}}$", written,
+                         re.MULTILINE), written
         code, _, _ = finish(proc)
     assert code == 0, log.read_text()[-3000:]
     # ended: each trial's whole curve once, as its result holds it, told to its study
