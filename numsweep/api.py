@@ -15,7 +15,9 @@ The CLI runs the same library calls; the database is shared (``numsweep trials -
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,33 +125,50 @@ def extend(name: str, additions: Mapping[str, Any], *, db: str | Storage = DEFAU
 
 
 class StageProgress:
-    """Sweep events as one progress bar per stage: ``done/planned``, the best val_acc so far.
+    """Sweep events as one progress bar per stage: ``done/planned``, the best val_acc so far,
+    and the latest curve point of a running trial (its update and val_acc).
 
     In Jupyter (an IPython kernel) the bar is HTML updated in place (no widgets needed);
-    elsewhere each stage's bar is a line on stderr rewritten as trials finish."""
+    elsewhere each stage's bar is a line on stderr rewritten as trials finish. A running
+    trial's point redraws it at most every ``point_seconds``."""
 
-    def __init__(self, write: Callable[[str, str], None]) -> None:
+    def __init__(self, write: Callable[[str, str], None], point_seconds: float = 10.0) -> None:
         self._write = write
+        self.point_seconds = point_seconds
         self.stage = ""
         self.planned = 0
         self.done = 0
         self.best: float | None = None
+        self.point: tuple[int | None, str] | None = None  # (trial id, its latest point)
+        self.pointed = -math.inf  # when a point last redrew the bar
 
     def __call__(self, event: Any) -> None:
         if event.kind == "stage":
             self.stage, self.planned = event.stage, int(event.planned)
             self.done, self.best = sum(event.counts.values()) if event.counts else 0, None
+            self.point = None
         elif event.kind == "finished":
             self.done += 1
             if event.val_acc is not None and (self.best is None or event.val_acc > self.best):
                 self.best = event.val_acc
+            if self.point is not None and self.point[0] == event.trial_id:
+                self.point = None
+        elif event.kind == "point" and event.step is not None:
+            of = f"/{event.total}" if event.total else ""
+            val = "" if event.val_acc is None else f" val_acc {event.val_acc:.4f}"
+            self.point = (event.trial_id, f"trial {event.trial_id} at update "
+                                          f"{event.step}{of}{val}")
+            if time.monotonic() - self.pointed < self.point_seconds:
+                return
+            self.pointed = time.monotonic()
         else:
             return
         self._write(self.stage, self.text())
 
     def text(self) -> str:
         best = "" if self.best is None else f", best val_acc {self.best:.4f}"
-        return f"stage {self.stage}: {self.done}/{self.planned} trials{best}"
+        point = "" if self.point is None else f"; {self.point[1]}"
+        return f"stage {self.stage}: {self.done}/{self.planned} trials{best}{point}"
 
     def close(self) -> None:
         self._write("", "")

@@ -120,3 +120,20 @@ def test_the_export_packages_are_imported_only_on_use() -> None:
 def test_a_sweep_result_does_not_show_the_database_password() -> None:
     result = SweepResult("s", "postgresql://user:PASSWORD@host/db", ())
     assert "PASSWORD" not in repr(result) and "PASSWORD" not in str(result)
+
+
+def test_the_notebook_bar_shows_a_running_trials_latest_point() -> None:
+    """While a group trains, the stage's bar says where a running trial is (its update and
+    val_acc), at most every ``point_seconds``; its end clears it."""
+    from numsweep.api import StageProgress
+    from numsweep.sweeps.runner import TrialEvent
+
+    written: list[str] = []
+    bar = StageProgress(lambda stage, text: written.append(text), point_seconds=3600)
+    bar(TrialEvent("stage", "coarse", planned=8))
+    bar(TrialEvent("point", "coarse", 0, trial_id=3, val_acc=0.25, step=450, total=9000))
+    bar(TrialEvent("point", "coarse", 0, trial_id=3, val_acc=0.3, step=900, total=9000))
+    assert written == ["stage coarse: 0/8 trials",
+                       "stage coarse: 0/8 trials; trial 3 at update 450/9000 val_acc 0.2500"]
+    bar(TrialEvent("finished", "coarse", 0, TrialState.COMPLETE, 0.4, trial_id=3))
+    assert written[-1] == "stage coarse: 1/8 trials, best val_acc 0.4000"

@@ -262,7 +262,8 @@ def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
 def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                 reporters: Sequence[Any] | None = None,
                 prepared: Any = None, checkpoint: str | Path | None = None,
-                weights: Sequence[str | Path | None] | None = None) -> list[TrialResult]:
+                weights: Sequence[str | Path | None] | None = None,
+                on_points: Sequence[Any] | None = None) -> list[TrialResult]:
     """Train the specs of one group together; one TrialResult per spec, in their order.
 
     The specs must share :func:`group_key` and be :func:`groupable`. ``reporters`` holds
@@ -274,7 +275,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     point; when it holds a state of these specs the run continues from it (the reporters
     first hear again the reports made before it) and ends as an uninterrupted run would.
     ``weights``: one path (or None) per spec where a trial that ends without diverging
-    saves its network (:func:`checkpoint.save_weights`).
+    saves its network (:func:`checkpoint.save_weights`). ``on_points``: one
+    :data:`train.PointWatcher` (or None) per spec, told each curve point of its trial.
     With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
     process (:func:`backend.device_copy`), the network's inputs prepared there, batches
     gathered there by the indices the CPU would draw (the same data stream), and the curves
@@ -297,6 +299,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     reps = list(reporters) if reporters is not None else [None] * len(specs)
     if len(reps) != len(specs):
         raise ValueError(f"{len(reps)} reporters for {len(specs)} specs")
+    watchers = list(on_points) if on_points is not None else [None] * len(specs)
+    if len(watchers) != len(specs):
+        raise ValueError(f"{len(watchers)} point watchers for {len(specs)} specs")
     spec0 = specs[0]
     xp = device_module(spec0.device)  # a one-line DeviceError before any work
     dtype = np.dtype(spec0.dtype)
@@ -369,6 +374,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
                                             float(acc[j]), schedules[i].lr(step)))
             accs = acc
         share(eval_seconds, time.perf_counter() - t0)
+        for i in active:
+            if watchers[i] is not None:
+                watchers[i](tuple(curves[i][-2:]), total)
         return accs
 
     def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
@@ -446,6 +454,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         train_seconds[:], eval_seconds[:] = saved.train_seconds, saved.eval_seconds
         epochs_at[:] = [float("nan")] * step  # watch_step indexes it by update
         replay_reports(reps, curves, results, sorted(period_ends), total, step)
+        for i, watcher in enumerate(watchers):
+            if watcher is not None and curves[i]:
+                watcher(tuple(curves[i]), total)
     b_max = largest_batch(spec0)
     x_buf = xp.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
     y_buf = xp.empty(b_max, y_tr.dtype)

@@ -29,6 +29,12 @@ Reporter = Callable[[int, float], bool]
 """Called with (update step, validation accuracy) at the end of every period (a cycle, or an
 epoch for the schedules without cycles); returning True stops training (a pruned trial)."""
 
+PointWatcher = Callable[[tuple[CurvePoint, ...], int], None]
+"""Called with the curve points a trial has just measured (one per split, at one update
+step) and its planned number of updates, as they are measured, so that a running trial can be
+shown; a run resumed from a checkpoint first passes the points restored from it (all at
+once). Called at curve points only: training pays nothing between them."""
+
 EVAL_CHUNK = 1000
 """Images per forward pass when measuring a set: small enough that a chunk's activations stay
 in the cache, large enough that the products are BLAS-sized."""
@@ -110,7 +116,8 @@ def check_batch_sizes(spec: TrialSpec, n: int) -> None:
 
 def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None = None,
           prepared: Prepared | None = None, checkpoint: str | Path | None = None,
-          weights: str | Path | None = None) -> TrialResult:
+          weights: str | Path | None = None,
+          on_points: PointWatcher | None = None) -> TrialResult:
     """Train ``spec`` on ``data`` and measure it.
 
     Curves hold the loss, cost and accuracy on the first ``eval_train`` training images and
@@ -126,6 +133,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
 
     ``checkpoint`` and ``weights`` are files as :func:`group.train_group` takes them: the
     run's checkpoint (resumed from when it is this run's) and where its network is saved.
+    ``on_points`` hears each curve point as it is measured (:data:`PointWatcher`).
     """
     from numsweep.engine.checkpoint import CheckpointWriter, load_state, save_weights, state_digest
     from numsweep.engine.group import (
@@ -139,7 +147,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
 
     if groupable(spec):
         return train_group([spec], data, reporters=[reporter], prepared=prepared,
-                           checkpoint=checkpoint, weights=[weights])[0]
+                           checkpoint=checkpoint, weights=[weights], on_points=[on_points])[0]
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
                                                              np.dtype(spec.dtype))
     rng = trial_rng(spec)
@@ -180,6 +188,8 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
                 loss, cost, acc = evaluate(net, x, y, spec.lam, spec.eps)
             curves.append(CurvePoint(step, split_name, loss, cost, acc, lr))
         eval_seconds += time.perf_counter() - t0
+        if on_points is not None:
+            on_points(tuple(curves[-2:]), total)
         return curves[-1].acc
 
     sampler = BatchSampler(n, data_rng(resolve_data_seed(spec)))
@@ -194,6 +204,8 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         train_seconds, eval_seconds = saved.train_seconds[0], saved.eval_seconds[0]
         _restore_lone(saved, net, optimizer, rng, sampler)
         replay_reports([reporter], [curves], {}, sorted(period_ends), total, step)
+        if on_points is not None and curves:
+            on_points(tuple(curves), total)
     while step < total:
         t0 = time.perf_counter()
         idx = sampler.next(batches.size(step))

@@ -16,7 +16,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, create_engine, event, func, inspect, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -520,10 +532,37 @@ class Storage:
             for name, value in (metrics or {}).items():
                 number, kind = encode_float(value)
                 row.metrics.append(TrialMetricModel(name=name, value=number, kind=kind))
-            s.add_all(CurvePointModel(trial_id=trial_id, step=c.step, split=c.split,
-                                      loss=_finite_or_none(c.loss), cost=_finite_or_none(c.cost),
-                                      acc=_finite_or_none(c.acc), lr=_finite_or_none(c.lr))
-                      for c in curves)
+            # the whole curve, in its order, in place of the points stored while it ran
+            s.execute(delete(CurvePointModel).where(CurvePointModel.trial_id == trial_id)
+                      .execution_options(synchronize_session=False))
+            s.add_all(_curve_row(trial_id, c) for c in curves)
+        return True
+
+    @_retrying
+    def add_running_curve_points(self, trial_id: int, curves: Sequence[CurveRecord]) -> bool:
+        """Store curve points of a RUNNING trial as they are measured (so a running trial's
+        curve can be read and drawn); a (step, split) already stored is not stored again.
+        Returns False and writes nothing when the trial is no longer running (it ended, or
+        was taken for lost); :meth:`finish_trial` stores the whole curve in their place."""
+        with self.session() as s:
+            # a conditional UPDATE first takes the write lock: the trial cannot end between
+            # the check and the insert (it is the trial's process speaking: a heartbeat too)
+            done = s.execute(update(TrialModel)
+                             .where(TrialModel.id == trial_id,
+                                    TrialModel.state == TrialState.RUNNING)
+                             .values(heartbeat_at=now())
+                             .execution_options(synchronize_session=False))
+            if done.rowcount != 1:
+                return False
+            have = {(step, split) for step, split in s.execute(
+                select(CurvePointModel.step, CurvePointModel.split)
+                .where(CurvePointModel.trial_id == trial_id))}
+            fresh = []
+            for c in curves:
+                if (c.step, c.split) not in have:
+                    have.add((c.step, c.split))
+                    fresh.append(_curve_row(trial_id, c))
+            s.add_all(fresh)
         return True
 
     # Planned trials of a sweep stage: atomic claims, heartbeats, interruptions
@@ -886,6 +925,12 @@ def _mark_interrupted(s: Session, which: Any, message: str) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _curve_row(trial_id: int, c: CurveRecord) -> CurvePointModel:
+    return CurvePointModel(trial_id=trial_id, step=c.step, split=c.split,
+                           loss=_finite_or_none(c.loss), cost=_finite_or_none(c.cost),
+                           acc=_finite_or_none(c.acc), lr=_finite_or_none(c.lr))
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -27,14 +27,19 @@ class DataShare:
         self.folder: Path | None = None
         self.shared: dict[str, SharedSplit] = {}
 
-    def shared_for(self, spec: TrialSpec) -> SharedSplit | None:
-        if self.jobs == 1:
-            return None
+    def make_folder(self) -> Path:
+        """This sweep process's folder for its worker processes (made on first use)."""
         if self.folder is None:
             base = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access(
                 "/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
             _remove_orphans(base)
             self.folder = Path(tempfile.mkdtemp(prefix=f"numsweep-{os.getpid()}-", dir=base))
+        return self.folder
+
+    def shared_for(self, spec: TrialSpec) -> SharedSplit | None:
+        if self.jobs == 1:
+            return None
+        self.folder = self.make_folder()
         key = split_key(spec.n_train, spec.n_val, spec.dtype)
         shared = self.shared.get(key)
         if shared is not None and (spec.model != "convnet" or spec.f in shared.patch_sizes):

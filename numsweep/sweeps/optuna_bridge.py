@@ -295,8 +295,14 @@ def discard(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
 
 
 def trials_before(study: optuna.Study, number: int) -> tuple[optuna.trial.FrozenTrial, ...]:
-    """The study's trials before trial ``number`` (a pruning snapshot's history)."""
-    return tuple(t for t in study.get_trials(deepcopy=True) if t.number < number)
+    """The study's trials before trial ``number`` (a pruning snapshot's history); a trial
+    not yet told appears without the intermediate values its running trial reported so far
+    (:func:`report_running`), so that no pruning decision depends on how far it had got."""
+    trials = tuple(t for t in study.get_trials(deepcopy=True) if t.number < number)
+    for t in trials:
+        if not t.state.is_finished():
+            t.intermediate_values = {}
+    return trials
 
 
 def pruner_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -375,6 +381,26 @@ def curve_values(reports: Sequence[tuple[int, float]],
     return dict(sorted(out.items()))
 
 
+def report_running(storage: optuna.storages.BaseStorage, name: str, number: int,
+                   values: Sequence[tuple[int, float]]) -> None:
+    """Trial ``number`` of study ``name`` is running and measured the validation accuracy
+    ``values`` (step, val_acc): its intermediate values, so that optuna-dashboard draws a
+    running trial's learning curve. These are the values :func:`tell` writes at the end
+    (every finite curve point; the pruner's reports are the same measurements), written
+    through the storage, which overwrites a step, rather than ``Trial.report``, which
+    refuses a step reported twice; pruning is decided in the worker and never reads them
+    (:func:`trials_before`). A trial told meanwhile is left as it is."""
+    with quiet():
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(name), number)
+        try:
+            for step, value in values:
+                if np.isfinite(value):
+                    storage.set_trial_intermediate_value(trial_id, int(step), float(value))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
 def keep_outcome(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int,
                  attrs: Mapping[str, Any], reports: Sequence[tuple[int, float]],
                  system_attrs: Mapping[str, Any]) -> None:
@@ -417,7 +443,9 @@ def tell(study: optuna.Study, storage: optuna.storages.BaseStorage,
             if len(records) == 1 and len(study.directions) == 1:
                 steps = curve_values(frozen.user_attrs.get("ns_reports", []), curve)
                 for step, value in steps.items():
-                    if step not in frozen.intermediate_values:
+                    # set_trial_intermediate_value overwrites: a value an earlier attempt
+                    # reported while it ran (report_running) becomes the final run's
+                    if frozen.intermediate_values.get(step) != value:
                         storage.set_trial_intermediate_value(trial_id, step, value)
                 for key, value in frozen.user_attrs.get("ns_system_attrs", {}).items():
                     storage.set_trial_system_attr(trial_id, key, value)

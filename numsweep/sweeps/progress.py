@@ -1,8 +1,13 @@
 """The live progress display of a sweep (rich): per stage the trials done, running, pruned and
-failed and the best val_acc so far; elapsed time, time left, and the planner's estimate
-against the measured time of the finished trials. Trials are named by their database id (what
-``numsweep trials``, ``--trial`` and ``trial rerun`` take); the table leaves out its least
-needed columns rather than cut them when the terminal is narrow."""
+failed and the best val_acc so far; under it each running trial's update count and latest
+val_acc (from its curve points, as they are measured); elapsed time, time left, and the
+planner's estimate against the measured time of the finished trials. Trials are named by their
+database id (what ``numsweep trials``, ``--trial`` and ``trial rerun`` take); the table leaves
+out its least needed columns rather than cut them when the terminal is narrow.
+
+Without a terminal (output to a file or a pipe) nothing is redrawn: a line per finished trial,
+and a line per curve point of a running trial, at most one per trial every
+:data:`LINE_SECONDS`."""
 
 from __future__ import annotations
 
@@ -26,6 +31,34 @@ PRIORITY = ("stage", "done", "best val_acc", "running", "failed", "pruned", "mea
             "estimated s", "groups of", "reused")
 """The progress table's columns in the order they are kept when the terminal is narrow;
 a column whose every cell is 0 or empty is left out before any other."""
+RUNNING_ROWS = 12
+"""Running trials shown at most (the others are counted on one more line)."""
+LINE_SECONDS = 10.0
+"""Without a terminal, a running trial's curve point is printed when its last such line is
+at least this old (the later points show at the next line, its end's line says how it ended)."""
+
+
+@dataclass
+class _Trial:
+    """A running trial as its curve points show it."""
+
+    stage: str
+    trial_id: int | None
+    step: int | None = None
+    total: int | None = None
+    val_acc: float | None = None
+    first: tuple[float, int] | None = None  # (time, update) of its first point seen
+    at: float = 0.0  # time of its latest point
+    printed: float = -math.inf  # time of its latest line (without a terminal)
+
+    def projected(self) -> float | None:
+        """Seconds its whole run takes at the rate its points came so far."""
+        if self.first is None or self.step is None or not self.total:
+            return None
+        t0, s0 = self.first
+        if self.step <= s0 or self.at <= t0:
+            return None
+        return self.total * (self.at - t0) / (self.step - s0)
 
 
 @dataclass
@@ -59,11 +92,14 @@ class SweepProgress:
     """Receives :class:`TrialEvent` objects and redraws a live table; also prints one line per
     finished trial above it. Use as a context manager around ``run_sweep``."""
 
-    def __init__(self, console: Console, jobs: int, *, lines: bool = True) -> None:
+    def __init__(self, console: Console, jobs: int, *, lines: bool = True,
+                 line_seconds: float = LINE_SECONDS) -> None:
         self.console = console
         self.jobs = jobs
         self.lines = lines
+        self.line_seconds = line_seconds
         self.stages: dict[str, _Stage] = {}
+        self.running: dict[int | str, _Trial] = {}  # by trial id (its number when none)
         self.order: list[str] = []
         self.start = time.monotonic()
         self.started = False  # shown from the first event: an error before it is one line
@@ -98,8 +134,12 @@ class SweepProgress:
                 self.live.console.print(f"[bold]{event.stage}[/]: {event.message}")
         elif event.kind == "started":
             stage.running += 1
+            self.running[_key(event)] = _Trial(event.stage, event.trial_id)
+        elif event.kind == "point":
+            self._point(event)
         elif event.kind == "finished":
             stage.running = max(0, stage.running - 1)
+            self.running.pop(_key(event), None)
             state = event.state.value if event.state else "FAILED"
             stage.counts[state] = stage.counts.get(state, 0) + 1
             if event.state is TrialState.COMPLETE and event.val_acc is not None \
@@ -126,13 +166,32 @@ class SweepProgress:
                                         f"{state.lower()}{val}{timing}{note}")
         self.live.update(self.render())
 
+    def _point(self, event: TrialEvent) -> None:
+        trial = self.running.setdefault(_key(event), _Trial(event.stage, event.trial_id))
+        now = time.monotonic()
+        if event.step is not None:
+            if trial.first is None:
+                trial.first = (now, event.step)
+            trial.step = event.step
+        trial.total = event.total if event.total is not None else trial.total
+        trial.val_acc = event.val_acc if event.val_acc is not None else trial.val_acc
+        trial.at = now
+        if self.lines and not self.console.is_terminal \
+                and now - trial.printed >= self.line_seconds:
+            trial.printed = now
+            self.live.console.print(f"{event.stage} {_trial(event)} {_updates(trial)}"
+                                    + _val(trial.val_acc), highlight=False)
+
     def eta(self) -> float:
         """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
-        of a fused group measures the group's time: / jobs x group size)."""
+        of a fused group measures the group's time: / jobs x group size). Before any trial
+        ended, the seconds per trial are those the running trials' curve points foretell."""
         measured = [s for st in self.stages.values() for s in st.measured]
         left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
         if not left:
             return 0.0  # such as a resumed sweep that had finished
+        if not measured:
+            measured = [p for t in self.running.values() if (p := t.projected()) is not None]
         if not measured:
             return math.nan
         left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
@@ -156,6 +215,26 @@ class SweepProgress:
                 "measured s": f"{sum(st.measured):.1f}" if st.measured else ""})
         return out
 
+    def running_rows(self) -> list[dict[str, str]]:
+        """The running trials' cells: trial, stage, update (of planned), latest val_acc."""
+        return [{"trial": str(t.trial_id) if t.trial_id is not None else str(key),
+                 "stage": t.stage, "update": _updates(t, bare=True),
+                 "val_acc": "" if t.val_acc is None or math.isnan(t.val_acc)
+                 else f"{t.val_acc:.4f}"}
+                for key, t in self.running.items()]
+
+    def _running_table(self) -> Table | None:
+        rows = self.running_rows()
+        if not any(r["update"] for r in rows):
+            return None  # no curve point yet: the table above says how many run
+        shown = rows[:RUNNING_ROWS]
+        table = Table("running trial", "stage", "update", "val_acc", title=None)
+        for row in shown:
+            table.add_row(row["trial"], row["stage"], row["update"], row["val_acc"])
+        if len(rows) > len(shown):
+            table.add_row(f"+{len(rows) - len(shown)} more", "", "", "")
+        return table
+
     def render(self) -> Group:
         rows = self.rows()
         sizes = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in COLUMNS}
@@ -168,7 +247,24 @@ class SweepProgress:
         elapsed = time.monotonic() - self.start
         footer = Text(f"elapsed {_duration(elapsed)}   time left ~{_duration(self.eta())}   "
                       f"jobs {self.jobs}")
-        return Group(table, footer)
+        running = self._running_table()
+        return Group(table, running, footer) if running is not None else Group(table, footer)
+
+
+def _key(event: TrialEvent) -> int | str:
+    return event.trial_id if event.trial_id is not None else f"#{event.number}"
+
+
+def _updates(trial: _Trial, *, bare: bool = False) -> str:
+    """``update 320/960`` (``320/960`` when ``bare``); empty before its first point."""
+    if trial.step is None:
+        return ""
+    text = f"{trial.step}/{trial.total}" if trial.total else str(trial.step)
+    return text if bare else f"update {text}"
+
+
+def _val(val_acc: float | None) -> str:
+    return "" if val_acc is None or math.isnan(val_acc) else f" val_acc {val_acc:.4f}"
 
 
 def _trial(event: TrialEvent) -> str:

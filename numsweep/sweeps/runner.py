@@ -35,13 +35,14 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from numsweep.engine import TrialSpec
+from numsweep.engine import CurvePoint, TrialSpec
 from numsweep.engine.checkpoint import clear_state
 from numsweep.shield import ctrl_c_deferred, shielded
 from numsweep.storage import (
@@ -79,6 +80,7 @@ from numsweep.sweeps.kept import (
     sweep_policy,
     weights_path,
 )
+from numsweep.sweeps.live import Message, open_channel, store_points
 from numsweep.sweeps.liveness import (
     DEFAULT_GRACE,
     MAX_LOST_ATTEMPTS,
@@ -108,6 +110,7 @@ from numsweep.sweeps.optuna_bridge import (
     load_study,
     optuna_storage,
     propose,
+    report_running,
     study_name,
     tell,
     trial_user_attrs,
@@ -144,14 +147,17 @@ PROPOSAL_TRIES = 20
 before it goes back to its running trials."""
 DATA_SEED_NUMBER = 2**31 - 2
 """The place :func:`trial_seed` draws a stage's data seed from (no trial has it)."""
+LIVE_POLL_SECONDS = 0.5
+"""How often the sweep process takes the curve points its running trials measured."""
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class TrialEvent:
-    """Sent to the progress display: a stage starts ("stage"), a trial starts or ends."""
+    """Sent to the progress display: a stage starts ("stage"), a trial starts, measures a
+    curve point ("point", with its val_acc) or ends."""
 
-    kind: str  # "stage", "started" or "finished"
+    kind: str  # "stage", "started", "point" or "finished"
     stage: str
     number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None
@@ -166,6 +172,8 @@ class TrialEvent:
     jobs: int | None = None  # trials this process runs at once ("stage")
     group_size: int = 1  # trials trained together at most ("stage"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
+    step: int | None = None  # the update of its latest curve point ("point")
+    total: int | None = None  # the updates it plans ("point")
 
 
 @dataclass(frozen=True)
@@ -309,6 +317,7 @@ class SweepRunner:
         self.inline: _Running | None = None
         self.finished = 0
         self.unsaved: list[TrialOutcome] = []  # finished, not written: the database is away
+        self.training: dict[int, _Running] = {}  # trial id -> job, from its group's start
 
     def run(self) -> list[StageSummary]:
         with ctrl_c_deferred():  # in a notebook too, Ctrl-C cuts no transaction short
@@ -330,6 +339,9 @@ class SweepRunner:
         data = DataShare(self.data_source, self.jobs if self.backend == "loky" else 1)
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:
+            self.live = open_channel(self.pool,
+                                     data.make_folder if self.backend == "loky" else None,
+                                     self._take_points)
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
             check_data_sizes(spec, data.dataset)
             for stage in spec.stages:  # a missing source fails before anything is stored
@@ -351,6 +363,8 @@ class SweepRunner:
             raise self._keep_finished(exc) from None
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
+            with suppress(Exception):  # the points measured so far, while the trials run
+                self._take_points(self.live.take())
             ids = [job.trial_id for job in self.running.values()]
             ids += [job.trial_id for job, _, _ in self.pending]
             ids += [self.inline.trial_id] if self.inline is not None else []
@@ -670,7 +684,7 @@ class SweepRunner:
                 proposed = max(slots) // reps + 1 if slots else 0
             self._start_groups(plan, size)
             if self.running:
-                done, _ = wait(list(self.running), timeout=5.0, return_when=FIRST_COMPLETED)
+                done = self._wait_for_trials()
                 for future in sorted(done, key=lambda f: self.running[f].number):
                     self._finish(future, study, stage)
                 continue
@@ -809,6 +823,48 @@ class SweepRunner:
         self.heart.add(job.trial_id)
         self.pending.append((job, trial_spec, snapshot))
 
+    def _wait_for_trials(self) -> set[Future[TrialOutcome]]:
+        """Wait up to 5 s for a running trial to end, taking the curve points the running
+        trials measure meanwhile (every LIVE_POLL_SECONDS)."""
+        give_up = time.monotonic() + 5.0
+        while True:
+            done, _ = wait(list(self.running), timeout=LIVE_POLL_SECONDS,
+                           return_when=FIRST_COMPLETED)
+            self._take_points(self.live.take())  # before an ended trial's whole curve
+            if done or time.monotonic() >= give_up:
+                return done
+
+    def _take_points(self, messages: Sequence[Message]) -> None:
+        """Curve points measured by running trials of this process: stored, the latest
+        val_acc told to their Optuna trial as an intermediate value, and shown. A trial
+        measures a point every few seconds at most in real runs, so every point is told;
+        a faster one's running curve in Optuna is the points of each look (its whole curve
+        is told when it ends). Only points of a trial that is still RUNNING are stored; the
+        whole curve replaces them when it ends. Best effort: a point the database does not
+        take now is stored with the whole curve."""
+        merged: dict[int, tuple[int, list[CurvePoint]]] = {}  # one write per trial
+        for trial_id, total, points in messages:
+            merged[trial_id] = (total, [*merged.get(trial_id, (0, []))[1], *points])
+        for trial_id, (total, points) in merged.items():
+            job = self.training.get(trial_id)
+            if job is None or not points:
+                continue  # ended meanwhile: its whole curve is stored
+            if not store_points(self.storage, trial_id, points):
+                continue  # taken for lost meanwhile, or ended
+            val = [(p.step, p.acc) for p in points if p.split == "val"]
+            stage = next(st for st in self.spec.stages if st.name == job.stage)
+            # one Optuna trial per configuration: with replicates its curve is no one's
+            if job.study_trial is not None and stage.replicates == 1 and val:
+                name, number = study_name(self.spec.name, job.stage), job.study_trial
+                latest = val[-1:]  # one write per look: Optuna writes a value at a time
+                with suppress(Exception):  # told at the end all the same (see tell)
+                    self._optuna(lambda name=name, number=number, latest=latest:  # type: ignore[misc]
+                                 report_running(self.ostorage, name, number, latest))
+            last = max(points, key=lambda p: p.step)
+            self.notify(TrialEvent("point", job.stage, job.number,
+                                   val_acc=val[-1][1] if val else None, trial_id=trial_id,
+                                   step=last.step, total=total))
+
     def _groups_running(self) -> int:
         return len({job.group for job in self.running.values()})
 
@@ -833,12 +889,13 @@ class SweepRunner:
                        str(weights_path(self.checkpoint_dir, self.spec.name, job.trial_id)))
             tasks.append(TrialTask(job.trial_id, trial_spec, self.data_source, self.threads,
                                    shared, snapshot, slot=job.slot, checkpoint=str(checkpoint),
-                                   weights=weights))
+                                   weights=weights, live=self.live.sink))
         task = GroupTask(tuple(tasks), plan.stage_id, self.sweep.id, str(checkpoint))
         for job in jobs:
             job.group = task.group_id
             job.checkpoint = checkpoint
             job.started = time.monotonic()
+            self.training[job.trial_id] = job
         self.inline = jobs[0]  # Ctrl-C while --jobs 1 runs the group in this process
         try:
             future = self.pool.submit(execute_group_announced, task)
@@ -865,6 +922,8 @@ class SweepRunner:
     def _finish(self, future: Future[TrialOutcome], study: optuna.Study,
                 stage: StageSpec) -> None:
         job = self.running.pop(future)
+        self.training.pop(job.trial_id, None)
+        self.live.forget(job.trial_id)
         try:
             outcome = future.result()
         except Exception as exc:  # the worker process died (killed, out of memory, ...)

@@ -26,6 +26,7 @@ from numsweep.sweeps.kept import (
     train_checkpoint_path,
     weights_path,
 )
+from numsweep.sweeps.live import DirectPoints, store_points
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
@@ -64,9 +65,12 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
                                    setup=data_setup(data_source) if setup is None else setup)
     checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
     weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
+    # its curve points stored as they are measured (a running trial's curve can be drawn)
+    live = DirectPoints(lambda messages: [store_points(storage, i, points)
+                                          for i, _total, points in messages])
     outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
                                 checkpoint=None if checkpoint is None else str(checkpoint),
-                                weights=None if weights is None else str(weights)))
+                                weights=None if weights is None else str(weights), live=live))
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)

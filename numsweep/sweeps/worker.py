@@ -1,10 +1,12 @@
 """What runs inside a worker process: train one trial (:func:`execute`) or one fused group of
 trials (:func:`execute_group`), never raise.
 
-Workers never touch the database or the main Optuna study. The dataset split arrives as
-``.npy`` files opened with ``np.load(mmap_mode="r")``, so N workers share one copy in the page
-cache. Pruning decisions are made in the worker on a snapshot of the study taken when the
-trial was proposed (see :class:`PruneSnapshot`), so they do not depend on worker timing.
+Workers never touch the database or the main Optuna study; the curve points of a running
+trial travel to the sweep's process through the task's channel (``live.py``). The dataset
+split arrives as ``.npy`` files opened with ``np.load(mmap_mode="r")``, so N workers share one
+copy in the page cache. Pruning decisions are made in the worker on a snapshot of the study
+taken when the trial was proposed (see :class:`PruneSnapshot`), so they do not depend on
+worker timing.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class TrialTask:
     checkpoint: str | None = None  # the trial's checkpoint file (resumed from when valid)
     weights: str | None = None  # where its network is saved when it ends without diverging
     slot: int | None = None  # its planned place in the stage (None outside a sweep stage)
+    live: Any = None  # where its curve points go as they are measured (``live.py``)
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,14 @@ def _outcome_extras(reporter: Reporter) -> dict[str, Any]:
     return {}
 
 
+def _watcher(task: TrialTask) -> Any:
+    if task.live is None:
+        return None
+    from numsweep.sweeps.live import watcher
+
+    return watcher(task.live, task.trial_id)
+
+
 def execute(task: TrialTask) -> TrialOutcome:
     """Train ``task.spec``; any exception becomes a failed outcome with its traceback."""
     try:
@@ -244,7 +255,8 @@ def execute(task: TrialTask) -> TrialOutcome:
         with threadpool_limits(limits=task.blas_threads):
             result = train_engine(spec, split, reporter=reporter,
                                   prepared=prepared_for(spec, split, task.shared),
-                                  checkpoint=task.checkpoint, weights=task.weights)
+                                  checkpoint=task.checkpoint, weights=task.weights,
+                                  on_points=_watcher(task))
         return TrialOutcome(task.trial_id, result, worker=worker_name(),
                             reports=tuple(reporter.reports), **_outcome_extras(reporter))
     except Exception as exc:  # the sweep records it and goes on
@@ -271,7 +283,8 @@ def execute_group(task: GroupTask) -> list[TrialOutcome]:
             results = train_group([t.spec for t in tasks], split, reporters=reporters,
                                   prepared=prepared_for(first.spec, split, first.shared),
                                   checkpoint=task.checkpoint,
-                                  weights=[t.weights for t in tasks])
+                                  weights=[t.weights for t in tasks],
+                                  on_points=[_watcher(t) for t in tasks])
         name = worker_name()
         return [TrialOutcome(t.trial_id, result, worker=name, reports=tuple(r.reports),
                              group=group, **_outcome_extras(r))

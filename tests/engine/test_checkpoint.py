@@ -269,3 +269,23 @@ def test_missing_or_damaged_weights_files_are_one_line_errors(tmp_path: Path) ->
     np.savez(foreign, header=np.frombuffer(b'{"format": "x"}', np.uint8))
     with pytest.raises(WeightsError, match="is not numsweep-weights-1"):
         load_weights(foreign)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_resumed_run_tells_its_watchers_the_points_it_restored_first(
+        split64: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    """A resumed trial's live curve starts at update 0: the points restored from the
+    checkpoint come first (at once), then each new one; together its whole curve."""
+    specs = group_specs()[:k]
+    path = tmp_path / "group.npz"
+    interrupted_checkpoint(specs, split64, path, monkeypatch)
+    heard: list[list[tuple[Any, ...]]] = [[] for _ in specs]
+    watchers = [lambda points, total, i=i: heard[i].append(points) for i in range(k)]
+    if k == 1:
+        results = [train(specs[0], split64, checkpoint=path, on_points=watchers[0])]
+    else:
+        results = train_group(specs, split64, checkpoint=path, on_points=watchers)
+    for result, calls in zip(results, heard, strict=True):
+        assert "resumed from its checkpoint" in result.message
+        assert len(calls[0]) > 2  # the restored points, in one call
+        assert [p for points in calls for p in points] == list(result.curves)

@@ -275,3 +275,32 @@ def test_two_streams_data_seed_fixes_the_batches_and_seed_the_initialisation(
     # the data stream is not the trial stream even for equal seeds
     assert not np.array_equal(data_rng(5).permutation(50),
                               np.random.default_rng(5).permutation(50))
+
+
+def test_each_trial_s_curve_points_are_told_as_they_are_measured(
+        splits: dict[str, Split]) -> None:
+    """The point watchers hear each trial's curve points as they are measured (one call per
+    curve point, every split of it, with the planned updates): together they are the curve
+    its result holds; a pruned trial's stop at its last point."""
+    spec = TrialSpec.from_mapping(for_model({**BASE, "model": "mlp", "dtype": "float64",
+                                             "seed": 1, "data_seed": 9, "cycles": 3}))
+    specs = [spec, spec.replace(seed=2, lam=0.01)]
+    heard: list[list[tuple[Any, int]]] = [[], []]
+
+    def watcher(i: int) -> Any:
+        return lambda points, total: heard[i].append((points, total))
+
+    results = train_group(specs, splits["float64"], on_points=[watcher(0), watcher(1)],
+                          reporters=[None, lambda step, val: True])
+    for result, calls in zip(results, heard, strict=True):
+        assert [p for points, _ in calls for p in points] == list(result.curves)
+        assert all(len({p.step for p in points}) == 1 and len(points) == 2
+                   for points, _ in calls)  # train and val of one step
+        assert {total for _, total in calls} == {24}
+    # before training, half way through the first cycle and at its end, where it stops
+    assert results[1].stopped and [points[0].step for points, _ in heard[1]] == [0, 4, 8]
+    for lone_spec in (spec, spec.replace(model="convnet3", hidden=[50], filter_size=3, cycles=1)):
+        alone: list[Any] = []  # a group of one; the reference loop
+        lone = train(lone_spec, splits["float64"],
+                     on_points=lambda points, total, alone=alone: alone.extend(points))
+        assert alone == list(lone.curves)

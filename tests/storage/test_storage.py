@@ -59,3 +59,33 @@ def test_read_only_folder(tmp_path: Path) -> None:
             Storage(f"sqlite:///{tmp_path / 'r.db'}")
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_a_running_trial_s_points_are_stored_then_replaced_by_its_whole_curve(
+        tmp_path: Path) -> None:
+    """Curve points stored while a trial runs (each (step, split) once) are readable at
+    once; when it ends its whole curve takes their place, in its order, as if none had been
+    stored; an ended trial takes no more."""
+    storage = Storage(f"sqlite:///{tmp_path / 'live.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=3)
+    tid = storage.start_trial(sweep.id, None, 0, {"lam": 0.01}, seed=1)
+    first = [CurveRecord(tid, 0, "train", 2.3, 2.4, 0.1, 0.01),
+             CurveRecord(tid, 0, "val", 2.2, 2.3, 0.2, 0.01)]
+    later = [CurveRecord(tid, 5, "train", 1.0, 1.1, 0.5, 0.1),
+             CurveRecord(tid, 5, "val", math.nan, math.inf, 0.4, 0.1)]
+    assert storage.add_running_curve_points(tid, first)
+    assert storage.add_running_curve_points(tid, first + later)  # a resumed run's restored
+    got = storage.get_curves([tid])
+    assert got[:3] == [*first, later[0]] and len(got) == 4
+    assert [t.state for t in storage.get_trials("s")] == [TrialState.RUNNING]
+
+    whole = [*first, *later, CurveRecord(tid, 10, "train", 0.5, 0.6, 0.8, 0.01),
+             CurveRecord(tid, 10, "val", 0.6, 0.7, 0.7, 0.01)]
+    storage.finish_trial(tid, TrialState.COMPLETE, curves=whole, metrics={"val_acc": 0.7})
+
+    def shown(curves: list[CurveRecord]) -> list[tuple[object, ...]]:
+        return [(c.step, c.split, c.acc, c.lr, repr(c.loss), repr(c.cost)) for c in curves]
+
+    assert shown(storage.get_curves([tid])) == shown(whole)
+    assert not storage.add_running_curve_points(tid, [CurveRecord(tid, 99, "val", 0, 0, 1, 0)])
+    assert len(storage.get_curves([tid])) == len(whole)

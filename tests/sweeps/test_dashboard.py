@@ -1,15 +1,20 @@
 """optuna-dashboard (from the test extras) on a numsweep database shows each trial's metrics,
 fixed parameters and learning curve, names the objective, and shows no failures that never
-happened, after two `numsweep worker --jobs 2` processes ran one sweep together."""
+happened, after two `numsweep worker --jobs 2` processes ran one sweep together; and the
+learning curve of a trial still running."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from tests.sweeps.test_durable import (
     spec_dict,
     write_spec,
 )
+from tests.sweeps.test_live import live_spec, stopped_with_points, study_trial, val_points
 
 DASHBOARD = shutil.which("optuna-dashboard")
 pytestmark = pytest.mark.skipif(DASHBOARD is None, reason="optuna-dashboard is not installed "
@@ -59,22 +65,8 @@ def test_the_dashboard_shows_a_sweep_run_by_two_workers(tmp_path: Path, tiny_npz
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     ids = {t.id for t in trials}
 
-    port = free_port()
-    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port),
-                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        give_up = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                studies = get(f"{base}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > give_up:
-                    out = server.stdout.read() if server.stdout else ""
-                    pytest.fail(f"optuna-dashboard did not start: {out}")
-                time.sleep(0.2)
+    with dashboard(url) as base:
+        studies = get(f"{base}/api/studies")["study_summaries"]
         names = {s["study_name"]: s["study_id"] for s in studies}
         assert set(names) == {"dash/coarse", "dash/fine"}
         seen = set()
@@ -94,6 +86,51 @@ def test_the_dashboard_shows_a_sweep_run_by_two_workers(tmp_path: Path, tiny_npz
                 if t["state"] == "Complete":
                     assert len(t["intermediate_values"]) >= 3, (name, t["number"])
         assert ids <= seen  # every numsweep trial is in a study
+
+
+def test_the_dashboard_draws_a_running_trials_curve(tmp_path: Path, tiny_npz: Path) -> None:
+    """While a trial trains, its Optuna trial (Running) has its curve points so far as
+    intermediate values: the dashboard draws its learning curve before it ends."""
+    url = f"sqlite:///{tmp_path / 'running.db'}"
+    proc = numsweep("sweep", "run", live_spec(tmp_path, "running"), "--jobs", "2",
+                    "--group-size", "1", "--db", url, "--data", tiny_npz)
+    storage = Storage(url)
+    try:
+        with stopped_with_points(proc, storage, "running") as trial, dashboard(url) as base:
+            number = study_trial(storage, "running", trial.id)
+            curve = dict(val_points(storage, trial.id))
+            [summary] = get(f"{base}/api/studies")["study_summaries"]
+            detail = get(f"{base}/api/studies/{summary['study_id']}")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=TIMEOUT)
+    assert detail["has_intermediate_values"]
+    [shown] = [t for t in detail["trials"] if t["number"] == number]
+    assert shown["state"] == "Running"
+    values = {v["step"]: v["value"] for v in shown["intermediate_values"]}
+    assert values.items() <= curve.items() and len(values) >= 2  # its points so far
+
+
+@contextlib.contextmanager
+def dashboard(url: str) -> Iterator[str]:
+    """optuna-dashboard on database ``url``; yields its address once it answers."""
+    port = free_port()
+    server = subprocess.Popen([str(DASHBOARD), url, "--host", "127.0.0.1", "--port", str(port),
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        give_up = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                get(f"{base}/api/studies")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > give_up:
+                    out = server.stdout.read() if server.stdout else ""
+                    pytest.fail(f"optuna-dashboard did not start: {out}")
+                time.sleep(0.2)
+        yield base
     finally:
         server.terminate()
         server.wait(timeout=30)

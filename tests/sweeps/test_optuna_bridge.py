@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from numsweep.storage import Storage, TrialState
+from numsweep.storage import SlotRecord, Storage, TrialState
 from numsweep.sweeps import parse_spec, run_sweep
 from numsweep.sweeps.optuna_bridge import (
     FIXED_PARAMS_KEY,
@@ -20,6 +20,9 @@ from numsweep.sweeps.optuna_bridge import (
     pruner_state,
     queued_trial,
     quiet,
+    report_running,
+    tell,
+    trials_before,
 )
 from tests.sweeps.test_durable import spec_dict
 
@@ -106,3 +109,29 @@ def test_the_study_is_a_full_record_of_each_trial(tmp_path: Path, tiny_npz: Path
                 steps, accs = zip(*sorted(t.intermediate_values.items()), strict=True)
                 assert list(steps) == [step for step, _ in val]
                 assert list(accs) == pytest.approx([acc for _, acc in val])
+
+
+def test_a_running_trials_values_never_reach_a_pruning_snapshot_and_the_end_wins(
+        tmp_path: Path) -> None:
+    """What a running trial reports as it goes (report_running) is its Optuna trial's
+    intermediate values at once; a pruning snapshot taken meanwhile holds none of them (as
+    before: its decisions never depend on how far another trial had got); telling the
+    trial writes its final curve over them, each step once (an earlier attempt's value
+    at a step is replaced, not kept)."""
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    ostorage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=ostorage, study_name="s/coarse", direction="maximize")
+    with quiet():
+        running = study.ask()
+        report_running(ostorage, "s/coarse", running.number, [(0, 0.1), (4, 0.3)])
+        assert study.get_trials()[0].intermediate_values == {0: 0.1, 4: 0.3}
+        assert [t.intermediate_values for t in trials_before(study, 1)] == [{}]
+        record = SlotRecord(7, 0, 0, 1, TrialState.COMPLETE, running.number, "w:1", None,
+                            0.5)
+        tell(study, ostorage, [record], [(0, 0.1), (4, 0.35), (8, 0.5)], [0.5])
+        [told] = study.get_trials()
+        assert told.state is optuna.trial.TrialState.COMPLETE and told.value == 0.5
+        assert told.intermediate_values == {0: 0.1, 4: 0.35, 8: 0.5}
+        # told: what comes late from the trial's run changes nothing
+        report_running(ostorage, "s/coarse", running.number, [(12, 0.9)])
+        assert study.get_trials()[0].intermediate_values == {0: 0.1, 4: 0.35, 8: 0.5}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 from rich.console import Console
 
@@ -123,3 +124,44 @@ def test_the_display_shows_the_group_size_and_counts_groups_in_the_time_left() -
         # 15 trials left in groups of 4, each group's trial measured 8 s, 2 jobs
         assert progress.eta() == 15 / 4 * 8.0 / 2
     assert "4 (auto)" in out.getvalue() and "groups of" in out.getvalue()
+
+
+def test_without_a_terminal_a_running_trial_prints_its_curve_points() -> None:
+    """Output to a file: a line per curve point of a running trial (its update of the
+    planned ones and val_acc), at most one per trial every ``line_seconds``; on a terminal
+    the table shows each running trial's update and val_acc instead."""
+    out = io.StringIO()
+    with SweepProgress(Console(file=out, width=200), jobs=2, line_seconds=0) as progress:
+        progress(TrialEvent("stage", "coarse", planned=2, group_size=2))
+        for n in range(2):
+            progress(TrialEvent("started", "coarse", n, trial_id=40 + n))
+        for step, acc in ((0, 0.1), (450, 0.3125)):
+            for n in range(2):
+                progress(TrialEvent("point", "coarse", n, val_acc=acc + n / 100,
+                                    trial_id=40 + n, step=step, total=9000))
+        assert not math.isnan(progress.eta())  # foretold from the points' pace
+        assert [r["update"] for r in progress.running_rows()] == ["450/9000"] * 2
+    lines = out.getvalue().splitlines()
+    assert "coarse trial 40 update 0/9000 val_acc 0.1000" in lines
+    assert "coarse trial 41 update 450/9000 val_acc 0.3225" in lines
+
+    out = io.StringIO()
+    with SweepProgress(Console(file=out, width=200), jobs=1, line_seconds=3600) as progress:
+        progress(TrialEvent("started", "coarse", 0, trial_id=40))
+        for step in (0, 10, 20):
+            progress(TrialEvent("point", "coarse", 0, val_acc=0.5, trial_id=40, step=step,
+                                total=30))
+    assert [line for line in out.getvalue().splitlines() if "trial 40 update" in line] == [
+        "coarse trial 40 update 0/30 val_acc 0.5000"]  # the first, then none for an hour
+
+    terminal = io.StringIO()
+    with SweepProgress(Console(file=terminal, width=100, force_terminal=True),
+                       jobs=1) as progress:
+        progress(TrialEvent("stage", "coarse", planned=1))
+        progress(TrialEvent("started", "coarse", 0, trial_id=40))
+        progress(TrialEvent("point", "coarse", 0, val_acc=0.5, trial_id=40, step=10, total=30))
+        shown = io.StringIO()
+        Console(file=shown, width=100).print(progress.render())
+    assert "running trial" in shown.getvalue() and "10/30" in shown.getvalue()
+    assert "0.5000" in shown.getvalue()
+    assert "update 10/30" not in terminal.getvalue()  # no line: the table shows it
