@@ -239,7 +239,7 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
 def build_report(db: str | Storage, sweep: str, out_dir: str | Path, *,
                  metric: str = "val_acc", top: int = 5) -> Report:
     """Write ``report.html``, ``report.md`` and the charts' PNG files into ``out_dir``."""
-    storage = db if isinstance(db, Storage) else Storage(db)
+    storage = db if isinstance(db, Storage) else Storage(db, read_only=True)
     record, stages = load_stages(storage, sweep)
     trials = load_trials(storage, sweep)
     if trials.empty:

@@ -20,14 +20,20 @@ import numpy as np
 import optuna
 
 from numsweep.shield import shielded
-from numsweep.storage import SlotRecord, StorageError, TrialState, retry_call, shown_url
+from numsweep.storage import (
+    SlotRecord,
+    StorageError,
+    TrialState,
+    is_in_memory,
+    retry_call,
+    shown_url,
+)
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError
 
 OBJECTIVE = "val_acc"
 """The metric a study maximises (shown by optuna-dashboard as the objective's name)."""
 FIXED_PARAMS_KEY = "fixed_params"
 """The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
-IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
 METRIC_ATTRS = ("test_acc", "train_acc", "train_seconds", "eval_seconds", "param_count",
                 "updates")
 """The metrics each trial of a study carries as user attributes (beside val_acc, its value)."""
@@ -164,7 +170,7 @@ def optuna_storage(url: str, db_wait: float = 0.0) -> optuna.storages.BaseStorag
     so ``optuna-dashboard URL`` shows the studies; in-memory for an in-memory SQLite URL.
     Connections are checked before use (``pool_pre_ping``); opening is retried while the
     database is locked, unreachable, or another process is creating Optuna's tables."""
-    if url in IN_MEMORY_URLS:
+    if is_in_memory(url):
         return optuna.storages.InMemoryStorage()
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):

@@ -35,6 +35,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +50,8 @@ from numsweep.storage import (
     StagePlan,
     StageRecord,
     Storage,
+    StorageError,
+    StorageGone,
     StorageUnavailable,
     SweepRecord,
     TrialRecord,
@@ -128,6 +131,9 @@ if TYPE_CHECKING:
 PROPOSAL_LEASE_SECONDS = 30.0
 """How long a process may hold a stage's proposal turn before another takes it over (only
 a process that died while proposing holds it that long)."""
+START_LEASE_SECONDS = 10 * 365 * 86400.0
+"""How long a ``sweep run`` holds its sweep's start lease: while it runs (given back at its
+end); one killed holds it until a process of its machine sees it gone."""
 PROPOSAL_TRIES = 20
 """How many times (POLL_SECONDS / 10 apart) a process asks for the proposal turn
 before it goes back to its running trials."""
@@ -303,6 +309,39 @@ class SweepRunner:
             return self._run()
 
     def _run(self) -> list[StageSummary]:
+        if self.resume:
+            return self._run_claimed()
+        self._claim_start()
+        try:
+            return self._run_claimed()
+        finally:
+            with suppress(StorageError):  # a database that went away keeps it: see above
+                self.storage.give_back_lease(self._start_lease, self.name)
+
+    @property
+    def _start_lease(self) -> str:
+        return f"start:{self.spec.name}"[:200]
+
+    def _claim_start(self) -> None:
+        """Only one ``sweep run`` starts a sweep: it holds the sweep's start lease while it
+        runs, and a second one started meanwhile is refused (it would run the same
+        configurations again beside it); a holder that was a process of this machine that
+        is gone (killed) is taken over."""
+        lease, storage = self._start_lease, self.storage
+        if storage.take_lease(lease, self.name, START_LEASE_SECONDS):
+            return
+        holder = storage.lease_holder(lease)
+        if holder is None or is_gone(holder):
+            if storage.take_lease(lease, self.name, START_LEASE_SECONDS,
+                                  taking_from=holder):
+                return
+            holder = storage.lease_holder(lease) or "another process"
+        raise SweepSpecError(
+            f"sweep {self.spec.name!r} in {storage.shown_url} is being run by {holder} (another "
+            f"`numsweep sweep run`); join it with `numsweep worker {self.spec.name}`, or run "
+            f"this one under another name (name=NEW)")
+
+    def _run_claimed(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
         existing = [s for s in storage.list_sweeps() if s.name == spec.name]
         if not self.resume and existing and storage.count_trials(existing[0].id):
@@ -329,6 +368,11 @@ class SweepRunner:
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
         except StorageUnavailable as exc:
             raise self._keep_finished(exc) from None
+        except StorageGone as exc:  # results of the running trials have nowhere to go
+            running = len(self.running) + len(self.pending)
+            raise StorageGone(f"{exc}; sweep {spec.name!r} stopped: {self.finished} trials "
+                              f"finished here were stored in it, {running} running were "
+                              f"dropped") from None
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             ids = [job.trial_id for job in self.running.values()]
