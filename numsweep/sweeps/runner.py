@@ -33,9 +33,9 @@ import math
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -132,8 +132,9 @@ PROPOSAL_LEASE_SECONDS = 30.0
 """How long a process may hold a stage's proposal turn before another takes it over (only
 a process that died while proposing holds it that long)."""
 START_LEASE_SECONDS = 10 * 365 * 86400.0
-"""How long a ``sweep run`` holds its sweep's start lease: while it runs (given back at its
-end); one killed holds it until a process of its machine sees it gone."""
+"""How long a ``sweep run`` holds its sweep's start lease (see :func:`starting`): while it
+runs, given back at its end; one killed holds it until a process of its machine sees it
+gone (on another machine: ``sweep resume`` or ``worker`` continue the sweep)."""
 PROPOSAL_TRIES = 20
 """How many times (POLL_SECONDS / 10 apart) a process asks for the proposal turn
 before it goes back to its running trials."""
@@ -243,6 +244,29 @@ class _Running:
     checkpoint: Path | None = None  # its group's checkpoint (keyed by the group's slots)
 
 
+@contextmanager
+def starting(storage: Storage, name: str, holder: str) -> Iterator[None]:
+    """Hold sweep ``name``'s start lease while it is started (``sweep run``: while it runs;
+    ``sweep create``: while it is stored): a second process that starts the same sweep
+    meanwhile is refused (it would run the same configurations again beside the first). A
+    holder that was a process of this machine that is gone (killed) is taken over."""
+    lease = f"start:{name}"[:200]
+    if not storage.take_lease(lease, holder, START_LEASE_SECONDS):
+        other = storage.lease_holder(lease)
+        if not ((other is None or is_gone(other)) and storage.take_lease(
+                lease, holder, START_LEASE_SECONDS, taking_from=other)):
+            other = storage.lease_holder(lease) or "another process"
+            raise SweepSpecError(
+                f"sweep {name!r} in {storage.shown_url} is being started by {other} (another "
+                f"`numsweep sweep run` or `sweep create`); join it with `numsweep worker "
+                f"{name}`, or run this one under another name (name=NEW)")
+    try:
+        yield
+    finally:
+        with suppress(StorageError):  # a database that went away keeps it: see above
+            storage.give_back_lease(lease, holder)
+
+
 def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
     """The latest attempt of each slot (attempts come in order)."""
     return {s.slot: s for s in slots}
@@ -311,35 +335,8 @@ class SweepRunner:
     def _run(self) -> list[StageSummary]:
         if self.resume:
             return self._run_claimed()
-        self._claim_start()
-        try:
+        with starting(self.storage, self.spec.name, self.name):
             return self._run_claimed()
-        finally:
-            with suppress(StorageError):  # a database that went away keeps it: see above
-                self.storage.give_back_lease(self._start_lease, self.name)
-
-    @property
-    def _start_lease(self) -> str:
-        return f"start:{self.spec.name}"[:200]
-
-    def _claim_start(self) -> None:
-        """Only one ``sweep run`` starts a sweep: it holds the sweep's start lease while it
-        runs, and a second one started meanwhile is refused (it would run the same
-        configurations again beside it); a holder that was a process of this machine that
-        is gone (killed) is taken over."""
-        lease, storage = self._start_lease, self.storage
-        if storage.take_lease(lease, self.name, START_LEASE_SECONDS):
-            return
-        holder = storage.lease_holder(lease)
-        if holder is None or is_gone(holder):
-            if storage.take_lease(lease, self.name, START_LEASE_SECONDS,
-                                  taking_from=holder):
-                return
-            holder = storage.lease_holder(lease) or "another process"
-        raise SweepSpecError(
-            f"sweep {self.spec.name!r} in {storage.shown_url} is being run by {holder} (another "
-            f"`numsweep sweep run`); join it with `numsweep worker {self.spec.name}`, or run "
-            f"this one under another name (name=NEW)")
 
     def _run_claimed(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
@@ -991,18 +988,19 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
                  keep_weights: str = DEFAULT_KEEP) -> SweepRecord:
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
-    if any(s.name == spec.name for s in storage.list_sweeps()):
-        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; continue "
-                             f"it with `numsweep worker {spec.name}` or use another name "
-                             f"(name=NEW)")
-    # Optuna's tables, before workers race to make them
-    optuna_storage(storage.engine_url, storage.db_wait)
-    return storage.get_or_create_sweep(
-        spec.name, {**spec.to_dict(), "data": data_source,
-                    "threads": threads if threads is not None else DEFAULT_THREADS,
-                    "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
-                    "keep_weights": check_policy(keep_weights)},
-        spec.seed, data_fingerprint=fingerprint_of(data_source))
+    with starting(storage, spec.name, worker_name()):  # two at once: the second is refused
+        if any(s.name == spec.name for s in storage.list_sweeps()):
+            raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; "
+                                 f"continue it with `numsweep worker {spec.name}` or use "
+                                 f"another name (name=NEW)")
+        # Optuna's tables, before workers race to make them
+        optuna_storage(storage.engine_url, storage.db_wait)
+        return storage.get_or_create_sweep(
+            spec.name, {**spec.to_dict(), "data": data_source,
+                        "threads": threads if threads is not None else DEFAULT_THREADS,
+                        "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
+                        "keep_weights": check_policy(keep_weights)},
+            spec.seed, data_fingerprint=fingerprint_of(data_source))
 
 
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:

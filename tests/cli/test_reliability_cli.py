@@ -267,12 +267,12 @@ def test_a_second_sweep_run_of_the_same_sweep_is_refused(tmp_path: Path,
     ended = [(p.wait(timeout=240), p.stderr.read() if p.stderr else "") for p in procs]
     assert sorted(code for code, _ in ended) == [0, 1], ended
     refused = next(err for code, err in ended if code == 1).strip().splitlines()
-    assert len(refused) == 1 and ("is being run by" in refused[0]
+    assert len(refused) == 1 and ("is being started by" in refused[0]
                                   or "already has 2 trials" in refused[0]), refused
     assert len(Storage(str(db)).get_trials("lambda-coarse")) == 2
 
 
-def test_sweep_run_beside_a_running_one_is_refused_and_a_killed_ones_turn_is_taken(
+def test_sweep_run_or_create_beside_a_running_one_is_refused_and_a_killed_ones_turn_is_taken(
         tmp_path: Path, tiny_npz: Path) -> None:
     import socket
 
@@ -282,8 +282,12 @@ def test_sweep_run_beside_a_running_one_is_refused_and_a_killed_ones_turn_is_tak
     result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=2", "--jobs", "1",
                     "--db", db, "--data", tiny_npz)
     assert result.exit_code == 1
-    assert "is being run by other-host:4242 (another `numsweep sweep run`); join it with " \
-           "`numsweep worker lambda-coarse`" in one_line_error(result.output)
+    assert "is being started by other-host:4242 (another `numsweep sweep run` or `sweep " \
+           "create`); join it with `numsweep worker lambda-coarse`" in one_line_error(
+               result.output)
+    created = invoke("sweep", "create", EXAMPLE, "--db", db, "--data", tiny_npz)
+    assert created.exit_code == 1 and "is being started by other-host:4242" in \
+        one_line_error(created.output)
     assert storage.list_sweeps() == []
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
