@@ -243,6 +243,12 @@ def test_a_full_disk_for_kept_networks_keeps_the_results_and_rerun_writes_them(
     trials = Storage(str(db)).get_trials("lambda-coarse")
     assert {t.state for t in trials} == {TrialState.COMPLETE}
     assert all(0 < t.metrics["val_acc"] <= 1 for t in trials)
+    single = invoke("train", *SMALL, "--db", tmp_path / "one.db", "--data", tiny_npz)
+    assert single.exit_code == 1
+    assert single.output.strip().splitlines()[-1].endswith(
+        "OSError: [Errno 28] No space left on device; its result is stored; `numsweep trial "
+        "rerun 1` writes it again")
+    assert Storage(str(tmp_path / "one.db")).get_trials("train")[0].state is TrialState.COMPLETE
 
     monkeypatch.setattr(checkpoint, "write_npz_atomic", written)  # space freed
     resumed = invoke("sweep", "resume", "lambda-coarse", "--jobs", "1", "--db", db)
