@@ -367,9 +367,10 @@ class SweepRunner:
             raise self._keep_finished(exc) from None
         except StorageGone as exc:  # results of the running trials have nowhere to go
             running = len(self.running) + len(self.pending)
-            raise StorageGone(f"{exc}; sweep {spec.name!r} stopped: {self.finished} trials "
-                              f"finished here were stored in it, {running} running were "
-                              f"dropped") from None
+            self.pool.shutdown(wait=False, kill_workers=True)  # not waiting for their ends
+            raise StorageGone(f"{exc}; sweep {spec.name!r} stopped (finished trials stored "
+                              f"in it by this process: {self.finished}, running trials "
+                              f"dropped: {running})") from None
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             ids = [job.trial_id for job in self.running.values()]
