@@ -291,7 +291,8 @@ class Storage:
                 f"{url if given.strip() else repr(given)} is an in-memory database: what "
                 f"is stored there is gone when the command ends; give a file (--db runs.db) "
                 f"or a server URL")
-        self.file = sqlite_file(url)
+        file = sqlite_file(url)
+        self.file = None if file is None else file.absolute()  # as opened, whatever cwd becomes
         with shielded():  # a Ctrl-C here would leave a half-made connection
             try:
                 is_sqlite = make_url(url).get_backend_name() == "sqlite"

@@ -133,8 +133,9 @@ PROPOSAL_LEASE_SECONDS = 30.0
 a process that died while proposing holds it that long)."""
 START_LEASE_SECONDS = 10 * 365 * 86400.0
 """How long a ``sweep run`` holds its sweep's start lease (see :func:`starting`): while it
-runs, given back at its end; one killed holds it until a process of its machine sees it
-gone (on another machine: ``sweep resume`` or ``worker`` continue the sweep)."""
+runs, given back at its end; one killed, interrupted or stopped by a database error keeps
+it until a process of its machine sees it gone (``sweep resume`` and ``worker`` continue
+the sweep in any case)."""
 PROPOSAL_TRIES = 20
 """How many times (POLL_SECONDS / 10 apart) a process asks for the proposal turn
 before it goes back to its running trials."""
@@ -262,9 +263,15 @@ def starting(storage: Storage, name: str, holder: str) -> Iterator[None]:
                 f"{name}`, or run this one under another name (name=NEW)")
     try:
         yield
-    finally:
-        with suppress(StorageError):  # a database that went away keeps it: see above
+    except (StorageError, KeyboardInterrupt, SweepInterrupted):
+        # kept: giving it back could wait for the database (or a lock) when the process is
+        # to end at once; a holder that is gone is taken over
+        raise
+    except BaseException:
+        with suppress(StorageError):
             storage.give_back_lease(lease, holder)
+        raise
+    storage.give_back_lease(lease, holder)
 
 
 def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
