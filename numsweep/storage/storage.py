@@ -212,11 +212,14 @@ INTERRUPT_WAIT_SECONDS = 3.0
 before giving up (the trials are then taken for lost by the next resume)."""
 
 
-def _create_tables(engine: Engine) -> None:
+def _create_tables(engine: Engine, shown: str, *, existing: bool = False) -> None:
     """Create missing tables; add the columns and indexes a database made by an older numsweep
     lacks. Processes that start at once on a new database may race here (retried by the
-    caller)."""
+    caller). ``existing``: only in a numsweep database (a one-line error, nothing added,
+    for any other)."""
     tables = inspect(engine).get_table_names()
+    if existing:
+        _check_numsweep(set(tables), shown)
     for table, columns in _NEW_COLUMNS.items():
         if table not in tables:
             continue
@@ -230,14 +233,19 @@ def _create_tables(engine: Engine) -> None:
         index.create(engine, checkfirst=True)
 
 
-def _check_schema(engine: Engine, shown: str) -> None:
-    """A one-line error unless the database holds numsweep's tables with every column this
-    numsweep reads (for a reader, which cannot add them)."""
-    tables = set(inspect(engine).get_table_names())
+def _check_numsweep(tables: set[str], shown: str) -> None:
+    """A one-line error saying what the database holds unless it is a numsweep one."""
     if "ns_sweeps" not in tables:
         others = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise StorageError(f"{shown} is not a numsweep database (no ns_sweeps table; "
                            + (f"its tables: {others})" if tables else "it is empty)"))
+
+
+def _check_schema(engine: Engine, shown: str) -> None:
+    """A one-line error unless the database holds numsweep's tables with every column this
+    numsweep reads (for a reader, which cannot add them)."""
+    tables = set(inspect(engine).get_table_names())
+    _check_numsweep(tables, shown)
     missing = sorted(set(Base.metadata.tables) - tables)
     for table, columns in _NEW_COLUMNS.items():
         if table in tables:
@@ -267,9 +275,10 @@ class Storage:
     ``read_only``: open to read only: nothing is created or changed (a SQLite file opens in
     SQLite's read-only mode, so a read-only file or folder reads), and a missing file or a
     database without numsweep's tables is a one-line :class:`StorageError`.
-    ``create=False``: the SQLite file must exist already (commands that continue a stored
-    sweep). ``in_memory``: allow an in-memory SQLite database (``sqlite://``), whose
-    contents end with this object, for a caller that reads its results from this same
+    ``create=False``: the database must be a numsweep database already, and a SQLite file
+    must exist (commands that continue a stored sweep: nothing is added to another file).
+    ``in_memory``: allow an in-memory SQLite database (``sqlite://``), whose contents end
+    with this object, for a caller that reads its results from this same
     Storage; refused otherwise (commands never allow it: they would store into nothing).
 
     A SQLite file deleted or replaced by another file while it is open makes every later
@@ -302,6 +311,13 @@ class Storage:
                         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
                 elif is_sqlite:
                     _check_sqlite_location(url, create=create)
+                    if not create and sqlite_file(url) is not None:  # before WAL is switched on
+                        peek = create_engine(_read_only_url(url))
+                        try:
+                            _check_numsweep(set(inspect(peek).get_table_names()),
+                                            self.shown_url)
+                        finally:
+                            peek.dispose()
                     self.engine = create_engine(
                         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
                     event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -309,7 +325,8 @@ class Storage:
                     self.engine = create_engine(self.engine_url, pool_pre_ping=True)
                 # a server that cannot be reached at all is a wrong URL more often than an outage
                 retry_call(lambda: (_check_schema(self.engine, self.shown_url) if read_only
-                                    else _create_tables(self.engine)),
+                                    else _create_tables(self.engine, self.shown_url,
+                                                        existing=not create)),
                            seconds=0, what=self.shown_url, table_race=not read_only)
             except StorageError:
                 raise

@@ -142,7 +142,7 @@ def _read_commands(sweep: str, tmp_path: Path, data: Path) -> list[tuple[object,
             ("evaluate", "1", "--data", data), ("sweep", "gc", sweep)]
 
 
-def test_read_commands_never_create_or_change_a_database(tmp_path: Path,
+def test_read_and_continuing_commands_never_create_or_change_a_database(tmp_path: Path,
                                                          tiny_npz: Path) -> None:
     import optuna
 
@@ -153,9 +153,11 @@ def test_read_commands_never_create_or_change_a_database(tmp_path: Path,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=f"sqlite:///{optuna_only}", study_name="s")
     missing = tmp_path / "typo_runs.db"
+    continuing = [("sweep", "resume", "lambda-coarse", "--jobs", "1"),
+                  ("worker", "lambda-coarse", "--jobs", "1"), ("trial", "rerun", "1")]
     for path in (foreign, optuna_only, missing):
         before = path.read_bytes() if path.exists() else None
-        for command in _read_commands("lambda-coarse", tmp_path, tiny_npz):
+        for command in _read_commands("lambda-coarse", tmp_path, tiny_npz) + continuing:
             result = invoke(*command, "--db", path)
             assert result.exit_code == 1, (path.name, command, result.output)
             line = one_line_error(result.output)

@@ -213,6 +213,9 @@ def test_a_reader_never_creates_or_changes_a_database(tmp_path: Path) -> None:
         assert _file_state(path) == before
         with sqlite3.connect(path) as conn:  # not switched to WAL
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        with pytest.raises(StorageError, match="is not a numsweep database"):  # resume, worker
+            Storage(f"sqlite:///{path}", create=False)
+        assert path.read_bytes() == before[0]
 
 
 def test_a_reader_of_an_older_database_says_what_brings_it_up_to_date(tmp_path: Path) -> None:
