@@ -41,20 +41,25 @@ class SweepResult:
     name: str
     db: str = field(repr=False)  # may hold a password: not shown
     stages: tuple[StageSummary, ...]
+    storage: Storage | None = field(default=None, repr=False, compare=False)
+    """The open database when the caller gave one (an in-memory database lives there only)."""
+
+    def _db(self) -> str | Storage:
+        return self.storage if self.storage is not None else self.db
 
     def trials(self, stage: str | None = None, state: str | None = None) -> pd.DataFrame:
         """The sweep's trials as :func:`numsweep.load_trials` returns them."""
-        return load_trials(self.db, self.name, stage=stage, state=state)
+        return load_trials(self._db(), self.name, stage=stage, state=state)
 
     def curves(self, stage: str | None = None) -> pd.DataFrame:
         """The curve points of the sweep's trials (of one stage)."""
-        return load_curves(self.db, sweep=self.name, stage=stage)
+        return load_curves(self._db(), sweep=self.name, stage=stage)
 
     def report(self, out_dir: str | Path, metric: str = "val_acc") -> Path:
         """Write the HTML and Markdown report into ``out_dir``; returns the HTML page."""
         from numsweep.analysis.report import build_report
 
-        return build_report(self.db, self.name, out_dir, metric=metric).html
+        return build_report(self._db(), self.name, out_dir, metric=metric).html
 
 
 def as_spec(spec: SpecSource, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
@@ -87,7 +92,13 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     shows a bar per stage: an HTML bar updated in place in Jupyter, lines on stderr
     elsewhere. A spec value or dataset that does not fit is a :class:`numsweep.NumsweepError`
     before any training. ``checkpoint_dir`` and ``keep_weights`` are ``--checkpoint-dir``
-    and ``--keep-weights`` (see docs/resume.md, "Checkpoints and kept networks")."""
+    and ``--keep-weights`` (see docs/resume.md, "Checkpoints and kept networks").
+
+    An in-memory SQLite URL (``sqlite://``) is refused: the trials would be gone when the
+    call returns. To keep the results in memory only, pass an open
+    ``Storage("sqlite://", in_memory=True)``: the returned :class:`SweepResult` reads from
+    that object (no other process can see it), and ``checkpoint_dir`` must be a folder of
+    its own: the trial ids of an in-memory database come again in the next one."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.spec import check_against_images, resolve_data
 
@@ -102,7 +113,8 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
                           keep_weights=keep_weights)
     if display is not None:
         display.close()
-    return SweepResult(parsed.name, storage.url, tuple(summaries))
+    return SweepResult(parsed.name, storage.url, tuple(summaries),
+                       storage=db if isinstance(db, Storage) else None)
 
 
 def extend(name: str, additions: Mapping[str, Any], *, db: str | Storage = DEFAULT_URL,

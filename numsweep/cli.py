@@ -211,6 +211,12 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
                    f"updates {result.updates}")
     if result.diverged:
         raise click.ClickException(f"trial {trial_id} failed: {result.message}")
+    from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
+
+    unkept = next((p for p in result.message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT)), "")
+    if unkept:
+        raise click.ClickException(f"trial {trial_id}: {unkept}; its result is stored; "
+                                   f"`numsweep trial rerun {trial_id}` writes it again")
 
 
 def _json_default(value: Any) -> Any:
@@ -413,6 +419,22 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
     click.echo(f"next: numsweep sweep show {name}{where}")
     click.echo(f"      numsweep report {name} -o report-{name}/{where}")
     _report_failures(storage, name, summaries)
+    _report_unkept(storage, name)
+
+
+def _report_unkept(storage: Storage, name: str) -> None:
+    """Exit 1 when networks the sweep keeps could not be written (their results are
+    stored)."""
+    from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
+    from numsweep.sweeps.kept import unkept_networks
+
+    unkept = unkept_networks(storage, name)
+    if unkept:
+        why = next(p for p in unkept[0].message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT))
+        ids = ", ".join(str(t.id) for t in unkept[:10]) + (", ..." if len(unkept) > 10 else "")
+        raise click.ClickException(
+            f"{count(len(unkept), 'trial')} of sweep {name!r} kept no network ({why}); their "
+            f"results are stored; `numsweep trial rerun ID` writes each again (trials {ids})")
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -557,7 +579,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
 
     if device is not None:
         device_module(device)
-    storage = Storage(db, db_wait=db_wait)
+    storage = Storage(db, db_wait=db_wait, create=False)  # the sweep is there already
     spec, stored_data, stored_threads = stored_spec(storage, name)
     gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
     data = resolve_data(spec, data) if data else stored_data
@@ -637,7 +659,7 @@ def sweep_list(db: str) -> None:
     """
     from numsweep.sweeps.report import sweep_report
 
-    storage = Storage(db)
+    storage = Storage(db, read_only=True)
     for record in storage.list_sweeps():
         counts = sweep_report(storage, record.name).counts
         shown = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())) or "no trials"
@@ -659,7 +681,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
     from numsweep.storage import describe_space
     from numsweep.sweeps.report import sweep_report
 
-    rep = sweep_report(Storage(db), name, top)
+    rep = sweep_report(Storage(db, read_only=True), name, top)
     click.echo(f"sweep {rep.sweep.name} (seed {rep.sweep.seed}, created "
                f"{rep.sweep.created_at:%Y-%m-%d %H:%M})")
     for st in rep.stages:
@@ -730,7 +752,7 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
     """
     from numsweep.sweeps.kept import collect_garbage
 
-    done = collect_garbage(Storage(db), name, checkpoint_dir, keep_weights)
+    done = collect_garbage(Storage(db, read_only=True), name, checkpoint_dir, keep_weights)
     click.echo(f"removed {len(done.checkpoints)} checkpoints and {len(done.weights)} kept "
                f"networks ({done.bytes / 1e6:.1f} MB)")
 
@@ -791,7 +813,7 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
     from_env = click.get_current_context().get_parameter_source("data") \
         is ParameterSource.ENVIRONMENT
-    storage = Storage(db)
+    storage = Storage(db, create=False)  # the trial is there already
     with console.status(f"rerunning trial {trial_id}"):
         rerun = rerun_trial(storage, trial_id, data_source=None if from_env else data,
                             default_data=data if from_env else None)
@@ -810,6 +832,8 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
              f"of {original.group_size})"
              if original.group_size is not None and original.group_size > 1 else "")
     click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
+    if rerun.restored is not None:
+        click.echo(f"wrote the network trial {trial_id} had not kept: {rerun.restored}")
 
 
 @trial.command("weights")
@@ -828,7 +852,7 @@ def trial_weights(trial_id: int, output: str, checkpoint_dir: str | None, db: st
     """
     from numsweep.sweeps.kept import export_weights
 
-    weights = export_weights(Storage(db), trial_id, output, checkpoint_dir)
+    weights = export_weights(Storage(db, read_only=True), trial_id, output, checkpoint_dir)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in weights.params.items())
     click.echo(f"wrote {output}: {weights.spec.model} ({shapes})")
 
@@ -853,7 +877,7 @@ def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
     from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
 
     if target.isdigit():
-        result = evaluate_trial(Storage(db), int(target), data_source=data,
+        result = evaluate_trial(Storage(db, read_only=True), int(target), data_source=data,
                                 folder=checkpoint_dir)
     else:
         result = evaluate_weights(target, data)
@@ -1018,13 +1042,13 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
     from numsweep.engine.checkpoint import load_weights
     from numsweep.sweeps.kept import trial_weights_path
 
-    storage = Storage(db)
-    path = (trial_weights_path(storage, int(target), checkpoint_dir) if target.isdigit()
+    storage = Storage(db, read_only=True) if target.isdigit() else None
+    path = (trial_weights_path(storage, int(target), checkpoint_dir) if storage is not None
             else target)
     weights = load_weights(path)
     title = (filter_title(weights.spec.model, trial_id=int(target),
                           sweep=storage.get_trials(trial_ids=[int(target)])[0].sweep)
-             if target.isdigit() else filter_title(weights.spec.model, source=str(target)))
+             if storage is not None else filter_title(weights.spec.model, source=str(target)))
     shape = weights.info.get("image_shape")
     blocks = filter_data(weights.spec.to_dict(), weights.params,
                          tuple(shape) if shape else None)

@@ -52,6 +52,21 @@ def test_a_bad_spec_is_a_numsweep_error(tmp_path: Path, tiny_npz: Path) -> None:
                        overrides={"hidden": "0"}, progress=False)
 
 
+def test_an_in_memory_database_only_where_the_caller_holds_it(tmp_path: Path,
+                                                              tiny_npz: Path) -> None:
+    home = tmp_path / "home"
+    with pytest.raises(numsweep.NumsweepError, match="is an in-memory database"):
+        numsweep.sweep(SPEC, db="sqlite://", data=tiny_npz, progress=False)
+    held = Storage("sqlite://", in_memory=True)
+    with pytest.raises(numsweep.NumsweepError, match="give it a checkpoint folder of its own"):
+        numsweep.sweep(SPEC, db=held, data=tiny_npz, progress=False)
+    result = numsweep.sweep(SPEC, db=held, data=tiny_npz, progress=False,
+                            checkpoint_dir=home / "kept")
+    trials = result.trials()  # read from the object that holds them
+    assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
+    assert len(result.curves()) > 0
+
+
 def test_importing_numsweep_changes_no_global_state() -> None:
     code = ("import sys, logging, matplotlib\n"
             "before = matplotlib.rcParams['backend']\n"

@@ -37,8 +37,9 @@ MODEL_PARAMETERS = {
 
 
 def _storage(db: str | Storage) -> Storage:
-    """A Storage from a Storage, a database URL or a SQLite file path."""
-    return db if isinstance(db, Storage) else Storage(str(db))
+    """A Storage from a Storage, or a reader of a database URL or SQLite file path (reading
+    never creates or changes a database)."""
+    return db if isinstance(db, Storage) else Storage(str(db), read_only=True)
 
 
 def _states(state: str | Sequence[str] | None) -> list[TrialState] | None:

@@ -319,7 +319,7 @@ def build_report(db: str | Storage, sweep: str | Sequence[str], out_dir: str | P
     ``sweep`` is one sweep's name, or several names for a comparison report: the sweeps'
     best trials side by side with only the parameters and settings that differ, and charts
     of all their trials labelled by sweep."""
-    storage = db if isinstance(db, Storage) else Storage(db)
+    storage = db if isinstance(db, Storage) else Storage(db, read_only=True)
     names = sweep_names(sweep) or []
     if len(names) > 1:
         return _build_comparison(storage, names, Path(out_dir), metric, top)

@@ -331,6 +331,24 @@ def save_weights(path: str | Path, spec: TrialSpec, params: Mapping[str, np.ndar
     write_npz_atomic(path, arrays)
 
 
+WEIGHTS_NOT_KEPT = "network not kept"
+"""How a trial's message begins to say its network could not be written (its result is
+stored all the same)."""
+
+
+def keep_weights(path: str | Path, spec: TrialSpec, params: Mapping[str, np.ndarray],
+                 **info: Any) -> str:
+    """:func:`save_weights`, where a write that fails (a full disk, a read-only folder) is
+    not the trial's failure: its metrics stand. Returns "" when written, else a message for
+    the trial (``network not kept: OSError: ...``)."""
+    try:
+        save_weights(path, spec, params, **info)
+    except OSError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{WEIGHTS_NOT_KEPT} ({path}): {type(exc).__name__}: {text}"
+    return ""
+
+
 @dataclass(frozen=True)
 class Weights:
     """A kept network: its spec, parameters (lone layout) and the header's other values."""

@@ -53,8 +53,8 @@ from numsweep.engine.checkpoint import (
     SCRATCH_SLOTS,
     CheckpointWriter,
     GroupState,
+    keep_weights,
     load_state,
-    save_weights,
     state_digest,
 )
 from numsweep.engine.data import Dataset, Split, make_split
@@ -275,8 +275,9 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     point; when it holds a state of these specs the run continues from it (the reporters
     first hear again the reports made before it) and ends as an uninterrupted run would.
     ``weights``: one path (or None) per spec where a trial that ends without diverging
-    saves its network (:func:`checkpoint.save_weights`). ``on_points``: one
-    :data:`train.PointWatcher` (or None) per spec, told each curve point of its trial.
+    saves its network (:func:`checkpoint.keep_weights`: a failed write is said in the
+    trial's message, its result stands). ``on_points``: one :data:`train.PointWatcher` (or
+    None) per spec, told each curve point of its trial.
     With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
     process (:func:`backend.device_copy`), the network's inputs prepared there, batches
     gathered there by the indices the CPU would draw (the same data stream), and the curves
@@ -391,6 +392,11 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         else:
             train_acc = next(c.acc for c in reversed(curves[i]) if c.split == "train")
             val_acc = next(c.acc for c in reversed(curves[i]) if c.split == "val")
+        if lone is not None and weights is not None and weights[i] is not None:
+            unkept = keep_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
+                                  val_acc=val_acc, updates=step,
+                                  image_shape=list(split.x_train.shape[1:]))
+            message = "; ".join(m for m in (message, unkept) if m)
         resolved = dataclasses.replace(
             spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
             n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
@@ -400,10 +406,6 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             param_count=counts[i], epochs=sampler.epochs if epochs is None else epochs,
             diverged=diverged,
             stopped=stopped, message=message, curves=tuple(curves[i]))
-        if lone is not None and weights is not None and weights[i] is not None:
-            save_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
-                         val_acc=val_acc, updates=step,
-                         image_shape=list(split.x_train.shape[1:]))
 
     def leave(gone: list[int]) -> None:
         """Trials (positions in ``active``) leave the group; the others keep their slices."""

@@ -135,7 +135,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     run's checkpoint (resumed from when it is this run's) and where its network is saved.
     ``on_points`` hears each curve point as it is measured (:data:`PointWatcher`).
     """
-    from numsweep.engine.checkpoint import CheckpointWriter, load_state, save_weights, state_digest
+    from numsweep.engine.checkpoint import CheckpointWriter, keep_weights, load_state, state_digest
     from numsweep.engine.group import (
         data_rng,
         groupable,
@@ -248,8 +248,10 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
         train_acc = next(c.acc for c in reversed(curves) if c.split == "train")
         val_acc = next(c.acc for c in reversed(curves) if c.split == "val")
         if weights is not None:
-            save_weights(weights, spec, net.params, test_acc=test_acc, val_acc=val_acc,
-                         updates=step, image_shape=list(split.x_train.shape[1:]))
+            unkept = keep_weights(weights, spec, net.params, test_acc=test_acc,
+                                  val_acc=val_acc, updates=step,
+                                  image_shape=list(split.x_train.shape[1:]))
+            message = "; ".join(m for m in (message, unkept) if m)
     if saved is not None:
         message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
                                                  f"{saved.step}") if m)

@@ -12,6 +12,7 @@ from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    StorageGone,
     StorageUnavailable,
 )
 from numsweep.storage.models import TrialState
@@ -28,6 +29,7 @@ from numsweep.storage.storage import (
     DEFAULT_URL,
     Storage,
     database_identity,
+    is_in_memory,
     normalize_url,
     shown_url,
 )
@@ -43,12 +45,14 @@ __all__ = [
     "StorageBusy",
     "StorageConflict",
     "StorageError",
+    "StorageGone",
     "StorageUnavailable",
     "SweepRecord",
     "TrialRecord",
     "TrialState",
     "database_identity",
     "describe_space",
+    "is_in_memory",
     "normalize_url",
     "retry_call",
     "shown_url",

@@ -20,3 +20,8 @@ class StorageConflict(StorageError):
 class StorageUnavailable(StorageError):
     """The database server could not be reached (down, restarting, network gone); after
     ``--db-wait`` seconds of retries the message says for how long it was tried."""
+
+
+class StorageGone(StorageError):
+    """The database file was deleted or replaced by another file while this process had it
+    open: what it would write there would be lost, so it stops."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     Select,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -38,6 +39,7 @@ from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    StorageGone,
     StorageUnavailable,
 )
 from numsweep.storage.models import (
@@ -157,18 +159,74 @@ def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _check_sqlite_location(url: str) -> None:
-    parsed = make_url(url)
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``sqlite:///runs.db`` -> ``runs.db``); None for any other
+    database, an in-memory one, or a ``file:`` URI."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
     database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def is_in_memory(url: str) -> bool:
+    """Whether ``url`` is a SQLite database that lives only in this process's memory
+    (``sqlite://``, ``sqlite:///``, ``sqlite:///:memory:``, a ``file:`` URI with
+    ``mode=memory`` or ``:memory:``), whose contents are gone when it is closed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or (
+        database.startswith("file:") and (":memory:" in database or "mode=memory" in database
+                                          or parsed.query.get("mode") == "memory"))
+
+
+def _check_sqlite_location(url: str, *, create: bool) -> None:
+    path = sqlite_file(url)
+    if path is None:
         return
-    folder = Path(database).resolve().parent
+    folder = path.resolve().parent
     if not folder.is_dir():
         raise StorageError(f"cannot open {shown_url(url)}: folder {folder} does not exist")
-    path = Path(database)
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(folder, os.W_OK):
         raise StorageError(f"cannot open {shown_url(url)}: "
                            f"{path if path.exists() else folder} is read-only")
+    if not create and not path.is_file():
+        raise StorageError(f"cannot open {shown_url(url)}: {path} does not exist")
+
+
+def _read_only_url(url: str) -> str:
+    """The URL that opens the SQLite file of ``url`` in SQLite's read-only mode: nothing is
+    created or written (a read-only file or folder reads too); a one-line error when there
+    is no such file."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    if not path.is_file():
+        raise StorageError(f"cannot read {shown_url(url)}: {path} does not exist"
+                           + ("" if path.parent.resolve().is_dir() else
+                              f" (nor does its folder {path.parent.resolve()})"))
+    return URL.create("sqlite", database="file:" + quote(str(path.resolve())),
+                      query={"mode": "ro", "uri": "true"}).render_as_string()
+
+
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``; None when there is none."""
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 _NEW_COLUMNS = {
@@ -182,11 +240,14 @@ INTERRUPT_WAIT_SECONDS = 3.0
 before giving up (the trials are then taken for lost by the next resume)."""
 
 
-def _create_tables(engine: Engine) -> None:
+def _create_tables(engine: Engine, shown: str, *, existing: bool = False) -> None:
     """Create missing tables; add the columns and indexes a database made by an older numsweep
     lacks. Processes that start at once on a new database may race here (retried by the
-    caller)."""
+    caller). ``existing``: only in a numsweep database (a one-line error, nothing added,
+    for any other)."""
     tables = inspect(engine).get_table_names()
+    if existing:
+        _check_numsweep(set(tables), shown)
     for table, columns in _NEW_COLUMNS.items():
         if table not in tables:
             continue
@@ -198,6 +259,31 @@ def _create_tables(engine: Engine) -> None:
     Base.metadata.create_all(engine)
     for index in TrialModel.__table__.indexes:
         index.create(engine, checkfirst=True)
+
+
+def _check_numsweep(tables: set[str], shown: str) -> None:
+    """A one-line error saying what the database holds unless it is a numsweep one."""
+    if "ns_sweeps" not in tables:
+        others = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(f"{shown} is not a numsweep database (no ns_sweeps table; "
+                           + (f"its tables: {others})" if tables else "it is empty)"))
+
+
+def _check_schema(engine: Engine, shown: str) -> None:
+    """A one-line error unless the database holds numsweep's tables with every column this
+    numsweep reads (for a reader, which cannot add them)."""
+    tables = set(inspect(engine).get_table_names())
+    _check_numsweep(tables, shown)
+    missing = sorted(set(Base.metadata.tables) - tables)
+    for table, columns in _NEW_COLUMNS.items():
+        if table in tables:
+            have = {c["name"] for c in inspect(engine).get_columns(table)}
+            missing += [f"{table}.{name}" for name in columns if name not in have]
+    if missing:
+        raise StorageError(f"{shown} was made by an older numsweep (it lacks "
+                           f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
+                           f"a command that writes to it, such as `numsweep sweep resume`, "
+                           f"brings it up to date")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -213,29 +299,64 @@ class Storage:
 
     Every method runs in its own transaction through :meth:`session`, and returns plain
     records.
+
+    ``read_only``: open to read only: nothing is created or changed (a SQLite file opens in
+    SQLite's read-only mode, so a read-only file or folder reads), and a missing file or a
+    database without numsweep's tables is a one-line :class:`StorageError`.
+    ``create=False``: the database must be a numsweep database already, and a SQLite file
+    must exist (commands that continue a stored sweep: nothing is added to another file).
+    ``in_memory``: allow an in-memory SQLite database (``sqlite://``), whose contents end
+    with this object, for a caller that reads its results from this same
+    Storage; refused otherwise (commands never allow it: they would store into nothing).
+
+    A SQLite file deleted or replaced by another file while it is open makes every later
+    call raise :class:`StorageGone` (SQLite would go on writing into the deleted file).
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT) -> None:
-        url = normalize_url(url)
+    def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT,
+                 read_only: bool = False, create: bool = True,
+                 in_memory: bool = False) -> None:
+        given, url = url, normalize_url(url)
         self.url = url
+        self.read_only = read_only
         self.db_wait = db_wait  # seconds to wait for a database that went away
         self.reconnected_at: float | None = None  # time.monotonic() after the last outage
         self.engine_url = engine_url(url)
         self.shown_url = shown_url(url)  # for messages: no password
         self.identity = database_identity(url)  # the same database under any spelling
+        if is_in_memory(url) and not in_memory:
+            raise StorageError(
+                f"{url if given.strip() else repr(given)} is an in-memory database: what "
+                f"is stored there is gone when the command ends; give a file (--db runs.db) "
+                f"or a server URL")
+        file = sqlite_file(url)
+        self.file = None if file is None else file.absolute()  # as opened, whatever cwd becomes
         with shielded():  # a Ctrl-C here would leave a half-made connection
             try:
                 is_sqlite = make_url(url).get_backend_name() == "sqlite"
-                if is_sqlite:
-                    _check_sqlite_location(url)
+                if is_sqlite and read_only:
                     self.engine: Engine = create_engine(
+                        _read_only_url(url),
+                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                elif is_sqlite:
+                    _check_sqlite_location(url, create=create)
+                    if not create and sqlite_file(url) is not None:  # before WAL is switched on
+                        peek = create_engine(_read_only_url(url))
+                        try:
+                            _check_numsweep(set(inspect(peek).get_table_names()),
+                                            self.shown_url)
+                        finally:
+                            peek.dispose()
+                    self.engine = create_engine(
                         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
                     event.listen(self.engine, "connect", _sqlite_pragmas)
                 else:
                     self.engine = create_engine(self.engine_url, pool_pre_ping=True)
                 # a server that cannot be reached at all is a wrong URL more often than an outage
-                retry_call(lambda: _create_tables(self.engine), seconds=0, what=self.shown_url,
-                           table_race=True)
+                retry_call(lambda: (_check_schema(self.engine, self.shown_url) if read_only
+                                    else _create_tables(self.engine, self.shown_url,
+                                                        existing=not create)),
+                           seconds=0, what=self.shown_url, table_race=not read_only)
             except StorageError:
                 raise
             except ImportError as exc:
@@ -244,7 +365,17 @@ class Storage:
                                    ) from None
             except (ArgumentError, SQLAlchemyError) as exc:
                 raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
+        self.file_identity = _file_identity(self.file)  # the file opened, to notice its loss
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def check_file(self) -> None:
+        """Raise :class:`StorageGone` when the SQLite file this Storage opened was deleted or
+        replaced by another file since."""
+        if self.file_identity is not None and _file_identity(self.file) != self.file_identity:
+            gone = not self.file.exists() if self.file is not None else True
+            raise StorageGone(f"database {self.shown_url} was "
+                              f"{'deleted' if gone else 'replaced by another file'} while "
+                              f"numsweep had it open: nothing more is written to it")
 
     def reconnected(self) -> None:
         """A call went through after the database could not be reached."""
@@ -258,6 +389,7 @@ class Storage:
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error, always closed; a
         Ctrl-C waits for it to end (see :mod:`numsweep.shield`)."""
+        self.check_file()
         with shielded():
             session = self._sessions()
             try:

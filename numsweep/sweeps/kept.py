@@ -35,6 +35,7 @@ from pathlib import Path
 
 from numsweep.engine import TrialSpec
 from numsweep.engine.checkpoint import (
+    WEIGHTS_NOT_KEPT,
     Weights,
     WeightsError,
     load_weights,
@@ -47,6 +48,7 @@ from numsweep.storage import (
     TrialRecord,
     TrialState,
     database_identity,
+    is_in_memory,
 )
 
 KEEP_POLICIES = ("best", "all", "none")
@@ -67,7 +69,12 @@ def default_checkpoint_dir(url: str) -> Path:
 
 
 def checkpoint_root(storage: Storage, folder: str | Path | None) -> Path:
-    """The checkpoint folder: ``folder`` when given, else the database's default, absolute."""
+    """The checkpoint folder: ``folder`` when given, else the database's default, absolute.
+    An in-memory database has none: its trials' ids come again in the next one, so their
+    checkpoints and networks would be taken for another sweep's."""
+    if folder is None and is_in_memory(storage.url):
+        raise StorageError(f"{storage.url} is an in-memory database: give it a checkpoint "
+                           f"folder of its own (checkpoint_dir)")
     return Path(folder if folder is not None else default_checkpoint_dir(storage.url)).absolute()
 
 
@@ -161,6 +168,18 @@ def apply_policy(storage: Storage, sweep: str, root: Path, policy: str,
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def unkept_networks(storage: Storage, sweep: str) -> list[TrialRecord]:
+    """The finished trials of ``sweep`` whose network its keep policy keeps but could not be
+    written (a full disk: their results are stored, their message says why) and is still
+    missing; ``numsweep trial rerun`` writes each again."""
+    record = storage.get_sweep(sweep)
+    policy, root = sweep_policy(storage, sweep)
+    trials = storage.get_trials(sweep)
+    keep = kept_trials(trials, policy, final_stage_names(record.spec))
+    return [t for t in trials if t.id in keep and WEIGHTS_NOT_KEPT in t.message
+            and not weights_path(root, sweep, t.id).is_file()]
 
 
 def _trial_of(path: Path) -> int | None:

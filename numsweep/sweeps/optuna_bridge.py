@@ -20,7 +20,14 @@ import numpy as np
 import optuna
 
 from numsweep.shield import shielded
-from numsweep.storage import SlotRecord, StorageError, TrialState, retry_call, shown_url
+from numsweep.storage import (
+    SlotRecord,
+    StorageError,
+    TrialState,
+    is_in_memory,
+    retry_call,
+    shown_url,
+)
 from numsweep.sweeps.objectives import DEFAULT_OBJECTIVES, Objective, objective_values
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError
 
@@ -29,7 +36,6 @@ OBJECTIVE = "val_acc"
 name); a stage's ``objective`` or ``objectives`` name others."""
 FIXED_PARAMS_KEY = "fixed_params"
 """The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
-IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
 METRIC_ATTRS = ("val_acc", "test_acc", "train_acc", "train_seconds", "eval_seconds",
                 "param_count", "updates", "val_loss", "cost_seconds")
 """The metrics each trial of a study carries as user attributes (its values are those of its
@@ -180,7 +186,7 @@ def optuna_storage(url: str, db_wait: float = 0.0) -> optuna.storages.BaseStorag
     so ``optuna-dashboard URL`` shows the studies; in-memory for an in-memory SQLite URL.
     Connections are checked before use (``pool_pre_ping``); opening is retried while the
     database is locked, unreachable, or another process is creating Optuna's tables."""
-    if url in IN_MEMORY_URLS:
+    if is_in_memory(url):
         return optuna.storages.InMemoryStorage()
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):

@@ -33,9 +33,9 @@ import math
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,6 +50,8 @@ from numsweep.storage import (
     StagePlan,
     StageRecord,
     Storage,
+    StorageError,
+    StorageGone,
     StorageUnavailable,
     SweepRecord,
     TrialRecord,
@@ -142,6 +144,11 @@ if TYPE_CHECKING:
 PROPOSAL_LEASE_SECONDS = 30.0
 """How long a process may hold a stage's proposal turn before another takes it over (only
 a process that died while proposing holds it that long)."""
+START_LEASE_SECONDS = 10 * 365 * 86400.0
+"""How long a ``sweep run`` holds its sweep's start lease (see :func:`starting`): while it
+runs, given back at its end; one killed, interrupted or stopped by a database error keeps
+it until a process of its machine sees it gone (``sweep resume`` and ``worker`` continue
+the sweep in any case)."""
 PROPOSAL_TRIES = 20
 """How many times (POLL_SECONDS / 10 apart) a process asks for the proposal turn
 before it goes back to its running trials."""
@@ -256,6 +263,35 @@ class _Running:
     checkpoint: Path | None = None  # its group's checkpoint (keyed by the group's slots)
 
 
+@contextmanager
+def starting(storage: Storage, name: str, holder: str) -> Iterator[None]:
+    """Hold sweep ``name``'s start lease while it is started (``sweep run``: while it runs;
+    ``sweep create``: while it is stored): a second process that starts the same sweep
+    meanwhile is refused (it would run the same configurations again beside the first). A
+    holder that was a process of this machine that is gone (killed) is taken over."""
+    lease = f"start:{name}"[:200]
+    if not storage.take_lease(lease, holder, START_LEASE_SECONDS):
+        other = storage.lease_holder(lease)
+        if not ((other is None or is_gone(other)) and storage.take_lease(
+                lease, holder, START_LEASE_SECONDS, taking_from=other)):
+            other = storage.lease_holder(lease) or "another process"
+            raise SweepSpecError(
+                f"sweep {name!r} in {storage.shown_url} is being started by {other} (another "
+                f"`numsweep sweep run` or `sweep create`); join it with `numsweep worker "
+                f"{name}`, or run this one under another name (name=NEW)")
+    try:
+        yield
+    except (StorageError, KeyboardInterrupt, SweepInterrupted):
+        # kept: giving it back could wait for the database (or a lock) when the process is
+        # to end at once; a holder that is gone is taken over
+        raise
+    except BaseException:
+        with suppress(StorageError):
+            storage.give_back_lease(lease, holder)
+        raise
+    storage.give_back_lease(lease, holder)
+
+
 def _latest(slots: Sequence[SlotRecord]) -> dict[int, SlotRecord]:
     """The latest attempt of each slot (attempts come in order)."""
     return {s.slot: s for s in slots}
@@ -324,6 +360,12 @@ class SweepRunner:
             return self._run()
 
     def _run(self) -> list[StageSummary]:
+        if self.resume:
+            return self._run_claimed()
+        with starting(self.storage, self.spec.name, self.name):
+            return self._run_claimed()
+
+    def _run_claimed(self) -> list[StageSummary]:
         spec, storage = self.spec, self.storage
         existing = [s for s in storage.list_sweeps() if s.name == spec.name]
         if not self.resume and existing and storage.count_trials(existing[0].id):
@@ -361,6 +403,12 @@ class SweepRunner:
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
         except StorageUnavailable as exc:
             raise self._keep_finished(exc) from None
+        except StorageGone as exc:  # results of the running trials have nowhere to go
+            running = len(self.running) + len(self.pending)
+            self.pool.shutdown(wait=False, kill_workers=True)  # not waiting for their ends
+            raise StorageGone(f"{exc}; sweep {spec.name!r} stopped (finished trials stored "
+                              f"in it by this process: {self.finished}, running trials "
+                              f"dropped: {running})") from None
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             with suppress(Exception):  # the points measured so far, while the trials run
@@ -1082,18 +1130,19 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
                  keep_weights: str = DEFAULT_KEEP) -> SweepRecord:
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
-    if any(s.name == spec.name for s in storage.list_sweeps()):
-        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; continue "
-                             f"it with `numsweep worker {spec.name}` or use another name "
-                             f"(name=NEW)")
-    # Optuna's tables, before workers race to make them
-    optuna_storage(storage.engine_url, storage.db_wait)
-    return storage.get_or_create_sweep(
-        spec.name, {**spec.to_dict(), "data": data_source,
-                    "threads": threads if threads is not None else DEFAULT_THREADS,
-                    "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
-                    "keep_weights": check_policy(keep_weights)},
-        spec.seed, data_fingerprint=fingerprint_of(data_source))
+    with starting(storage, spec.name, worker_name()):  # two at once: the second is refused
+        if any(s.name == spec.name for s in storage.list_sweeps()):
+            raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; "
+                                 f"continue it with `numsweep worker {spec.name}` or use "
+                                 f"another name (name=NEW)")
+        # Optuna's tables, before workers race to make them
+        optuna_storage(storage.engine_url, storage.db_wait)
+        return storage.get_or_create_sweep(
+            spec.name, {**spec.to_dict(), "data": data_source,
+                        "threads": threads if threads is not None else DEFAULT_THREADS,
+                        "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
+                        "keep_weights": check_policy(keep_weights)},
+            spec.seed, data_fingerprint=fingerprint_of(data_source))
 
 
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:

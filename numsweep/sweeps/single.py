@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
-from numsweep.engine.checkpoint import clear_state
+from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT, clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.guards import check_rerun_data, single_trial_sweep
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     check_policy,
     checkpoint_root,
+    sweep_policy,
     train_checkpoint_path,
     weights_path,
 )
@@ -48,14 +49,15 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
                stop_at: int | None = None, threads: int | None = None,
                setup: Mapping[str, Any] | None = None,
                checkpoint_dir: str | Path | None = None, keep_weights: str = DEFAULT_KEEP,
-               checkpoints: bool = True) -> tuple[int, TrialOutcome]:
+               checkpoints: bool = True,
+               weights_to: Path | None = None) -> tuple[int, TrialOutcome]:
     """Train one configuration in this process and store it as a trial of ``sweep_name``.
 
     ``stop_at`` stops training at the first end of a cycle at or after that update (to repeat
     a pruned trial); ``setup`` is stored with the trial (default: its data source). With
     ``checkpoints`` the run writes a checkpoint keyed by its spec in ``checkpoint_dir`` (see
     ``kept.py``), so the same command run again after a crash continues it; its network is
-    kept unless ``keep_weights`` is ``none``.
+    kept unless ``keep_weights`` is ``none`` (at ``weights_to`` when given).
     """
     root = checkpoint_root(storage, checkpoint_dir)
     keep = check_policy(keep_weights)
@@ -64,7 +66,8 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
     trial_id = storage.start_trial(sweep.id, None, number, trial_spec.to_dict(), trial_spec.seed,
                                    setup=data_setup(data_source) if setup is None else setup)
     checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
-    weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
+    weights = weights_to if weights_to is not None else \
+        None if keep == "none" else weights_path(root, sweep_name, trial_id)
     # its curve points stored as they are measured (a running trial's curve can be drawn)
     live = DirectPoints(lambda messages: [store_points(storage, i, points)
                                           for i, _total, points in messages])
@@ -95,6 +98,7 @@ class Rerun:
     error: str | None = None
     compared: tuple[str, ...] = RERUN_METRICS
     outcome: TrialOutcome | None = field(default=None, repr=False)  # None for range tests
+    restored: Path | None = None  # the original's network, written again (it had none)
 
     def differences(self) -> dict[str, tuple[float, float]]:
         """Metrics that differ between the original and the rerun: name -> (was, now)."""
@@ -163,9 +167,28 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         return Rerun(original, test.trial_id, test.metrics,
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
+    missing = unkept_network(storage, original)
+    fresh = None if missing is None else missing.with_name(missing.name + ".rerun")
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
                                  message=message, stop_at=stop_at, threads=threads,
-                                 checkpoints=False, keep_weights="none")
+                                 checkpoints=False, keep_weights="none", weights_to=fresh)
     result = outcome.result
-    return Rerun(original, new_id, result.metrics() if result is not None else {},
-                 error=outcome.error if result is None else None, outcome=outcome)
+    rerun = Rerun(original, new_id, result.metrics() if result is not None else {},
+                  error=outcome.error if result is None else None, outcome=outcome)
+    if fresh is not None and missing is not None and fresh.is_file():
+        if rerun.differences():  # not the original's network: not kept as its own
+            fresh.unlink()
+        else:
+            fresh.replace(missing)
+            rerun = dataclasses.replace(rerun, restored=missing)
+    return rerun
+
+
+def unkept_network(storage: Storage, trial: TrialRecord) -> Path | None:
+    """Where trial ``trial``'s network belongs when its writing failed (its message says
+    so, see :func:`checkpoint.keep_weights`) and the file is not there; else None."""
+    if WEIGHTS_NOT_KEPT not in trial.message:
+        return None
+    _, root = sweep_policy(storage, trial.sweep)
+    path = weights_path(root, trial.sweep, trial.id)
+    return None if path.is_file() else path

@@ -33,7 +33,7 @@ def source_storage(warm: WarmStart, here: Storage) -> Storage:
         path = Path(url[len("sqlite:///"):])
         if not path.exists():
             raise SweepSpecError(f"warm_start.db: no database file {path}")
-    return Storage(url)
+    return Storage(url, read_only=True)
 
 
 def best_first(trials: Sequence[TrialRecord], objectives: Sequence[Objective]

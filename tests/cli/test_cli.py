@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from numsweep.cli import cli
+from numsweep.storage import Storage
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lambda-coarse.toml"
 
@@ -70,6 +71,7 @@ def test_train_json(runner: CliRunner, tmp_path: Path, tiny_npz: Path) -> None:
 ])
 def test_library_errors_exit_1_with_one_line(runner: CliRunner, tmp_path: Path, args: list,
                                              message: str) -> None:
+    Storage(f"sqlite:///{tmp_path / 'e.db'}").dispose()  # an empty database: reading needs one
     result = invoke(runner, *args, "--db", f"sqlite:///{tmp_path / 'e.db'}")
     assert result.exit_code == 1
     assert message in result.output

@@ -258,6 +258,29 @@ def test_a_group_keeps_each_trials_weights_in_the_lone_layout(split64: Split,
         assert kept.params["F"].shape == (4 * 4 * 3, 3)  # the lone (d, nf) layout
 
 
+@pytest.mark.parametrize("model", ["mlp", "convnet3"])  # the fused path and the lone one
+def test_a_weights_file_that_cannot_be_written_keeps_the_result(
+        split32: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str) -> None:
+    import errno
+
+    extra = {"filter_size": 3} if model == "convnet3" else {}
+    spec = TrialSpec(**{**BASE, "cycles": 1}, model=model, dtype="float32", seed=2, **extra)
+    expected = train(spec, split32)
+
+    def disk_full(path: Any, arrays: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "write_npz_atomic", disk_full)
+    path = tmp_path / "w.npz"
+    result = train(spec, split32, weights=path)
+    assert result.message == (f"network not kept ({path}): OSError: [Errno 28] No space left "
+                              f"on device")
+    assert not result.diverged
+    assert (result.val_acc, result.test_acc, result.updates) == (
+        expected.val_acc, expected.test_acc, expected.updates)
+    assert not path.exists()
+
+
 def test_missing_or_damaged_weights_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
         load_weights(tmp_path / "none.npz")

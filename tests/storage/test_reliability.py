@@ -1,6 +1,7 @@
 """Storage under faults: concurrent writers numbering trials, Ctrl-C in the middle of a write,
 another process's lock when Ctrl-C comes, databases made before the data fingerprint
-existed."""
+existed; in-memory URLs, readers of missing, foreign and read-only files, a database file
+deleted while open."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, text
 
-from numsweep.storage import Storage, TrialState
+from numsweep.storage import Storage, StorageError, StorageGone, TrialState
 
 POSTGRES = os.environ.get("NUMSWEEP_TEST_POSTGRES_URL", "")
 URLS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
@@ -158,3 +160,113 @@ def test_stage_plan_updates_merge_instead_of_overwriting(tmp_path: Path) -> None
     assert got is not None
     assert got.space == {"n_configs": 5, "study_ready": True}
     assert got.note == "plan; time budget used up"
+
+
+# Nothing lost without an error: in-memory URLs, readers, a database file that goes away
+
+@pytest.mark.parametrize("url", ["", "sqlite://", "sqlite:///", "sqlite:///:memory:",
+                                 "sqlite:///file::memory:?uri=true"])
+def test_an_in_memory_or_empty_url_is_refused_unless_asked_for(url: str) -> None:
+    with pytest.raises(StorageError, match="is an in-memory database: what is stored there is "
+                                           "gone when the command ends"):
+        Storage(url)
+    with pytest.raises(StorageError, match="in-memory"):
+        Storage(url, read_only=True)
+    if url:
+        held = Storage(url, in_memory=True)  # a caller that reads from this object
+        held.get_or_create_sweep("m", {"name": "m"}, 0)
+        assert [s.name for s in held.list_sweeps()] == ["m"]
+
+
+def _file_state(path: Path) -> tuple[bytes, list[str]]:
+    """The file's bytes and the names beside it (a reader adds neither tables nor files)."""
+    return path.read_bytes(), sorted(p.name for p in path.parent.iterdir())
+
+
+def test_a_reader_never_creates_or_changes_a_database(tmp_path: Path) -> None:
+    import optuna
+
+    missing = tmp_path / "typo_runs.db"
+    with pytest.raises(StorageError, match=f"cannot read sqlite:///{missing}: {missing} does "
+                                           "not exist"):
+        Storage(f"sqlite:///{missing}", read_only=True)
+    assert not missing.exists()
+    with pytest.raises(StorageError, match="does not exist"):  # resume, worker: no new file
+        Storage(f"sqlite:///{missing}", create=False)
+    assert not missing.exists()
+
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE measurements (x REAL)")
+    optuna_only = tmp_path / "optuna.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=f"sqlite:///{optuna_only}", study_name="s")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for path, why in ((foreign, "its tables: measurements"), (optuna_only, "its tables: "),
+                      (empty, "it is empty")):
+        before = _file_state(path)
+        with pytest.raises(StorageError) as caught:
+            Storage(f"sqlite:///{path}", read_only=True)
+        assert str(caught.value).startswith(f"sqlite:///{path} is not a numsweep database "
+                                            f"(no ns_sweeps table; {why}")
+        assert _file_state(path) == before
+        with sqlite3.connect(path) as conn:  # not switched to WAL
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        with pytest.raises(StorageError, match="is not a numsweep database"):  # resume, worker
+            Storage(f"sqlite:///{path}", create=False)
+        assert path.read_bytes() == before[0]
+
+
+def test_a_reader_of_an_older_database_says_what_brings_it_up_to_date(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    storage = Storage(url)
+    with storage.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE ns_sweeps DROP COLUMN data_fingerprint"))
+    storage.dispose()
+    with pytest.raises(StorageError, match=r"made by an older numsweep .*ns_sweeps.data_"
+                                           r"fingerprint.*`numsweep sweep resume`"):
+        Storage(url, read_only=True)
+
+
+def test_a_read_only_database_file_or_folder_reads(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'r.db'}"
+    writer = Storage(url)
+    writer.get_or_create_sweep("kept", {"name": "kept"}, 1)
+    writer.dispose()
+    (folder / "r.db").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        # as root every file is writable, so pretend it is not, as for another user
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK and str(
+            p).startswith(str(folder)) else real_access(p, mode))
+        with pytest.raises(StorageError, match="is read-only"):
+            Storage(url)
+        reader = Storage(url, read_only=True)
+        assert [s.name for s in reader.list_sweeps()] == ["kept"]
+        with pytest.raises(StorageError, match="readonly database"):  # SQLite's read-only mode
+            reader.get_or_create_sweep("new", {"name": "new"}, 0)
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_file_deleted_or_replaced_while_open_stops_every_call(
+        tmp_path: Path, how: str) -> None:
+    path = tmp_path / "d.db"
+    storage = Storage(f"sqlite:///{path}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, 0)
+    storage.start_trial(sweep.id, None, 0, {"lam": 0.1}, 0)
+    for name in ("d.db", "d.db-wal", "d.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    if how == "replaced":
+        Storage(f"sqlite:///{path}").dispose()  # a new, empty database under the same name
+    with pytest.raises(StorageGone, match=f"database sqlite:///{path} was "
+                                          f"{'deleted' if how == 'deleted' else 'replaced'}"):
+        storage.start_trial(sweep.id, None, 1, {"lam": 0.2}, 0)  # would be written nowhere
+    with pytest.raises(StorageGone):
+        storage.list_sweeps()
