@@ -177,12 +177,22 @@ def dataset_fingerprint(data: Dataset) -> str:
 
 
 def load_npz(path: Path) -> Dataset:
+    """The four arrays of an ``.npz`` (a zip of ``.npy`` files); never unpickles anything.
+    Other bytes, an object array (pickled data) or a damaged archive are each a one-line
+    error that says what the file is not (numpy's own message advises unsafe loading)."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz file (no zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
     except KeyError as exc:
         raise DataError(f"{path}: missing array {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{path}: holds object arrays, not numbers (numsweep loads "
+                            "arrays of numbers only)") from None
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     return _make_dataset(path, **arrays)
 
@@ -271,9 +281,16 @@ def _make_dataset(origin: Path, x_train: np.ndarray, y_train: np.ndarray, x_test
         if x.ndim != 4 or x.dtype != np.uint8:
             raise DataError(f"{origin}: x_{name} must be uint8 images (N, H, W[, C]), "
                             f"got {x.dtype} {x.shape}")
+        if len(x) < (2 if name == "train" else 1):
+            raise DataError(f"{origin}: x_{name} holds {len(x)} images, expected at least "
+                            f"{2 if name == 'train' else 1}"
+                            + (" (one to train on, one to validate)" if name == "train" else ""))
         if y.shape != (len(x),):
             raise DataError(f"{origin}: y_{name} has shape {y.shape}, expected ({len(x)},)")
-        if len(y) and (y.min() < 0 or y.max() > 9):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: y_{name} must hold integer class labels 0..9, got "
+                            f"{y.dtype}")
+        if y.min() < 0 or y.max() > 9:
             raise DataError(f"{origin}: y_{name} holds labels outside 0..9")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{origin}: train images {x_train.shape[1:]} and test images "
