@@ -155,9 +155,11 @@ def cli() -> None:
 @click.option("--sweep", "sweep_name", default="train", show_default=True,
               help="Sweep name the run is stored under.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@click.option("--force", is_flag=True,
+              help="Train a run of more than 10,000,000 updates (up to 1,000,000,000).")
 @kept_options
 def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str,
-          as_json: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
+          as_json: bool, force: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
     """Train one configuration and store it as a trial.
 
     \b
@@ -175,7 +177,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     with console.status("training"):
         trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
                                         checkpoint_dir=checkpoint_dir,
-                                        keep_weights=keep_weights)
+                                        keep_weights=keep_weights, force=force)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -290,7 +292,8 @@ def device_option(fn: F) -> F:
 def jobs_option(fn: F) -> F:
     fn = click.option("--force", is_flag=True,
                       help="Run --jobs x --threads above the number of cores (up to 8 jobs "
-                           "per core and what the memory holds).")(fn)
+                           "per core and what the memory holds), and trials of more than "
+                           "10,000,000 updates (up to 1,000,000,000).")(fn)
     return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
                         show_default="number of cores; with dask the cluster's threads",
                         help="Trials run at once by this process.")(fn)
@@ -475,7 +478,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
-    check_data_sizes(spec, dataset)
+    check_data_sizes(spec, dataset, force=force)
     if seconds is not None:
         planned = plan(spec, seconds, model, jobs)
         spec = planned.spec
@@ -485,7 +488,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
         grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-        group_size=group_size), model)
+        group_size=group_size, force=force), model)
 
 
 @sweep.command("create")
@@ -543,7 +546,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
         name, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
         checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
-        group_size=group_size), model)
+        group_size=group_size, force=force), model)
 
 
 @sweep.command("resume")

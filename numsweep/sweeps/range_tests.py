@@ -35,16 +35,20 @@ def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes
 
 def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
                 sweep_name: str = "train", progress: Progress | None = None,
-                checkpoint_dir: str | None = None, keep_weights: str = "best"
-                ) -> tuple[int, Any]:
+                checkpoint_dir: str | None = None, keep_weights: str = "best",
+                force: bool = False) -> tuple[int, Any]:
     """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
 
-    The data is loaded and the network checked against it first, so a configuration that
-    cannot run is refused with a one-line error and stores nothing."""
+    The data is loaded and the network, the splits, the batches and the run's length
+    checked against it first (``force``: a run longer than ``guards.LONG_RUN_UPDATES`` is
+    allowed), so a configuration that cannot run is refused with a one-line error and
+    stores nothing."""
     from numsweep.sweeps import run_single
+    from numsweep.sweeps.guards import check_run_length, check_trial_data
 
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
+    check_run_length(spec, check_trial_data(spec, dataset), force=force)
     return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name,
                       checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
 

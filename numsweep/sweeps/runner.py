@@ -264,7 +264,8 @@ class SweepRunner:
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
-                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None) -> None:
+                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None,
+                 force: bool = False) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -274,6 +275,7 @@ class SweepRunner:
         if group_size is not None and group_size < 0:
             raise ValueError(f"--group-size must be 0 or more, got {group_size}")
         self.group_size = None if group_size is None else max(group_size, 1)  # None: auto
+        self.force = force  # runs longer than guards.LONG_RUN_UPDATES allowed
         self.pending: list[tuple[_Running, TrialSpec, PruneSnapshot | None]] = []
         self.spec = spec
         self.storage = storage
@@ -319,7 +321,7 @@ class SweepRunner:
         self.heart = Heartbeat(storage, heartbeat_interval(self.grace))
         try:
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
-            check_data_sizes(spec, data.dataset)
+            check_data_sizes(spec, data.dataset, force=self.force)
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
             self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
             check_sweep_data(storage, self.sweep, data.dataset, self.data_source)
@@ -922,7 +924,7 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               backend: str = "loky", scheduler: str | None = None,
               grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
               keep_weights: str = DEFAULT_KEEP,
-              group_size: int | None = None) -> list[StageSummary]:
+              group_size: int | None = None, force: bool = False) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
@@ -931,15 +933,16 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     ``loky`` (``jobs`` worker processes on this machine) or ``dask`` (the cluster whose
     scheduler is at ``scheduler``). ``group_size`` trains up to that many trials of a stage
     together as fused groups (0 or 1: one at a time; None: chosen per stage, see
-    :func:`grouping.auto_group_size`). Other processes may join with :func:`resume_sweep`.
-    Raises :class:`SweepInterrupted` on Ctrl-C.
+    :func:`grouping.auto_group_size`). ``force`` allows trials longer than
+    :data:`guards.LONG_RUN_UPDATES` updates. Other processes may join with
+    :func:`resume_sweep`. Raises :class:`SweepInterrupted` on Ctrl-C.
     """
     deadline = time.monotonic() + time_budget if time_budget else None
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
                        on_event=on_event, estimate=estimate, deadline=deadline,
                        backend=backend, scheduler=scheduler, grace=grace,
                        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-                       group_size=group_size).run()
+                       group_size=group_size, force=force).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
@@ -982,7 +985,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str | None = None,
                  device: str | None = None,
-                 group_size: int | None = None) -> list[StageSummary]:
+                 group_size: int | None = None, force: bool = False) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
@@ -991,7 +994,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
     from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
     trials this process trains. ``group_size`` (see :func:`run_sweep`) sets the stages this
     process plans and how many trials it trains together; stages already planned keep their
-    stored size for their proposals."""
+    stored size for their proposals. ``force``: see :func:`run_sweep`."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
     stored_policy, stored_root = sweep_policy(storage, name)
     if device is not None:
@@ -1001,7 +1004,8 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
                          backend=backend, scheduler=scheduler, grace=grace,
                          checkpoint_dir=checkpoint_dir or stored_root,
-                         keep_weights=keep_weights or stored_policy, group_size=group_size)
+                         keep_weights=keep_weights or stored_policy, group_size=group_size,
+                         force=force)
     return runner.run()
 
 

@@ -106,3 +106,24 @@ def test_four_concurrent_train_loops_lose_no_run(tmp_path: Path, tiny_npz: Path)
     assert len(trials) == 4 * runs
     assert sorted(t.number for t in trials) == list(range(4 * runs))
     assert {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_train_refuses_what_cannot_run_on_the_data_before_a_trial_is_stored(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    for args, message in (
+            (("n_train=1000", "n_val=10"), "n_train=1000 + n_val=10 exceeds the 600 training"),
+            (("n_val=600",), "n_val=600 leaves none of the 600 training images"),
+            (("n_train=50", "n_val=10", "batch_size=100"), "batch_size=100 exceeds n_train=50"),
+            (("n_s=1e12",), "n_s=1000000000000 is invalid: expected at most 1,000,000,000"),
+            (("cycles=60", "cycle_mult=10"), "cycles=60 with cycle_mult=10"),
+            (("schedule=constant", "n_updates=10000000000000"), "n_updates=10000000000000 is"),
+            (("n_s=1e8", "cycles=1", "n_val=100"),
+             "plans 200,000,000 updates, more than 10,000,000 (days of "
+             "training); pass --force")):
+        result = invoke("train", *args, "--db", db, "--data", tiny_npz)
+        assert result.exit_code == 1, result.output
+        assert message in one_line_error(result.output)
+    assert Storage(db).get_trials() == []  # was: a FAILED trial for each data error
+    result = invoke("train", *SMALL, "--force", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
