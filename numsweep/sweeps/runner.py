@@ -793,7 +793,8 @@ class SweepRunner:
         def share_out(done: Future[list[TrialOutcome]]) -> None:
             try:
                 outcomes = done.result()
-            except Exception as exc:  # the worker process died: each trial sees it
+            except BaseException as exc:  # the worker died, or took a Ctrl-C: each trial
+                # sees it (raised here, loky's thread would print it with a traceback)
                 for child in children:
                     child.set_exception(exc)
                 return
