@@ -50,8 +50,8 @@ class NumsweepGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:  # Ctrl-C outside a sweep's own handling: no traceback
-            exit_interrupted("interrupted")
+        except KeyboardInterrupt as exc:  # Ctrl-C outside a sweep's own handling
+            exit_interrupted(str(exc) or "interrupted")  # no traceback
         except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None

@@ -18,6 +18,7 @@ from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
 from numsweep.engine.range_test import RangeTestResult, range_test
 from numsweep.engine.train import build_network
 from numsweep.storage import CurveRecord, Storage, TrialState
+from numsweep.sweeps.interrupts import single_interrupted
 
 Progress = Callable[[int, int | None], None]
 
@@ -83,6 +84,8 @@ def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source:
                                    spec.to_dict(), spec.seed, setup=setup)
     try:
         result = range_test(spec, split, mode, stop_factor=stop_factor)
+    except KeyboardInterrupt:
+        raise single_interrupted(storage, trial_id, "") from None
     except BaseException as exc:
         storage.finish_trial(trial_id, TrialState.FAILED, message=f"{type(exc).__name__}: {exc}")
         raise

@@ -19,6 +19,7 @@ from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
 from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.guards import check_rerun_data
+from numsweep.sweeps.interrupts import single_interrupted
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     check_policy,
@@ -64,9 +65,14 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
                                    setup=data_setup(data_source) if setup is None else setup)
     checkpoint = train_checkpoint_path(root, sweep_name, trial_spec) if checkpoints else None
     weights = None if keep == "none" else weights_path(root, sweep_name, trial_id)
-    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
-                                checkpoint=None if checkpoint is None else str(checkpoint),
-                                weights=None if weights is None else str(weights)))
+    try:
+        outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads,
+                                    stop_at=stop_at,
+                                    checkpoint=None if checkpoint is None else str(checkpoint),
+                                    weights=None if weights is None else str(weights)))
+    except KeyboardInterrupt:
+        raise single_interrupted(storage, trial_id, "the same command continues it from its "
+                                 "checkpoint" if checkpoint is not None else "") from None
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)

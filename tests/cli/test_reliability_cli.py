@@ -4,9 +4,11 @@ whose every trial failed, --jobs beyond the machine, concurrent `numsweep train`
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -127,3 +129,31 @@ def test_train_refuses_what_cannot_run_on_the_data_before_a_trial_is_stored(
     assert Storage(db).get_trials() == []  # was: a FAILED trial for each data error
     result = invoke("train", *SMALL, "--force", "--db", db, "--data", tiny_npz)
     assert result.exit_code == 0, result.output
+
+
+def test_ctrl_c_of_train_marks_its_trial_interrupted(tmp_path: Path, tiny_npz: Path) -> None:
+    from tests.sweeps.test_durable import finish, numsweep, signal_while_trials_run
+
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    proc = numsweep("train", *SMALL[:-1], "curve_points=1", "cycles=400", "--db", url,
+                    "--data", tiny_npz)
+    storage = Storage(url)
+
+    def running(name: str) -> list:
+        try:
+            return [t for t in storage.get_trials(name) if t.state is TrialState.RUNNING]
+        except Exception:  # the database or the sweep is not there yet
+            return []
+
+    give_up = time.monotonic() + 120
+    while not running("train") and proc.poll() is None and time.monotonic() < give_up:
+        time.sleep(0.05)
+    [trial] = signal_while_trials_run(proc, storage, "train",
+                                      lambda pid: os.killpg(pid, signal.SIGINT))  # a terminal
+    code, _, err = finish(proc)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"trial {trial.id} interrupted; the same command "
+                                            "continues it from its checkpoint")
+    [after] = storage.get_trials("train")
+    assert after.state is TrialState.INTERRUPTED  # was: RUNNING for ever
