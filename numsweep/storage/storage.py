@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -79,11 +80,22 @@ def _retrying(method: M) -> M:
 
 
 def shown_url(url: str) -> str:
-    """The URL with its password masked, for messages."""
+    """The URL with its password masked, for messages (also in one that does not parse)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def check_url(url: str) -> None:
+    """A :class:`StorageError` naming what is wrong when ``url`` is no database URL (such as
+    a port that is not a number: SQLAlchemy raises a bare ValueError)."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        why = ("its port is not a number" if "invalid literal for int()" in str(exc)
+               else _first_line(exc))
+        raise StorageError(f"not a database URL: {shown_url(url)} ({why})") from None
 
 
 def normalize_url(url: str) -> str:
@@ -99,7 +111,7 @@ def engine_url(url: str) -> str:
     numsweep's ``postgres`` extra, unless psycopg2 is the one installed."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
     if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
         return parsed.set(drivername="postgresql+psycopg").render_as_string(
@@ -189,6 +201,7 @@ class Storage:
 
     def __init__(self, url: str = DEFAULT_URL, *, db_wait: float = DEFAULT_DB_WAIT) -> None:
         url = normalize_url(url)
+        check_url(url)
         self.url = url
         self.db_wait = db_wait  # seconds to wait for a database that went away
         self.reconnected_at: float | None = None  # time.monotonic() after the last outage

@@ -104,6 +104,23 @@ def dask_slots(scheduler: str | None, timeout: float = DASK_CONNECT_SECONDS) -> 
         executor.shutdown(wait=False)
 
 
+def check_scheduler_address(scheduler: str) -> None:
+    """A :class:`BackendError` at once for what is no scheduler address (Dask would try to
+    connect to it for its timeout, then fail with a traceback): a host and a port."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        protocol, location = parse_address(scheduler)
+        if protocol in ("tcp", "tls", "ws", "wss", "ucx"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        reason = ("the port is not a number" if "invalid literal" in str(exc)
+                  else first_line(exc))
+        raise BackendError(f"--scheduler {scheduler!r} is not a Dask scheduler address "
+                           f"({reason}); give tcp://HOST:PORT, such as tcp://10.0.0.5:8786"
+                           ) from None
+
+
 class DaskExecutor:
     """Trials on a Dask cluster: ``distributed.Client(scheduler).get_executor()``.
 
@@ -120,6 +137,7 @@ class DaskExecutor:
         except ImportError:
             raise BackendError("--backend dask needs dask.distributed "
                                "(pip install 'numsweep[dask]')") from None
+        check_scheduler_address(scheduler)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
