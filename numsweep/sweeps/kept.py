@@ -60,8 +60,18 @@ def default_checkpoint_dir(url: str) -> Path:
 
 
 def checkpoint_root(storage: Storage, folder: str | Path | None) -> Path:
-    """The checkpoint folder: ``folder`` when given, else the database's default, absolute."""
-    return Path(folder if folder is not None else default_checkpoint_dir(storage.url)).absolute()
+    """The checkpoint folder: ``folder`` when given, else the database's default, absolute;
+    a one-line error when it is a file, or lies under one (every checkpoint and kept network
+    would fail to be written), before any work."""
+    root = Path(folder if folder is not None else default_checkpoint_dir(storage.url)).absolute()
+    for place in (root, *root.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "" if place == root else f" ({place} is a file)"
+                raise NumsweepError(f"checkpoint folder {root} is not a folder{where}; give "
+                                    "--checkpoint-dir a folder")
+            break
+    return root
 
 
 def _safe(name: str) -> str:
