@@ -12,6 +12,7 @@ from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    StorageFull,
     StorageUnavailable,
 )
 from numsweep.storage.models import TrialState
@@ -27,6 +28,7 @@ from numsweep.storage.retry import DEFAULT_DB_WAIT, retry_call
 from numsweep.storage.storage import (
     DEFAULT_URL,
     Storage,
+    full_message,
     normalize_url,
     shown_url,
 )
@@ -42,11 +44,13 @@ __all__ = [
     "StorageBusy",
     "StorageConflict",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "SweepRecord",
     "TrialRecord",
     "TrialState",
     "describe_space",
+    "full_message",
     "normalize_url",
     "retry_call",
     "shown_url",

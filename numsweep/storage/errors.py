@@ -20,3 +20,7 @@ class StorageConflict(StorageError):
 class StorageUnavailable(StorageError):
     """The database server could not be reached (down, restarting, network gone); after
     ``--db-wait`` seconds of retries the message says for how long it was tried."""
+
+
+class StorageFull(StorageError):
+    """The database could not grow: its disk (or its quota) is full."""

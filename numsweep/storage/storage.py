@@ -27,6 +27,7 @@ from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    StorageFull,
     StorageUnavailable,
 )
 from numsweep.storage.models import (
@@ -50,7 +51,9 @@ from numsweep.storage.records import (
 )
 from numsweep.storage.retry import (
     DEFAULT_DB_WAIT,
+    driver_line,
     is_connection_error,
+    is_full_error,
     is_lock_error,
     retry_call,
 )
@@ -85,6 +88,10 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def full_message(shown: str, exc: BaseException) -> str:
+    return f"cannot write to {shown}: its disk is full ({driver_line(exc)})"
 
 
 def check_url(url: str) -> None:
@@ -254,6 +261,8 @@ class Storage:
             except SQLAlchemyError as exc:
                 with suppress(SQLAlchemyError):
                     session.rollback()
+                if is_full_error(exc):
+                    raise StorageFull(full_message(self.shown_url, exc)) from None
                 kind = StorageBusy if is_lock_error(exc) else \
                     StorageUnavailable if is_connection_error(exc) else StorageError
                 raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None

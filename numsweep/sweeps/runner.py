@@ -28,6 +28,7 @@ What is guaranteed (see README, "Parallel runs and reproducibility"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -49,12 +50,16 @@ from numsweep.storage import (
     StagePlan,
     StageRecord,
     Storage,
+    StorageError,
+    StorageFull,
     StorageUnavailable,
     SweepRecord,
     TrialRecord,
     TrialState,
+    full_message,
     retry_call,
 )
+from numsweep.storage.retry import driver_line, is_full_error
 from numsweep.sweeps.data_share import DataShare
 from numsweep.sweeps.deaths import (
     execute_group_announced,
@@ -331,6 +336,10 @@ class SweepRunner:
             return [self._run_stage(i, stage) for i, stage in enumerate(spec.stages)]
         except StorageUnavailable as exc:
             raise self._keep_finished(exc) from None
+        except StorageError as exc:  # a full disk, a database that refuses writes, ...
+            self._stop_running(f"stopped: {exc}; `numsweep sweep resume {spec.name}` runs it "
+                               "again")
+            raise
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             ids = [job.trial_id for job in self.running.values()]
@@ -349,6 +358,21 @@ class SweepRunner:
             if self.backend == "dask":
                 self.pool.shutdown(wait=False)
             data.close()
+
+    def _stop_running(self, message: str) -> None:
+        """The sweep stops on a database error: its workers end and its running trials are
+        marked INTERRUPTED with ``message`` where the database still takes that write (else
+        the next resume takes them for lost: this process is gone)."""
+        ids = [job.trial_id for job in self.running.values()]
+        ids += [job.trial_id for job, _, _ in self.pending]
+        ids += [self.inline.trial_id] if self.inline is not None else []
+        self.pool.shutdown(wait=False, kill_workers=True)
+        self.heart.stop()
+        sweep = getattr(self, "sweep", None)
+        with contextlib.suppress(StorageError):
+            self.storage.interrupt_trials_promptly(
+                ids, message, sweep_id=sweep.id if sweep is not None else None,
+                worker=self.name)
 
     def _keep_finished(self, exc: StorageUnavailable) -> StorageUnavailable:
         """The database stayed away past --db-wait: keep the results that finished on this
@@ -544,8 +568,20 @@ class SweepRunner:
             with shielded():
                 return fn()
 
-        return retry_call(attempt, seconds=self.storage.db_wait, what=self.storage.shown_url,
-                          on_reconnect=self.storage.reconnected)
+        try:
+            return retry_call(attempt, seconds=self.storage.db_wait,
+                              what=self.storage.shown_url, on_reconnect=self.storage.reconnected)
+        except StorageError:
+            raise
+        except Exception as exc:  # Optuna's own: a long traceback for a database error
+            import optuna
+
+            if is_full_error(exc):
+                raise StorageFull(full_message(self.storage.shown_url, exc)) from None
+            if isinstance(exc, optuna.exceptions.StorageInternalError):
+                raise StorageError(f"database error on {self.storage.shown_url}: "
+                                   f"{driver_line(exc)}") from None
+            raise
 
     def _study_ready(self, index: int) -> bool:
         """False when this process is to add the stage's reused trials to the study: it

@@ -8,6 +8,7 @@ the same data and stops where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -76,7 +77,13 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)
-    if record_outcome(storage, outcome) is not None:
+    try:
+        recorded = record_outcome(storage, outcome)
+    except StorageError as exc:  # a full disk: marked (when the database takes that), kept
+        with contextlib.suppress(StorageError):
+            storage.interrupt_trials_promptly([trial_id], f"stopped: {exc}")
+        raise
+    if recorded is not None:
         clear_state(checkpoint)
     return trial_id, outcome
 
