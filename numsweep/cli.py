@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -384,15 +385,16 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
             current[0] = calibrate(storage, model.shape)
         display(event)
 
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
+    where = db_words(db)
     try:
         with InterruptGuard(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        exit_interrupted(f"{exc}; continue with: numsweep sweep resume {name}{where}")
+        exit_interrupted(f"{exc}; continue with: "
+                         f"{command('sweep', 'resume', name, *where)}")
     except KeyboardInterrupt:  # before the sweep started its trials, or as it ended
         exit_interrupted(f"sweep {name!r} interrupted; continue with: "
-                         f"numsweep sweep resume {name}{where}")
+                         f"{command('sweep', 'resume', name, *where)}")
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
@@ -402,11 +404,21 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
-    click.echo(f"next: numsweep sweep show {name}{where}")
-    click.echo(f"      numsweep report {name} -o report-{name}/{where}")
+    click.echo(f"next: {command('sweep', 'show', name, *where)}")
+    click.echo(f"      {command('report', name, '-o', f'report-{name}/', *where)}")
     _report_failures(storage, name, summaries)
+
+
+def command(*words: str) -> str:
+    """A ``numsweep`` command line to copy into a shell: every word quoted as the shell
+    needs it (a sweep named ``my sweep`` or ``a;b`` stays one word)."""
+    return " ".join(("numsweep", *(shlex.quote(w) for w in words)))
+
+
+def db_words(db: str) -> tuple[str, ...]:
+    """``--db URL`` for a hint (password masked), nothing for the default database."""
+    return () if db == DEFAULT_URL else ("--db", shown_url(db))
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -535,9 +547,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
     create_sweep(spec, storage, data_source=data, threads=threads,
                  checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
-               f"numsweep worker {spec.name}{where}")
+               f"{command('worker', spec.name, *db_words(db))}")
 
 
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shlex
 import time
 import traceback
 import zlib
@@ -315,7 +316,8 @@ class SweepRunner:
         if not self.resume and existing and storage.count_trials(existing[0].id):
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
-                f"in {storage.shown_url}; continue it with `numsweep sweep resume {spec.name}` or "
+                f"in {storage.shown_url}; continue it with `numsweep sweep resume "
+                f"{shlex.quote(spec.name)}` or "
                 f"run it under another name (name=NEW)")
         if not self.resume and existing and existing[0].spec != self._stored():
             storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
@@ -337,8 +339,8 @@ class SweepRunner:
         except StorageUnavailable as exc:
             raise self._keep_finished(exc) from None
         except StorageError as exc:  # a full disk, a database that refuses writes, ...
-            self._stop_running(f"stopped: {exc}; `numsweep sweep resume {spec.name}` runs it "
-                               "again")
+            self._stop_running(f"stopped: {exc}; `numsweep sweep resume "
+                               f"{shlex.quote(spec.name)}` runs it again")
             raise
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
@@ -988,9 +990,9 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     """Store a sweep without running it, for :func:`resume_sweep` (``numsweep worker``)
     processes to run."""
     if any(s.name == spec.name for s in storage.list_sweeps()):
-        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; continue "
-                             f"it with `numsweep worker {spec.name}` or use another name "
-                             f"(name=NEW)")
+        raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; "
+                             f"continue it with `numsweep worker {shlex.quote(spec.name)}` or "
+                             f"use another name (name=NEW)")
     # Optuna's tables, before workers race to make them
     optuna_storage(storage.engine_url, storage.db_wait)
     return storage.get_or_create_sweep(

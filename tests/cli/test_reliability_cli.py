@@ -157,3 +157,19 @@ def test_ctrl_c_of_train_marks_its_trial_interrupted(tmp_path: Path, tiny_npz: P
                                             "continues it from its checkpoint")
     [after] = storage.get_trials("train")
     assert after.state is TrialState.INTERRUPTED  # was: RUNNING for ever
+
+
+def test_hints_after_a_run_quote_names_as_a_shell_needs(tmp_path: Path,
+                                                        tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'a b.db'}"
+    result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=2", "name=my sweep;x",
+                    "--jobs", "1", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    quoted_db = f"'{db}'"
+    assert f"next: numsweep sweep show 'my sweep;x' --db {quoted_db}" in result.output
+    assert (f"numsweep report 'my sweep;x' -o 'report-my sweep;x/' --db {quoted_db}"
+            in result.output)  # was: unquoted, three words and a second command
+    result = invoke("sweep", "create", EXAMPLE, "name=my sweep;x", "--db", db, "--data",
+                    tiny_npz)
+    assert result.exit_code == 1
+    assert "`numsweep worker 'my sweep;x'`" in result.output
