@@ -798,6 +798,7 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
                          num_classes: int) -> None:
     """Build each model shape the spec can produce on these images; a shape that does not fit
     (such as an f that does not divide the image size) is a one-line error naming the field."""
+    from numsweep.engine.sizing import check_network_memory
     from numsweep.engine.train import build_network
 
     other = [k for k, v in DATASETS.items() if v == tuple(image_shape) and k != spec.dataset]
@@ -831,6 +832,7 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
                 continue
             checked.add(key)
             try:
+                check_network_memory(trial, image_shape, num_classes)
                 build_network(trial, image_shape, num_classes, rng)
             except ValueError as exc:
                 named = re.match(r"(\w+)=", str(exc))

@@ -173,3 +173,29 @@ def test_hints_after_a_run_quote_names_as_a_shell_needs(tmp_path: Path,
                     tiny_npz)
     assert result.exit_code == 1
     assert "`numsweep worker 'my sweep;x'`" in result.output
+
+
+def test_networks_beyond_the_memory_and_endless_range_tests_are_refused_before_any_trial(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    for command, args, message in (
+            ("train", ("hidden=100000000",), "model=mlp hidden=[100000000] with batch 50 x "
+                                            "aug_copies=1 needs about"),
+            ("train", ("aug_copies=100000000",), "aug_copies=100000000 needs about"),
+            ("train", ("model=convnet3", "nf=1000000"), "model=convnet3 nf=1000000 nh=50"),
+            ("range-test", ("lr", "n_updates=1e9"), "n_updates=1000000000 is invalid: expected "
+                                                    "at most 100,000 for a range test")):
+        mode = args[:1] if command == "range-test" else ()
+        result = invoke(command, *mode, *SMALL, *args[len(mode):], "--db", db, "--data",
+                        tiny_npz)
+        assert result.exit_code == 1, result.output  # was: numpy's MemoryError traceback
+        line = one_line_error(result.output)
+        assert message in line and ("more than this machine's" in line or "range" in line)
+    assert Storage(db).get_trials() == []
+    spec = tmp_path / "big.toml"
+    spec.write_text('name = "big"\n[fixed]\nhidden = [100000000]\nn_train = 200\nn_val = 50\n'
+                    '[space]\nlam = { low = 1e-4, high = 1e-1, log = true, grid = 2 }\n'
+                    '[[stages]]\nname = "g"\nsampler = "grid"\n')
+    result = invoke("sweep", "run", spec, "--jobs", "1", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 1
+    assert "fixed: model=mlp hidden=[100000000]" in one_line_error(result.output)
