@@ -225,19 +225,19 @@ def check_jobs(jobs: int, threads: int, *, force: bool, cores: int | None = None
     Returns a warning ("" if none) when ``jobs x threads`` exceed the cores but ``force``
     insists; raises :class:`TooManyJobs` when it exceeds them without ``force``, and always
     when it is absurd (more than :data:`JOBS_PER_CORE_LIMIT` per core, or more worker
-    processes than the memory holds)."""
+    processes than the memory holds; threads count as jobs do)."""
     cores = cores or os.cpu_count() or 1
     memory = memory if memory is not None else total_memory()
     if memory is not None and jobs * WORKER_MEMORY_BYTES > memory:
         raise TooManyJobs(f"--jobs {jobs} worker processes need at least "
                           f"{jobs * WORKER_MEMORY_BYTES / 2**30:.1f} GB, more than this "
                           f"machine's {memory / 2**30:.1f} GB", insist=False)
-    if jobs > JOBS_PER_CORE_LIMIT * cores:
-        raise TooManyJobs(f"--jobs {jobs} is more than {JOBS_PER_CORE_LIMIT} per core on this "
+    what = f"--jobs {jobs}" + (f" x --threads {threads}" if threads > 1 else "")
+    if jobs * threads > JOBS_PER_CORE_LIMIT * cores:
+        raise TooManyJobs(f"{what} is more than {JOBS_PER_CORE_LIMIT} per core on this "
                           f"{cores}-core machine", insist=False)
     if jobs * threads <= cores:
         return ""
-    what = f"--jobs {jobs}" + (f" x --threads {threads}" if threads > 1 else "")
     if not force:
         raise TooManyJobs(f"{what} exceed the {cores} cores (trials would slow each other "
                           f"down); pass --force to run anyway", insist=True)

@@ -148,6 +148,10 @@ def test_jobs_are_checked_against_cores_and_memory() -> None:
     with pytest.raises(TooManyJobs, match=r"more than 8 per core") as err:
         check_jobs(900, 1, force=True, cores=24, memory=1024 * gib)
     assert not err.value.insist
+    with pytest.raises(TooManyJobs, match=r"--jobs 1 x --threads 100000 is more than 8 per "
+                                          r"core") as err:  # was: ran, BLAS thrashing
+        check_jobs(1, 100_000, force=True, cores=24, memory=1024 * gib)
+    assert not err.value.insist
     with pytest.raises(TooManyJobs, match=r"need at least .* GB, more than this machine's"):
         check_jobs(16, 1, force=True, cores=4, memory=1 * gib)
 
