@@ -781,11 +781,22 @@ class SweepRunner:
                 snapshot: PruneSnapshot | None) -> None:
         """A claimed trial waits in ``pending`` until :meth:`_start_groups` starts it in a
         group with the trials claimed beside it."""
-        job.estimate = self.estimate(trial_spec) if self.estimate else None
+        job.estimate = self._estimated(trial_spec)
         self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate,
                                trial_id=job.trial_id))
         self.heart.add(job.trial_id)
         self.pending.append((job, trial_spec, snapshot))
+
+    def _estimated(self, trial_spec: TrialSpec) -> float | None:
+        """The planner's seconds for a trial; None when it has none or cannot say (an
+        estimate is for the display: its arithmetic never stops a claimed trial)."""
+        if self.estimate is None:
+            return None
+        try:
+            seconds = float(self.estimate(trial_spec))
+        except (ArithmeticError, ValueError):
+            return None
+        return seconds if math.isfinite(seconds) else None
 
     def _groups_running(self) -> int:
         return len({job.group for job in self.running.values()})
