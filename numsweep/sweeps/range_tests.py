@@ -74,10 +74,12 @@ def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source:
     is stored as FAILED and the error raised again. The trial keeps its data source, mode and
     ``stop_factor`` (its ``setup``), so that ``trial rerun`` repeats the same test;
     ``message`` is added to the result's."""
+    from numsweep.sweeps.guards import check_trial_data
     from numsweep.sweeps.single import data_setup
 
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
+    check_trial_data(spec, dataset)  # its splits and batches, before a trial is stored
     split = make_split(dataset, spec.n_train, spec.n_val, spec.dtype)
     sweep = storage.get_or_create_sweep(sweep_name, {"name": sweep_name, "single": True}, 0)
     setup = {**data_setup(data_source),

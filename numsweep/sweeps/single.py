@@ -19,7 +19,7 @@ from typing import Any
 from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
 from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
-from numsweep.sweeps.guards import check_rerun_data
+from numsweep.sweeps.guards import check_rerun_data, check_trial_data
 from numsweep.sweeps.interrupts import single_interrupted
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
@@ -30,7 +30,7 @@ from numsweep.sweeps.kept import (
 )
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
-from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
+from numsweep.sweeps.worker import TrialOutcome, TrialTask, cached_dataset, execute
 
 RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 """The metrics a rerun compares with the original's."""
@@ -171,6 +171,7 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
                               stop_factor=range_setup["stop_factor"], message=message)
         return Rerun(original, test.trial_id, test.metrics,
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
+    check_trial_data(spec, cached_dataset(data_source))  # this data, before a trial is stored
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
                                  message=message, stop_at=stop_at, threads=threads,
