@@ -77,7 +77,7 @@ def _override_text(value: Any) -> str:
 def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, jobs: int = 1, threads: int = 1,
           progress: bool = True, checkpoint_dir: str | Path | None = None,
-          keep_weights: str = "best") -> SweepResult:
+          keep_weights: str = "best", force: bool = False) -> SweepResult:
     """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
 
     ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
@@ -85,7 +85,8 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     shows a bar per stage: an HTML bar updated in place in Jupyter, lines on stderr
     elsewhere. A spec value or dataset that does not fit is a :class:`numsweep.NumsweepError`
     before any training. ``checkpoint_dir`` and ``keep_weights`` are ``--checkpoint-dir``
-    and ``--keep-weights`` (see "Checkpoints and kept networks" in the README)."""
+    and ``--keep-weights`` (see "Checkpoints and kept networks" in the README); ``force``
+    is ``--force``: trials of more than 10,000,000 updates may run."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.spec import check_against_images, resolve_data
 
@@ -97,7 +98,7 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     display = progress_display() if progress else None
     summaries = run_sweep(parsed, storage, data_source=source, jobs=jobs, threads=threads,
                           on_event=display, checkpoint_dir=checkpoint_dir,
-                          keep_weights=keep_weights)
+                          keep_weights=keep_weights, force=force)
     if display is not None:
         display.close()
     return SweepResult(parsed.name, storage.url, tuple(summaries))

@@ -207,7 +207,8 @@ def check_run_length(spec: TrialSpec, n_train: int, *, force: bool = False) -> N
                 "curve_points or n_updates")
     if updates > LONG_RUN_UPDATES and not force:
         raise LongRun(f"the run plans {updates:,} updates{resolved}, more than "
-                      f"{LONG_RUN_UPDATES:,} (days of training); pass --force to run it")
+                      f"{LONG_RUN_UPDATES:,} (days of training); pass --force to run it "
+                      "(force=True in Python)")
 
 
 def total_memory() -> int | None:
