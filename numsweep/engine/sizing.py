@@ -152,6 +152,18 @@ def network_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classe
             + _rows(spec, 1) * per_image * item)
 
 
+def check_augmentation(spec: TrialSpec, image_shape: tuple[int, int, int]) -> None:
+    """``translate`` and ``cutout`` within the images (a shift of more pixels than an image
+    has pads it to no purpose, and a huge one cannot be allocated)."""
+    h, w = image_shape[:2]
+    if spec.translate >= min(h, w):
+        raise SpecError(f"translate={spec.translate} is invalid: expected fewer pixels than the "
+                        f"{h}x{w} images have ({min(h, w) - 1} at most)")
+    if spec.cutout > max(h, w):
+        raise SpecError(f"cutout={spec.cutout} is invalid: expected at most {max(h, w)} pixels "
+                        f"for {h}x{w} images")
+
+
 def check_network_memory(spec: TrialSpec, image_shape: tuple[int, int, int],
                          num_classes: int, memory: int | None = None) -> None:
     """A :class:`NetworkTooLarge` when one trial of ``spec`` needs more than this machine's
@@ -160,8 +172,10 @@ def check_network_memory(spec: TrialSpec, image_shape: tuple[int, int, int],
     memory = memory if memory is not None else machine_memory()
     need = network_bytes(spec, image_shape, num_classes)
     if memory is not None and need > memory:
-        sizes = {"mlp": f"hidden={list(spec.hidden)}", "convnet": f"nf={spec.nf} nh={spec.nh}",
-                 "convnet3": f"nf={spec.nf} nh={spec.nh}"}[spec.model]
+        sizes = {"mlp": f"hidden={list(spec.hidden)}",
+                 "convnet": f"f={spec.f} nf={spec.nf} nh={spec.nh}",
+                 "convnet3": f"filter_size={spec.filter_size} nf={spec.nf} nh={spec.nh}"
+                 }[spec.model]
         batch = spec.batch_size if spec.batch_schedule == "constant" else spec.b_max
         raise NetworkTooLarge(
             f"model={spec.model} {sizes} with batch {batch} x aug_copies={spec.aug_copies} "

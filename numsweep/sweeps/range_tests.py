@@ -16,7 +16,7 @@ import numpy as np
 
 from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
 from numsweep.engine.range_test import RangeTestResult, range_test
-from numsweep.engine.sizing import check_network_memory
+from numsweep.engine.sizing import check_augmentation, check_network_memory
 from numsweep.engine.train import build_network
 from numsweep.storage import CurveRecord, Storage, TrialState
 from numsweep.sweeps.interrupts import single_interrupted
@@ -27,6 +27,7 @@ Progress = Callable[[int, int | None], None]
 def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> None:
     """A :class:`SpecError` when the network of ``spec`` does not fit the images (a patch size
     that does not divide them, an odd convolution output), before any training."""
+    check_augmentation(spec, image_shape)
     check_network_memory(spec, image_shape, num_classes)  # before anything is allocated
     try:
         build_network(spec, image_shape, num_classes, np.random.default_rng(0))

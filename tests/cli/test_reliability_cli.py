@@ -182,7 +182,7 @@ def test_networks_beyond_the_memory_and_endless_range_tests_are_refused_before_a
             ("train", ("hidden=100000000",), "model=mlp hidden=[100000000] with batch 50 x "
                                             "aug_copies=1 needs about"),
             ("train", ("aug_copies=100000000",), "aug_copies=100000000 needs about"),
-            ("train", ("model=convnet3", "nf=1000000"), "model=convnet3 nf=1000000 nh=50"),
+            ("train", ("model=convnet3", "nf=1000000"), "model=convnet3 filter_size=3 nf=1000000"),
             ("range-test", ("lr", "n_updates=1e9"), "n_updates=1000000000 is invalid: expected "
                                                     "at most 100,000 for a range test")):
         mode = args[:1] if command == "range-test" else ()
@@ -199,3 +199,20 @@ def test_networks_beyond_the_memory_and_endless_range_tests_are_refused_before_a
     result = invoke("sweep", "run", spec, "--jobs", "1", "--db", db, "--data", tiny_npz)
     assert result.exit_code == 1
     assert "fixed: model=mlp hidden=[100000000]" in one_line_error(result.output)
+
+
+def test_augmentation_beyond_the_images_is_refused_before_any_trial(tmp_path: Path,
+                                                                   tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    for args, message in ((("translate=1000000000",), "translate=1000000000 is invalid: "
+                           "expected fewer pixels than the 16x16 images have (15 at most)"),
+                          (("cutout=17",), "cutout=17 is invalid: expected at most 16")):
+        result = invoke("train", *SMALL, *args, "--db", db, "--data", tiny_npz)
+        assert result.exit_code == 1  # was: a FAILED trial ("array is too big")
+        assert message in one_line_error(result.output)
+    result = invoke("sweep", "run", EXAMPLE, *SMALL, "translate=16", "--jobs", "1", "--db", db,
+                    "--data", tiny_npz)
+    assert result.exit_code == 1 and "translate=16 is invalid" in one_line_error(result.output)
+    assert Storage(db).get_trials() == []
+    assert invoke("train", *SMALL, "translate=15", "cutout=16", "--db", db, "--data",
+                  tiny_npz).exit_code == 0
