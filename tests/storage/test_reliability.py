@@ -204,3 +204,40 @@ def test_a_full_disk_under_the_database_stops_a_sweep_in_one_line_leaving_nothin
     assert trials and TrialState.RUNNING not in {t.state for t in trials}  # was: RUNNING
     assert all("its disk is full" in t.message for t in trials
                if t.state is TrialState.INTERRUPTED)
+
+
+def test_a_full_disk_as_train_stores_its_result_is_one_line_and_marks_the_trial(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy.engine import Engine
+
+    import numsweep.sweeps.single as single
+    from numsweep.cli import cli
+
+    full: list[bool] = []
+
+    def no_room(_conn, cursor, *_args) -> None:  # type: ignore[no-untyped-def]
+        if full:
+            pages = cursor.connection.execute("PRAGMA page_count").fetchone()[0]
+            cursor.connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    record = single.record_outcome
+
+    def fill_then_record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        full.append(True)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(single, "record_outcome", fill_then_record)
+    db = f"sqlite:///{tmp_path / 'full.db'}"
+    event.listen(Engine, "before_cursor_execute", no_room)
+    try:  # a long curve: its rows need new pages
+        result = CliRunner().invoke(cli, ["train", "n_train=200", "n_val=50", "hidden=8",
+                                          "batch_size=10", "cycles=4", "curve_points=50",
+                                          "--db", db, "--data", str(tiny_npz)])
+    finally:
+        event.remove(Engine, "before_cursor_execute", no_room)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write to {db}: its disk is full (database or disk is full)"]
+    [trial] = Storage(db).get_trials()
+    assert trial.state is TrialState.INTERRUPTED and "disk is full" in trial.message
