@@ -84,7 +84,7 @@ def _override_text(value: Any) -> str:
 def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, jobs: int = 1, threads: int = 1,
           progress: bool = True, checkpoint_dir: str | Path | None = None,
-          keep_weights: str = "best") -> SweepResult:
+          keep_weights: str = "best", force: bool = False) -> SweepResult:
     """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
 
     ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
@@ -98,7 +98,8 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     call returns. To keep the results in memory only, pass an open
     ``Storage("sqlite://", in_memory=True)``: the returned :class:`SweepResult` reads from
     that object (no other process can see it), and ``checkpoint_dir`` must be a folder of
-    its own: the trial ids of an in-memory database come again in the next one."""
+    its own: the trial ids of an in-memory database come again in the next one. ``force``
+    is ``--force``: trials of more than 10,000,000 updates may run."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.spec import check_against_images, resolve_data
 
@@ -110,7 +111,7 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     display = progress_display() if progress else None
     summaries = run_sweep(parsed, storage, data_source=source, jobs=jobs, threads=threads,
                           on_event=display, checkpoint_dir=checkpoint_dir,
-                          keep_weights=keep_weights)
+                          keep_weights=keep_weights, force=force)
     if display is not None:
         display.close()
     return SweepResult(parsed.name, storage.url, tuple(summaries),

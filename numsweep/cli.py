@@ -1,6 +1,8 @@
 """The ``numsweep`` command: a thin layer over the library.
 
-Library errors become a one-line message and exit code 1; usage errors exit with 2.
+Exit codes: 0 done; 1 what was asked is wrong or failed (a library error's one-line message,
+and click's usage errors: an unknown option, a missing argument, a bad value); 130
+interrupted (Ctrl-C, SIGTERM). Anything else is a bug, with its traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -37,6 +40,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console(stderr=True)
 
 
+USAGE_EXIT_CODE = 1
+"""Usage errors exit as every other error of what was asked does (click's own code is 2)."""
+
+
 class NumsweepCommand(click.Command):
     """A command whose single-valued options may be given once: a second ``--sweep b`` would
     silently replace ``--sweep a`` (click keeps the last), so it is a usage error instead."""
@@ -56,8 +63,9 @@ class NumsweepCommand(click.Command):
 
 
 class NumsweepGroup(click.Group):
-    """Turns library errors into ``Error: <one line>`` and exit code 1; its commands and
-    groups check for repeated single-valued options (:class:`NumsweepCommand`)."""
+    """Turns library errors into ``Error: <one line>`` and exit code 1, gives click's usage
+    errors the same code; its commands and groups check for repeated single-valued options
+    (:class:`NumsweepCommand`)."""
 
     command_class = NumsweepCommand
     group_class = type  # subgroups are NumsweepGroups too
@@ -68,12 +76,18 @@ class NumsweepGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except KeyboardInterrupt:  # while the options are read: click would say "Aborted!"
             exit_interrupted("interrupted")
+        except click.UsageError as exc:
+            exc.exit_code = USAGE_EXIT_CODE
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:  # Ctrl-C outside a sweep's own handling: no traceback
-            exit_interrupted("interrupted")
+        except KeyboardInterrupt as exc:  # Ctrl-C outside a sweep's own handling
+            exit_interrupted(str(exc) or "interrupted")  # no traceback
+        except click.UsageError as exc:  # of a subcommand's options, or raised by one
+            exc.exit_code = USAGE_EXIT_CODE
+            raise
         except NumsweepError as exc:  # a user error; anything else is a bug: traceback
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
                                        type(exc).__name__) from None
@@ -177,9 +191,11 @@ def cli() -> None:
 @click.option("--sweep", "sweep_name", default="train", show_default=True,
               help="Sweep name the run is stored under.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@click.option("--force", is_flag=True,
+              help="Train a run of more than 10,000,000 updates (up to 1,000,000,000).")
 @kept_options
 def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str,
-          as_json: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
+          as_json: bool, force: bool, checkpoint_dir: str | None, keep_weights: str) -> None:
     """Train one configuration and store it as a trial.
 
     \b
@@ -197,7 +213,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     with console.status("training"):
         trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
                                         checkpoint_dir=checkpoint_dir,
-                                        keep_weights=keep_weights)
+                                        keep_weights=keep_weights, force=force)
     if outcome.result is None:
         raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
     result = outcome.result
@@ -318,7 +334,8 @@ def device_option(fn: F) -> F:
 def jobs_option(fn: F) -> F:
     fn = click.option("--force", is_flag=True,
                       help="Run --jobs x --threads above the number of cores (up to 8 jobs "
-                           "per core and what the memory holds).")(fn)
+                           "per core and what the memory holds), and trials of more than "
+                           "10,000,000 updates (up to 1,000,000,000).")(fn)
     return click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
                         show_default="number of cores; with dask the cluster's threads",
                         help="Trials run at once by this process.")(fn)
@@ -396,15 +413,16 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
             current[0] = calibrate(storage, model.shape)
         display(event)
 
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
+    where = db_words(db)
     try:
         with InterruptGuard(), display:
             summaries = run(on_event, lambda s: current[0].seconds(s))
     except SweepInterrupted as exc:
-        exit_interrupted(f"{exc}; continue with: numsweep sweep resume {name}{where}")
+        exit_interrupted(f"{exc}; continue with: "
+                         f"{command('sweep', 'resume', name, *where)}")
     except KeyboardInterrupt:  # before the sweep started its trials, or as it ended
         exit_interrupted(f"sweep {name!r} interrupted; continue with: "
-                         f"numsweep sweep resume {name}{where}")
+                         f"{command('sweep', 'resume', name, *where)}")
     for s in summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
@@ -414,10 +432,9 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
-    click.echo(f"next: numsweep sweep show {name}{where}")
-    click.echo(f"      numsweep report {name} -o report-{name}/{where}")
+    click.echo(f"next: {command('sweep', 'show', name, *where)}")
+    click.echo(f"      {command('report', name, '-o', f'report-{name}/', *where)}")
     _report_failures(storage, name, summaries)
     _report_unkept(storage, name)
 
@@ -435,6 +452,17 @@ def _report_unkept(storage: Storage, name: str) -> None:
         raise click.ClickException(
             f"{count(len(unkept), 'trial')} of sweep {name!r} kept no network ({why}); their "
             f"results are stored; `numsweep trial rerun ID` writes each again (trials {ids})")
+
+
+def command(*words: str) -> str:
+    """A ``numsweep`` command line to copy into a shell: every word quoted as the shell
+    needs it (a sweep named ``my sweep`` or ``a;b`` stays one word)."""
+    return " ".join(("numsweep", *(shlex.quote(w) for w in words)))
+
+
+def db_words(db: str) -> tuple[str, ...]:
+    """``--db URL`` for a hint (password masked), nothing for the default database."""
+    return () if db == DEFAULT_URL else ("--db", shown_url(db))
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -519,7 +547,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
     dataset, model = _calibrated(storage, data)
     check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
     seconds = parse_duration(budget, "--budget") if budget else None
-    check_data_sizes(spec, dataset)
+    check_data_sizes(spec, dataset, force=force)
     if seconds is not None:
         planned = plan(spec, seconds, model, jobs)
         spec = planned.spec
@@ -529,7 +557,7 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
         estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
         grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-        group_size=group_size), model)
+        group_size=group_size, force=force), model)
 
 
 @sweep.command("create")
@@ -563,9 +591,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
     check_against_images(spec, dataset.image_shape, len(dataset.classes))
     create_sweep(spec, storage, data_source=data, threads=threads,
                  checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
-    where = "" if db == DEFAULT_URL else f" --db {shown_url(db)}"
     click.echo(f"created sweep {spec.name} ({len(spec.stages)} stages); run it with: "
-               f"numsweep worker {spec.name}{where}")
+               f"{command('worker', spec.name, *db_words(db))}")
 
 
 def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backend: str,
@@ -593,7 +620,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
             data_source=data, jobs=jobs, threads=threads, on_event=on_event,
             estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
             checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
-            group_size=group_size)
+            group_size=group_size, force=force)
         if extend is not None:
             return extend_sweep(name, storage, extend, **kwargs)
         return resume_sweep(name, storage, **kwargs)

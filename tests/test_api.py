@@ -67,6 +67,14 @@ def test_an_in_memory_database_only_where_the_caller_holds_it(tmp_path: Path,
     assert len(result.curves()) > 0
 
 
+def test_a_long_run_needs_force_in_python_too(tmp_path: Path, tiny_npz: Path) -> None:
+    with pytest.raises(numsweep.NumsweepError, match=r"plans 20,000,000 updates.*pass --force "
+                                                     r"to run it \(force=True in Python\)"):
+        numsweep.sweep(SPEC, db=str(tmp_path / "runs.db"), data=tiny_npz,
+                       overrides={"n_s": 10**7}, progress=False)
+    assert Storage(str(tmp_path / "runs.db")).list_sweeps() == []  # nothing stored
+
+
 def test_importing_numsweep_changes_no_global_state() -> None:
     code = ("import sys, logging, matplotlib\n"
             "before = matplotlib.rcParams['backend']\n"

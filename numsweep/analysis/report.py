@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -587,8 +588,13 @@ def _html(name: str, summary: dict[str, str], made: list[Chart],
     return "\n".join(parts)
 
 
+MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!])")
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` shown as it is in Markdown: what report.html escapes (``<``, ``>``, ``&``:
+    Markdown passes HTML through) as entities, Markdown's own marks backslashed, one line."""
+    return MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", " ")
 
 
 def _md_table(table: Table) -> str:
@@ -602,16 +608,19 @@ def _markdown(name: str, summary: dict[str, str], made: list[Chart],
               skipped: list[tuple[str, str]], tables: list[tuple[str, Table]],
               settings: dict[str, str], versions: dict[str, str],
               heading: str | None = None) -> str:
-    parts = [f"# {heading or f'Sweep {name}'}", "", _md_table(Table(["", ""], [[k, v] for k, v in
-                                                              summary.items()])), ""]
+    e = _md_escape
+    parts = [f"# {e(heading) if heading else f'Sweep {e(name)}'}", "",
+             _md_table(Table(["", ""], [[k, v] for k, v in summary.items()])), ""]
     for title, table in tables:
-        parts += [f"## {title}", "", _md_table(table), ""]
+        parts += [f"## {e(title)}", "", _md_table(table), ""]
     parts += ["## Charts", ""]
     for chart in made:
-        parts += [f"### {chart.title}", "", f"![{chart.title}]({chart.file})", "",
-                  chart.caption, ""]
+        parts += [f"### {e(chart.title)}", "",
+                  f"![{e(chart.title)}]({urllib.parse.quote(chart.file)})", "",
+                  e(chart.caption), ""]
     if skipped:
-        parts += ["Charts left out: " + "; ".join(f"{t} ({why})" for t, why in skipped), ""]
+        parts += ["Charts left out: " + "; ".join(f"{e(t)} ({e(why)})" for t, why in skipped),
+                  ""]
     if settings:
         parts += ["## Settings", "", _md_table(Table(["setting", "value"],
                                                      [[k, v] for k, v in settings.items()])),

@@ -34,6 +34,7 @@ the spec (``numsweep trial weights`` exports them; ``numpy.load`` reads them any
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -314,9 +315,12 @@ class CheckpointWriter:
 
 
 def clear_state(path: str | Path | None) -> None:
-    """Remove the checkpoint at ``path`` (and nothing when there is none)."""
+    """Remove the checkpoint at ``path`` (and nothing when there is none). One that cannot be
+    removed (the path is a folder, the folder is gone or read-only) is left: it is of no more
+    use, and its trial's result is already stored."""
     if path is not None:
-        Path(path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(path).unlink(missing_ok=True)
 
 
 # -- kept weights ---------------------------------------------------------------------------

@@ -182,13 +182,23 @@ def dataset_fingerprint(data: Dataset) -> str:
 
 
 def load_npz(path: Path) -> Dataset:
+    """The four arrays of an ``.npz`` (a zip of ``.npy`` files); never unpickles anything.
+    Other bytes, an object array (pickled data) or a damaged archive are each a one-line
+    error that says what the file is not (numpy's own message advises unsafe loading)."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz file (no zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
             names = npz["classes"] if "classes" in npz.files else None
     except KeyError as exc:
         raise DataError(f"{path}: missing array {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{path}: holds object arrays, not numbers (numsweep loads "
+                            "arrays of numbers only)") from None
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"
                               or not 1 <= len(names) <= 10):
@@ -287,13 +297,20 @@ def _make_dataset(origin: Path, x_train: np.ndarray, y_train: np.ndarray, x_test
         if x.ndim != 4 or x.dtype != np.uint8:
             raise DataError(f"{origin}: x_{name} must be uint8 images (N, H, W[, C]), "
                             f"got {x.dtype} {x.shape}")
+        if len(x) < (2 if name == "train" else 1):
+            raise DataError(f"{origin}: x_{name} holds {len(x)} images, expected at least "
+                            f"{2 if name == 'train' else 1}"
+                            + (" (one to train on, one to validate)" if name == "train" else ""))
         if x.shape[1] in CHANNELS and x.shape[3] not in CHANNELS:
             raise DataError(f"{origin}: x_{name} of shape {x.shape} looks channel-first "
                             f"(N, C, H, W); numsweep takes (N, H, W, C) images: save "
                             f"x_{name}.transpose(0, 2, 3, 1)")
         if y.shape != (len(x),):
             raise DataError(f"{origin}: y_{name} has shape {y.shape}, expected ({len(x)},)")
-        if len(y) and (y.min() < 0 or y.max() > 9):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: y_{name} must hold integer class labels 0..9, got "
+                            f"{y.dtype}")
+        if y.min() < 0 or y.max() > 9:
             raise DataError(f"{origin}: y_{name} holds labels outside 0..9")
         if classes is not None and len(y) and y.max() >= len(classes):
             raise DataError(f"{origin}: y_{name} holds label {int(y.max())} but classes names "

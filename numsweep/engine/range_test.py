@@ -84,6 +84,10 @@ def range_spec(spec: TrialSpec, mode: str) -> TrialSpec:
                         n_updates=n_updates, **_mode_values(mode))
 
 
+MAX_RANGE_UPDATES = 100_000
+"""A range test is a short run: each update is one curve row in the database."""
+
+
 def range_spec_from(values: Mapping[str, Any], mode: str) -> TrialSpec:
     """A range test's spec from ``key=value`` parameters (``schedule`` and ``batch_schedule``
     default to the mode's, so ``n_updates`` may be given; contrary values are an error)."""
@@ -92,7 +96,12 @@ def range_spec_from(values: Mapping[str, Any], mode: str) -> TrialSpec:
         if name in values and str(values[name]) != value:
             raise SpecError(f"{name}={values[name]!r} is invalid: the {mode} range test runs "
                             f"{name}={value}")
-    return range_spec(TrialSpec.from_mapping({**fixed, **values}), mode)
+    spec = range_spec(TrialSpec.from_mapping({**fixed, **values}), mode)
+    if spec.n_updates is not None and spec.n_updates > MAX_RANGE_UPDATES:
+        raise SpecError(f"n_updates={spec.n_updates} is invalid: expected at most "
+                        f"{MAX_RANGE_UPDATES:,} for a range test (one stored curve row per "
+                        "update)")
+    return spec
 
 
 def _suggestions(values: list[float], smoothed: list[float]) -> tuple[float, float]:

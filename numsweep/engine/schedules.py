@@ -9,6 +9,7 @@ epochs for the schedules without cycles) end.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -203,9 +204,9 @@ def make_schedule(spec: TrialSpec, n_s: int, epoch_len: int) -> Plan:
     """
     name = spec.schedule
     if name in CYCLIC:
-        total = cyclic_total(n_s, spec.cycles, spec.cycle_mult if name == "cyclic" else 1)
-        ends = tuple(cyclic_total(n_s, c, spec.cycle_mult if name == "cyclic" else 1)
-                     for c in range(1, spec.cycles + 1))
+        mult = spec.cycle_mult if name == "cyclic" else 1
+        ends = tuple(itertools.accumulate(2 * n_s * mult ** c for c in range(spec.cycles)))
+        total = ends[-1]
         if name == "exp_range":
             schedule: Schedule = ExpRangeCyclicLR(spec.eta_min, spec.eta_max, n_s, spec.gamma)
         elif spec.cycle_mult == 1:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 
-from numsweep.engine.spec import TrialSpec
+from numsweep.engine.spec import SpecError, TrialSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 2, "nesterov": 2, "adagrad": 2, "rmsprop": 2,
                    "rmsprop_nesterov": 3, "adadelta": 4, "adam": 3}
@@ -118,3 +119,65 @@ def max_group_size(spec: TrialSpec, image_shape: tuple[int, int, int], num_class
     while k > 1 and k * trial_bytes(spec, image_shape, num_classes, k) > budget:
         k = max(1, min(k - 1, int(budget // trial_bytes(spec, image_shape, num_classes, k))))
     return k
+
+
+class NetworkTooLarge(SpecError):
+    """A network that cannot fit in this machine's memory (its sizes, its batch)."""
+
+
+def machine_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def network_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> int:
+    """Bytes one trial of ``spec`` needs to train alone (:func:`trial_bytes` and
+    :func:`shared_bytes`; for ``convnet3`` a like count of its parameters and one batch's
+    activations), from the spec alone: nothing is allocated."""
+    if spec.model != "convnet3":
+        return trial_bytes(spec, image_shape, num_classes, 1) + shared_bytes(spec, image_shape)
+    h, w, c = image_shape
+    pad = spec.conv_pad if spec.conv_pad is not None else (spec.filter_size - 1) // 2
+    ho = max(1, (h + 2 * pad - spec.filter_size) // spec.conv_stride + 1)
+    wo = max(1, (w + 2 * pad - spec.filter_size) // spec.conv_stride + 1)
+    nf = spec.nf if isinstance(spec.nf, int) else max(spec.nf)
+    params = (spec.filter_size ** 2 * c * nf + (ho // 2) * (wo // 2) * nf * spec.nh
+              + spec.nh * num_classes)
+    item = np.dtype(spec.dtype).itemsize
+    per_image = ho * wo * (spec.filter_size ** 2 * c + 3 * nf) + 3 * spec.nh
+    return ((3 + OPTIMIZER_SLOTS[spec.optimizer]) * params * item
+            + _rows(spec, 1) * per_image * item)
+
+
+def check_augmentation(spec: TrialSpec, image_shape: tuple[int, int, int]) -> None:
+    """``translate`` and ``cutout`` within the images (a shift of more pixels than an image
+    has pads it to no purpose, and a huge one cannot be allocated)."""
+    h, w = image_shape[:2]
+    if spec.translate >= min(h, w):
+        raise SpecError(f"translate={spec.translate} is invalid: expected fewer pixels than the "
+                        f"{h}x{w} images have ({min(h, w) - 1} at most)")
+    if spec.cutout > max(h, w):
+        raise SpecError(f"cutout={spec.cutout} is invalid: expected at most {max(h, w)} pixels "
+                        f"for {h}x{w} images")
+
+
+def check_network_memory(spec: TrialSpec, image_shape: tuple[int, int, int],
+                         num_classes: int, memory: int | None = None) -> None:
+    """A :class:`NetworkTooLarge` when one trial of ``spec`` needs more than this machine's
+    memory (``memory`` bytes), before anything is allocated (was: numpy's MemoryError, or
+    the machine swapping, on the first array)."""
+    memory = memory if memory is not None else machine_memory()
+    need = network_bytes(spec, image_shape, num_classes)
+    if memory is not None and need > memory:
+        sizes = {"mlp": f"hidden={list(spec.hidden)}",
+                 "convnet": f"f={spec.f} nf={spec.nf} nh={spec.nh}",
+                 "convnet3": f"filter_size={spec.filter_size} nf={spec.nf} nh={spec.nh}"
+                 }[spec.model]
+        batch = spec.batch_size if spec.batch_schedule == "constant" else spec.b_max
+        raise NetworkTooLarge(
+            f"model={spec.model} {sizes} with batch {batch} x aug_copies={spec.aug_copies} "
+            f"needs about {need / 2**30:,.1f} GB to train, more than this machine's "
+            f"{memory / 2**30:,.1f} GB")

@@ -43,10 +43,22 @@ RULE_PARAMETERS = {
 model's shape parameters they keep their defaults elsewhere."""
 ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
+CYCLIC_SCHEDULES = ("cyclic", "exp_range")  # a run's length is set by n_s, cycles, cycle_mult
+
+MAX_UPDATES = 10**9
+"""A run planned longer is refused whatever the data (years of training on one core)."""
+MAX_MEASUREMENTS = 10**6
+"""Curve measurements (``curve_points`` per cycle or epoch) a run may plan: each evaluates
+``eval_train + n_val`` images, and the plan of them is held in memory."""
 
 
 class SpecError(NumsweepError, ValueError):
     """A parameter has a wrong name, type or value; the message names the parameter."""
+
+
+class RunTooLong(SpecError):
+    """The run planned by a spec is longer than a run may be (:data:`MAX_UPDATES`,
+    :data:`MAX_MEASUREMENTS`)."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +252,33 @@ class TrialSpec:
         _check(self.translate >= 0, "translate", self.translate, ">= 0 pixels")
         _check(self.cutout >= 0, "cutout", self.cutout, ">= 0 pixels")
         _check(self.aug_copies >= 1, "aug_copies", self.aug_copies, "at least 1")
+        self._check_length()
+
+    def _check_length(self) -> None:
+        """The planned updates and curve measurements within :data:`MAX_UPDATES` and
+        :data:`MAX_MEASUREMENTS`, checked before anything is computed from them (an unset
+        ``n_s`` counts as its least, 1; the data can make the run longer, see
+        ``sweeps.guards.check_run_length``)."""
+        for name in ("n_s", "n_updates"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_UPDATES:
+                raise RunTooLong(f"{name}={value!r} is invalid: expected at most "
+                                 f"{MAX_UPDATES:,} updates")
+        if self.schedule in CYCLIC_SCHEDULES:
+            if self.cycles * self.curve_points > MAX_MEASUREMENTS:
+                raise RunTooLong(
+                    f"cycles={self.cycles} x curve_points={self.curve_points} curve "
+                    f"measurements is invalid: expected at most {MAX_MEASUREMENTS:,}")
+            total = planned_updates(self, self.n_s or 1)
+            if total > MAX_UPDATES:
+                n_s = f"n_s={self.n_s}" if self.n_s is not None else "n_s at least 1"
+                raise RunTooLong(
+                    f"cycles={self.cycles} with cycle_mult={self.cycle_mult} and {n_s} plan "
+                    f"more than {MAX_UPDATES:,} updates: invalid")
+        elif self.n_updates is None and planned_updates(self, self.n_s or 1) > MAX_UPDATES:
+            raise RunTooLong(f"cycles={self.cycles} with n_s={self.n_s or 1} plan more than "
+                             f"{MAX_UPDATES:,} updates (n_updates unset: 2 x n_s x cycles): "
+                             "invalid")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrialSpec:
@@ -263,6 +302,23 @@ class TrialSpec:
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
         return out
+
+
+def planned_updates(spec: TrialSpec, n_s: int) -> int:
+    """The updates ``spec`` plans with its half-cycle resolved to ``n_s``. Stops counting
+    growing cycles once past :data:`MAX_UPDATES` (so that an absurd spec costs nothing)."""
+    if spec.schedule not in CYCLIC_SCHEDULES:
+        return spec.n_updates if spec.n_updates is not None else 2 * n_s * spec.cycles
+    mult = spec.cycle_mult if spec.schedule == "cyclic" else 1
+    if mult == 1:
+        return 2 * n_s * spec.cycles
+    total, half = 0, n_s
+    for _ in range(spec.cycles):  # at most about 30 rounds before it passes the bound
+        total += 2 * half
+        if total > MAX_UPDATES:
+            break
+        half *= mult
+    return total
 
 
 def conditional_parameters() -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -25,3 +25,7 @@ class StorageUnavailable(StorageError):
 class StorageGone(StorageError):
     """The database file was deleted or replaced by another file while this process had it
     open: what it would write there would be lost, so it stops."""
+
+
+class StorageFull(StorageError):
+    """The database could not grow: its disk (or its quota) is full."""

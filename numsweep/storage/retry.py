@@ -30,6 +30,8 @@ CONNECTION_MARKERS = (
     "ssl connection has been closed", "consuming input failed", "connection timed out",
     "server conn crashed", "cannot connect", "connection was closed",
 )
+FULL_MARKERS = ("database or disk is full", "no space left on device", "could not extend file",
+                "disk full", "quota exceeded")
 # processes that open a new database at once race to create the tables
 TABLE_RACE_MARKERS = ("unique", "already exists", "duplicate key")
 
@@ -56,6 +58,26 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, StorageUnavailable) or getattr(exc, "connection_invalidated", False):
         return True
     return any(m in _text(exc) for m in CONNECTION_MARKERS)
+
+
+def is_full_error(exc: BaseException) -> bool:
+    """The database could not be written because its disk (or quota) is full."""
+    return any(m in _text(exc) for m in FULL_MARKERS)
+
+
+def driver_line(exc: BaseException) -> str:
+    """The first line of the innermost database error under ``exc`` (Optuna wraps the
+    driver's in a StorageInternalError whose own message says only that a commit failed)."""
+    node: BaseException | None = exc
+    seen: set[int] = set()
+    line = first_line(exc)
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        orig = getattr(node, "orig", None)
+        if orig is not None:
+            line = first_line(orig)
+        node = node.__cause__ or node.__context__
+    return line
 
 
 def first_line(exc: BaseException) -> str:
@@ -121,5 +143,5 @@ def retry_call(fn: Callable[[], T], *, seconds: float, what: str = "the database
     return result
 
 
-__all__ = ["DEFAULT_DB_WAIT", "LOCK_RETRY_SECONDS", "first_line", "is_connection_error",
-           "is_lock_error", "retry_call"]
+__all__ = ["DEFAULT_DB_WAIT", "LOCK_RETRY_SECONDS", "driver_line", "first_line",
+           "is_connection_error", "is_full_error", "is_lock_error", "retry_call"]

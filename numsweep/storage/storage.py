@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -39,6 +40,7 @@ from numsweep.storage.errors import (
     StorageBusy,
     StorageConflict,
     StorageError,
+    StorageFull,
     StorageGone,
     StorageUnavailable,
 )
@@ -63,7 +65,9 @@ from numsweep.storage.records import (
 )
 from numsweep.storage.retry import (
     DEFAULT_DB_WAIT,
+    driver_line,
     is_connection_error,
+    is_full_error,
     is_lock_error,
     retry_call,
 )
@@ -93,11 +97,26 @@ def _retrying(method: M) -> M:
 
 
 def shown_url(url: str) -> str:
-    """The URL with its password masked, for messages."""
+    """The URL with its password masked, for messages (also in one that does not parse)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def full_message(shown: str, exc: BaseException) -> str:
+    return f"cannot write to {shown}: its disk is full ({driver_line(exc)})"
+
+
+def check_url(url: str) -> None:
+    """A :class:`StorageError` naming what is wrong when ``url`` is no database URL (such as
+    a port that is not a number: SQLAlchemy raises a bare ValueError)."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        why = ("its port is not a number" if "invalid literal for int()" in str(exc)
+               else _first_line(exc))
+        raise StorageError(f"not a database URL: {shown_url(url)} ({why})") from None
 
 
 def database_identity(url: str) -> str:
@@ -129,7 +148,7 @@ def engine_url(url: str) -> str:
     numsweep's ``postgres`` extra, unless psycopg2 is the one installed."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
     if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
         return parsed.set(drivername="postgresql+psycopg").render_as_string(
@@ -317,6 +336,7 @@ class Storage:
                  read_only: bool = False, create: bool = True,
                  in_memory: bool = False) -> None:
         given, url = url, normalize_url(url)
+        check_url(url)
         self.url = url
         self.read_only = read_only
         self.db_wait = db_wait  # seconds to wait for a database that went away
@@ -402,6 +422,8 @@ class Storage:
             except SQLAlchemyError as exc:
                 with suppress(SQLAlchemyError):
                     session.rollback()
+                if is_full_error(exc):
+                    raise StorageFull(full_message(self.shown_url, exc)) from None
                 kind = StorageBusy if is_lock_error(exc) else \
                     StorageUnavailable if is_connection_error(exc) else StorageError
                 raise kind(f"database error on {self.shown_url}: {_first_line(exc)}") from None

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.spec import SpecError, TrialSpec
+from numsweep.engine.spec import planned_updates as updates_of
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps.spec import StageSpec, SweepSpec, grid_points
 
@@ -58,12 +59,8 @@ def forward_macs(spec: TrialSpec, shape: DataShape) -> float:
 
 
 def planned_updates(spec: TrialSpec, n_train: int) -> int:
-    if spec.n_updates is not None:
-        return spec.n_updates
     n_s = spec.n_s if spec.n_s is not None else 2 * (n_train // spec.batch_size)
-    if spec.schedule in ("cyclic", "exp_range"):
-        return int(sum(2 * n_s * spec.cycle_mult ** i for i in range(spec.cycles)))
-    return 2 * n_s * spec.cycles
+    return updates_of(spec, n_s)
 
 
 def trial_macs(spec: TrialSpec, shape: DataShape, updates: int | None = None) -> float:

@@ -3,8 +3,11 @@ cluster, all behind one ``concurrent.futures``-like executor (:func:`make_execut
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -50,7 +53,45 @@ def make_executor(jobs: int, backend: str = "loky", scheduler: str | None = None
         raise BackendError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
     if jobs == 1:
         return InlineExecutor()
-    return get_reusable_executor(max_workers=jobs, timeout=LOKY_IDLE_SECONDS)
+    return LokyExecutor(jobs)
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread meanwhile: the processes it starts, and the threads it
+    starts (loky's manager, which replaces dead workers), inherit the blocked signal. A
+    Ctrl-C meanwhile is not lost: another thread takes it, or it waits until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # started first: Python 3.11's starts its process with SIGINT blocked, then unblocks it
+    # (not restoring the mask), which would let loky's workers started after it take Ctrl-C
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+class LokyExecutor:
+    """joblib's reusable loky executor whose worker processes never see SIGINT: a Ctrl-C in a
+    terminal reaches the whole process group, and the sweep process alone acts on it (it
+    marks the trials interrupted and ends the workers); a worker that took it would print a
+    KeyboardInterrupt traceback (while Python starts, or from the trial's task)."""
+
+    def __init__(self, jobs: int) -> None:
+        with sigint_blocked():
+            self.pool = get_reusable_executor(max_workers=jobs, timeout=LOKY_IDLE_SECONDS)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with sigint_blocked():  # loky starts worker processes as tasks are submitted
+            return self.pool.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
+        self.pool.shutdown(wait=wait, **kwargs)
 
 
 def dask_slots(scheduler: str | None, timeout: float = DASK_CONNECT_SECONDS) -> int:
@@ -61,6 +102,23 @@ def dask_slots(scheduler: str | None, timeout: float = DASK_CONNECT_SECONDS) -> 
         return executor.threads()
     finally:
         executor.shutdown(wait=False)
+
+
+def check_scheduler_address(scheduler: str) -> None:
+    """A :class:`BackendError` at once for what is no scheduler address (Dask would try to
+    connect to it for its timeout, then fail with a traceback): a host and a port."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        protocol, location = parse_address(scheduler)
+        if protocol in ("tcp", "tls", "ws", "wss", "ucx"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        reason = ("the port is not a number" if "invalid literal" in str(exc)
+                  else first_line(exc))
+        raise BackendError(f"--scheduler {scheduler!r} is not a Dask scheduler address "
+                           f"({reason}); give tcp://HOST:PORT, such as tcp://10.0.0.5:8786"
+                           ) from None
 
 
 class DaskExecutor:
@@ -79,6 +137,7 @@ class DaskExecutor:
         except ImportError:
             raise BackendError("--backend dask needs dask.distributed "
                                "(pip install 'numsweep[dask]')") from None
+        check_scheduler_address(scheduler)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,6 +1,6 @@
 """Checks made before any work: the data a stored sweep is continued with is the data it was
-created with; sizes (data splits, ``--jobs``) fit the data and the machine; and what a run
-that failed everywhere reports."""
+created with; sizes (data splits, batch sizes, the length of a run, ``--jobs``) fit the data
+and the machine; and what a run that failed everywhere reports."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from numsweep.engine import DataError, Dataset, TrialSpec
+from numsweep.engine import DataError, Dataset, SpecError, TrialSpec
+from numsweep.engine.batch_schedules import largest_batch
 from numsweep.engine.data import dataset_fingerprint
+from numsweep.engine.spec import (
+    CYCLIC_SCHEDULES,
+    MAX_MEASUREMENTS,
+    MAX_UPDATES,
+    RunTooLong,
+    planned_updates,
+)
 from numsweep.errors import NumsweepError
 from numsweep.storage import Storage, SweepRecord, TrialState
 from numsweep.sweeps.spec import SweepSpec, SweepSpecError
@@ -20,6 +28,8 @@ JOBS_PER_CORE_LIMIT = 8
 """``--jobs`` above this many per core is refused even with ``--force``."""
 WORKER_MEMORY_BYTES = 150 * 2**20
 """A rough floor on one worker process's memory (Python, NumPy, Optuna, one trial)."""
+LONG_RUN_UPDATES = 10**7
+"""A run planned longer than this many updates (days on one core) needs ``--force``."""
 
 
 class DataMismatch(DataError):
@@ -34,6 +44,10 @@ class TooManyJobs(NumsweepError):
     def __init__(self, message: str, insist: bool) -> None:
         super().__init__(message)
         self.insist = insist
+
+
+class LongRun(NumsweepError):
+    """A run planned longer than :data:`LONG_RUN_UPDATES` without ``--force``."""
 
 
 def _shown(source: str | None) -> str:
@@ -75,8 +89,9 @@ def check_rerun_data(storage: Storage, sweep_name: str, source: str | None) -> N
             f"{fingerprint[:12]}); give --data the sweep's data")
 
 
-def _largest(spec: SweepSpec, fixed: Mapping[str, Any], name: str) -> Any:
-    """The largest value a stage can give parameter ``name`` (fixed, searched or default)."""
+def _extreme(spec: SweepSpec, fixed: Mapping[str, Any], name: str, pick: Any = max) -> Any:
+    """The largest (``pick=min``: smallest) value a stage can give parameter ``name``
+    (fixed, searched or default); None when its values are not all numbers."""
     if name in fixed:
         return fixed[name]
     for p in spec.space.values():
@@ -84,27 +99,116 @@ def _largest(spec: SweepSpec, fixed: Mapping[str, Any], name: str) -> Any:
             if p.type == "categorical":
                 values = [c[p.names.index(name)] if p.tied else c for c in p.choices]
                 numbers = [v for v in values if isinstance(v, (int, float))]
-                return max(numbers) if len(numbers) == len(values) else None
-            return p.high
+                return pick(numbers) if len(numbers) == len(values) else None
+            return p.high if pick is max else p.low
     return getattr(TrialSpec(), name)
 
 
-def check_data_sizes(spec: SweepSpec, dataset: Dataset) -> None:
-    """Every stage's ``n_train + n_val`` fits the training images, checked before a trial is
-    stored (a stage asking for more would only store failed trials)."""
+def _largest(spec: SweepSpec, fixed: Mapping[str, Any], name: str) -> Any:
+    return _extreme(spec, fixed, name, max)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_data_sizes(spec: SweepSpec, dataset: Dataset, *, force: bool = False) -> None:
+    """Every stage's ``n_train + n_val`` fits the training images, its batches fit
+    ``n_train``, and its longest run fits :func:`check_run_length` (``force``: a long run is
+    allowed), checked before a trial is stored (a stage asking for more would only store
+    failed trials)."""
     total = len(dataset.x_train)
     for stage in spec.stages:
         fixed = spec.stage_fixed(stage)
         n_train, n_val = _largest(spec, fixed, "n_train"), _largest(spec, fixed, "n_val")
-        if not isinstance(n_val, (int, float)):
+        if not _number(n_val):
             continue
-        needed = n_val + (n_train if isinstance(n_train, (int, float)) else 1)
+        needed = n_val + (n_train if _number(n_train) else 1)
         if needed > total:
-            shown = "n_train + " if isinstance(n_train, (int, float)) else ""
+            shown = "n_train + " if _number(n_train) else ""
             raise SweepSpecError(
                 f"{spec.origin}: stages.{stage.name}: {shown}n_val = "
                 f"{'' if not shown else f'{n_train} + '}{n_val} exceeds the {total} training "
                 f"images of {dataset.name}")
+        _check_stage_run(spec, stage, fixed, total, force)
+
+
+def _check_stage_run(spec: SweepSpec, stage: Any, fixed: Mapping[str, Any], total: int,
+                     force: bool) -> None:
+    """The stage's smallest training set against its largest batch, and its longest run:
+    the largest lengths with the smallest batch (a combination that is no valid trial is
+    not checked: its trials are refused one by one)."""
+    where = f"{spec.origin}: stages.{stage.name}"
+    low, n_val = _extreme(spec, fixed, "n_train", min), _largest(spec, fixed, "n_val")
+    n_train = low if _number(low) else total - n_val if low is None and _number(n_val) else None
+    batch = {name: _extreme(spec, fixed, name, min) for name in ("batch_size", "b_min", "b_max")}
+    longest = dict(fixed)
+    for name in ("n_s", "cycles", "cycle_mult", "n_updates", "curve_points", "n_train"):
+        value = _largest(spec, fixed, name)
+        if _number(value):
+            longest[name] = value
+    for name, value in batch.items():
+        if _number(value):
+            longest[name] = value
+    try:
+        trial = TrialSpec.from_mapping(longest)
+    except RunTooLong as exc:
+        raise SweepSpecError(f"{where}: {exc}") from None
+    except SpecError:
+        return
+    if n_train is not None and n_train >= 1:
+        smallest_batch = largest_batch(trial)
+        if smallest_batch > n_train:
+            name = "batch_size" if trial.batch_schedule == "constant" else "b_max"
+            raise SweepSpecError(f"{where}: {name}={smallest_batch} exceeds n_train={n_train}"
+                                 " (a batch is drawn from the training images)")
+    n_longest = trial.n_train if trial.n_train is not None else total - trial.n_val
+    try:
+        check_run_length(trial, max(1, n_longest), force=force)
+    except NumsweepError as exc:
+        raise SweepSpecError(f"{where}: {exc}") from None
+
+
+def check_trial_data(spec: TrialSpec, dataset: Dataset) -> int:
+    """``spec``'s training and validation images fit the data and its batches fit its
+    training images, before a trial is stored; returns its ``n_train``."""
+    total = len(dataset.x_train)
+    n_train = spec.n_train if spec.n_train is not None else total - spec.n_val
+    if spec.n_train is None and n_train < 1:
+        raise DataError(f"n_val={spec.n_val} leaves none of the {total} training images of "
+                        f"{dataset.name} for training (set n_val below {total})")
+    if n_train + spec.n_val > total:
+        raise DataError(f"n_train={n_train} + n_val={spec.n_val} exceeds the {total} training "
+                        f"images of {dataset.name}")
+    if largest_batch(spec) > n_train:
+        name = "batch_size" if spec.batch_schedule == "constant" else "b_max"
+        raise DataError(f"{name}={largest_batch(spec)} exceeds n_train={n_train} (a batch is "
+                        f"drawn from the training images)")
+    return n_train
+
+
+def check_run_length(spec: TrialSpec, n_train: int, *, force: bool = False) -> None:
+    """The run of ``spec`` on ``n_train`` images: more than :data:`MAX_UPDATES` updates or
+    :data:`MAX_MEASUREMENTS` curve measurements are refused; more than
+    :data:`LONG_RUN_UPDATES` updates need ``force``."""
+    n_s = spec.n_s if spec.n_s is not None else max(1, 2 * (n_train // spec.batch_size))
+    updates = planned_updates(spec, n_s)
+    resolved = "" if spec.n_s is not None else f" (n_s={n_s} from n_train={n_train})"
+    if updates > MAX_UPDATES:
+        raise RunTooLong(f"the run plans more than {MAX_UPDATES:,} updates{resolved}, the most "
+                         f"a run may have")
+    if spec.schedule not in CYCLIC_SCHEDULES:
+        per_epoch = max(1, n_train // spec.batch_size)
+        measurements = -(-updates // per_epoch) * spec.curve_points
+        if measurements > MAX_MEASUREMENTS:
+            raise RunTooLong(
+                f"the run plans {measurements:,} curve measurements ({spec.curve_points} per "
+                f"epoch of {per_epoch} updates), more than {MAX_MEASUREMENTS:,}; lower "
+                "curve_points or n_updates")
+    if updates > LONG_RUN_UPDATES and not force:
+        raise LongRun(f"the run plans {updates:,} updates{resolved}, more than "
+                      f"{LONG_RUN_UPDATES:,} (days of training); pass --force to run it "
+                      "(force=True in Python)")
 
 
 def total_memory() -> int | None:
@@ -122,19 +226,19 @@ def check_jobs(jobs: int, threads: int, *, force: bool, cores: int | None = None
     Returns a warning ("" if none) when ``jobs x threads`` exceed the cores but ``force``
     insists; raises :class:`TooManyJobs` when it exceeds them without ``force``, and always
     when it is absurd (more than :data:`JOBS_PER_CORE_LIMIT` per core, or more worker
-    processes than the memory holds)."""
+    processes than the memory holds; threads count as jobs do)."""
     cores = cores or os.cpu_count() or 1
     memory = memory if memory is not None else total_memory()
     if memory is not None and jobs * WORKER_MEMORY_BYTES > memory:
         raise TooManyJobs(f"--jobs {jobs} worker processes need at least "
                           f"{jobs * WORKER_MEMORY_BYTES / 2**30:.1f} GB, more than this "
                           f"machine's {memory / 2**30:.1f} GB", insist=False)
-    if jobs > JOBS_PER_CORE_LIMIT * cores:
-        raise TooManyJobs(f"--jobs {jobs} is more than {JOBS_PER_CORE_LIMIT} per core on this "
+    what = f"--jobs {jobs}" + (f" x --threads {threads}" if threads > 1 else "")
+    if jobs * threads > JOBS_PER_CORE_LIMIT * cores:
+        raise TooManyJobs(f"{what} is more than {JOBS_PER_CORE_LIMIT} per core on this "
                           f"{cores}-core machine", insist=False)
     if jobs * threads <= cores:
         return ""
-    what = f"--jobs {jobs}" + (f" x --threads {threads}" if threads > 1 else "")
     if not force:
         raise TooManyJobs(f"{what} exceed the {cores} cores (trials would slow each other "
                           f"down); pass --force to run anyway", insist=True)

@@ -39,6 +39,22 @@ def mark_interrupted(storage: Storage, heart: _Beating, trial_ids: Sequence[int]
                                              worker=worker)
 
 
+class TrialInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a trial this process trained by itself (``numsweep train``,
+    ``range-test``, ``trial rerun``); the message says what became of it."""
+
+
+def single_interrupted(storage: Storage, trial_id: int, hint: str) -> TrialInterrupted:
+    """Mark trial ``trial_id``, trained in this process outside a sweep, INTERRUPTED on
+    Ctrl-C (left RUNNING it would stay so: nothing takes a trial of a single run for lost),
+    and return the interrupt to raise."""
+    acting_on_interrupt()
+    marked = storage.interrupt_trials_promptly(
+        [trial_id], "interrupted (Ctrl-C or SIGTERM)" + (f"; {hint}" if hint else ""))
+    return TrialInterrupted(f"trial {trial_id} interrupted" + (f"; {hint}" if hint else "")
+                            if marked else "interrupted")
+
+
 REDELIVER_SECONDS = 3.0
 """How long a Ctrl-C that the sweep has not acted on waits before it is raised again (one that
 Python reported dropping is raised again at once, by the hook of

@@ -69,13 +69,23 @@ def default_checkpoint_dir(url: str) -> Path:
 
 
 def checkpoint_root(storage: Storage, folder: str | Path | None) -> Path:
-    """The checkpoint folder: ``folder`` when given, else the database's default, absolute.
-    An in-memory database has none: its trials' ids come again in the next one, so their
-    checkpoints and networks would be taken for another sweep's."""
+    """The checkpoint folder: ``folder`` when given, else the database's default, absolute;
+    a one-line error when it is a file, or lies under one (every checkpoint and kept network
+    would fail to be written), before any work. An in-memory database has none: its trials'
+    ids come again in the next one, so their checkpoints and networks would be taken for
+    another sweep's."""
     if folder is None and is_in_memory(storage.url):
         raise StorageError(f"{storage.url} is an in-memory database: give it a checkpoint "
                            f"folder of its own (checkpoint_dir)")
-    return Path(folder if folder is not None else default_checkpoint_dir(storage.url)).absolute()
+    root = Path(folder if folder is not None else default_checkpoint_dir(storage.url)).absolute()
+    for place in (root, *root.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "" if place == root else f" ({place} is a file)"
+                raise NumsweepError(f"checkpoint folder {root} is not a folder{where}; give "
+                                    "--checkpoint-dir a folder")
+            break
+    return root
 
 
 def _safe(name: str) -> str:

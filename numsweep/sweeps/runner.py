@@ -28,8 +28,10 @@ What is guaranteed (see docs/sweeps.md, "Parallel runs and reproducibility"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shlex
 import time
 import traceback
 import zlib
@@ -51,13 +53,16 @@ from numsweep.storage import (
     StageRecord,
     Storage,
     StorageError,
+    StorageFull,
     StorageGone,
     StorageUnavailable,
     SweepRecord,
     TrialRecord,
     TrialState,
+    full_message,
     retry_call,
 )
+from numsweep.storage.retry import driver_line, is_full_error
 from numsweep.sweeps.data_share import DataShare
 from numsweep.sweeps.deaths import (
     execute_group_announced,
@@ -319,7 +324,8 @@ class SweepRunner:
                  estimate: Estimator | None, deadline: float | None, resume: bool = False,
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
-                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None) -> None:
+                 keep_weights: str = DEFAULT_KEEP, group_size: int | None = None,
+                 force: bool = False) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -329,6 +335,7 @@ class SweepRunner:
         if group_size is not None and group_size < 0:
             raise ValueError(f"--group-size must be 0 or more, got {group_size}")
         self.group_size = None if group_size is None else max(group_size, 1)  # None: auto
+        self.force = force  # runs longer than guards.LONG_RUN_UPDATES allowed
         self.pending: list[tuple[_Running, TrialSpec, PruneSnapshot | None]] = []
         self.spec = spec
         self.storage = storage
@@ -371,7 +378,8 @@ class SweepRunner:
         if not self.resume and existing and storage.count_trials(existing[0].id):
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
-                f"in {storage.shown_url}; continue it with `numsweep sweep resume {spec.name}` or "
+                f"in {storage.shown_url}; continue it with `numsweep sweep resume "
+                f"{shlex.quote(spec.name)}` or "
                 f"run it under another name (name=NEW)")
         if not self.resume and existing and existing[0].spec != self._stored():
             storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
@@ -385,7 +393,7 @@ class SweepRunner:
                                      data.make_folder if self.backend == "loky" else None,
                                      self._take_points)
             check_against_images(spec, data.dataset.image_shape, len(data.dataset.classes))
-            check_data_sizes(spec, data.dataset)
+            check_data_sizes(spec, data.dataset, force=self.force)
             for stage in spec.stages:  # a missing source fails before anything is stored
                 if stage.warm_start is not None and not (
                         stage.warm_start.sweep == spec.name and stage.warm_start.db is None):
@@ -409,6 +417,10 @@ class SweepRunner:
             raise StorageGone(f"{exc}; sweep {spec.name!r} stopped (finished trials stored "
                               f"in it by this process: {self.finished}, running trials "
                               f"dropped: {running})") from None
+        except StorageError as exc:  # a full disk, a database that refuses writes, ...
+            self._stop_running(f"stopped: {exc}; `numsweep sweep resume "
+                               f"{shlex.quote(spec.name)}` runs it again")
+            raise
         except KeyboardInterrupt:
             acting_on_interrupt()  # from here on no re-raised interrupt cuts this short
             with suppress(Exception):  # the points measured so far, while the trials run
@@ -429,6 +441,21 @@ class SweepRunner:
             if self.backend == "dask":
                 self.pool.shutdown(wait=False)
             data.close()
+
+    def _stop_running(self, message: str) -> None:
+        """The sweep stops on a database error: its workers end and its running trials are
+        marked INTERRUPTED with ``message`` where the database still takes that write (else
+        the next resume takes them for lost: this process is gone)."""
+        ids = [job.trial_id for job in self.running.values()]
+        ids += [job.trial_id for job, _, _ in self.pending]
+        ids += [self.inline.trial_id] if self.inline is not None else []
+        self.pool.shutdown(wait=False, kill_workers=True)
+        self.heart.stop()
+        sweep = getattr(self, "sweep", None)
+        with contextlib.suppress(StorageError):
+            self.storage.interrupt_trials_promptly(
+                ids, message, sweep_id=sweep.id if sweep is not None else None,
+                worker=self.name)
 
     def _keep_finished(self, exc: StorageUnavailable) -> StorageUnavailable:
         """The database stayed away past --db-wait: keep the results that finished on this
@@ -663,8 +690,20 @@ class SweepRunner:
             with shielded():
                 return fn()
 
-        return retry_call(attempt, seconds=self.storage.db_wait, what=self.storage.shown_url,
-                          on_reconnect=self.storage.reconnected)
+        try:
+            return retry_call(attempt, seconds=self.storage.db_wait,
+                              what=self.storage.shown_url, on_reconnect=self.storage.reconnected)
+        except StorageError:
+            raise
+        except Exception as exc:  # Optuna's own: a long traceback for a database error
+            import optuna
+
+            if is_full_error(exc):
+                raise StorageFull(full_message(self.storage.shown_url, exc)) from None
+            if isinstance(exc, optuna.exceptions.StorageInternalError):
+                raise StorageError(f"database error on {self.storage.shown_url}: "
+                                   f"{driver_line(exc)}") from None
+            raise
 
     def _study_ready(self, index: int) -> bool:
         """False when this process is to add the stage's reused trials to the study: it
@@ -865,7 +904,7 @@ class SweepRunner:
                 snapshot: PruneSnapshot | None) -> None:
         """A claimed trial waits in ``pending`` until :meth:`_start_groups` starts it in a
         group with the trials claimed beside it."""
-        job.estimate = self.estimate(trial_spec) if self.estimate else None
+        job.estimate = self._estimated(trial_spec)
         self.notify(TrialEvent("started", stage.name, job.number, estimate=job.estimate,
                                trial_id=job.trial_id))
         self.heart.add(job.trial_id)
@@ -913,6 +952,17 @@ class SweepRunner:
                                    val_acc=val[-1][1] if val else None, trial_id=trial_id,
                                    step=last.step, total=total))
 
+    def _estimated(self, trial_spec: TrialSpec) -> float | None:
+        """The planner's seconds for a trial; None when it has none or cannot say (an
+        estimate is for the display: its arithmetic never stops a claimed trial)."""
+        if self.estimate is None:
+            return None
+        try:
+            seconds = float(self.estimate(trial_spec))
+        except (ArithmeticError, ValueError):
+            return None
+        return seconds if math.isfinite(seconds) else None
+
     def _groups_running(self) -> int:
         return len({job.group for job in self.running.values()})
 
@@ -958,7 +1008,8 @@ class SweepRunner:
         def share_out(done: Future[list[TrialOutcome]]) -> None:
             try:
                 outcomes = done.result()
-            except Exception as exc:  # the worker process died: each trial sees it
+            except BaseException as exc:  # the worker died, or took a Ctrl-C: each trial
+                # sees it (raised here, loky's thread would print it with a traceback)
                 for child in children:
                     child.set_exception(exc)
                 return
@@ -1105,7 +1156,7 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               backend: str = "loky", scheduler: str | None = None,
               grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
               keep_weights: str = DEFAULT_KEEP,
-              group_size: int | None = None) -> list[StageSummary]:
+              group_size: int | None = None, force: bool = False) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
@@ -1114,15 +1165,16 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     ``loky`` (``jobs`` worker processes on this machine) or ``dask`` (the cluster whose
     scheduler is at ``scheduler``). ``group_size`` trains up to that many trials of a stage
     together as fused groups (0 or 1: one at a time; None: chosen per stage, see
-    :func:`grouping.auto_group_size`). Other processes may join with :func:`resume_sweep`.
-    Raises :class:`SweepInterrupted` on Ctrl-C.
+    :func:`grouping.auto_group_size`). ``force`` allows trials longer than
+    :data:`guards.LONG_RUN_UPDATES` updates. Other processes may join with
+    :func:`resume_sweep`. Raises :class:`SweepInterrupted` on Ctrl-C.
     """
     deadline = time.monotonic() + time_budget if time_budget else None
     return SweepRunner(spec, storage, data_source=data_source, jobs=jobs, threads=threads,
                        on_event=on_event, estimate=estimate, deadline=deadline,
                        backend=backend, scheduler=scheduler, grace=grace,
                        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-                       group_size=group_size).run()
+                       group_size=group_size, force=force).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
@@ -1133,8 +1185,8 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     with starting(storage, spec.name, worker_name()):  # two at once: the second is refused
         if any(s.name == spec.name for s in storage.list_sweeps()):
             raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; "
-                                 f"continue it with `numsweep worker {spec.name}` or use "
-                                 f"another name (name=NEW)")
+                                 f"continue it with `numsweep worker {shlex.quote(spec.name)}` "
+                                 f"or use another name (name=NEW)")
         # Optuna's tables, before workers race to make them
         optuna_storage(storage.engine_url, storage.db_wait)
         return storage.get_or_create_sweep(
@@ -1166,7 +1218,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str | None = None,
                  device: str | None = None,
-                 group_size: int | None = None) -> list[StageSummary]:
+                 group_size: int | None = None, force: bool = False) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
@@ -1175,7 +1227,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
     from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
     trials this process trains. ``group_size`` (see :func:`run_sweep`) sets the stages this
     process plans and how many trials it trains together; stages already planned keep their
-    stored size for their proposals."""
+    stored size for their proposals. ``force``: see :func:`run_sweep`."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
     stored_policy, stored_root = sweep_policy(storage, name)
     if device is not None:
@@ -1185,7 +1237,8 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                          on_event=on_event, estimate=estimate, deadline=None, resume=True,
                          backend=backend, scheduler=scheduler, grace=grace,
                          checkpoint_dir=checkpoint_dir or stored_root,
-                         keep_weights=keep_weights or stored_policy, group_size=group_size)
+                         keep_weights=keep_weights or stored_policy, group_size=group_size,
+                         force=force)
     return runner.run()
 
 

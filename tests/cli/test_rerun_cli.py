@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -108,3 +109,23 @@ def test_numsweep_data_does_not_replace_the_data_a_trial_stored(tmp_path: Path, 
     result = invoke("trial", "rerun", "1", "--db", db, env={"NUMSWEEP_DATA": str(data)})
     assert result.exit_code == 1 and "no CIFAR-10 download" in result.output
     assert "rerun" not in [s.name for s in storage.list_sweeps()]
+
+
+def test_a_rerun_on_data_too_small_for_it_stores_no_failed_trial(tmp_path: Path,
+                                                                 data: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    assert invoke("train", *SMALL, "--data", data, "--db", db).exit_code == 0
+    assert invoke("range-test", "batch", "n_train=300", "n_val=100", "hidden=8", "b_min=8",
+                  "b_max=256", "--data", data, "--db", db).exit_code == 0
+    small = tmp_path / "small.npz"
+    with np.load(data) as npz:  # 200 training images: fewer than n_train + n_val
+        np.savez(small, **{k: npz[k][:200] if k.endswith("train") else npz[k] for k in npz})
+    for trial in ("1", "2"):
+        result = invoke("trial", "rerun", trial, "--data", small, "--db", db)
+        assert result.exit_code == 1
+        assert "n_train=300 + n_val=100 exceeds the 200 training images" in result.output
+    assert "rerun" not in [s.name for s in Storage(db).list_sweeps()]  # was: FAILED trials
+    result = invoke("range-test", "batch", "n_train=150", "n_val=50", "b_min=8", "b_max=256",
+                    "--data", small, "--db", db)
+    assert result.exit_code == 1 and "b_max=256 exceeds n_train=150" in result.output
+    assert len(Storage(db).get_trials()) == 2  # was: a FAILED range test

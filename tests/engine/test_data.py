@@ -57,7 +57,7 @@ def test_npz_errors(tmp_path: Path) -> None:
         load_dataset(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(DataError, match=r"bad.npz: not a readable .npz"):
+    with pytest.raises(DataError, match=r"bad.npz: not an .npz file"):
         load_dataset(bad)
     partial = tmp_path / "partial.npz"
     np.savez(partial, x_train=np.zeros((2, 4, 4, 3), np.uint8))
@@ -68,6 +68,47 @@ def test_npz_errors(tmp_path: Path) -> None:
              x_test=np.zeros((2, 4, 4, 3), np.uint8), y_test=np.zeros(2, np.uint8))
     with pytest.raises(DataError, match=r"y_train has shape \(3,\), expected \(2,\)"):
         load_dataset(wrong)
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    good = {"x_train": np.zeros((4, 4, 4, 3), np.uint8), "y_train": np.zeros(4, np.uint8),
+            "x_test": np.zeros((2, 4, 4, 3), np.uint8), "y_test": np.zeros(2, np.uint8)}
+    np.savez(path, **{**good, **arrays})
+    return path
+
+
+def test_npz_that_is_not_one_never_suggests_unsafe_loading(tmp_path: Path) -> None:
+    random = tmp_path / "x.npz"
+    random.write_bytes(np.random.default_rng(1).bytes(5000))  # numpy: "allow_pickle=..."
+    lone = tmp_path / "lone.npz"
+    np.save(lone.with_suffix(".npy"), np.zeros(3))
+    lone.with_suffix(".npy").rename(lone)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x_train=np.array([{}, None], dtype=object))
+    for path, message in ((random, "not an .npz file"), (lone, "not an .npz file"),
+                          (objects, "holds object arrays, not numbers")):
+        with pytest.raises(DataError) as info:
+            load_dataset(path)
+        assert str(info.value).startswith(f"{path}: {message}")
+        assert "pickle" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_npz_labels_that_are_no_integers_and_too_few_images(tmp_path: Path) -> None:
+    strings = _npz(tmp_path / "s.npz", y_train=np.array(["1", "2", "3", "4"]))
+    with pytest.raises(DataError, match=r"y_train must hold integer class labels 0..9"):
+        load_dataset(strings)  # was: numpy's _UFuncNoLoopError
+    floats = _npz(tmp_path / "f.npz", y_test=np.array([0.5, 1.0]))
+    with pytest.raises(DataError, match=r"y_test must hold integer class labels"):
+        load_dataset(floats)
+    empty_test = _npz(tmp_path / "e.npz", x_test=np.zeros((0, 4, 4, 3), np.uint8),
+                      y_test=np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match=r"x_test holds 0 images, expected at least 1"):
+        load_dataset(empty_test)  # was: "cannot reshape array of size 0" in training
+    one = _npz(tmp_path / "one.npz", x_train=np.zeros((1, 4, 4, 3), np.uint8),
+               y_train=np.zeros(1, np.uint8))
+    with pytest.raises(DataError, match=r"x_train holds 1 images, expected at least 2"):
+        load_dataset(one)
+    assert len(load_dataset(_npz(tmp_path / "ok.npz")).x_train) == 4
 
 
 # Downloads, against a local HTTP server (never the internet).

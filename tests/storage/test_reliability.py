@@ -270,3 +270,86 @@ def test_a_database_file_deleted_or_replaced_while_open_stops_every_call(
         storage.start_trial(sweep.id, None, 1, {"lam": 0.2}, 0)  # would be written nowhere
     with pytest.raises(StorageGone):
         storage.list_sweeps()
+
+
+def test_a_full_disk_under_the_database_stops_a_sweep_in_one_line_leaving_nothing_running(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills as the first trial finished: SQLite may then use only the pages the
+    file has (``max_page_count``), as on a full disk; numsweep's and Optuna's writes meet
+    it."""
+    from click.testing import CliRunner
+    from sqlalchemy.engine import Engine
+
+    import numsweep.sweeps.runner as runner_module
+    from numsweep.cli import cli
+    from tests.sweeps.test_durable import spec_dict, write_spec
+
+    full: list[bool] = []
+
+    def no_room(_conn, cursor, *_args) -> None:  # type: ignore[no-untyped-def]
+        if full:
+            pages = cursor.connection.execute("PRAGMA page_count").fetchone()[0]
+            cursor.connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    finish = runner_module.SweepRunner._finish
+
+    def finish_then_fill(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        full.append(True)
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module.SweepRunner, "_finish", finish_then_fill)
+    path = write_spec(tmp_path, spec_dict("full", n_trials=6, grid=6, hidden=[64]))
+    db = f"sqlite:///{tmp_path / 'full.db'}"
+    event.listen(Engine, "before_cursor_execute", no_room)
+    try:
+        result = CliRunner().invoke(cli, ["sweep", "run", str(path), "--jobs", "1",
+                                          "--group-size", "1", "--db", db, "--data",
+                                          str(tiny_npz)])
+    finally:
+        event.remove(Engine, "before_cursor_execute", no_room)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].startswith(
+        f"Error: cannot write to {db}: its disk is full (database or disk is full)"), \
+        result.output  # was: Optuna's 150-line StorageInternalError
+    assert "Traceback" not in result.output
+    trials = Storage(db).get_trials("full")
+    assert trials and TrialState.RUNNING not in {t.state for t in trials}  # was: RUNNING
+    assert all("its disk is full" in t.message for t in trials
+               if t.state is TrialState.INTERRUPTED)
+
+
+def test_a_full_disk_as_train_stores_its_result_is_one_line_and_marks_the_trial(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy.engine import Engine
+
+    import numsweep.sweeps.single as single
+    from numsweep.cli import cli
+
+    full: list[bool] = []
+
+    def no_room(_conn, cursor, *_args) -> None:  # type: ignore[no-untyped-def]
+        if full:
+            pages = cursor.connection.execute("PRAGMA page_count").fetchone()[0]
+            cursor.connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    execute = single.execute
+
+    def fill_then_train(*args, **kwargs):  # type: ignore[no-untyped-def]
+        full.append(True)  # the disk fills once the trial is stored: its points find no room
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(single, "execute", fill_then_train)
+    db = f"sqlite:///{tmp_path / 'full.db'}"
+    event.listen(Engine, "before_cursor_execute", no_room)
+    try:  # a long curve: its rows need new pages
+        result = CliRunner().invoke(cli, ["train", "n_train=200", "n_val=50", "hidden=8",
+                                          "batch_size=10", "cycles=4", "curve_points=50",
+                                          "--db", db, "--data", str(tiny_npz)])
+    finally:
+        event.remove(Engine, "before_cursor_execute", no_room)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write to {db}: its disk is full (database or disk is full)"]
+    [trial] = Storage(db).get_trials()
+    assert trial.state is TrialState.INTERRUPTED and "disk is full" in trial.message

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+from numsweep.storage.storage import shown_url
 
 
 def test_trial_round_trip_keeps_params_metrics_curves_and_special_floats(tmp_path: Path) -> None:
@@ -49,6 +50,15 @@ def test_missing_folder_and_bad_url_are_one_line_errors(tmp_path: Path) -> None:
         Storage(f"sqlite:///{tmp_path / 'nope' / 'r.db'}")
     with pytest.raises(StorageError, match="cannot open"):
         Storage("notadb://x")
+
+
+def test_a_url_whose_port_is_no_number_is_a_one_line_error_without_its_password() -> None:
+    url = "postgresql://me:secret@db-host:notaport/sweeps"
+    with pytest.raises(StorageError) as err:  # was: SQLAlchemy's bare ValueError
+        Storage(url)
+    assert str(err.value) == ("not a database URL: postgresql://me:***@db-host:notaport/sweeps "
+                              "(its port is not a number)")
+    assert shown_url(url) == "postgresql://me:***@db-host:notaport/sweeps"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")

@@ -176,3 +176,30 @@ def test_a_server_database_keeps_one_checkpoint_folder_whatever_its_password() -
     assert one == default_checkpoint_dir("postgresql://user:second@host/db")
     assert one != default_checkpoint_dir("postgresql://user:first@host/other")
     assert "first" not in str(one)
+
+
+def test_a_checkpoint_path_that_is_a_folder_leaves_no_trial_running(tmp_path: Path,
+                                                                   tiny_npz: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'f.db'}")
+    root = tmp_path / "ck"
+    for stage, slot in (("coarse", 0), ("coarse", 1), ("coarse", 2), ("final", 0)):
+        checkpoint_path(root, "ck", stage, [slot]).mkdir(parents=True)  # in the way
+    run_sweep(parse_spec(sweep_spec(), "<test>"), storage, data_source=str(tiny_npz), jobs=1,
+              checkpoint_dir=root, group_size=1)  # was: IsADirectoryError, trials RUNNING
+    assert {t.state for t in storage.get_trials("ck")} == {TrialState.COMPLETE}
+    assert checkpoint_path(root, "ck", "coarse", [0]).is_dir()  # left as it was
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_any_trial(tmp_path: Path,
+                                                                    tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    (tmp_path / "file").write_text("")
+    small = ["n_train=200", "n_val=50", "cycles=1", "batch_size=50", "hidden=8"]
+    for folder, why in ((tmp_path / "file", ""),
+                        (tmp_path / "file" / "sub", f" ({tmp_path / 'file'} is a file)")):
+        result = invoke("train", *small, "--checkpoint-dir", folder, "--db", db, "--data",
+                        tiny_npz)
+        assert result.exit_code == 1
+        assert result.output.strip() == (f"Error: checkpoint folder {folder} is not a folder"
+                                         f"{why}; give --checkpoint-dir a folder")
+    assert Storage(db).get_trials() == []  # was: a FAILED trial (NotADirectoryError)

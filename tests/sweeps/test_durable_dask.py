@@ -61,6 +61,16 @@ def test_an_unreachable_scheduler_is_a_one_line_error() -> None:
         make_executor(1, "dask", "tcp://127.0.0.1:9", timeout=1)
 
 
+@pytest.mark.parametrize(("address", "reason"), [
+    ("notaurl", "missing port number in address 'notaurl'"),
+    ("tcp://10.0.0.5:notaport", "the port is not a number")])
+def test_what_is_no_scheduler_address_is_refused_at_once(address: str, reason: str) -> None:
+    with pytest.raises(BackendError) as err:  # was: a traceback after 40 s
+        make_executor(1, "dask", address, timeout=60)
+    assert str(err.value) == (f"--scheduler {address!r} is not a Dask scheduler address "
+                              f"({reason}); give tcp://HOST:PORT, such as tcp://10.0.0.5:8786")
+
+
 def test_dask_backend_without_dask_or_scheduler_says_what_is_missing(
         tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = f"sqlite:///{tmp_path / 'x.db'}"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from numsweep.engine import load_dataset
+from numsweep.engine import TrialSpec, load_dataset
+from numsweep.engine.spec import RunTooLong
 from numsweep.storage import Storage
 from numsweep.sweeps import (
     SweepSpecError,
@@ -22,9 +23,11 @@ from numsweep.sweeps import (
 )
 from numsweep.sweeps.guards import (
     DataMismatch,
+    LongRun,
     TooManyJobs,
     check_data_sizes,
     check_jobs,
+    check_run_length,
     sweep_failures,
 )
 from tests.conftest import write_images_npz
@@ -145,6 +148,10 @@ def test_jobs_are_checked_against_cores_and_memory() -> None:
     with pytest.raises(TooManyJobs, match=r"more than 8 per core") as err:
         check_jobs(900, 1, force=True, cores=24, memory=1024 * gib)
     assert not err.value.insist
+    with pytest.raises(TooManyJobs, match=r"--jobs 1 x --threads 100000 is more than 8 per "
+                                          r"core") as err:  # was: ran, BLAS thrashing
+        check_jobs(1, 100_000, force=True, cores=24, memory=1024 * gib)
+    assert not err.value.insist
     with pytest.raises(TooManyJobs, match=r"need at least .* GB, more than this machine's"):
         check_jobs(16, 1, force=True, cores=4, memory=1 * gib)
 
@@ -159,3 +166,67 @@ def test_failures_name_the_most_common_reason(tmp_path: Path, tiny_npz: Path) ->
     failures = sweep_failures(storage, "bad")
     assert failures.failed == failures.finished == 2 and failures.common_count == 2
     assert "diverged" in failures.common and "2 of 2 finished trials failed" in failures.line()
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"n_s": 10**12}, r"n_s=1000000000000 is invalid: expected at most 1,000,000,000"),
+    ({"schedule": "constant", "n_updates": 10**12}, r"n_updates=1000000000000 is invalid"),
+    ({"cycles": 60, "cycle_mult": 10}, r"cycles=60 with cycle_mult=10 .* more than "
+                                       r"1,000,000,000 updates"),
+    ({"cycles": 2000, "cycle_mult": 2}, r"cycles=2000 with cycle_mult=2"),  # OverflowError
+    ({"cycles": 10**7}, r"cycles=10000000 x curve_points=\d+ curve measurements is invalid"),
+    ({"schedule": "constant", "cycles": 10**9, "n_s": 10}, r"cycles=1000000000 with n_s=10"),
+])
+def test_runs_longer_than_any_run_may_be_are_refused_at_once(params: dict,
+                                                            message: str) -> None:
+    with pytest.raises(RunTooLong, match=message) as err:
+        TrialSpec.from_mapping(params)
+    assert "\n" not in str(err.value)
+    raw = grid_spec("long", **params)
+    with pytest.raises(SweepSpecError, match=message):
+        parse_spec(raw, "<test>")
+
+
+def test_long_runs_need_force_and_the_data_resolves_their_length(tiny_npz: Path) -> None:
+    data = load_dataset(tiny_npz)
+    check_run_length(TrialSpec(n_s=5 * 10**6, cycles=1), 500)  # 10,000,000: allowed
+    with pytest.raises(LongRun, match=r"plans 20,000,000 updates, more than 10,000,000 .*"
+                                      r"pass --force"):
+        check_run_length(TrialSpec(n_s=10**7, cycles=1), 500)
+    check_run_length(TrialSpec(n_s=10**7, cycles=1), 500, force=True)
+    with pytest.raises(RunTooLong, match=r"more than 1,000,000,000 updates \(n_s=200000 from "
+                                         r"n_train=100000\)"):  # n_s from the data
+        check_run_length(TrialSpec(batch_size=1, cycles=3000), 100_000, force=True)
+    with pytest.raises(RunTooLong, match=r"2,000,000 curve measurements \(10 per epoch of 5 "
+                                         r"updates\)"):
+        check_run_length(TrialSpec(schedule="constant", n_updates=10**6), 500, force=True)
+    # a searched range: the longest run of the stage, before any trial is stored
+    raw = grid_spec("searched")
+    raw["space"]["n_s"] = {"type": "int", "low": 10, "high": 2 * 10**7, "grid": 2}
+    with pytest.raises(SweepSpecError, match=r"stages.g: the run plans 40,000,000 updates"):
+        check_data_sizes(parse_spec(raw, "<test>"), data)
+    check_data_sizes(parse_spec(raw, "<test>"), data, force=True)
+    raw = grid_spec("growing")
+    raw["space"]["cycles"] = {"type": "int", "low": 1, "high": 40, "grid": 2}
+    raw["fixed"]["cycle_mult"] = 2
+    del raw["fixed"]["cycles"]
+    # refused as the spec is read: its searched range is checked with the fixed cycle_mult
+    with pytest.raises(SweepSpecError, match=r"space.cycles.high: cycles=40 with cycle_mult=2"):
+        check_data_sizes(parse_spec(raw, "<test>"), data, force=True)
+
+
+def test_batches_larger_than_the_training_set_are_refused_before_any_trial(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    data = load_dataset(tiny_npz)
+    raw = grid_spec("batch")
+    del raw["fixed"]["batch_size"]
+    raw["space"]["batch_size"] = {"type": "categorical", "choices": [300, 400]}
+    with pytest.raises(SweepSpecError, match=r"stages.g: batch_size=300 exceeds n_train=200"):
+        check_data_sizes(parse_spec(raw, "<test>"), data)
+    raw["space"]["batch_size"]["choices"] = [100, 400]  # some trials can run
+    check_data_sizes(parse_spec(raw, "<test>"), data)
+    storage = Storage(f"sqlite:///{tmp_path / 'b.db'}")
+    with pytest.raises(SweepSpecError, match=r"batch_size=250 exceeds n_train=200"):
+        run_sweep(parse_spec(grid_spec("b", batch_size=250), "<test>"), storage,
+                  data_source=str(tiny_npz), jobs=1)
+    assert storage.get_trials() == []

@@ -192,8 +192,8 @@ def test_two_objectives_front_narrowing_best_and_report(tmp_path: Path, tiny_npz
     report = build_report(storage, "o", tmp_path / "report")
     assert any(c.file == "front-search.png" for c in report.charts)
     text = report.markdown.read_text()
-    assert "Pareto front of stage search (val_acc:max, param_count:min; chosen: pick = knee)" \
-        in text
+    assert (r"Pareto front of stage search (val\_acc:max, param\_count:min; chosen: pick = "
+            "knee)") in text  # Markdown's marks escaped
     assert f"| {knee.id} (chosen) |" in text
     assert load_trials(url, "o")["val_loss"].notna().all()
 

@@ -298,8 +298,8 @@ def test_preset_runs_from_the_cli(name: str, data_dir: Path, tmp_path: Path) -> 
         assert report.exit_code == 0, report.output
         assert (tmp_path / "report" / "front-search.png").exists()
         text = (tmp_path / "report" / "report.md").read_text()
-        assert "Pareto front of stage search (val_acc:max, train_seconds:min; chosen: " \
-               "pick = knee)" in text and " (chosen) |" in text
+        assert (r"Pareto front of stage search (val\_acc:max, train\_seconds:min; chosen: "
+                "pick = knee)") in text and " (chosen) |" in text
         show = invoke("sweep", "show", name, "--db", db)
         assert "objectives: val_acc:max, train_seconds:min" in show.output
         assert "Pareto front:" in show.output and "pick = knee" in show.output

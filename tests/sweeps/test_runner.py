@@ -86,3 +86,17 @@ def test_events_and_study_name_trials_by_their_database_id(spec_path: Path, tmp_
              for t in optuna.load_study(study_name=f"tiny/{stage}", storage=url).get_trials()
              if not t.user_attrs.get("reused")}
     assert attrs == ids
+
+
+def test_an_estimate_that_cannot_be_computed_leaves_no_trial_running(
+        spec_path: Path, tmp_path: Path, tiny_npz: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'e.db'}")
+
+    def overflowing(_spec: object) -> float:
+        raise OverflowError("int too large to convert to float")  # as budget.py once did
+
+    events: list = []
+    run_sweep(load_spec(spec_path), storage, data_source=str(tiny_npz), jobs=1,
+              estimate=overflowing, on_event=events.append)  # was: the error, trials RUNNING
+    assert {t.state for t in storage.get_trials("tiny")} == {TrialState.COMPLETE}
+    assert all(e.estimate is None for e in events if e.kind == "started")

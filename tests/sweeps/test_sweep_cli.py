@@ -61,7 +61,7 @@ def test_trials_where_sort_and_limit(swept: str) -> None:
     assert len(rows) == 2 and all(r["lam"] < 0.001 for r in rows)
     assert rows[0]["lam"] <= rows[1]["lam"]
     bad = invoke("trials", "--where", "lam~1", "--db", swept)
-    assert bad.exit_code == 2 and "--where expects" in bad.output
+    assert bad.exit_code == 1 and "--where expects" in bad.output
 
 
 def test_trial_rerun_gives_the_same_metrics(swept: str) -> None:
