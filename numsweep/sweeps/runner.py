@@ -392,7 +392,7 @@ class SweepRunner:
         trials = self._source_trials([source])
         ranked = sorted(trials, key=lambda t: -t.metrics["val_acc"])[: stage.narrow.top_k]
         return narrow_space(space, [t.params for t in ranked], self.spaces[source],
-                            stage.narrow.widen, source)
+                            stage.narrow.widen, source, available=len(trials))
 
     def _best_config(self, stage: StageSpec, index: int) -> tuple[dict[str, Any], str]:
         sources = list(stage.source) or [s.name for s in self.spec.stages[:index]]
@@ -450,18 +450,15 @@ class SweepRunner:
             listed = {json.dumps(entry_values(space, c, fixed), sort_keys=True) for c in queue}
             queue += [p for p, k in zip(points, keys, strict=True)
                       if k not in taken and k not in listed]
-            total = len(queue) + len(reused)
-            total = total if stage.n_trials is None else min(total, stage.n_trials)
-            queue = queue[: max(0, total - len(reused))]
-        elif stage.sampler not in ("list", "best"):
-            assert stage.n_trials is not None
-            reused = reused[: stage.n_trials]
+            # n_trials counts new trials: the reused ones come on top
+            queue = queue if stage.n_trials is None else queue[: stage.n_trials]
         n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
-                     else max(0, (stage.n_trials or 0) - len(reused)))
+                     else stage.n_trials or 0)
         if reused:
             note = (note + "; " if note else "") + (
                 f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
-                f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)})")
+                f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)}) "
+                f"and trains {n_configs * stage.replicates} new")
         plan = StagePlan(
             space={k: p.to_dict() for k, p in space.items()}, fixed=dict(stage.fixed),
             planned=n_configs * stage.replicates, reused=tuple(t.id for t in reused),
