@@ -13,7 +13,13 @@ from matplotlib.patches import Patch
 
 from numsweep.analysis.figures import new_axes
 from numsweep.analysis.formatting import LOWER_IS_BETTER, PERCENT_METRICS, metric_label
-from numsweep.analysis.selection import check_metric, complete_trials, config_labels, value_scale
+from numsweep.analysis.selection import (
+    check_metric,
+    complete_trials,
+    config_labels,
+    time_measurements,
+    value_scale,
+)
 
 
 def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
@@ -25,25 +31,62 @@ def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
     marks configurations whose gap to the best is at most the combined standard deviation
     sqrt(std_best² + std²) of the two (only where at least one of them has several seeds).
     ``top`` keeps the best ``top`` configurations; ``attrs["configs"]`` counts them all.
+
+    A time that the trials of a fused group share (``train_seconds``, ``eval_seconds``) is
+    one measurement per group: configurations measured by the same groups are one bar
+    (labelled "shared by a group of K"), ``count`` counts measurements, and with a single
+    bar left there is no "best". ``shared_by`` is the largest group behind each bar.
     """
     check_metric(trials, metric)
     done = complete_trials(trials, metric)
     labels = config_labels(done, by)
     values = done[metric].astype(float) * value_scale(metric)
-    grouped = values.groupby(labels, sort=False).agg(["mean", "std", "count"])
-    grouped.index.name = "config"
+    measured = time_measurements(done, metric)
+    if measured is None:
+        grouped = values.groupby(labels, sort=False).agg(["mean", "std", "count"])
+        grouped.index.name = "config"
+        grouped["shared_by"] = 1
+    else:
+        grouped = _shared_bars(done, labels, values, measured)
     ascending = metric in LOWER_IS_BETTER
     data = grouped.reset_index().sort_values("mean", ascending=ascending, ignore_index=True)
     spread = data["std"].fillna(0.0)
     gap = (data["mean"] - data["mean"].iloc[0]).abs()
     combined = np.sqrt(spread ** 2 + spread.iloc[0] ** 2)
-    data["best"] = data.index == 0
+    data["best"] = (data.index == 0) & (len(data) > 1 or measured is None)
     data["within_noise"] = (~data["best"]) & (combined > 0) & (gap <= combined)
     configs = len(data)
     if top is not None:
         data = data.head(top)
     data.attrs.update(configs=configs, trials=len(done), higher_is_better=not ascending)
     return data
+
+
+def _shared_bars(done: pd.DataFrame, labels: pd.Series, values: pd.Series,
+                 measured: pd.Series) -> pd.DataFrame:
+    """One bar per set of measurements: the configurations a group's even shares measure
+    together are one bar, its value the mean over its measurements (not its trials)."""
+    sizes = pd.to_numeric(done["group_size"], errors="coerce").fillna(1).astype(int)
+    per_config: dict[str, frozenset[str]] = {}
+    for label, key in zip(labels, measured, strict=True):
+        per_config[label] = per_config.get(label, frozenset()) | {key}
+    bars: dict[frozenset[str], list[str]] = {}
+    for label, keys in per_config.items():
+        bars.setdefault(keys, []).append(label)
+    rows = []
+    for keys, names in bars.items():
+        inside = labels.isin(names) & measured.isin(keys)
+        by_measurement = values[inside].groupby(measured[inside]).mean()
+        shared_by = int(sizes[inside].max())
+        name = ", ".join(names) if len(names) <= 2 else \
+            f"{names[0]}, ... ({len(names)} configurations)"
+        if shared_by > 1:
+            name += f" (shared by a group of {shared_by})"
+        rows.append({"config": name, "mean": float(by_measurement.mean()),
+                     "std": float(by_measurement.std()) if len(by_measurement) > 1
+                     else float("nan"),
+                     "count": len(by_measurement), "shared_by": shared_by})
+    return pd.DataFrame(rows).set_index("config")
 
 
 def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
@@ -74,6 +117,8 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
     title = f"{metric_label(metric)} per configuration"
     if total > shown:
         title += f" ({what} {shown} of {total})"
+    if "shared_by" in data and bool((data["shared_by"] > 1).any()):
+        title += "\n(a fused group's time is shared evenly by its trials: one measurement)"
     ax.set_title(title, pad=16 if data["within_noise"].any() else 6)
     best_name = "best" if data.attrs.get("higher_is_better", True) else "best (lowest)"
     handles = [Patch(facecolor="tab:blue", edgecolor="black", label=best_name)]

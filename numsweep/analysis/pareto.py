@@ -12,18 +12,37 @@ from matplotlib.transforms import Bbox
 
 from numsweep.analysis.figures import new_axes
 from numsweep.analysis.formatting import metric_label
-from numsweep.analysis.selection import check_metric, complete_trials, config_labels, value_scale
+from numsweep.analysis.selection import (
+    check_metric,
+    complete_trials,
+    config_labels,
+    time_measurements,
+    value_scale,
+)
 
 
 def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_acc",
                 by: Sequence[str] | None = None) -> pd.DataFrame:
     """``x`` (lower is better) and ``y`` (higher is better, percent for accuracies) per
-    complete trial; ``on_front`` marks the trials no other trial beats in both."""
+    complete trial; ``on_front`` marks the trials no other trial beats in both.
+
+    A time the trials of a fused group share is one measurement per group: each of its
+    trials gets the group's mean share, so they stand on one vertical line and only the
+    best of them can be on the front; ``shared_by`` is the trial's group size (1 alone)."""
     check_metric(trials, x)
     check_metric(trials, y)
     done = complete_trials(trials, x, y)
-    data = pd.DataFrame({"trial_id": done["trial_id"], "label": config_labels(done, by),
-                         x: done[x].astype(float), y: done[y].astype(float) * value_scale(y)})
+    xs = done[x].astype(float)
+    shared_by = pd.Series(1, index=done.index)
+    measured = time_measurements(done, x)
+    if measured is not None:
+        xs = xs.groupby(measured).transform("mean")
+        shared_by = pd.to_numeric(done["group_size"], errors="coerce").fillna(1).astype(int)
+    labels = config_labels(done, by)
+    labels = labels.where(shared_by <= 1,
+                          labels + " (group of " + shared_by.astype(str) + ")")
+    data = pd.DataFrame({"trial_id": done["trial_id"], "label": labels, x: xs,
+                         y: done[y].astype(float) * value_scale(y), "shared_by": shared_by})
     data = data.sort_values([x, y], ascending=[True, False], ignore_index=True)
     best_so_far = data[y].cummax().shift(fill_value=-np.inf)
     data["on_front"] = data[y] > best_so_far
@@ -44,7 +63,9 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
             label=f"Pareto front ({len(front)})")
     if data[x].min() > 0 and data[x].max() / data[x].min() > 50:
         ax.set_xscale("log")
-    ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
+    shared = "shared_by" in data and bool((data["shared_by"] > 1).any())
+    ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else "")
+                  + ("\n(a fused group's trials share its time evenly)" if shared else ""))
     ax.set_ylabel(metric_label(y))
     ax.set_title(f"{metric_label(y)} against {metric_label(x)}")
     ax.margins(0.08)

@@ -24,7 +24,9 @@ from numsweep.errors import NumsweepError, did_you_mean
 from numsweep.storage import StageRecord, Storage, StorageError, SweepRecord, TrialState
 
 META_COLUMNS = ("trial_id", "sweep", "stage", "number", "state", "seed", "started_at",
-                "finished_at", "worker", "message")
+                "finished_at", "worker", "message", "group_id", "group_size")
+"""``group_id`` (the id of its fused group's first trial) and ``group_size``: <NA> for a
+trial trained alone or stored by an older numsweep."""
 CURVE_COLUMNS = ("trial_id", "step", "split", "loss", "cost", "acc", "lr")
 INTEGER_METRICS = ("updates", "param_count")
 MODEL_PARAMETERS = {
@@ -69,10 +71,11 @@ def load_trials(db: str | Storage, sweep: str | None = None, *, stage: str | Non
         storage.get_sweep(sweep)  # a clear error for an unknown sweep name
     rows = storage.get_trial_rows(sweep, stage=stage, states=_states(state))
     meta = pd.DataFrame(
-        [(i, sw, st, num, state.value, seed, started, finished, worker, message)
-         for i, sw, st, num, state, seed, worker, started, finished, message in rows.trials],
+        [(i, sw, st, num, state.value, seed, started, finished, worker, message, gid, gsize)
+         for i, sw, st, num, state, seed, worker, started, finished, message, gid, gsize
+         in rows.trials],
         columns=list(META_COLUMNS))
-    for name in ("trial_id", "number", "seed"):
+    for name in ("trial_id", "number", "seed", "group_id", "group_size"):
         meta[name] = meta[name].astype("Int64")
     param_values: dict[str, dict[int, Any]] = {}
     for trial_id, name, value in rows.params:

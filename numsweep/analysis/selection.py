@@ -133,6 +133,27 @@ def complete_trials(trials: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return done
 
 
+SHARED_TIMES = ("train_seconds", "eval_seconds")
+"""Times a trial of a fused group stores as its even share of the group's time."""
+
+
+def time_measurements(done: pd.DataFrame, metric: str) -> pd.Series | None:
+    """For a time the trials of a fused group share (:data:`SHARED_TIMES`), which
+    measurement each row is: ``"group <id>"`` for the trials of one group of two or more
+    (one measurement, split evenly), ``"trial <id>"`` for a trial trained alone. None for
+    another metric or when no selected trial trained in a group."""
+    if metric not in SHARED_TIMES or "group_size" not in done or "group_id" not in done:
+        return None
+    size = pd.to_numeric(done["group_size"], errors="coerce").fillna(1)
+    grouped = size > 1
+    if not grouped.any():
+        return None
+    gid = done["group_id"].astype(object)
+    keys = [f"group {g}" if shared else f"trial {t}"
+            for g, t, shared in zip(gid, done["trial_id"], grouped, strict=True)]
+    return pd.Series(keys, index=done.index, dtype=object)
+
+
 def value_scale(metric: str) -> float:
     return 100.0 if metric in PERCENT_METRICS else 1.0
 

@@ -776,8 +776,9 @@ class Storage:
         """The trials :meth:`get_trials` would return, as three lists of plain tuples.
 
         ``trials``: (id, sweep, stage, number, state, seed, worker, started_at, finished_at,
-        message) ordered by id; ``params``: (trial_id, name, value); ``metrics``: (trial_id,
-        name, value) with inf/NaN restored. Three queries however many trials there are.
+        message, group_id, group_size) ordered by id; ``params``: (trial_id, name, value);
+        ``metrics``: (trial_id, name, value) with inf/NaN restored. Three queries however many
+        trials there are.
         """
         ids = (select(TrialModel.id)
                .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
@@ -792,7 +793,8 @@ class Storage:
             trials = s.execute(
                 select(TrialModel.id, SweepModel.name, StageModel.name, TrialModel.number,
                        TrialModel.state, TrialModel.seed, TrialModel.worker,
-                       TrialModel.started_at, TrialModel.finished_at, TrialModel.message)
+                       TrialModel.started_at, TrialModel.finished_at, TrialModel.message,
+                       TrialModel.group_id, TrialModel.group_size)
                 .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
                 .outerjoin(StageModel, TrialModel.stage_id == StageModel.id)
                 .where(TrialModel.id.in_(ids)).order_by(TrialModel.id)).all()

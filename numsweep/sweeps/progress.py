@@ -1,8 +1,10 @@
 """The live progress display of a sweep (rich): per stage the trials done, running, pruned and
 failed and the best val_acc so far; elapsed time, time left, and the planner's estimate
-against the measured time of the finished trials. Trials are named by their database id (what
-``numsweep trials``, ``--trial`` and ``trial rerun`` take); the table leaves out its least
-needed columns rather than cut them when the terminal is narrow."""
+against the measured time of the finished trials (both train+eval seconds per trial, a
+grouped trial's its share of the group's, summed over the stage: docs/numbers.md). Trials
+are named by their database id (what ``numsweep trials``, ``--trial`` and ``trial rerun``
+take); the table leaves out its least needed columns rather than cut them when the terminal
+is narrow."""
 
 from __future__ import annotations
 
@@ -118,25 +120,22 @@ class SweepProgress:
                     return
                 val = ("" if event.val_acc is None or math.isnan(event.val_acc)
                        else f" val_acc {event.val_acc:.4f}")
-                timing = "" if event.seconds is None else f" in {event.seconds:.1f} s"
-                if event.estimate is not None:
-                    timing += f" (estimated {event.estimate:.1f} s)"
+                timing = _timing(event)
                 note = f" ({event.message})" if event.message else ""
                 self.live.console.print(f"{event.stage} {_trial(event)} "
                                         f"{state.lower()}{val}{timing}{note}")
         self.live.update(self.render())
 
     def eta(self) -> float:
-        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
-        of a fused group measures the group's time: / jobs x group size)."""
+        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a grouped
+        trial measures its share of its group's time, so K trials in a group take K shares
+        of one job's time, as K lone trials would take K times theirs)."""
         measured = [s for st in self.stages.values() for s in st.measured]
         left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
         if not left:
             return 0.0  # such as a resumed sweep that had finished
         if not measured:
             return math.nan
-        left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
-                   for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
     def rows(self) -> list[dict[str, str]]:
@@ -169,6 +168,17 @@ class SweepProgress:
         footer = Text(f"elapsed {_duration(elapsed)}   time left ~{_duration(self.eta())}   "
                       f"jobs {self.jobs}")
         return Group(table, footer)
+
+
+def _timing(event: TrialEvent) -> str:
+    """`` in 21.3 s train+eval (estimated 17.4 s; shared by a group of 8)``: the trial's
+    measured seconds beside the estimate of the same quantity."""
+    if event.seconds is None:
+        return ""
+    notes = [f"estimated {event.estimate:.1f} s"] if event.estimate is not None else []
+    if event.group_size > 1:
+        notes.append(f"shared by a group of {event.group_size}")
+    return f" in {event.seconds:.1f} s train+eval" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _trial(event: TrialEvent) -> str:

@@ -146,14 +146,17 @@ class TrialEvent:
     state: TrialState | None = None
     val_acc: float | None = None
     message: str = ""
-    estimate: float | None = None  # the planner's estimate of the trial's seconds
-    seconds: float | None = None  # measured wall-clock seconds (finished)
+    # the trial's train_seconds + eval_seconds, what the planner estimates; for a trial of
+    # a fused group its even share of the group's (group_size trials): see docs/numbers.md
+    estimate: float | None = None  # the planner's estimate of it ("started", "finished")
+    seconds: float | None = None  # as measured ("finished"; None without a result)
     planned: int = 0  # trials the stage plans to run ("stage")
     reused: int = 0  # earlier trials the stage reuses ("stage")
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
     trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
     jobs: int | None = None  # trials this process runs at once ("stage")
-    group_size: int = 1  # trials trained together at most ("stage"); 1: one at a time
+    group_size: int = 1  # trials trained together at most ("stage"), or the finished
+    # trial's group ("finished"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
 
 
@@ -173,6 +176,14 @@ class StageSummary:
 
 EventHandler = Callable[[TrialEvent], None]
 Estimator = Callable[[TrialSpec], float]
+
+
+def trial_seconds(outcome: TrialOutcome) -> float | None:
+    """A finished trial's measured seconds as the planner estimates them: its train_seconds
+    + eval_seconds (a grouped trial's share of its group's); None without a result."""
+    if outcome.result is None:
+        return None
+    return outcome.result.train_seconds + outcome.result.eval_seconds
 
 
 def trial_seed(sweep_seed: int, stage_index: int, number: int, replicate: int = 0) -> int:
@@ -831,15 +842,15 @@ class SweepRunner:
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
-                                   seconds=time.monotonic() - job.started,
                                    trial_id=job.trial_id))
             return
         self.finished += 1
         val = outcome.result.val_acc if outcome.result else None
         message = outcome.error or (outcome.result.message if outcome.result else "")
         self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                               estimate=job.estimate, seconds=time.monotonic() - job.started,
-                               trial_id=job.trial_id))
+                               estimate=job.estimate, seconds=trial_seconds(outcome),
+                               trial_id=job.trial_id,
+                               group_size=outcome.group[1] if outcome.group else 1))
 
     def _tell_ready(self, study: optuna.Study, reps: int, slots: Mapping[int, SlotRecord],
                     told: int, limit: int) -> int:
