@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from numsweep.analysis import charts
 from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.queries import load_curves, load_stages, load_trials
-from numsweep.analysis.selection import ChartError
+from numsweep.analysis.selection import ChartError, rank, stage_pool
 from numsweep.storage import StagePlan, StageRecord, Storage
 
 PACKAGES = ("numsweep", "numpy", "pandas", "matplotlib", "optuna", "sqlalchemy", "click")
@@ -93,12 +93,15 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     varying = charts.varying_parameters(trials)
     counts = trials.groupby(["stage", "state"], dropna=False).size()
     stage_rows = []
+    reused = {st.name: st.plan.reused for st in stages}
     for st in stages:
-        in_stage = trials[trials["stage"] == st.name]
         states = ", ".join(f"{n} {s.lower()}" for (name, s), n in counts.items()
                            if name == st.name)
-        done = in_stage[in_stage["state"] == "COMPLETE"]
-        best = "" if done.empty or metric not in done else _value(done[metric], metric)
+        if st.plan.reused:
+            states += ("; " if states else "") + f"{len(st.plan.reused)} reused"
+        done = stage_pool(trials, st.name, st.plan.reused)
+        best = "" if done.empty or metric not in done else (
+            f"{_value(done[metric], metric)} (trial {rank(done, metric)['trial_id'].iloc[0]})")
         stage_rows.append([str(st.index), st.name, st.sampler, st.plan.describe(st.sampler),
                            st.note, states or _no_trials(st.plan), best])
     out = [("Stages and the ranges they searched",
@@ -107,12 +110,16 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     results = [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds") if c in trials]
     names = [st.name for st in stages] + ([None] if trials["stage"].isna().any() else [])
     for name in names:
-        in_stage = trials["stage"].isna() if name is None else trials["stage"] == name
-        done = trials[in_stage & (trials["state"] == "COMPLETE")]
+        if name is None:
+            done = trials[trials["stage"].isna() & (trials["state"] == "COMPLETE")]
+        else:
+            done = stage_pool(trials, name, reused.get(name, ()))
         if done.empty or metric not in done:
             continue
-        best = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER).head(top)
-        rows = [[str(r["trial_id"]), *[_cell(r[p]) for p in varying],
+        best = rank(done, metric).head(top)
+        rows = [[str(r["trial_id"]) + ("" if name is None or r["stage"] == name
+                                       else f" (reused from {r['stage']})"),
+                 *[_cell(r[p]) for p in varying],
                  *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
                    for c in results]] for _, r in best.iterrows()]
         heads = [charts.metric_label(c) for c in results]
@@ -168,14 +175,14 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
     if not done.empty and ranked:
         best_ids = []
+        reused = {st.name: st.plan.reused for st in stages}
         stage_of = done["stage"].fillna("")  # "": trials without a stage (numsweep train)
         for stage in dict.fromkeys(stage_of):
-            in_stage = done[stage_of == stage]
-            values = in_stage[metric].astype(float)
-            if not values.notna().any():
+            in_stage = (done[stage_of == stage] if not stage
+                        else stage_pool(done, stage, reused.get(stage, ())))
+            if not in_stage[metric].astype(float).notna().any():
                 continue
-            best = values.idxmin() if metric in charts.LOWER_IS_BETTER else values.idxmax()
-            best_ids.append(int(in_stage.loc[best, "trial_id"]))
+            best_ids.append(int(rank(in_stage, metric)["trial_id"].iloc[0]))
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:

@@ -167,6 +167,21 @@ def select_trials(trials: pd.DataFrame, trial_ids: Sequence[int], sweep: str = "
     return trials[trials["trial_id"].isin([int(i) for i in trial_ids])]
 
 
+def stage_pool(trials: pd.DataFrame, stage: str, reused: Sequence[int] = ()) -> pd.DataFrame:
+    """The complete trials a stage's best is chosen from: its own and the earlier trials it
+    reuses (they are in its study and count as its trials), as ``sweep show`` and the run's
+    summary choose."""
+    mine = (trials["stage"] == stage) | trials["trial_id"].isin([int(i) for i in reused])
+    return trials[mine.fillna(False) & (trials["state"] == "COMPLETE")]
+
+
+def rank(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``trials`` best first by ``metric`` (lowest first for times and counts), ties to the
+    lowest id: the one rule for "best" of the runner, ``sweep show`` and the report."""
+    return trials.sort_values([metric, "trial_id"],
+                              ascending=[metric in LOWER_IS_BETTER, True], na_position="last")
+
+
 def best_trials(trials: pd.DataFrame, metric: str, n: int = 1) -> pd.DataFrame:
     """The ``n`` complete trials best by ``metric`` (lowest first for times and counts)."""
     check_metric(trials, metric)
