@@ -1071,7 +1071,7 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
 @selection_options
 @click.option("--metric", default="val_acc", show_default=True, help="Result to explain.")
 @click.option("--params", default=None,
-              help="Comma-separated parameters (default: those that vary).")
+              help="Comma-separated parameters (default: those the sweep's stages search).")
 def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, metric: str,
                     params: str | None) -> None:
     """Parameter importance from Optuna (fANOVA) on a study rebuilt from the trials.
@@ -1080,12 +1080,11 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
     Example:
         numsweep plot importance --sweep random-search --metric val_acc -o importance.png
     """
-    from numsweep.analysis.report import tied_parameters
+    from numsweep.analysis.report import sweep_importance_data
 
     frame = _selected(db, sweep_name, stage)
-    tied = tied_parameters(load_stages(db, sweep_name)[1])
-    _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params), tied)),
-           output)
+    _wrote(charts.draw_importance(sweep_importance_data(
+        frame, load_stages(db, sweep_name)[1], metric, _names(params))), output)
 
 
 @plot.command("pareto")

@@ -153,6 +153,31 @@ def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFr
     return done[stage.isin(stage[varies])]
 
 
+def stage_searched(stages: Sequence[StageRecord]) -> list[str]:
+    """The parameters the sweep's searching stages search (their stored spaces; a ``best``
+    stage retrains, it searches nothing)."""
+    names = [n for st in stages if st.sampler != "best" for entry in st.plan.space
+             for n in entry.split(",")]
+    return list(dict.fromkeys(names))
+
+
+def sweep_importance_data(trials: pd.DataFrame, stages: Sequence[StageRecord],
+                          metric: str = "val_acc",
+                          params: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`charts.importance_data` over what the sweep searched: the parameters of the
+    stages' spaces that vary within a stage, on the trials of the stages that vary them.
+    A value that only differs between stages (a stage's data seed, a final stage's cycles)
+    is a setting, not a search. ``params`` names them instead. Without stored spaces (trials
+    of ``numsweep train``) every varying parameter counts."""
+    done = trials[trials["state"] == "COMPLETE"]
+    if params is None and stage_searched(stages) and not done.empty:
+        varying = charts.varying_parameters(done)
+        params = [p for p in searched_parameters(done, varying) if p in stage_searched(stages)]
+        if params:
+            trials = trials_of_stages_varying(done, params)
+    return charts.importance_data(trials, metric, params, tied_parameters(stages))
+
+
 def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: str
                 ) -> list[tuple[str, str, str, Callable[[], Axes | list[Axes]]]]:
     """(title, file stem, caption, draw) for every chart that fits this sweep."""
@@ -233,8 +258,7 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      "Optuna's importance evaluator on a study rebuilt from the complete "
                      "trials of the stages that search, over the parameters they search.",
                      lambda: charts.draw_importance(
-                         charts.importance_data(searching, metric, searched,
-                                                tied_parameters(stages)))))
+                         sweep_importance_data(trials, stages, metric))))
     if {"train_seconds", "test_acc"} <= set(trials.columns):
         plan.append(("Test accuracy against training time", "pareto",
                      "Every complete trial; the red line joins the trials no other trial "

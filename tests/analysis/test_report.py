@@ -214,3 +214,29 @@ def test_a_stage_best_is_chosen_by_one_rule_reused_trials_included(tmp_path: Pat
     assert rows[2].startswith(f"| {own} |")
     assert StagePlan.from_dict({"space": {}, "planned": 1, "reused": [3]}).describe() \
         .endswith("1 new trial planned; 1 earlier trial reused")
+
+
+def test_importance_ranks_only_what_the_stages_searched(tmp_path: Path) -> None:
+    """lambda-search's shape: a data seed per stage and a final stage with its own cycles
+    differ between stages only: settings, not searched, so not ranked beside lam."""
+    from numsweep.analysis.report import sweep_importance_data
+
+    storage = Storage(f"sqlite:///{tmp_path / 'i.db'}")
+    sweep = storage.get_or_create_sweep("i", {"name": "i", "seed": 0}, seed=0)
+    space = {"lam": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True, "grid": 4}}
+    rng = np.random.default_rng(0)
+    n = 0
+    for index, (name, sampler, lams) in enumerate([
+            ("coarse", "grid", [1e-5, 1e-4, 1e-3, 1e-2]), ("fine", "random", [2e-4, 5e-4]),
+            ("final", "best", [5e-4])]):
+        stage = storage.get_or_create_stage(sweep.id, index, name, sampler, {"space": space})
+        for lam in lams:
+            extra = {"cycles": 3} if name == "final" else {}
+            _trial(storage, sweep.id, stage.id, n, {"lam": lam, "data_seed": 100 + index,
+                                                    **extra},
+                   0.45 - 0.02 * (np.log10(lam) + 3) ** 2 + 0.001 * index, rng)
+            n += 1
+    trials = load_trials(storage, "i")
+    assert {"data_seed", "cycles", "lam"} <= set(charts.varying_parameters(trials))
+    data = sweep_importance_data(trials, storage.list_stages(sweep.id))
+    assert list(data["param"]) == ["lam"]
