@@ -119,6 +119,7 @@ from numsweep.sweeps.worker import (
     PruneSnapshot,
     TrialOutcome,
     TrialTask,
+    absolute_data,
     worker_name,
 )
 
@@ -288,7 +289,7 @@ class SweepRunner:
         self.pending: list[tuple[_Running, TrialSpec, PruneSnapshot | None]] = []
         self.spec = spec
         self.storage = storage
-        self.data_source = data_source
+        self.data_source = absolute_data(data_source)  # stored: found from any folder
         self.jobs = jobs or 1
         self.auto_jobs = jobs is None  # dask: as many as the cluster has threads
         self.threads = threads if threads is not None else DEFAULT_THREADS
@@ -962,7 +963,7 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     # Optuna's tables, before workers race to make them
     optuna_storage(storage.engine_url, storage.db_wait)
     return storage.get_or_create_sweep(
-        spec.name, {**spec.to_dict(), "data": data_source,
+        spec.name, {**spec.to_dict(), "data": absolute_data(data_source),
                     "threads": threads if threads is not None else DEFAULT_THREADS,
                     "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
                     "keep_weights": check_policy(keep_weights)},
