@@ -859,9 +859,10 @@ def _terminal_width() -> int | None:
 
 def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
     from numsweep.analysis.tables import trial_table
+    from numsweep.engine.spec import TrialSpec
 
     width = _terminal_width()
-    table = trial_table(frame, None if wide else width, asked)
+    table = trial_table(frame, None if wide else width, asked, TrialSpec().to_dict())
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)

@@ -59,6 +59,20 @@ def test_train_json(runner: CliRunner, tmp_path: Path, tiny_npz: Path) -> None:
     assert json.loads(listed.stdout)[0]["trial_id"] == record["trial_id"]
 
 
+def test_the_table_of_one_trained_trial_shows_the_parameters_it_set(
+        runner: CliRunner, tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    result = invoke(runner, "train", "lam=0.01", "n_train=300", "n_val=100", "batch_size=50",
+                    "cycles=1", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    table = invoke(runner, "trials", "--sweep", "train", "--db", db, "--wide").output
+    head = table.splitlines()[1]
+    for name in ("lam", "n_train", "n_val", "batch_size", "cycles"):
+        assert name in head, table
+    for name in ("eta_max", "optimizer", "data_seed"):  # defaults, and the resolved data seed
+        assert name not in head, table
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["train", "lam=-1"], "lam=-1.0 is invalid"),
     (["train", "bogus=1"], "unknown parameter 'bogus'"),
