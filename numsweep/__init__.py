@@ -42,6 +42,7 @@ _LAZY = {
     "load_weights": "numsweep.engine.checkpoint",
     "evaluate_trial": "numsweep.sweeps.kept",
     "export_weights": "numsweep.sweeps.kept",
+    "delete_sweep": "numsweep.sweeps.deletion",
 }
 _MODULES = {"charts": "numsweep.analysis.charts"}
 

@@ -665,6 +665,28 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
                f"networks ({done.bytes / 1e6:.1f} MB)")
 
 
+@sweep.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@db_option
+def sweep_delete(name: str, yes: bool, db: str) -> None:
+    """Delete sweep NAME: its stages, trials, curves and Optuna studies from the database,
+    and its checkpoints and kept networks from disk, so that NAME can be run again.
+
+    \b
+    Example:
+        numsweep sweep delete lambda-coarse --yes
+    """
+    from numsweep.sweeps.deletion import delete_sweep, plan_deletion
+
+    storage = Storage(db)
+    if not yes:
+        what = plan_deletion(storage, name)
+        click.confirm(f"delete {what.describe()}?", abort=True)
+    done = delete_sweep(storage, name)
+    click.echo(f"deleted {done.describe()}")
+
+
 @cli.command("worker")
 @click.argument("name")
 @stored_sweep_options

@@ -16,7 +16,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, create_engine, event, func, inspect, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -287,6 +299,31 @@ class Storage:
             if row is None:
                 raise StorageError(f"no sweep with id {sweep_id}")
             row.spec_json = json.dumps(spec)
+
+    @_retrying
+    def delete_sweep(self, sweep_id: int) -> int:
+        """Remove a sweep and everything numsweep stored of it (stages, trials with their
+        parameters, metrics and curves, its stages' leases) in one transaction; the number of
+        trials removed."""
+        with self.session() as s:
+            trial_ids = select(TrialModel.id).where(TrialModel.sweep_id == sweep_id)
+            count = int(s.scalar(select(func.count()).select_from(trial_ids.subquery())) or 0)
+            stage_ids = list(s.scalars(select(StageModel.id)
+                                       .where(StageModel.sweep_id == sweep_id)))
+            for model in (CurvePointModel, TrialParamModel, TrialMetricModel):
+                s.execute(delete(model).where(model.trial_id.in_(trial_ids))
+                          .execution_options(synchronize_session=False))
+            s.execute(delete(TrialModel).where(TrialModel.sweep_id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            if stage_ids:
+                s.execute(delete(LeaseModel).where(LeaseModel.name.in_(
+                    [f"propose:{i}" for i in stage_ids]))
+                    .execution_options(synchronize_session=False))
+            s.execute(delete(StageModel).where(StageModel.sweep_id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            s.execute(delete(SweepModel).where(SweepModel.id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            return count
 
     @_retrying
     def get_sweep(self, name: str) -> SweepRecord:

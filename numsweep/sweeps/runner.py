@@ -320,8 +320,9 @@ class SweepRunner:
         if not self.resume and existing and storage.count_trials(existing[0].id):
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
-                f"in {storage.shown_url}; continue it with `numsweep sweep resume {spec.name}` or "
-                f"run it under another name (name=NEW)")
+                f"in {storage.shown_url}; continue it with `numsweep sweep resume {spec.name}`, "
+                f"run it under another name (name=NEW), or start over after "
+                f"`numsweep sweep delete {spec.name}`")
         if not self.resume and existing and existing[0].spec != self._stored():
             storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
@@ -958,8 +959,9 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     processes to run."""
     if any(s.name == spec.name for s in storage.list_sweeps()):
         raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; continue "
-                             f"it with `numsweep worker {spec.name}` or use another name "
-                             f"(name=NEW)")
+                             f"it with `numsweep worker {spec.name}`, use another name "
+                             f"(name=NEW), or start over after `numsweep sweep delete "
+                             f"{spec.name}`")
     # Optuna's tables, before workers race to make them
     optuna_storage(storage.engine_url, storage.db_wait)
     return storage.get_or_create_sweep(
