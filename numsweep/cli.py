@@ -13,24 +13,21 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import charts, load_curves, load_stages, load_trials
-from numsweep.analysis.formatting import count, format_cell
-from numsweep.analysis.queries import find_trials
-from numsweep.analysis.selection import ChartError, best_trials, select_trials
-from numsweep.engine import TrialSpec
-from numsweep.engine.backend import DEVICES, device_module
+# only light modules here: pandas, matplotlib, SQLAlchemy, Optuna and the engine load
+# inside the commands that use them, so that --help and quick commands start at once
+from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_URL, DEVICES
 from numsweep.errors import NumsweepError
 from numsweep.shield import install_sigint_handler
-from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
-from numsweep.sweeps import load_spec, run_sweep
-from numsweep.sweeps.liveness import DEFAULT_GRACE
+
+if TYPE_CHECKING:
+    from numsweep.storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,6 +162,9 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
         numsweep train lam=0.01 n_train=10000 n_val=10000 n_s=500 cycles=1 --json
         numsweep train model=convnet f=4 nf=10 nh=50 lam=0.003 n_s=800 cycles=3
     """
+    from numsweep.engine import TrialSpec
+    from numsweep.engine.backend import device_module
+    from numsweep.storage import Storage
     from numsweep.sweeps.range_tests import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
@@ -223,6 +223,7 @@ def range_test_command(mode: str, overrides: tuple[str, ...], data: str | None, 
         numsweep range-test batch b_min=16 b_max=1024 eta_max=0.05 --json
     """
     from numsweep.engine.range_test import range_spec_from
+    from numsweep.storage import Storage
     from numsweep.sweeps.range_tests import run_range_test
 
     spec = range_spec_from(parse_overrides(overrides), mode)
@@ -323,6 +324,8 @@ def stored_sweep_options(fn: F) -> F:
 def _on_gpu(spec: Any) -> bool:
     """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
     without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
+    from numsweep.engine.backend import device_module
+
     gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
     if gpu:
         device_module("cuda")
@@ -355,6 +358,7 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
     on Ctrl-C a line telling how to continue (exit code 130)."""
+    from numsweep.storage import shown_url
     from numsweep.sweeps.budget import calibrate
     from numsweep.sweeps.interrupts import InterruptGuard
     from numsweep.sweeps.progress import SweepProgress
@@ -395,6 +399,8 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
 
 def _params_text(params: dict[str, Any]) -> str:
     """``lam=0.007197, cycles=3``: parameters as a user types them."""
+    from numsweep.analysis.formatting import format_cell
+
     return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
 
 
@@ -460,6 +466,8 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         numsweep sweep run examples/lambda-coarse.toml --group-size 8
         numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
+    from numsweep.storage import Storage
+    from numsweep.sweeps import load_spec, run_sweep
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
@@ -508,6 +516,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
             --data /data/cifar10.npz
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps --jobs 2
     """
+    from numsweep.storage import Storage, shown_url
+    from numsweep.sweeps import load_spec
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
     from numsweep.sweeps.worker import cached_dataset
@@ -528,6 +538,8 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
             device: str | None, group_size: int | None = None) -> None:
+    from numsweep.engine.backend import device_module
+    from numsweep.storage import Storage
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
 
@@ -578,11 +590,12 @@ def sweep_list(db: str) -> None:
     Example:
         numsweep sweep list --db sqlite:///numsweep.db
     """
-    from numsweep.sweeps.report import sweep_report
+    from numsweep.storage import Storage
 
     storage = Storage(db)
+    by_sweep = storage.state_counts()
     for record in storage.list_sweeps():
-        counts = sweep_report(storage, record.name).counts
+        counts = by_sweep.get(record.name, {})
         shown = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())) or "no trials"
         click.echo(f"{record.name}\t{shown}\tcreated {record.created_at:%Y-%m-%d %H:%M}")
 
@@ -599,7 +612,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
     Example:
         numsweep sweep show lambda-search --top 3
     """
-    from numsweep.storage import describe_space
+    from numsweep.analysis.formatting import format_cell
+    from numsweep.storage import Storage, describe_space
     from numsweep.sweeps.report import sweep_report
 
     rep = sweep_report(Storage(db), name, top)
@@ -622,7 +636,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
     searched = [n for e in rep.sweep.spec.get("space", {}) for n in e.split(",")]
     click.echo("best trials:")
     for t in rep.best:
-        shown = ", ".join(f"{n}={_cell(t.params.get(n))}" for n in searched)
+        shown = ", ".join(f"{n}={format_cell(t.params.get(n))}" for n in searched)
         where = f" ({t.stage})" if t.stage else ""
         click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
@@ -637,6 +651,7 @@ def sweep_presets() -> None:
         numsweep sweep presets
         numsweep sweep run lambda-search --data cifar10.npz
     """
+    from numsweep.sweeps import load_spec
     from numsweep.sweeps.spec import PRESET_DIR, preset_names
 
     for name in preset_names():
@@ -658,6 +673,7 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
     Example:
         numsweep sweep gc lambda-search
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import collect_garbage
 
     done = collect_garbage(Storage(db), name, checkpoint_dir, keep_weights)
@@ -677,6 +693,7 @@ def sweep_delete(name: str, yes: bool, db: str) -> None:
     Example:
         numsweep sweep delete lambda-coarse --yes
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.deletion import delete_sweep, plan_deletion
 
     storage = Storage(db)
@@ -738,6 +755,8 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """
     from click.core import ParameterSource
 
+    from numsweep.analysis.formatting import format_cell
+    from numsweep.storage import Storage
     from numsweep.sweeps.single import rerun_trial
 
     # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
@@ -751,8 +770,8 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
         raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
                                    f"{rerun.trial_id}): {rerun.error}")
     for name in rerun.compared:
-        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t"
-                   f"{_cell(rerun.metrics.get(name))}")
+        click.echo(f"{name}\t{format_cell(rerun.original.metrics.get(name))}\t"
+                   f"{format_cell(rerun.metrics.get(name))}")
     diff = rerun.differences()
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
@@ -778,6 +797,7 @@ def trial_weights(trial_id: int, output: str, checkpoint_dir: str | None, db: st
     Example:
         numsweep trial weights 12 -o model.npz
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import export_weights
 
     weights = export_weights(Storage(db), trial_id, output, checkpoint_dir)
@@ -802,6 +822,7 @@ def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
         numsweep evaluate 12
         numsweep evaluate model.npz --data cifar10.npz
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
 
     if target.isdigit():
@@ -860,6 +881,8 @@ def trials(sweep_name: str | None, stage: str | None, state: str | None, where: 
         numsweep trials --sweep lambda-coarse --sort val_acc --format csv
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
     """
+    from numsweep.analysis.queries import find_trials
+
     conditions = parse_where(where)
     frame = find_trials(db, sweep_name, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
@@ -897,7 +920,6 @@ def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
         click.echo("\n".join(textwrap.wrap(note, width or 250)))
 
 
-_cell = format_cell
 
 
 @cli.group()
@@ -910,6 +932,8 @@ def plot() -> None:
         numsweep plot lambda --sweep lambda -o lambda.svg
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 -o curves.pdf
     """
+    from numsweep.analysis import charts
+
     charts.use_file_backend()
 
 
@@ -923,6 +947,9 @@ def selection_options(fn: F) -> F:
 
 
 def _selected(db: str, sweep_name: str, stage: str | None) -> Any:
+    from numsweep.analysis import load_trials
+    from numsweep.analysis.selection import ChartError
+
     frame = load_trials(db, sweep_name, stage=stage)
     if frame.empty:
         where = f"sweep {sweep_name!r}" + (f" stage {stage!r}" if stage else "")
@@ -935,6 +962,8 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _wrote(ax: Any, output: str) -> None:
+    from numsweep.analysis import charts
+
     click.echo(f"wrote {charts.save(ax, output)}")
 
 
@@ -959,6 +988,7 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
     """
     from numsweep.analysis.filters import draw_filters, filter_data
     from numsweep.engine.checkpoint import load_weights
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import trial_weights_path
 
     path = (trial_weights_path(Storage(db), int(target), checkpoint_dir) if target.isdigit()
@@ -988,6 +1018,8 @@ def plot_bars(sweep_name: str, stage: str | None, output: str, db: str, metric: 
         numsweep plot bars --sweep conv-archs --metric test_acc -o acc.png
         numsweep plot bars --sweep conv-archs --metric train_seconds --by f,nf -o time.png
     """
+    from numsweep.analysis import charts
+
     frame = _selected(db, sweep_name, stage)
     _wrote(charts.draw_bars(charts.bar_data(frame, metric, _names(by), top=top), metric), output)
 
@@ -1015,6 +1047,9 @@ def plot_curves(sweep_name: str, stage: str | None, output: str, db: str,
         numsweep plot curves --sweep lambda-coarse -o best.png
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
     """
+    from numsweep.analysis import charts, load_curves
+    from numsweep.analysis.selection import best_trials, select_trials
+
     frame = _selected(db, sweep_name, stage)
     chosen = (select_trials(frame, trial_ids, sweep_name) if trial_ids
               else best_trials(frame, metric, best))
@@ -1037,6 +1072,8 @@ def plot_lambda(sweep_name: str, stage: str | None, output: str, db: str, metric
     Example:
         numsweep plot lambda --sweep lambda -o lambda.png
     """
+    from numsweep.analysis import charts
+
     frame = _selected(db, sweep_name, stage)
     _wrote(charts.draw_lambda(charts.lambda_data(frame, metric, param)), output)
 
@@ -1055,6 +1092,8 @@ def plot_optimizers(sweep_name: str, stage: str | None, output: str, db: str, qu
     Example:
         numsweep plot optimizers --sweep optimizers -o optimizers.png
     """
+    from numsweep.analysis import charts, load_curves
+
     frame = _selected(db, sweep_name, stage)
     curves = load_curves(db, frame["trial_id"])
     _wrote(charts.draw_optimizers(charts.optimizer_data(frame, curves, quantity, split)),
@@ -1082,6 +1121,9 @@ def plot_range_test(sweep_name: str, stage: str | None, output: str, db: str,
         numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=200
         numsweep plot range-test --sweep range-test -o lr-range.png
     """
+    from numsweep.analysis import charts, load_curves
+    from numsweep.analysis.selection import select_trials
+
     frame = _selected(db, sweep_name, stage)
     if trial_ids:
         frame = select_trials(frame, trial_ids, sweep_name)
@@ -1103,6 +1145,7 @@ def plot_importance(sweep_name: str, stage: str | None, output: str, db: str, me
     Example:
         numsweep plot importance --sweep random-search --metric val_acc -o importance.png
     """
+    from numsweep.analysis import charts, load_stages
     from numsweep.analysis.report import sweep_importance_data
 
     frame = _selected(db, sweep_name, stage)
@@ -1125,6 +1168,8 @@ def plot_pareto(sweep_name: str, stage: str | None, output: str, db: str, x_metr
     Example:
         numsweep plot pareto --sweep conv-archs -o pareto.png
     """
+    from numsweep.analysis import charts
+
     frame = _selected(db, sweep_name, stage)
     _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
            output)
@@ -1148,6 +1193,8 @@ def report(name: str, out_dir: str, metric: str, top: int, db: str) -> None:
     Example:
         numsweep report lambda-coarse -o report/
     """
+    from numsweep.analysis import charts
+    from numsweep.analysis.formatting import count
     from numsweep.analysis.report import build_report
 
     charts.use_file_backend()

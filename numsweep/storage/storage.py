@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from numsweep.defaults import DEFAULT_URL
 from numsweep.shield import shielded
 from numsweep.storage.errors import (
     StorageBusy,
@@ -66,7 +67,6 @@ from numsweep.storage.retry import (
     retry_call,
 )
 
-DEFAULT_URL = "sqlite:///numsweep.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _JITTER = random.Random()  # pauses between claim attempts only; never results
 
@@ -423,6 +423,18 @@ class Storage:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(TrialModel)
                                 .where(TrialModel.sweep_id == sweep_id)) or 0)
+
+    @_retrying
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """Trials by sweep name and state (``{"lambda": {"COMPLETE": 8}}``): one query."""
+        with self.session() as s:
+            rows = s.execute(select(SweepModel.name, TrialModel.state, func.count())
+                             .join(TrialModel, TrialModel.sweep_id == SweepModel.id)
+                             .group_by(SweepModel.name, TrialModel.state)).all()
+        out: dict[str, dict[str, int]] = {}
+        for name, state, n in rows:
+            out.setdefault(name, {})[state.value] = int(n)
+        return out
 
     @_retrying
     def trial_ids_where(self, conditions: Sequence[tuple[str, str, Any]],

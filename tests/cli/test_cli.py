@@ -114,3 +114,25 @@ def test_every_command_has_help_with_an_example(runner: CliRunner) -> None:
     for args in (["train"], ["sweep", "run"], ["sweep", "list"], ["trials"], ["plot", "bars"]):
         result = invoke(runner, *args, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, args
+
+
+@pytest.mark.parametrize(("args", "unloaded"), [
+    (["--help"], ("pandas", "matplotlib", "sqlalchemy", "optuna", "numpy")),
+    (["sweep", "--help"], ("pandas", "matplotlib", "sqlalchemy", "optuna", "numpy")),
+    (["sweep", "list"], ("pandas", "matplotlib", "optuna", "numpy")),
+])
+def test_quick_commands_load_no_heavy_library(tmp_path: Path, args: list[str],
+                                              unloaded: tuple[str, ...]) -> None:
+    """Start-up time (benchmarks/cli_startup.py) comes from imports: these commands must
+    not load what they do not use."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom numsweep.cli import cli\n"
+            f"try:\n    cli.main({args!r} + ['--db', {str(tmp_path / 'q.db')!r}]"
+            f" if {args!r} == ['sweep', 'list'] else {args!r}, standalone_mode=False)\n"
+            "finally:\n"
+            f"    print(sorted(m for m in {unloaded!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
