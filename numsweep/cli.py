@@ -337,7 +337,7 @@ def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
     """--jobs, or by default the cores here (loky; one process per GPU with ``gpu``) or the
     Dask cluster's worker threads; checked against this machine's cores and memory (loky),
     before any work."""
-    from numsweep.sweeps.guards import check_jobs
+    from numsweep.sweeps.guards import check_jobs, default_jobs
 
     if backend == "dask":
         if jobs is not None:
@@ -346,7 +346,7 @@ def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
 
         return dask_slots(scheduler)
     if jobs is None:
-        jobs = 1 if gpu else os.cpu_count() or 1
+        jobs = default_jobs(gpu)
     warning = check_jobs(jobs, threads or 1, force=force)
     if warning:
         console.print(warning, highlight=False)

@@ -167,12 +167,19 @@ def load_curves(db: str | Storage, trial_ids: Sequence[int] | None = None, *,
     """Curve points: trial_id, step, split, loss, cost, acc, lr (one row per point).
 
     The trials are ``trial_ids``, or every trial of ``sweep`` (and ``stage``), or the trials
-    of ``sweep`` among ``trial_ids`` when both are given.
+    of ``sweep`` among ``trial_ids`` when both are given. An id that is no trial in the
+    database is a :class:`StorageError` naming it.
     """
     storage = _storage(db)
     if trial_ids is None and sweep is None:
         raise StorageError("load_curves needs trial_ids or a sweep")
     ids = None if trial_ids is None else [int(i) for i in trial_ids]
+    if ids:  # an id that is no trial is a mistake, not an empty frame
+        found = storage.existing_trial_ids(ids)
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise StorageError(f"no trial with id {', '.join(map(str, missing))} in "
+                               f"{storage.shown_url}")
     if sweep is not None:
         storage.get_sweep(sweep)
         in_sweep = [int(t[0]) for t in storage.get_trial_rows(sweep, stage=stage).trials]

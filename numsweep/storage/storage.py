@@ -425,6 +425,13 @@ class Storage:
                                 .where(TrialModel.sweep_id == sweep_id)) or 0)
 
     @_retrying
+    def existing_trial_ids(self, trial_ids: Sequence[int]) -> set[int]:
+        """The ids among ``trial_ids`` that are trials in the database (one query)."""
+        with self.session() as s:
+            return set(s.scalars(select(TrialModel.id)
+                                 .where(TrialModel.id.in_([int(i) for i in trial_ids]))))
+
+    @_retrying
     def state_counts(self) -> dict[str, dict[str, int]]:
         """Trials by sweep name and state (``{"lambda": {"COMPLETE": 8}}``): one query."""
         with self.session() as s:
