@@ -745,7 +745,8 @@ def trial() -> None:
 def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """Train a stored trial again from its parameters and seed and compare the metrics.
 
-    Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
+    Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun"
+    (`numsweep trials --sweep rerun` lists them; `numsweep sweep delete rerun` removes them).
     The data is the one the trial was trained on (that of `train --data` or of its sweep)
     unless --data names another; a range test stops by its own rule, as it did.
 
@@ -769,6 +770,7 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     if rerun.error is not None:
         raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
                                    f"{rerun.trial_id}): {rerun.error}")
+    click.echo(f"metric\ttrial {trial_id} (stored)\ttrial {rerun.trial_id} (rerun)")
     for name in rerun.compared:
         click.echo(f"{name}\t{format_cell(rerun.original.metrics.get(name))}\t"
                    f"{format_cell(rerun.metrics.get(name))}")

@@ -45,6 +45,9 @@ def test_a_train_trial_is_rerun_on_the_data_it_was_trained_on(tmp_path: Path,
     result = invoke("trial", "rerun", "1", "--db", db)
     assert result.exit_code == 0, result.output
     assert "trial 2: same metrics as trial 1" in result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "metric\ttrial 1 (stored)\ttrial 2 (rerun)"  # headed columns
+    assert lines[1].startswith("val_acc\t")
 
 
 def test_numsweep_data_is_remembered_too(tmp_path: Path, data: Path,
