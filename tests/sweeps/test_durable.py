@@ -36,8 +36,8 @@ FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_tra
 def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4,
               reuse: bool = False, **fixed: object) -> dict:
     """A grid stage, then a TPE stage narrowed around its best trials (a stage transition
-    that needs the grid finished) with a pruner-free lag; ``reuse`` counts the grid trials
-    inside the narrowed range towards its ``n_trials``."""
+    that needs the grid finished) with a pruner-free lag; ``reuse``: the grid trials inside
+    the narrowed range are its trials too, beside its ``n_trials`` new ones."""
     return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles, **fixed},
             "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
             "stages": [{"name": "coarse", "sampler": "grid"},
