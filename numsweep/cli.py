@@ -1252,7 +1252,27 @@ def exit_interrupted(message: str) -> NoReturn:
     sys.exit(130)
 
 
+EVERYTHING = ("numsweep.storage", "numsweep.engine", "numsweep.sweeps", "numsweep.analysis")
+QUICK = {("sweep", "list"): ("numsweep.storage",)}
+"""The libraries a command needs that it loads before its Ctrl-C handling: by default every
+package (pandas, matplotlib, Optuna, SQLAlchemy); ``--help`` and these commands less."""
+
+
+def preload(args: Sequence[str]) -> None:
+    """Import what the command in ``args`` needs now, while a Ctrl-C still ends the process
+    at once (``numsweep.__main__``): one that cuts an import short would leave a half-made
+    module behind, and the command would fail on it with a traceback."""
+    import importlib
+
+    words = [a for a in args if not a.startswith("-")]
+    if not words or {"--help", "-h", "--version"} & set(args):
+        return
+    for name in QUICK.get(tuple(words[:2]), EVERYTHING):
+        importlib.import_module(name)
+
+
 def main() -> None:
+    preload(sys.argv[1:])
     install_sigint_handler()  # Ctrl-C waits for the database work under way
     try:
         cli(prog_name="numsweep")
