@@ -45,6 +45,7 @@ _LAZY = {
     "load_weights": "numsweep.engine.checkpoint",
     "evaluate_trial": "numsweep.sweeps.kept",
     "export_weights": "numsweep.sweeps.kept",
+    "delete_sweep": "numsweep.sweeps.deletion",
     "export_mlflow": "numsweep.export",
     "export_tensorboard": "numsweep.export",
 }

@@ -82,13 +82,14 @@ def _override_text(value: Any) -> str:
 
 
 def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path | None = None,
-          overrides: Mapping[str, Any] | None = None, jobs: int = 1, threads: int = 1,
+          overrides: Mapping[str, Any] | None = None, jobs: int | None = None, threads: int = 1,
           progress: bool = True, checkpoint_dir: str | Path | None = None,
           keep_weights: str = "best", force: bool = False) -> SweepResult:
     """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
 
     ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
-    cache). ``jobs`` trials run at once, each with ``threads`` BLAS threads. ``progress``
+    cache). ``jobs`` trials run at once (default, as on the command line: the cores here,
+    one process on a GPU), each with ``threads`` BLAS threads. ``progress``
     shows a bar per stage: an HTML bar updated in place in Jupyter, lines on stderr
     elsewhere. A spec value or dataset that does not fit is a :class:`numsweep.NumsweepError`
     before any training. ``checkpoint_dir`` and ``keep_weights`` are ``--checkpoint-dir``
@@ -101,9 +102,13 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     its own: the trial ids of an in-memory database come again in the next one. ``force``
     is ``--force``: trials of more than 10,000,000 updates may run."""
     from numsweep.engine import load_dataset
+    from numsweep.sweeps.guards import default_jobs
     from numsweep.sweeps.spec import check_against_images, resolve_data
 
     parsed = as_spec(spec, overrides)
+    if jobs is None:
+        jobs = default_jobs(any(parsed.stage_fixed(s).get("device") == "cuda"
+                                for s in parsed.stages))
     source = resolve_data(parsed, None if data is None else str(data))
     storage = db if isinstance(db, Storage) else Storage(str(db))
     dataset = load_dataset(source)

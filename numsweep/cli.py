@@ -16,24 +16,21 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from numsweep.analysis import charts, load_curves, load_stages, load_trials
-from numsweep.analysis.formatting import count, format_cell
-from numsweep.analysis.queries import find_trials
-from numsweep.analysis.selection import ChartError, best_trials, select_trials
-from numsweep.engine import TrialSpec
-from numsweep.engine.backend import DEVICES, device_module
+# only light modules here: pandas, matplotlib, SQLAlchemy, Optuna and the engine load
+# inside the commands that use them, so that --help and quick commands start at once
+from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_URL, DEVICES
 from numsweep.errors import NumsweepError
 from numsweep.shield import install_sigint_handler
-from numsweep.storage import DEFAULT_DB_WAIT, DEFAULT_URL, Storage, shown_url
-from numsweep.sweeps import load_spec, run_sweep
-from numsweep.sweeps.liveness import DEFAULT_GRACE
+
+if TYPE_CHECKING:
+    from numsweep.storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,6 +200,9 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
         numsweep train lam=0.01 n_train=10000 n_val=10000 n_s=500 cycles=1 --json
         numsweep train model=convnet f=4 nf=10 nh=50 lam=0.003 n_s=800 cycles=3
     """
+    from numsweep.engine import TrialSpec
+    from numsweep.engine.backend import device_module
+    from numsweep.storage import Storage
     from numsweep.sweeps.range_tests import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
@@ -267,6 +267,7 @@ def range_test_command(mode: str, overrides: tuple[str, ...], data: str | None, 
         numsweep range-test batch b_min=16 b_max=1024 eta_max=0.05 --json
     """
     from numsweep.engine.range_test import range_spec_from
+    from numsweep.storage import Storage
     from numsweep.sweeps.range_tests import run_range_test
 
     spec = range_spec_from(parse_overrides(overrides), mode)
@@ -368,6 +369,8 @@ def stored_sweep_options(fn: F) -> F:
 def _on_gpu(spec: Any) -> bool:
     """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
     without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
+    from numsweep.engine.backend import device_module
+
     gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
     if gpu:
         device_module("cuda")
@@ -379,7 +382,7 @@ def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
     """--jobs, or by default the cores here (loky; one process per GPU with ``gpu``) or the
     Dask cluster's worker threads; checked against this machine's cores and memory (loky),
     before any work."""
-    from numsweep.sweeps.guards import check_jobs
+    from numsweep.sweeps.guards import check_jobs, default_jobs
 
     if backend == "dask":
         if jobs is not None:
@@ -388,7 +391,7 @@ def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
 
         return dask_slots(scheduler)
     if jobs is None:
-        jobs = 1 if gpu else os.cpu_count() or 1
+        jobs = default_jobs(gpu)
     warning = check_jobs(jobs, threads or 1, force=force)
     if warning:
         console.print(warning, highlight=False)
@@ -400,6 +403,7 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
                    model: Any) -> None:
     """Run a sweep under the live progress display; print a line per stage at the end, or
     on Ctrl-C a line telling how to continue (exit code 130)."""
+    from numsweep.storage import shown_url
     from numsweep.sweeps.budget import calibrate
     from numsweep.sweeps.interrupts import InterruptGuard
     from numsweep.sweeps.progress import SweepProgress
@@ -442,6 +446,7 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
 def _report_unkept(storage: Storage, name: str) -> None:
     """Exit 1 when networks the sweep keeps could not be written (their results are
     stored)."""
+    from numsweep.analysis.formatting import count
     from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
     from numsweep.sweeps.kept import unkept_networks
 
@@ -462,11 +467,15 @@ def command(*words: str) -> str:
 
 def db_words(db: str) -> tuple[str, ...]:
     """``--db URL`` for a hint (password masked), nothing for the default database."""
+    from numsweep.storage import shown_url
+
     return () if db == DEFAULT_URL else ("--db", shown_url(db))
 
 
 def _params_text(params: dict[str, Any]) -> str:
     """``lam=0.007197, cycles=3``: parameters as a user types them."""
+    from numsweep.analysis.formatting import format_cell
+
     return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
 
 
@@ -532,6 +541,8 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         numsweep sweep run examples/lambda-coarse.toml --group-size 8
         numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
+    from numsweep.storage import Storage
+    from numsweep.sweeps import load_spec, run_sweep
     from numsweep.sweeps.budget import plan
     from numsweep.sweeps.guards import check_data_sizes
     from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
@@ -580,6 +591,8 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
             --data /data/cifar10.npz
         numsweep worker lambda-search --db postgresql://me:pw@db-host/sweeps --jobs 2
     """
+    from numsweep.storage import Storage
+    from numsweep.sweeps import load_spec
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
     from numsweep.sweeps.worker import cached_dataset
@@ -600,6 +613,8 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
             device: str | None, group_size: int | None = None,
             extend: dict[str, str] | None = None) -> None:
+    from numsweep.engine.backend import device_module
+    from numsweep.storage import Storage
     from numsweep.sweeps.extend import extend_sweep, parse_extension
     from numsweep.sweeps.runner import resume_sweep, stored_spec
     from numsweep.sweeps.spec import resolve_data
@@ -684,11 +699,12 @@ def sweep_list(db: str) -> None:
     Example:
         numsweep sweep list --db sqlite:///numsweep.db
     """
-    from numsweep.sweeps.report import sweep_report
+    from numsweep.storage import Storage
 
     storage = Storage(db, read_only=True)
+    by_sweep = storage.state_counts()
     for record in storage.list_sweeps():
-        counts = sweep_report(storage, record.name).counts
+        counts = by_sweep.get(record.name, {})
         shown = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())) or "no trials"
         click.echo(f"{record.name}\t{shown}\tcreated {record.created_at:%Y-%m-%d %H:%M}")
 
@@ -705,7 +721,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
     Example:
         numsweep sweep show lambda-search --top 3
     """
-    from numsweep.storage import describe_space
+    from numsweep.analysis.formatting import format_cell
+    from numsweep.storage import Storage, describe_space
     from numsweep.sweeps.report import sweep_report
 
     rep = sweep_report(Storage(db, read_only=True), name, top)
@@ -736,7 +753,7 @@ def sweep_show(name: str, top: int, db: str) -> None:
     searched = [n for e in rep.sweep.spec.get("space", {}) for n in e.split(",")]
     click.echo("best trials:")
     for t in rep.best:
-        shown = ", ".join(f"{n}={_cell(t.params.get(n))}" for n in searched)
+        shown = ", ".join(f"{n}={format_cell(t.params.get(n))}" for n in searched)
         where = f" ({t.stage})" if t.stage else ""
         click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
@@ -756,6 +773,7 @@ def sweep_presets() -> None:
         numsweep sweep presets
         numsweep sweep run lambda-search --data cifar10.npz
     """
+    from numsweep.sweeps import load_spec
     from numsweep.sweeps.spec import PRESET_DIR, preset_names
 
     for name in preset_names():
@@ -777,11 +795,35 @@ def sweep_gc(name: str, keep_weights: str | None, checkpoint_dir: str | None, db
     Example:
         numsweep sweep gc lambda-search
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import collect_garbage
 
     done = collect_garbage(Storage(db, read_only=True), name, checkpoint_dir, keep_weights)
     click.echo(f"removed {len(done.checkpoints)} checkpoints and {len(done.weights)} kept "
                f"networks ({done.bytes / 1e6:.1f} MB)")
+
+
+@sweep.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@db_option
+def sweep_delete(name: str, yes: bool, db: str) -> None:
+    """Delete sweep NAME: its stages, trials, curves and Optuna studies from the database,
+    and its checkpoints and kept networks from disk, so that NAME can be run again.
+
+    \b
+    Example:
+        numsweep sweep delete lambda-coarse --yes
+    """
+    from numsweep.storage import Storage
+    from numsweep.sweeps.deletion import delete_sweep, plan_deletion
+
+    storage = Storage(db)
+    if not yes:
+        what = plan_deletion(storage, name)
+        click.confirm(f"delete {what.describe()}?", abort=True)
+    done = delete_sweep(storage, name)
+    click.echo(f"deleted {done.describe()}")
 
 
 @cli.command("worker")
@@ -825,7 +867,8 @@ def trial() -> None:
 def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """Train a stored trial again from its parameters and seed and compare the metrics.
 
-    Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun".
+    Exits with 1 when a metric differs. The rerun is stored as a trial of the sweep "rerun"
+    (`numsweep trials --sweep rerun` lists them; `numsweep sweep delete rerun` removes them).
     The data is the one the trial was trained on (that of `train --data` or of its sweep)
     unless --data names another; a range test stops by its own rule, as it did.
 
@@ -835,6 +878,8 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     """
     from click.core import ParameterSource
 
+    from numsweep.analysis.formatting import format_cell
+    from numsweep.storage import Storage
     from numsweep.sweeps.single import rerun_trial
 
     # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
@@ -847,9 +892,10 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     if rerun.error is not None:
         raise click.ClickException(f"rerun of trial {trial_id} failed (stored as trial "
                                    f"{rerun.trial_id}): {rerun.error}")
+    click.echo(f"metric\ttrial {trial_id} (stored)\ttrial {rerun.trial_id} (rerun)")
     for name in rerun.compared:
-        click.echo(f"{name}\t{_cell(rerun.original.metrics.get(name))}\t"
-                   f"{_cell(rerun.metrics.get(name))}")
+        click.echo(f"{name}\t{format_cell(rerun.original.metrics.get(name))}\t"
+                   f"{format_cell(rerun.metrics.get(name))}")
     diff = rerun.differences()
     if diff:
         raise click.ClickException(f"trial {rerun.trial_id} differs from trial {trial_id} in "
@@ -877,6 +923,7 @@ def trial_weights(trial_id: int, output: str, checkpoint_dir: str | None, db: st
     Example:
         numsweep trial weights 12 -o model.npz
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import export_weights
 
     weights = export_weights(Storage(db, read_only=True), trial_id, output, checkpoint_dir)
@@ -901,6 +948,7 @@ def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
         numsweep evaluate 12
         numsweep evaluate model.npz --data cifar10.npz
     """
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
 
     if target.isdigit():
@@ -961,6 +1009,8 @@ def trials(sweeps: tuple[str, ...], stage: str | None, state: str | None, where:
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
         numsweep trials --sweep lambda-coarse --sweep lambda-fine --sort val_acc
     """
+    from numsweep.analysis.queries import find_trials
+
     conditions = parse_where(where)
     frame = find_trials(db, list(sweeps) or None, stage=stage, state=state, where=conditions,
                         sort=sort_by, ascending=asc, limit=limit)
@@ -982,9 +1032,10 @@ def _terminal_width() -> int | None:
 
 def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
     from numsweep.analysis.tables import trial_table
+    from numsweep.engine.spec import TrialSpec
 
     width = _terminal_width()
-    table = trial_table(frame, None if wide else width, asked)
+    table = trial_table(frame, None if wide else width, asked, TrialSpec().to_dict())
     shown = Table(*table.columns)
     for row in table.rows:
         shown.add_row(*row)
@@ -997,7 +1048,6 @@ def _print_table(frame: Any, wide: bool, asked: Sequence[str] = ()) -> None:
         click.echo("\n".join(textwrap.wrap(note, width or 250)))
 
 
-_cell = format_cell
 
 
 @cli.group()
@@ -1010,6 +1060,8 @@ def plot() -> None:
         numsweep plot lambda --sweep lambda -o lambda.svg
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 -o curves.pdf
     """
+    from numsweep.analysis import charts
+
     charts.use_file_backend()
 
 
@@ -1031,6 +1083,9 @@ def _sweeps_text(sweeps: Sequence[str]) -> str:
 
 
 def _selected(db: str, sweeps: Sequence[str], stage: str | None) -> Any:
+    from numsweep.analysis import load_trials
+    from numsweep.analysis.selection import ChartError
+
     frame = load_trials(db, list(sweeps), stage=stage)
     if frame.empty:
         where = _sweeps_text(sweeps) + (f" stage {stage!r}" if stage else "")
@@ -1043,6 +1098,8 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _wrote(ax: Any, output: str) -> None:
+    from numsweep.analysis import charts
+
     click.echo(f"wrote {charts.save(ax, output)}")
 
 
@@ -1067,6 +1124,7 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
     """
     from numsweep.analysis.filters import draw_filters, filter_data, filter_title
     from numsweep.engine.checkpoint import load_weights
+    from numsweep.storage import Storage
     from numsweep.sweeps.kept import trial_weights_path
 
     storage = Storage(db, read_only=True) if target.isdigit() else None
@@ -1102,6 +1160,8 @@ def plot_bars(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, 
         numsweep plot bars --sweep conv-archs --metric train_seconds --by f,nf -o time.png
         numsweep plot bars --sweep lambda-coarse --sweep lambda-wide -o compare.png
     """
+    from numsweep.analysis import charts
+
     frame = _selected(db, sweeps, stage)
     _wrote(charts.draw_bars(charts.bar_data(frame, metric, _names(by), top=top), metric), output)
 
@@ -1133,6 +1193,9 @@ def plot_curves(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
         numsweep plot curves --sweep lambda-coarse --sweep lambda-wide --best 2 -o both.png
     """
+    from numsweep.analysis import charts, load_curves
+    from numsweep.analysis.selection import best_trials, select_trials
+
     frame = _selected(db, sweeps, stage)
     chosen = (select_trials(frame, trial_ids, sweeps) if trial_ids
               else best_trials(frame, metric, best, per_sweep=True))
@@ -1155,6 +1218,8 @@ def plot_lambda(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
     Example:
         numsweep plot lambda --sweep lambda -o lambda.png
     """
+    from numsweep.analysis import charts
+
     frame = _selected(db, sweeps, stage)
     _wrote(charts.draw_lambda(charts.lambda_data(frame, metric, param)), output)
 
@@ -1173,6 +1238,8 @@ def plot_optimizers(sweeps: tuple[str, ...], stage: str | None, output: str, db:
     Example:
         numsweep plot optimizers --sweep optimizers -o optimizers.png
     """
+    from numsweep.analysis import charts, load_curves
+
     frame = _selected(db, sweeps, stage)
     curves = load_curves(db, frame["trial_id"])
     _wrote(charts.draw_optimizers(charts.optimizer_data(frame, curves, quantity, split)),
@@ -1200,6 +1267,9 @@ def plot_range_test(sweeps: tuple[str, ...], stage: str | None, output: str, db:
         numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=200
         numsweep plot range-test --sweep range-test -o lr-range.png
     """
+    from numsweep.analysis import charts, load_curves
+    from numsweep.analysis.selection import select_trials
+
     frame = _selected(db, sweeps, stage)
     if trial_ids:
         frame = select_trials(frame, trial_ids, sweeps)
@@ -1212,7 +1282,7 @@ def plot_range_test(sweeps: tuple[str, ...], stage: str | None, output: str, db:
 @selection_options
 @click.option("--metric", default="val_acc", show_default=True, help="Result to explain.")
 @click.option("--params", default=None,
-              help="Comma-separated parameters (default: those that vary).")
+              help="Comma-separated parameters (default: those the sweep's stages search).")
 def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, metric: str,
                     params: str | None) -> None:
     """Parameter importance from Optuna (fANOVA) on a study rebuilt from the trials.
@@ -1221,12 +1291,12 @@ def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db:
     Example:
         numsweep plot importance --sweep random-search --metric val_acc -o importance.png
     """
-    from numsweep.analysis.report import tied_parameters
+    from numsweep.analysis import charts, load_stages
+    from numsweep.analysis.report import sweep_importance_data
 
     frame = _selected(db, sweeps, stage)
-    tied = tied_parameters([st for name in dict.fromkeys(sweeps)
-                            for st in load_stages(db, name)[1]])
-    _wrote(charts.draw_importance(charts.importance_data(frame, metric, _names(params), tied)),
+    stages = [st for name in dict.fromkeys(sweeps) for st in load_stages(db, name)[1]]
+    _wrote(charts.draw_importance(sweep_importance_data(frame, stages, metric, _names(params))),
            output)
 
 
@@ -1255,6 +1325,7 @@ def plot_pareto(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
         numsweep plot pareto --sweep conv-pareto --stage search \\
             --objectives val_acc:max,train_seconds:min --pick knee -o front.png
     """
+    from numsweep.analysis import charts
     from numsweep.sweeps.objectives import parse_objective
 
     frame = _selected(db, sweeps, stage)
@@ -1292,6 +1363,8 @@ def report(names: tuple[str, ...], out_dir: str, metric: str, top: int, db: str)
         numsweep report lambda-coarse -o report/
         numsweep report lambda-coarse lambda-wide -o compare/
     """
+    from numsweep.analysis import charts
+    from numsweep.analysis.formatting import count
     from numsweep.analysis.report import build_report
 
     charts.use_file_backend()
@@ -1407,7 +1480,27 @@ def exit_interrupted(message: str) -> NoReturn:
     sys.exit(130)
 
 
+EVERYTHING = ("numsweep.storage", "numsweep.engine", "numsweep.sweeps", "numsweep.analysis")
+QUICK = {("sweep", "list"): ("numsweep.storage",)}
+"""The libraries a command needs that it loads before its Ctrl-C handling: by default every
+package (pandas, matplotlib, Optuna, SQLAlchemy); ``--help`` and these commands less."""
+
+
+def preload(args: Sequence[str]) -> None:
+    """Import what the command in ``args`` needs now, while a Ctrl-C still ends the process
+    at once (``numsweep.__main__``): one that cuts an import short would leave a half-made
+    module behind, and the command would fail on it with a traceback."""
+    import importlib
+
+    words = [a for a in args if not a.startswith("-")]
+    if not words or {"--help", "-h", "--version"} & set(args):
+        return
+    for name in QUICK.get(tuple(words[:2]), EVERYTHING):
+        importlib.import_module(name)
+
+
 def main() -> None:
+    preload(sys.argv[1:])
     install_sigint_handler()  # Ctrl-C waits for the database work under way
     try:
         cli(prog_name="numsweep")

@@ -46,6 +46,20 @@ def test_sweep_from_a_dict_then_trials_curves_and_charts_on_given_axes(
     assert result.report(tmp_path / "report").exists()
 
 
+def test_sweep_runs_as_many_trials_at_once_as_the_command_line_by_default(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_run(*_args: object, **kwargs: object) -> list[object]:
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr("numsweep.api.run_sweep", fake_run)
+    monkeypatch.setattr("os.cpu_count", lambda: 7)
+    numsweep.sweep(SPEC, db=str(tmp_path / "runs.db"), data=tiny_npz, progress=False)
+    assert seen["jobs"] == 7  # the cores, as `numsweep sweep run` without --jobs
+
+
 def test_a_bad_spec_is_a_numsweep_error(tmp_path: Path, tiny_npz: Path) -> None:
     with pytest.raises(numsweep.NumsweepError, match="hidden"):
         numsweep.sweep(SPEC, db=str(tmp_path / "runs.db"), data=tiny_npz,

@@ -33,3 +33,4 @@ def test_example_notebook_runs_a_lambda_search_and_draws_its_charts(
     assert progress  # the stage bars drawn as HTML in Jupyter
     text = "".join(o.get("text", "") for o in outputs)
     assert "report.html" in text
+    assert "IProgress" not in text and "TqdmWarning" not in text  # no ipywidgets here

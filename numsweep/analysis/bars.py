@@ -21,6 +21,7 @@ from numsweep.analysis.selection import (
     label_parameters,
     numeric_parameters,
     sweep_title,
+    time_measurements,
     value_scale,
 )
 
@@ -45,18 +46,30 @@ def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
     is at most the combined standard deviation sqrt(std_best² + std²) of the two (only where
     at least one of them has several seeds). ``top`` keeps the best ``top`` configurations by
     ``metric`` (and the marked one); ``attrs["configs"]`` counts them all.
+
+    A time that the trials of a fused group share (``train_seconds``, ``eval_seconds``) is
+    one measurement per group: configurations measured by the same groups are one bar
+    (labelled "shared by a group of K"), ``count`` counts measurements, and with a single
+    bar left there is no "best". ``shared_by`` is the largest group behind each bar.
     """
     check_metric(trials, metric)
     done = complete_trials(trials, metric)
     labels = config_labels(done, by)
     values = done[metric].astype(float) * value_scale(metric)
-    grouped = values.groupby(labels, sort=False).agg(["mean", "std", "count"])
-    grouped.index.name = "config"
+    measured = time_measurements(done, metric)
+    if measured is None:
+        grouped = values.groupby(labels, sort=False).agg(["mean", "std", "count"])
+        grouped.index.name = "config"
+        grouped["shared_by"] = 1
+    else:
+        grouped = _shared_bars(done, labels, values, measured)
     ascending = metric in LOWER_IS_BETTER
     data = grouped.reset_index().sort_values("mean", ascending=ascending, kind="stable",
                                              ignore_index=True)
     chooser = chosen_by_validation(done, metric)
     marked, tied = _marked(data, done, labels, metric, chooser)
+    if measured is not None and len(data) == 1:
+        marked = None  # one measurement of the time: nothing to choose between
     data["best"] = data.index == marked if marked is not None else False
     spread = data["std"].fillna(0.0)
     if marked is not None:
@@ -72,7 +85,8 @@ def bar_data(trials: pd.DataFrame, metric: str, by: Sequence[str] | None = None,
             kept = [*kept[:-1], marked]
         data = data.iloc[kept]
     keys, _ = label_parameters(done, by)
-    order = "parameter" if numeric_parameters(done, keys) else "value"
+    # bars of shared times join configurations: no parameter value orders them
+    order = "parameter" if measured is None and numeric_parameters(done, keys) else "value"
     if order == "parameter":
         first = done[keys].groupby(labels, sort=False).first()
         seen = {label: n for n, label in enumerate(dict.fromkeys(labels))}  # trial order
@@ -107,6 +121,33 @@ def _marked(data: pd.DataFrame, done: pd.DataFrame, labels: pd.Series, metric: s
     if tied > 1:
         return None, tied
     return int(np.nanargmin(rank) if lower else np.nanargmax(rank)), 1
+
+
+def _shared_bars(done: pd.DataFrame, labels: pd.Series, values: pd.Series,
+                 measured: pd.Series) -> pd.DataFrame:
+    """One bar per set of measurements: the configurations a group's even shares measure
+    together are one bar, its value the mean over its measurements (not its trials)."""
+    sizes = pd.to_numeric(done["group_size"], errors="coerce").fillna(1).astype(int)
+    per_config: dict[str, frozenset[str]] = {}
+    for label, key in zip(labels, measured, strict=True):
+        per_config[label] = per_config.get(label, frozenset()) | {key}
+    bars: dict[frozenset[str], list[str]] = {}
+    for label, keys in per_config.items():
+        bars.setdefault(keys, []).append(label)
+    rows = []
+    for keys, names in bars.items():
+        inside = labels.isin(names) & measured.isin(keys)
+        by_measurement = values[inside].groupby(measured[inside]).mean()
+        shared_by = int(sizes[inside].max())
+        name = ", ".join(names) if len(names) <= 2 else \
+            f"{names[0]}, ... ({len(names)} configurations)"
+        if shared_by > 1:
+            name += f" (shared by a group of {shared_by})"
+        rows.append({"config": name, "mean": float(by_measurement.mean()),
+                     "std": float(by_measurement.std()) if len(by_measurement) > 1
+                     else float("nan"),
+                     "count": len(by_measurement), "shared_by": shared_by})
+    return pd.DataFrame(rows).set_index("config")
 
 
 def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
@@ -159,6 +200,8 @@ def draw_bars(data: pd.DataFrame, metric: str, ax: Axes | None = None) -> Axes:
     title = (f"{sweep}: " if sweep else "") + f"{metric_label(metric)} per configuration"
     if total > shown:
         title += f" ({'best' if higher else 'fastest/smallest'} {shown} of {total})"
+    if "shared_by" in data and bool((data["shared_by"] > 1).any()):
+        title += "\n(a fused group's time is shared evenly by its trials: one measurement)"
     note = _note(data, metric)
     ax.set_title(title, pad=18 if note else 6)
     marked_by = data.attrs.get("marked_by", metric)

@@ -59,7 +59,7 @@ def importance_data(trials: pd.DataFrame, metric: str = "val_acc",
     random sample of that many is used (``attrs["trials"]`` and ``attrs["of"]`` say so).
     Without scikit-learn, which fANOVA needs, Optuna's PED-ANOVA is used
     (``attrs["method"]``)."""
-    import optuna  # heavy: only when importance is asked for
+    from numsweep.optuna_quiet import optuna  # heavy: only when importance is asked for
 
     check_metric(trials, metric)
     done = complete_trials(trials, metric)

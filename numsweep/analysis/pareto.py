@@ -21,6 +21,7 @@ from numsweep.analysis.selection import (
     complete_trials,
     config_labels,
     sweep_title,
+    time_measurements,
     value_scale,
 )
 from numsweep.pareto import Objective, accuracy_index, choose_point, front_mask
@@ -31,12 +32,25 @@ def pareto_data(trials: pd.DataFrame, x: str = "train_seconds", y: str = "test_a
                 y_maximize: bool = True, chosen: int | None = None) -> pd.DataFrame:
     """``x`` (lower is better unless ``x_maximize``) and ``y`` (higher is better unless not
     ``y_maximize``; percent for accuracies) per complete trial; ``on_front`` marks the
-    trials no other trial beats in both, ``chosen`` the trial of that id."""
+    trials no other trial beats in both, ``chosen`` the trial of that id.
+
+    A time the trials of a fused group share is one measurement per group: each of its
+    trials gets the group's mean share, so they stand on one vertical line and only the
+    best of them can be on the front; ``shared_by`` is the trial's group size (1 alone)."""
     check_metric(trials, x)
     check_metric(trials, y)
     done = complete_trials(trials, x, y)
-    data = pd.DataFrame({"trial_id": done["trial_id"], "label": config_labels(done, by),
-                         x: done[x].astype(float), y: done[y].astype(float) * value_scale(y)})
+    xs = done[x].astype(float)
+    shared_by = pd.Series(1, index=done.index)
+    measured = time_measurements(done, x)
+    if measured is not None:
+        xs = xs.groupby(measured).transform("mean")
+        shared_by = pd.to_numeric(done["group_size"], errors="coerce").fillna(1).astype(int)
+    labels = config_labels(done, by)
+    labels = labels.where(shared_by <= 1,
+                          labels + " (group of " + shared_by.astype(str) + ")")
+    data = pd.DataFrame({"trial_id": done["trial_id"], "label": labels, x: xs,
+                         y: done[y].astype(float) * value_scale(y), "shared_by": shared_by})
     data = data.sort_values([x, y], ascending=[not x_maximize, y_maximize is False],
                             ignore_index=True)
     data["on_front"] = front_mask(data[[x, y]].to_numpy(), [x_maximize, y_maximize])
@@ -108,7 +122,9 @@ def draw_pareto(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
                                    f"{int(point['trial_id'])}")
     if data[x].min() > 0 and data[x].max() / data[x].min() > 50:
         ax.set_xscale("log")
-    ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
+    shared = "shared_by" in data and bool((data["shared_by"] > 1).any())
+    ax.set_xlabel(metric_label(x) + (" (log scale)" if ax.get_xscale() == "log" else "")
+                  + ("\n(a fused group's trials share its time evenly)" if shared else ""))
     ax.set_ylabel(metric_label(y))
     sweep = data.attrs.get("sweep", "")
     ax.set_title((f"{sweep}: " if sweep else "") + f"{metric_label(y)} against {metric_label(x)}")

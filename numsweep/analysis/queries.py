@@ -25,7 +25,9 @@ from numsweep.errors import NumsweepError, did_you_mean
 from numsweep.storage import StageRecord, Storage, StorageError, SweepRecord, TrialState
 
 META_COLUMNS = ("trial_id", "sweep", "stage", "number", "state", "seed", "started_at",
-                "finished_at", "worker", "message")
+                "finished_at", "worker", "message", "group_id", "group_size")
+"""``group_id`` (the id of its fused group's first trial) and ``group_size``: <NA> for a
+trial trained alone or stored by an older numsweep."""
 CURVE_COLUMNS = ("trial_id", "step", "split", "loss", "cost", "acc", "lr")
 INTEGER_METRICS = ("updates", "param_count")
 MODEL_PARAMETERS = {
@@ -93,10 +95,11 @@ def load_trials(db: str | Storage, sweep: Sweeps = None, *, stage: str | None = 
     rows = storage.get_trial_rows(_checked_names(storage, sweep), stage=stage,
                                   states=_states(state))
     meta = pd.DataFrame(
-        [(i, sw, st, num, state.value, seed, started, finished, worker, message)
-         for i, sw, st, num, state, seed, worker, started, finished, message in rows.trials],
+        [(i, sw, st, num, state.value, seed, started, finished, worker, message, gid, gsize)
+         for i, sw, st, num, state, seed, worker, started, finished, message, gid, gsize
+         in rows.trials],
         columns=list(META_COLUMNS))
-    for name in ("trial_id", "number", "seed"):
+    for name in ("trial_id", "number", "seed", "group_id", "group_size"):
         meta[name] = meta[name].astype("Int64")
     param_values: dict[str, dict[int, Any]] = {}
     for trial_id, name, value in rows.params:
@@ -232,12 +235,19 @@ def load_curves(db: str | Storage, trial_ids: Sequence[int] | None = None, *,
     """Curve points: trial_id, step, split, loss, cost, acc, lr (one row per point).
 
     The trials are ``trial_ids``, or every trial of ``sweep`` (one name or several; and
-    ``stage``), or the trials of ``sweep`` among ``trial_ids`` when both are given.
+    ``stage``), or the trials of ``sweep`` among ``trial_ids`` when both are given. An id
+    that is no trial in the database is a :class:`StorageError` naming it.
     """
     storage = _storage(db)
     if trial_ids is None and sweep is None:
         raise StorageError("load_curves needs trial_ids or a sweep")
     ids = None if trial_ids is None else [int(i) for i in trial_ids]
+    if ids:  # an id that is no trial is a mistake, not an empty frame
+        found = storage.existing_trial_ids(ids)
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise StorageError(f"no trial with id {', '.join(map(str, missing))} in "
+                               f"{storage.shown_url}")
     if sweep is not None:
         names = _checked_names(storage, sweep)
         in_sweep = [int(t[0]) for t in storage.get_trial_rows(names, stage=stage).trials]

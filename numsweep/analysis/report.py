@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from numsweep.analysis import charts
 from numsweep.analysis.formatting import format_cell
 from numsweep.analysis.queries import load_curves, load_stages, load_trials, sweep_names
-from numsweep.analysis.selection import ChartError
+from numsweep.analysis.selection import ChartError, rank, stage_pool
 from numsweep.pareto import Objective, choose_point, front_mask
 from numsweep.storage import StagePlan, StageRecord, Storage
 
@@ -96,12 +96,15 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     varying = charts.varying_parameters(trials)
     counts = trials.groupby(["stage", "state"], dropna=False).size()
     stage_rows = []
+    reused = {st.name: st.plan.reused for st in stages}
     for st in stages:
-        in_stage = trials[trials["stage"] == st.name]
         states = ", ".join(f"{n} {s.lower()}" for (name, s), n in counts.items()
                            if name == st.name)
-        done = in_stage[in_stage["state"] == "COMPLETE"]
-        best = "" if done.empty or metric not in done else _value(done[metric], metric)
+        if st.plan.reused:
+            states += ("; " if states else "") + f"{len(st.plan.reused)} reused"
+        done = stage_pool(trials, st.name, st.plan.reused)
+        best = "" if done.empty or metric not in done else (
+            f"{_value(done[metric], metric)} (trial {rank(done, metric)['trial_id'].iloc[0]})")
         stage_rows.append([str(st.index), st.name, st.sampler, st.plan.describe(st.sampler),
                            st.note, states or _no_trials(st.plan), best])
     out = [("Stages and the ranges they searched",
@@ -110,12 +113,16 @@ def _tables(trials: pd.DataFrame, stages: list[Any], metric: str, top: int
     results = [c for c in ("train_acc", "val_acc", "test_acc", "train_seconds") if c in trials]
     names = [st.name for st in stages] + ([None] if trials["stage"].isna().any() else [])
     for name in names:
-        in_stage = trials["stage"].isna() if name is None else trials["stage"] == name
-        done = trials[in_stage & (trials["state"] == "COMPLETE")]
+        if name is None:
+            done = trials[trials["stage"].isna() & (trials["state"] == "COMPLETE")]
+        else:
+            done = stage_pool(trials, name, reused.get(name, ()))
         if done.empty or metric not in done:
             continue
-        best = done.sort_values(metric, ascending=metric in charts.LOWER_IS_BETTER).head(top)
-        rows = [[str(r["trial_id"]), *[_cell(r[p]) for p in varying],
+        best = rank(done, metric).head(top)
+        rows = [[str(r["trial_id"]) + ("" if name is None or r["stage"] == name
+                                       else f" (reused from {r['stage']})"),
+                 *[_cell(r[p]) for p in varying],
                  *[_percent(r[c]) if c in charts.PERCENT_METRICS else _cell(r[c])
                    for c in results]] for _, r in best.iterrows()]
         heads = [charts.metric_label(c) for c in results]
@@ -147,6 +154,31 @@ def trials_of_stages_varying(done: pd.DataFrame, params: list[str]) -> pd.DataFr
     varies = charts.per_stage_counts(done, params).gt(1).any(axis=1)
     stage = done["stage"].fillna("")
     return done[stage.isin(stage[varies])]
+
+
+def stage_searched(stages: Sequence[StageRecord]) -> list[str]:
+    """The parameters the sweep's searching stages search (their stored spaces; a ``best``
+    stage retrains, it searches nothing)."""
+    names = [n for st in stages if st.sampler != "best" for entry in st.plan.space
+             for n in entry.split(",")]
+    return list(dict.fromkeys(names))
+
+
+def sweep_importance_data(trials: pd.DataFrame, stages: Sequence[StageRecord],
+                          metric: str = "val_acc",
+                          params: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`charts.importance_data` over what the sweep searched: the parameters of the
+    stages' spaces that vary within a stage, on the trials of the stages that vary them.
+    A value that only differs between stages (a stage's data seed, a final stage's cycles)
+    is a setting, not a search. ``params`` names them instead. Without stored spaces (trials
+    of ``numsweep train``) every varying parameter counts."""
+    done = trials[trials["state"] == "COMPLETE"]
+    if params is None and stage_searched(stages) and not done.empty:
+        varying = charts.varying_parameters(done)
+        params = [p for p in searched_parameters(done, varying) if p in stage_searched(stages)]
+        if params:
+            trials = trials_of_stages_varying(done, params)
+    return charts.importance_data(trials, metric, params, tied_parameters(stages))
 
 
 def _multi_objective_stages(trials: pd.DataFrame, stages: list[Any],
@@ -214,14 +246,14 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      lambda: charts.draw_lambda(charts.lambda_data(trials, metric))))
     if not done.empty and ranked:
         best_ids = []
+        reused = {st.name: st.plan.reused for st in stages}
         stage_of = done["stage"].fillna("")  # "": trials without a stage (numsweep train)
         for stage in dict.fromkeys(stage_of):
-            in_stage = done[stage_of == stage]
-            values = in_stage[metric].astype(float)
-            if not values.notna().any():
+            in_stage = (done[stage_of == stage] if not stage
+                        else stage_pool(done, stage, reused.get(stage, ())))
+            if not in_stage[metric].astype(float).notna().any():
                 continue
-            best = values.idxmin() if metric in charts.LOWER_IS_BETTER else values.idxmax()
-            best_ids.append(int(in_stage.loc[best, "trial_id"]))
+            best_ids.append(int(rank(in_stage, metric)["trial_id"].iloc[0]))
         chosen = done[done["trial_id"].isin(best_ids[:4])]
 
         def curves() -> list[Axes]:
@@ -272,8 +304,7 @@ def _chart_plan(trials: pd.DataFrame, stages: list[Any], db: Storage, metric: st
                      "Optuna's importance evaluator on a study rebuilt from the complete "
                      "trials of the stages that search, over the parameters they search.",
                      lambda: charts.draw_importance(
-                         charts.importance_data(searching, metric, searched,
-                                                tied_parameters(stages)))))
+                         sweep_importance_data(trials, stages, metric))))
     for stage, objectives, pick in _multi_objective_stages(trials, stages, spec):
         in_stage = trials[trials["stage"] == stage]
         shown = ", ".join(o.text for o in objectives)

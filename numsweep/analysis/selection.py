@@ -204,6 +204,27 @@ def complete_trials(trials: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return done
 
 
+SHARED_TIMES = ("train_seconds", "eval_seconds")
+"""Times a trial of a fused group stores as its even share of the group's time."""
+
+
+def time_measurements(done: pd.DataFrame, metric: str) -> pd.Series | None:
+    """For a time the trials of a fused group share (:data:`SHARED_TIMES`), which
+    measurement each row is: ``"group <id>"`` for the trials of one group of two or more
+    (one measurement, split evenly), ``"trial <id>"`` for a trial trained alone. None for
+    another metric or when no selected trial trained in a group."""
+    if metric not in SHARED_TIMES or "group_size" not in done or "group_id" not in done:
+        return None
+    size = pd.to_numeric(done["group_size"], errors="coerce").fillna(1)
+    grouped = size > 1
+    if not grouped.any():
+        return None
+    gid = done["group_id"].astype(object)
+    keys = [f"group {g}" if shared else f"trial {t}"
+            for g, t, shared in zip(gid, done["trial_id"], grouped, strict=True)]
+    return pd.Series(keys, index=done.index, dtype=object)
+
+
 def value_scale(metric: str) -> float:
     return 100.0 if metric in PERCENT_METRICS else 1.0
 
@@ -220,6 +241,21 @@ def select_trials(trials: pd.DataFrame, trial_ids: Sequence[int],
                  " in sweeps " + ", ".join(repr(n) for n in names) if names else "")
         raise ChartError(f"no trial with id {missing[0]}{where}")
     return trials[trials["trial_id"].isin([int(i) for i in trial_ids])]
+
+
+def stage_pool(trials: pd.DataFrame, stage: str, reused: Sequence[int] = ()) -> pd.DataFrame:
+    """The complete trials a stage's best is chosen from: its own and the earlier trials it
+    reuses (they are in its study and count as its trials), as ``sweep show`` and the run's
+    summary choose."""
+    mine = (trials["stage"] == stage) | trials["trial_id"].isin([int(i) for i in reused])
+    return trials[mine.fillna(False) & (trials["state"] == "COMPLETE")]
+
+
+def rank(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``trials`` best first by ``metric`` (lowest first for times and counts), ties to the
+    lowest id: the one rule for "best" of the runner, ``sweep show`` and the report."""
+    return trials.sort_values([metric, "trial_id"],
+                              ascending=[metric in LOWER_IS_BETTER, True], na_position="last")
 
 
 def best_trials(trials: pd.DataFrame, metric: str, n: int = 1, *,

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from numsweep.defaults import DEVICES
 from numsweep.errors import NumsweepError
-
-DEVICES = ("cpu", "cuda")
 
 GPU_INSTALL = "pip install 'numsweep[gpu]'"
 

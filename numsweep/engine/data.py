@@ -113,6 +113,15 @@ def load_dataset(source: str | os.PathLike[str] | None = None, *,
             return load_cifar10_folder(path / "cifar-10-batches-py")
         if (path / FASHION_FILES["x_train"]).exists():
             return load_fashion_mnist_folder(path)
+        inside = sorted(p.name for p in path.iterdir()
+                        if p.is_file() and p.name.endswith((".npz", ".tar.gz", ".tgz")))
+        if inside:  # such as a folder of several datasets
+            raise DataError(
+                f"{path}: no cifar-10-batches-py files nor Fashion-MNIST idx files in it, but "
+                f"{', '.join(inside[:6])}{', ...' if len(inside) > 6 else ''}: pass one of "
+                f"them (--data {path / inside[0]}, or NUMSWEEP_DATA), or name the sweep "
+                f"spec's dataset (dataset = \"cifar10\" or \"fashion_mnist\") to pick "
+                f"<dataset>.npz from the folder")
         raise DataError(f"{path}: no cifar-10-batches-py files nor Fashion-MNIST idx files in it")
     if path.name.endswith((".tar.gz", ".tgz")):
         md5 = file_md5(path)
@@ -392,7 +401,9 @@ def download(url: str, folder: Path, *, md5: str | None, progress: Progress | No
                     progress(done, total)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise DataError(f"cannot download {url}: {exc}") from None
+        raise DataError(f"cannot download {url}: {exc}; without a network, give the data "
+                        f"with --data (or NUMSWEEP_DATA): an .npz, the downloaded "
+                        f"{url.rsplit('/', 1)[-1]} or its extracted folder") from None
     if md5 is not None and (got := file_md5(partial)) != md5:
         partial.unlink(missing_ok=True)
         raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")

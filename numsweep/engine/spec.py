@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from numsweep.defaults import DEVICES
 from numsweep.errors import NumsweepError
 
 MODELS = ("mlp", "convnet", "convnet3")
@@ -22,7 +23,6 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nest
 BATCH_SCHEDULES = ("constant", "cyclic", "linear", "exponential")
 INITS = ("xavier", "he")
 DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "cuda")  # backend.DEVICES: NumPy on the CPU, CuPy on a GPU
 MODEL_PARAMETERS = {
     "mlp": ("hidden",),
     "convnet": ("f", "nf", "nh"),

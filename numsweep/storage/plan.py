@@ -79,13 +79,17 @@ class StagePlan:
         if self.fixed:
             words.append("fixed " + ", ".join(f"{k}={_cell(v)}" for k, v in self.fixed.items()))
         if self.planned is not None:
-            words.append(f"{self.planned} new trials planned")
+            words.append(f"{self.planned} new {_trials(self.planned)} planned")
         if self.reused:
-            words.append(f"{len(self.reused)} earlier trials reused")
+            words.append(f"{len(self.reused)} earlier {_trials(len(self.reused))} reused")
         if self.group_size is not None and self.group_size > 1:
             words.append(f"fused groups of up to {self.group_size}"
                          + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
+
+
+def _trials(n: int) -> str:
+    return "trial" if n == 1 else "trials"
 
 
 def describe_space(space: Mapping[str, Mapping[str, Any]], sampler: str = "grid") -> str:

@@ -12,10 +12,9 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from numsweep.defaults import DEFAULT_DB_WAIT
 from numsweep.storage.errors import StorageBusy, StorageUnavailable
 
-DEFAULT_DB_WAIT = 300.0
-"""Seconds a process waits for a database that went away before it gives up (--db-wait)."""
 LOCK_RETRY_SECONDS = 120.0
 """How long a transaction that found the database locked or lost a deadlock is retried."""
 MAX_PAUSE_SECONDS = 1.0

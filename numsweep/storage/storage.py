@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from numsweep.defaults import DEFAULT_URL
 from numsweep.shield import shielded
 from numsweep.storage.errors import (
     StorageBusy,
@@ -72,7 +73,6 @@ from numsweep.storage.retry import (
     retry_call,
 )
 
-DEFAULT_URL = "sqlite:///numsweep.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _JITTER = random.Random()  # pauses between claim attempts only; never results
 
@@ -472,6 +472,31 @@ class Storage:
             row.spec_json = json.dumps(spec)
 
     @_retrying
+    def delete_sweep(self, sweep_id: int) -> int:
+        """Remove a sweep and everything numsweep stored of it (stages, trials with their
+        parameters, metrics and curves, its stages' leases) in one transaction; the number of
+        trials removed."""
+        with self.session() as s:
+            trial_ids = select(TrialModel.id).where(TrialModel.sweep_id == sweep_id)
+            count = int(s.scalar(select(func.count()).select_from(trial_ids.subquery())) or 0)
+            stage_ids = list(s.scalars(select(StageModel.id)
+                                       .where(StageModel.sweep_id == sweep_id)))
+            for model in (CurvePointModel, TrialParamModel, TrialMetricModel):
+                s.execute(delete(model).where(model.trial_id.in_(trial_ids))
+                          .execution_options(synchronize_session=False))
+            s.execute(delete(TrialModel).where(TrialModel.sweep_id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            if stage_ids:
+                s.execute(delete(LeaseModel).where(LeaseModel.name.in_(
+                    [f"propose:{i}" for i in stage_ids]))
+                    .execution_options(synchronize_session=False))
+            s.execute(delete(StageModel).where(StageModel.sweep_id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            s.execute(delete(SweepModel).where(SweepModel.id == sweep_id)
+                      .execution_options(synchronize_session=False))
+            return count
+
+    @_retrying
     def get_sweep(self, name: str) -> SweepRecord:
         with self.session() as s:
             row = s.scalar(select(SweepModel).where(SweepModel.name == name))
@@ -569,6 +594,25 @@ class Storage:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(TrialModel)
                                 .where(TrialModel.sweep_id == sweep_id)) or 0)
+
+    @_retrying
+    def existing_trial_ids(self, trial_ids: Sequence[int]) -> set[int]:
+        """The ids among ``trial_ids`` that are trials in the database (one query)."""
+        with self.session() as s:
+            return set(s.scalars(select(TrialModel.id)
+                                 .where(TrialModel.id.in_([int(i) for i in trial_ids]))))
+
+    @_retrying
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """Trials by sweep name and state (``{"lambda": {"COMPLETE": 8}}``): one query."""
+        with self.session() as s:
+            rows = s.execute(select(SweepModel.name, TrialModel.state, func.count())
+                             .join(TrialModel, TrialModel.sweep_id == SweepModel.id)
+                             .group_by(SweepModel.name, TrialModel.state)).all()
+        out: dict[str, dict[str, int]] = {}
+        for name, state, n in rows:
+            out.setdefault(name, {})[state.value] = int(n)
+        return out
 
     @_retrying
     def trial_ids_where(self, conditions: Sequence[tuple[str, str, Any]],
@@ -988,8 +1032,9 @@ class Storage:
         (``sweep``: one sweep's name or several names).
 
         ``trials``: (id, sweep, stage, number, state, seed, worker, started_at, finished_at,
-        message) ordered by id; ``params``: (trial_id, name, value); ``metrics``: (trial_id,
-        name, value) with inf/NaN restored. Three queries however many trials there are.
+        message, group_id, group_size) ordered by id; ``params``: (trial_id, name, value);
+        ``metrics``: (trial_id, name, value) with inf/NaN restored. Three queries however many
+        trials there are.
         """
         ids = (select(TrialModel.id)
                .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
@@ -1004,7 +1049,8 @@ class Storage:
             trials = s.execute(
                 select(TrialModel.id, SweepModel.name, StageModel.name, TrialModel.number,
                        TrialModel.state, TrialModel.seed, TrialModel.worker,
-                       TrialModel.started_at, TrialModel.finished_at, TrialModel.message)
+                       TrialModel.started_at, TrialModel.finished_at, TrialModel.message,
+                       TrialModel.group_id, TrialModel.group_size)
                 .join(SweepModel, TrialModel.sweep_id == SweepModel.id)
                 .outerjoin(StageModel, TrialModel.stage_id == StageModel.id)
                 .where(TrialModel.id.in_(ids)).order_by(TrialModel.id)).all()

@@ -27,6 +27,7 @@
 - ``report.py``: what ``numsweep sweep show`` prints.
 """
 
+import numsweep.optuna_quiet  # noqa: F401 (first: Optuna imported quietly in Jupyter)
 from numsweep.sweeps.narrowing import narrow_space
 from numsweep.sweeps.runner import (
     StageSummary,

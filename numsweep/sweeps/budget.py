@@ -182,6 +182,25 @@ def estimate_sweep(spec: SweepSpec, model: CostModel, jobs: int) -> tuple[float,
     return total, lines
 
 
+def narrowing_grid_floor(spec: SweepSpec) -> tuple[int, str]:
+    """The fewest grid points per range for which each stage narrowing from a grid stage
+    still narrows: its ``top_k`` neighbouring points widened by ``widen`` steps on each side
+    span top_k - 1 + 2 widen steps, fewer than the grid's points - 1 only above
+    top_k + 2 widen points. (1, "") when no stage narrows from a grid."""
+    least, why = 1, ""
+    for stage in spec.stages:
+        source = next((s for s in spec.stages
+                       if stage.narrow is not None and s.name == stage.narrow.source), None)
+        if source is None or source.sampler != "grid" or stage.narrow is None:
+            continue
+        points = math.floor(stage.narrow.top_k + 2 * stage.narrow.widen) + 1
+        if points > least:
+            least = points
+            why = (f"{stage.name} narrows around the best {stage.narrow.top_k} of "
+                   f"{source.name}, widened by {stage.narrow.widen:g}")
+    return least, why
+
+
 def plan(spec: SweepSpec, budget: float, model: CostModel, jobs: int) -> Plan:
     """Shrink the sweep until its estimate fits ``budget`` seconds: fewer trials in sampler
     stages and fewer grid points per range in grid stages, each scaled by the same factor
@@ -191,6 +210,8 @@ def plan(spec: SweepSpec, budget: float, model: CostModel, jobs: int) -> Plan:
     total, lines = estimate_sweep(spec, model, jobs)
     overrides: dict[str, str] = {}
     current = spec
+    least, why_least = narrowing_grid_floor(spec)
+    floored = False
     for _ in range(30):
         if total <= budget:
             break
@@ -199,6 +220,8 @@ def plan(spec: SweepSpec, budget: float, model: CostModel, jobs: int) -> Plan:
         for name, p in current.space.items():
             if p.numeric and p.grid and any(s.sampler == "grid" for s in current.stages):
                 grid = max(2, math.floor(p.grid * scale ** (1 / max(1, len(numeric)))))
+                if grid < least <= p.grid:
+                    grid, floored = least, True
                 if grid < p.grid:
                     overrides[f"space.{name}.grid"] = str(grid)
         for stage in current.stages:
@@ -213,7 +236,8 @@ def plan(spec: SweepSpec, budget: float, model: CostModel, jobs: int) -> Plan:
     fits = "fits" if total <= budget else "does not fit even at its smallest"
     head = (f"budget {budget:.0f} s: estimate {total:.0f} s on {jobs} jobs ({calib}); {fits}"
             + (f"; changed {', '.join(f'{k}={v}' for k, v in overrides.items())}"
-               if overrides else ""))
+               if overrides else "")
+            + (f"; grids kept at {least} points or more ({why_least})" if floored else ""))
     return Plan(current, overrides, total, (head, *lines))
 
 

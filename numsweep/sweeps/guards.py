@@ -219,6 +219,12 @@ def total_memory() -> int | None:
         return None
 
 
+def default_jobs(gpu: bool = False) -> int:
+    """Trials run at once when nothing says: the cores here, or one process per GPU
+    (``gpu``); the command line's ``--jobs`` and ``numsweep.sweep(jobs=None)`` alike."""
+    return 1 if gpu else os.cpu_count() or 1
+
+
 def check_jobs(jobs: int, threads: int, *, force: bool, cores: int | None = None,
                memory: int | None = None) -> str:
     """Check ``--jobs`` (worker processes on this machine) against its cores and memory.

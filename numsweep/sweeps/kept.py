@@ -272,9 +272,14 @@ def trial_weights_path(storage: Storage, trial_id: int, folder: str | Path | Non
     root = Path(folder) if folder is not None else stored_root
     path = weights_path(root, trial.sweep, trial_id)
     if not path.is_file():
-        raise WeightsError(f"weights file {path} of trial {trial_id} does not exist (the "
-                           f"sweep keeps weights by policy {policy!r}; a trial that failed "
-                           f"or was not kept has none)")
+        spec = storage.get_sweep(trial.sweep).spec
+        kept = trial_id in kept_trials(storage.get_trials(trial.sweep), policy,
+                                       final_stage_names(spec))
+        why = (f"the sweep ran with --keep-weights {policy}, which keeps it: it was removed "
+               f"since (`numsweep sweep gc` with another --keep-weights, or by hand)" if kept
+               else f"--keep-weights {policy}, which the sweep ran with, does not keep it"
+               + ("" if policy == "none" else " (a failed trial, or not its stage's best)"))
+        raise WeightsError(f"weights file {path} of trial {trial_id} does not exist: {why}")
     return path
 
 

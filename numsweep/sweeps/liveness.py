@@ -9,11 +9,9 @@ import threading
 from contextlib import suppress
 from datetime import UTC, datetime
 
+from numsweep.defaults import DEFAULT_GRACE as DEFAULT_GRACE  # shown by the CLI's --grace
 from numsweep.storage import SlotRecord, Storage, StorageError, TrialState
 
-DEFAULT_GRACE = 60.0
-"""Seconds without a heartbeat after which a RUNNING trial is taken for lost (its process was
-killed or its machine went away) and runs again."""
 POLL_SECONDS = 0.5
 """How often a process waiting on trials that other processes run looks at the database."""
 MAX_LOST_ATTEMPTS = 3

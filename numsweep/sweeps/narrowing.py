@@ -13,11 +13,13 @@ from numsweep.sweeps.spec import ParamSpace
 
 def narrow_space(space: Mapping[str, ParamSpace], top: Sequence[Mapping[str, Any]],
                  source_space: Mapping[str, ParamSpace], widen: float,
-                 source: str) -> tuple[dict[str, ParamSpace], str]:
+                 source: str, available: int | None = None) -> tuple[dict[str, ParamSpace], str]:
     """Narrow each numeric range to the span of the ``top`` trials' values, widened by
     ``widen`` grid steps of ``source_space`` (in log10 units for log ranges); a categorical
     entry keeps the choices the top trials used. A widened end that is not a valid value
-    (such as a negative lam) stops at the source range's end.
+    (such as a negative lam) stops at the source range's end, and no end leaves the stage's
+    own range (``space``). ``available``: how many complete trials the source had, so that
+    the note says when the "best" are all of them.
 
     Returns the new space and a note saying what was chosen and why.
     """
@@ -53,13 +55,25 @@ def narrow_space(space: Mapping[str, ParamSpace], top: Sequence[Mapping[str, Any
         high = high if _valid(p, high) else src.high
         if p.type == "int":
             low, high = math.floor(low), math.ceil(high)
+        # never outside the stage's own range: past it lie values nobody asked for
+        assert p.low is not None and p.high is not None
+        clipped = low < p.low or high > p.high
+        low, high = max(low, p.low), min(high, p.high)
         out[name] = ParamSpace(name, p.type, low=low, high=high, log=p.log, grid=p.grid,
                                when=p.when)
         unit = "log10 " if p.log else ""
         span = f"[{min(values):.3g}, {max(values):.3g}]"
+        kept = ""
+        if low <= p.low and high >= p.high:
+            kept = " = the whole range, not narrowed"
+        elif clipped:
+            kept = f" (kept inside space.{name} [{p.low:.3g}, {p.high:.3g}])"
         notes.append(f"{name}: best {len(top)} of {source} span {span}, widened by {widen:g} "
                      f"{why_step} ({widen * step:.3g} {unit}units) -> [{low:.3g}, {high:.3g}]"
-                     f"{' (log)' if p.log else ''}")
+                     f"{' (log)' if p.log else ''}{kept}")
+    if available is not None and available <= len(top):
+        notes.insert(0, f"the best {len(top)} of {source} are all its {available} complete "
+                        "trials")
     return out, "; ".join(notes)
 
 

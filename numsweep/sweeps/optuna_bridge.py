@@ -35,6 +35,15 @@ OBJECTIVE = "val_acc"
 """The metric a study maximises by default (shown by optuna-dashboard as the objective's
 name); a stage's ``objective`` or ``objectives`` name others."""
 FIXED_PARAMS_KEY = "fixed_params"
+TRIAL_ID_ATTR = "ID (numsweep trial)"
+"""The user attribute holding numsweep's trial id (what ``numsweep trials`` and ``trial
+rerun`` take; Optuna's own number and trial_id are another count). Optuna lists a trial's
+user attributes sorted by key, so this one is named to come first (an upper-case letter
+before the lower-case names); databases of older versions have ``numsweep_trial_id``."""
+OLD_TRIAL_ID_ATTR = "numsweep_trial_id"
+CONFIG_KEY = "ns_config"
+"""numsweep's own keys (``ns_*``) are trial system attributes, out of the user attributes
+that optuna-dashboard lists; older databases have them as user attributes (still read)."""
 """The trial system attribute Optuna's ``enqueue_trial`` uses for preset parameter values."""
 METRIC_ATTRS = ("val_acc", "test_acc", "train_acc", "train_seconds", "eval_seconds",
                 "param_count", "updates", "val_loss", "cost_seconds")
@@ -270,15 +279,31 @@ def queued_trial(study: optuna.Study, values: Mapping[str, Any], config: int) ->
     other process asks in between; a queued trial left by a process that died between the
     two calls is for the same configuration and is taken as it is."""
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if not any(t.user_attrs.get("ns_config") == config for t in waiting):
-        study.enqueue_trial(dict(values), user_attrs={"ns_config": config})
+    if not any(_config_of(t) == config for t in waiting):
+        # enqueue_trial, with the configuration among the system attributes: bookkeeping
+        # that optuna-dashboard does not show among the trial's user attributes
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            system_attrs={FIXED_PARAMS_KEY: dict(values), CONFIG_KEY: config}))
     while True:
         trial = study.ask()
-        if trial.user_attrs.get("ns_config") == config:
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if any(t.number == trial.number and _config_of(t) == config for t in running):
             return trial
         # never expected: a queued trial of another configuration; it never runs
         trial.set_user_attr("ns_unused", f"queued for configuration {config} too late")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _config_of(trial: optuna.trial.FrozenTrial) -> Any:
+    """The stage configuration a queued trial is for (a user attribute in databases of
+    older numsweep versions)."""
+    return trial.system_attrs.get(CONFIG_KEY, trial.user_attrs.get(CONFIG_KEY))
+
+
+def _internal(trial: optuna.trial.FrozenTrial, key: str, default: Any) -> Any:
+    """numsweep's bookkeeping of a trial: a system attribute (a user one before)."""
+    return trial.system_attrs.get(key, trial.user_attrs.get(key, default))
 
 
 def propose(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
@@ -321,7 +346,8 @@ def pruner_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     under :data:`FIXED_PARAMS_KEY`. ``tests/sweeps/test_optuna_bridge.py`` fails loudly when
     an Optuna release changes either.
     """
-    return {k: v for k, v in trial.system_attrs.items() if not k.startswith(FIXED_PARAMS_KEY)}
+    return {k: v for k, v in trial.system_attrs.items()
+            if not k.startswith((FIXED_PARAMS_KEY, "ns_"))}
 
 
 def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapping[str, Any],
@@ -329,7 +355,9 @@ def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapp
                objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> None:
     """Add the stage's reused trials (numsweep trial records) to the study as complete."""
     with quiet():
-        have = {t.user_attrs.get("ns_trial_id") for t in study.get_trials(deepcopy=False)}
+        have = {t.user_attrs.get(TRIAL_ID_ATTR) if t.user_attrs.get("reused") else
+                t.user_attrs.get("ns_trial_id")  # written by older numsweep versions
+                for t in study.get_trials(deepcopy=False)}
         distributions = {k: distribution(p) for k, p in space.items()}
         for t in reused:
             if t.id in have:
@@ -344,10 +372,10 @@ def add_reused(study: optuna.Study, space: Mapping[str, ParamSpace], fixed: Mapp
             study.add_trial(optuna.trial.create_trial(
                 params=values, distributions={k: distributions[k] for k in values},
                 values=list(scores),
-                user_attrs={"ns_trial_id": t.id, "reused": True,
-                            **trial_user_attrs(t.id, t.metrics, {
+                # numsweep's id first, as for every trial: the dashboard lists them in order
+                user_attrs={**trial_user_attrs(t.id, t.metrics, {
                                 **{k: v for k, v in t.params.items() if k in fixed},
-                                "seed": t.seed})}))
+                                "seed": t.seed}), "reused": True}))
 
 
 # What a study records about each trial
@@ -359,7 +387,7 @@ def trial_user_attrs(trial_id: int, metrics: Mapping[str, float],
     beside its searched parameters): numsweep's trial id, its metrics and the parameters
     given (``param_NAME``; the caller passes the fixed ones). Add a key here to show it in
     the dashboard."""
-    out: dict[str, Any] = {"numsweep_trial_id": trial_id}
+    out: dict[str, Any] = {TRIAL_ID_ATTR: trial_id}
     for name in METRIC_ATTRS:
         value = metrics.get(name)
         if value is not None and np.isfinite(value):
@@ -421,9 +449,10 @@ def keep_outcome(study: optuna.Study, storage: optuna.storages.BaseStorage, numb
             for key, value in attrs.items():
                 storage.set_trial_user_attr(trial_id, key, value)
             if reports:
-                storage.set_trial_user_attr(trial_id, "ns_reports", [list(r) for r in reports])
+                storage.set_trial_system_attr(trial_id, "ns_reports",
+                                              [list(r) for r in reports])
             if kept:
-                storage.set_trial_user_attr(trial_id, "ns_system_attrs", kept)
+                storage.set_trial_system_attr(trial_id, "ns_system_attrs", kept)
     except optuna.exceptions.UpdateFinishedTrialError:
         pass
 
@@ -445,15 +474,16 @@ def tell(study: optuna.Study, storage: optuna.storages.BaseStorage,
     states = {s.state for s in records}
     try:
         with quiet():
-            storage.set_trial_user_attr(trial_id, "ns_trial_ids", [s.trial_id for s in records])
+            storage.set_trial_system_attr(trial_id, "ns_trial_ids",
+                                          [s.trial_id for s in records])
             if len(records) == 1 and len(study.directions) == 1:
-                steps = curve_values(frozen.user_attrs.get("ns_reports", []), curve)
+                steps = curve_values(_internal(frozen, "ns_reports", []), curve)
                 for step, value in steps.items():
                     # set_trial_intermediate_value overwrites: a value an earlier attempt
                     # reported while it ran (report_running) becomes the final run's
                     if frozen.intermediate_values.get(step) != value:
                         storage.set_trial_intermediate_value(trial_id, step, value)
-                for key, value in frozen.user_attrs.get("ns_system_attrs", {}).items():
+                for key, value in _internal(frozen, "ns_system_attrs", {}).items():
                     storage.set_trial_system_attr(trial_id, key, value)
             if values is not None:
                 study.tell(number, [float(v) for v in values], skip_if_finished=True)

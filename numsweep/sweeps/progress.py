@@ -1,9 +1,11 @@
 """The live progress display of a sweep (rich): per stage the trials done, running, pruned and
 failed and the best val_acc so far; under it each running trial's update count and latest
 val_acc (from its curve points, as they are measured); elapsed time, time left, and the
-planner's estimate against the measured time of the finished trials. Trials are named by their
-database id (what ``numsweep trials``, ``--trial`` and ``trial rerun`` take); the table leaves
-out its least needed columns rather than cut them when the terminal is narrow.
+planner's estimate against the measured time of the finished trials (both train+eval seconds
+per trial, a grouped trial's its share of the group's, summed over the stage:
+docs/numbers.md). Trials are named by their database id (what ``numsweep trials``,
+``--trial`` and ``trial rerun`` take); the table leaves out its least needed columns rather
+than cut them when the terminal is narrow.
 
 Without a terminal (output to a file or a pipe) nothing is redrawn: a line per finished trial,
 and a line per curve point of a running trial, at most one per trial every
@@ -158,9 +160,7 @@ class SweepProgress:
                     return
                 val = ("" if event.val_acc is None or math.isnan(event.val_acc)
                        else f" val_acc {event.val_acc:.4f}")
-                timing = "" if event.seconds is None else f" in {event.seconds:.1f} s"
-                if event.estimate is not None:
-                    timing += f" (estimated {event.estimate:.1f} s)"
+                timing = _timing(event)
                 note = f" ({event.message})" if event.message else ""
                 self.live.console.print(f"{event.stage} {_trial(event)} "
                                         f"{state.lower()}{val}{timing}{note}")
@@ -183,19 +183,20 @@ class SweepProgress:
                                     + _val(trial.val_acc), highlight=False)
 
     def eta(self) -> float:
-        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a trial
-        of a fused group measures the group's time: / jobs x group size). Before any trial
-        ended, the seconds per trial are those the running trials' curve points foretell."""
+        """Seconds left: remaining trials x mean measured seconds per trial / jobs (a grouped
+        trial measures its share of its group's time, so K trials in a group take K shares
+        of one job's time, as K lone trials would take K times theirs). Before any trial
+        ended, the seconds per trial are those the running trials' curve points foretell
+        (a grouped trial's as its share: the group's time over the stage's group size)."""
         measured = [s for st in self.stages.values() for s in st.measured]
         left = sum(max(0, st.planned - st.finished) for st in self.stages.values())
         if not left:
             return 0.0  # such as a resumed sweep that had finished
         if not measured:
-            measured = [p for t in self.running.values() if (p := t.projected()) is not None]
+            measured = [p / max(1, self.stages[t.stage].group_size) if t.stage in self.stages
+                        else p for t in self.running.values() if (p := t.projected()) is not None]
         if not measured:
             return math.nan
-        left = sum(max(0, st.planned - st.finished) / max(st.group_size, 1)
-                   for st in self.stages.values())
         return left * (sum(measured) / len(measured)) / self.jobs
 
     def rows(self) -> list[dict[str, str]]:
@@ -265,6 +266,17 @@ def _updates(trial: _Trial, *, bare: bool = False) -> str:
 
 def _val(val_acc: float | None) -> str:
     return "" if val_acc is None or math.isnan(val_acc) else f" val_acc {val_acc:.4f}"
+
+
+def _timing(event: TrialEvent) -> str:
+    """`` in 21.3 s train+eval (estimated 17.4 s; shared by a group of 8)``: the trial's
+    measured seconds beside the estimate of the same quantity."""
+    if event.seconds is None:
+        return ""
+    notes = [f"estimated {event.estimate:.1f} s"] if event.estimate is not None else []
+    if event.group_size > 1:
+        notes.append(f"shared by a group of {event.group_size}")
+    return f" in {event.seconds:.1f} s train+eval" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _trial(event: TrialEvent) -> str:

@@ -140,6 +140,7 @@ from numsweep.sweeps.worker import (
     PruneSnapshot,
     TrialOutcome,
     TrialTask,
+    absolute_data,
     worker_name,
 )
 
@@ -175,14 +176,17 @@ class TrialEvent:
     state: TrialState | None = None
     val_acc: float | None = None
     message: str = ""
-    estimate: float | None = None  # the planner's estimate of the trial's seconds
-    seconds: float | None = None  # measured wall-clock seconds (finished)
+    # the trial's train_seconds + eval_seconds, what the planner estimates; for a trial of
+    # a fused group its even share of the group's (group_size trials): see docs/numbers.md
+    estimate: float | None = None  # the planner's estimate of it ("started", "finished")
+    seconds: float | None = None  # as measured ("finished"; None without a result)
     planned: int = 0  # trials the stage plans to run ("stage")
     reused: int = 0  # earlier trials the stage reuses ("stage")
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
     trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
     jobs: int | None = None  # trials this process runs at once ("stage")
-    group_size: int = 1  # trials trained together at most ("stage"); 1: one at a time
+    group_size: int = 1  # trials trained together at most ("stage"), or the finished
+    # trial's group ("finished"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
     step: int | None = None  # the update of its latest curve point ("point")
     total: int | None = None  # the updates it plans ("point")
@@ -204,6 +208,14 @@ class StageSummary:
 
 EventHandler = Callable[[TrialEvent], None]
 Estimator = Callable[[TrialSpec], float]
+
+
+def trial_seconds(outcome: TrialOutcome) -> float | None:
+    """A finished trial's measured seconds as the planner estimates them: its train_seconds
+    + eval_seconds (a grouped trial's share of its group's); None without a result."""
+    if outcome.result is None:
+        return None
+    return outcome.result.train_seconds + outcome.result.eval_seconds
 
 
 def trial_seed(sweep_seed: int, stage_index: int, number: int, replicate: int = 0) -> int:
@@ -339,7 +351,7 @@ class SweepRunner:
         self.pending: list[tuple[_Running, TrialSpec, PruneSnapshot | None]] = []
         self.spec = spec
         self.storage = storage
-        self.data_source = data_source
+        self.data_source = absolute_data(data_source)  # stored: found from any folder
         self.jobs = jobs or 1
         self.auto_jobs = jobs is None  # dask: as many as the cluster has threads
         self.threads = threads if threads is not None else DEFAULT_THREADS
@@ -379,8 +391,8 @@ class SweepRunner:
             raise SweepSpecError(
                 f"sweep {spec.name!r} already has {storage.count_trials(existing[0].id)} trials "
                 f"in {storage.shown_url}; continue it with `numsweep sweep resume "
-                f"{shlex.quote(spec.name)}` or "
-                f"run it under another name (name=NEW)")
+                f"{shlex.quote(spec.name)}`, run it under another name (name=NEW), or start "
+                f"over after `numsweep sweep delete {shlex.quote(spec.name)}`")
         if not self.resume and existing and existing[0].spec != self._stored():
             storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
@@ -512,7 +524,7 @@ class SweepRunner:
         trials = self._source_trials([source], objectives)
         top = self._top_trials(trials, objectives, stage.narrow.top_k)
         space, note = narrow_space(space, [t.params for t in top], self.spaces[source],
-                                   stage.narrow.widen, source)
+                                   stage.narrow.widen, source, available=len(trials))
         if len(objectives) > 1 and top:
             note = (f"the {len(top)} trials on the Pareto front of {source} "
                     f"({describe(objectives)}; ids {', '.join(str(t.id) for t in top)}): "
@@ -585,27 +597,24 @@ class SweepRunner:
             listed = {json.dumps(entry_values(space, c, fixed), sort_keys=True) for c in queue}
             queue += [p for p, k in zip(points, keys, strict=True)
                       if k not in taken and k not in listed]
-            total = len(queue) + len(reused)
-            total = total if stage.n_trials is None else min(total, stage.n_trials)
-            queue = queue[: max(0, total - len(reused))]
-        elif stage.sampler not in ("list", "best"):
+            # n_trials counts new trials: the reused ones come on top
+            queue = queue if stage.n_trials is None else queue[: stage.n_trials]
+        elif stage.sampler not in ("list", "best") and stage.warm_start is not None:
             assert stage.n_trials is not None
-            reused = reused[: stage.n_trials]
-            if stage.warm_start is not None:
-                warm, warm_note = warm_configs(
-                    stage.warm_start, self.storage, space, fixed,
-                    self.spec.stage_objectives(stage),
-                    room=stage.n_trials - len(reused) - len(queue),
-                    taken_already=[config_key(space, c, fixed) for c in queue])
-                queue += warm
-                note = (note + "; " if note else "") + warm_note
+            warm, warm_note = warm_configs(
+                stage.warm_start, self.storage, space, fixed,
+                self.spec.stage_objectives(stage), room=stage.n_trials - len(queue),
+                taken_already=[config_key(space, c, fixed) for c in queue])
+            queue += warm
+            note = (note + "; " if note else "") + warm_note
         n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
-                     else max(0, (stage.n_trials or 0) - len(reused)))
+                     else stage.n_trials or 0)
         queue = queue[:n_configs]
         if reused:
             note = (note + "; " if note else "") + (
                 f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
-                f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)})")
+                f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)}) "
+                f"and trains {n_configs * stage.replicates} new")
         plan = StagePlan(
             space={k: p.to_dict() for k, p in space.items()}, fixed=dict(stage.fixed),
             planned=n_configs * stage.replicates, reused=tuple(t.id for t in reused),
@@ -1054,15 +1063,15 @@ class SweepRunner:
         if state is None:
             self.notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                                    message="taken for lost meanwhile: result not kept",
-                                   seconds=time.monotonic() - job.started,
                                    trial_id=job.trial_id))
             return
         self.finished += 1
         val = outcome.result.val_acc if outcome.result else None
         message = outcome.error or (outcome.result.message if outcome.result else "")
         self.notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                               estimate=job.estimate, seconds=time.monotonic() - job.started,
-                               trial_id=job.trial_id))
+                               estimate=job.estimate, seconds=trial_seconds(outcome),
+                               trial_id=job.trial_id,
+                               group_size=outcome.group[1] if outcome.group else 1))
 
     def _told_values(self, records: Sequence[SlotRecord], objectives: Sequence[Objective]
                      ) -> tuple[float, ...] | None:
@@ -1185,12 +1194,13 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     with starting(storage, spec.name, worker_name()):  # two at once: the second is refused
         if any(s.name == spec.name for s in storage.list_sweeps()):
             raise SweepSpecError(f"sweep {spec.name!r} already exists in {storage.shown_url}; "
-                                 f"continue it with `numsweep worker {shlex.quote(spec.name)}` "
-                                 f"or use another name (name=NEW)")
+                                 f"continue it with `numsweep worker {shlex.quote(spec.name)}`, "
+                                 f"use another name (name=NEW), or start over after "
+                                 f"`numsweep sweep delete {shlex.quote(spec.name)}`")
         # Optuna's tables, before workers race to make them
         optuna_storage(storage.engine_url, storage.db_wait)
         return storage.get_or_create_sweep(
-            spec.name, {**spec.to_dict(), "data": data_source,
+            spec.name, {**spec.to_dict(), "data": absolute_data(data_source),
                         "threads": threads if threads is not None else DEFAULT_THREADS,
                         "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
                         "keep_weights": check_policy(keep_weights)},

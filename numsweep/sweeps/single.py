@@ -32,7 +32,13 @@ from numsweep.sweeps.kept import (
 from numsweep.sweeps.live import DirectPoints, store_points
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
-from numsweep.sweeps.worker import TrialOutcome, TrialTask, cached_dataset, execute
+from numsweep.sweeps.worker import (
+    TrialOutcome,
+    TrialTask,
+    absolute_data,
+    cached_dataset,
+    execute,
+)
 
 RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 """The metrics a rerun compares with the original's."""
@@ -41,9 +47,7 @@ RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
 def data_setup(data_source: str | None) -> dict[str, Any]:
     """The ``setup`` stored with a single trial: its data source, a path made absolute so
     that a rerun from another folder finds it (None: CIFAR-10 downloaded into the cache)."""
-    if data_source is not None and Path(data_source).exists():
-        data_source = str(Path(data_source).resolve())
-    return {"data": data_source}
+    return {"data": absolute_data(data_source)}
 
 
 def run_single(trial_spec: TrialSpec, storage: Storage, *, data_source: str | None,

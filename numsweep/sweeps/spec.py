@@ -340,13 +340,15 @@ class SweepSpec:
         """Apply ``key=value``, ``stage.key=value`` and ``space.name.key=value`` overrides.
 
         ``key`` is ``name``, ``seed``, ``description``, ``dataset``, ``epochs`` or a
-        parameter: a parameter becomes
-        fixed (and is no longer searched). ``stage.key`` sets a stage key (``n_trials``,
+        parameter: a parameter becomes fixed in every stage, replacing a stage's own fixed
+        value (and is no longer searched). ``stage.key`` (applied after the plain keys, so
+        it wins in its stage) sets a stage key (``n_trials``,
         ``sampler``, ``time_budget``, ``replicates``, ``pruner``, ...) or a parameter fixed in
         that stage. Values are TOML literals or plain text.
         """
         raw = self.to_dict()
-        for key, value in overrides.items():
+        # a plain KEY first, so that a STAGE.KEY given beside it wins in that stage
+        for key, value in sorted(overrides.items(), key=lambda kv: "." in kv[0]):
             _apply_override(raw, key, value, self.origin)
         return parse_spec(raw, self.origin)
 
@@ -381,6 +383,8 @@ def _apply_override(raw: dict[str, Any], key: str, value: str, origin: str) -> N
                                    "or edit the spec")
                     del raw["space"][entry]
             raw["fixed"][key] = value
+            for stage in raw["stages"]:  # the command line is what was asked for last
+                stage.get("fixed", {}).pop(key, None)
         else:
             raise fail(f"unknown parameter {key!r}")
         return

@@ -114,6 +114,15 @@ _DATASETS: dict[str | None, Dataset] = {}
 """The datasets this process loaded (the last two sources)."""
 
 
+def absolute_data(source: str | None) -> str | None:
+    """A data path made absolute, as it is stored (with a sweep or a trial), so that
+    ``resume``, ``worker`` and ``trial rerun`` started from another folder find it. None
+    (CIFAR-10 downloaded into the cache) and a path that does not exist stay as they are."""
+    if source is not None and Path(source).exists():
+        return str(Path(source).resolve())
+    return source
+
+
 def cached_dataset(source: str | None, *, progress: Any = None) -> Dataset:
     """The dataset at ``source``, loaded once per process (the command line's check of the
     data, the planner's calibration and the sweep's data share take the same copy: a

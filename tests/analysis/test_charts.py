@@ -88,6 +88,47 @@ def test_bars_time_is_lower_is_better_and_top_limits(demo_db: str) -> None:
     assert list(by_f["config"]) == ["f=2", "f=4", "f=8"]
 
 
+def _grouped_trials() -> pd.DataFrame:
+    """Eight lam values: trials 1-4 one fused group, 5-7 another, 8 alone; the shares of a
+    group differ only in the last digits (the noise the charts must not rank)."""
+    frame = pd.DataFrame({
+        "trial_id": pd.array(range(1, 9), dtype="Int64"), "stage": "coarse",
+        "state": "COMPLETE", "lam": [10.0 ** -k for k in range(1, 9)],
+        "train_seconds": [21.27, 21.31, 21.45, 21.30, 30.0, 30.02, 30.01, 12.0],
+        "test_acc": [0.40, 0.45, 0.50, 0.42, 0.30, 0.52, 0.31, 0.20],
+        "group_id": pd.array([1, 1, 1, 1, 5, 5, 5, None], dtype="Int64"),
+        "group_size": pd.array([4, 4, 4, 4, 3, 3, 3, None], dtype="Int64")})
+    frame.attrs.update(params=["lam"], metrics=["train_seconds", "test_acc"])
+    return frame
+
+
+def test_a_time_chart_takes_the_trials_of_one_group_as_one_measurement() -> None:
+    data = bar_data(_grouped_trials(), "train_seconds")
+    assert list(data["count"]) == [1, 1, 1]  # two groups and a lone trial: three bars
+    assert list(data["shared_by"]) == [1, 4, 3]  # fastest first
+    assert data["config"].iloc[2].endswith("(3 configurations) (shared by a group of 3)")
+    assert data["mean"].iloc[1] == pytest.approx(np.mean([21.27, 21.31, 21.45, 21.30]))
+    ax = draw_bars(data, "train_seconds")
+    assert "shared evenly" in ax.get_title()
+    # one group alone: one measurement, so no "best" among its equal shares
+    one = bar_data(_grouped_trials().iloc[:4], "train_seconds")
+    assert len(one) == 1 and not one["best"].any()
+    # accuracy stays one bar per configuration
+    assert len(bar_data(_grouped_trials(), "test_acc")) == 8
+
+
+def test_the_pareto_front_has_one_point_per_group_time() -> None:
+    data = pareto_data(_grouped_trials())
+    front = data[data["on_front"]]
+    # the lone fast trial, then the best of group 1 (21.33 s, 50%), then of group 5 (52%)
+    assert list(front["trial_id"]) == [8, 3, 6]
+    shares = data[data["trial_id"].isin([1, 2, 3, 4])]["train_seconds"]
+    assert shares.nunique() == 1
+    assert front["label"].iloc[1].endswith("(group of 4)")
+    ax = draw_pareto(data)
+    assert "share its time evenly" in ax.get_xlabel()
+
+
 def test_labels_read_like_the_course() -> None:
     frame = pd.DataFrame({"f": [4], "nf": [10], "nh": [50], "lam": [0.00123], "number": [0]})
     assert config_labels(frame, ["f", "nf", "nh"]).iloc[0] == "f=4, nf=10, nh=50"

@@ -48,6 +48,9 @@ def test_curves_and_stages(demo_db: str) -> None:
     assert list(curves.columns) == ["trial_id", "step", "split", "loss", "cost", "acc", "lr"]
     assert len(curves) == 5 * 11 * 2 and set(curves["split"]) == {"train", "val"}
     assert load_curves(demo_db, []).empty
+    missing = max(int(i) for i in load_trials(demo_db)["trial_id"]) + 1
+    with pytest.raises(StorageError, match=rf"no trial with id {missing + 1}, {missing + 2} "):
+        load_curves(demo_db, [int(ids.iloc[0]), missing + 1, missing + 2])
     record, stages = load_stages(demo_db, "lambda")
     assert record.name == "lambda" and [s.name for s in stages] == ["coarse", "fine"]
     assert stages[0].space["lam"]["grid"] == 5

@@ -219,3 +219,53 @@ def test_markdown_escapes_what_html_escapes(tmp_path: Path) -> None:
         assert raw not in text  # was: passed through to the Markdown as HTML and a link
     assert "# Sweep &lt;img src=x onerror=alert(1)&gt; \\*bold\\* \\[link\\](http://x)" in text
     assert "&lt;b&gt;s&lt;/b&gt;\\|x" in text
+
+
+def test_a_stage_best_is_chosen_by_one_rule_reused_trials_included(tmp_path: Path) -> None:
+    """The report names the stage's best as `sweep show` and the run's summary do: the best
+    of its own complete trials and those it reuses (here a coarse trial beats fine's own)."""
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sweep = storage.get_or_create_sweep("r", {"name": "r", "seed": 0}, seed=0)
+    space = {"lam": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True, "grid": 3}}
+    coarse = storage.get_or_create_stage(sweep.id, 0, "coarse", "grid", {"space": space})
+    rng = np.random.default_rng(0)
+    ids = [_trial(storage, sweep.id, coarse.id, n, {"lam": lam}, acc, rng)
+           for n, (lam, acc) in enumerate([(1e-5, 0.30), (1e-3, 0.4020), (1e-1, 0.20)])]
+    fine = storage.get_or_create_stage(sweep.id, 1, "fine", "random",
+                                       {"space": space, "reused": [ids[1]], "planned": 1})
+    own = _trial(storage, sweep.id, fine.id, 3, {"lam": 2e-3}, 0.4010, rng)
+    text = build_report(storage, "r", tmp_path / "out").markdown.read_text()
+    fine_row = next(line for line in text.splitlines() if line.startswith("| 1 | fine |"))
+    assert f"40.20 (trial {ids[1]})" in fine_row and "1 complete; 1 reused" in fine_row
+    table = text.split("Best trials of stage fine")[1].split("Best trials of stage")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1].startswith(f"| {ids[1]} (reused from coarse) |")
+    assert rows[2].startswith(f"| {own} |")
+    assert StagePlan.from_dict({"space": {}, "planned": 1, "reused": [3]}).describe() \
+        .endswith("1 new trial planned; 1 earlier trial reused")
+
+
+def test_importance_ranks_only_what_the_stages_searched(tmp_path: Path) -> None:
+    """lambda-search's shape: a data seed per stage and a final stage with its own cycles
+    differ between stages only: settings, not searched, so not ranked beside lam."""
+    from numsweep.analysis.report import sweep_importance_data
+
+    storage = Storage(f"sqlite:///{tmp_path / 'i.db'}")
+    sweep = storage.get_or_create_sweep("i", {"name": "i", "seed": 0}, seed=0)
+    space = {"lam": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True, "grid": 4}}
+    rng = np.random.default_rng(0)
+    n = 0
+    for index, (name, sampler, lams) in enumerate([
+            ("coarse", "grid", [1e-5, 1e-4, 1e-3, 1e-2]), ("fine", "random", [2e-4, 5e-4]),
+            ("final", "best", [5e-4])]):
+        stage = storage.get_or_create_stage(sweep.id, index, name, sampler, {"space": space})
+        for lam in lams:
+            extra = {"cycles": 3} if name == "final" else {}
+            _trial(storage, sweep.id, stage.id, n, {"lam": lam, "data_seed": 100 + index,
+                                                    **extra},
+                   0.45 - 0.02 * (np.log10(lam) + 3) ** 2 + 0.001 * index, rng)
+            n += 1
+    trials = load_trials(storage, "i")
+    assert {"data_seed", "cycles", "lam"} <= set(charts.varying_parameters(trials))
+    data = sweep_importance_data(trials, storage.list_stages(sweep.id))
+    assert list(data["param"]) == ["lam"]

@@ -60,6 +60,20 @@ def test_train_json(runner: CliRunner, tmp_path: Path, tiny_npz: Path) -> None:
     assert json.loads(listed.stdout)[0]["trial_id"] == record["trial_id"]
 
 
+def test_the_table_of_one_trained_trial_shows_the_parameters_it_set(
+        runner: CliRunner, tmp_path: Path, tiny_npz: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    result = invoke(runner, "train", "lam=0.01", "n_train=300", "n_val=100", "batch_size=50",
+                    "cycles=1", "--db", db, "--data", tiny_npz)
+    assert result.exit_code == 0, result.output
+    table = invoke(runner, "trials", "--sweep", "train", "--db", db, "--wide").output
+    head = table.splitlines()[1]
+    for name in ("lam", "n_train", "n_val", "batch_size", "cycles"):
+        assert name in head, table
+    for name in ("eta_max", "optimizer", "data_seed"):  # defaults, and the resolved data seed
+        assert name not in head, table
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["train", "lam=-1"], "lam=-1.0 is invalid"),
     (["train", "bogus=1"], "unknown parameter 'bogus'"),
@@ -121,3 +135,26 @@ def test_trials_of_several_sweeps(runner: CliRunner, tmp_path: Path) -> None:
     assert table.exit_code == 0 and "sweep" in table.output.splitlines()[1]
     result = invoke(runner, "trials", "--sweep", "archs", "--sweep", "nope", "--db", db)
     assert result.exit_code == 1 and "no sweep named 'nope'" in result.output
+
+
+@pytest.mark.parametrize(("args", "unloaded"), [
+    (["--help"], ("pandas", "matplotlib", "sqlalchemy", "optuna", "numpy")),
+    (["sweep", "--help"], ("pandas", "matplotlib", "sqlalchemy", "optuna", "numpy")),
+    (["sweep", "list"], ("pandas", "matplotlib", "optuna", "numpy")),
+])
+def test_quick_commands_load_no_heavy_library(tmp_path: Path, args: list[str],
+                                              unloaded: tuple[str, ...]) -> None:
+    """Start-up time (benchmarks/cli_startup.py) comes from imports: these commands must
+    not load what they do not use."""
+    import subprocess
+    import sys
+
+    Storage(str(tmp_path / "q.db")).dispose()  # sweep list reads a database that exists
+    code = ("import sys\nfrom numsweep.cli import cli\n"
+            f"try:\n    cli.main({args!r} + ['--db', {str(tmp_path / 'q.db')!r}]"
+            f" if {args!r} == ['sweep', 'list'] else {args!r}, standalone_mode=False)\n"
+            "finally:\n"
+            f"    print(sorted(m for m in {unloaded!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

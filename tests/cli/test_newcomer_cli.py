@@ -86,7 +86,7 @@ def test_a_bug_is_not_hidden_as_a_one_line_error(monkeypatch: pytest.MonkeyPatch
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ValueError("a bug")
 
-    monkeypatch.setattr("numsweep.cli.find_trials", broken)
+    monkeypatch.setattr("numsweep.analysis.queries.find_trials", broken)  # the CLI calls it
     result = CliRunner().invoke(cli, ["trials", "--db", str(tmp_path / "t.db")])
     assert isinstance(result.exception, ValueError)  # a traceback, not "Error: a bug"
     assert "Error: a bug" not in result.output

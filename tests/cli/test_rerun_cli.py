@@ -46,6 +46,9 @@ def test_a_train_trial_is_rerun_on_the_data_it_was_trained_on(tmp_path: Path,
     result = invoke("trial", "rerun", "1", "--db", db)
     assert result.exit_code == 0, result.output
     assert "trial 2: same metrics as trial 1" in result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "metric\ttrial 1 (stored)\ttrial 2 (rerun)"  # headed columns
+    assert lines[1].startswith("val_acc\t")
 
 
 def test_numsweep_data_is_remembered_too(tmp_path: Path, data: Path,
@@ -58,6 +61,24 @@ def test_numsweep_data_is_remembered_too(tmp_path: Path, data: Path,
     result = invoke("trial", "rerun", "1", "--db", db)
     assert result.exit_code == 0, result.output
     assert "same metrics" in result.output
+
+
+def test_a_sweep_started_on_a_relative_data_path_is_rerun_from_another_folder(
+        tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "rel"\n[fixed]\nhidden = [8]\nn_train = 300\nn_val = 100\n'
+                    'batch_size = 50\ncycles = 1\neval_train = 100\n[space]\n'
+                    'lam = { type = "float", low = 1e-4, high = 1e-2, log = true, grid = 1 }\n'
+                    '[[stages]]\nname = "g"\nsampler = "grid"\n')
+    db = tmp_path / "rel.db"
+    monkeypatch.chdir(tmp_path)
+    result = invoke("sweep", "run", "s.toml", "--data", "mine.npz", "--db", db, "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert Storage(str(db)).get_sweep("rel").spec["data"] == str(data.resolve())
+    monkeypatch.chdir("/")
+    result = invoke("trial", "rerun", "1", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "same metrics as trial 1" in result.output
 
 
 def test_gone_data_is_one_line_naming_it_and_stores_no_failed_trial(tmp_path: Path,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,31 @@ def test_md5_mismatch_is_one_line_and_keeps_nothing(tmp_path: Path, http_folder)
     assert list(cache.iterdir()) == []
     with pytest.raises(DataError, match=r"cannot download .*missing\.tar\.gz.*404"):
         download(f"{base}/missing.tar.gz", cache, md5=None)
+
+
+def test_a_failed_download_says_what_to_pass_instead(tmp_path: Path) -> None:
+    from numsweep.engine.data import download
+
+    # nothing listens on port 9 of this machine: as a download while offline fails
+    with pytest.raises(DataError) as err:
+        download("http://127.0.0.1:9/cifar-10-python.tar.gz", tmp_path, md5=None)
+    message = str(err.value)
+    assert message.startswith("cannot download http://127.0.0.1:9/cifar-10-python.tar.gz: ")
+    assert "--data (or NUMSWEEP_DATA)" in message and "cifar-10-python.tar.gz" in message
+    assert "\n" not in message
+
+
+def test_a_folder_of_npz_files_names_them_and_what_to_pass(tmp_path: Path,
+                                                           tiny_npz: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(tiny_npz, folder / "cifar10.npz")
+    with pytest.raises(DataError) as err:
+        load_dataset(folder)
+    message = str(err.value)
+    assert f"but cifar10.npz: pass one of them (--data {folder / 'cifar10.npz'}" in message
+    assert "NUMSWEEP_DATA" in message and 'dataset = "cifar10"' in message
+    assert "\n" not in message
 
 
 def test_official_archive_name_is_md5_checked_and_bad_archives_named(

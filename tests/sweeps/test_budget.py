@@ -75,6 +75,22 @@ def test_plan_shrinks_trials_and_grid_to_fit_the_budget() -> None:
     assert "fits" in small.lines[0] and "default speed guess" in small.lines[0]
 
 
+def test_plan_keeps_enough_grid_points_for_a_later_stage_to_narrow() -> None:
+    spec = parse_spec({"name": "p", "fixed": {"n_train": 10000, "n_s": 100, "cycles": 1},
+                       "space": {"lam": {"low": 1e-5, "high": 1e-1, "log": True, "grid": 8}},
+                       "stages": [{"name": "coarse", "sampler": "grid"},
+                                  {"name": "fine", "sampler": "random", "n_trials": 12,
+                                   "narrow": {"from": "coarse", "top_k": 3, "widen": 1}}]},
+                      "<t>")
+    model = CostModel(1e-9, 0, CIFAR)
+    per_trial = model.seconds(TrialSpec(n_train=10000, n_s=100, cycles=1))
+    small = plan(spec, 4 * per_trial / 2, model, jobs=2)
+    # the best 3 of 6 points widened by a step each side span 4 of 5 steps: still narrower
+    assert small.spec.space["lam"].grid == 6
+    assert "grids kept at 6 points or more (fine narrows around the best 3 of coarse" \
+        in small.lines[0]
+
+
 def test_plan_lines_count_one_trial_and_one_job_in_the_singular() -> None:
     spec = parse_spec({"name": "p", "fixed": {"n_train": 1000, "n_s": 10, "cycles": 1},
                        "space": {"lam": {"low": 1e-5, "high": 1e-1, "log": True, "grid": 4}},

@@ -150,6 +150,12 @@ def test_sweep_gc_removes_what_the_policy_no_longer_keeps(tmp_path: Path,
     assert kept_ids(root, "gc") == kept_trials(trials, "best", ["final"])
     result = invoke("sweep", "gc", "gc", "--keep-weights", "none", "--db", db)
     assert kept_ids(root, "gc") == set()
+    # the network is gone because gc removed it, not because of the policy it ran with
+    gone = CliRunner().invoke(cli, ["evaluate", str(trials[0].id), "--db", db])
+    assert gone.exit_code == 1, gone.output
+    [line] = gone.output.strip().splitlines()
+    assert "ran with --keep-weights all, which keeps it: it was removed since " \
+        "(`numsweep sweep gc` with another --keep-weights" in line
 
 
 def test_numsweep_train_keeps_its_network_in_the_checkpoint_dir(tmp_path: Path,
@@ -203,3 +209,16 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_any_trial(tmp_path: P
         assert result.output.strip() == (f"Error: checkpoint folder {folder} is not a folder"
                                          f"{why}; give --checkpoint-dir a folder")
     assert Storage(db).get_trials() == []  # was: a FAILED trial (NotADirectoryError)
+
+
+def test_the_default_checkpoint_folder_is_ignored_by_git() -> None:
+    """`numsweep sweep run` in a checkout leaves numsweep.db.checkpoints/ beside numsweep.db:
+    neither is something to commit."""
+    import fnmatch
+
+    from numsweep.sweeps.kept import default_checkpoint_dir
+
+    patterns = (Path(__file__).parents[2] / ".gitignore").read_text().split()
+    folder = default_checkpoint_dir("sqlite:///numsweep.db").name
+    assert any(p.endswith("/") and fnmatch.fnmatch(folder, p.rstrip("/")) for p in patterns)
+    assert any(fnmatch.fnmatch("numsweep.db", p) for p in patterns)

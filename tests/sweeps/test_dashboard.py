@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from numsweep.storage import Storage, TrialState
+from numsweep.sweeps.optuna_bridge import TRIAL_ID_ATTR
 from tests.sweeps.test_durable import (
     TIMEOUT,
     finish,
@@ -33,7 +34,7 @@ from tests.sweeps.test_live import live_spec, stopped_with_points, study_trial, 
 DASHBOARD = shutil.which("optuna-dashboard")
 pytestmark = pytest.mark.skipif(DASHBOARD is None, reason="optuna-dashboard is not installed "
                                                           "(pip install 'numsweep[test]')")
-SHOWN = ("numsweep_trial_id", "test_acc", "train_acc", "train_seconds", "eval_seconds",
+SHOWN = (TRIAL_ID_ATTR, "test_acc", "train_acc", "train_seconds", "eval_seconds",
          "param_count", "updates", "param_n_train", "param_seed", "param_cycles")
 
 
@@ -80,9 +81,12 @@ def test_the_dashboard_shows_a_sweep_run_by_two_workers(tmp_path: Path, tiny_npz
             assert trials and not [t for t in trials if t["state"] == "Fail"], \
                 [(t["number"], t["state"], t["user_attrs"]) for t in trials]
             for t in trials:
+                # numsweep's id first, none of its bookkeeping (ns_*) among what is shown
+                assert t["user_attrs"][0]["key"] == TRIAL_ID_ATTR, t["user_attrs"]
+                assert not [a for a in t["user_attrs"] if a["key"].startswith("ns_")]
                 attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
                 assert set(SHOWN) <= set(attrs), (name, t["number"], sorted(attrs))
-                seen.add(int(attrs["numsweep_trial_id"]))
+                seen.add(int(attrs[TRIAL_ID_ATTR]))
                 if t["state"] == "Complete":
                     assert len(t["intermediate_values"]) >= 3, (name, t["number"])
         assert ids <= seen  # every numsweep trial is in a study

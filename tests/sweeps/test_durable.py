@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from numsweep.cli import cli
 from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps import create_sweep, parse_spec, resume_sweep, run_sweep
+from numsweep.sweeps.optuna_bridge import TRIAL_ID_ATTR
 
 TIMEOUT = 240  # seconds: a 2-core CI machine may run other work at the same time
 
@@ -35,8 +36,8 @@ FIXED = {"hidden": [8], "n_train": 200, "n_val": 50, "batch_size": 50, "eval_tra
 def spec_dict(name: str, n_trials: int, cycles: int = 2, grid: int = 4,
               reuse: bool = False, **fixed: object) -> dict:
     """A grid stage, then a TPE stage narrowed around its best trials (a stage transition
-    that needs the grid finished) with a pruner-free lag; ``reuse`` counts the grid trials
-    inside the narrowed range towards its ``n_trials``."""
+    that needs the grid finished) with a pruner-free lag; ``reuse``: the grid trials inside
+    the narrowed range are its trials too, beside its ``n_trials`` new ones."""
     return {"name": name, "seed": 7, "fixed": {**FIXED, "cycles": cycles, **fixed},
             "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
             "stages": [{"name": "coarse", "sampler": "grid"},
@@ -343,14 +344,15 @@ def test_two_concurrent_resumes_split_the_work(tmp_path: Path, tiny_npz: Path) -
     assert all(code == 0 for code, _, _ in results), [err[-600:] for _, _, err in results]
     assert_each_planned_trial_complete_once(storage, "split")
     _, fine = storage.list_stages(storage.get_sweep("split").id)
-    assert fine.space["reused"] and fine.space["planned"] == 16 - len(fine.space["reused"])
+    assert fine.space["reused"] and fine.space["planned"] == 16  # new ones; reused on top
     trials = storage.get_trials("split")
     assert len(trials) == 4 + fine.space["planned"]  # nothing ran twice, no second attempt
     ran_by = Counter(t.worker.rpartition(":")[2] for t in trials)
     assert set(ran_by) == {str(p.pid) for p in procs}, ran_by  # both did part of it
     # the reused grid trials went into the fine stage's study once, whoever added them
     study = optuna.load_study(study_name="split/fine", storage=url)
-    added = [t.user_attrs["ns_trial_id"] for t in study.trials if "ns_trial_id" in t.user_attrs]
+    added = [t.user_attrs[TRIAL_ID_ATTR] for t in study.trials
+             if t.user_attrs.get("reused")]
     assert sorted(added) == sorted(fine.space["reused"])
 
 

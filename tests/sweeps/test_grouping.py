@@ -230,3 +230,22 @@ def test_a_lone_trial_is_one_trial_in_the_grouping_words() -> None:
     assert one.grouping.startswith("1 trial one at a time")
     two = StageReport("final", "best", plan, "", {"COMPLETE": 2}, None, groups={7: 1, 8: 1})
     assert two.grouping.startswith("2 trials one at a time")
+
+
+def test_a_finished_trial_reports_its_stored_train_and_eval_seconds_and_its_group(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """The progress line's time is the one the trial stores and the planner estimates (its
+    share of the group's), not the group's wall time since it was queued."""
+    spec = make([{"name": "grid", "sampler": "grid"}])
+    storage = db(tmp_path, "seconds")
+    events: list[Any] = []
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=4,
+              estimate=lambda _spec: 1.0, on_event=events.append)
+    finished = {e.trial_id: e for e in events if e.kind == "finished"}
+    trials = storage.get_trials("g")
+    assert len(finished) == len(trials) == 4
+    for t in trials:
+        event = finished[t.id]
+        assert event.seconds == pytest.approx(t.metrics["train_seconds"]
+                                              + t.metrics["eval_seconds"])
+        assert event.group_size == 4 and event.estimate == 1.0

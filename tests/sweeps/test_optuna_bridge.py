@@ -17,6 +17,7 @@ from numsweep.sweeps.optuna_bridge import (
     FIXED_PARAMS_KEY,
     METRIC_ATTRS,
     OBJECTIVE,
+    TRIAL_ID_ATTR,
     pruner_state,
     queued_trial,
     quiet,
@@ -54,10 +55,18 @@ def test_optuna_private_behaviour_numsweep_relies_on_still_holds() -> None:
 
 def test_a_queued_trial_left_by_a_dead_process_is_taken_not_doubled() -> None:
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"x": 0.25}, user_attrs={"ns_config": 3})  # then the process died
+    study.enqueue_trial({"x": 0.25}, user_attrs={"ns_config": 3})  # older numsweep, died
     trial = queued_trial(study, {"x": 0.25}, 3)
     assert trial.suggest_float("x", 0.0, 1.0) == 0.25
     assert len(study.get_trials()) == 1
+    # one left by this version: the configuration kept out of the user attributes
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING,
+        system_attrs={"fixed_params": {"x": 0.5}, "ns_config": 4}))
+    trial = queued_trial(study, {"x": 0.5}, 4)
+    assert trial.suggest_float("x", 0.0, 1.0) == 0.5
+    assert len(study.get_trials()) == 2
+    assert study.get_trials()[1].user_attrs == {}
 
 
 def test_importing_numsweep_leaves_optunas_log_level_alone() -> None:
@@ -94,8 +103,11 @@ def test_the_study_is_a_full_record_of_each_trial(tmp_path: Path, tiny_npz: Path
             assert "narrow" in attrs["stage_spec"] and "lam:" in attrs["narrowing"]
         ran = [t for t in study.get_trials() if not t.user_attrs.get("reused")]
         assert ran and all(t.state is not optuna.trial.TrialState.FAIL for t in ran)
+        for t in study.get_trials():  # what the dashboard lists: numsweep's id first
+            assert next(iter(t.user_attrs)) == TRIAL_ID_ATTR, list(t.user_attrs)
+            assert not [k for k in t.user_attrs if k.startswith("ns_")], list(t.user_attrs)
         for t in ran:
-            record = trials[t.user_attrs["numsweep_trial_id"]]
+            record = trials[t.user_attrs[TRIAL_ID_ATTR]]
             for name in METRIC_ATTRS:
                 assert t.user_attrs[name] == pytest.approx(record.metrics[name])
             assert t.user_attrs["param_n_train"] == 200

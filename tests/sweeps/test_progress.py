@@ -30,7 +30,8 @@ def test_progress_counts_states_best_and_estimates() -> None:
         progress(TrialEvent("finished", "coarse", 2, TrialState.FAILED, None,
                             message="loss diverged", estimate=2.0, seconds=2.0, trial_id=52))
     text = out.getvalue()
-    assert "coarse trial 50 complete val_acc 0.4000 in 3.0 s (estimated 2.0 s)" in text
+    assert "coarse trial 50 complete val_acc 0.4000 in 3.0 s train+eval (estimated 2.0 s)" \
+        in text
     assert "coarse trial 52 failed" in text and "loss diverged" in text
     assert "1/4" in text and "0.4000" in text and "6.0" in text  # estimated 6 s, measured 6 s
 
@@ -120,10 +121,13 @@ def test_the_display_shows_the_group_size_and_counts_groups_in_the_time_left() -
     with progress:
         progress(TrialEvent("stage", "grid", planned=16, group_size=4, group_auto=True))
         progress(TrialEvent("started", "grid", 0))
-        progress(TrialEvent("finished", "grid", 0, TrialState.COMPLETE, 0.4, seconds=8.0))
-        # 15 trials left in groups of 4, each group's trial measured 8 s, 2 jobs
-        assert progress.eta() == 15 / 4 * 8.0 / 2
+        progress(TrialEvent("finished", "grid", 0, TrialState.COMPLETE, 0.4, seconds=2.0,
+                            estimate=1.5, group_size=4, trial_id=7))
+        # 15 trials left, each a 2 s share of its group's time, 2 jobs
+        assert progress.eta() == 15 * 2.0 / 2
     assert "4 (auto)" in out.getvalue() and "groups of" in out.getvalue()
+    assert "grid trial 7 complete val_acc 0.4000 in 2.0 s train+eval (estimated 1.5 s; " \
+        "shared by a group of 4)" in out.getvalue()
 
 
 def test_without_a_terminal_a_running_trial_prints_its_curve_points() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import load_spec, run_sweep
+from numsweep.sweeps.optuna_bridge import TRIAL_ID_ATTR
 
 SPEC = """
 name = "tiny"
@@ -81,7 +82,7 @@ def test_events_and_study_name_trials_by_their_database_id(spec_path: Path, tmp_
     finished = [e for e in events if e.kind == "finished"]
     assert {e.trial_id for e in finished} == ids
     assert {e.trial_id for e in events if e.kind == "started"} == ids
-    attrs = {t.user_attrs["numsweep_trial_id"]
+    attrs = {t.user_attrs[TRIAL_ID_ATTR]
              for stage in ("coarse", "fine")
              for t in optuna.load_study(study_name=f"tiny/{stage}", storage=url).get_trials()
              if not t.user_attrs.get("reused")}

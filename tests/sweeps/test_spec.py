@@ -37,6 +37,18 @@ def test_overrides_change_fixed_parameters() -> None:
     assert spec.fixed["n_train"] == 2000 and spec.fixed["cycles"] == 1
 
 
+def test_a_command_line_parameter_beats_a_stage_fixed_value_and_a_stage_one_beats_both(
+        ) -> None:
+    spec = load_spec("lambda-search", {"cycles": "1"})
+    final = spec.stage_fixed(spec.stages[2])  # the preset's final fixes cycles = 3
+    assert final["cycles"] == 1 and final["n_val"] == 1000
+    assert all(spec.stage_fixed(s)["cycles"] == 1 for s in spec.stages)
+    # whatever order they come in, STAGE.KEY wins in its stage
+    spec = load_spec("lambda-search", {"final.cycles": "4", "cycles": "1"})
+    assert spec.stage_fixed(spec.stages[2])["cycles"] == 4
+    assert spec.stage_fixed(spec.stages[0])["cycles"] == 1
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("bogus = 1\n" + BASE, "unknown key 'bogus'"),
     (BASE + "bogus = 1\n", "stages[0].bogus: unknown key"),

@@ -56,6 +56,23 @@ def test_narrowing_rule_picks_the_documented_range() -> None:
     assert space["optimizer"].choices == ("adam",)
 
 
+def test_a_narrowed_range_never_leaves_the_stage_space() -> None:
+    # three grid points, all of them "best": the widened span would run 2 decades past
+    # each end of [1e-5, 0.1]
+    lam = ParamSpace("lam", "float", low=1e-5, high=1e-1, log=True, grid=3)
+    top = [{"lam": 1e-5}, {"lam": 1e-3}, {"lam": 1e-1}]
+    space, note = narrow_space({"lam": lam}, top, {"lam": lam}, 1.0, "coarse", available=3)
+    assert (space["lam"].low, space["lam"].high) == pytest.approx((1e-5, 1e-1))
+    assert "the whole range, not narrowed" in note
+    assert note.startswith("the best 3 of coarse are all its 3 complete trials")
+    # a best value at the edge: the widened end stops at the stage's own end
+    lam8 = ParamSpace("lam", "float", low=1e-5, high=1e-1, log=True, grid=5)
+    space, note = narrow_space({"lam": lam8}, [{"lam": 1e-5}, {"lam": 1e-4}], {"lam": lam8},
+                               1.0, "coarse", available=5)
+    assert (space["lam"].low, space["lam"].high) == pytest.approx((1e-5, 1e-3))
+    assert "kept inside space.lam" in note and "all its" not in note
+
+
 def test_grid_points_never_run_twice_with_four_jobs(tmp_path: Path, tiny_npz: Path) -> None:
     spec = make([{"name": "g", "sampler": "grid"}],
                 space={"lam": {"low": 1e-4, "high": 1.0, "log": True, "grid": 4},
@@ -89,8 +106,8 @@ def _key(storage: Storage) -> list[tuple[Any, ...]]:
 def test_same_seed_same_trials_and_metrics_with_one_or_two_jobs(tmp_path: Path,
                                                                 tiny_npz: Path) -> None:
     spec = make([{"name": "r", "sampler": "random", "n_trials": 3},
-                 # 14 with 3 reused: past TPE's 10 random start-up trials
-                 {"name": "tpe", "sampler": "tpe", "n_trials": 14, "narrow": True},
+                 # 11 new and the 3 reused: past TPE's 10 random start-up trials
+                 {"name": "tpe", "sampler": "tpe", "n_trials": 11, "narrow": True},
                  {"name": "final", "sampler": "best", "fixed": {"cycles": 2}}])
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
     run_sweep(spec, one, data_source=str(tiny_npz), jobs=1)
@@ -115,7 +132,8 @@ def test_coarse_to_fine_reuses_coarse_trials_and_retrains_the_best(tmp_path: Pat
               if narrowed["low"] * (1 - 1e-9) <= t.params["lam"] <= narrowed["high"] * (1 + 1e-9)]
     assert stages[1].space["reused"] == [t.id for t in inside]
     assert len(inside) >= 2 and summaries[1].reused == len(inside)
-    assert len(fine) == 4 - len(inside)  # reused trials count towards the stage's 4
+    assert len(fine) == 4  # n_trials counts new trials; the reused come on top
+    assert "and trains 4 new" in stages[1].note
     assert not {t.params["lam"] for t in fine} & {t.params["lam"] for t in coarse}
     assert "reuses" in stages[1].note and "widened by 1 grid step" in stages[1].note
     final = storage.get_trials("t", stage="final")

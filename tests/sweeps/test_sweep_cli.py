@@ -90,3 +90,40 @@ def test_budget_prints_the_plan(tmp_path: Path, tiny_npz: Path) -> None:
                     "--db", f"sqlite:///{tmp_path / 'b.db'}", "--data", tiny_npz)
     assert result.exit_code == 0, result.output
     assert "budget 600 s: estimate" in result.output and "fits" in result.output
+
+
+def test_sweep_delete_asks_then_removes_the_sweep_its_studies_and_files(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    import optuna
+
+    from numsweep.storage import Storage
+
+    spec = tmp_path / "d.toml"
+    spec.write_text('name = "gone"\n[fixed]\nhidden = [8]\nn_train = 300\nn_val = 100\n'
+                    'batch_size = 50\ncycles = 1\neval_train = 100\n[space]\n'
+                    'lam = { type = "float", low = 1e-4, high = 1e-2, log = true, grid = 2 }\n'
+                    '[[stages]]\nname = "g"\nsampler = "grid"\n')
+    db = tmp_path / "d.db"
+    run = ["sweep", "run", spec, "--db", db, "--data", tiny_npz, "--jobs", "1"]
+    assert invoke(*run).exit_code == 0
+    assert invoke("train", "n_train=300", "n_val=100", "cycles=1", "--db", db, "--data",
+                  tiny_npz).exit_code == 0  # another sweep: left alone
+    folder = tmp_path / "d.db.checkpoints" / "gone"
+    assert list((folder / "weights").glob("*.npz"))
+    again = CliRunner().invoke(cli, [str(a) for a in run])
+    assert again.exit_code == 1 and "numsweep sweep delete gone" in again.output
+
+    answered_no = CliRunner().invoke(cli, ["sweep", "delete", "gone", "--db", str(db)],
+                                     input="n\n")
+    assert answered_no.exit_code == 1 and "2 trials" in answered_no.output
+    assert "gone" in [s.name for s in Storage(str(db)).list_sweeps()]
+
+    result = invoke("sweep", "delete", "gone", "--yes", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("deleted sweep 'gone': 2 trials")
+    storage = Storage(str(db))
+    assert [s.name for s in storage.list_sweeps()] == ["train"]
+    assert len(storage.get_trials()) == 1 and not folder.exists()
+    assert "gone/g" not in optuna.get_all_study_names(f"sqlite:///{db}")
+    assert invoke(*run).exit_code == 0  # the name starts over
+    assert [t.number for t in Storage(str(db)).get_trials("gone")] == [0, 1]
