@@ -37,7 +37,8 @@ def save(ax: Axes | Sequence[Axes], path: str | Path) -> Path:
         raise ChartError(f"{path}: unsupported chart format (use .png, .svg or .pdf)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        # tight: long labels or a two-line title that the layout could not fit stay whole
+        fig.savefig(path, dpi=150, bbox_inches="tight")
     except OSError as exc:
         raise ChartError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:

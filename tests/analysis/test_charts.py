@@ -584,3 +584,22 @@ def test_pareto_names_stay_off_the_front_line() -> None:
         for (x0, y0), (x1, _) in pairwise(pts):
             crosses = box.x0 < max(x0, x1) and box.x1 > min(x0, x1) and box.y0 < y0 < box.y1
             assert not crosses, text.get_text()
+
+
+def test_a_saved_chart_keeps_labels_longer_than_its_figure(tmp_path: Path) -> None:
+    """Two bars with long labels and a two-line title in a narrow figure: the layout cannot
+    fit them, and the saved file still holds all of them (nothing cut at its edges)."""
+    from matplotlib.image import imread
+
+    from numsweep.analysis.figures import new_axes, save
+
+    ax = new_axes(4.0, 3.0)
+    ax.bar([0, 1], [3.87, 3.97])
+    ax.set_xticks([0, 1], ["lam=1e-05, ... (4 configurations) (shared by a group of 4)"] * 2,
+                  rotation=35, ha="right")
+    ax.set_title("lambda-coarse: training time (s) per configuration\n(a fused group's time "
+                 "is shared evenly by its trials: one measurement)")
+    fig = ax.figure
+    needed = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every artist
+    height, width = imread(save(ax, tmp_path / "long.png")).shape[:2]
+    assert width >= 0.98 * needed.width * 150 and height >= 0.98 * needed.height * 150
