@@ -16,8 +16,13 @@ from tests.cli.test_reliability_cli import EXAMPLE, SMALL, invoke
 URL = os.environ.get("NUMSWEEP_TEST_POSTGRES_URL", "")
 PASSWORD = make_url(URL).password if URL else None
 
-pytestmark = pytest.mark.skipif(not PASSWORD, reason="NUMSWEEP_TEST_POSTGRES_URL with a "
-                                                     "password is not set")
+pytestmark = [
+    pytest.mark.skipif(not PASSWORD, reason="NUMSWEEP_TEST_POSTGRES_URL with a password is not "
+                                            "set"),
+    # a password that is also the user's or the database's name shows in every masked URL
+    pytest.mark.skipif(bool(PASSWORD) and str(PASSWORD) in URL.replace(f":{PASSWORD}@", ":@"),
+                       reason="the test URL's password also names its user, host or database"),
+]
 
 
 def test_no_command_writes_the_database_password(tmp_path: Path, tiny_npz: Path,

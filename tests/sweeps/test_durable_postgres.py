@@ -5,6 +5,7 @@ NUMSWEEP_TEST_POSTGRES_URL; without it the test skips, with it an unreachable se
 from __future__ import annotations
 
 import os
+import shlex
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_two_workers_on_postgresql_run_every_planned_trial_once(tmp_path: Path,
     path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=4, hidden=[256]))
     code, out, err = finish(numsweep("sweep", "create", path, "--db", URL, "--data", tiny_npz))
     assert code == 0, err
-    assert f"numsweep worker {name} --db {shown_url(URL)}" in out  # no password shown
+    # no password shown; quoted for a shell (the mask is ***)
+    assert f"numsweep worker {name} --db {shlex.quote(shown_url(URL))}" in out
     workers = [numsweep("worker", name, "--jobs", "1", "--db", URL) for _ in range(2)]
     results = [finish(w) for w in workers]
     for code, out, err in results:
