@@ -18,7 +18,11 @@ def run() -> None:
     signal.signal(signal.SIGINT, _exit_interrupted)
     from numsweep.cli import main
 
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # one that escaped every handler, as the process unwinds
+        os.write(2, b"interrupted\n")
+        os._exit(130)  # not Python's own exit by SIGINT (status -2)
 
 
 if __name__ == "__main__":
