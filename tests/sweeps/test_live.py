@@ -23,12 +23,18 @@ from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps.live import FileChannel, FilePoints
 from tests.sweeps.test_durable import FIXED, TIMEOUT, finish, invoke, write_spec
 
+LIVE_CYCLES = 160
+"""Cycles of 16 updates and 2 curve points each: trials long enough to be seen running with
+points told twice (the sweep looks every 0.5 s) also on a quick, quiet machine."""
+LIVE_UPDATES = 16 * LIVE_CYCLES
+LIVE_POINTS = 2 * LIVE_CYCLES + 1
+
 
 def live_spec(tmp_path: Path, name: str) -> Path:
-    """A grid of 2 whose trials train long enough (640 updates, 81 curve points) to be
-    seen running with points."""
+    """A grid of 2 whose trials train long enough (:data:`LIVE_UPDATES` updates,
+    :data:`LIVE_POINTS` curve points) to be seen running with points."""
     return write_spec(tmp_path, {
-        "name": name, "seed": 3, "fixed": {**FIXED, "cycles": 40},
+        "name": name, "seed": 3, "fixed": {**FIXED, "cycles": LIVE_CYCLES},
         "space": {"lam": {"low": 1e-4, "high": 1e-2, "log": True, "grid": 2}},
         "stages": [{"name": "coarse", "sampler": "grid"}]})
 
@@ -108,8 +114,8 @@ def test_a_running_trials_curve_is_in_the_database_and_the_log_while_it_trains(
             "train", "val"}
         # what optuna-dashboard draws: the points so far (the latest one at each look)
         assert running.intermediate_values.items() <= dict(curve).items()
-        assert re.search(rf"^coarse trial {trial.id} update \d+/640 val_acc \d\.\d{{4}}$", written,
-                         re.MULTILINE), written
+        line = rf"^coarse trial {trial.id} update \d+/{LIVE_UPDATES} val_acc \d\.\d{{4}}$"
+        assert re.search(line, written, re.MULTILINE), written
         code, _, _ = finish(proc)
     assert code == 0, log.read_text()[-3000:]
     # ended: each trial's whole curve once, as its result holds it, told to its study
@@ -119,7 +125,7 @@ def test_a_running_trials_curve_is_in_the_database_and_the_log_while_it_trains(
     values = {t.number: t.intermediate_values for t in study.get_trials()}
     for t in trials:
         points = [(c.step, c.split) for c in storage.get_curves([t.id])]
-        assert len(points) == len(set(points)) == 2 * 81
+        assert len(points) == len(set(points)) == 2 * LIVE_POINTS
         assert values[study_trial(storage, "live", t.id)] == dict(val_points(storage, t.id))
 
 
