@@ -163,7 +163,7 @@ def _download_progress() -> Callable[[int, int | None], None]:
 def prepare_data(source: str | None) -> None:
     """Load (and if needed download) the dataset once up front, so errors come before work;
     kept for the rest of the command (``cached_dataset``)."""
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     cached_dataset(source, progress=_download_progress())
 
@@ -203,7 +203,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     from numsweep.engine import TrialSpec
     from numsweep.engine.backend import device_module
     from numsweep.storage import Storage
-    from numsweep.sweeps.range_tests import train_trial
+    from numsweep.sweeps.single import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
     device_module(spec.device)  # device=cuda: CuPy and a GPU, before a trial is stored
@@ -496,7 +496,7 @@ def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
     from numsweep.sweeps.budget import calibrate, data_shape
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     prepare_data(data)
     dataset = cached_dataset(data)
@@ -593,9 +593,9 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
     """
     from numsweep.storage import Storage
     from numsweep.sweeps import load_spec
+    from numsweep.sweeps.dataset_cache import cached_dataset
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
-    from numsweep.sweeps.worker import cached_dataset
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
@@ -880,7 +880,7 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
 
     from numsweep.analysis.formatting import format_cell
     from numsweep.storage import Storage
-    from numsweep.sweeps.single import rerun_trial
+    from numsweep.sweeps.rerun import rerun_trial
 
     # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
     from_env = click.get_current_context().get_parameter_source("data") \
