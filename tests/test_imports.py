@@ -161,8 +161,8 @@ def test_imports_from_names_each_forbidden_edge() -> None:
 
 PACKAGES = ("engine", "sweeps", "storage", "analysis", "export")
 ENGINE_CYCLE = pytest.mark.xfail(
-    strict=True, reason="numsweep.engine's __init__ imports its modules, which import names "
-                        "of numsweep.engine (checkpoint, fused, group, networks, sizing, train)")
+    strict=True, reason="numsweep.engine and its checkpoint, fused, group, networks, sizing "
+                        "and train modules import each other")
 
 
 @pytest.mark.parametrize("package", [pytest.param(p, marks=ENGINE_CYCLE) if p == "engine" else p

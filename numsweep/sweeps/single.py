@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from numsweep.engine import SpecError, TrialResult, TrialSpec, load_dataset
-from numsweep.engine.checkpoint import clear_state
+from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT, clear_state
 from numsweep.engine.sizing import check_augmentation, check_network_memory
 from numsweep.engine.train import build_network
 from numsweep.storage import Storage, StorageError
@@ -52,11 +53,30 @@ def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes
         raise SpecError(f"model={spec.model}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class TrainedTrial:
+    """A trial ``numsweep train`` stored: its id and outcome (its result, or the error that
+    stopped it)."""
+
+    trial_id: int
+    outcome: TrialOutcome
+
+    @property
+    def result(self) -> TrialResult | None:
+        return self.outcome.result
+
+    @property
+    def unkept(self) -> str:
+        """Why its network could not be written (its result is stored), else ``""``."""
+        message = self.result.message if self.result is not None else ""
+        return next((p for p in message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT)), "")
+
+
 def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
                 sweep_name: str = "train", progress: Progress | None = None,
-                checkpoint_dir: str | None = None, keep_weights: str = "best",
-                force: bool = False) -> tuple[int, Any]:
-    """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
+                checkpoint_dir: str | None = None, keep_weights: str = DEFAULT_KEEP,
+                force: bool = False) -> TrainedTrial:
+    """Train ``spec`` once and store it as a trial of ``sweep_name``.
 
     The data is loaded and the network, the splits, the batches and the run's length
     checked against it first (``force``: a run longer than ``guards.LONG_RUN_UPDATES`` is
@@ -65,8 +85,9 @@ def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
     check_run_length(spec, check_trial_data(spec, dataset), force=force)
-    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name,
-                      checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
+    return TrainedTrial(*run_single(spec, storage, data_source=data_source,
+                                    sweep_name=sweep_name, checkpoint_dir=checkpoint_dir,
+                                    keep_weights=keep_weights))
 
 
 def data_setup(data_source: str | None) -> dict[str, Any]:
