@@ -144,6 +144,26 @@ def test_the_graph_sees_lazy_imports_and_names_made_modules() -> None:
     assert {"numsweep.engine", "numsweep.engine.layers"} <= graph["numsweep.engine.networks"]
 
 
+def test_every_kind_of_import_is_an_edge(tmp_path: Path) -> None:
+    package = tmp_path / "numsweep"
+    files = {"__init__.py": "", "a/__init__.py": "from .b import thing\n",
+             "a/b.py": "def f():\n    import numsweep.c as c\n    from .. import d\n",
+             "a/e.py": "from . import b\nfrom numsweep.a.b import thing\nimport os\n",
+             "c.py": "if TYPE_CHECKING:\n    from numsweep.a import e\n", "d.py": ""}
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    found = module_files(package)
+    edges = {m: set(imported(m, p, set(found))) for m, p in found.items()}
+    assert edges == {
+        "numsweep": set(), "numsweep.d": set(),
+        "numsweep.a": {"numsweep.a.b"},  # relative, inside a package's __init__
+        "numsweep.a.b": {"numsweep.c", "numsweep", "numsweep.d"},  # lazy ones too
+        "numsweep.a.e": {"numsweep.a", "numsweep.a.b"},
+        "numsweep.c": {"numsweep.a", "numsweep.a.e"},  # under TYPE_CHECKING too
+    }
+
+
 def test_cycles_finds_every_strongly_connected_component() -> None:
     graph = {"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}),
              "d": frozenset({"e"}), "e": frozenset({"d", "a"}), "f": frozenset({"a"})}
