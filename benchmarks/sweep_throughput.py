@@ -55,8 +55,9 @@ def cold_start() -> None:
     from joblib.externals.loky import get_reusable_executor
 
     import numsweep.sweeps.worker as worker
+    from numsweep.sweeps.dataset_cache import clear_datasets
 
-    worker._DATASETS.clear()
+    clear_datasets()
     for cached in (worker._split, worker._shared_split, worker._shared_patches):
         cached.cache_clear()
     get_reusable_executor().shutdown(wait=True, kill_workers=True)

@@ -163,7 +163,7 @@ def _download_progress() -> Callable[[int, int | None], None]:
 def prepare_data(source: str | None) -> None:
     """Load (and if needed download) the dataset once up front, so errors come before work;
     kept for the rest of the command (``cached_dataset``)."""
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     cached_dataset(source, progress=_download_progress())
 
@@ -203,7 +203,7 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     from numsweep.engine import TrialSpec
     from numsweep.engine.backend import device_module
     from numsweep.storage import Storage
-    from numsweep.sweeps.range_tests import train_trial
+    from numsweep.sweeps.single import train_trial
 
     spec = TrialSpec.from_mapping(parse_overrides(overrides))
     device_module(spec.device)  # device=cuda: CuPy and a GPU, before a trial is stored
@@ -211,12 +211,12 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
     if data is None:  # the download's progress bar before the status line
         prepare_data(data)
     with console.status("training"):
-        trial_id, outcome = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
-                                        checkpoint_dir=checkpoint_dir,
-                                        keep_weights=keep_weights, force=force)
-    if outcome.result is None:
-        raise click.ClickException(f"trial {trial_id} failed: {outcome.error}")
-    result = outcome.result
+        trained = train_trial(spec, storage, data_source=data, sweep_name=sweep_name,
+                              checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+                              force=force)
+    trial_id, result = trained.trial_id, trained.result
+    if result is None:
+        raise click.ClickException(f"trial {trial_id} failed: {trained.outcome.error}")
     if as_json:
         record = {"trial_id": trial_id, **result.spec.to_dict(), **result.metrics(),
                   "diverged": result.diverged, "message": result.message}
@@ -227,11 +227,8 @@ def train(overrides: tuple[str, ...], data: str | None, db: str, sweep_name: str
                    f"updates {result.updates}")
     if result.diverged:
         raise click.ClickException(f"trial {trial_id} failed: {result.message}")
-    from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
-
-    unkept = next((p for p in result.message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT)), "")
-    if unkept:
-        raise click.ClickException(f"trial {trial_id}: {unkept}; its result is stored; "
+    if trained.unkept:
+        raise click.ClickException(f"trial {trial_id}: {trained.unkept}; its result is stored; "
                                    f"`numsweep trial rerun {trial_id}` writes it again")
 
 
@@ -496,7 +493,7 @@ def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
 
 def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
     from numsweep.sweeps.budget import calibrate, data_shape
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     prepare_data(data)
     dataset = cached_dataset(data)
@@ -593,9 +590,9 @@ def sweep_create(spec_file: str, overrides: tuple[str, ...], threads: int,
     """
     from numsweep.storage import Storage
     from numsweep.sweeps import load_spec
+    from numsweep.sweeps.dataset_cache import cached_dataset
     from numsweep.sweeps.runner import create_sweep
     from numsweep.sweeps.spec import check_against_images, resolve_data
-    from numsweep.sweeps.worker import cached_dataset
 
     spec = load_spec(spec_file, parse_overrides(overrides))
     data = resolve_data(spec, data)
@@ -750,10 +747,9 @@ def sweep_show(name: str, top: int, db: str) -> None:
         if st.best is not None:
             click.echo(f"  best: trial {st.best.id} val_acc {st.best.metrics['val_acc']:.4f} "
                        f"test_acc {st.best.metrics.get('test_acc', math.nan):.4f}")
-    searched = [n for e in rep.sweep.spec.get("space", {}) for n in e.split(",")]
     click.echo("best trials:")
     for t in rep.best:
-        shown = ", ".join(f"{n}={format_cell(t.params.get(n))}" for n in searched)
+        shown = ", ".join(f"{n}={format_cell(t.params.get(n))}" for n in rep.searched)
         where = f" ({t.stage})" if t.stage else ""
         click.echo(f"  trial {t.id}{where} val_acc {t.metrics['val_acc']:.4f} "
                    f"test_acc {t.metrics.get('test_acc', math.nan):.4f} {shown}")
@@ -773,12 +769,10 @@ def sweep_presets() -> None:
         numsweep sweep presets
         numsweep sweep run lambda-search --data cifar10.npz
     """
-    from numsweep.sweeps import load_spec
-    from numsweep.sweeps.spec import PRESET_DIR, preset_names
+    from numsweep.sweeps.spec import preset_descriptions
 
-    for name in preset_names():
-        spec = load_spec(PRESET_DIR / f"{name}.toml")
-        click.echo(f"{name}\t{spec.description}")
+    for name, description in preset_descriptions().items():
+        click.echo(f"{name}\t{description}")
 
 
 @sweep.command("gc")
@@ -880,7 +874,7 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
 
     from numsweep.analysis.formatting import format_cell
     from numsweep.storage import Storage
-    from numsweep.sweeps.single import rerun_trial
+    from numsweep.sweeps.rerun import rerun_trial
 
     # $NUMSWEEP_DATA only stands in for data the trial did not store; --data always wins
     from_env = click.get_current_context().get_parameter_source("data") \
@@ -948,38 +942,14 @@ def evaluate_command(target: str, checkpoint_dir: str | None, data: str | None,
         numsweep evaluate 12
         numsweep evaluate model.npz --data cifar10.npz
     """
-    from numsweep.storage import Storage
-    from numsweep.sweeps.kept import evaluate_trial, evaluate_weights
+    from numsweep.sweeps.kept import evaluate
 
-    if target.isdigit():
-        result = evaluate_trial(Storage(db, read_only=True), int(target), data_source=data,
-                                folder=checkpoint_dir)
-    else:
-        result = evaluate_weights(target, data)
+    result = evaluate(target, db, data_source=data, folder=checkpoint_dir)
     what = f"trial {result.trial_id}" if result.trial_id is not None else str(result.weights)
     click.echo(f"{what}: test_acc measured {result.measured:.4f}  stored {result.stored:.4f}")
-    if not math.isnan(result.stored) and not result.agrees:
+    if result.differs:
         raise click.ClickException(f"{what}: measured test accuracy {result.measured!r} differs "
                                    f"from the stored {result.stored!r}")
-
-
-def parse_where(items: tuple[str, ...]) -> list[tuple[str, str, Any]]:
-    """``lam<0.01``, ``val_acc>=0.4``, ``optimizer=adam`` -> (name, op, value)."""
-    import re
-
-    out = []
-    for item in items:
-        match = re.fullmatch(r"\s*(\w+)\s*(<=|>=|!=|==|<|>|=)\s*(.+?)\s*", item)
-        if not match:
-            raise click.UsageError(f"--where expects NAME<VALUE (or <=, >, >=, =, !=), "
-                                   f"got {item!r}")
-        name, op, text = match.groups()
-        try:
-            value: Any = float(text)
-        except ValueError:
-            value = text
-        out.append((name, "=" if op == "==" else op, value))
-    return out
 
 
 @cli.command()
@@ -1009,7 +979,7 @@ def trials(sweeps: tuple[str, ...], stage: str | None, state: str | None, where:
         numsweep trials --sweep lambda-search --where "lam<0.01" --where "val_acc>0.4"
         numsweep trials --sweep lambda-coarse --sweep lambda-fine --sort val_acc
     """
-    from numsweep.analysis.queries import find_trials
+    from numsweep.analysis.queries import find_trials, parse_where
 
     conditions = parse_where(where)
     frame = find_trials(db, list(sweeps) or None, stage=stage, state=state, where=conditions,
@@ -1076,23 +1046,6 @@ def selection_options(fn: F) -> F:
                              "(configurations labelled by sweep).")(fn)
 
 
-def _sweeps_text(sweeps: Sequence[str]) -> str:
-    names = list(dict.fromkeys(sweeps))
-    return (f"sweep {names[0]!r}" if len(names) == 1
-            else "sweeps " + ", ".join(repr(n) for n in names))
-
-
-def _selected(db: str, sweeps: Sequence[str], stage: str | None) -> Any:
-    from numsweep.analysis import load_trials
-    from numsweep.analysis.selection import ChartError
-
-    frame = load_trials(db, list(sweeps), stage=stage)
-    if frame.empty:
-        where = _sweeps_text(sweeps) + (f" stage {stage!r}" if stage else "")
-        raise ChartError(f"no trials in {where}: nothing to draw")
-    return frame
-
-
 def _names(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
@@ -1123,17 +1076,12 @@ def plot_filters(target: str, output: str, checkpoint_dir: str | None, db: str) 
         numsweep plot filters 12 -o filters.png
     """
     from numsweep.analysis.filters import draw_filters, filter_data, filter_title
-    from numsweep.engine.checkpoint import load_weights
-    from numsweep.storage import Storage
-    from numsweep.sweeps.kept import trial_weights_path
+    from numsweep.sweeps.kept import kept_network
 
-    storage = Storage(db, read_only=True) if target.isdigit() else None
-    path = (trial_weights_path(storage, int(target), checkpoint_dir) if storage is not None
-            else target)
-    weights = load_weights(path)
-    title = (filter_title(weights.spec.model, trial_id=int(target),
-                          sweep=storage.get_trials(trial_ids=[int(target)])[0].sweep)
-             if storage is not None else filter_title(weights.spec.model, source=str(target)))
+    kept = kept_network(target, db, checkpoint_dir)
+    weights = kept.weights
+    title = (filter_title(weights.spec.model, trial_id=kept.trial_id, sweep=kept.sweep)
+             if kept.trial_id is not None else filter_title(weights.spec.model, source=target))
     shape = weights.info.get("image_shape")
     blocks = filter_data(weights.spec.to_dict(), weights.params,
                          tuple(shape) if shape else None)
@@ -1161,9 +1109,10 @@ def plot_bars(sweeps: tuple[str, ...], stage: str | None, output: str, db: str, 
         numsweep plot bars --sweep lambda-coarse --sweep lambda-wide -o compare.png
     """
     from numsweep.analysis import charts
+    from numsweep.analysis.plots import bars_chart
 
-    frame = _selected(db, sweeps, stage)
-    _wrote(charts.draw_bars(charts.bar_data(frame, metric, _names(by), top=top), metric), output)
+    data = bars_chart(db, sweeps, stage, metric, _names(by), top=top)
+    _wrote(charts.draw_bars(data, metric), output)
 
 
 @plot.command("curves")
@@ -1193,14 +1142,10 @@ def plot_curves(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
         numsweep plot curves --sweep smoothing --trial 12 --trial 13 --show loss,acc -o ls.png
         numsweep plot curves --sweep lambda-coarse --sweep lambda-wide --best 2 -o both.png
     """
-    from numsweep.analysis import charts, load_curves
-    from numsweep.analysis.selection import best_trials, select_trials
+    from numsweep.analysis import charts
+    from numsweep.analysis.plots import curves_chart
 
-    frame = _selected(db, sweeps, stage)
-    chosen = (select_trials(frame, trial_ids, sweeps) if trial_ids
-              else best_trials(frame, metric, best, per_sweep=True))
-    curves = load_curves(db, chosen["trial_id"])
-    data = charts.curve_data(chosen, curves, _names(by))
+    data = curves_chart(db, sweeps, stage, trial_ids, best, metric, _names(by))
     _wrote(charts.draw_curve_panels(data, _names(show) or list(charts.CURVE_QUANTITIES)),
            output)
 
@@ -1219,9 +1164,9 @@ def plot_lambda(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
         numsweep plot lambda --sweep lambda -o lambda.png
     """
     from numsweep.analysis import charts
+    from numsweep.analysis.plots import lambda_chart
 
-    frame = _selected(db, sweeps, stage)
-    _wrote(charts.draw_lambda(charts.lambda_data(frame, metric, param)), output)
+    _wrote(charts.draw_lambda(lambda_chart(db, sweeps, stage, metric, param)), output)
 
 
 @plot.command("optimizers")
@@ -1238,12 +1183,10 @@ def plot_optimizers(sweeps: tuple[str, ...], stage: str | None, output: str, db:
     Example:
         numsweep plot optimizers --sweep optimizers -o optimizers.png
     """
-    from numsweep.analysis import charts, load_curves
+    from numsweep.analysis import charts
+    from numsweep.analysis.plots import optimizers_chart
 
-    frame = _selected(db, sweeps, stage)
-    curves = load_curves(db, frame["trial_id"])
-    _wrote(charts.draw_optimizers(charts.optimizer_data(frame, curves, quantity, split)),
-           output)
+    _wrote(charts.draw_optimizers(optimizers_chart(db, sweeps, stage, quantity, split)), output)
 
 
 @plot.command("range-test")
@@ -1267,14 +1210,10 @@ def plot_range_test(sweeps: tuple[str, ...], stage: str | None, output: str, db:
         numsweep range-test lr eta_min=1e-5 eta_max=1 batch_size=200
         numsweep plot range-test --sweep range-test -o lr-range.png
     """
-    from numsweep.analysis import charts, load_curves
-    from numsweep.analysis.selection import select_trials
+    from numsweep.analysis import charts
+    from numsweep.analysis.plots import range_test_chart
 
-    frame = _selected(db, sweeps, stage)
-    if trial_ids:
-        frame = select_trials(frame, trial_ids, sweeps)
-    curves = load_curves(db, frame["trial_id"])
-    data = charts.range_test_data(frame, curves, quantity, mode, _names(by))
+    data = range_test_chart(db, sweeps, stage, trial_ids, quantity, mode, _names(by))
     _wrote(charts.draw_range_test(data), output)
 
 
@@ -1291,12 +1230,10 @@ def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db:
     Example:
         numsweep plot importance --sweep random-search --metric val_acc -o importance.png
     """
-    from numsweep.analysis import charts, load_stages
-    from numsweep.analysis.report import sweep_importance_data
+    from numsweep.analysis import charts
+    from numsweep.analysis.plots import importance_chart
 
-    frame = _selected(db, sweeps, stage)
-    stages = [st for name in dict.fromkeys(sweeps) for st in load_stages(db, name)[1]]
-    _wrote(charts.draw_importance(sweep_importance_data(frame, stages, metric, _names(params))),
+    _wrote(charts.draw_importance(importance_chart(db, sweeps, stage, metric, _names(params))),
            output)
 
 
@@ -1326,19 +1263,17 @@ def plot_pareto(sweeps: tuple[str, ...], stage: str | None, output: str, db: str
             --objectives val_acc:max,train_seconds:min --pick knee -o front.png
     """
     from numsweep.analysis import charts
+    from numsweep.analysis.plots import pareto_chart
     from numsweep.sweeps.objectives import parse_objective
 
-    frame = _selected(db, sweeps, stage)
-    if objective_texts is None:
-        _wrote(charts.draw_pareto(charts.pareto_data(frame, x_metric, y_metric, _names(by))),
-               output)
-        return
-    try:
-        objectives = [parse_objective(t, "--objectives") for t in objective_texts.split(",")]
-    except ValueError as exc:
-        raise charts.ChartError(str(exc)) from None
-    _wrote(charts.draw_pareto(charts.objective_front_data(frame, objectives, pick, _names(by))),
-           output)
+    objectives = None
+    if objective_texts is not None:
+        try:
+            objectives = [parse_objective(t, "--objectives") for t in objective_texts.split(",")]
+        except ValueError as exc:
+            raise charts.ChartError(str(exc)) from None
+    _wrote(charts.draw_pareto(pareto_chart(db, sweeps, stage, x_metric, y_metric, _names(by),
+                                           objectives, pick)), output)
 
 
 @cli.command()

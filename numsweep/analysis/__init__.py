@@ -3,7 +3,7 @@
 Modules:
 
 - ``queries``: :func:`load_trials`, :func:`load_curves`, :func:`load_stages` (the database as
-  pandas DataFrames).
+  pandas DataFrames); ``find_trials`` and its ``--where`` conditions (``parse_where``).
 - ``formatting``: how values, metrics and quantities are written (table cells, axis labels);
   used by the charts, the report and the CLI.
 - ``tables``: trial tables that fit a terminal width (columns dropped by priority).
@@ -13,6 +13,7 @@ Modules:
   ``pareto``: one chart family each, a ``*_data`` function that collects what to draw and a
   ``draw_*`` function that draws it onto a given (or new) matplotlib Axes.
 - ``charts``: every chart's pair gathered in one namespace.
+- ``plots``: the data of each ``numsweep plot`` chart, collected from the database.
 - ``filters``: a kept network's first-layer filters drawn as images.
 - ``report``: a sweep's HTML and Markdown report.
 

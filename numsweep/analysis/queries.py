@@ -15,6 +15,7 @@ number of trials), so tens of thousands of trials load in about a second.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -166,9 +167,33 @@ def check_columns(frame: pd.DataFrame, names: Sequence[str], option: str) -> Non
                              f"{did_you_mean(name, frame.columns)}")
 
 
+Condition = tuple[str, str, Any]
+"""``(name, op, value)``: ``("lam", "<", 0.01)``, ``("optimizer", "=", "adam")``."""
+
+_CONDITION = re.compile(r"\s*(\w+)\s*(<=|>=|!=|==|<|>|=)\s*(.+?)\s*")
+
+
+def parse_where(texts: Sequence[str]) -> list[Condition]:
+    """``lam<0.01``, ``val_acc>=0.4``, ``optimizer=adam`` (``trials --where``) -> conditions
+    for :func:`find_trials` (``==`` is ``=``; a value that reads as a number is one). A text
+    that is no condition is a :class:`QueryError`."""
+    out = []
+    for text in texts:
+        match = _CONDITION.fullmatch(text)
+        if not match:
+            raise QueryError(f"--where expects NAME<VALUE (or <=, >, >=, =, !=), got {text!r}")
+        name, op, value_text = match.groups()
+        try:
+            value: Any = float(value_text)
+        except ValueError:
+            value = value_text
+        out.append((name, "=" if op == "==" else op, value))
+    return out
+
+
 def find_trials(db: str | Storage, sweep: Sweeps = None, *, stage: str | None = None,
                 state: str | Sequence[str] | None = None,
-                where: Sequence[tuple[str, str, Any]] = (), sort: str | None = None,
+                where: Sequence[Condition] = (), sort: str | None = None,
                 ascending: bool = False, limit: int | None = None) -> pd.DataFrame:
     """:func:`load_trials` narrowed by ``where`` conditions ``(name, op, value)`` such as
     ``("lam", "<", 0.01)`` (every one must hold), sorted by ``sort`` (descending unless

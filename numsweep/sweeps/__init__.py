@@ -19,8 +19,10 @@
 - ``interrupts.py``: Ctrl-C or SIGTERM acted on within seconds, running trials marked interrupted.
 - ``guards.py``: checks before any work: the sweep's data fingerprint, split sizes, ``--jobs``.
 - ``results.py``: a finished trial's outcome stored in the database.
-- ``single.py``: one configuration trained in this process (train) and reruns.
-- ``range_tests.py``: range tests and single trainings stored as trials.
+- ``dataset_cache.py``: the datasets a process loaded (once each), data paths as stored.
+- ``single.py``: one configuration trained in this process and stored (``numsweep train``).
+- ``range_tests.py``: range tests stored as trials (``numsweep range-test``).
+- ``rerun.py``: a stored trial trained again and compared (``numsweep trial rerun``).
 - ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
 - ``budget.py``: the planner's cost model and time estimates.
 - ``progress.py``: the live progress display.
@@ -29,6 +31,7 @@
 
 import numsweep.optuna_quiet  # noqa: F401 (first: Optuna imported quietly in Jupyter)
 from numsweep.sweeps.narrowing import narrow_space
+from numsweep.sweeps.rerun import Rerun, rerun_trial
 from numsweep.sweeps.runner import (
     StageSummary,
     SweepInterrupted,
@@ -38,7 +41,7 @@ from numsweep.sweeps.runner import (
     run_sweep,
     trial_seed,
 )
-from numsweep.sweeps.single import Rerun, rerun_trial, run_single
+from numsweep.sweeps.single import run_single
 from numsweep.sweeps.spec import (
     SweepSpec,
     SweepSpecError,

@@ -12,7 +12,8 @@ import numpy as np
 
 from numsweep.engine import TrialSpec, make_split
 from numsweep.engine.train import build_network
-from numsweep.sweeps.worker import SPLIT_FIELDS, SharedSplit, cached_dataset, split_key
+from numsweep.sweeps.dataset_cache import cached_dataset
+from numsweep.sweeps.worker import SPLIT_FIELDS, SharedSplit, split_key
 
 
 class DataShare:

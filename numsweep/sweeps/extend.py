@@ -74,7 +74,7 @@ def extend_sweep(name: str, storage: Storage, overrides: Mapping[str, str], *,
     anything changes, when the data is not the sweep's, a stage is not a sampler stage, or a
     later stage was already planned from the stage's results (:func:`uses_results`: its
     choice would not see the new trials; warm-start a new sweep from this one instead)."""
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     spec, stored_data, _ = stored_spec(storage, name)
     added = parse_extension(spec, overrides)

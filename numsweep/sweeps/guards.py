@@ -56,7 +56,7 @@ def _shown(source: str | None) -> str:
 
 def fingerprint_of(source: str | None) -> str:
     """The fingerprint of the data at ``source`` (loaded once per process and source)."""
-    from numsweep.sweeps.worker import cached_dataset
+    from numsweep.sweeps.dataset_cache import cached_dataset
 
     return dataset_fingerprint(cached_dataset(source))
 

@@ -307,6 +307,11 @@ class Evaluation:
     def agrees(self) -> bool:
         return self.measured == self.stored
 
+    @property
+    def differs(self) -> bool:
+        """Whether a stored accuracy is known and the measured one differs from it."""
+        return not math.isnan(self.stored) and not self.agrees
+
 
 def evaluate_weights(path: str | Path, data_source: str | None, *, trial_id: int | None = None,
                      stored: float | None = None) -> Evaluation:
@@ -330,3 +335,45 @@ def evaluate_trial(storage: Storage, trial_id: int, *, data_source: str | None =
         data_source = storage.get_sweep(trial.sweep).spec.get("data")
     return evaluate_weights(path, data_source, trial_id=trial_id,
                             stored=float(trial.metrics.get("test_acc", math.nan)))
+
+
+def _trial_target(target: str | int) -> int | None:
+    """The trial id a TARGET names (an int, or digits as typed), else None (a file)."""
+    if isinstance(target, int):
+        return target
+    return int(target) if target.isdigit() else None
+
+
+def evaluate(target: str | int, db: str | Storage, *, data_source: str | None = None,
+             folder: str | Path | None = None) -> Evaluation:
+    """``numsweep evaluate TARGET``: a trial id's kept network in ``db``
+    (:func:`evaluate_trial`), or a weights file measured on ``data_source``
+    (:func:`evaluate_weights`; the database is not opened)."""
+    trial_id = _trial_target(target)
+    if trial_id is None:
+        return evaluate_weights(target, data_source)
+    storage = db if isinstance(db, Storage) else Storage(db, read_only=True)
+    return evaluate_trial(storage, trial_id, data_source=data_source, folder=folder)
+
+
+@dataclass(frozen=True)
+class KeptNetwork:
+    """A kept network, read, and where it comes from: a trial of a sweep, or a file."""
+
+    weights: Weights
+    path: Path
+    trial_id: int | None = None
+    sweep: str = ""
+
+
+def kept_network(target: str | int, db: str | Storage,
+                 folder: str | Path | None = None) -> KeptNetwork:
+    """The network TARGET names: a trial id's kept network in ``db``, or a weights file
+    (the database is not opened); a :class:`WeightsError` when it is missing or damaged."""
+    trial_id = _trial_target(target)
+    if trial_id is None:
+        return KeptNetwork(load_weights(target), Path(target))
+    storage = db if isinstance(db, Storage) else Storage(db, read_only=True)
+    path = trial_weights_path(storage, trial_id, folder)
+    weights = load_weights(path)
+    return KeptNetwork(weights, path, trial_id, storage.get_trials(trial_ids=[trial_id])[0].sweep)

@@ -1,5 +1,5 @@
-"""Range tests and single trainings stored as trials: what ``numsweep range-test`` and
-``numsweep train`` run, checked against the data before any work and written to storage.
+"""Range tests stored as trials: what ``numsweep range-test`` runs, checked against the data
+before any work (as ``numsweep train`` checks, ``single.py``) and written to storage.
 
 The range test itself (the rising learning rate or batch size, the smoothing, the stopping
 rule) is :mod:`numsweep.engine.range_test`; this module stores it as a COMPLETE or FAILED
@@ -8,54 +8,14 @@ trial with one curve point per update.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
+from numsweep.engine import TrialSpec, load_dataset, make_split
 from numsweep.engine.range_test import RangeTestResult, range_test
-from numsweep.engine.sizing import check_augmentation, check_network_memory
-from numsweep.engine.train import build_network
 from numsweep.storage import CurveRecord, Storage, TrialState
-from numsweep.sweeps.guards import single_trial_sweep
+from numsweep.sweeps.guards import check_trial_data, single_trial_sweep
 from numsweep.sweeps.interrupts import single_interrupted
-
-Progress = Callable[[int, int | None], None]
-
-
-def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> None:
-    """A :class:`SpecError` when the network of ``spec`` does not fit the images (a patch size
-    that does not divide them, an odd convolution output), before any training."""
-    check_augmentation(spec, image_shape)
-    check_network_memory(spec, image_shape, num_classes)  # before anything is allocated
-    try:
-        build_network(spec, image_shape, num_classes, np.random.default_rng(0))
-    except ValueError as exc:
-        if isinstance(exc, SpecError):
-            raise
-        raise SpecError(f"model={spec.model}: {exc}") from None
-
-
-def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
-                sweep_name: str = "train", progress: Progress | None = None,
-                checkpoint_dir: str | None = None, keep_weights: str = "best",
-                force: bool = False) -> tuple[int, Any]:
-    """Train ``spec`` once and store it as a trial of ``sweep_name``: (trial id, outcome).
-
-    The data is loaded and the network, the splits, the batches and the run's length
-    checked against it first (``force``: a run longer than ``guards.LONG_RUN_UPDATES`` is
-    allowed), so a configuration that cannot run is refused with a one-line error and
-    stores nothing."""
-    from numsweep.sweeps import run_single
-    from numsweep.sweeps.guards import check_run_length, check_trial_data
-
-    dataset = load_dataset(data_source, progress=progress)
-    check_shapes(spec, dataset.image_shape, len(dataset.classes))
-    check_run_length(spec, check_trial_data(spec, dataset), force=force)
-    return run_single(spec, storage, data_source=data_source, sweep_name=sweep_name,
-                      checkpoint_dir=checkpoint_dir, keep_weights=keep_weights)
+from numsweep.sweeps.single import Progress, check_shapes, data_setup
 
 
 @dataclass(frozen=True)
@@ -76,9 +36,6 @@ def run_range_test(spec: TrialSpec, mode: str, storage: Storage, *, data_source:
     is stored as FAILED and the error raised again. The trial keeps its data source, mode and
     ``stop_factor`` (its ``setup``), so that ``trial rerun`` repeats the same test;
     ``message`` is added to the result's."""
-    from numsweep.sweeps.guards import check_trial_data
-    from numsweep.sweeps.single import data_setup
-
     dataset = load_dataset(data_source, progress=progress)
     check_shapes(spec, dataset.image_shape, len(dataset.classes))
     check_trial_data(spec, dataset)  # its splits and batches, before a trial is stored

@@ -69,6 +69,12 @@ class SweepReport:
     best: list[TrialRecord]
     counts: dict[str, int]
 
+    @property
+    def searched(self) -> list[str]:
+        """The parameters the sweep's space searches, in its order (``lam``, ``f``, ``nf``:
+        an entry ``"f,nf"`` searches two together)."""
+        return [n for entry in self.sweep.spec.get("space", {}) for n in entry.split(",")]
+
 
 def _val(t: TrialRecord) -> float:
     v = t.metrics.get("val_acc", math.nan)

@@ -64,6 +64,7 @@ from numsweep.storage import (
 )
 from numsweep.storage.retry import driver_line, is_full_error
 from numsweep.sweeps.data_share import DataShare
+from numsweep.sweeps.dataset_cache import absolute_data
 from numsweep.sweeps.deaths import (
     execute_group_announced,
     judge_worker_loss,
@@ -140,7 +141,6 @@ from numsweep.sweeps.worker import (
     PruneSnapshot,
     TrialOutcome,
     TrialTask,
-    absolute_data,
     worker_name,
 )
 

@@ -1,47 +1,93 @@
-"""One configuration trained in this process (``numsweep train``) and a stored trial trained
-again from its parameters and seed (``numsweep rerun``).
+"""One configuration trained in this process and stored as a trial: what ``numsweep train``
+runs (:func:`train_trial`: checked against the data first, then :func:`run_single`).
 
 A trial made outside a sweep (``train``, ``range-test``) stores how it ran with it (its
-``setup``: the data source, a range test's mode and stop factor), so that its rerun trains on
-the same data and stops where it stopped.
+``setup``: the data source, a range test's mode and stop factor), so that its rerun
+(``rerun.py``) trains on the same data and stops where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from numsweep.engine import DataError, TrialResult, TrialSpec, load_dataset
+import numpy as np
+
+from numsweep.engine import SpecError, TrialResult, TrialSpec, load_dataset
 from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT, clear_state
-from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
-from numsweep.sweeps.guards import check_rerun_data, check_trial_data, single_trial_sweep
+from numsweep.engine.sizing import check_augmentation, check_network_memory
+from numsweep.engine.train import build_network
+from numsweep.storage import Storage, StorageError
+from numsweep.sweeps.dataset_cache import absolute_data
+from numsweep.sweeps.guards import check_run_length, check_trial_data, single_trial_sweep
 from numsweep.sweeps.interrupts import single_interrupted
 from numsweep.sweeps.kept import (
     DEFAULT_KEEP,
     check_policy,
     checkpoint_root,
-    sweep_policy,
     train_checkpoint_path,
     weights_path,
 )
 from numsweep.sweeps.live import DirectPoints, store_points
-from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.results import record_outcome
-from numsweep.sweeps.worker import (
-    TrialOutcome,
-    TrialTask,
-    absolute_data,
-    cached_dataset,
-    execute,
-)
+from numsweep.sweeps.worker import TrialOutcome, TrialTask, execute
 
-RERUN_METRICS = ("val_acc", "test_acc", "train_acc", "updates")
-"""The metrics a rerun compares with the original's."""
+Progress = Callable[[int, int | None], None]
+"""A download's progress: (bytes done, bytes in all or None)."""
+
+
+def check_shapes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """A :class:`SpecError` when the network of ``spec`` does not fit the images (a patch size
+    that does not divide them, an odd convolution output), before any training."""
+    check_augmentation(spec, image_shape)
+    check_network_memory(spec, image_shape, num_classes)  # before anything is allocated
+    try:
+        build_network(spec, image_shape, num_classes, np.random.default_rng(0))
+    except ValueError as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"model={spec.model}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TrainedTrial:
+    """A trial ``numsweep train`` stored: its id and outcome (its result, or the error that
+    stopped it)."""
+
+    trial_id: int
+    outcome: TrialOutcome
+
+    @property
+    def result(self) -> TrialResult | None:
+        return self.outcome.result
+
+    @property
+    def unkept(self) -> str:
+        """Why its network could not be written (its result is stored), else ``""``."""
+        message = self.result.message if self.result is not None else ""
+        return next((p for p in message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT)), "")
+
+
+def train_trial(spec: TrialSpec, storage: Storage, *, data_source: str | None,
+                sweep_name: str = "train", progress: Progress | None = None,
+                checkpoint_dir: str | None = None, keep_weights: str = DEFAULT_KEEP,
+                force: bool = False) -> TrainedTrial:
+    """Train ``spec`` once and store it as a trial of ``sweep_name``.
+
+    The data is loaded and the network, the splits, the batches and the run's length
+    checked against it first (``force``: a run longer than ``guards.LONG_RUN_UPDATES`` is
+    allowed), so a configuration that cannot run is refused with a one-line error and
+    stores nothing."""
+    dataset = load_dataset(data_source, progress=progress)
+    check_shapes(spec, dataset.image_shape, len(dataset.classes))
+    check_run_length(spec, check_trial_data(spec, dataset), force=force)
+    return TrainedTrial(*run_single(spec, storage, data_source=data_source,
+                                    sweep_name=sweep_name, checkpoint_dir=checkpoint_dir,
+                                    keep_weights=keep_weights))
 
 
 def data_setup(data_source: str | None) -> dict[str, Any]:
@@ -105,109 +151,3 @@ def _with_message(result: TrialResult, message: str) -> TrialResult:
     return dataclasses.replace(result, message=text)
 
 
-@dataclass(frozen=True)
-class Rerun:
-    """A stored trial (``original``) and its rerun: the new trial's id, its metrics (or the
-    error that stopped it) and the metrics compared."""
-
-    original: TrialRecord
-    trial_id: int
-    metrics: dict[str, float]
-    error: str | None = None
-    compared: tuple[str, ...] = RERUN_METRICS
-    outcome: TrialOutcome | None = field(default=None, repr=False)  # None for range tests
-    restored: Path | None = None  # the original's network, written again (it had none)
-
-    def differences(self) -> dict[str, tuple[float, float]]:
-        """Metrics that differ between the original and the rerun: name -> (was, now)."""
-        if self.error is not None:
-            return {"error": (math.nan, math.nan)}
-        out = {}
-        for name in self.compared:
-            was = self.original.metrics.get(name, math.nan)
-            now = self.metrics.get(name, math.nan)
-            if not (was == now or (math.isnan(was) and math.isnan(now))):
-                out[name] = (was, now)
-        return out
-
-
-def range_test_setup(trial: TrialRecord) -> dict[str, Any] | None:
-    """A range-test trial's mode and stop factor (``{"mode": "lr", "stop_factor": 4.0}``);
-    None for any other trial. Trials stored before the setup was kept are told by their
-    metrics (``best_lr`` or ``best_batch``) and ran with the default stop factor."""
-    if "range_test" in trial.setup:
-        return dict(trial.setup["range_test"])
-    for mode in ("lr", "batch"):
-        if f"best_{mode}" in trial.metrics:
-            return {"mode": mode, "stop_factor": 4.0}
-    return None
-
-
-def _check_data(trial_id: int, data_source: str | None, stored: bool) -> None:
-    """A one-line error naming the data when it cannot be loaded, before any trial is
-    stored (a rerun that cannot start stores nothing)."""
-    try:
-        load_dataset(data_source)
-    except DataError as exc:
-        if not stored:
-            raise
-        raise DataError(f"cannot rerun trial {trial_id}: {exc} (the data it was trained on; "
-                        f"give its path here with --data)") from None
-
-
-def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = None,
-                threads: int | None = None, default_data: str | None = None) -> Rerun:
-    """Train a stored trial again from its stored parameters and seed (stored under the sweep
-    ``rerun``); a pruned trial stops where it was stopped, a range test by its own stopping
-    rule. The data is ``data_source`` when given, else the one the trial (or its sweep) ran
-    on, else ``default_data`` (such as ``$NUMSWEEP_DATA``)."""
-    found = storage.get_trials(trial_ids=[trial_id])
-    if not found:
-        raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
-    original = found[0]
-    sweep_spec = storage.get_sweep(original.sweep).spec
-    # what the trial ran on: its own setup, else its sweep's; None there is the download
-    where = original.setup if "data" in original.setup else sweep_spec
-    stored = where.get("data")
-    if data_source is None:
-        data_source = stored if "data" in where else default_data
-    _check_data(trial_id, data_source, data_source == stored and stored is not None)
-    if threads is None:  # as the original ran: a sweep's --threads, none for `train`
-        threads = sweep_spec.get("threads")
-    check_rerun_data(storage, original.sweep, data_source)
-    spec = TrialSpec.from_mapping(original.params)
-    message = f"rerun of trial {trial_id}"
-    range_setup = range_test_setup(original)
-    if range_setup is not None:
-        mode = range_setup["mode"]
-        test = run_range_test(spec, mode, storage, data_source=data_source, sweep_name="rerun",
-                              stop_factor=range_setup["stop_factor"], message=message)
-        return Rerun(original, test.trial_id, test.metrics,
-                     compared=("updates", f"best_{mode}", f"steepest_{mode}"))
-    check_trial_data(spec, cached_dataset(data_source))  # this data, before a trial is stored
-    stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
-    missing = unkept_network(storage, original)
-    fresh = None if missing is None else missing.with_name(missing.name + ".rerun")
-    new_id, outcome = run_single(spec, storage, data_source=data_source, sweep_name="rerun",
-                                 message=message, stop_at=stop_at, threads=threads,
-                                 checkpoints=False, keep_weights="none", weights_to=fresh)
-    result = outcome.result
-    rerun = Rerun(original, new_id, result.metrics() if result is not None else {},
-                  error=outcome.error if result is None else None, outcome=outcome)
-    if fresh is not None and missing is not None and fresh.is_file():
-        if rerun.differences():  # not the original's network: not kept as its own
-            fresh.unlink()
-        else:
-            fresh.replace(missing)
-            rerun = dataclasses.replace(rerun, restored=missing)
-    return rerun
-
-
-def unkept_network(storage: Storage, trial: TrialRecord) -> Path | None:
-    """Where trial ``trial``'s network belongs when its writing failed (its message says
-    so, see :func:`checkpoint.keep_weights`) and the file is not there; else None."""
-    if WEIGHTS_NOT_KEPT not in trial.message:
-        return None
-    _, root = sweep_policy(storage, trial.sweep)
-    path = weights_path(root, trial.sweep, trial.id)
-    return None if path.is_file() else path

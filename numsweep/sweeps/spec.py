@@ -418,6 +418,12 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
+def preset_descriptions() -> dict[str, str]:
+    """Each shipped preset's name and the description its spec gives, by name."""
+    return {name: load_spec(PRESET_DIR / f"{name}.toml").description
+            for name in preset_names()}
+
+
 def resolve_spec_path(name: str | Path) -> Path:
     """A spec file path, or the name of a shipped preset (``numsweep sweep presets``)."""
     path = Path(name)

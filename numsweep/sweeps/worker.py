@@ -25,9 +25,10 @@ import numpy as np
 import optuna
 from threadpoolctl import threadpool_limits
 
-from numsweep.engine import Dataset, Split, TrialResult, TrialSpec, load_dataset, make_split
+from numsweep.engine import Split, TrialResult, TrialSpec, make_split
 from numsweep.engine import train as train_engine
 from numsweep.engine.train import Prepared
+from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.front_pruning import FrontPruner, FrontRule, RungClock
 from numsweep.sweeps.optuna_bridge import make_pruner, pruner_state, quiet
 
@@ -108,31 +109,6 @@ class TrialOutcome:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-_DATASETS: dict[str | None, Dataset] = {}
-"""The datasets this process loaded (the last two sources)."""
-
-
-def absolute_data(source: str | None) -> str | None:
-    """A data path made absolute, as it is stored (with a sweep or a trial), so that
-    ``resume``, ``worker`` and ``trial rerun`` started from another folder find it. None
-    (CIFAR-10 downloaded into the cache) and a path that does not exist stay as they are."""
-    if source is not None and Path(source).exists():
-        return str(Path(source).resolve())
-    return source
-
-
-def cached_dataset(source: str | None, *, progress: Any = None) -> Dataset:
-    """The dataset at ``source``, loaded once per process (the command line's check of the
-    data, the planner's calibration and the sweep's data share take the same copy: a
-    compressed CIFAR-10 ``.npz`` takes about a second to read)."""
-    if source not in _DATASETS:
-        dataset = load_dataset(source, progress=progress)
-        while len(_DATASETS) >= 2:
-            del _DATASETS[next(iter(_DATASETS))]
-        _DATASETS[source] = dataset
-    return _DATASETS[source]
 
 
 @lru_cache(maxsize=4)

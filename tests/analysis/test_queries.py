@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from numsweep.analysis import load_curves, load_stages, load_trials
-from numsweep.analysis.queries import QueryError, find_trials
+from numsweep.analysis.queries import QueryError, find_trials, parse_where
 from numsweep.storage import Storage, StorageError
 from tests.analysis.conftest import build_db
 
@@ -103,3 +103,25 @@ def test_every_column_trials_shows_can_be_filtered(demo_db: str, condition: tupl
 def test_where_on_text_takes_only_equality(demo_db: str) -> None:
     with pytest.raises(QueryError, match="only = and != compare text"):
         find_trials(demo_db, where=[("stage", "<", "coarse")])
+
+
+def test_parse_where_reads_each_comparison_and_numbers() -> None:
+    assert parse_where(["lam<0.01", " val_acc >= 0.4 ", "optimizer=adam", "f==4",
+                        "state!=complete", "hidden=[50]", "lam<=1e-3", "updates>10"]) == [
+        ("lam", "<", 0.01), ("val_acc", ">=", 0.4), ("optimizer", "=", "adam"),
+        ("f", "=", 4.0), ("state", "!=", "complete"), ("hidden", "=", "[50]"),
+        ("lam", "<=", 1e-3), ("updates", ">", 10.0)]
+    assert parse_where([]) == []
+
+
+@pytest.mark.parametrize("text", ["lam~1", "lam", "<0.1", "lam<", "two words=1"])
+def test_parse_where_refuses_what_is_no_condition(text: str) -> None:
+    with pytest.raises(QueryError, match=r"--where expects NAME<VALUE \(or <=, >, >=, =, !=\), "
+                                         f"got '{text}'"):
+        parse_where([text])
+
+
+def test_parsed_conditions_filter_as_trials_where_does(demo_db: str) -> None:
+    got = find_trials(demo_db, where=parse_where(["val_acc>0.44", "stage=coarse"]))
+    assert got["trial_id"].tolist() == find_trials(
+        demo_db, where=[("val_acc", ">", 0.44), ("stage", "=", "coarse")])["trial_id"].tolist()

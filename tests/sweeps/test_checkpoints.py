@@ -120,6 +120,30 @@ def test_weights_export_evaluate_and_filters_from_the_cli(
     assert result.exit_code == 0 and png.stat().st_size > 0, result.output
 
 
+def test_evaluate_and_kept_network_take_a_trial_id_or_a_weights_file(
+        kept_sweep: tuple[str, Path], tmp_path: Path, tiny_npz: Path) -> None:
+    """What ``evaluate TARGET`` and ``plot filters TARGET`` read: a trial id (as typed, or an
+    int) from the database, or a file, for which the database is never opened."""
+    import math
+
+    from numsweep.sweeps.kept import Evaluation, evaluate, export_weights, kept_network
+
+    db, _root = kept_sweep
+    trial = Storage(db).get_trials("kept")[0]
+    for target in (trial.id, str(trial.id)):
+        measured = evaluate(target, db)
+        assert (measured.trial_id, measured.differs) == (trial.id, False)
+        kept = kept_network(target, db)
+        assert (kept.trial_id, kept.sweep, kept.weights.spec.model) == (trial.id, "kept", "convnet")
+    out = tmp_path / "model.npz"
+    export_weights(Storage(db), trial.id, out)
+    unopened = str(tmp_path / "absent" / "no.db")  # opening it would be an error
+    assert evaluate(str(out), unopened, data_source=str(tiny_npz)).trial_id is None
+    assert kept_network(str(out), unopened).path == out
+    assert not Evaluation(None, out, 0.5, math.nan).differs  # nothing stored to differ from
+    assert Evaluation(None, out, 0.5, 0.4).differs
+
+
 def test_missing_weights_are_a_one_line_error(kept_sweep: tuple[str, Path],
                                               tmp_path: Path) -> None:
     db, _ = kept_sweep
