@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    inspect,
+    text,
+)
 from sqlalchemy.pool import StaticPool
 
 from numsweep.storage.errors import StorageError
@@ -61,21 +73,59 @@ def upgrade(engine: Engine, shown: str) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(7201342)"))
         revision = revision_of(conn)  # again, under the lock
         check_not_newer(revision, shown)
-        if revision != HEAD:
-            _migrate(conn, stamp_first=VERSION_TABLE not in inspect(conn).get_table_names()
-                     and revision == BEFORE_VERSIONS)
+        if revision is None:
+            _create(conn)
+        elif revision != HEAD:
+            _migrate(conn, stamp_first=VERSION_TABLE not in inspect(conn).get_table_names())
+
+
+def _create(conn: Connection) -> None:
+    """A new database: the tables of :mod:`.models` (the same as every migration run from
+    nothing makes: a test compares them), stamped :data:`HEAD` (as Alembic stamps it)."""
+    from numsweep.storage.models import Base
+
+    Base.metadata.create_all(conn)
+    versions = Table(VERSION_TABLE, MetaData(),
+                     Column("version_num", String(32), nullable=False),
+                     PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"))
+    versions.create(conn)
+    conn.execute(versions.insert().values(version_num=HEAD))
 
 
 def _migrate(conn: Connection, *, stamp_first: bool) -> None:
     from alembic import command
+
+    config = _config(conn)
+    if stamp_first:
+        command.stamp(config, BEFORE_VERSIONS)
+    command.upgrade(config, HEAD)
+
+
+def migrate_to(conn: Connection, revision: str) -> None:
+    """Upgrade or downgrade the database of ``conn`` to ``revision`` (tests and developers;
+    numsweep itself only upgrades)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    config = _config(conn)
+    current = revision_of(conn)
+    if current is not None and VERSION_TABLE not in inspect(conn).get_table_names():
+        command.stamp(config, current)
+    order = list(REVISIONS)
+    assert revision in order and ScriptDirectory.from_config(config).get_current_head() == HEAD
+    if current is None or order.index(revision) > order.index(current):
+        command.upgrade(config, revision)
+    elif order.index(revision) < order.index(current):
+        command.downgrade(config, revision)
+
+
+def _config(conn: Connection) -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = conn
-    if stamp_first:
-        command.stamp(config, BEFORE_VERSIONS)
-    command.upgrade(config, HEAD)
+    return config
 
 
 def upgraded_copy(file: Path, shown: str) -> Engine:
