@@ -6,6 +6,7 @@ writes the schema."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -168,6 +169,33 @@ def test_an_upgraded_database_goes_on_working_for_writers(tmp_path: Path) -> Non
     assert not storage.list_stages(sweep.id)[2].plan.study_ready
     assert storage.delete_sweep(sweep.id) == 12
     assert [s.name for s in storage.list_sweeps()] == ["train"]
+
+
+def _open_and_count(url: str, errors: multiprocessing.Queue) -> None:
+    try:
+        storage = Storage(url)
+        errors.put(len(storage.get_trials()))
+        storage.dispose()
+    except Exception as exc:  # reported to the test
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["from-before-versions", "new"])
+def test_processes_opening_one_database_at_once_make_or_upgrade_it_once(
+        tmp_path: Path, fresh: bool) -> None:
+    path = tmp_path / "new.db" if fresh else _fixture_copy(tmp_path)
+    ctx = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_count, args=(f"sqlite:///{path}", results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert sorted(results.get(timeout=5) for _ in procs) == [0 if fresh else 13] * 4
+    rows = _rows(path)
+    assert rows[VERSION_TABLE] == [{"version_num": HEAD}]
+    assert len(rows["ns_sweep_runs"]) == (0 if fresh else 1)
 
 
 def test_a_database_of_a_newer_numsweep_is_a_one_line_error(tmp_path: Path) -> None:
