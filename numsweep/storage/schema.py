@@ -2,15 +2,15 @@
 upgraded (Alembic migrations in ``migrations/versions``), a newer one is refused.
 
 A database of a numsweep from before schema versions has numsweep's tables but no
-``ns_alembic_version`` table: it is stamped as revision 0001 (the schema of those
-versions) and upgraded from there. Optuna's own ``alembic_version`` table is another one.
+``ns_alembic_version`` table: it is stamped as revision 0001 (the schema numsweep had
+then) and upgraded from there. Optuna's own ``alembic_version`` table is another one.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Column,
@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.pool import StaticPool
 
 from numsweep.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 VERSION_TABLE = "ns_alembic_version"
 REVISIONS = ("0001", "0002", "0003")
@@ -119,7 +122,7 @@ def migrate_to(conn: Connection, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def _config(conn: Connection) -> Any:
+def _config(conn: Connection) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -145,6 +148,7 @@ def upgraded_copy(file: Path, shown: str) -> Engine:
 
 
 def needs_upgrade_message(shown: str, revision: str) -> str:
+    """Why a reader cannot read a server database of an older schema, and what upgrades it."""
     return (f"{shown} was made by an older numsweep (schema revision {revision}, this "
             f"numsweep reads {HEAD}): a command that writes to it, such as "
             f"{UPGRADE_COMMAND}, brings it up to date")
