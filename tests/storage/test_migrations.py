@@ -254,7 +254,24 @@ def test_a_postgresql_database_from_before_versions_is_upgraded(postgres_schema:
                                                                 tmp_path: Path) -> None:
     """The fixture's numsweep tables copied into a server database of the schema from before
     versions; upgraded, it reads back as the fixture did."""
-    engine = create_engine(postgres_schema)
+    _copy_fixture_to(postgres_schema)
+    reader_refuses = pytest.raises(StorageError, match=r"made by an older numsweep \(schema "
+                                                       r"revision 0001, .*`numsweep sweep resume`")
+    with reader_refuses:
+        Storage(postgres_schema, read_only=True)
+    storage = Storage(postgres_schema)
+    got = _as_before(reads(storage))
+    storage.dispose()
+    assert "ns_sweep_runs" in inspect(create_engine(postgres_schema)).get_table_names()
+    expected = json.loads((FIXTURES / "unversioned_reads.json").read_text())
+    assert got["trials"] == expected["trials"] and got["sweeps"] == expected["sweeps"]
+    assert got["curves"] == expected["curves"] and got["slots"] == expected["slots"]
+
+
+def _copy_fixture_to(url: str) -> None:
+    """The fixture's numsweep tables, row for row, in the server database at ``url``, with
+    the schema from before versions."""
+    engine = create_engine(url)
     with engine.begin() as conn:
         migrate_to(conn, "0002")
         conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
@@ -268,14 +285,25 @@ def test_a_postgresql_database_from_before_versions_is_upgraded(postgres_schema:
                 write.execute(table.insert(), rows)
     source.dispose()
     engine.dispose()
-    reader_refuses = pytest.raises(StorageError, match=r"made by an older numsweep \(schema "
-                                                       r"revision 0001, .*`numsweep sweep resume`")
-    with reader_refuses:
-        Storage(postgres_schema, read_only=True)
-    storage = Storage(postgres_schema)
-    got = _as_before(reads(storage))
-    storage.dispose()
-    assert "ns_sweep_runs" in inspect(create_engine(postgres_schema)).get_table_names()
-    expected = json.loads((FIXTURES / "unversioned_reads.json").read_text())
-    assert got["trials"] == expected["trials"] and got["sweeps"] == expected["sweeps"]
-    assert got["curves"] == expected["curves"] and got["slots"] == expected["slots"]
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["from-before-versions", "new"])
+def test_processes_opening_one_postgresql_database_at_once_make_or_upgrade_it_once(
+        postgres_schema: str, fresh: bool) -> None:
+    if not fresh:
+        _copy_fixture_to(postgres_schema)
+    ctx = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_count, args=(postgres_schema, results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [results.get(timeout=5) for _ in procs] == [0 if fresh else 13] * 4
+    engine = create_engine(postgres_schema)
+    with engine.connect() as conn:
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all() == [(HEAD,)]
+        assert conn.execute(text("SELECT count(*) FROM ns_sweep_runs")).scalar() == (
+            0 if fresh else 1)
+    engine.dispose()
