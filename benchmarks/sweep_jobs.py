@@ -35,7 +35,7 @@ from numsweep.sweeps import run_sweep
 OPTUNA_METHODS = ("ask", "tell", "enqueue_trial", "add_trial", "get_trials")
 STORAGE_METHODS = ("get_or_create_sweep", "get_or_create_stage", "list_sweeps", "count_trials",
                    "next_trial_number", "start_trial", "finish_trial", "get_trials",
-                   "set_stage_note", "get_sweep", "list_stages", "get_stage", "set_stage_space",
+                   "get_sweep", "list_stages", "get_stage", "merge_stage_space",
                    "claim_slots", "claim_again", "stage_slots", "heartbeat", "interrupt_trials")
 
 

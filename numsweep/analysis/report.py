@@ -374,7 +374,11 @@ def build_report(db: str | Storage, sweep: str | Sequence[str], out_dir: str | P
         "trials": f"{len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})",
         "report written": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     }
-    settings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.spec.items()
+    run = {} if record.run is None else {
+        "data": record.run.data, "threads": record.run.threads,
+        "checkpoint_dir": record.run.checkpoint_dir, "keep_weights": record.run.keep_weights}
+    settings = {k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in {**record.spec, **run}.items()
                 if k not in ("stages", "name") and v not in ("", None)}
     versions = software_versions()
     html_path = out / "report.html"

@@ -1,7 +1,9 @@
 """The result database (SQLAlchemy). Nothing ORM-shaped leaves this package.
 
 - ``storage.py``: :class:`Storage`, one transaction per method, frozen records out.
-- ``models.py``: the ORM tables (``ns_`` prefix) and trial states.
+- ``models.py``: the ORM tables (``ns_`` prefix) of the newest schema, and trial states.
+- ``schema.py``: the schema's revision: create, upgrade (Alembic) or refuse a database.
+- ``migrations/``: the Alembic environment and one migration per revision (``versions/``).
 - ``records.py``: the frozen records that leave the package.
 - ``plan.py``: a stage's stored plan (:class:`StagePlan`) and its ranges in words.
 - ``errors.py``: what goes wrong with the database, as one-line exceptions.
@@ -20,6 +22,7 @@ from numsweep.storage.models import TrialState
 from numsweep.storage.plan import StagePlan, describe_space
 from numsweep.storage.records import (
     CurveRecord,
+    RunSettings,
     SlotRecord,
     StageRecord,
     SweepRecord,
@@ -40,6 +43,7 @@ __all__ = [
     "DEFAULT_DB_WAIT",
     "DEFAULT_URL",
     "CurveRecord",
+    "RunSettings",
     "SlotRecord",
     "StagePlan",
     "StageRecord",

@@ -1,5 +1,8 @@
 """SQLAlchemy models. Table names carry an ``ns_`` prefix so that an Optuna study can live in
-the same database (Optuna owns ``studies``, ``trials``, ``trial_params``, ...)."""
+the same database (Optuna owns ``studies``, ``trials``, ``trial_params``, ...).
+
+These are the tables of the newest schema revision (:data:`numsweep.storage.schema.HEAD`):
+a change here needs a migration in ``migrations/versions`` (docs/development.md)."""
 
 from __future__ import annotations
 
@@ -61,6 +64,20 @@ class SweepModel(Base):
     data_fingerprint: Mapped[str | None] = mapped_column(String(100), nullable=True)
     stages: Mapped[list[StageModel]] = relationship(back_populates="sweep",
                                                     order_by="StageModel.index")
+    run: Mapped[SweepRunModel | None] = relationship(cascade="all, delete-orphan", lazy="joined")
+
+
+class SweepRunModel(Base):
+    """How a sweep's trials run (not what they train): its data, BLAS threads per trial,
+    checkpoint folder and which networks it keeps, for its resume. No row: the sweep
+    recorded none (the sweep of single trials, whose trials hold their own setup)."""
+
+    __tablename__ = "ns_sweep_runs"
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("ns_sweeps.id"), primary_key=True)
+    data_source: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: CIFAR-10
+    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    checkpoint_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    keep_weights: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class StageModel(Base):
@@ -71,7 +88,7 @@ class StageModel(Base):
     index: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     sampler: Mapped[str] = mapped_column(String(50))
-    space_json: Mapped[str] = mapped_column(Text)
+    plan_json: Mapped[str] = mapped_column(Text)  # StagePlan.to_dict()
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     sweep: Mapped[SweepModel] = relationship(back_populates="stages")

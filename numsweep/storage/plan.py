@@ -1,4 +1,4 @@
-"""A stage's plan as the first process to reach the stage stores it (``ns_stages.space``),
+"""A stage's plan as the first process to reach the stage stores it (``ns_stages.plan_json``),
 so that every process runs the same plan, and the one description of its searched ranges
 that ``sweep show`` and the report print."""
 

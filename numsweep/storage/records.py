@@ -11,13 +11,26 @@ from numsweep.storage.plan import StagePlan
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """How a sweep's trials run, as it was started: its data source (None: CIFAR-10
+    downloaded into the cache), BLAS threads per trial, checkpoint folder and keep policy
+    (None: not given)."""
+
+    data: str | None = None
+    threads: int | None = None
+    checkpoint_dir: str | None = None
+    keep_weights: str | None = None
+
+
+@dataclass(frozen=True)
 class SweepRecord:
     id: int
     name: str
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # what it trains (its spec file's contents)
     seed: int
     created_at: datetime
     data_fingerprint: str | None = None
+    run: RunSettings | None = None  # how it runs; None: recorded none (single trials)
 
 
 @dataclass(frozen=True)
@@ -27,7 +40,7 @@ class StageRecord:
     index: int
     name: str
     sampler: str
-    space: dict[str, Any]  # the stored JSON form of :attr:`plan`
+    space: dict[str, Any]  # the stored JSON form of :attr:`plan` (``ns_stages.plan_json``)
     note: str
 
     @property

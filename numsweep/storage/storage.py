@@ -52,6 +52,7 @@ from numsweep.storage.models import (
     LeaseModel,
     StageModel,
     SweepModel,
+    SweepRunModel,
     TrialMetricModel,
     TrialModel,
     TrialParamModel,
@@ -59,6 +60,7 @@ from numsweep.storage.models import (
 )
 from numsweep.storage.records import (
     CurveRecord,
+    RunSettings,
     SlotRecord,
     StageRecord,
     SweepRecord,
@@ -72,13 +74,25 @@ from numsweep.storage.retry import (
     is_lock_error,
     retry_call,
 )
+from numsweep.storage.schema import (
+    HEAD,
+    check_not_newer,
+    needs_upgrade_message,
+    revision_of,
+    upgrade,
+    upgraded_copy,
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _JITTER = random.Random()  # pauses between claim attempts only; never results
 
 
+NUMBERING_TRIES = 50
+"""How often a new trial is numbered again when another writer took its number meanwhile."""
+
 M = TypeVar("M", bound=Callable[..., Any])
 R = TypeVar("R")  # an ORM row
+Row = TypeVar("Row", bound=Base)
 T = TypeVar("T")  # the frozen record made from it
 
 
@@ -248,36 +262,19 @@ def _file_identity(path: Path | None) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-_NEW_COLUMNS = {
-    "ns_trials": {"slot": "INTEGER", "attempt": "INTEGER NOT NULL DEFAULT 0",
-                  "study_trial": "INTEGER", "setup_json": "TEXT", "group_id": "INTEGER",
-                  "group_size": "INTEGER"},
-    "ns_sweeps": {"data_fingerprint": "VARCHAR(100)"},
-}
 INTERRUPT_WAIT_SECONDS = 3.0
 """How long marking trials interrupted on Ctrl-C waits for another process's write lock
 before giving up (the trials are then taken for lost by the next resume)."""
 
 
-def _create_tables(engine: Engine, shown: str, *, existing: bool = False) -> None:
-    """Create missing tables; add the columns and indexes a database made by an older numsweep
-    lacks. Processes that start at once on a new database may race here (retried by the
-    caller). ``existing``: only in a numsweep database (a one-line error, nothing added,
-    for any other)."""
-    tables = inspect(engine).get_table_names()
+def _bring_up_to_date(engine: Engine, shown: str, *, existing: bool = False) -> None:
+    """Create the database or upgrade its schema to this numsweep's (see :mod:`.schema`).
+    Processes that start at once on a new database may race here (retried by the caller).
+    ``existing``: only in a numsweep database (a one-line error, nothing added, for any
+    other)."""
     if existing:
-        _check_numsweep(set(tables), shown)
-    for table, columns in _NEW_COLUMNS.items():
-        if table not in tables:
-            continue
-        have = {c["name"] for c in inspect(engine).get_columns(table)}
-        with engine.begin() as conn:
-            for name, ddl in columns.items():
-                if name not in have:
-                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
-    Base.metadata.create_all(engine)
-    for index in TrialModel.__table__.indexes:
-        index.create(engine, checkfirst=True)
+        _check_numsweep(set(inspect(engine).get_table_names()), shown)
+    upgrade(engine, shown)
 
 
 def _check_numsweep(tables: set[str], shown: str) -> None:
@@ -288,21 +285,15 @@ def _check_numsweep(tables: set[str], shown: str) -> None:
                            + (f"its tables: {others})" if tables else "it is empty)"))
 
 
-def _check_schema(engine: Engine, shown: str) -> None:
-    """A one-line error unless the database holds numsweep's tables with every column this
-    numsweep reads (for a reader, which cannot add them)."""
-    tables = set(inspect(engine).get_table_names())
-    _check_numsweep(tables, shown)
-    missing = sorted(set(Base.metadata.tables) - tables)
-    for table, columns in _NEW_COLUMNS.items():
-        if table in tables:
-            have = {c["name"] for c in inspect(engine).get_columns(table)}
-            missing += [f"{table}.{name}" for name in columns if name not in have]
-    if missing:
-        raise StorageError(f"{shown} was made by an older numsweep (it lacks "
-                           f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
-                           f"a command that writes to it, such as `numsweep sweep resume`, "
-                           f"brings it up to date")
+def _readable_revision(engine: Engine, shown: str) -> str:
+    """The schema revision of a numsweep database (for a reader, which cannot upgrade it); a
+    one-line error for any other database, or one of a newer numsweep."""
+    with engine.connect() as conn:
+        _check_numsweep(set(inspect(conn).get_table_names()), shown)
+        revision = revision_of(conn)
+    assert revision is not None
+    check_not_newer(revision, shown)
+    return revision
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -373,10 +364,16 @@ class Storage:
                 else:
                     self.engine = create_engine(self.engine_url, pool_pre_ping=True)
                 # a server that cannot be reached at all is a wrong URL more often than an outage
-                retry_call(lambda: (_check_schema(self.engine, self.shown_url) if read_only
-                                    else _create_tables(self.engine, self.shown_url,
-                                                        existing=not create)),
-                           seconds=0, what=self.shown_url, table_race=not read_only)
+                if read_only:
+                    revision = retry_call(
+                        lambda: _readable_revision(self.engine, self.shown_url),
+                        seconds=0, what=self.shown_url)
+                    if revision != HEAD:
+                        self.engine = self._older_for_reading(revision)
+                else:
+                    retry_call(lambda: _bring_up_to_date(self.engine, self.shown_url,
+                                                         existing=not create),
+                               seconds=0, what=self.shown_url, table_race=True)
             except StorageError:
                 raise
             except ImportError as exc:
@@ -387,6 +384,14 @@ class Storage:
                 raise StorageError(f"cannot open {self.shown_url}: {_first_line(exc)}") from None
         self.file_identity = _file_identity(self.file)  # the file opened, to notice its loss
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _older_for_reading(self, revision: str) -> Engine:
+        """What a reader reads of a database of an older schema: an upgraded copy in memory
+        of a SQLite file (the file is not written); a server database is refused."""
+        if self.file is None:
+            raise StorageError(needs_upgrade_message(self.shown_url, revision))
+        self.engine.dispose()
+        return upgraded_copy(self.file, self.shown_url)
 
     def check_file(self) -> None:
         """Raise :class:`StorageGone` when the SQLite file this Storage opened was deleted or
@@ -437,14 +442,16 @@ class Storage:
 
     @_retrying
     def get_or_create_sweep(self, name: str, spec: Mapping[str, Any], seed: int, *,
-                            data_fingerprint: str | None = None) -> SweepRecord:
-        """The sweep named ``name``; created with this spec, seed and data fingerprint if
-        there is none (when several processes create it at once, all get the one that was
-        stored first)."""
+                            data_fingerprint: str | None = None,
+                            run: RunSettings | None = None) -> SweepRecord:
+        """The sweep named ``name``; created with this spec, seed, data fingerprint and run
+        settings if there is none (when several processes create it at once, all get the
+        one that was stored first)."""
         return self._get_or_create(
             select(SweepModel).where(SweepModel.name == name),
             lambda: SweepModel(name=name, spec_json=json.dumps(spec), seed=seed,
-                               created_at=now(), data_fingerprint=data_fingerprint),
+                               created_at=now(), data_fingerprint=data_fingerprint,
+                               run=None if run is None else _run_row(run)),
             _sweep_record, f"sweep {name!r}")
 
     @_retrying
@@ -457,19 +464,17 @@ class Storage:
                       .where(SweepModel.id == sweep_id, SweepModel.data_fingerprint.is_(None))
                       .values(data_fingerprint=fingerprint)
                       .execution_options(synchronize_session=False))
-            stored = s.scalar(select(SweepModel.data_fingerprint)
-                              .where(SweepModel.id == sweep_id))
-            if stored is None:
-                raise StorageError(f"no sweep with id {sweep_id}")
-            return str(stored)
+            return str(_get(s, SweepModel, sweep_id, "sweep").data_fingerprint)
 
     @_retrying
-    def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any]) -> None:
+    def set_sweep_spec(self, sweep_id: int, spec: Mapping[str, Any], *,
+                       run: RunSettings | None = None) -> None:
+        """Replace a sweep's stored spec, and with ``run`` its run settings."""
         with self.session() as s:
-            row = s.get(SweepModel, sweep_id)
-            if row is None:
-                raise StorageError(f"no sweep with id {sweep_id}")
+            row = _get(s, SweepModel, sweep_id, "sweep")
             row.spec_json = json.dumps(spec)
+            if run is not None:
+                row.run = _run_row(run)
 
     @_retrying
     def delete_sweep(self, sweep_id: int) -> int:
@@ -484,6 +489,8 @@ class Storage:
             for model in (CurvePointModel, TrialParamModel, TrialMetricModel):
                 s.execute(delete(model).where(model.trial_id.in_(trial_ids))
                           .execution_options(synchronize_session=False))
+            s.execute(delete(SweepRunModel).where(SweepRunModel.sweep_id == sweep_id)
+                      .execution_options(synchronize_session=False))
             s.execute(delete(TrialModel).where(TrialModel.sweep_id == sweep_id)
                       .execution_options(synchronize_session=False))
             if stage_ids:
@@ -519,7 +526,7 @@ class Storage:
         return self._get_or_create(
             select(StageModel).where(StageModel.sweep_id == sweep_id, StageModel.index == index),
             lambda: StageModel(sweep_id=sweep_id, index=index, name=name, sampler=sampler,
-                               space_json=json.dumps(space), note=note, created_at=now()),
+                               plan_json=json.dumps(space), note=note, created_at=now()),
             _stage_record, f"stage {name!r}")
 
     def _get_or_create(self, query: Select[tuple[R]], make: Callable[[], R],
@@ -547,25 +554,14 @@ class Storage:
             return None if row is None else _stage_record(row)
 
     @_retrying
-    def set_stage_space(self, stage_id: int, space: Mapping[str, Any]) -> None:
-        """Replace a stage's stored plan (space, fixed, planned, ...)."""
-        with self.session() as s:
-            row = s.get(StageModel, stage_id)
-            if row is None:
-                raise StorageError(f"no stage with id {stage_id}")
-            row.space_json = json.dumps(space)
-
-    @_retrying
     def merge_stage_space(self, stage_id: int, changes: Mapping[str, Any],
                           note: str | None = None) -> StageRecord:
         """Update some keys of a stage's stored plan (and append ``note`` to its note) in one
         transaction that locks the row (PostgreSQL) or fails and is retried when another
         writer changed it meanwhile (SQLite), so concurrent updates of other keys are kept."""
         with self.session() as s:
-            row = s.get(StageModel, stage_id, with_for_update=True)
-            if row is None:
-                raise StorageError(f"no stage with id {stage_id}")
-            row.space_json = json.dumps({**json.loads(row.space_json), **changes})
+            row = _get(s, StageModel, stage_id, "stage", with_for_update=True)
+            row.plan_json = json.dumps({**json.loads(row.plan_json), **changes})
             if note:
                 row.note = (row.note + "; " if row.note else "") + note
             s.flush()
@@ -577,15 +573,6 @@ class Storage:
             rows = s.scalars(select(StageModel).where(StageModel.sweep_id == sweep_id)
                              .order_by(StageModel.index))
             return [_stage_record(r) for r in rows]
-
-    @_retrying
-    def set_stage_note(self, stage_id: int, note: str) -> None:
-        """Replace a stage's note (what it chose and why, what it left out)."""
-        with self.session() as s:
-            row = s.get(StageModel, stage_id)
-            if row is None:
-                raise StorageError(f"no stage with id {stage_id}")
-            row.note = note
 
     # Trials
 
@@ -662,24 +649,42 @@ class Storage:
         trial outside a sweep runs (such as its data source), for its rerun.
 
         The trial gets ``number``, or when that is None or another writer took it meanwhile,
-        the sweep's next free number, read in the same transaction as the insert: the unique
-        (sweep, number) constraint makes concurrent writers retry, never lose a trial."""
-        for _ in range(50):
+        the sweep's next free number (see :meth:`_numbered`)."""
+
+        def insert(s: Session, free: int) -> int:
+            started = now()
+            row = TrialModel(sweep_id=sweep_id, stage_id=stage_id, number=free,
+                             state=TrialState.RUNNING, seed=seed, worker=worker,
+                             started_at=started, heartbeat_at=started, message="",
+                             traceback="", setup_json=json.dumps(dict(setup)) if setup else None)
+            row.params = [_param_row(k, v) for k, v in params.items()]
+            s.add(row)
+            s.flush()
+            return row.id
+
+        trial_id = self._numbered(lambda s: sweep_id, insert, first=number)
+        assert trial_id is not None
+        return trial_id
+
+    def _numbered(self, sweep_of: Callable[[Session], int | None],
+                  insert: Callable[[Session, int], T | None], *, first: int | None = None,
+                  claimed: Callable[[], bool] | None = None) -> T | None:
+        """The one way a new trial is numbered: ``insert(session, number)`` with the next free
+        number of the sweep ``sweep_of(session)`` (``first`` on the first try), read in the
+        same transaction as the insert. The unique (sweep, number) constraint makes concurrent
+        writers try again, so none loses a trial; None when ``claimed()`` says that what the
+        insert claims was taken by another process (or ``sweep_of`` finds nothing to do)."""
+        number = first
+        for _ in range(NUMBERING_TRIES):
             try:
                 with self.session() as s:
-                    started = now()
-                    row = TrialModel(sweep_id=sweep_id, stage_id=stage_id,
-                                     number=_next_number(s, sweep_id) if number is None
-                                     else number,
-                                     state=TrialState.RUNNING, seed=seed, worker=worker,
-                                     started_at=started, heartbeat_at=started, message="",
-                                     traceback="",
-                                     setup_json=json.dumps(dict(setup)) if setup else None)
-                    row.params = [_param_row(k, v) for k, v in params.items()]
-                    s.add(row)
-                    s.flush()
-                    return row.id
+                    sweep_id = sweep_of(s)
+                    if sweep_id is None:
+                        return None
+                    return insert(s, _next_number(s, sweep_id) if number is None else number)
             except StorageConflict:
+                if claimed is not None and claimed():
+                    return None
                 number = None  # taken: number it inside the transaction from now on
                 time.sleep(0.01 + 0.05 * _JITTER.random())
         raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
@@ -712,12 +717,9 @@ class Storage:
                              .where(TrialModel.id == trial_id,
                                     TrialModel.state == TrialState.RUNNING)
                              .values(**values).execution_options(synchronize_session=False))
+            row = _get(s, TrialModel, trial_id, "trial")
             if done.rowcount != 1:
-                if s.get(TrialModel, trial_id) is None:
-                    raise StorageError(f"no trial with id {trial_id}")
                 return False
-            row = s.get(TrialModel, trial_id)
-            assert row is not None
             if params:
                 existing = {p.name: p for p in row.params}
                 for name, value in params.items():
@@ -773,28 +775,24 @@ class Storage:
         in one transaction. Returns ``(trial id, number)`` per slot, or None when another
         process claimed one of these slots first (the unique (stage, slot, attempt) index
         decides, so two processes never run the same planned trial)."""
-        for _ in range(50):
-            try:
-                with self.session() as s:
-                    number = _next_number(s, sweep_id)
-                    started = now()
-                    rows = []
-                    for i, (slot, params, seed) in enumerate(slots):
-                        row = TrialModel(sweep_id=sweep_id, stage_id=stage_id,
-                                         number=number + i, slot=slot, attempt=0,
-                                         study_trial=study_trial, state=TrialState.RUNNING,
-                                         seed=seed, worker=worker, started_at=started,
-                                         heartbeat_at=started, message="", traceback="")
-                        row.params = [_param_row(k, v) for k, v in params.items()]
-                        rows.append(row)
-                    s.add_all(rows)
-                    s.flush()
-                    return [(r.id, r.number) for r in rows]
-            except StorageConflict:
-                if self._slots_taken(stage_id, [slot for slot, _, _ in slots]):
-                    return None
-                time.sleep(0.01 + 0.05 * _JITTER.random())  # a trial number was taken
-        raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
+
+        def insert(s: Session, number: int) -> list[tuple[int, int]]:
+            started = now()
+            rows = []
+            for i, (slot, params, seed) in enumerate(slots):
+                row = TrialModel(sweep_id=sweep_id, stage_id=stage_id, number=number + i,
+                                 slot=slot, attempt=0, study_trial=study_trial,
+                                 state=TrialState.RUNNING, seed=seed, worker=worker,
+                                 started_at=started, heartbeat_at=started, message="",
+                                 traceback="")
+                row.params = [_param_row(k, v) for k, v in params.items()]
+                rows.append(row)
+            s.add_all(rows)
+            s.flush()
+            return [(r.id, r.number) for r in rows]
+
+        return self._numbered(lambda s: sweep_id, insert, claimed=lambda: self._slots_taken(
+            stage_id, [slot for slot, _, _ in slots]))
 
     @_retrying
     def _slots_taken(self, stage_id: int, slots: Sequence[int]) -> bool:
@@ -810,41 +808,44 @@ class Storage:
         process is taken for dead: it is marked INTERRUPTED with ``lost_message``). Returns
         the new ``(trial id, number)``, or None when the trial is alive after all or another
         process claimed the next attempt first."""
-        for _ in range(50):
-            try:
-                with self.session() as s:
-                    old = s.get(TrialModel, trial_id)
-                    if old is None or old.slot is None:
-                        raise StorageError(f"no planned trial with id {trial_id}")
-                    if old.state is TrialState.RUNNING:
-                        alive = TrialModel.heartbeat_at.is_(None) if seen_heartbeat is None \
-                            else TrialModel.heartbeat_at <= seen_heartbeat
-                        done = s.execute(update(TrialModel).where(
-                            TrialModel.id == trial_id, TrialModel.state == TrialState.RUNNING,
-                            alive).values(state=TrialState.INTERRUPTED, finished_at=now(),
-                                          message=lost_message)
-                            .execution_options(synchronize_session=False))
-                        if done.rowcount != 1:
-                            return None
-                    elif old.state is not TrialState.INTERRUPTED:
-                        return None
-                    started = now()
-                    row = TrialModel(sweep_id=old.sweep_id, stage_id=old.stage_id,
-                                     number=_next_number(s, old.sweep_id), slot=old.slot,
-                                     attempt=old.attempt + 1, study_trial=old.study_trial,
-                                     state=TrialState.RUNNING, seed=old.seed, worker=worker,
-                                     started_at=started, heartbeat_at=started, message="",
-                                     traceback="")
-                    row.params = [TrialParamModel(name=p.name, value_json=p.value_json,
-                                                  value_num=p.value_num) for p in old.params]
-                    s.add(row)
-                    s.flush()
-                    return row.id, row.number
-            except StorageConflict:
-                if self._attempt_taken(trial_id):
+        old: TrialModel | None = None
+
+        def sweep_of(s: Session) -> int | None:
+            """The sweep of the planned trial, once it is taken for lost; None when it is
+            alive after all, or finished."""
+            nonlocal old
+            old = s.get(TrialModel, trial_id)
+            if old is None or old.slot is None:
+                raise StorageError(f"no planned trial with id {trial_id}")
+            if old.state is TrialState.RUNNING:
+                alive = TrialModel.heartbeat_at.is_(None) if seen_heartbeat is None \
+                    else TrialModel.heartbeat_at <= seen_heartbeat
+                done = s.execute(update(TrialModel).where(
+                    TrialModel.id == trial_id, TrialModel.state == TrialState.RUNNING,
+                    alive).values(state=TrialState.INTERRUPTED, finished_at=now(),
+                                  message=lost_message)
+                    .execution_options(synchronize_session=False))
+                if done.rowcount != 1:
                     return None
-                time.sleep(0.01 + 0.05 * _JITTER.random())
-        raise StorageBusy(f"cannot number a new trial in {self.shown_url}: too many conflicts")
+            elif old.state is not TrialState.INTERRUPTED:
+                return None
+            return old.sweep_id
+
+        def insert(s: Session, number: int) -> tuple[int, int]:
+            assert old is not None
+            started = now()
+            row = TrialModel(sweep_id=old.sweep_id, stage_id=old.stage_id, number=number,
+                             slot=old.slot, attempt=old.attempt + 1,
+                             study_trial=old.study_trial, state=TrialState.RUNNING,
+                             seed=old.seed, worker=worker, started_at=started,
+                             heartbeat_at=started, message="", traceback="")
+            row.params = [TrialParamModel(name=p.name, value_json=p.value_json,
+                                          value_num=p.value_num) for p in old.params]
+            s.add(row)
+            s.flush()
+            return row.id, row.number
+
+        return self._numbered(sweep_of, insert, claimed=lambda: self._attempt_taken(trial_id))
 
     @_retrying
     def _attempt_taken(self, trial_id: int) -> bool:
@@ -1143,14 +1144,32 @@ def _param_row(name: str, value: Any) -> TrialParamModel:
     return TrialParamModel(name=name, value_json=json.dumps(value), value_num=number)
 
 
+def _get(s: Session, model: type[Row], key: Any, what: str, *,
+         with_for_update: bool = False) -> Row:
+    """The row of ``model`` with primary key ``key``; a one-line error naming ``what`` when
+    there is none."""
+    row = s.get(model, key, with_for_update=with_for_update)
+    if row is None:
+        raise StorageError(f"no {what} with id {key}")
+    return row
+
+
+def _run_row(run: RunSettings) -> SweepRunModel:
+    return SweepRunModel(data_source=run.data, threads=run.threads,
+                         checkpoint_dir=run.checkpoint_dir, keep_weights=run.keep_weights)
+
+
 def _sweep_record(row: SweepModel) -> SweepRecord:
+    run = None if row.run is None else RunSettings(row.run.data_source, row.run.threads,
+                                                   row.run.checkpoint_dir,
+                                                   row.run.keep_weights)
     return SweepRecord(row.id, row.name, json.loads(row.spec_json), row.seed, row.created_at,
-                       row.data_fingerprint)
+                       row.data_fingerprint, run)
 
 
 def _stage_record(row: StageModel) -> StageRecord:
     return StageRecord(row.id, row.sweep_id, row.index, row.name, row.sampler,
-                       json.loads(row.space_json), row.note)
+                       json.loads(row.plan_json), row.note)
 
 
 def _trial_record(row: TrialModel, sweep: str, stage: str | None) -> TrialRecord:

@@ -21,7 +21,7 @@ from numsweep.engine.spec import (
     planned_updates,
 )
 from numsweep.errors import NumsweepError
-from numsweep.storage import Storage, SweepRecord, TrialState
+from numsweep.storage import RunSettings, Storage, SweepRecord, TrialState
 from numsweep.sweeps.spec import SweepSpec, SweepSpecError
 
 JOBS_PER_CORE_LIMIT = 8
@@ -69,7 +69,7 @@ def check_sweep_data(storage: Storage, sweep: SweepRecord, dataset: Dataset,
     fingerprint = dataset_fingerprint(dataset)
     stored = sweep.data_fingerprint or storage.claim_data_fingerprint(sweep.id, fingerprint)
     if stored != fingerprint:
-        created = sweep.spec.get("data")
+        created = (sweep.run or RunSettings()).data
         raise DataMismatch(
             f"sweep {sweep.name!r} was created with other data ({_shown(created)}, fingerprint "
             f"{stored[:12]}) than {_shown(source)} (fingerprint {fingerprint[:12]}); give "
@@ -79,12 +79,13 @@ def check_sweep_data(storage: Storage, sweep: SweepRecord, dataset: Dataset,
 def check_rerun_data(storage: Storage, sweep_name: str, source: str | None) -> None:
     """Refuse to rerun a trial of ``sweep_name`` on other data than the sweep's."""
     sweep = storage.get_sweep(sweep_name)
+    created = (sweep.run or RunSettings()).data
     if sweep.data_fingerprint is None:
         return
     fingerprint = fingerprint_of(source)
     if fingerprint != sweep.data_fingerprint:
         raise DataMismatch(
-            f"trials of sweep {sweep_name!r} ran on other data ({_shown(sweep.spec.get('data'))}"
+            f"trials of sweep {sweep_name!r} ran on other data ({_shown(created)}"
             f", fingerprint {sweep.data_fingerprint[:12]}) than {_shown(source)} (fingerprint "
             f"{fingerprint[:12]}); give --data the sweep's data")
 

@@ -43,6 +43,7 @@ from numsweep.engine.checkpoint import (
 )
 from numsweep.errors import NumsweepError
 from numsweep.storage import (
+    RunSettings,
     Storage,
     StorageError,
     TrialRecord,
@@ -153,9 +154,9 @@ def final_stage_names(stored_spec: dict) -> list[str]:
 
 def sweep_policy(storage: Storage, sweep: str) -> tuple[str, Path]:
     """The keep policy and checkpoint folder a sweep was run with (stored with it)."""
-    spec = storage.get_sweep(sweep).spec
-    root = spec.get("checkpoint_dir")
-    return (spec.get("keep_weights", DEFAULT_KEEP),
+    run = storage.get_sweep(sweep).run or RunSettings()
+    root = run.checkpoint_dir
+    return (run.keep_weights or DEFAULT_KEEP,
             Path(root) if root else default_checkpoint_dir(storage.url))
 
 
@@ -332,7 +333,7 @@ def evaluate_trial(storage: Storage, trial_id: int, *, data_source: str | None =
     path = trial_weights_path(storage, trial_id, folder)
     trial = storage.get_trials(trial_ids=[trial_id])[0]
     if data_source is None:
-        data_source = storage.get_sweep(trial.sweep).spec.get("data")
+        data_source = (storage.get_sweep(trial.sweep).run or RunSettings()).data
     return evaluate_weights(path, data_source, trial_id=trial_id,
                             stored=float(trial.metrics.get("test_acc", math.nan)))
 

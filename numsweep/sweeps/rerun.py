@@ -87,15 +87,15 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
     if not found:
         raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
     original = found[0]
-    sweep_spec = storage.get_sweep(original.sweep).spec
+    sweep_run = storage.get_sweep(original.sweep).run
     # what the trial ran on: its own setup, else its sweep's; None there is the download
-    where = original.setup if "data" in original.setup else sweep_spec
-    stored = where.get("data")
+    recorded = "data" in original.setup or sweep_run is not None
+    stored = original.setup.get("data", None if sweep_run is None else sweep_run.data)
     if data_source is None:
-        data_source = stored if "data" in where else default_data
+        data_source = stored if recorded else default_data
     _check_data(trial_id, data_source, data_source == stored and stored is not None)
     if threads is None:  # as the original ran: a sweep's --threads, none for `train`
-        threads = sweep_spec.get("threads")
+        threads = None if sweep_run is None else sweep_run.threads
     check_rerun_data(storage, original.sweep, data_source)
     spec = TrialSpec.from_mapping(original.params)
     message = f"rerun of trial {trial_id}"

@@ -48,6 +48,7 @@ from numsweep.engine import CurvePoint, TrialSpec
 from numsweep.engine.checkpoint import clear_state
 from numsweep.shield import ctrl_c_deferred, shielded
 from numsweep.storage import (
+    RunSettings,
     SlotRecord,
     StagePlan,
     StageRecord,
@@ -393,8 +394,9 @@ class SweepRunner:
                 f"in {storage.shown_url}; continue it with `numsweep sweep resume "
                 f"{shlex.quote(spec.name)}`, run it under another name (name=NEW), or start "
                 f"over after `numsweep sweep delete {shlex.quote(spec.name)}`")
-        if not self.resume and existing and existing[0].spec != self._stored():
-            storage.set_sweep_spec(existing[0].id, self._stored())  # created, never run
+        if not self.resume and existing and (existing[0].spec, existing[0].run) != (
+                self._stored(), self._run_settings()):  # created, never run
+            storage.set_sweep_spec(existing[0].id, self._stored(), run=self._run_settings())
         self.pool = make_executor(self.jobs, self.backend, self.scheduler)
         if self.auto_jobs and isinstance(self.pool, DaskExecutor):
             self.jobs = self.pool.threads()
@@ -415,7 +417,8 @@ class SweepRunner:
                         raise SweepSpecError(f"{spec.origin}: stages.{stage.name}.{exc}"
                                              ) from None
             self.ostorage = optuna_storage(storage.engine_url, storage.db_wait)
-            self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed)
+            self.sweep = storage.get_or_create_sweep(spec.name, self._stored(), spec.seed,
+                                                     run=self._run_settings())
             check_sweep_data(storage, self.sweep, data.dataset, self.data_source)
             self.data = data
             write_unsaved(storage)  # results kept here when the database last went away
@@ -490,8 +493,11 @@ class SweepRunner:
         return trial_seed(self.spec.seed, index, 2**31 - 1, zlib.crc32(self.name.encode()))
 
     def _stored(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "data": self.data_source, "threads": self.threads,
-                "checkpoint_dir": str(self.checkpoint_dir), "keep_weights": self.keep_weights}
+        return self.spec.to_dict()
+
+    def _run_settings(self) -> RunSettings:
+        return RunSettings(self.data_source, self.threads, str(self.checkpoint_dir),
+                           self.keep_weights)
 
     # Stage set-up
 
@@ -1200,11 +1206,11 @@ def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
         # Optuna's tables, before workers race to make them
         optuna_storage(storage.engine_url, storage.db_wait)
         return storage.get_or_create_sweep(
-            spec.name, {**spec.to_dict(), "data": absolute_data(data_source),
-                        "threads": threads if threads is not None else DEFAULT_THREADS,
-                        "checkpoint_dir": str(checkpoint_root(storage, checkpoint_dir)),
-                        "keep_weights": check_policy(keep_weights)},
-            spec.seed, data_fingerprint=fingerprint_of(data_source))
+            spec.name, spec.to_dict(), spec.seed, data_fingerprint=fingerprint_of(data_source),
+            run=RunSettings(absolute_data(data_source),
+                            threads if threads is not None else DEFAULT_THREADS,
+                            str(checkpoint_root(storage, checkpoint_dir)),
+                            check_policy(keep_weights)))
 
 
 def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int | None]:
@@ -1214,11 +1220,8 @@ def stored_spec(storage: Storage, name: str) -> tuple[SweepSpec, str | None, int
     raw = dict(record.spec)
     if raw.get("single"):
         raise SweepSpecError(f"{name!r} holds single trials (numsweep train), not a sweep")
-    data = raw.pop("data", None)
-    threads = raw.pop("threads", None)
-    raw.pop("checkpoint_dir", None)
-    raw.pop("keep_weights", None)
-    return parse_spec(raw, f"sweep {name!r} in {storage.shown_url}"), data, threads
+    run = record.run or RunSettings()
+    return parse_spec(raw, f"sweep {name!r} in {storage.shown_url}"), run.data, run.threads
 
 
 def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,

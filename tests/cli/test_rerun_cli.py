@@ -74,7 +74,8 @@ def test_a_sweep_started_on_a_relative_data_path_is_rerun_from_another_folder(
     monkeypatch.chdir(tmp_path)
     result = invoke("sweep", "run", "s.toml", "--data", "mine.npz", "--db", db, "--jobs", "1")
     assert result.exit_code == 0, result.output
-    assert Storage(str(db)).get_sweep("rel").spec["data"] == str(data.resolve())
+    run = Storage(str(db)).get_sweep("rel").run
+    assert run is not None and run.data == str(data.resolve())
     monkeypatch.chdir("/")
     result = invoke("trial", "rerun", "1", "--db", db)
     assert result.exit_code == 0, result.output

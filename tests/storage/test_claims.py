@@ -17,6 +17,7 @@ import pytest
 from numsweep.storage import Storage, StorageBusy, StorageError, TrialState
 from numsweep.storage.storage import _retrying, now
 from numsweep.sweeps.liveness import Heartbeat, is_lost
+from tests.storage.before_versions import as_before_versions
 
 
 def stage(tmp_path: Path) -> tuple[Storage, int, int]:
@@ -171,6 +172,7 @@ def test_a_database_made_by_an_older_numsweep_gets_the_new_columns(tmp_path: Pat
     storage, sweep_id, stage_id = stage(tmp_path)
     storage.start_trial(sweep_id, None, 0, {"lam": 0.1}, seed=3)
     storage.dispose()
+    as_before_versions(f"sqlite:///{tmp_path / 'c.db'}")
     raw = sqlite3.connect(tmp_path / "c.db")
     raw.execute("DROP INDEX uq_ns_trials_slot_attempt")
     for column in ("slot", "attempt", "study_trial", "setup_json"):

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import event, text
 
 from numsweep.storage import Storage, StorageError, StorageGone, TrialState
+from tests.storage.before_versions import as_before_versions
 
 POSTGRES = os.environ.get("NUMSWEEP_TEST_POSTGRES_URL", "")
 URLS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
@@ -135,9 +136,10 @@ def test_a_database_made_before_fingerprints_gains_the_column_and_keeps_its_swee
     url = f"sqlite:///{tmp_path / 'old.db'}"
     storage = Storage(url)
     storage.get_or_create_sweep("old", {"name": "old"}, 3)
-    with storage.engine.begin() as conn:  # as an older numsweep made it
-        conn.execute(text("ALTER TABLE ns_sweeps DROP COLUMN data_fingerprint"))
     storage.dispose()
+    as_before_versions(url)
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # as an older numsweep made it
+        conn.execute("ALTER TABLE ns_sweeps DROP COLUMN data_fingerprint")
     reopened = Storage(url)
     old = reopened.get_sweep("old")
     assert old.seed == 3 and old.data_fingerprint is None
@@ -218,15 +220,20 @@ def test_a_reader_never_creates_or_changes_a_database(tmp_path: Path) -> None:
         assert path.read_bytes() == before[0]
 
 
-def test_a_reader_of_an_older_database_says_what_brings_it_up_to_date(tmp_path: Path) -> None:
+def test_a_reader_of_an_older_database_reads_it_without_writing_to_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     storage = Storage(url)
-    with storage.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE ns_sweeps DROP COLUMN data_fingerprint"))
+    storage.get_or_create_sweep("old", {"name": "old"}, 3)
     storage.dispose()
-    with pytest.raises(StorageError, match=r"made by an older numsweep .*ns_sweeps.data_"
-                                           r"fingerprint.*`numsweep sweep resume`"):
-        Storage(url, read_only=True)
+    as_before_versions(url)
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("ALTER TABLE ns_sweeps DROP COLUMN data_fingerprint")
+    before = _file_state(tmp_path / "old.db")
+    reader = Storage(url, read_only=True)
+    assert [(s.name, s.seed, s.data_fingerprint) for s in reader.list_sweeps()] == [
+        ("old", 3, None)]
+    reader.dispose()
+    assert _file_state(tmp_path / "old.db") == before
 
 
 def test_a_read_only_database_file_or_folder_reads(tmp_path: Path,

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 import math
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+from numsweep.storage import CurveRecord, RunSettings, Storage, StorageError, TrialState
 from numsweep.storage.storage import shown_url
 
 
@@ -36,6 +38,30 @@ def test_trial_round_trip_keeps_params_metrics_curves_and_special_floats(tmp_pat
     assert got[0] == curves[0]
     assert math.isnan(got[1].loss) and got[1].cost == math.inf
     assert again.get_trials("s", states=[TrialState.FAILED]) == []
+
+
+def test_run_settings_and_stage_plans_are_stored_apart_from_the_spec(tmp_path: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    run = RunSettings("/data/c.npz", 2, "/ckpt", "all")
+    sweep = storage.get_or_create_sweep("s", {"name": "s", "seed": 1}, 1, run=run)
+    single = storage.get_or_create_sweep("train", {"name": "train", "single": True}, 0)
+    plan = {"space": {"lam": {"low": 0.1, "high": 1.0}}, "fixed": {}, "reused": [],
+            "configs": [], "study_ready": True}
+    storage.get_or_create_stage(sweep.id, 0, "g", "grid", plan)
+    assert (storage.get_sweep("s").run, storage.get_sweep("train").run) == (run, None)
+    storage.set_sweep_spec(sweep.id, {"name": "s", "seed": 2})  # run settings kept
+    assert storage.get_sweep("s").run == run
+    storage.set_sweep_spec(sweep.id, {"name": "s", "seed": 2}, run=RunSettings(None, 1))
+    assert storage.get_sweep("s").run == RunSettings(None, 1)
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert json.loads(conn.execute("SELECT spec_json FROM ns_sweeps WHERE id = ?",
+                                       (sweep.id,)).fetchone()[0]) == {"name": "s", "seed": 2}
+        assert conn.execute("SELECT * FROM ns_sweep_runs").fetchall() == [
+            (sweep.id, None, 1, None, None)]
+        assert json.loads(conn.execute("SELECT plan_json FROM ns_stages").fetchone()[0]) == plan
+    assert storage.delete_sweep(sweep.id) == 0 and storage.delete_sweep(single.id) == 0
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ns_sweep_runs").fetchone() == (0,)
 
 
 def test_unknown_sweep_lists_the_known_ones(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from numsweep.engine import TrialSpec, load_dataset
 from numsweep.engine.spec import RunTooLong
-from numsweep.storage import Storage
+from numsweep.storage import RunSettings, Storage
 from numsweep.sweeps import (
     SweepSpecError,
     create_sweep,
@@ -77,8 +77,8 @@ def test_a_sweep_stored_without_a_fingerprint_takes_the_first_data_it_runs_on(
         tmp_path: Path, tiny_npz: Path, other_npz: Path) -> None:
     storage = Storage(f"sqlite:///{tmp_path / 'o.db'}")
     spec = parse_spec(grid_spec("old"), "<test>")
-    storage.get_or_create_sweep("old", {**spec.to_dict(), "data": str(tiny_npz), "threads": 1},
-                                spec.seed)  # as an older numsweep stored it
+    storage.get_or_create_sweep("old", spec.to_dict(), spec.seed,
+                                run=RunSettings(str(tiny_npz), 1))  # as an older one stored it
     [summary] = resume_sweep("old", storage, data_source=str(tiny_npz))
     assert summary.counts == {"COMPLETE": 2}
     with pytest.raises(DataMismatch):

@@ -1,0 +1,1 @@
+"""The schema's versions as Alembic migrations (``versions/``), run by :mod:`..schema`."""
