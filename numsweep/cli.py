@@ -406,8 +406,8 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
     from numsweep.storage import shown_url
     from numsweep.sweeps.budget import calibrate
     from numsweep.sweeps.interrupts import InterruptGuard
+    from numsweep.sweeps.lifecycle import SweepInterrupted
     from numsweep.sweeps.progress import SweepProgress
-    from numsweep.sweeps.runner import SweepInterrupted
 
     display = SweepProgress(console, jobs)
     current = [model]
