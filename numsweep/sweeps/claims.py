@@ -52,7 +52,10 @@ def run_again(ctx: SweepContext, study: optuna.Study, stage: StageSpec,
         return False
     trial_id, number = claimed
     [record] = ctx.storage.get_trials(trial_ids=[trial_id])
-    trial_spec = TrialSpec.from_mapping(record.params)
+    params = dict(record.params)
+    if ctx.settings.device is not None:  # trained here: on this process's device
+        params["device"] = ctx.settings.device
+    trial_spec = TrialSpec.from_mapping(params)
     shot = snapshot(ctx, study, stage, old.study_trial)
     submit(ctx, stage, RunningTrial(stage.name, old.slot // stage.replicates, old.slot,
                                     trial_id, number, old.study_trial, time.monotonic(), None,

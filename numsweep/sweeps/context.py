@@ -47,6 +47,8 @@ class RunSettings:
     resume: bool  # sweep resume, worker, extend: beside other processes
     deadline: float | None  # time.monotonic() when the sweep's time budget is used up
     name: str  # this process (worker_name()): host and pid
+    device: str | None = None  # the device of every trial this process trains; None: each
+    # trial's own
     notify: EventHandler = _ignore
     estimate: Estimator | None = None
 

@@ -6,6 +6,7 @@ another kind of pool than the one the sweep was started with."""
 from __future__ import annotations
 
 from concurrent.futures import Future
+from contextlib import suppress
 from typing import Any
 
 from numsweep.sweeps.executors import DASK_CONNECT_SECONDS, DaskExecutor, make_executor
@@ -21,6 +22,7 @@ class WorkerPool:
         self.scheduler = scheduler
         self.timeout = timeout
         self.jobs = jobs or 1
+        self.retired: list[Any] = []  # replaced Dask executors: their clients close at the end
         self.executor: Any = self._make()
         if jobs is None and isinstance(self.executor, DaskExecutor):
             self.jobs = self.executor.threads()
@@ -36,8 +38,11 @@ class WorkerPool:
 
     def replace(self) -> None:
         """A fresh executor with the same settings, for one that broke (a loky worker
-        died). The broken one is left to end: its futures fail on their own."""
-        self.executor = self._make()
+        died). A broken loky pool is left to end: its futures fail on their own; a Dask
+        client is closed with the pool (the live channel may still read through it)."""
+        old, self.executor = self.executor, self._make()
+        if not self.local:
+            self.retired.append(old)
 
     def after_worker_death(self) -> None:
         """A trial's worker died: loky's pool is broken then and is replaced; a Dask
@@ -49,4 +54,10 @@ class WorkerPool:
         return self.executor.submit(fn, *args)  # type: ignore[no-any-return]
 
     def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
-        self.executor.shutdown(wait=wait, **kwargs)
+        try:
+            self.executor.shutdown(wait=wait, **kwargs)
+        finally:
+            for old in self.retired:
+                with suppress(Exception):  # a client whose scheduler went away
+                    old.shutdown(wait=False)
+            self.retired.clear()

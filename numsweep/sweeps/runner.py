@@ -89,7 +89,7 @@ class SweepRunner:
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str = DEFAULT_KEEP, group_size: int | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, device: str | None = None) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -106,7 +106,7 @@ class SweepRunner:
             checkpoint_dir=checkpoint_root(storage, checkpoint_dir),
             keep_weights=check_policy(keep_weights),
             group_size=None if group_size is None else max(group_size, 1), force=force,
-            resume=resume, deadline=deadline, name=worker_name(),
+            resume=resume, deadline=deadline, name=worker_name(), device=device,
             notify=on_event or (lambda _event: None), estimate=estimate)
         self.trials = InFlight()
 
@@ -276,7 +276,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                          backend=backend, scheduler=scheduler, grace=grace,
                          checkpoint_dir=checkpoint_dir or stored_root,
                          keep_weights=keep_weights or stored_policy, group_size=group_size,
-                         force=force)
+                         force=force, device=device)
     return runner.run()
 
 
