@@ -33,7 +33,7 @@ def source_storage(warm: WarmStart, here: Storage) -> Storage:
         path = Path(url[len("sqlite:///"):])
         if not path.exists():
             raise SweepSpecError(f"warm_start.db: no database file {path}")
-    return Storage(url, read_only=True)
+    return Storage(url, read_only=True, db_wait=here.db_wait)  # the same patience as here
 
 
 def best_first(trials: Sequence[TrialRecord], objectives: Sequence[Objective]
