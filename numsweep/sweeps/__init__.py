@@ -1,9 +1,8 @@
 """Sweeps: TOML specs, Optuna samplers, and stages run in parallel worker processes.
 
 - ``spec.py``: the TOML sweep spec, its search space entries (:class:`ParamSpace`), presets.
-- ``runner.py``: the stage loop (:class:`SweepRunner`) and its entry points (``run_sweep``,
-  ``resume_sweep``, ``create_sweep``); the loop's other jobs are the modules below it:
-- ``context.py``: the state a sweep process shares among them: settings, plan, its trials.
+- ``runner.py``: the stage loop (:class:`SweepRunner`), ``run_sweep``/``resume_sweep``/...
+- ``context.py``: the state the loop's job modules below share: settings, plan, its trials.
 - ``lifecycle.py``: start lease, what a run opens and checks, Ctrl-C and database errors.
 - ``planning.py``: a stage's plan (space, queue, reused trials) stored once for every process.
 - ``studies.py``: a stage's Optuna study set up, every Optuna call retried.
@@ -15,7 +14,7 @@
 - ``pool.py``: the worker pool, made again after a worker died with the same settings.
 - ``events.py``: what a run tells its caller (:class:`TrialEvent`, :class:`StageSummary`).
 - ``seeds.py``: every seed drawn from the sweep seed (trials, data streams, samplers).
-- ``pipeline.py``: ``sweep run`` and ``sweep resume`` from their options to a finished run.
+- ``pipeline.py``: ``sweep run``/``resume``/``extend``, ``worker``: options to a finished run.
 - ``optuna_bridge.py``: everything said to Optuna: encode/decode/suggest, samplers, pruners,
   the study storage and names, what a study records about each trial.
 - ``narrowing.py``: a stage's ranges cut down to where an earlier stage's best trials were.
@@ -36,7 +35,7 @@
 - ``single.py``: one configuration trained in this process (train) and reruns.
 - ``range_tests.py``: range tests and single trainings stored as trials.
 - ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
-- ``budget.py``: the planner's cost model and time estimates.
+- ``budget.py``: the planner's cost model and time estimates, recalibrated as stages start.
 - ``progress.py``: the live progress display.
 - ``report.py``: what ``numsweep sweep show`` prints.
 """
