@@ -28,7 +28,7 @@ from sweep_common import (
     warm_up,
 )
 
-import numsweep.sweeps.runner as runner
+import numsweep.sweeps.submission as submission
 from numsweep.storage import Storage
 from numsweep.sweeps import run_sweep
 
@@ -84,8 +84,8 @@ def main() -> None:
         storage = TimedStorage(base.url)
         TimedStorage.seconds = 0.0
         waited = [0.0]
-        original_wait = runner.wait
-        runner.wait = timed(original_wait, waited)
+        original_wait = submission.wait
+        submission.wait = timed(original_wait, waited)
         in_optuna = [0.0]
         originals = {m: getattr(optuna.Study, m) for m in OPTUNA_METHODS}
         for m, fn in originals.items():
@@ -98,7 +98,7 @@ def main() -> None:
                 run_sweep(lambda_spec(args, "lam", args.trials), storage,
                           data_source=args.data, jobs=jobs)
         finally:
-            runner.wait = original_wait
+            submission.wait = original_wait
             for m, fn in originals.items():
                 setattr(optuna.Study, m, fn)
             optuna.create_study = created  # type: ignore[assignment]

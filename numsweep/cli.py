@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -28,9 +28,6 @@ from rich.table import Table
 from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_URL, DEVICES
 from numsweep.errors import NumsweepError
 from numsweep.shield import install_sigint_handler
-
-if TYPE_CHECKING:
-    from numsweep.storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -363,68 +360,16 @@ def stored_sweep_options(fn: F) -> F:
     return fn
 
 
-def _on_gpu(spec: Any) -> bool:
-    """Whether a stage of ``spec`` trains on ``device=cuda`` (checked: a one-line error
-    without CuPy or a GPU). On a GPU the default --jobs is 1: one process per GPU."""
-    from numsweep.engine.backend import device_module
-
-    gpu = any(spec.stage_fixed(stage).get("device") == "cuda" for stage in spec.stages)
-    if gpu:
-        device_module("cuda")
-    return gpu
-
-
-def _jobs(jobs: int | None, backend: str, scheduler: str | None = None,
-          threads: int | None = None, force: bool = False, gpu: bool = False) -> int:
-    """--jobs, or by default the cores here (loky; one process per GPU with ``gpu``) or the
-    Dask cluster's worker threads; checked against this machine's cores and memory (loky),
-    before any work."""
-    from numsweep.sweeps.guards import check_jobs, default_jobs
-
-    if backend == "dask":
-        if jobs is not None:
-            return jobs
-        from numsweep.sweeps.executors import dask_slots
-
-        return dask_slots(scheduler)
-    if jobs is None:
-        jobs = default_jobs(gpu)
-    warning = check_jobs(jobs, threads or 1, force=force)
-    if warning:
-        console.print(warning, highlight=False)
-    return jobs
-
-
-def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
-                   run: Callable[[Callable[[Any], None], Callable[[Any], float]], list[Any]],
-                   model: Any) -> None:
-    """Run a sweep under the live progress display; print a line per stage at the end, or
-    on Ctrl-C a line telling how to continue (exit code 130)."""
+def _print_run(result: Any, db: str) -> None:
+    """A line per stage, where the results are and what to run next; exit 1 when no trial
+    completed or networks the sweep keeps could not be written (their results are
+    stored)."""
+    from numsweep.analysis.formatting import count
+    from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
     from numsweep.storage import shown_url
-    from numsweep.sweeps.budget import calibrate
-    from numsweep.sweeps.interrupts import InterruptGuard
-    from numsweep.sweeps.progress import SweepProgress
-    from numsweep.sweeps.runner import SweepInterrupted
 
-    display = SweepProgress(console, jobs)
-    current = [model]
-
-    def on_event(event: Any) -> None:
-        if event.kind == "stage":  # recalibrate on the trials finished so far
-            current[0] = calibrate(storage, model.shape)
-        display(event)
-
-    where = db_words(db)
-    try:
-        with InterruptGuard(), display:
-            summaries = run(on_event, lambda s: current[0].seconds(s))
-    except SweepInterrupted as exc:
-        exit_interrupted(f"{exc}; continue with: "
-                         f"{command('sweep', 'resume', name, *where)}")
-    except KeyboardInterrupt:  # before the sweep started its trials, or as it ended
-        exit_interrupted(f"sweep {name!r} interrupted; continue with: "
-                         f"{command('sweep', 'resume', name, *where)}")
-    for s in summaries:
+    name, where = result.name, db_words(db)
+    for s in result.summaries:
         best = "" if s.best_val_acc is None else (
             f"; best val_acc {s.best_val_acc:.4f}"
             + ("" if s.best_test_acc is None else f" (test_acc {s.best_test_acc:.4f})")
@@ -433,27 +378,35 @@ def _run_displayed(storage: Storage, jobs: int, db: str, name: str,
         counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
         reused = f", {s.reused} reused" if s.reused else ""
         click.echo(f"stage {s.name}: {counts or 'no new trials'}{reused}{best}")
-    click.echo(f"results: sweep {name} in {shown_url(storage.url)}")
+    click.echo(f"results: sweep {name} in {shown_url(result.storage.url)}")
     click.echo(f"next: {command('sweep', 'show', name, *where)}")
     click.echo(f"      {command('report', name, '-o', f'report-{name}/', *where)}")
-    _report_failures(storage, name, summaries)
-    _report_unkept(storage, name)
-
-
-def _report_unkept(storage: Storage, name: str) -> None:
-    """Exit 1 when networks the sweep keeps could not be written (their results are
-    stored)."""
-    from numsweep.analysis.formatting import count
-    from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT
-    from numsweep.sweeps.kept import unkept_networks
-
-    unkept = unkept_networks(storage, name)
+    failures = result.failures
+    if failures.failed:
+        console.print(failures.line(), highlight=False, soft_wrap=True)
+    if result.none_completed:
+        raise click.ClickException(f"no trial of sweep {name!r} completed"
+                                   + (f" ({failures.line()})" if failures.failed else ""))
+    unkept = result.unkept
     if unkept:
         why = next(p for p in unkept[0].message.split("; ") if p.startswith(WEIGHTS_NOT_KEPT))
         ids = ", ".join(str(t.id) for t in unkept[:10]) + (", ..." if len(unkept) > 10 else "")
         raise click.ClickException(
             f"{count(len(unkept), 'trial')} of sweep {name!r} kept no network ({why}); their "
             f"results are stored; `numsweep trial rerun ID` writes each again (trials {ids})")
+
+
+def _run_printed(start: Callable[[], Any], db: str) -> None:
+    """Run a sweep through the library's pipeline (under its live display), then print how
+    it ended; Ctrl-C prints how to continue (exit code 130)."""
+    from numsweep.sweeps.pipeline import RunInterrupted
+
+    try:
+        result = start()
+    except RunInterrupted as exc:
+        exit_interrupted(f"{exc.message}; continue with: "
+                         f"{command('sweep', 'resume', exc.name, *db_words(db))}")
+    _print_run(result, db)
 
 
 def command(*words: str) -> str:
@@ -474,31 +427,6 @@ def _params_text(params: dict[str, Any]) -> str:
     from numsweep.analysis.formatting import format_cell
 
     return ", ".join(f"{k}={format_cell(v)}" for k, v in params.items())
-
-
-
-def _report_failures(storage: Storage, name: str, summaries: list[Any]) -> None:
-    """Say how many trials failed and why; exit 1 when no trial completed."""
-    from numsweep.sweeps.guards import sweep_failures
-
-    failures = sweep_failures(storage, name)
-    if failures.failed:
-        console.print(failures.line(), highlight=False, soft_wrap=True)
-    ended = sum(n for s in summaries for n in s.counts.values())
-    good = sum(s.counts.get(k, 0) for s in summaries for k in ("COMPLETE", "PRUNED"))
-    if ended and not good:
-        raise click.ClickException(f"no trial of sweep {name!r} completed"
-                                   + (f" ({failures.line()})" if failures.failed else ""))
-
-
-def _calibrated(storage: Storage, data: str | None) -> tuple[Any, Any]:
-    from numsweep.sweeps.budget import calibrate, data_shape
-    from numsweep.sweeps.dataset_cache import cached_dataset
-
-    prepare_data(data)
-    dataset = cached_dataset(data)
-    return dataset, calibrate(storage, data_shape(dataset.x_train, len(dataset.classes),
-                                                  len(dataset.x_test)))
 
 
 @sweep.command("run")
@@ -538,34 +466,15 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
         numsweep sweep run examples/lambda-coarse.toml --group-size 8
         numsweep sweep run examples/lambda-coarse.toml --device cuda
     """
-    from numsweep.storage import Storage
-    from numsweep.sweeps import load_spec, run_sweep
-    from numsweep.sweeps.budget import plan
-    from numsweep.sweeps.guards import check_data_sizes
-    from numsweep.sweeps.spec import check_against_images, parse_duration, resolve_data
+    from numsweep.sweeps.pipeline import RunOptions, start_sweep
 
-    fixed = parse_overrides(overrides)
-    if device is not None:
-        fixed["device"] = device
-    spec = load_spec(spec_file, fixed)
-    gpu = _on_gpu(spec)  # device=cuda: CuPy and a GPU, before the sweep or a trial is stored
-    data = resolve_data(spec, data)
-    jobs = _jobs(jobs, backend, scheduler, threads, force, gpu)
-    storage = Storage(db, db_wait=db_wait)
-    dataset, model = _calibrated(storage, data)
-    check_against_images(spec, dataset.image_shape, len(dataset.classes))  # before any output
-    seconds = parse_duration(budget, "--budget") if budget else None
-    check_data_sizes(spec, dataset, force=force)
-    if seconds is not None:
-        planned = plan(spec, seconds, model, jobs)
-        spec = planned.spec
-        for line in planned.lines:
-            console.print(line)
-    _run_displayed(storage, jobs, db, spec.name, lambda on_event, estimate: run_sweep(
-        spec, storage, data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-        estimate=estimate, time_budget=seconds, backend=backend, scheduler=scheduler,
-        grace=grace, checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-        group_size=group_size, force=force), model)
+    options = RunOptions(jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
+                         grace=grace, db_wait=db_wait, data=data,
+                         checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+                         device=device, group_size=group_size, force=force)
+    overrides_given = parse_overrides(overrides)
+    _run_printed(lambda: start_sweep(spec_file, overrides_given, db, options, console=console,
+                                     budget=budget, download=_download_progress()), db)
 
 
 @sweep.command("create")
@@ -610,34 +519,15 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
             device: str | None, group_size: int | None = None,
             extend: dict[str, str] | None = None) -> None:
-    from numsweep.engine.backend import device_module
-    from numsweep.storage import Storage
-    from numsweep.sweeps.extend import extend_sweep, parse_extension
-    from numsweep.sweeps.runner import resume_sweep, stored_spec
-    from numsweep.sweeps.spec import resolve_data
+    """``sweep resume``, ``sweep extend`` and ``worker``: one library call, then print."""
+    from numsweep.sweeps.pipeline import RunOptions, continue_sweep
 
-    if device is not None:
-        device_module(device)
-    storage = Storage(db, db_wait=db_wait, create=False)  # the sweep is there already
-    spec, stored_data, stored_threads = stored_spec(storage, name)
-    gpu = _on_gpu(spec.with_overrides({"device": device}) if device else spec)
-    data = resolve_data(spec, data) if data else stored_data
-    jobs = _jobs(jobs, backend, scheduler, threads or stored_threads, force, gpu)
-    if extend is not None:
-        parse_extension(spec, extend)  # a mistake is reported before the data loads
-    _, model = _calibrated(storage, data)
-
-    def run(on_event: Callable[[Any], None], estimate: Callable[[Any], float]) -> list[Any]:
-        kwargs: dict[str, Any] = dict(
-            data_source=data, jobs=jobs, threads=threads, on_event=on_event,
-            estimate=estimate, backend=backend, scheduler=scheduler, grace=grace,
-            checkpoint_dir=checkpoint_dir, keep_weights=keep_weights, device=device,
-            group_size=group_size, force=force)
-        if extend is not None:
-            return extend_sweep(name, storage, extend, **kwargs)
-        return resume_sweep(name, storage, **kwargs)
-
-    _run_displayed(storage, jobs, db, spec.name, run, model)
+    options = RunOptions(jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
+                         grace=grace, db_wait=db_wait, data=data,
+                         checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
+                         device=device, group_size=group_size, force=force)
+    _run_printed(lambda: continue_sweep(name, db, options, console=console, extend=extend,
+                                        download=_download_progress()), db)
 
 
 @sweep.command("resume")

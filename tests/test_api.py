@@ -163,7 +163,7 @@ def test_the_notebook_bar_shows_a_running_trials_latest_point() -> None:
     """While a group trains, the stage's bar says where a running trial is (its update and
     val_acc), at most every ``point_seconds``; its end clears it."""
     from numsweep.api import StageProgress
-    from numsweep.sweeps.runner import TrialEvent
+    from numsweep.sweeps.events import TrialEvent
 
     written: list[str] = []
     bar = StageProgress(lambda stage, text: written.append(text), point_seconds=3600)

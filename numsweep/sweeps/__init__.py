@@ -1,7 +1,20 @@
 """Sweeps: TOML specs, Optuna samplers, and stages run in parallel worker processes.
 
 - ``spec.py``: the TOML sweep spec, its search space entries (:class:`ParamSpace`), presets.
-- ``runner.py``: the stage loop (:class:`SweepRunner`): plan, propose, claim, run, tell.
+- ``runner.py``: the stage loop (:class:`SweepRunner`), ``run_sweep``/``resume_sweep``/...
+- ``context.py``: the state the loop's job modules below share: settings, plan, its trials.
+- ``lifecycle.py``: start lease, what a run opens and checks, Ctrl-C and database errors.
+- ``planning.py``: a stage's plan (space, queue, reused trials) stored once for every process.
+- ``studies.py``: a stage's Optuna study set up, every Optuna call retried.
+- ``proposals.py``: the proposal turn (a lease): configuration k proposed and its slots claimed.
+- ``slots.py``: a stage's slots as stored: latest attempts, final or not, counted.
+- ``claims.py``: lost and interrupted trials found and claimed again.
+- ``submission.py``: claimed trials to the pool in groups, their curve points and outcomes back.
+- ``telling.py``: outcomes kept by their Optuna trials, configurations told in order.
+- ``pool.py``: the worker pool, made again after a worker died with the same settings.
+- ``events.py``: what a run tells its caller (:class:`TrialEvent`, :class:`StageSummary`).
+- ``seeds.py``: every seed drawn from the sweep seed (trials, data streams, samplers).
+- ``pipeline.py``: ``sweep run``/``resume``/``extend``, ``worker``: options to a finished run.
 - ``optuna_bridge.py``: everything said to Optuna: encode/decode/suggest, samplers, pruners,
   the study storage and names, what a study records about each trial.
 - ``narrowing.py``: a stage's ranges cut down to where an earlier stage's best trials were.
@@ -24,23 +37,18 @@
 - ``range_tests.py``: range tests stored as trials (``numsweep range-test``).
 - ``rerun.py``: a stored trial trained again and compared (``numsweep trial rerun``).
 - ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
-- ``budget.py``: the planner's cost model and time estimates.
+- ``budget.py``: the planner's cost model and time estimates, recalibrated as stages start.
 - ``progress.py``: the live progress display.
 - ``report.py``: what ``numsweep sweep show`` prints.
 """
 
 import numsweep.optuna_quiet  # noqa: F401 (first: Optuna imported quietly in Jupyter)
+from numsweep.sweeps.events import StageSummary, TrialEvent
+from numsweep.sweeps.lifecycle import SweepInterrupted
 from numsweep.sweeps.narrowing import narrow_space
 from numsweep.sweeps.rerun import Rerun, rerun_trial
-from numsweep.sweeps.runner import (
-    StageSummary,
-    SweepInterrupted,
-    TrialEvent,
-    create_sweep,
-    resume_sweep,
-    run_sweep,
-    trial_seed,
-)
+from numsweep.sweeps.runner import create_sweep, resume_sweep, run_sweep
+from numsweep.sweeps.seeds import trial_seed
 from numsweep.sweeps.single import run_single
 from numsweep.sweeps.spec import (
     SweepSpec,

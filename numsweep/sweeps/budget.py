@@ -22,6 +22,7 @@ import numpy as np
 from numsweep.engine.spec import SpecError, TrialSpec
 from numsweep.engine.spec import planned_updates as updates_of
 from numsweep.storage import Storage, TrialState
+from numsweep.sweeps.events import TrialEvent
 from numsweep.sweeps.spec import StageSpec, SweepSpec, grid_points
 
 DEFAULT_SECONDS_PER_MAC = 8e-11
@@ -109,6 +110,23 @@ def calibrate(storage: Storage, shape: DataShape, limit: int = 500) -> CostModel
     if not ratios:
         return CostModel(DEFAULT_SECONDS_PER_MAC, 0, shape)
     return CostModel(float(np.median(ratios)), len(ratios), shape)
+
+
+class StageCalibrated:
+    """The planner's estimate of a running sweep's trials, calibrated again as each stage
+    starts (a ``"stage"`` :class:`TrialEvent`) on the trials finished so far: pass
+    :meth:`seconds` as the run's ``estimate`` and :meth:`on_event` before the display."""
+
+    def __init__(self, storage: Storage, model: CostModel) -> None:
+        self.storage = storage
+        self.model = model
+
+    def on_event(self, event: TrialEvent) -> None:
+        if event.kind == "stage":
+            self.model = calibrate(self.storage, self.model.shape)
+
+    def seconds(self, spec: TrialSpec) -> float:
+        return self.model.seconds(spec)
 
 
 def _typical_configs(spec: SweepSpec, stage: StageSpec) -> list[dict[str, Any]]:

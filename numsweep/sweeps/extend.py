@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from numsweep.storage import Storage
+from numsweep.sweeps.events import StageSummary
 from numsweep.sweeps.guards import check_sweep_data
-from numsweep.sweeps.runner import StageSummary, resume_sweep, stored_spec
+from numsweep.sweeps.runner import resume_sweep, stored_spec
 from numsweep.sweeps.spec import SweepSpec, SweepSpecError
 
 EXTENDABLE = ("random", "tpe", "qmc", "gp", "cmaes", "nsga2")

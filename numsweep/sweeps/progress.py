@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from numsweep.storage import TrialState
-from numsweep.sweeps.runner import TrialEvent
+from numsweep.sweeps.events import TrialEvent
 from numsweep.terminal import fit_columns
 
 COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "groups of",

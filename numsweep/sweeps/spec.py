@@ -232,6 +232,12 @@ class WarmStart:
         return f"sweep {self.sweep}{stage}{where}, top {self.top_k}"
 
 
+def searched_names(space: Mapping[str, ParamSpace]) -> list[str]:
+    """The parameter names ``space`` searches, in its order (a tied entry searches each of
+    its names)."""
+    return [n for p in space.values() for n in p.names]
+
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str
@@ -251,6 +257,13 @@ class StageSpec:
     pick: str = "accuracy"  # a best stage's choice on a Pareto front (pareto.PICKS)
     warm_start: WarmStart | None = None
     prune_share: float = 0.5  # pruner = "front": the share of a rung that may dominate
+
+    @property
+    def waits_for_results(self) -> bool:
+        """Whether configuration k is proposed knowing only the results up to k - ``sync``
+        (the lag rule): a sampler that learns from earlier results, or a pruner (its
+        snapshot of the study is taken at the proposal)."""
+        return self.sampler in HISTORY_SAMPLERS or self.pruner != "none"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "sampler": self.sampler,
@@ -326,6 +339,11 @@ class SweepSpec:
             if sources:
                 return self.stage_objectives(self.stages[names.index(sources[-1])])
         return self.objectives if self.objectives is not None else DEFAULT_OBJECTIVES
+
+    @property
+    def searched(self) -> list[str]:
+        """The parameter names the space searches, in its order (see :func:`searched_names`)."""
+        return searched_names(self.space)
 
     def stage_fixed(self, stage: StageSpec) -> dict[str, Any]:
         """The fixed parameters of ``stage``; with ``epochs`` (the stage's, else the sweep's)
@@ -520,7 +538,7 @@ def parse_spec(raw: Mapping[str, Any], origin: str) -> SweepSpec:
     contexts = _contexts(fixed, raw.get("stages"), fail)
     space = {k: _parse_space(k, v, fail, contexts)
              for k, v in _table(raw.get("space", {}), "space", fail).items()}
-    searched = [n for p in space.values() for n in p.names]
+    searched = searched_names(space)
     twice = sorted({n for n in searched if searched.count(n) > 1})
     if twice:
         raise fail(f"space: {', '.join(twice)} is searched by more than one entry")
@@ -606,7 +624,7 @@ def _check_epochs(spec: SweepSpec, stage: StageSpec, fail: Any) -> None:
     if epochs is None:
         return
     fixed = {**spec.fixed, **stage.fixed}
-    searched = {n for p in spec.space.values() for n in p.names}
+    searched = set(spec.searched)
     trial = TrialSpec.from_mapping(fixed)
     if "n_updates" in fixed or "n_updates" in searched:
         raise fail(f"{where}={epochs}: n_updates is set too; give one of them")
@@ -802,7 +820,7 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
         if n_trials > MAX_TRIALS:
             raise fail(f"{where}.n_trials={n_trials} is more than {MAX_TRIALS:,} trials")
     stage_fixed = _check_params(raw.get("fixed", {}), f"{where}.fixed", fail)
-    searched = {n for p in space.values() for n in p.names}
+    searched = set(searched_names(space))
     clash = sorted(set(stage_fixed) & searched)
     if clash and sampler != "best":
         raise fail(f"{where}.fixed: {', '.join(clash)} is searched; a stage cannot fix it")

@@ -14,7 +14,7 @@ from numsweep.pareto import Objective, accuracy_index, pareto_ranks
 from numsweep.storage import Storage, StorageError, TrialRecord, TrialState, normalize_url
 from numsweep.sweeps.objectives import objective_values
 from numsweep.sweeps.optuna_bridge import entry_values, inside
-from numsweep.sweeps.spec import ParamSpace, SweepSpecError, WarmStart
+from numsweep.sweeps.spec import ParamSpace, SweepSpecError, WarmStart, searched_names
 
 
 def config_key(space: Mapping[str, ParamSpace], params: Mapping[str, Any],
@@ -33,7 +33,7 @@ def source_storage(warm: WarmStart, here: Storage) -> Storage:
         path = Path(url[len("sqlite:///"):])
         if not path.exists():
             raise SweepSpecError(f"warm_start.db: no database file {path}")
-    return Storage(url, read_only=True)
+    return Storage(url, read_only=True, db_wait=here.db_wait)  # the same patience as here
 
 
 def best_first(trials: Sequence[TrialRecord], objectives: Sequence[Objective]
@@ -77,7 +77,7 @@ def warm_configs(warm: WarmStart, here: Storage, space: Mapping[str, ParamSpace]
     check_source(warm, here)
     storage = source_storage(warm, here)
     trials = storage.get_trials(warm.sweep, stage=warm.stage, states=[TrialState.COMPLETE])
-    names = [n for p in space.values() for n in p.names]
+    names = searched_names(space)
     configs: list[dict[str, Any]] = []
     taken: list[int] = []
     seen: set[str] = set(taken_already)

@@ -220,10 +220,10 @@ def test_read_commands_read_a_read_only_database(tmp_path: Path, tiny_npz: Path,
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_database_deleted_during_a_sweep_stops_it_with_one_line(
         tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
-    from numsweep.sweeps import runner
+    from numsweep.sweeps import submission
 
     db = tmp_path / "d.db"
-    stored = runner.record_outcome
+    stored = submission.record_outcome
 
     def record_then_delete(storage: Storage, outcome: object) -> object:
         state = stored(storage, outcome)  # type: ignore[arg-type]
@@ -231,7 +231,7 @@ def test_a_database_deleted_during_a_sweep_stops_it_with_one_line(
             (tmp_path / name).unlink(missing_ok=True)
         return state
 
-    monkeypatch.setattr(runner, "record_outcome", record_then_delete)
+    monkeypatch.setattr(submission, "record_outcome", record_then_delete)
     result = invoke("sweep", "run", EXAMPLE, *SMALL, "coarse.n_trials=4", "--jobs", jobs,
                     "--group-size", "1", "--db", db, "--data", tiny_npz)
     assert result.exit_code == 1, result.output

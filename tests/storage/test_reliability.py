@@ -298,13 +298,13 @@ def test_a_full_disk_under_the_database_stops_a_sweep_in_one_line_leaving_nothin
             pages = cursor.connection.execute("PRAGMA page_count").fetchone()[0]
             cursor.connection.execute(f"PRAGMA max_page_count = {pages}")
 
-    finish = runner_module.SweepRunner._finish
+    finish = runner_module.finish
 
-    def finish_then_fill(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def finish_then_fill(*args, **kwargs):  # type: ignore[no-untyped-def]
         full.append(True)
-        return finish(self, *args, **kwargs)
+        return finish(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module.SweepRunner, "_finish", finish_then_fill)
+    monkeypatch.setattr(runner_module, "finish", finish_then_fill)
     path = write_spec(tmp_path, spec_dict("full", n_trials=6, grid=6, hidden=[64]))
     db = f"sqlite:///{tmp_path / 'full.db'}"
     event.listen(Engine, "before_cursor_execute", no_room)

@@ -99,3 +99,34 @@ def test_plan_lines_count_one_trial_and_one_job_in_the_singular() -> None:
     lines = plan(spec, 1e9, CostModel(1e-9, 0, CIFAR), jobs=2).lines
     assert lines[1].startswith("coarse: 4 trials x ") and " / 2 jobs = " in lines[1]
     assert lines[2].startswith("final: 1 trial x ") and " / 1 job = " in lines[2]
+
+
+def test_the_estimate_of_a_running_sweep_is_calibrated_again_as_each_stage_starts(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """A sweep's later stages are estimated on its earlier stages' measured trials: the
+    estimate a run is given is calibrated again on each "stage" event, not on others."""
+    from numsweep.sweeps.budget import StageCalibrated
+    from numsweep.sweeps.events import TrialEvent
+
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    model = calibrate(storage, CIFAR)
+    assert model.calibrated_on == 0
+    estimate = StageCalibrated(storage, model)
+    two = parse_spec({"name": "two", "fixed": {"n_train": 300, "n_val": 100, "batch_size": 50,
+                                                "cycles": 1, "hidden": [16]},
+                      "space": {"lam": {"choices": [0.001, 0.01]}},
+                      "stages": [{"name": "a", "sampler": "grid"},
+                                 {"name": "b", "sampler": "grid"}]}, "<t>")
+    seen: dict[str, int] = {}
+
+    def on_event(event: TrialEvent) -> None:
+        estimate.on_event(event)
+        if event.kind == "started":
+            seen.setdefault(event.stage, estimate.model.calibrated_on)
+
+    run_sweep(two, storage, data_source=str(tiny_npz), jobs=1, group_size=1,
+              estimate=estimate.seconds, on_event=on_event)
+    assert seen == {"a": 0, "b": 2}  # stage b: on the two trials of stage a
+    estimate.on_event(TrialEvent("finished", "b"))
+    assert estimate.model.calibrated_on == 2  # only a stage's start calibrates again
+    assert estimate.seconds(TrialSpec()) == estimate.model.seconds(TrialSpec())

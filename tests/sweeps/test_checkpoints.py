@@ -32,13 +32,13 @@ def invoke(*args: object):
 
 
 SWEEP_KILLED = """
-import numsweep.sweeps.runner as runner
+import numsweep.sweeps.proposals as proposals
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec, run_sweep
 from tests.sweeps.test_checkpoints import sweep_spec
 
 # with --jobs 1 the trial trains inside the proposal turn: let the resume take it over soon
-runner.PROPOSAL_LEASE_SECONDS = 1.0
+proposals.PROPOSAL_LEASE_SECONDS = 1.0
 run_sweep(parse_spec(sweep_spec(), "test"), Storage(sys.argv[1]), data_source=sys.argv[2],
           jobs=1, group_size=1)  # lone trials: one checkpoint per slot
 """

@@ -440,3 +440,29 @@ def test_resume_of_an_unknown_sweep_and_run_of_an_existing_one_say_what_to_do(
     assert len(Storage(url).get_trials("once")) == 3  # nothing ran again
     unknown = invoke("sweep", "resume", "nope", "--db", url)
     assert unknown.exit_code == 1 and "no sweep named 'nope'" in unknown.output
+
+
+def test_a_trial_run_again_trains_on_the_device_of_the_process_that_runs_it(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """``resume --device`` sets the device of every trial the process trains, also of an
+    interrupted one it claims again (was: its stored device, as the first process had it).
+    Here cuda has no CuPy: the trial run again fails saying so, as the new ones do."""
+    from numsweep.sweeps import SweepInterrupted
+
+    storage = Storage(f"sqlite:///{tmp_path / 'dev.db'}")
+    spec = parse_spec(spec_dict("dev", n_trials=1, grid=2), "<test>")
+
+    def interrupt_at_first_point(event: object) -> None:
+        if getattr(event, "kind", "") == "point":
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted):
+        run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=1,
+                  on_event=interrupt_at_first_point)
+    [cut_short] = storage.get_trials("dev")
+    assert cut_short.state is TrialState.INTERRUPTED and cut_short.params["device"] == "cpu"
+    resume_sweep("dev", storage, jobs=1, group_size=1, device="cuda")
+    again = [t for t in storage.get_trials("dev")
+             if t.slot == cut_short.slot and t.stage == cut_short.stage and t.attempt == 1]
+    assert len(again) == 1 and again[0].state is TrialState.FAILED, again
+    assert "device=cuda needs CuPy" in again[0].message

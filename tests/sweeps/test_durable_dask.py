@@ -89,3 +89,47 @@ def test_dask_backend_without_dask_or_scheduler_says_what_is_missing(
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines() == [
         "Error: --backend dask needs dask.distributed (pip install 'numsweep[dask]')"]
+
+
+def test_a_pool_made_again_keeps_the_dask_scheduler(tmp_path: Path, tiny_npz: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool that broke is made again from every setting of the first: on a Dask cluster
+    the new one connects to the same scheduler (was: made without it, a replacement asked
+    for --scheduler, or in another kind of pool)."""
+    from concurrent.futures import BrokenExecutor
+
+    from numsweep.sweeps.executors import DaskExecutor
+    from numsweep.sweeps.pool import WorkerPool
+
+    submit = DaskExecutor.submit
+    broke: list[DaskExecutor] = []
+
+    def breaks_once(self: DaskExecutor, fn: object, *args: object) -> object:
+        if not broke:
+            broke.append(self)
+            raise BrokenExecutor("a worker died")
+        return submit(self, fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DaskExecutor, "submit", breaks_once)
+    spec = parse_spec(spec_dict("again", n_trials=2, grid=2), "<test>")
+    storage = Storage(f"sqlite:///{tmp_path / 'a.db'}")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        summaries = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=None,
+                              backend="dask", scheduler=address)
+        pool = WorkerPool(None, "dask", address)
+        try:
+            first = pool.executor
+            pool.after_worker_death()  # the scheduler replaces a dead worker itself
+            assert pool.executor is first
+            pool.replace()
+            assert pool.executor is not first and pool.jobs == 2
+            assert pool.executor.client.scheduler.address == address
+        finally:
+            pool.shutdown(wait=False)
+        assert first.client.status == "closed"  # the replaced client closed with the pool
+    assert broke and [s.counts for s in summaries] == [{"COMPLETE": 2}, {"COMPLETE": 2}]
+    assert_each_planned_trial_complete_once(storage, "again")
+    pids = {t.worker.rpartition(":")[2] for t in storage.get_trials("again")}
+    assert str(os.getpid()) not in pids  # the replacement ran them on the cluster too

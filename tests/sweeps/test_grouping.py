@@ -20,7 +20,7 @@ from numsweep.engine import TrialSpec
 from numsweep.storage import Storage, TrialRecord, TrialState
 from numsweep.sweeps import parse_spec, resume_sweep, run_sweep
 from numsweep.sweeps.grouping import auto_group_size, form_groups, proposal_lag
-from numsweep.sweeps.runner import stage_data_seed
+from numsweep.sweeps.seeds import stage_data_seed
 from tests.conftest import for_model
 from tests.sweeps.test_durable import (
     assert_each_planned_trial_complete_once,

@@ -8,8 +8,8 @@ import math
 from rich.console import Console
 
 from numsweep.storage import TrialState
+from numsweep.sweeps.events import TrialEvent
 from numsweep.sweeps.progress import SweepProgress
-from numsweep.sweeps.runner import TrialEvent
 
 
 def test_progress_counts_states_best_and_estimates() -> None:

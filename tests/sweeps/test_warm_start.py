@@ -120,3 +120,17 @@ def test_a_stage_warm_starts_from_an_earlier_stage_of_its_sweep(tmp_path: Path,
     # top_k beyond n_trials: as many as the stage runs, and the note says so
     stage = storage.get_stage(storage.get_sweep("own").id, 1)
     assert stage is not None and "2 configurations enqueued first" in stage.note
+
+
+def test_another_database_is_read_with_the_sweeps_own_db_wait(tmp_path: Path) -> None:
+    """The source database is opened with the --db-wait of the database the sweep runs in
+    (was: the default, so a source that went away stopped the sweep sooner, or later, than
+    asked)."""
+    from numsweep.sweeps.spec import WarmStart
+    from numsweep.sweeps.warm_start import source_storage
+
+    Storage(f"sqlite:///{tmp_path / 'src.db'}")  # made, empty
+    here = Storage(f"sqlite:///{tmp_path / 'here.db'}", db_wait=3.5)
+    warm = WarmStart(sweep="src", db=str(tmp_path / "src.db"))
+    other = source_storage(warm, here)
+    assert other is not here and other.read_only and other.db_wait == 3.5
