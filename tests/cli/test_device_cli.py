@@ -57,12 +57,18 @@ def test_device_reaches_the_stored_trials(tmp_path: Path, tiny_npz: Path) -> Non
 def test_on_a_gpu_one_process_by_default(tmp_path: Path, tiny_npz: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """--device cuda: --jobs defaults to 1 (one process per GPU), for run and resume."""
-    import numsweep.cli as cli_module
+    from numsweep.sweeps import pipeline
+    from numsweep.sweeps.guards import sweep_failures
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
     seen: list[int | None] = []
-    monkeypatch.setattr(cli_module, "_run_displayed",
-                        lambda storage, jobs, *args: seen.append(jobs))
+
+    def not_run(storage: Storage, jobs: int, name: str, *args: object
+                ) -> pipeline.SweepRunResult:
+        seen.append(jobs)
+        return pipeline.SweepRunResult(name, storage, [], sweep_failures(storage, name), [])
+
+    monkeypatch.setattr(pipeline, "_displayed", not_run)
     db = f"sqlite:///{tmp_path / 'd.db'}"
     assert invoke("sweep", "run", EXAMPLE, *SMALL, "--device", "cuda", "--db", db, "--data",
                   tiny_npz).exit_code == 0
