@@ -1,5 +1,5 @@
 """The state one sweep process shares among the parts that run its stages: what it was
-asked to do (:class:`RunSettings`), the trials it has claimed and runs (:class:`InFlight`),
+asked to do (:class:`ProcessSettings`), the trials it has claimed and runs (:class:`InFlight`),
 a stage's stored plan (:class:`Plan`), and what it opened to run them
 (:class:`SweepContext`)."""
 
@@ -31,7 +31,7 @@ def _ignore(_event: TrialEvent) -> None:
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class ProcessSettings:
     """What this sweep process was asked to do, checked (see :func:`runner.run_sweep`)."""
 
     spec: SweepSpec
@@ -130,7 +130,7 @@ class InFlight:
 class SweepContext:
     """What this process opened to run the sweep, and what its stages learnt so far."""
 
-    settings: RunSettings
+    settings: ProcessSettings
     storage: Storage
     trials: InFlight
     pool: WorkerPool

@@ -16,7 +16,7 @@ from numsweep.storage import (
     StorageUnavailable,
     SweepRecord,
 )
-from numsweep.sweeps.context import InFlight, RunSettings, SweepContext
+from numsweep.sweeps.context import InFlight, ProcessSettings, SweepContext
 from numsweep.sweeps.data_share import DataShare
 from numsweep.sweeps.guards import check_data_sizes, check_sweep_data
 from numsweep.sweeps.interrupts import acting_on_interrupt, mark_interrupted
@@ -77,7 +77,7 @@ def starting(storage: Storage, name: str, holder: str) -> Iterator[None]:
     storage.give_back_lease(lease, holder)
 
 
-def _refuse_run_again(settings: RunSettings, storage: Storage) -> None:
+def _refuse_run_again(settings: ProcessSettings, storage: Storage) -> None:
     """``sweep run`` of a sweep that has trials already is refused (resume continues it);
     one that was created and never run gets this run's settings."""
     spec = settings.spec
@@ -96,7 +96,7 @@ def _refuse_run_again(settings: RunSettings, storage: Storage) -> None:
                                run=settings.run_record())
 
 
-def _check_sources(settings: RunSettings, storage: Storage) -> None:
+def _check_sources(settings: ProcessSettings, storage: Storage) -> None:
     """A missing warm-start source fails before anything is stored."""
     spec = settings.spec
     for stage in spec.stages:
@@ -109,7 +109,7 @@ def _check_sources(settings: RunSettings, storage: Storage) -> None:
 
 
 @contextmanager
-def opened(settings: RunSettings, storage: Storage, trials: InFlight
+def opened(settings: ProcessSettings, storage: Storage, trials: InFlight
            ) -> Iterator[SweepContext]:
     """The worker pool, the shared data, the heartbeat, the live channel, Optuna's storage
     and the sweep's record, checked and opened for the stages to run; closed at the end.

@@ -11,7 +11,7 @@ from typing import Any
 
 from numsweep.engine import TrialSpec
 from numsweep.storage import SlotRecord, StagePlan, StageRecord, TrialRecord, TrialState
-from numsweep.sweeps.context import Plan, RunSettings, SweepContext
+from numsweep.sweeps.context import Plan, ProcessSettings, SweepContext
 from numsweep.sweeps.events import StageSummary
 from numsweep.sweeps.grouping import auto_group_size
 from numsweep.sweeps.narrowing import narrow_space
@@ -180,7 +180,7 @@ def _plan_group_size(ctx: SweepContext, stage: StageSpec, trials: int) -> int:
                            sync=stage.sync if stage.waits_for_results else None)
 
 
-def exec_group_size(settings: RunSettings, plan: Plan) -> int:
+def exec_group_size(settings: ProcessSettings, plan: Plan) -> int:
     """How many claimed trials this process trains together: ``--group-size`` when
     given, else the stage's stored choice (1 for a stage stored by an older numsweep)."""
     if settings.group_size is not None:

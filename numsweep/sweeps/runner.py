@@ -36,7 +36,7 @@ from numsweep.shield import ctrl_c_deferred
 from numsweep.storage import RunSettings as StoredRunSettings
 from numsweep.storage import Storage, SweepRecord
 from numsweep.sweeps.claims import lost_slot, run_again
-from numsweep.sweeps.context import InFlight, RunSettings, SweepContext
+from numsweep.sweeps.context import InFlight, ProcessSettings, SweepContext
 from numsweep.sweeps.dataset_cache import absolute_data
 from numsweep.sweeps.events import Estimator, EventHandler, StageSummary, TrialEvent
 from numsweep.sweeps.executors import DEFAULT_THREADS
@@ -101,7 +101,7 @@ class SweepRunner:
         if group_size is not None and group_size < 0:
             raise ValueError(f"--group-size must be 0 or more, got {group_size}")
         self.storage = storage
-        self.settings = RunSettings(
+        self.settings = ProcessSettings(
             spec=spec, data_source=absolute_data(data_source), jobs=jobs,
             threads=threads if threads is not None else DEFAULT_THREADS, backend=backend,
             scheduler=scheduler, grace=grace,
