@@ -24,8 +24,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
+from numsweep.engine.build import build_network
 from numsweep.engine.optimizers import sgd_step_prescaled
-from numsweep.engine.train import build_network
 
 CONFIGS = {
     "convnet f=4 nf=10 nh=50": TrialSpec(model="convnet", f=4, nf=10, nh=50),

@@ -47,8 +47,9 @@ from sweep_common import (
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import Dataset, load_dataset, make_split
+from numsweep.engine.build import build_network
 from numsweep.engine.group import train_group
-from numsweep.engine.train import Prepared, build_network
+from numsweep.engine.inputs import Prepared
 
 MB = 1 << 20
 

@@ -30,8 +30,9 @@ from sweep_common import cpu_model, print_table_header
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split, train
+from numsweep.engine.build import build_network
+from numsweep.engine.evaluation import evaluate
 from numsweep.engine.layers import patchify
-from numsweep.engine.train import build_network, evaluate
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,28 @@
 
 - ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
 - ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
-- ``layers``, ``losses``: the reference layers and losses (forward/backward pairs)
+- ``layers``: the reference layers (forward/backward pairs)
+- ``losses``: the losses (softmax cross-entropy with label smoothing, SVM)
 - ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
+- ``build``: a spec's network (``build_network``)
 - ``fused``: K networks of one structure stacked along a trial axis, trained as one
-- ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
-- ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
+- ``lone_net``: a network fused cannot stack, trained as a group of one
+- ``initializers``: weight initialisation
+- ``optimizers``: the update rules
+- ``schedules``: learning-rate schedules; ``batch_schedules``: batch sizes and the sampler
+- ``augment``: flips, translations, cutout
+- ``streams``: the two random streams (the data stream, each trial's own)
+- ``runplan``: a run's lengths (n_s, updates, curve points, periods, evaluation chunk)
+- ``inputs``: the split as a network's inputs (``Prepared``) and each update's batch
+- ``evaluation``: one network measured on a set
+- ``group``: the one training loop, for K specs (fused trials) or one
+- ``train``: one spec in, one result out (a group of one)
+- ``range_test``: learning-rate and batch-size range tests on the same loop
 - ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
-- ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)
-  and the ``device`` parameter's checks; ``sizing``: how many trials fit in a group
-- ``gradcheck``, ``range_test``: numerical gradient checks; learning-rate range tests
+- ``workspace``: reused scratch arrays
+- ``backend``: the array module (NumPy or CuPy) and the ``device`` parameter's checks
+- ``sizing``: how many trials fit in a group, and a network's memory
+- ``gradcheck``: numerical gradient checks
 """
 
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split

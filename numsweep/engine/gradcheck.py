@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from numsweep.engine import layers
+import numsweep.engine.layers as layers
 from numsweep.engine.losses import softmax_cross_entropy, svm_loss
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.spec import SpecError

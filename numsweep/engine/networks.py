@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from numsweep.engine import layers
+import numsweep.engine.layers as layers
 from numsweep.engine.backend import array_module
 from numsweep.engine.initializers import init_weights
 from numsweep.engine.losses import LOSSES, softmax_cross_entropy_inplace

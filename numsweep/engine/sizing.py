@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from numsweep.engine.batch_schedules import largest_batch
+from numsweep.engine.runplan import eval_chunk
 from numsweep.engine.spec import SpecError, TrialSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 2, "nesterov": 2, "adagrad": 2, "rmsprop": 2,
@@ -34,12 +36,7 @@ HEADROOM = 0.8
 
 def _rows(spec: TrialSpec, k: int) -> int:
     """Images whose activations a trial's buffers hold: a batch or an evaluation chunk."""
-    from numsweep.engine.batch_schedules import largest_batch
-    from numsweep.engine.group import EVAL_CHUNK_MIN
-    from numsweep.engine.train import EVAL_CHUNK
-
-    chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
-    return max(largest_batch(spec) * spec.aug_copies, chunk)
+    return max(largest_batch(spec) * spec.aug_copies, eval_chunk(k))
 
 
 def param_count(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> int:
@@ -100,8 +97,6 @@ def trial_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes:
 def shared_bytes(spec: TrialSpec, image_shape: tuple[int, int, int]) -> int:
     """Bytes a group holds once: the batch (augmented, prepared) and its patch matrices in
     the feature-major layout (two copies)."""
-    from numsweep.engine.batch_schedules import largest_batch
-
     item = np.dtype(spec.dtype).itemsize
     rows = largest_batch(spec) * spec.aug_copies
     d = math.prod(image_shape)

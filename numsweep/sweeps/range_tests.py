@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine import SpecError, TrialSpec, load_dataset, make_split
+from numsweep.engine.build import build_network
 from numsweep.engine.range_test import RangeTestResult, range_test
 from numsweep.engine.sizing import check_augmentation, check_network_memory
-from numsweep.engine.train import build_network
 from numsweep.storage import CurveRecord, Storage, TrialState
 from numsweep.sweeps.guards import single_trial_sweep
 from numsweep.sweeps.interrupts import single_interrupted

@@ -11,12 +11,13 @@ import pytest
 from numsweep.engine import Split, TrialSpec, gradcheck, load_dataset, make_split, train
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler
-from numsweep.engine.group import data_rng, resolve_data_seed, trial_rng
+from numsweep.engine.build import build_network
 from numsweep.engine.losses import softmax_cross_entropy, softmax_cross_entropy_inplace
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.runplan import curve_steps, resolve_n_s
 from numsweep.engine.schedules import make_schedule
-from numsweep.engine.train import build_network, curve_steps, resolve_n_s
+from numsweep.engine.streams import data_rng, resolve_data_seed, trial_rng
 from numsweep.engine.workspace import Workspace
 from tests.conftest import for_model
 

@@ -20,10 +20,11 @@ import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
 from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
-from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
+from numsweep.engine.group import group_key, groupable, train_group
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.spec import RULE_PARAMETERS
+from numsweep.engine.streams import data_rng, resolve_data_seed
 from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -255,10 +256,12 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
+    lone3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "model": "convnet3"}))
     with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
-        train_group([TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
-                                                       "model": "convnet3"}))],
-                    splits["float64"])
+        train_group([lone3, lone3.replace(seed=2, data_seed=lone3.seed)], splits["float64"])
+    # every spec trains as a group of one: train(spec) is train_group([spec])[0]
+    (grouped,), alone = train_group([lone3], splits["float64"]), train(lone3, splits["float64"])
+    assert grouped.curves == alone.curves and grouped.test_acc == alone.test_acc
     assert train_group([], splits["float64"]) == []
 
 

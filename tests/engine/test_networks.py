@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from numsweep.engine import layers
+from numsweep.engine.build import build_network
 from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet, param_count
 from numsweep.engine.spec import ACTIVATIONS, MODELS, SpecError, TrialSpec
 from numsweep.engine.spec import LOSSES as LOSS_NAMES
-from numsweep.engine.train import build_network
 
 
 def overfit(net: Network, images: np.ndarray, y: np.ndarray, steps: int, lr: float) -> float:

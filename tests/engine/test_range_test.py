@@ -66,3 +66,25 @@ def test_range_test_errors(tiny_npz: Path) -> None:
     with pytest.raises(ValueError, match="stop_factor"):
         range_test(TrialSpec(**{**BASE, "hidden": (16,)}), load_dataset(tiny_npz), "lr",
                    stop_factor=1.0)
+
+
+def test_range_test_keeps_the_two_streams_apart(tiny_npz: Path) -> None:
+    """Batches come from the data stream (``data_seed``), the initial weights and dropout
+    from the trial's own (``seed``), as in every other run: the first update's loss is that
+    of the network ``seed`` builds on the first batch ``data_seed`` draws."""
+    from numsweep.engine.batch_schedules import BatchSampler
+    from numsweep.engine.build import build_network
+    from numsweep.engine.streams import data_rng, trial_rng
+
+    spec = range_spec_from({**BASE, "n_updates": 3, "dtype": "float64", "seed": 3,
+                            "data_seed": 7}, "lr")
+    split = make_split(load_dataset(tiny_npz), spec.n_train, spec.n_val, np.dtype("float64"))
+    result = range_test(spec, split, "lr")
+    net = build_network(spec, split.x_train.shape[1:], split.num_classes, trial_rng(spec))
+    idx = BatchSampler(len(split.y_train), data_rng(7)).next(spec.batch_size)
+    loss, _, _ = net.loss(net.prepare(split.x_train[idx]), split.y_train[idx], lam=0.0,
+                          eps=spec.eps, rng=None)
+    assert result.losses[0] == pytest.approx(loss, rel=1e-12)
+    other_data = range_test(spec.replace(data_seed=8), split, "lr")
+    other_init = range_test(spec.replace(seed=4), split, "lr")
+    assert other_data.losses[0] != result.losses[0] != other_init.losses[0]
