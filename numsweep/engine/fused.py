@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.backend import array_module
-from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
+from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
 from numsweep.engine.workspace import Workspace
 
@@ -158,65 +158,6 @@ def bmm(a: Any, b: Any, out: Any) -> Any:
     return xp.matmul(a, b, out=out)
 
 
-def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                                dtype: np.dtype) -> np.ndarray:
-    """:func:`losses.softmax_cross_entropy_inplace` for K trials at once.
-
-    scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and scale are (K,)
-    float64. Returns the K mean losses (K,) float64, on the scores' device.
-    """
-    xp = array_module(scores)
-    k, n, c = scores.shape
-    if k == 1:
-        return np.array([softmax_cross_entropy_inplace(scores[0], y, float(eps[0]),
-                                                       float(scale[0]))])
-    flat = scores.reshape(k, n * c)
-    picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
-    scores -= scores.max(axis=2, keepdims=True)
-    picked = flat[:, picked_at].sum(axis=1, dtype=np.float64)
-    smooth = bool(np.any(eps))
-    rest = scores.sum(axis=(1, 2), dtype=np.float64) - picked if smooth else 0.0
-    xp.exp(scores, out=scores)
-    z = scores.sum(axis=2, keepdims=True)
-    log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
-    off = eps / (c - 1)
-    # the K losses stay on the scores' device (float64): the loop copies them back once
-    eps_x, off_x = (eps, off) if xp is np else (xp.asarray(eps), xp.asarray(off))
-    loss = -((1 - eps_x) * picked + off_x * rest - log_z) / n
-    z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
-    scores *= z
-    if smooth:
-        scores -= per_trial(off * scale / n, dtype, xp)
-    flat[:, picked_at] -= per_trial((1 - eps - off) * scale / n, dtype, xp)[:, :, 0]
-    return loss
-
-
-def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                   dtype: np.dtype, delta: float = 1.0) -> np.ndarray:
-    """:func:`losses.svm_loss` for K trials: scores (K, N, C) overwritten with scale_k times
-    the gradient; returns the K mean losses (K,) on the scores' device. ``eps`` must be 0."""
-    if np.any(eps):
-        raise ValueError("label smoothing (eps) only applies to the softmax loss")
-    xp = array_module(scores)
-    k, n, _ = scores.shape
-    if k == 1:
-        loss, dscores = svm_loss(scores[0], y, 0.0, delta)
-        xp.multiply(dscores, float(scale[0]), out=scores[0])
-        return np.array([loss])
-    rows = xp.arange(n)
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    loss = margins.sum(axis=(1, 2)).astype(np.float64) / n
-    dscores = (margins > 0).astype(scores.dtype)
-    dscores[:, rows, y] = -dscores.sum(axis=2)
-    dscores /= n
-    xp.multiply(dscores, per_trial(scale, dtype, xp), out=scores)
-    return loss
-
-
-FUSED_LOSSES = {"softmax": softmax_cross_entropy_fused, "svm": svm_loss_fused}
 
 
 class FusedNet:
@@ -391,7 +332,7 @@ class FusedNet:
         return ones[:, :n]
 
     def loss_inplace(self, scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray) -> Any:
-        return FUSED_LOSSES[self.loss_name](scores, y, eps, scale, self.dtype)
+        return LOSSES[self.loss_name].inplace(scores, y, eps, scale)
 
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None) -> tuple[Any, Any]:
         raise NotImplementedError

@@ -59,6 +59,7 @@ from numsweep.engine.checkpoint import (
 )
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
+from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import Network, param_count
 from numsweep.engine.optimizers import (
     SGD,
@@ -213,7 +214,7 @@ def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray
     for start in range(0, len(x), chunk):
         scores = net.scores(x[start:start + chunk])
         yb = y[start:start + chunk]
-        loss_sum += EVAL_LOSSES[net.loss_name](scores, yb, eps_x)
+        loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
     l2 = xp.zeros(k)
     for name in net.weight_names:
@@ -221,33 +222,6 @@ def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray
         l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
     loss = to_numpy(loss_sum) / len(x)
     return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
-
-
-def softmax_loss_sums(scores: Any, y: Any, eps: Any) -> Any:
-    """Each trial's summed label-smoothed cross-entropy over a chunk, (K,) float64 on the
-    scores' device: scores (K, N, C), y (N,), eps (K,) float64 there too."""
-    xp = array_module(scores)
-    _, n, c = scores.shape
-    shifted = scores - scores.max(axis=2, keepdims=True)
-    log_z = xp.log(xp.exp(shifted).sum(axis=2))                          # (K, N)
-    picked = (shifted[:, xp.arange(n), y] - log_z).sum(axis=1, dtype=np.float64)
-    every = (shifted.sum(axis=2) - c * log_z).sum(axis=1, dtype=np.float64)
-    off = eps / (c - 1)
-    return -((1 - eps - off) * picked + off * every)
-
-
-def svm_loss_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
-    """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
-    xp = array_module(scores)
-    rows = xp.arange(scores.shape[1])
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    return margins.sum(axis=(1, 2), dtype=np.float64)
-
-
-EVAL_LOSSES = {"softmax": softmax_loss_sums, "svm": svm_loss_sums}
 
 
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:

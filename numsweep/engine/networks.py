@@ -22,7 +22,7 @@ import numpy as np
 from numsweep.engine import layers
 from numsweep.engine.backend import array_module
 from numsweep.engine.initializers import init_weights
-from numsweep.engine.losses import LOSSES, softmax_cross_entropy_inplace
+from numsweep.engine.losses import LOSSES, get_loss
 from numsweep.engine.spec import ACTIVATIONS
 from numsweep.engine.workspace import Workspace
 
@@ -69,14 +69,12 @@ class _Base:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r} (known: "
                              f"{', '.join(ACTIVATIONS)})")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
         self.activation = activation
         self.leaky_slope = leaky_slope
         self.dropout = dropout
         self.dropout_input = dropout_input
         self.loss_name = loss
-        self._loss_fn = LOSSES[loss]
+        self._loss_fn = get_loss(loss).reference
         self._act: Callable[[np.ndarray], tuple[np.ndarray, Any]]
         self._act_back: Callable[[np.ndarray, Any], np.ndarray]
         if activation == "relu":
@@ -175,11 +173,7 @@ class _Base:
     def _loss_inplace(self, scores: np.ndarray, y: np.ndarray, eps: float,
                       scale: float) -> float:
         """Mean data loss; scores are overwritten with scale times their gradient."""
-        if self.loss_name == "softmax":
-            return softmax_cross_entropy_inplace(scores, y, eps, scale)
-        loss, dscores = self._loss_fn(scores, y, eps)
-        np.multiply(dscores, scale, out=scores)
-        return loss
+        return float(LOSSES[self.loss_name].inplace(scores[None], y, [eps], [scale])[0])
 
     def _cost(self, loss: float, grads: dict[str, np.ndarray], lam: float) -> float:
         """Adds lam * sum ||W||^2 to the loss and 2 lam W to the weight gradients."""

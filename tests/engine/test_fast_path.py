@@ -12,7 +12,6 @@ from numsweep.engine import Split, TrialSpec, gradcheck, load_dataset, make_spli
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler
 from numsweep.engine.group import data_rng, resolve_data_seed, trial_rng
-from numsweep.engine.losses import softmax_cross_entropy, softmax_cross_entropy_inplace
 from numsweep.engine.networks import MLP, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.schedules import make_schedule
@@ -57,17 +56,6 @@ def test_train_step_reuses_its_buffers_across_batch_sizes(model: str) -> None:
         np.testing.assert_allclose(again[k], ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(again[k], first[k])
     np.testing.assert_allclose(net.scores(x[3:5]), net.scores(x)[3:5], rtol=1e-6)
-
-
-@pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_inplace_softmax_cross_entropy(eps: float) -> None:
-    rng = np.random.default_rng(1)
-    scores, y = rng.normal(scale=5, size=(6, 4)), rng.integers(0, 4, size=6)
-    loss, dscores = softmax_cross_entropy(scores, y, eps)
-    work = scores.copy()
-    assert softmax_cross_entropy_inplace(work, y, eps, scale=0.5) == pytest.approx(loss,
-                                                                                  rel=1e-12)
-    np.testing.assert_allclose(work, 0.5 * dscores, rtol=1e-12, atol=1e-15)
 
 
 def test_workspace_views_share_one_buffer_per_name() -> None:
