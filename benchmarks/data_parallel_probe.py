@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
-from numsweep.engine.optimizers import sgd_step_prescaled
+from numsweep.engine.optimizers import SGD
 from numsweep.engine.train import build_network
 
 CONFIGS = {
@@ -52,6 +52,7 @@ def ms_per_update(spec: TrialSpec, x: np.ndarray, y: np.ndarray, split_batch: bo
     yb = np.empty(BATCH, np.int64)
     half = BATCH // 2
     halves = [half_copy(net), half_copy(net)] if split_batch else []
+    sgd = SGD(prescaled=True)
     with ThreadPoolExecutor(1) as pool:
         start = time.perf_counter()
         for _ in range(updates):
@@ -68,7 +69,7 @@ def ms_per_update(spec: TrialSpec, x: np.ndarray, y: np.ndarray, split_batch: bo
                     np.add(grads[k], grads_2[k], out=grads[k])
             else:
                 _, grads = net.train_step(xb, yb, eps=0.0, rng=None, scale=lr)
-            sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
+            sgd.update(net.params, grads, np.array([lr]), np.array([lam]), net.weight_names)
         return (time.perf_counter() - start) / updates * 1000
 
 

@@ -66,87 +66,10 @@ import numpy as np
 from numsweep.engine.backend import array_module
 from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
+from numsweep.engine.pertrial import per_trial
 from numsweep.engine.workspace import Workspace
 
 Arrays = dict[str, Any]
-
-
-def per_trial(values: Sequence[float], dtype: np.dtype | type, xp: Any = np) -> Any:
-    """Per-trial scalars as a (K, 1, 1) array of ``dtype``: each value rounded to ``dtype``
-    exactly as a lone trial's Python float is when it meets an array of that dtype."""
-    return xp.asarray(np.asarray(values, dtype=np.float64).astype(dtype).reshape(-1, 1, 1))
-
-
-class PerTrial:
-    """Per-trial hyperparameters (K, 1, 1) that behave like the lone trial's Python floats.
-
-    Arithmetic with Python numbers (``1 - rho``, ``1 + mu``, ``-mu``) stays in float64, and a
-    value meeting an array in a ufunc (``v *= mu``, ``np.multiply(g, 1 - b1, out=buf)``) is
-    first rounded to that array's dtype, as NumPy rounds a Python float: so the optimizers'
-    one ``step`` serves lone trials (floats) and groups (PerTrial) with the same numbers.
-    Derived values and their roundings are cached (they are the same every update).
-    """
-
-    def __init__(self, values: Any) -> None:
-        self.values = np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
-        self._derived: dict[tuple[str, float], PerTrial] = {}
-        self._cast: dict[Any, Any] = {}
-
-    def _derive(self, op: str, other: float) -> PerTrial:
-        out = self._derived.get((op, other))
-        if out is None:
-            v = self.values
-            value = {"rsub": lambda: other - v, "sub": lambda: v - other,
-                     "add": lambda: v + other, "mul": lambda: v * other,
-                     "rdiv": lambda: other / v, "div": lambda: v / other}[op]()
-            out = self._derived[(op, other)] = PerTrial(value)
-        return out
-
-    def __rsub__(self, other: float) -> PerTrial:
-        return self._derive("rsub", other)
-
-    def __sub__(self, other: float) -> PerTrial:
-        return self._derive("sub", other)
-
-    def __add__(self, other: float) -> PerTrial:
-        return self._derive("add", other)
-
-    __radd__ = __add__
-
-    def __mul__(self, other: float) -> PerTrial:
-        return self._derive("mul", other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self) -> PerTrial:
-        return self._derive("mul", -1.0)
-
-    def __truediv__(self, other: float) -> PerTrial:
-        return self._derive("div", other)
-
-    def __rtruediv__(self, other: float) -> PerTrial:
-        return self._derive("rdiv", other)
-
-    def __getitem__(self, idx: Any) -> PerTrial:
-        return PerTrial(self.values[idx])
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def as_array(self, dtype: Any, xp: Any = np) -> Any:
-        """The values rounded to ``dtype`` (cached)."""
-        arr = self._cast.get((dtype, xp))
-        if arr is None:
-            arr = self._cast[(dtype, xp)] = xp.asarray(self.values.astype(dtype))
-        return arr
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        arrays = [a for a in (*inputs, *kwargs.get("out", ())) if hasattr(a, "dtype")
-                  and not isinstance(a, PerTrial)]
-        dtype = arrays[0].dtype if arrays else np.float64
-        xp = array_module(arrays[0]) if arrays else np
-        args = [a.as_array(dtype, xp) if isinstance(a, PerTrial) else a for a in inputs]
-        return getattr(ufunc, method)(*args, **kwargs)
 
 
 def bmm(a: Any, b: Any, out: Any) -> Any:

@@ -58,22 +58,10 @@ from numsweep.engine.checkpoint import (
     state_digest,
 )
 from numsweep.engine.data import Dataset, Split, make_split
-from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
-from numsweep.engine.losses import LOSSES
+from numsweep.engine.fused import FusedNet, fuse
+from numsweep.engine.losses import LOSSES, l2_penalty
 from numsweep.engine.networks import Network, param_count
-from numsweep.engine.optimizers import (
-    SGD,
-    AdaDelta,
-    AdaGrad,
-    Adam,
-    Momentum,
-    Nesterov,
-    Optimizer,
-    RMSProp,
-    RMSPropNesterov,
-    make_optimizer,
-    sgd_step_prescaled,
-)
+from numsweep.engine.optimizers import Optimizer, make_optimizer
 from numsweep.engine.schedules import CYCLIC, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
 
@@ -129,75 +117,6 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@dataclasses.dataclass
-class FusedAdam(Adam):
-    """Adam with per-trial hyperparameters (:class:`fused.PerTrial`) and learning rates; the
-    bias corrections are computed in float64, as a lone trial computes them in floats, and
-    rounded to the parameters' dtype. ``lr_64`` holds the update's learning rates (K,)."""
-
-    lr_64: Any = None
-
-    def corrections(self, lr: Any) -> tuple[Any, Any]:
-        b1, b2 = self.beta1.values, self.beta2.values  # type: ignore[attr-defined]
-        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
-        lr_c1 = np.asarray(self.lr_64).reshape(-1, 1, 1) / (1 - b1 ** self.t)
-        xp = array_module(lr)
-        return xp.asarray(inv_sqrt_c2.astype(lr.dtype)), xp.asarray(lr_c1.astype(lr.dtype))
-
-
-def make_group_optimizer(specs: Sequence[TrialSpec]) -> Optimizer:
-    """The update rule of the group, its hyperparameters per trial (:class:`PerTrial`)."""
-
-    def hp(name: str) -> Any:
-        return PerTrial([getattr(s, name) for s in specs])
-
-    name = specs[0].optimizer
-    if name == "sgd":
-        return SGD()
-    if name == "momentum":
-        return Momentum(hp("momentum"))
-    if name == "nesterov":
-        return Nesterov(hp("momentum"))
-    if name == "adagrad":
-        return AdaGrad(hp("opt_eps"))
-    if name == "rmsprop":
-        return RMSProp(hp("rho"), hp("opt_eps"))
-    if name == "rmsprop_nesterov":
-        return RMSPropNesterov(hp("momentum"), hp("rho"), hp("opt_eps"))
-    if name == "adadelta":
-        return AdaDelta(hp("rho"), hp("opt_eps"))
-    if name == "adam":
-        return FusedAdam(hp("beta1"), hp("beta2"), hp("opt_eps"))
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
-    """Keep only the trials ``idx`` in the optimizer's per-trial values and state."""
-    for f in dataclasses.fields(opt):
-        value = getattr(opt, f.name)
-        if f.name == "state":
-            opt.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
-                         for name, slots in value.items()}
-        elif isinstance(value, PerTrial):
-            setattr(opt, f.name, value[idx])
-
-
-def _index_on(idx: np.ndarray, a: Any) -> Any:
-    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
-
-
-def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
-                        weight_names: tuple[str, ...]) -> None:
-    """:func:`optimizers.sgd_step_prescaled` for K trials: w = decay_k w - lr_k g on the
-    weights, w -= lr_k g on the rest (``decay`` None: no trial has L2)."""
-    for name, w in params.items():
-        if decay is not None and name in weight_names:
-            w *= decay
-        w -= scaled_grads[name]
-
-
 def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
                    eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
@@ -216,10 +135,7 @@ def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray
         yb = y[start:start + chunk]
         loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    l2 = xp.zeros(k)
-    for name in net.weight_names:
-        p = net.params[name]
-        l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    l2 = l2_penalty(net.params, net.weight_names, trials=True)
     loss = to_numpy(loss_sum) / len(x)
     return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
 
@@ -313,11 +229,8 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     total, ends = plans[0].total, plans[0].ends
     schedules = [p.schedule for p in plans]
     batches = make_batch_schedule(spec0, n_s, total)
-    # A group of one keeps the lone trial's Python floats (the same numbers as PerTrial
-    # gives, without the per-call cost of broadcasting K values).
-    scalar = len(specs) == 1
-    optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
     fused_sgd = spec0.optimizer == "sgd"
+    optimizer = make_optimizer(specs, prescaled=fused_sgd)
     images = device_copy(split.x_train, xp) if augment.active else None
     checkpoints = set(curve_steps(ends, spec0.curve_points))
     period_ends = set(ends)
@@ -386,7 +299,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
         keep = np.array([j for j in range(len(active)) if j not in gone], dtype=np.intp)
         if len(keep):
             net.select(keep)
-            _select_optimizer(optimizer, keep)
+            optimizer.select(keep)
         active[:] = [active[j] for j in keep]
 
     # On a device the losses stay there: each update marks the trials whose loss became
@@ -484,26 +397,7 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
             if not active:
                 break
             eps_arr, lam_arr = values("eps"), values("lam")
-        if scalar:
-            lr, lam = float(lrs[0]), specs[0].lam
-            if fused_sgd:
-                sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
-            else:
-                if lam:
-                    for name in net.weight_names:
-                        grads[name] += (2 * lam) * net.params[name]
-                optimizer.step(net.params, grads, lr)
-        elif fused_sgd:
-            decay = per_trial(1 - 2 * lrs * lam_arr, dtype, xp) if lam_arr.any() else None
-            _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
-        else:
-            if lam_arr.any():
-                two_lam = per_trial(2 * lam_arr, dtype, xp)
-                for name in net.weight_names:
-                    grads[name] += two_lam * net.params[name]
-            if isinstance(optimizer, FusedAdam):
-                optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, per_trial(lrs, dtype, xp))
+        optimizer.update(net.params, grads, lrs, lam_arr, net.weight_names)
         step += 1
         share(train_seconds, time.perf_counter() - t0)
         if step in checkpoints:
@@ -607,7 +501,7 @@ def _restore_state(state: GroupState, net: FusedNet, optimizer: Optimizer,
     keep = np.asarray(state.active, dtype=np.intp)
     if len(keep) < net.k:
         net.select(keep)
-        _select_optimizer(optimizer, keep)
+        optimizer.select(keep)
 
     def fused(name: str, per_trial_arrays: Sequence[np.ndarray], like: Any) -> Any:
         shape = like.shape[1:]

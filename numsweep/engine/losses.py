@@ -19,13 +19,14 @@ stay on the scores' device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from numsweep.engine.backend import array_module
+from numsweep.engine.pertrial import hp_values, operand, trial_values
 
 
 def smooth_targets(y: np.ndarray, num_classes: int, eps: float, dtype: np.dtype) -> np.ndarray:
@@ -42,16 +43,6 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     array_module(z).exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
-
-
-def trial_values(values: Any, dtype: Any, xp: Any = np) -> Any:
-    """Per-trial values (K,) as what broadcasts against (K, ...) arrays of ``dtype``: for
-    K = 1 the Python float (NumPy rounds it to the array's dtype as it meets it, and a lone
-    trial pays no per-call array), else a (K, 1, 1) array rounded to ``dtype``."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 1:
-        return float(values.reshape(-1)[0])
-    return xp.asarray(values.astype(dtype).reshape(-1, 1, 1))
 
 
 # ---------------------------------------------------------------- softmax cross-entropy
@@ -179,6 +170,32 @@ def svm_inplace(scores: Any, y: Any, eps: Any, scale: Any, delta: float = 1.0) -
 def svm_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
     """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
     return _margins(scores, y, delta).sum(axis=(1, 2), dtype=np.float64)
+
+
+# ---------------------------------------------------------------- the L2 term
+
+def l2_penalty(params: dict[str, Any], names: Sequence[str], *, trials: bool = False) -> Any:
+    """sum ||W||^2 over the weights ``names`` (summed in float64): a float, or with
+    ``trials`` (every parameter's leading axis the trial axis) each trial's, (K,) float64 on
+    the parameters' device. The cost is the data loss plus lam times this."""
+    k = len(params[names[0]]) if trials else 1
+    total: Any = 0.0
+    for name in names:
+        p = params[name]
+        total = total + (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    return total if trials else float(total[0])
+
+
+def add_l2_gradient(grads: dict[str, Any], params: dict[str, Any], names: Sequence[str],
+                    lam: Any) -> None:
+    """The L2 term's gradient, grads[W] += 2 lam W, for the weights ``names``: ``lam`` a
+    float, or per-trial values (:class:`pertrial.PerTrial`) for trial-stacked parameters."""
+    if not np.any(hp_values(lam)):
+        return
+    two_lam = 2 * lam
+    for name in names:
+        g = grads[name]
+        g += operand(two_lam, g) * params[name]
 
 
 # ---------------------------------------------------------------- the registry

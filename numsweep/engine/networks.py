@@ -22,7 +22,7 @@ import numpy as np
 from numsweep.engine import layers
 from numsweep.engine.backend import array_module
 from numsweep.engine.initializers import init_weights
-from numsweep.engine.losses import LOSSES, get_loss
+from numsweep.engine.losses import LOSSES, add_l2_gradient, get_loss, l2_penalty
 from numsweep.engine.spec import ACTIVATIONS
 from numsweep.engine.workspace import Workspace
 
@@ -48,10 +48,6 @@ class FastNetwork(Network, Protocol):
     def train_step(self, x: np.ndarray, y: np.ndarray, *, eps: float,
                    rng: np.random.Generator | None,
                    scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]: ...
-
-
-def l2_penalty(params: dict[str, np.ndarray], names: tuple[str, ...]) -> float:
-    return float(sum(np.vdot(params[n], params[n]) for n in names))
 
 
 def param_count(net: Network) -> int:
@@ -177,12 +173,10 @@ class _Base:
 
     def _cost(self, loss: float, grads: dict[str, np.ndarray], lam: float) -> float:
         """Adds lam * sum ||W||^2 to the loss and 2 lam W to the weight gradients."""
-        cost = loss
-        if lam:
-            cost += lam * l2_penalty(self.params, self.weight_names)
-            for name in self.weight_names:
-                grads[name] += (2 * lam) * self.params[name]
-        return cost
+        if not lam:
+            return loss
+        add_l2_gradient(grads, self.params, self.weight_names, lam)
+        return loss + lam * l2_penalty(self.params, self.weight_names)
 
 
 class MLP(_Base):

@@ -143,7 +143,7 @@ def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
     n_s = max(1, 2 * (n // run.batch_size))  # unused by the exponential schedules
     plan = make_schedule(run, n_s, n // run.batch_size)
     batches = make_batch_schedule(run, n_s, plan.total)
-    optimizer = make_optimizer(run.optimizer, run)
+    optimizer = make_optimizer(run)
     sampler = BatchSampler(n, rng)
 
     lrs: list[float] = []

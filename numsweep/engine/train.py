@@ -20,7 +20,8 @@ import numpy as np
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
 from numsweep.engine.data import Dataset, Split, make_split
-from numsweep.engine.networks import MLP, Network, PatchConvNet, l2_penalty, param_count
+from numsweep.engine.losses import l2_penalty
+from numsweep.engine.networks import MLP, Network, PatchConvNet, param_count
 from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.schedules import CYCLIC, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
@@ -168,7 +169,7 @@ def train(spec: TrialSpec, data: Dataset | Split, *, reporter: Reporter | None =
     plan = make_schedule(spec, n_s, n // spec.batch_size)
     schedule, total = plan.schedule, plan.total
     batches = make_batch_schedule(spec, n_s, total)
-    optimizer = make_optimizer(spec.optimizer, spec)
+    optimizer = make_optimizer(spec)
     images = split.x_train if augment.active else None
     checkpoints = set(curve_steps(plan.ends, spec.curve_points))
     period_ends = set(plan.ends)

@@ -79,7 +79,7 @@ def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, fl
     x_tr, x_val = net.prepare(split.x_train), net.prepare(split.x_val)
     n = len(x_tr)
     plan = make_schedule(spec, resolve_n_s(spec, n), n // spec.batch_size)
-    optimizer = make_optimizer(spec.optimizer, spec)
+    optimizer = make_optimizer(spec)
     augment = Augmenter.from_spec(spec)
     checkpoints = set(curve_steps(plan.ends, spec.curve_points))
     curves = []

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
+from numsweep.engine.fused import FeatureMajorPatchConvNet, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.pertrial import PerTrial
 from numsweep.engine.spec import RULE_PARAMETERS
 from tests.conftest import for_model
 
@@ -202,7 +203,7 @@ def test_per_trial_values_round_like_python_floats() -> None:
     b = np.ones((2, 1, 1), np.float32)
     b *= rho
     assert b.dtype == np.float32 and b[1, 0, 0] == np.float32(0.999)
-    opt = make_optimizer("rmsprop", TrialSpec(optimizer="rmsprop", rho=0.8))
+    opt = make_optimizer(TrialSpec(optimizer="rmsprop", rho=0.8))
     assert opt.rho == 0.8  # lone trials keep plain floats
 
 
