@@ -3,13 +3,13 @@
 - ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
 - ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
 - ``layers``: the reference layers (forward/backward pairs)
-- ``losses``: the losses (softmax cross-entropy with label smoothing, SVM)
+- ``losses``: the losses (softmax cross-entropy with label smoothing, SVM) and L2
 - ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
 - ``build``: a spec's network (``build_network``)
 - ``fused``: K networks of one structure stacked along a trial axis, trained as one
-- ``lone_net``: a network fused cannot stack, trained as a group of one
 - ``initializers``: weight initialisation
-- ``optimizers``: the update rules
+- ``optimizers``: the update rules (K trials' at once)
+- ``pertrial``: hyperparameters that differ between the trials of a group
 - ``schedules``: learning-rate schedules; ``batch_schedules``: batch sizes and the sampler
 - ``augment``: flips, translations, cutout
 - ``streams``: the two random streams (the data stream, each trial's own)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from numsweep.engine.networks import Network, l2_penalty
+from numsweep.engine.losses import l2_penalty
+from numsweep.engine.networks import Network
 from numsweep.engine.runplan import EVAL_CHUNK
 
 

@@ -64,89 +64,12 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.backend import array_module
-from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
-from numsweep.engine.networks import MLP, Network, PatchConvNet
+from numsweep.engine.losses import LOSSES
+from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
+from numsweep.engine.pertrial import per_trial
 from numsweep.engine.workspace import Workspace
 
 Arrays = dict[str, Any]
-
-
-def per_trial(values: Sequence[float], dtype: np.dtype | type, xp: Any = np) -> Any:
-    """Per-trial scalars as a (K, 1, 1) array of ``dtype``: each value rounded to ``dtype``
-    exactly as a lone trial's Python float is when it meets an array of that dtype."""
-    return xp.asarray(np.asarray(values, dtype=np.float64).astype(dtype).reshape(-1, 1, 1))
-
-
-class PerTrial:
-    """Per-trial hyperparameters (K, 1, 1) that behave like the lone trial's Python floats.
-
-    Arithmetic with Python numbers (``1 - rho``, ``1 + mu``, ``-mu``) stays in float64, and a
-    value meeting an array in a ufunc (``v *= mu``, ``np.multiply(g, 1 - b1, out=buf)``) is
-    first rounded to that array's dtype, as NumPy rounds a Python float: so the optimizers'
-    one ``step`` serves lone trials (floats) and groups (PerTrial) with the same numbers.
-    Derived values and their roundings are cached (they are the same every update).
-    """
-
-    def __init__(self, values: Any) -> None:
-        self.values = np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
-        self._derived: dict[tuple[str, float], PerTrial] = {}
-        self._cast: dict[Any, Any] = {}
-
-    def _derive(self, op: str, other: float) -> PerTrial:
-        out = self._derived.get((op, other))
-        if out is None:
-            v = self.values
-            value = {"rsub": lambda: other - v, "sub": lambda: v - other,
-                     "add": lambda: v + other, "mul": lambda: v * other,
-                     "rdiv": lambda: other / v, "div": lambda: v / other}[op]()
-            out = self._derived[(op, other)] = PerTrial(value)
-        return out
-
-    def __rsub__(self, other: float) -> PerTrial:
-        return self._derive("rsub", other)
-
-    def __sub__(self, other: float) -> PerTrial:
-        return self._derive("sub", other)
-
-    def __add__(self, other: float) -> PerTrial:
-        return self._derive("add", other)
-
-    __radd__ = __add__
-
-    def __mul__(self, other: float) -> PerTrial:
-        return self._derive("mul", other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self) -> PerTrial:
-        return self._derive("mul", -1.0)
-
-    def __truediv__(self, other: float) -> PerTrial:
-        return self._derive("div", other)
-
-    def __rtruediv__(self, other: float) -> PerTrial:
-        return self._derive("rdiv", other)
-
-    def __getitem__(self, idx: Any) -> PerTrial:
-        return PerTrial(self.values[idx])
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def as_array(self, dtype: Any, xp: Any = np) -> Any:
-        """The values rounded to ``dtype`` (cached)."""
-        arr = self._cast.get((dtype, xp))
-        if arr is None:
-            arr = self._cast[(dtype, xp)] = xp.asarray(self.values.astype(dtype))
-        return arr
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        arrays = [a for a in (*inputs, *kwargs.get("out", ())) if hasattr(a, "dtype")
-                  and not isinstance(a, PerTrial)]
-        dtype = arrays[0].dtype if arrays else np.float64
-        xp = array_module(arrays[0]) if arrays else np
-        args = [a.as_array(dtype, xp) if isinstance(a, PerTrial) else a for a in inputs]
-        return getattr(ufunc, method)(*args, **kwargs)
 
 
 def bmm(a: Any, b: Any, out: Any) -> Any:
@@ -158,65 +81,6 @@ def bmm(a: Any, b: Any, out: Any) -> Any:
     return xp.matmul(a, b, out=out)
 
 
-def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                                dtype: np.dtype) -> np.ndarray:
-    """:func:`losses.softmax_cross_entropy_inplace` for K trials at once.
-
-    scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and scale are (K,)
-    float64. Returns the K mean losses (K,) float64, on the scores' device.
-    """
-    xp = array_module(scores)
-    k, n, c = scores.shape
-    if k == 1:
-        return np.array([softmax_cross_entropy_inplace(scores[0], y, float(eps[0]),
-                                                       float(scale[0]))])
-    flat = scores.reshape(k, n * c)
-    picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
-    scores -= scores.max(axis=2, keepdims=True)
-    picked = flat[:, picked_at].sum(axis=1, dtype=np.float64)
-    smooth = bool(np.any(eps))
-    rest = scores.sum(axis=(1, 2), dtype=np.float64) - picked if smooth else 0.0
-    xp.exp(scores, out=scores)
-    z = scores.sum(axis=2, keepdims=True)
-    log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
-    off = eps / (c - 1)
-    # the K losses stay on the scores' device (float64): the loop copies them back once
-    eps_x, off_x = (eps, off) if xp is np else (xp.asarray(eps), xp.asarray(off))
-    loss = -((1 - eps_x) * picked + off_x * rest - log_z) / n
-    z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
-    scores *= z
-    if smooth:
-        scores -= per_trial(off * scale / n, dtype, xp)
-    flat[:, picked_at] -= per_trial((1 - eps - off) * scale / n, dtype, xp)[:, :, 0]
-    return loss
-
-
-def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                   dtype: np.dtype, delta: float = 1.0) -> np.ndarray:
-    """:func:`losses.svm_loss` for K trials: scores (K, N, C) overwritten with scale_k times
-    the gradient; returns the K mean losses (K,) on the scores' device. ``eps`` must be 0."""
-    if np.any(eps):
-        raise ValueError("label smoothing (eps) only applies to the softmax loss")
-    xp = array_module(scores)
-    k, n, _ = scores.shape
-    if k == 1:
-        loss, dscores = svm_loss(scores[0], y, 0.0, delta)
-        xp.multiply(dscores, float(scale[0]), out=scores[0])
-        return np.array([loss])
-    rows = xp.arange(n)
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    loss = margins.sum(axis=(1, 2)).astype(np.float64) / n
-    dscores = (margins > 0).astype(scores.dtype)
-    dscores[:, rows, y] = -dscores.sum(axis=2)
-    dscores /= n
-    xp.multiply(dscores, per_trial(scale, dtype, xp), out=scores)
-    return loss
-
-
-FUSED_LOSSES = {"softmax": softmax_cross_entropy_fused, "svm": svm_loss_fused}
 
 
 class FusedNet:
@@ -391,7 +255,7 @@ class FusedNet:
         return ones[:, :n]
 
     def loss_inplace(self, scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray) -> Any:
-        return FUSED_LOSSES[self.loss_name](scores, y, eps, scale, self.dtype)
+        return LOSSES[self.loss_name].inplace(scores, y, eps, scale)
 
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -823,6 +687,157 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         return loss, grads
 
 
+class FusedConvNet3(FusedNet):
+    """K three-layer ConvNets of the same shapes (:class:`~numsweep.engine.networks.ConvNet3`)
+    fused: conv - act - 2x2 max pool - affine - act - [dropout] - affine.
+
+    The batch's im2col matrix (N H' W', F F C) is built once per batch and shared by the
+    group; its product with all K filter banks side by side, (F F C, K nf), is ONE wide
+    product whose output (N H' W', K nf) each trial reads as a strided (N, H', W', nf) view:
+    the bias, the activation, the pooling and the rest run per trial on those views. For
+    K = 1 it is the lone network's own product. With input dropout the trials' images differ:
+    each trial's own im2col matrix and its own product. The parameters keep the lone layout
+    (filters (K, F F C, nf)); the wide filter matrix is a per-update copy (small).
+    """
+
+    def __init__(self, nets: Sequence[ConvNet3], dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(nets, dropout, dropout_input)
+        first = nets[0]
+        self.filter_size, self.stride, self.pad = first.filter_size, first.stride, first.pad
+        self.params = {name: _stack(nets, name) for name in first.params}
+
+    def _im2col(self, x: Any, name: str) -> tuple[Any, tuple[int, int, int]]:
+        """x (B, H, W, C) -> its columns (B H' W', F F C), rows (image, row, column), in the
+        workspace (as :func:`layers.conv_forward` lays them out), and (B, H', W')."""
+        xp = array_module(x)
+        b, h, w, c = x.shape
+        f, s, pad = self.filter_size, self.stride, self.pad
+        ho, wo = (h - f + 2 * pad) // s + 1, (w - f + 2 * pad) // s + 1
+        if pad:
+            xpad = self._ws.get(name + ".pad", (b, h + 2 * pad, w + 2 * pad, c))
+            for border in (xpad[:, :pad], xpad[:, pad + h:], xpad[:, :, :pad],
+                           xpad[:, :, pad + w:]):
+                border[...] = 0
+            xpad[:, pad:pad + h, pad:pad + w] = x
+        else:
+            xpad = x
+        cols = self._ws.get(name, (b * ho * wo, f * f * c))
+        view = cols.reshape(b, ho, wo, f, f, c)
+        if xp is np:
+            windows = np.lib.stride_tricks.sliding_window_view(xpad, (f, f), axis=(1, 2))
+            np.copyto(view, windows[:, ::s, ::s].transpose(0, 1, 2, 4, 5, 3))
+        else:
+            for i in range(f):
+                for j in range(f):
+                    view[:, :, :, i, j] = xpad[:, i:i + s * ho:s, j:j + s * wo:s]
+        return cols, (b, ho, wo)
+
+    def _conv(self, x: Any, xin: Any) -> tuple[Any, Any, tuple[int, int, int]]:
+        """The K convolutions (bias added) as (K, N, H', W', nf) views of one (N H' W', K nf)
+        array; the im2col matrix (shared, or per trial (K, N H' W', d)) and (N, H', W')."""
+        xp = array_module(x)
+        k = self.k
+        w, b = self.params["F"], self.params["bF"]
+        d, nf = w.shape[1], w.shape[2]
+        if xin.ndim == 4:       # the shared batch: one product for all K filter banks
+            cols, (n, ho, wo) = self._im2col(xin, "cols")
+            s = self._ws.get("s", (n * ho * wo, k * nf))
+            wide = self._ws.get("F.wide", (d, k, nf))
+            xp.copyto(wide, w.transpose(1, 0, 2))
+            xp.matmul(cols, wide.reshape(d, k * nf), out=s)
+        else:                   # each trial's own images (input dropout)
+            cols, (_, ho, wo) = self._im2col(xin.reshape(-1, *xin.shape[2:]), "cols")
+            n = len(x)
+            cols = cols.reshape(k, n * ho * wo, d)
+            s = self._ws.get("s", (n * ho * wo, k * nf))
+            xp.matmul(cols, w, out=s.reshape(n * ho * wo, k, nf).transpose(1, 0, 2))
+        s += b.reshape(1, k * nf)      # (K, 1, nf): trial-major, as the columns of s
+        return s, cols, (n, ho, wo)
+
+    @staticmethod
+    def _trial_view(s: Any, k: int, shape: tuple[int, int, int]) -> Any:
+        """(N H' W', K nf) -> (K, N, H', W', nf), a strided view."""
+        n, ho, wo = shape
+        return s.reshape(n, ho, wo, k, -1).transpose(3, 0, 1, 2, 4)
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        xp = array_module(x)
+        k = self.k
+        xin, _ = self._input_dropout(x, rngs)
+        s, cols, shape = self._conv(x, xin)
+        self._act_inplace(s, "s")
+        sv = self._trial_view(s, k, shape)
+        n, ho, wo = shape
+        pooled = self._ws.get("pool", (k, n, ho // 2, wo // 2, sv.shape[-1]))
+        xp.maximum(sv[:, :, 0::2, 0::2], sv[:, :, 0::2, 1::2], out=pooled)
+        xp.maximum(pooled, sv[:, :, 1::2, 0::2], out=pooled)
+        xp.maximum(pooled, sv[:, :, 1::2, 1::2], out=pooled)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        flat = pooled.reshape(k, n, -1)
+        h = self._ws.get("h", (k, n, w1.shape[2]))
+        bmm(flat, w1, out=h)
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
+        out = self._ws.get("out", (k, n, w2.shape[2]))
+        bmm(h, w2, out=out)
+        out += self.params["b2"]
+        return out, (cols, s, shape, pooled, h, keep_h)
+
+    def _unpool(self, dpooled: Any, sv: Any, pooled: Any, dsv: Any) -> None:
+        """dsv (a view like sv) = each 2x2 window's gradient at its first maximum in (row,
+        column) order, as :func:`layers.max_pool_backward`."""
+        xp = array_module(sv)
+        taken = self._ws.get("pool.taken", pooled.shape, np.bool_)
+        taken[...] = False
+        hit = self._ws.get("pool.hit", pooled.shape, np.bool_)
+        for i in (0, 1):
+            for j in (0, 1):
+                xp.equal(sv[:, :, i::2, j::2], pooled, out=hit)
+                hit &= ~taken
+                taken |= hit
+                xp.multiply(dpooled, hit, out=dsv[:, :, i::2, j::2])
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients) of one update on the
+        shared batch of images x (N, H, W, C), y (N,), in reused buffers. No L2 term."""
+        xp = array_module(x)
+        grads = self._grad_buffers()
+        k, n = self.k, len(x)
+        scores, (cols, s, shape, pooled, h, keep_h) = self._forward(x, rngs)
+        loss = self.loss_inplace(scores, y, eps, scale)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
+        bmm(self._ones(n, xp), scores, out=grads["b2"])
+        dh = self._ws.get("dh", h.shape)
+        bmm(scores, w2.transpose(0, 2, 1), out=dh)
+        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        flat = pooled.reshape(k, n, -1)
+        bmm(flat.transpose(0, 2, 1), dh, out=grads["W1"])
+        dpooled = self._ws.get("dpool", flat.shape)
+        bmm(dh, w1.transpose(0, 2, 1), out=dpooled)
+        ds = self._ws.get("ds", s.shape)
+        self._unpool(dpooled.reshape(pooled.shape), self._trial_view(s, k, shape), pooled,
+                     self._trial_view(ds, k, shape))
+        self._act_back_inplace(ds, s, "s")
+        d, nf = grads["F"].shape[1], grads["F"].shape[2]
+        rows = ds.shape[0]
+        if cols.ndim == 2:      # the shared columns: one product for all K filter banks
+            wide = self._ws.get("dF.wide", (d, k, nf))
+            xp.matmul(cols.T, ds, out=wide.reshape(d, k * nf))
+            xp.copyto(grads["F"], wide.transpose(1, 0, 2))
+        else:
+            xp.matmul(cols.transpose(0, 2, 1), ds.reshape(rows, k, nf).transpose(1, 0, 2),
+                      out=grads["F"])
+        xp.matmul(self._ones(rows, xp), ds, out=grads["bF"].reshape(1, k * nf))
+        return loss, grads
+
+
 def fuse(nets: Sequence[Network], dropout: Sequence[float],
          dropout_input: Sequence[float]) -> FusedNet:
     """The fused network of K lone networks of the same class and shapes."""
@@ -832,5 +847,7 @@ def fuse(nets: Sequence[Network], dropout: Sequence[float],
     if all(isinstance(net, PatchConvNet) for net in nets):
         cls = FeatureMajorPatchConvNet if len(nets) > 1 else FusedPatchConvNet
         return cls(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only the MLP and the patchify "
-                     "ConvNet train in groups")
+    if all(isinstance(net, ConvNet3) for net in nets):
+        return FusedConvNet3(nets, dropout, dropout_input)  # type: ignore[arg-type]
+    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only networks of one class "
+                     "train in groups")

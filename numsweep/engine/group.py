@@ -29,9 +29,9 @@ A group of one keeps the lone trial's Python floats for its hyperparameters and 
 2-D products; measured side by side in one process against the former lone fast path
 (``FastNetwork.train_step``, 1 BLAS thread, CPU time, 7 alternating runs each on this
 project's busy 2-core machine) it took 1-7% more per update (medians; the course ConvNet
-with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread there. A
-model the fused networks cannot stack (``convnet3``) trains alone, as a group of one over
-its reference layers (``lone_net.LoneNet``).
+with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread there. Every
+model fuses: the MLP of any depth, the patchify ConvNet (one or several patch sizes) and
+the three-layer ConvNet.
 
 Devices: ``device`` is part of the group key. With ``device=cuda`` the same code runs on
 CuPy arrays (every array function is taken from the arrays, ``backend.array_module``): the
@@ -66,23 +66,11 @@ from numsweep.engine.checkpoint import (
     state_digest,
 )
 from numsweep.engine.data import Dataset, Split, make_split
-from numsweep.engine.fused import FusedNet, PerTrial, per_trial
+from numsweep.engine.fused import FusedNet, fuse
 from numsweep.engine.inputs import BatchDrawer, Prepared, prepare_inputs
-from numsweep.engine.lone_net import LoneNet, group_network
+from numsweep.engine.losses import LOSSES, l2_penalty
 from numsweep.engine.networks import Network, param_count
-from numsweep.engine.optimizers import (
-    SGD,
-    AdaDelta,
-    AdaGrad,
-    Adam,
-    Momentum,
-    Nesterov,
-    Optimizer,
-    RMSProp,
-    RMSPropNesterov,
-    make_optimizer,
-    sgd_step_prescaled,
-)
+from numsweep.engine.optimizers import Optimizer, make_optimizer
 from numsweep.engine.runplan import RunPlan, eval_chunk, plan_run
 from numsweep.engine.schedules import CYCLIC
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
@@ -103,7 +91,7 @@ PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum
 """The parameters that may differ inside a group: none changes an array's shape, the batches
 or the kind of computation."""
 
-GROUPABLE_MODELS = ("mlp", "convnet")
+GROUPABLE_MODELS = ("mlp", "convnet", "convnet3")
 
 
 def groupable(spec: TrialSpec) -> bool:
@@ -125,76 +113,7 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@dataclasses.dataclass
-class FusedAdam(Adam):
-    """Adam with per-trial hyperparameters (:class:`fused.PerTrial`) and learning rates; the
-    bias corrections are computed in float64, as a lone trial computes them in floats, and
-    rounded to the parameters' dtype. ``lr_64`` holds the update's learning rates (K,)."""
-
-    lr_64: Any = None
-
-    def corrections(self, lr: Any) -> tuple[Any, Any]:
-        b1, b2 = self.beta1.values, self.beta2.values  # type: ignore[attr-defined]
-        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
-        lr_c1 = np.asarray(self.lr_64).reshape(-1, 1, 1) / (1 - b1 ** self.t)
-        xp = array_module(lr)
-        return xp.asarray(inv_sqrt_c2.astype(lr.dtype)), xp.asarray(lr_c1.astype(lr.dtype))
-
-
-def make_group_optimizer(specs: Sequence[TrialSpec]) -> Optimizer:
-    """The update rule of the group, its hyperparameters per trial (:class:`PerTrial`)."""
-
-    def hp(name: str) -> Any:
-        return PerTrial([getattr(s, name) for s in specs])
-
-    name = specs[0].optimizer
-    if name == "sgd":
-        return SGD()
-    if name == "momentum":
-        return Momentum(hp("momentum"))
-    if name == "nesterov":
-        return Nesterov(hp("momentum"))
-    if name == "adagrad":
-        return AdaGrad(hp("opt_eps"))
-    if name == "rmsprop":
-        return RMSProp(hp("rho"), hp("opt_eps"))
-    if name == "rmsprop_nesterov":
-        return RMSPropNesterov(hp("momentum"), hp("rho"), hp("opt_eps"))
-    if name == "adadelta":
-        return AdaDelta(hp("rho"), hp("opt_eps"))
-    if name == "adam":
-        return FusedAdam(hp("beta1"), hp("beta2"), hp("opt_eps"))
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
-    """Keep only the trials ``idx`` in the optimizer's per-trial values and state."""
-    for f in dataclasses.fields(opt):
-        value = getattr(opt, f.name)
-        if f.name == "state":
-            opt.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
-                         for name, slots in value.items()}
-        elif isinstance(value, PerTrial):
-            setattr(opt, f.name, value[idx])
-
-
-def _index_on(idx: np.ndarray, a: Any) -> Any:
-    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
-
-
-def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
-                        weight_names: tuple[str, ...]) -> None:
-    """:func:`optimizers.sgd_step_prescaled` for K trials: w = decay_k w - lr_k g on the
-    weights, w -= lr_k g on the rest (``decay`` None: no trial has L2)."""
-    for name, w in params.items():
-        if decay is not None and name in weight_names:
-            w *= decay
-        w -= scaled_grads[name]
-
-
-def evaluate_group(net: FusedNet | LoneNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
+def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
                    eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
     fused forward pass and one fused data loss (the loss of :func:`evaluation.evaluate`, summed
@@ -208,43 +127,14 @@ def evaluate_group(net: FusedNet | LoneNet, x: np.ndarray, y: np.ndarray, lams: 
     for start in range(0, len(x), chunk):
         scores = net.scores(x[start:start + chunk])
         yb = y[start:start + chunk]
-        loss_sum += EVAL_LOSSES[net.loss_name](scores, yb, eps_x)
+        loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    l2 = xp.zeros(k)
-    for name in net.weight_names:
-        p = net.params[name]
-        l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    l2 = l2_penalty(net.params, net.weight_names, trials=True)
     loss = to_numpy(loss_sum) / len(x)
     return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
 
 
-def softmax_loss_sums(scores: Any, y: Any, eps: Any) -> Any:
-    """Each trial's summed label-smoothed cross-entropy over a chunk, (K,) float64 on the
-    scores' device: scores (K, N, C), y (N,), eps (K,) float64 there too."""
-    xp = array_module(scores)
-    _, n, c = scores.shape
-    shifted = scores - scores.max(axis=2, keepdims=True)
-    log_z = xp.log(xp.exp(shifted).sum(axis=2))                          # (K, N)
-    picked = (shifted[:, xp.arange(n), y] - log_z).sum(axis=1, dtype=np.float64)
-    every = (shifted.sum(axis=2) - c * log_z).sum(axis=1, dtype=np.float64)
-    off = eps / (c - 1)
-    return -((1 - eps - off) * picked + off * every)
-
-
-def svm_loss_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
-    """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
-    xp = array_module(scores)
-    rows = xp.arange(scores.shape[1])
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    return margins.sum(axis=(1, 2), dtype=np.float64)
-
-
-EVAL_LOSSES = {"softmax": softmax_loss_sums, "svm": svm_loss_sums}
-
-def _unstack(net: FusedNet | LoneNet, j: int, lone: Network) -> Network:
+def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
     """Trial j's parameters copied into its lone network (same names and shapes; on the
     host, wherever the group trains)."""
     for name, p in lone.params.items():
@@ -270,20 +160,16 @@ class GroupRun:
     """One group's run: its trials, their (fused) network and optimizer, the data stream,
     and what each trial measured so far. Its methods are the loop's steps."""
 
-    def __init__(self, specs: list[TrialSpec], split: Split, net: FusedNet | LoneNet,
+    def __init__(self, specs: list[TrialSpec], split: Split, net: FusedNet,
                  lones: list[Network], rngs: list[np.random.Generator], xp: Any,
                  prepared: Prepared, plan: RunPlan, sampler: BatchSampler,
                  drawer: BatchDrawer) -> None:
         self.specs, self.split, self.net, self.lones, self.rngs, self.xp = (
             specs, split, net, lones, rngs, xp)
         self.prepared, self.plan, self.sampler, self.drawer = prepared, plan, sampler, drawer
-        spec0 = specs[0]
-        # A group of one keeps the lone trial's Python floats (the same numbers as PerTrial
-        # gives, without the per-call cost of broadcasting K values).
-        self.scalar = len(specs) == 1
-        self.optimizer = (make_optimizer(spec0.optimizer, spec0) if self.scalar
-                          else make_group_optimizer(specs))
-        self.fused_sgd = spec0.optimizer == "sgd" and not isinstance(net, LoneNet)
+        # plain SGD takes the gradients already scaled by each trial's learning rate
+        self.fused_sgd = specs[0].optimizer == "sgd"
+        self.optimizer = make_optimizer(specs, prescaled=self.fused_sgd)
         self.counts = [param_count(lone) for lone in lones]
         self.period_ends = frozenset(plan.period_ends)
         self.reporters: list[Reporter | None] = [None] * len(specs)
@@ -374,31 +260,8 @@ class GroupRun:
         return grads, lrs[keep]
 
     def apply(self, grads: dict[str, Any], lrs: np.ndarray) -> None:
-        """The update rule's step with L2 (``2 lam W`` added to the weights' gradients)."""
-        net, optimizer, xp = self.net, self.optimizer, self.xp
-        if self.scalar:
-            lr, lam = float(lrs[0]), self.specs[0].lam
-            if self.fused_sgd:
-                sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
-            else:
-                if lam:
-                    for name in net.weight_names:
-                        grads[name] += (2 * lam) * net.params[name]
-                optimizer.step(net.params, grads, lr)
-        elif self.fused_sgd:
-            dtype = np.dtype(self.specs[0].dtype)
-            decay = (per_trial(1 - 2 * lrs * self.lam_arr, dtype, xp)
-                     if self.lam_arr.any() else None)
-            _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
-        else:
-            dtype = np.dtype(self.specs[0].dtype)
-            if self.lam_arr.any():
-                two_lam = per_trial(2 * self.lam_arr, dtype, xp)
-                for name in net.weight_names:
-                    grads[name] += two_lam * net.params[name]
-            if isinstance(optimizer, FusedAdam):
-                optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, per_trial(lrs, dtype, xp))
+        """The update rule's step, L2 included."""
+        self.optimizer.update(self.net.params, grads, lrs, self.lam_arr, self.net.weight_names)
 
     def watch_step(self, losses: Any, step: int) -> None:
         xp, watch = self.xp, self.watch
@@ -476,7 +339,7 @@ class GroupRun:
         keep = np.array([j for j in range(len(self.active)) if j not in gone], dtype=np.intp)
         if len(keep):
             self.net.select(keep)
-            _select_optimizer(self.optimizer, keep)
+            self.optimizer.select(keep)
         self.active[:] = [self.active[j] for j in keep]
 
     def stop_trials(self, stops: dict[int, str]) -> None:
@@ -490,7 +353,7 @@ class GroupRun:
             lone = _unstack(self.net, j, self.lones[i])
             test_acc = math.nan
             if self.plan.curve_at:
-                alone = group_network([lone], [0.0], [0.0])
+                alone = fuse([lone], [0.0], [0.0])
                 alone.to_device(self.xp, 0)
                 _, _, test_accs = evaluate_group(alone, self.prepared.x_test,
                                                  self.prepared.y_test,
@@ -592,7 +455,7 @@ def start_run(specs: list[TrialSpec], data: Dataset | Split, *, prepared: Prepar
     rngs = [trial_rng(s) for s in specs]
     lones = [build_network(s, split.x_train.shape[1:], split.num_classes, r)
              for s, r in zip(specs, rngs, strict=True)]
-    net = group_network(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
     net.to_device(xp, device_seed(specs))
     augment = Augmenter.from_spec(spec0)
     prepared = prepare_inputs(net, split, augment, spec0.eval_train, xp, prepared=prepared,
@@ -737,7 +600,7 @@ def _restore_state(state: GroupState, net: FusedNet, optimizer: Optimizer,
     keep = np.asarray(state.active, dtype=np.intp)
     if len(keep) < net.k:
         net.select(keep)
-        _select_optimizer(optimizer, keep)
+        optimizer.select(keep)
 
     def fused(name: str, per_trial_arrays: Sequence[np.ndarray], like: Any) -> Any:
         shape = like.shape[1:]

@@ -23,7 +23,7 @@ import numpy as np
 
 from numsweep.engine.data import Dataset, Split, make_split
 from numsweep.engine.group import GroupRun, train_group
-from numsweep.engine.networks import l2_penalty
+from numsweep.engine.losses import l2_penalty
 from numsweep.engine.spec import SpecError, TrialSpec
 
 MODES = ("lr", "batch")

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
+from numsweep.engine.fused import FeatureMajorPatchConvNet, fuse
 from numsweep.engine.group import group_key, groupable, train_group
-from numsweep.engine.networks import MLP, PatchConvNet
+from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.pertrial import PerTrial
 from numsweep.engine.spec import RULE_PARAMETERS
 from numsweep.engine.streams import data_rng, resolve_data_seed
 from tests.conftest import for_model
@@ -98,6 +99,11 @@ CASES = {
                                          "cutout": 4, "aug_copies": 2},
     "mlp_adadelta_he": {"model": "mlp", "optimizer": "adadelta", "eta_max": 1.0,
                         "init": "he", "schedule": "constant", "n_updates": 10},
+    "convnet3_adam_cyclic": {"model": "convnet3", "optimizer": "adam", "eta_max": 0.003,
+                             "filter_size": 3},
+    "convnet3_sgd_stride_leaky_svm": {"model": "convnet3", "filter_size": 5,
+                                      "conv_stride": 1, "conv_pad": 0,
+                                      "activation": "leaky_relu", "loss": "svm"},
 }
 
 
@@ -145,7 +151,8 @@ def test_float32_groups_match_lone_runs_to_rounding(splits: dict[str, Split],
 
 
 @pytest.mark.parametrize("shared_input", [False, True])
-@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet_multi"])
+@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet_multi", "convnet3",
+                                   "convnet3_pad0"])
 def test_fused_gradients_match_lone_reference_losses(model: str, shared_input: bool) -> None:
     """train_step of K fused networks against each lone network's reference ``loss``, with
     per-trial label smoothing, dropout rates and gradient scales; with input dropout (each
@@ -164,10 +171,13 @@ def test_fused_gradients_match_lone_reference_losses(model: str, shared_input: b
             nets.append(MLP(48, (7, 5), 4, **common))
         elif model == "convnet":
             nets.append(PatchConvNet((4, 4, 3), 2, 3, 6, 4, **common))
-        else:
+        elif model == "convnet_multi":
             nets.append(PatchConvNet((8, 8, 3), (2, 4), (3, 2), 6, 4, **common))
+        else:  # the three-layer ConvNet: padded 3x3 filters, or unpadded 5x5 ones
+            size, pad = (3, None) if model == "convnet3" else (5, 0)
+            nets.append(ConvNet3((8, 8, 3), 3, size, 6, 4, pad=pad, **common))
     fused = fuse(nets, dropout, dropout_input)
-    shape = (6, 4, 4, 3) if model != "convnet_multi" else (6, 8, 8, 3)
+    shape = (6, 4, 4, 3) if model in ("mlp", "convnet") else (6, 8, 8, 3)
     x = nets[0].prepare(rng.normal(size=shape))
     y = rng.integers(0, 4, size=6)
     eps = np.array([0.0, 0.1, 0.2])
@@ -194,7 +204,7 @@ def test_per_trial_values_round_like_python_floats() -> None:
     b = np.ones((2, 1, 1), np.float32)
     b *= rho
     assert b.dtype == np.float32 and b[1, 0, 0] == np.float32(0.999)
-    opt = make_optimizer("rmsprop", TrialSpec(optimizer="rmsprop", rho=0.8))
+    opt = make_optimizer(TrialSpec(optimizer="rmsprop", rho=0.8))
     assert opt.rho == 0.8  # lone trials keep plain floats
 
 
@@ -252,16 +262,14 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     assert group_key(spec) != group_key(spec.replace(seed=2))      # data_seed follows seed
     assert group_key(spec) == group_key(spec.replace(seed=2, data_seed=1))
     assert group_key(spec) != group_key(spec.replace(batch_size=50))
-    assert not groupable(spec.replace(model="convnet3")) and groupable(spec)
+    assert all(groupable(spec.replace(model=m)) for m in ("mlp", "convnet", "convnet3"))
     small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
-    lone3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "model": "convnet3"}))
-    with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
-        train_group([lone3, lone3.replace(seed=2, data_seed=lone3.seed)], splits["float64"])
-    # every spec trains as a group of one: train(spec) is train_group([spec])[0]
-    (grouped,), alone = train_group([lone3], splits["float64"]), train(lone3, splits["float64"])
-    assert grouped.curves == alone.curves and grouped.test_acc == alone.test_acc
+    with pytest.raises(ValueError, match="share filter_size"):
+        conv3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
+                                                  "model": "convnet3"}))
+        train_group([conv3, conv3.replace(filter_size=5)], splits["float64"])
     assert train_group([], splits["float64"]) == []
 
 
