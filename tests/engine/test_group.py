@@ -122,6 +122,26 @@ def test_a_trial_in_a_group_matches_its_lone_run(splits: dict[str, Split], name:
     assert first[-2].loss < first[0].loss  # it trained: not a comparison of idle networks
 
 
+def test_eight_convnet3_trials_in_a_group_match_their_lone_runs(splits: dict[str, Split]
+                                                                ) -> None:
+    """K = 8 three-layer ConvNets fused, one of them pruned at the first period's end: each
+    result is its lone run's (float64 to 1e-10), the pruned one's too."""
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 5, "dtype": "float64",
+                                             "model": "convnet3", "filter_size": 3,
+                                             "optimizer": "adam", "eta_max": 0.003}))
+    specs = variants(spec, 8)
+
+    def prune_third(step: int, val_acc: float) -> bool:
+        return True
+
+    reporters = [prune_third if i == 2 else None for i in range(8)]
+    results = train_group(specs, splits["float64"], reporters=reporters)
+    assert results[2].stopped and sum(r.stopped for r in results) == 1
+    for i, (s, result) in enumerate(zip(specs, results, strict=True)):
+        alone = train(s, splits["float64"], reporter=reporters[i])
+        assert_same(result, alone, rtol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["convnet_nesterov_step_leaky",
                                   "convnet_multi_adagrad_batch_cyclic"])
 def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
