@@ -86,10 +86,14 @@ def trial_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes:
 
 def shared_bytes(spec: TrialSpec, image_shape: tuple[int, int, int]) -> int:
     """Bytes a group holds once: the batch (augmented, prepared) and its patch matrices in
-    the feature-major layout (two copies)."""
+    the feature-major layout (two copies); for ``convnet3`` the batch and the matrix of its
+    filter windows (one row per convolution output), which every trial's filters meet."""
     item = np.dtype(spec.dtype).itemsize
     rows = largest_batch(spec) * spec.aug_copies
     d = math.prod(image_shape)
+    if spec.model == "convnet3":
+        conv = network_shape(spec, image_shape, 1).layers[0]  # the classes do not matter here
+        return rows * item * (2 * d + conv.positions * conv.rows)
     return rows * d * item * (6 if spec.model == "convnet" else 2)
 
 

@@ -41,6 +41,9 @@ def _peak(specs: list[TrialSpec], split: Split) -> int:
     {"model": "mlp", "optimizer": "momentum", "dropout": 0.2},
     {"model": "convnet", "f": (4, 8), "nf": (10, 20), "dropout_input": 0.1,
      "optimizer": "nesterov"},
+    {"model": "convnet3", "nf": 16, "filter_size": 3, "nh": 50},
+    {"model": "convnet3", "nf": 8, "filter_size": 5, "conv_pad": 0, "nh": 50, "dropout": 0.2,
+     "optimizer": "adam"},
 ])
 def test_the_estimate_bounds_what_a_trial_takes(split: Split, case: dict[str, Any]) -> None:
     base = TrialSpec(schedule="constant", n_updates=2, n_train=400, n_val=200,
