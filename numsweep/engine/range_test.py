@@ -6,7 +6,11 @@ of magnitude, and record the training loss against it (Smith 2017, section 3.3).
 ``schedule="exponential"``). ``batch`` mode: the batch size rises exponentially from
 ``b_min`` to ``b_max`` at the constant learning rate ``eta_max``
 (``batch_schedule="exponential"``). Every other parameter (network, update rule, L2,
-augmentation, seed) is the spec's own. The loss at each update is the mini-batch loss before
+augmentation, seed) is the spec's own, and so are the two random streams of every run: the
+batches and augmentation draws come from the data stream (``data_seed``), the initial
+weights and dropout masks from the trial's own (``seed``). The test trains on the engine's
+one loop (:func:`group.train_group`) as a group of one that measures no curves. The loss at
+each update is the mini-batch loss before
 that update; ``smoothed`` is its bias-corrected exponential moving average. The test stops
 early when the smoothed loss exceeds ``stop_factor`` times its minimum, or is NaN or inf.
 """
