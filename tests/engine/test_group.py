@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import FeatureMajorPatchConvNet, fuse
+from numsweep.engine.fused import FusedPatchConvNet, fuse
 from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
@@ -128,7 +128,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
     """The feature-major ConvNet runs its trials in cache-sized chunks: here 2 of 5 trials
     per chunk (the tiny images fit any chunk otherwise)."""
     per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
-    monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
+    monkeypatch.setattr(FusedPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
     spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
@@ -219,7 +219,7 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
     assert with_it[1].diverged and "diverged" in with_it[1].message
     assert np.isnan(with_it[1].val_acc) and with_it[1].updates < without[0].updates
     # to rounding, not bitwise: the fused ConvNet's filter product is one product as wide
-    # as the group (FeatureMajorPatchConvNet), and a BLAS kernel may round a trial's rows
+    # as the group (the feature-major FusedPatchConvNet), and a BLAS kernel may round a trial's rows
     # differently at another place in it
     for a, b in zip((with_it[0], with_it[2]), without, strict=True):
         assert not a.diverged
@@ -246,7 +246,7 @@ def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
     alone = train(specs[1], splits["float64"], reporter=lambda s, v: True)
     assert_same(grouped[1], alone, rtol=1e-10)
     # the others as in a group without it: to rounding, not bitwise, because the fused
-    # MLP's first layer is one product as wide as the group (WideMLP), and a trial's place
+    # MLP's first layer is one product as wide as the group (the wide FusedMLP), and a trial's place
     # in it may change a product's last bits
     without = train_group([specs[0], specs[2]], splits["float64"])
     for a, b in zip((grouped[0], grouped[2]), without, strict=True):
