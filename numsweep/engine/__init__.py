@@ -2,10 +2,13 @@
 
 - ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
 - ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
-- ``layers``, ``losses``: the reference layers and losses (forward/backward pairs)
-- ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
-- ``fused``: K networks of one structure stacked along a trial axis, trained as one
-- ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
+- ``layers``: the reference layers (forward/backward pairs, allocating)
+- ``losses``: the data losses with a trial axis (and each one's reference), the L2 term
+- ``networks``: the reference MLP, patchify ConvNet and three-layer ConvNet (gradient-checked)
+- ``fused``: the trained networks: K trials of one structure along a trial axis (K = 1 alone)
+- ``pertrial``: per-trial values broadcast against trial-stacked arrays
+- ``optimizers``: the update rules for K trials (per-trial hyperparameters) and the update
+- ``initializers``, ``schedules``, ``batch_schedules``, ``augment``
 - ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
 - ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
 - ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)

@@ -70,7 +70,7 @@ PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum
 """The parameters that may differ inside a group: none changes an array's shape, the batches
 or the kind of computation."""
 
-GROUPABLE_MODELS = ("mlp", "convnet", "convnet3")
+GROUPABLE_MODELS = ("mlp", "convnet")
 
 EVAL_CHUNK_MIN = 100
 """A group of K measures a set EVAL_CHUNK // K images per forward pass (at least this many;

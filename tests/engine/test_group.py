@@ -98,11 +98,6 @@ CASES = {
                                          "cutout": 4, "aug_copies": 2},
     "mlp_adadelta_he": {"model": "mlp", "optimizer": "adadelta", "eta_max": 1.0,
                         "init": "he", "schedule": "constant", "n_updates": 10},
-    "convnet3_adam_cyclic": {"model": "convnet3", "optimizer": "adam", "eta_max": 0.003,
-                             "filter_size": 3},
-    "convnet3_sgd_stride_leaky_svm": {"model": "convnet3", "filter_size": 5,
-                                      "conv_stride": 1, "conv_pad": 0,
-                                      "activation": "leaky_relu", "loss": "svm"},
 }
 
 
@@ -261,14 +256,14 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     assert group_key(spec) != group_key(spec.replace(seed=2))      # data_seed follows seed
     assert group_key(spec) == group_key(spec.replace(seed=2, data_seed=1))
     assert group_key(spec) != group_key(spec.replace(batch_size=50))
-    assert all(groupable(spec.replace(model=m)) for m in ("mlp", "convnet", "convnet3"))
+    assert not groupable(spec.replace(model="convnet3")) and groupable(spec)
     small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
-    with pytest.raises(ValueError, match="share filter_size"):
-        conv3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
-                                                  "model": "convnet3"}))
-        train_group([conv3, conv3.replace(filter_size=5)], splits["float64"])
+    with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
+        train_group([TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
+                                                       "model": "convnet3"}))],
+                    splits["float64"])
     assert train_group([], splits["float64"]) == []
 
 
@@ -314,3 +309,27 @@ def test_each_trial_s_curve_points_are_told_as_they_are_measured(
         lone = train(lone_spec, splits["float64"],
                      on_points=lambda points, total, alone=alone: alone.extend(points))
         assert alone == list(lone.curves)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("changes", [
+    {"optimizer": "adam", "eta_max": 0.003, "filter_size": 3},
+    {"filter_size": 5, "conv_pad": 0, "activation": "leaky_relu", "loss": "svm"},
+], ids=["adam_cyclic", "sgd_unpadded_leaky_svm"])
+def test_convnet3_fused_in_a_group_matches_its_reference_layer_run(
+        splits: dict[str, Split], monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any],
+        k: int) -> None:
+    """The fused three-layer ConvNet (fused.FusedConvNet3) trained as a group of K, made
+    groupable here, against each trial's lone run on the reference layers (``train``):
+    float64 to 1e-10, with per-trial values spread (dropout and input dropout included)."""
+    from numsweep.engine import group
+
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64",
+                                             "model": "convnet3", **changes}))
+    specs = variants(spec, k)
+    alone = [train(s, splits["float64"]) for s in specs]     # convnet3: the reference layers
+    monkeypatch.setattr(group, "GROUPABLE_MODELS", (*group.GROUPABLE_MODELS, "convnet3"))
+    for result, lone in zip(train_group(specs, splits["float64"]), alone, strict=True):
+        assert not result.diverged
+        assert_same(result, lone, rtol=1e-10)
+    assert alone[-1].curves[-2].loss < alone[-1].curves[0].loss
