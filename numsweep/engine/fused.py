@@ -68,7 +68,7 @@ import numpy as np
 
 from numsweep.engine.backend import array_module
 from numsweep.engine.losses import LOSSES
-from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
+from numsweep.engine.networks import Network, Structure, prepare_input
 from numsweep.engine.pertrial import per_trial
 from numsweep.engine.workspace import Workspace
 
@@ -87,26 +87,28 @@ def bmm(a: Any, b: Any, out: Any) -> Any:
 
 
 class FusedNet:
-    """What the fused MLP and ConvNet share: stacked parameters, activation, dropout, loss.
+    """What the fused networks share: stacked parameters, activation, dropout, loss.
 
-    ``params`` maps a lone network's parameter names to (K, ...) arrays; ``weight_names``
-    are those L2 applies to. ``template`` is the first trial's lone network: its ``prepare``
-    turns images into the input every trial of the group shares.
+    Built from a network's :class:`~numsweep.engine.networks.Structure` (what it is apart
+    from its weights) and ``params``: each parameter name of that structure -> its K
+    trials' values stacked, (K, rows, cols), biases (K, 1, n) (:func:`fuse` stacks them).
+    ``weight_names`` are those L2 applies to; :meth:`prepare` turns images into the input
+    every trial of the group shares.
     """
 
     params: Arrays
     weight_names: tuple[str, ...]
 
-    def __init__(self, nets: Sequence[Network], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float]) -> None:
-        first: Any = nets[0]
-        self.template: Network = first
-        self.k = len(nets)
-        self.dtype = next(iter(first.params.values())).dtype
-        self.activation = first.activation
-        self.leaky_slope = first.leaky_slope
-        self.loss_name = first.loss_name
-        self.weight_names = first.weight_names
+        self.structure = structure
+        self.params = params
+        self.k = len(dropout)
+        self.dtype = next(iter(params.values())).dtype
+        self.activation = structure.activation
+        self.leaky_slope = structure.leaky_slope
+        self.loss_name = structure.loss
+        self.weight_names = structure.weight_names
         self.dropout = np.asarray(dropout, dtype=np.float64)
         self.dropout_input = np.asarray(dropout_input, dtype=np.float64)
         self._ws = Workspace(self.dtype)
@@ -129,7 +131,8 @@ class FusedNet:
         return self
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        return self.template.prepare(images)
+        """images (N, H, W, C) -> the input every trial shares (:func:`networks.prepare_input`)."""
+        return prepare_input(self.structure, images)
 
     # -- group membership --------------------------------------------------------------
 
@@ -299,12 +302,11 @@ class FusedMLP(FusedNet):
     the scores, which the losses want contiguous per trial).
     """
 
-    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float], *, wide: bool = False) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.layers = nets[0].layers
+        super().__init__(structure, params, dropout, dropout_input)
+        self.layers = structure.layers
         self.wide = wide
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
         self._widen(self.params)
 
     def _widen(self, arrays: Arrays) -> Arrays:
@@ -449,13 +451,12 @@ class FusedPatchConvNet(FusedNet):
     CHUNK_BYTES = 2 << 20
     """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
 
-    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float], *, feature_major: bool = False) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.branches = nets[0].branches
-        self.multi = nets[0].multi
+        super().__init__(structure, params, dropout, dropout_input)
+        self.branches = structure.branches
+        self.multi = structure.multi
         self.feature_major = feature_major
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
         if not feature_major:
             return
         perm = np.arange(self.params["W1"].shape[1])
@@ -706,12 +707,11 @@ class FusedConvNet3(FusedNet):
     (filters (K, F F C, nf)); the wide filter matrix is a per-update copy (small).
     """
 
-    def __init__(self, nets: Sequence[ConvNet3], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        first = nets[0]
-        self.filter_size, self.stride, self.pad = first.filter_size, first.stride, first.pad
-        self.params = {name: _stack(nets, name) for name in first.params}
+        super().__init__(structure, params, dropout, dropout_input)
+        self.filter_size = structure.filter_size
+        self.stride, self.pad = structure.stride, structure.pad
 
     def _im2col(self, x: Any, name: str) -> tuple[Any, tuple[int, int, int]]:
         """x (B, H, W, C) -> its columns (B H' W', F F C), rows (image, row, column), in the
@@ -846,20 +846,20 @@ class FusedConvNet3(FusedNet):
 
 def fuse(nets: Sequence[Network], dropout: Sequence[float],
          dropout_input: Sequence[float], layout: str | None = None) -> FusedNet:
-    """The fused network of K networks of the same class and shapes, their parameters
-    stacked along the trial axis. ``layout``: ``"wide"`` (the MLP's wide first layer, the
-    feature-major ConvNet) or ``"lone"`` (every product per trial, the lone network's);
-    None picks as measured: wide for K > 1 (the MLP: with a hidden layer), lone for K = 1.
-    The three-layer ConvNet has one layout."""
-    if all(isinstance(net, MLP) for net in nets):
-        wide = len(nets) > 1 and nets[0].layers > 1  # type: ignore[attr-defined]
-        return FusedMLP(nets, dropout, dropout_input,  # type: ignore[arg-type]
-                        wide=wide if layout is None else layout == "wide")
-    if all(isinstance(net, PatchConvNet) for net in nets):
-        major = len(nets) > 1 if layout is None else layout == "wide"
-        return FusedPatchConvNet(nets, dropout, dropout_input,  # type: ignore[arg-type]
-                                 feature_major=major)
-    if all(isinstance(net, ConvNet3) for net in nets):
-        return FusedConvNet3(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only networks of one class "
-                     "train in groups")
+    """The fused network of K networks of one :class:`~numsweep.engine.networks.Structure`
+    (their initial weights), the weights stacked along the trial axis. ``layout``:
+    ``"wide"`` (the MLP's wide first layer, the feature-major ConvNet) or ``"lone"`` (every
+    product per trial, the lone network's); None picks as measured: wide for K > 1 (the
+    MLP: with a hidden layer), lone for K = 1. The three-layer ConvNet has one layout."""
+    structure = nets[0].structure
+    if any(net.structure != structure for net in nets):
+        raise ValueError("cannot fuse networks of different structures (class, shapes, "
+                         "activation or loss)")
+    params = {name: _stack(nets, name) for name in nets[0].params}
+    args = (structure, params, dropout, dropout_input)
+    wide = len(nets) > 1 if layout is None else layout == "wide"
+    if structure.model == "mlp":
+        return FusedMLP(*args, wide=wide and structure.layers > 1)
+    if structure.model == "convnet":
+        return FusedPatchConvNet(*args, feature_major=wide)
+    return FusedConvNet3(*args)
