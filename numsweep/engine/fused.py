@@ -852,7 +852,9 @@ def fuse(nets: Sequence[Network], dropout: Sequence[float],
     product per trial, the lone network's); None picks as measured: wide for K > 1 (the
     MLP: with a hidden layer), lone for K = 1. The three-layer ConvNet has one layout."""
     structure = nets[0].structure
-    if any(net.structure != structure for net in nets):
+    shapes = {name: p.shape for name, p in nets[0].params.items()}
+    if any(net.structure != structure or {name: p.shape for name, p in net.params.items()}
+           != shapes for net in nets):
         raise ValueError("cannot fuse networks of different structures (class, shapes, "
                          "activation or loss)")
     params = {name: _stack(nets, name) for name in nets[0].params}
