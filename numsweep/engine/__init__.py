@@ -2,14 +2,14 @@
 
 - ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
 - ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
-- ``layers``: the reference layers (forward/backward pairs)
-- ``losses``: the losses (softmax cross-entropy with label smoothing, SVM) and L2
-- ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
-- ``build``: a spec's network (``build_network``)
-- ``fused``: K networks of one structure stacked along a trial axis, trained as one
+- ``layers``: the reference layers (forward/backward pairs, allocating)
+- ``losses``: the data losses with a trial axis (and each one's reference), the L2 term
+- ``networks``: the reference MLP, patchify ConvNet and three-layer ConvNet (gradient-checked)
+- ``build``: a spec's network (``build_network``) and its layer shapes (``network_shape``)
+- ``fused``: the trained networks: K trials of one structure along a trial axis (K = 1 alone)
+- ``pertrial``: per-trial values broadcast against trial-stacked arrays
+- ``optimizers``: the update rules for K trials (per-trial hyperparameters) and the update
 - ``initializers``: weight initialisation
-- ``optimizers``: the update rules (K trials' at once)
-- ``pertrial``: hyperparameters that differ between the trials of a group
 - ``schedules``: learning-rate schedules; ``batch_schedules``: batch sizes and the sampler
 - ``augment``: flips, translations, cutout
 - ``streams``: the two random streams (the data stream, each trial's own)

@@ -1,21 +1,23 @@
-"""Fused networks: K trials of the same structure in one set of arrays, trained as one.
+"""The trained networks: K trials of the same structure in one set of arrays, trained as one.
 
-A fused network holds K copies of a network's parameters stacked along a leading trial axis:
-weights (K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a
-per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch,
-so the layer that reads it runs ONE product for all K trials (K > 1):
+A fused network holds K trials' parameters stacked along a leading trial axis: weights
+(K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a per-trial value
+(K, 1, 1) broadcasts against all of them; a lone trial is K = 1. All K trials see the same
+batch, so the layer that reads it runs ONE product for all K trials. One class per model,
+each with its layouts (:func:`fuse` picks one):
 
-- :class:`WideMLP`: the first layer (N, D) @ (D, K h), the K weight matrices side by side;
-  the deeper layers are batched per trial, (K, N, D) @ (K, D, D');
-- :class:`FeatureMajorPatchConvNet`: the patchify convolution (K nf, d) @ (d, n_p N), all
-  K filter banks against the batch's patches laid out feature-major once per batch, its
-  output read per trial by the hidden layer's batched product without a transposing pass;
+- :class:`FusedMLP`: per trial, or ``wide`` (K > 1): the first layer (N, D) @ (D, K h), the
+  K weight matrices side by side; the deeper layers are batched per trial;
+- :class:`FusedPatchConvNet`: patch rows, or ``feature_major`` (K > 1): the patchify
+  convolution (K nf, d) @ (d, n_p N), all K filter banks against the batch's patches laid
+  out feature-major once per batch, its output read per trial by the hidden layer's
+  batched product without a transposing pass;
+- :class:`FusedConvNet3`: the batch's im2col matrix against all K filter banks at once;
 - the loss, activation, bias, dropout and the update are one call each for all K.
 
-A group of one keeps the lone network's layout (:class:`FusedMLP`,
-:class:`FusedPatchConvNet`: the lone trial's own products), which the wide layouts would
-not speed up, and in the ConvNet's case would slow down (the patches' transpose costs
-what the lone products gain). Two layouts, one training loop (``group.py``).
+A group of one keeps the lone trial's own products (the per-trial and patch-row layouts),
+which the wide layouts would not speed up, and in the ConvNet's case would slow down (the
+patches' transpose costs what the lone products gain). One training loop (``group.py``).
 
 Measured per update per trial (``train_step``: forward and backward, no optimizer;
 ``benchmarks/group_speed.py --layouts --threads 1``, CPU time, medians of 5 (wide: 3)
@@ -49,9 +51,10 @@ in the order and shapes the lone network draws them, so a trial's numbers do not
 the other trials of its group, up to rounding: in the wide products a BLAS kernel may round
 a trial's numbers differently by its place (float64: relative ~1e-16 per product).
 
-The reference is the lone network (``networks.py``, itself tested against the allocating
-layers of ``layers.py``): ``tests/engine/test_group.py`` checks the fused gradients against
-K lone networks' ``loss`` (:meth:`FusedNet.lone_param` maps a fused layout back). Array
+The reference is the network of ``networks.py`` (the allocating layers of ``layers.py``,
+gradient-checked): ``tests/engine/test_fast_path.py`` and ``test_group.py`` check the fused
+losses and gradients, K = 1 and K > 1, against K reference networks' ``loss``
+(:meth:`FusedNet.lone_param` maps a fused layout back). Array
 functions come from :func:`backend.array_module` of the inputs and are ones NumPy and CuPy
 share.
 """
@@ -65,7 +68,7 @@ import numpy as np
 
 from numsweep.engine.backend import array_module
 from numsweep.engine.losses import LOSSES
-from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet
+from numsweep.engine.networks import Network, Structure, prepare_input
 from numsweep.engine.pertrial import per_trial
 from numsweep.engine.workspace import Workspace
 
@@ -84,26 +87,28 @@ def bmm(a: Any, b: Any, out: Any) -> Any:
 
 
 class FusedNet:
-    """What the fused MLP and ConvNet share: stacked parameters, activation, dropout, loss.
+    """What the fused networks share: stacked parameters, activation, dropout, loss.
 
-    ``params`` maps a lone network's parameter names to (K, ...) arrays; ``weight_names``
-    are those L2 applies to. ``template`` is the first trial's lone network: its ``prepare``
-    turns images into the input every trial of the group shares.
+    Built from a network's :class:`~numsweep.engine.networks.Structure` (what it is apart
+    from its weights) and ``params``: each parameter name of that structure -> its K
+    trials' values stacked, (K, rows, cols), biases (K, 1, n) (:func:`fuse` stacks them).
+    ``weight_names`` are those L2 applies to; :meth:`prepare` turns images into the input
+    every trial of the group shares.
     """
 
     params: Arrays
     weight_names: tuple[str, ...]
 
-    def __init__(self, nets: Sequence[Network], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float]) -> None:
-        first: Any = nets[0]
-        self.template: Network = first
-        self.k = len(nets)
-        self.dtype = next(iter(first.params.values())).dtype
-        self.activation = first.activation
-        self.leaky_slope = first.leaky_slope
-        self.loss_name = first.loss_name
-        self.weight_names = first.weight_names
+        self.structure = structure
+        self.params = params
+        self.k = len(dropout)
+        self.dtype = next(iter(params.values())).dtype
+        self.activation = structure.activation
+        self.leaky_slope = structure.leaky_slope
+        self.loss_name = structure.loss
+        self.weight_names = structure.weight_names
         self.dropout = np.asarray(dropout, dtype=np.float64)
         self.dropout_input = np.asarray(dropout_input, dtype=np.float64)
         self._ws = Workspace(self.dtype)
@@ -126,7 +131,8 @@ class FusedNet:
         return self
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        return self.template.prepare(images)
+        """images (N, H, W, C) -> the input every trial shares (:func:`networks.prepare_input`)."""
+        return prepare_input(self.structure, images)
 
     # -- group membership --------------------------------------------------------------
 
@@ -274,13 +280,57 @@ def _stack(nets: Sequence[Network], name: str) -> np.ndarray:
 
 
 class FusedMLP(FusedNet):
-    """K MLPs of the same widths: the lone :class:`~numsweep.engine.networks.MLP` fused."""
+    """K MLPs of the same widths (:class:`~numsweep.engine.networks.MLP` stacked), in one of
+    two layouts (``wide``; :func:`fuse` picks it: K > 1 with a hidden layer).
 
-    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.layers = nets[0].layers
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
+    Per trial (``wide=False``): every layer is a batched product (K, N, D) @ (K, D, D'); for
+    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
+
+    Wide (``wide=True``): the first layer reads the batch every trial shares, so its K
+    weight matrices are stored side by side, (D, K h), and meet the batch in ONE product,
+    (N, D) @ (D, K h) -> (N, K h), where the per-trial layout runs K products of (N, D) @
+    (D, h); its gradient is one product too, (D, N) @ (N, K h). ``params["W1"]`` and its
+    gradient are (K, D, h) views of those (D, K h) arrays, and the first layer's activations
+    (K, N, h) views of (N, K h) ones (strided: each trial's rows are h contiguous values),
+    which the later, per-trial batched products, the optimizers and the element-wise passes
+    read as they are. With input dropout the trials' inputs differ: the same layout, batched
+    per trial. Exactness: the same sums in the same order as the lone network, but a trial's
+    columns sit at another place in the wide product, which a BLAS kernel may round
+    differently; so float64 agrees with the lone run to rounding (tested at relative 1e-10),
+    not bitwise. For K = 1 the wide product is the lone one, so a group of one keeps the
+    per-trial layout; so does softmax regression (no hidden layer: its one layer's output is
+    the scores, which the losses want contiguous per trial).
+    """
+
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
+                 dropout_input: Sequence[float], *, wide: bool = False) -> None:
+        super().__init__(structure, params, dropout, dropout_input)
+        self.layers = structure.layers
+        self.wide = wide
+        self._widen(self.params)
+
+    def _widen(self, arrays: Arrays) -> Arrays:
+        """In the wide layout, ``arrays["W1"]`` (K, D, h) re-laid as a view of (D, K h)."""
+        if self.wide:
+            w = arrays["W1"]
+            xp = array_module(w)
+            buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype).transpose(1, 0, 2)
+            buf[...] = w
+            arrays["W1"] = buf
+        return arrays
+
+    def _select_params(self, idx: np.ndarray) -> Arrays:
+        return self._widen(super()._select_params(idx))
+
+    def to_device(self, xp: Any, seed: int) -> FusedNet:
+        super().to_device(xp, seed)
+        self._widen(self.params)  # the device copy left the wide layout
+        return self
+
+    def _grad_buffers(self) -> Arrays:
+        if self._grads is None:
+            self._grads = self._widen(super()._grad_buffers())
+        return self._grads
 
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
                  ) -> tuple[Any, tuple[list[Any], list[Any]]]:
@@ -323,77 +373,19 @@ class FusedMLP(FusedNet):
                 d = dh
         return loss, grads
 
-    # the layout of each layer's activations and products: here per trial, (K, N, D')
+    # the layout of each layer's activations and products: per trial (K, N, D'), except the
+    # wide layout's first layer, (K, N, h) views of (N, K h)
 
     def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
         """Layer i's output (or its gradient) (K, N, width)."""
+        if self.wide and i == 1:
+            return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
         return self._ws.get(name, (self.k, n, width))
 
     def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
-        bmm(h, w, out=out)
-
-    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
-        bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
-
-
-class WideMLP(FusedMLP):
-    """The fused MLP for K > 1 trials (with a hidden layer), its first layer one wide product.
-
-    The first layer reads the batch every trial shares, so its K weight matrices are stored
-    side by side, (D, K h), and meet the batch in ONE product, (N, D) @ (D, K h) -> (N, K h),
-    where :class:`FusedMLP` runs K products of (N, D) @ (D, h); its gradient is one product
-    too, (D, N) @ (N, K h). ``params["W1"]`` and its gradient are (K, D, h) views of those
-    (D, K h) arrays, and the first layer's activations (K, N, h) views of (N, K h) ones
-    (strided: each trial's rows are h contiguous values), which the later, per-trial
-    batched products, the optimizers and the element-wise passes read as they are. With
-    input dropout the trials' inputs differ: the same layout, batched per trial.
-
-    Exactness: the same sums in the same order as the lone network, but a trial's columns
-    sit at another place in the wide product, which a BLAS kernel may round differently;
-    so float64 agrees with the lone run to rounding (tested at relative 1e-10), not bitwise.
-    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`;
-    so does softmax regression (no hidden layer: its one layer's output is the scores, which
-    the losses want contiguous per trial).
-    """
-
-    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.params["W1"] = self._wide(self.params["W1"])
-
-    @staticmethod
-    def _wide(w: Any) -> Any:
-        """(K, D, h) -> the same values as a (K, D, h) view of a (D, K h) array."""
-        xp = array_module(w)
-        buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype)
-        out = buf.transpose(1, 0, 2)
-        out[...] = w
-        return out
-
-    def _select_params(self, idx: np.ndarray) -> Arrays:
-        params = super()._select_params(idx)
-        params["W1"] = self._wide(params["W1"])
-        return params
-
-    def to_device(self, xp: Any, seed: int) -> FusedNet:
-        super().to_device(xp, seed)
-        self.params["W1"] = self._wide(self.params["W1"])  # the copy left the wide layout
-        return self
-
-    def _grad_buffers(self) -> Arrays:
-        if self._grads is None:
-            super()._grad_buffers()
-            assert self._grads is not None
-            self._grads["W1"] = self._wide(self._grads["W1"])
-        return self._grads
-
-    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
-        if i != 1:
-            return super()._activation_buffer(name, i, n, width)
-        return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
-
-    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
-        if i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
+        if not self.wide:
+            bmm(h, w, out=out)
+        elif i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
             k, d, width = w.shape
             array_module(h).matmul(h, w.transpose(1, 0, 2).reshape(d, k * width),
                                    out=out.transpose(1, 0, 2).reshape(len(h), k * width))
@@ -401,7 +393,9 @@ class WideMLP(FusedMLP):
             array_module(out).matmul(h, w, out=out)
 
     def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
-        if i == 1 and a.ndim == 2:
+        if not self.wide:
+            bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
+        elif i == 1 and a.ndim == 2:
             k, dim, width = out.shape
             array_module(a).matmul(a.T, d.transpose(1, 0, 2).reshape(len(a), k * width),
                                    out=out.transpose(1, 0, 2).reshape(dim, k * width))
@@ -410,21 +404,96 @@ class WideMLP(FusedMLP):
 
 
 class FusedPatchConvNet(FusedNet):
-    """K patchify ConvNets of the same shapes (one or several patch sizes): the lone
-    :class:`~numsweep.engine.networks.PatchConvNet` fused in its own layout; ``fuse`` takes
-    it for a group of one (K > 1: :class:`FeatureMajorPatchConvNet`).
+    """K patchify ConvNets of the same shapes (one or several patch sizes,
+    :class:`~numsweep.engine.networks.PatchConvNet` stacked), in one of two layouts
+    (``feature_major``; :func:`fuse` picks it for K > 1).
 
-    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in a batched
-    product, whose output is laid out per trial, (K, N n_p, nf), for the hidden layer: for
-    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
+    Patch rows (``feature_major=False``): the shared patch matrix (N n_p, d) meets the K
+    filter banks (K, d, nf) in a batched product, whose output is laid out per trial, (K,
+    N n_p, nf), for the hidden layer: for K = 1 exactly the lone network's products, so a
+    trial alone keeps its lone numbers.
+
+    Feature-major (``feature_major=True``): the convolution is ONE wide product for all K
+    trials, and every later activation is contiguous per trial. Each branch's shared patch
+    matrix (N, n_p, d) is laid out once per batch for the whole group as P^T (d, n_p N),
+    columns ordered (patch, image); all K filter banks, stored stacked as (K nf, d), meet it
+    in one product, C = F^T P^T (K nf, n_p N), the wide, well-shaped product BLAS runs at
+    full rate, where the patch-row layout runs K products (N n_p, d) @ (d, nf) of nf = 10
+    skinny columns each. Trial k's block of C is (nf n_p, N), rows (filter, patch): the
+    bias, the activation and their gradients run in place on it, and the hidden layer reads
+    it as the transposed operand of its batched product, (K, N, nf n_p) @ (K, nf n_p, nh),
+    so no pass permutes it. Backward, the gradient dC comes straight out of (K, nf n_p, nh)
+    @ (K, nh, N) in C's layout, and the filters' gradient is again one product, dF^T = dC
+    (K nf, n_p N) @ P (n_p N, d). With input dropout the trials' patches differ: the same
+    products, batched per trial.
+
+    Parameters in the feature-major layout: a filter bank ``F`` (K, nf, d) (the lone (d, nf)
+    transposed), its bias (K, nf, 1), and W1 (K, rows, nh) with each branch's rows in
+    (filter, patch) order, where the lone network has (patch, filter); :meth:`lone_param`
+    gives them back in the lone layout (``select``, the optimizers and L2 need no change:
+    all are per-trial slices).
+
+    Exactness: the same sums in the same order as the lone network, but a trial's rows sit
+    at another place in the wide product, which a BLAS kernel may round differently
+    (float64: relative ~1e-16 per product); so a trial's numbers equal its lone run's to
+    rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
+    bits when another trial leaves the group.
+
+    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
+    activation and their gradients pass over C while it is there; a chunk's filter products
+    are still one product each (K nf = 80 rows or more for the course ConvNet).
+
+    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
+    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
+    K = 1), so a group of one keeps the patch-row layout.
     """
 
-    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.branches = nets[0].branches
-        self.multi = nets[0].multi
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
+    CHUNK_BYTES = 2 << 20
+    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
+
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
+                 dropout_input: Sequence[float], *, feature_major: bool = False) -> None:
+        super().__init__(structure, params, dropout, dropout_input)
+        self.branches = structure.branches
+        self.multi = structure.multi
+        self.feature_major = feature_major
+        if not feature_major:
+            return
+        perm = np.arange(self.params["W1"].shape[1])
+        for br in self.branches:
+            block = np.arange(br.n_p * br.nf).reshape(br.n_p, br.nf)  # lone: (patch, filter)
+            perm[br.row:br.row + br.n_p * br.nf] = br.row + block.T.reshape(-1)
+        self._w1_perm = perm                  # fused row r is lone row perm[r]
+        self._w1_unperm = np.argsort(perm)
+        for br in self.branches:
+            self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
+            self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
+        self.params["W1"] = self.params["W1"][:, self._w1_perm]
+
+    def lone_param(self, name: str, a: Any) -> Any:
+        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
+        in the lone layout: (K, d, nf), (K, 1, nf), W1's lone rows."""
+        if not self.feature_major:
+            return a
+        if name == "W1":
+            return a[:, self._w1_unperm]
+        if any(name in (br.w, br.b) for br in self.branches):
+            return a.transpose(0, 2, 1)
+        return a
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        if self.feature_major:
+            return self._forward_feature_major(x, rngs)
+        return self._forward_patch_rows(x, rngs)
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients, in this layout's
+        parameters) of one update on the shared prepared batch x, y (N,), in reused
+        buffers. No L2 term."""
+        step = self._step_feature_major if self.feature_major else self._step_patch_rows
+        return step(x, y, eps=eps, rngs=rngs, scale=scale)
 
     def _patches(self, x: Any) -> list[Any]:
         """Each branch's patch rows (..., N n_p, d): x itself with one size (shared (N, n_p,
@@ -441,8 +510,8 @@ class FusedPatchConvNet(FusedNet):
             out.append(buf)
         return out
 
-    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
-                 ) -> tuple[Any, tuple[Any, ...]]:
+    def _forward_patch_rows(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                            ) -> tuple[Any, tuple[Any, ...]]:
         xp = array_module(x)
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
@@ -491,14 +560,14 @@ class FusedPatchConvNet(FusedNet):
         bmm(self._ones(n, xp), dh, out=grads["b1"])
         return dh
 
-    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+    def _step_patch_rows(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
         """(K data losses, scale_k times each trial's data gradients) of one update on the
         shared prepared batch x, y (N,), in reused buffers. No L2 term."""
         xp = array_module(x)
         grads = self._grad_buffers()
         n, k = len(x), self.k
-        scores, (ps, ts, h, keep_h) = self._forward(x, rngs)
+        scores, (ps, ts, h, keep_h) = self._forward_patch_rows(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
         w1 = self.params["W1"]
         dh = self._hidden_backward(scores, h, keep_h, grads)
@@ -520,68 +589,6 @@ class FusedPatchConvNet(FusedNet):
             bmm(self._ones(n * br.n_p, xp), ds, out=grads[br.b])
         return loss, grads
 
-
-class FeatureMajorPatchConvNet(FusedPatchConvNet):
-    """The fused patchify ConvNet for K > 1 trials, feature-major: its convolution is ONE
-    wide product for all K trials, and every later activation is contiguous per trial.
-
-    Each branch's shared patch matrix (N, n_p, d) is laid out once per batch for the whole
-    group as P^T (d, n_p N), columns ordered (patch, image); all K filter banks, stored
-    stacked as (K nf, d), meet it in one product, C = F^T P^T (K nf, n_p N), the wide,
-    well-shaped product BLAS runs at full rate, where :class:`FusedPatchConvNet` runs K
-    products (N n_p, d) @ (d, nf) of nf = 10 skinny columns each. Trial k's block of C is
-    (nf n_p, N), rows (filter, patch): the bias, the activation and their gradients run in
-    place on it, and the hidden layer reads it as the transposed operand of its batched
-    product, (K, N, nf n_p) @ (K, nf n_p, nh), so no pass permutes it. Backward, the
-    gradient dC comes straight out of (K, nf n_p, nh) @ (K, nh, N) in C's layout, and the
-    filters' gradient is again one product, dF^T = dC (K nf, n_p N) @ P (n_p N, d). With
-    input dropout the trials' patches differ: the same products, batched per trial.
-
-    Parameters here: a filter bank ``F`` (K, nf, d) (the lone (d, nf) transposed), its bias
-    (K, nf, 1), and W1 (K, rows, nh) with each branch's rows in (filter, patch) order, where
-    the lone network has (patch, filter); :meth:`lone_param` gives them back in the lone
-    layout (``select``, the optimizers and L2 need no change: all are per-trial slices).
-
-    Exactness: the same sums in the same order as the lone network, but a trial's rows sit
-    at another place in the wide product, which a BLAS kernel may round differently
-    (float64: relative ~1e-16 per product); so a trial's numbers equal its lone run's to
-    rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
-    bits when another trial leaves the group.
-
-    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
-    activation and their gradients pass over C while it is there; a chunk's filter products
-    are still one product each (K nf = 80 rows or more for the course ConvNet).
-
-    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
-    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
-    K = 1), so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
-    """
-
-    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        perm = np.arange(self.params["W1"].shape[1])
-        for br in self.branches:
-            block = np.arange(br.n_p * br.nf).reshape(br.n_p, br.nf)  # lone: (patch, filter)
-            perm[br.row:br.row + br.n_p * br.nf] = br.row + block.T.reshape(-1)
-        self._w1_perm = perm                  # fused row r is lone row perm[r]
-        self._w1_unperm = np.argsort(perm)
-        for br in self.branches:
-            self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
-            self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
-        self.params["W1"] = self.params["W1"][:, self._w1_perm]
-
-    CHUNK_BYTES = 2 << 20
-    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
-
-    def lone_param(self, name: str, a: Any) -> Any:
-        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
-        in the layout of :class:`FusedPatchConvNet`: (K, d, nf), (K, 1, nf), W1's lone rows."""
-        if name == "W1":
-            return a[:, self._w1_unperm]
-        if any(name in (br.w, br.b) for br in self.branches):
-            return a.transpose(0, 2, 1)
-        return a
 
     def _patch_major(self, p: Any, i: int, n: int, n_p: int) -> tuple[Any, Any]:
         """Patches (N n_p, d) or per trial (K, N n_p, d), rows (image, patch), as P (n_p N,
@@ -607,8 +614,8 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         size = max(1, self.CHUNK_BYTES // per_trial)
         return [slice(s, min(s + size, self.k)) for s in range(0, self.k, size)]
 
-    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
-                 ) -> tuple[Any, tuple[Any, ...]]:
+    def _forward_feature_major(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                               ) -> tuple[Any, tuple[Any, ...]]:
         xp = array_module(x)
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
@@ -648,14 +655,14 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         out += self.params["b2"]
         return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
 
-    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+    def _step_feature_major(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
         """(K data losses, scale_k times each trial's data gradients, in this class's
         parameter layout) of one update on the shared prepared batch x, y (N,)."""
         xp = array_module(x)
         grads = self._grad_buffers()
         n = len(x)
-        scores, (pms, cs, masks, h, keep_h) = self._forward(x, rngs)
+        scores, (pms, cs, masks, h, keep_h) = self._forward_feature_major(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
         w1 = self.params["W1"]
         dh = self._hidden_backward(scores, h, keep_h, grads)
@@ -700,12 +707,11 @@ class FusedConvNet3(FusedNet):
     (filters (K, F F C, nf)); the wide filter matrix is a per-update copy (small).
     """
 
-    def __init__(self, nets: Sequence[ConvNet3], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        first = nets[0]
-        self.filter_size, self.stride, self.pad = first.filter_size, first.stride, first.pad
-        self.params = {name: _stack(nets, name) for name in first.params}
+        super().__init__(structure, params, dropout, dropout_input)
+        self.filter_size = structure.filter_size
+        self.stride, self.pad = structure.stride, structure.pad
 
     def _im2col(self, x: Any, name: str) -> tuple[Any, tuple[int, int, int]]:
         """x (B, H, W, C) -> its columns (B H' W', F F C), rows (image, row, column), in the
@@ -839,15 +845,23 @@ class FusedConvNet3(FusedNet):
 
 
 def fuse(nets: Sequence[Network], dropout: Sequence[float],
-         dropout_input: Sequence[float]) -> FusedNet:
-    """The fused network of K lone networks of the same class and shapes."""
-    if all(isinstance(net, MLP) for net in nets):
-        wide = len(nets) > 1 and nets[0].layers > 1  # type: ignore[attr-defined]
-        return (WideMLP if wide else FusedMLP)(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    if all(isinstance(net, PatchConvNet) for net in nets):
-        cls = FeatureMajorPatchConvNet if len(nets) > 1 else FusedPatchConvNet
-        return cls(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    if all(isinstance(net, ConvNet3) for net in nets):
-        return FusedConvNet3(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only networks of one class "
-                     "train in groups")
+         dropout_input: Sequence[float], layout: str | None = None) -> FusedNet:
+    """The fused network of K networks of one :class:`~numsweep.engine.networks.Structure`
+    (their initial weights), the weights stacked along the trial axis. ``layout``:
+    ``"wide"`` (the MLP's wide first layer, the feature-major ConvNet) or ``"lone"`` (every
+    product per trial, the lone network's); None picks as measured: wide for K > 1 (the
+    MLP: with a hidden layer), lone for K = 1. The three-layer ConvNet has one layout."""
+    structure = nets[0].structure
+    shapes = {name: p.shape for name, p in nets[0].params.items()}
+    if any(net.structure != structure or {name: p.shape for name, p in net.params.items()}
+           != shapes for net in nets):
+        raise ValueError("cannot fuse networks of different structures (class, shapes, "
+                         "activation or loss)")
+    params = {name: _stack(nets, name) for name in nets[0].params}
+    args = (structure, params, dropout, dropout_input)
+    wide = len(nets) > 1 if layout is None else layout == "wide"
+    if structure.model == "mlp":
+        return FusedMLP(*args, wide=wide and structure.layers > 1)
+    if structure.model == "convnet":
+        return FusedPatchConvNet(*args, feature_major=wide)
+    return FusedConvNet3(*args)

@@ -35,6 +35,7 @@ from numsweep.engine.spec import ACTIVATIONS
 class Network(Protocol):
     params: dict[str, np.ndarray]
     weight_names: tuple[str, ...]
+    structure: Structure
 
     def prepare(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -51,11 +52,63 @@ def param_count(net: Network) -> int:
     return int(sum(p.size for p in net.params.values()))
 
 
+@dataclass(frozen=True)
+class Structure:
+    """What a network is apart from its weights: everything a trained network of ``fused.py``
+    needs to know of it (it stacks the weights of K networks of one structure). ``model``
+    names the kind; ``layers`` (the MLP's affine layers), ``branches`` and ``multi`` (the
+    patchify ConvNet's patch sizes) and ``filter_size``, ``stride``, ``pad`` (the
+    three-layer ConvNet's convolution) are its shape; :func:`prepare_input` turns images
+    into its input."""
+
+    model: str
+    activation: str
+    leaky_slope: float
+    loss: str
+    weight_names: tuple[str, ...]
+    layers: int = 0
+    branches: tuple[_Branch, ...] = ()
+    multi: bool = False
+    filter_size: int = 0
+    stride: int = 1
+    pad: int = 0
+
+
+def prepare_input(structure: Structure, images: np.ndarray) -> np.ndarray:
+    """images (N, H, W, C) -> the network's input, once per dataset: flattened (N, H*W*C)
+    for the MLP; the patch matrix (N, n_p, f*f*C) for the patchify ConvNet, with several
+    patch sizes their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C);
+    the images themselves (contiguous) for the three-layer ConvNet."""
+    if structure.model == "mlp":
+        return images.reshape(len(images), -1)
+    if structure.model == "convnet3":
+        return array_module(images).ascontiguousarray(images)
+    if not structure.multi:
+        return layers.patchify(images, structure.branches[0].f)
+    n, h, w, c = images.shape
+    xp = array_module(images)
+    out = xp.empty((n, sum(br.n_p * br.d for br in structure.branches)), images.dtype)
+    for br in structure.branches:
+        f = br.f
+        if xp is not np:  # a device: its own strided copy
+            out[:, br.col:br.col + br.n_p * br.d] = layers.patchify(images, f).reshape(n, -1)
+            continue
+        # one copy per size, straight into its block: the block viewed as
+        # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
+        block = out[:, br.col:br.col + br.n_p * br.d]
+        view = np.lib.stride_tricks.as_strided(
+            block, (n, h // f, w // f, f, f, c),
+            (out.strides[0], *(block.itemsize * s for s in (w // f * br.d, br.d, f * c, c, 1))))
+        np.copyto(view, images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4, 5))
+    return out
+
+
 class _Base:
     """What every network shares: activation, dropout rates, data loss and the L2 cost."""
 
     params: dict[str, np.ndarray]
     weight_names: tuple[str, ...]
+    structure: Structure
 
     def __init__(self, *, activation: str, leaky_slope: float, dropout: float,
                  dropout_input: float, loss: str) -> None:
@@ -75,6 +128,14 @@ class _Base:
         else:
             self._act = lambda x: layers.leaky_relu_forward(x, leaky_slope)
             self._act_back = layers.leaky_relu_backward
+
+    def _structure(self, model: str, **shape: Any) -> Structure:
+        return Structure(model, self.activation, self.leaky_slope, self.loss_name,
+                         self.weight_names, **shape)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """images (N, H, W, C) -> this network's input (:func:`prepare_input`)."""
+        return prepare_input(self.structure, images)
 
     def data_loss(self, scores: np.ndarray, y: np.ndarray,
                   eps: float) -> tuple[float, np.ndarray]:
@@ -106,10 +167,7 @@ class MLP(_Base):
             self.params[f"b{i + 1}"] = np.zeros(dims[i + 1], dtype=dtype)
         self.layers = len(dims) - 1
         self.weight_names = tuple(f"W{i + 1}" for i in range(self.layers))
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C) -> (N, H*W*C)."""
-        return images.reshape(len(images), -1)
+        self.structure = self._structure("mlp", layers=self.layers)
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, list[Any], Any]:
@@ -198,30 +256,8 @@ class PatchConvNet(_Base):
             "b2": np.zeros(num_classes, dtype=dtype),
         })
         self.weight_names = (*(br.w for br in self.branches), "W1", "W2")
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C); with several patch sizes
-        their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C)."""
-        if not self.multi:
-            return layers.patchify(images, self.branches[0].f)
-        n, h, w, c = images.shape
-        xp = array_module(images)
-        out = xp.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
-        for br in self.branches:
-            f = br.f
-            if xp is not np:  # a device: its own strided copy
-                out[:, br.col:br.col + br.n_p * br.d] = layers.patchify(images, f).reshape(n, -1)
-                continue
-            # one copy per size, straight into its block: the block viewed as
-            # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
-            block = out[:, br.col:br.col + br.n_p * br.d]
-            view = np.lib.stride_tricks.as_strided(
-                block, (n, h // f, w // f, f, f, c),
-                (out.strides[0], *(block.itemsize * s for s in (w // f * br.d, br.d, f * c, c,
-                                                                 1))))
-            np.copyto(view, images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4,
-                                                                                 5))
-        return out
+        self.structure = self._structure("convnet", branches=tuple(self.branches),
+                                         multi=self.multi)
 
     def _patches(self, x: np.ndarray) -> list[np.ndarray]:
         """Each branch's patch matrix (N, n_p, d) from the prepared input: contiguous
@@ -327,10 +363,8 @@ class ConvNet3(_Base):
             "b2": np.zeros(num_classes, dtype=dtype),
         }
         self.weight_names = ("F", "W1", "W2")
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C), used as they are (contiguous)."""
-        return np.ascontiguousarray(images)
+        self.structure = self._structure("convnet3", filter_size=filter_size, stride=stride,
+                                         pad=self.pad)
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, tuple[Any, ...]]:

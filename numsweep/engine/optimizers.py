@@ -11,8 +11,8 @@ strengths. ``state`` maps a parameter name to that parameter's own arrays (veloc
 running averages and a scratch buffer), created on the first step with the parameter's shape
 and dtype, so a float32 network is updated in float32 with no array allocated per step.
 The array functions come from the parameters' module (:func:`backend.array_module`: NumPy,
-or CuPy on a GPU); per-trial values meet the arrays through :func:`_hp`, which leaves a lone
-trial's Python floats as they are.
+or CuPy on a GPU); per-trial values meet the arrays through :func:`pertrial.operand`, which
+leaves a lone trial's Python floats as they are.
 
 The formulas (w a parameter, g its gradient, eta the learning rate):
 

@@ -188,3 +188,15 @@ def test_training_curves_match_the_reference_loop(tiny_npz: Path, changes: dict[
     np.testing.assert_allclose([g[2] for g in got], [r[2] for r in ref], rtol=rtol)
     np.testing.assert_allclose([g[3] for g in got], [r[3] for r in ref], atol=0.011)
     assert ref[-2][2] < 0.9 * ref[0][2]  # it trained: the comparison is not of idle nets
+
+
+def test_only_networks_of_one_structure_fuse() -> None:
+    rng = np.random.default_rng(0)
+    mlp = MLP(48, (7,), 5, rng=rng)
+    for other in (MLP(48, (8,), 5, rng=rng), MLP(48, (7,), 5, rng=rng, activation="leaky_relu"),
+                  MLP(48, (7,), 5, rng=rng, loss="svm"), PatchConvNet((4, 4, 3), 2, 3, 7, 5,
+                                                                      rng=rng)):
+        with pytest.raises(ValueError, match="cannot fuse networks of different structures"):
+            fuse([mlp, other], [0.0, 0.0], [0.0, 0.0])
+    fused = fuse([mlp, MLP(48, (7,), 5, rng=rng, dropout=0.5)], [0.0, 0.5], [0.0, 0.0])
+    assert fused.structure == mlp.structure and fused.k == 2   # dropout rates are per trial

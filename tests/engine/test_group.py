@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import FeatureMajorPatchConvNet, fuse
+from numsweep.engine.fused import FusedPatchConvNet, fuse
 from numsweep.engine.group import group_key, groupable, train_group
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
@@ -99,11 +99,6 @@ CASES = {
                                          "cutout": 4, "aug_copies": 2},
     "mlp_adadelta_he": {"model": "mlp", "optimizer": "adadelta", "eta_max": 1.0,
                         "init": "he", "schedule": "constant", "n_updates": 10},
-    "convnet3_adam_cyclic": {"model": "convnet3", "optimizer": "adam", "eta_max": 0.003,
-                             "filter_size": 3},
-    "convnet3_sgd_stride_leaky_svm": {"model": "convnet3", "filter_size": 5,
-                                      "conv_stride": 1, "conv_pad": 0,
-                                      "activation": "leaky_relu", "loss": "svm"},
 }
 
 
@@ -149,7 +144,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
     """The feature-major ConvNet runs its trials in cache-sized chunks: here 2 of 5 trials
     per chunk (the tiny images fit any chunk otherwise)."""
     per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
-    monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
+    monkeypatch.setattr(FusedPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
     spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
@@ -240,7 +235,7 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
     assert with_it[1].diverged and "diverged" in with_it[1].message
     assert np.isnan(with_it[1].val_acc) and with_it[1].updates < without[0].updates
     # to rounding, not bitwise: the fused ConvNet's filter product is one product as wide
-    # as the group (FeatureMajorPatchConvNet), and a BLAS kernel may round a trial's rows
+    # as the group (the feature-major FusedPatchConvNet), and a BLAS kernel may round a trial's rows
     # differently at another place in it
     for a, b in zip((with_it[0], with_it[2]), without, strict=True):
         assert not a.diverged
@@ -267,7 +262,7 @@ def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
     alone = train(specs[1], splits["float64"], reporter=lambda s, v: True)
     assert_same(grouped[1], alone, rtol=1e-10)
     # the others as in a group without it: to rounding, not bitwise, because the fused
-    # MLP's first layer is one product as wide as the group (WideMLP), and a trial's place
+    # MLP's first layer is one product as wide as the group (the wide FusedMLP), and a trial's place
     # in it may change a product's last bits
     without = train_group([specs[0], specs[2]], splits["float64"])
     for a, b in zip((grouped[0], grouped[2]), without, strict=True):
@@ -286,9 +281,8 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
+    conv3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "model": "convnet3"}))
     with pytest.raises(ValueError, match="share filter_size"):
-        conv3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
-                                                  "model": "convnet3"}))
         train_group([conv3, conv3.replace(filter_size=5)], splits["float64"])
     assert train_group([], splits["float64"]) == []
 
@@ -331,7 +325,27 @@ def test_each_trial_s_curve_points_are_told_as_they_are_measured(
     # before training, half way through the first cycle and at its end, where it stops
     assert results[1].stopped and [points[0].step for points, _ in heard[1]] == [0, 4, 8]
     for lone_spec in (spec, spec.replace(model="convnet3", hidden=[50], filter_size=3, cycles=1)):
-        alone: list[Any] = []  # a group of one; the reference loop
+        alone: list[Any] = []  # a group of one
         lone = train(lone_spec, splits["float64"],
                      on_points=lambda points, total, alone=alone: alone.extend(points))
         assert alone == list(lone.curves)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("changes", [
+    {"optimizer": "adam", "eta_max": 0.003, "filter_size": 3},
+    {"filter_size": 5, "conv_pad": 0, "activation": "leaky_relu", "loss": "svm"},
+], ids=["adam_cyclic", "sgd_unpadded_leaky_svm"])
+def test_convnet3_fused_in_a_group_matches_its_lone_run(
+        splits: dict[str, Split], changes: dict[str, Any], k: int) -> None:
+    """The fused three-layer ConvNet (fused.FusedConvNet3) trained as a group of K against
+    each trial's lone run (``train``, a group of one): float64 to 1e-10, with per-trial
+    values spread (dropout and input dropout included)."""
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64",
+                                             "model": "convnet3", **changes}))
+    specs = variants(spec, k)
+    alone = [train(s, splits["float64"]) for s in specs]
+    for result, lone in zip(train_group(specs, splits["float64"]), alone, strict=True):
+        assert not result.diverged
+        assert_same(result, lone, rtol=1e-10)
+    assert alone[-1].curves[-2].loss < alone[-1].curves[0].loss
