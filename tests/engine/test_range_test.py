@@ -88,3 +88,18 @@ def test_range_test_keeps_the_two_streams_apart(tiny_npz: Path) -> None:
     other_data = range_test(spec.replace(data_seed=8), split, "lr")
     other_init = range_test(spec.replace(seed=4), split, "lr")
     assert other_data.losses[0] != result.losses[0] != other_init.losses[0]
+
+
+def test_a_batch_range_test_needs_no_half_cycle(tiny_npz: Path) -> None:
+    """Its lengths do not depend on ``n_s``: a ``batch_size`` (unused) larger than the
+    training set, which resolves n_s to 0, is no error (a run that uses n_s refuses it)."""
+    spec = range_spec_from({"n_train": 80, "n_val": 40, "hidden": 16, "batch_size": 100,
+                            "b_min": 10, "b_max": 60, "n_updates": 5}, "batch")
+    result = range_test(spec, load_dataset(tiny_npz), "batch")
+    assert result.updates == 5 and result.batch_sizes[0] == 10 and result.batch_sizes[-1] == 60
+    from numsweep.engine import train
+
+    cyclic = TrialSpec(n_train=80, n_val=40, hidden=(16,), batch_size=100, b_min=10, b_max=60,
+                       batch_schedule="cyclic")
+    with pytest.raises(ValueError, match="n_s resolves to 0"):
+        train(cyclic, load_dataset(tiny_npz))
