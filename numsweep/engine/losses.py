@@ -75,6 +75,9 @@ def softmax_inplace(scores: Any, y: Any, eps: Any, scale: Any) -> Any:
     row maximum subtracted), so no log-probabilities are stored."""
     xp = array_module(scores)
     k, n, c = scores.shape
+    if k == 1:
+        return xp.asarray([_softmax_rows_inplace(scores[0], y, float(eps[0]),
+                                                 float(scale[0]))])
     eps, scale = np.asarray(eps, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     flat = scores.reshape(k, n * c)
     picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
@@ -94,6 +97,30 @@ def softmax_inplace(scores: Any, y: Any, eps: Any, scale: Any) -> Any:
         scores -= trial_values(off * scale / n, scores.dtype, xp)
     at = trial_values((1 - eps - off) * scale / n, scores.dtype, xp)
     flat[:, picked_at] -= at if k == 1 else at[:, :, 0]
+    return loss
+
+
+def _softmax_rows_inplace(scores: Any, y: Any, eps: float, scale: float) -> float:
+    """:func:`softmax_inplace` of a lone trial, on its (N, C) scores with Python floats:
+    the same computation without the trial axis's per-call arrays and 3-D reductions
+    (measured on (100, 10) float32 scores: 127 us per call here, 213 us in the trial-axis
+    form, one busy machine's runs; the course ConvNet's whole update takes ~1 ms)."""
+    xp = array_module(scores)
+    n, c = scores.shape
+    rows = xp.arange(n)
+    scores -= scores.max(axis=1, keepdims=True)
+    picked = float(scores[rows, y].sum(dtype=np.float64))
+    total = float(scores.sum(dtype=np.float64)) if eps else 0.0
+    xp.exp(scores, out=scores)
+    z = scores.sum(axis=1, keepdims=True)
+    log_z = float(xp.log(z).sum(dtype=np.float64))
+    off = eps / (c - 1)
+    loss = -((1 - eps) * picked + off * (total - picked) - log_z) / n
+    z = (scale / n) / z
+    scores *= z
+    if eps:
+        scores -= off * scale / n
+    scores[rows, y] -= (1 - eps - off) * scale / n
     return loss
 
 
@@ -190,7 +217,7 @@ def add_l2_gradient(grads: dict[str, Any], params: dict[str, Any], names: Sequen
                     lam: Any) -> None:
     """The L2 term's gradient, grads[W] += 2 lam W, for the weights ``names``: ``lam`` a
     float, or per-trial values (:class:`pertrial.PerTrial`) for trial-stacked parameters."""
-    if not np.any(hp_values(lam)):
+    if not (lam if isinstance(lam, float) else np.any(hp_values(lam))):
         return
     two_lam = 2 * lam
     for name in names:

@@ -36,6 +36,7 @@ The formulas (w a parameter, g its gradient, eta the learning rate):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,8 +123,12 @@ class SGD(Rule):
         if not self.prescaled:
             super().update(params, grads, lrs, lams, weight_names)
             return
-        lams = np.asarray(lams, dtype=np.float64)
-        decay = trial_hp(1 - 2 * np.asarray(lrs) * lams) if lams.any() else None
+        if len(lams) == 1:  # a lone trial: Python floats, no per-update arrays
+            lam = float(lams[0])
+            decay: Any = 1 - 2 * float(lrs[0]) * lam if lam else None
+        else:
+            lams = np.asarray(lams, dtype=np.float64)
+            decay = PerTrial(1 - 2 * np.asarray(lrs) * lams) if lams.any() else None
         for name, w in params.items():
             if decay is not None and name in weight_names:
                 w *= _hp(decay, w)
@@ -283,12 +288,14 @@ class Adam(Rule):
         """(1 / sqrt(1 - beta2^t), lr / (1 - beta1^t)): the bias corrections of step t,
         computed in float64 (per trial: as a lone trial computes them in floats), then
         floats or PerTrial values like the hyperparameters."""
-        b1, b2, lr64 = (hp_values(v) for v in (self.beta1, self.beta2, lr))
-        inv_sqrt_c2, lr_c1 = np.broadcast_arrays(1 / np.sqrt(1 - np.asarray(b2) ** self.t),
-                                                 np.asarray(lr64) / (1 - np.asarray(b1) ** self.t))
-        if inv_sqrt_c2.ndim:
-            return PerTrial(inv_sqrt_c2), PerTrial(lr_c1)
-        return float(inv_sqrt_c2), float(lr_c1)
+        if not any(isinstance(v, PerTrial) for v in (self.beta1, self.beta2, lr)):
+            return 1 / math.sqrt(1 - self.beta2 ** self.t), lr / (1 - self.beta1 ** self.t)
+        b1, b2, lr64 = (np.asarray(hp_values(v)) for v in (self.beta1, self.beta2, lr))
+        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
+        lr_c1 = lr64 / (1 - b1 ** self.t)
+        shape = np.broadcast_shapes(inv_sqrt_c2.shape, lr_c1.shape)
+        return (PerTrial(np.broadcast_to(inv_sqrt_c2, shape)),
+                PerTrial(np.broadcast_to(lr_c1, shape)))
 
     def step(self, params: Params, grads: Params, lr: Any) -> None:
         self.t += 1

@@ -98,17 +98,15 @@ class PerTrial:
 def trial_values(values: Any, dtype: Any, xp: Any = np) -> Any:
     """Per-trial values (K,) as what broadcasts against (K, ...) arrays of ``dtype``: for
     K = 1 the Python float, else :func:`per_trial`'s (K, 1, 1) array."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 1:
-        return float(values.reshape(-1)[0])
+    if len(values) == 1:
+        return float(values[0])
     return per_trial(values, dtype, xp)
 
 
 def trial_hp(values: Any) -> Any:
     """Per-trial hyperparameters (K,) as the update rules take them: a Python float for
     K = 1, a :class:`PerTrial` else."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.reshape(-1)[0]) if values.size == 1 else PerTrial(values)
+    return float(values[0]) if len(values) == 1 else PerTrial(values)
 
 
 def hp_values(value: Any) -> Any:
