@@ -1,9 +1,10 @@
 """Does splitting each batch over two Python threads (one BLAS thread each) beat one process?
 
-A probe, not part of the engine: for each configuration it times the engine's fast training
-step on batches of 100 in three ways, in the same run: serial with 1 BLAS thread, serial with
-2 BLAS threads, and the batch's two halves in two Python threads (each with its own copy of the
-network's buffers, the halves' gradients summed in a fixed order before one SGD step). Also
+A probe, not part of the engine: for each configuration it times the engine's training
+step (a lone trial's fused network) on batches of 100 in three ways, in the same run: serial
+with 1 BLAS thread, serial with 2 BLAS threads, and the batch's two halves in two Python
+threads (each with its own copy of the network's buffers, the halves' gradients summed in a
+fixed order before one SGD step). Also
 prints the CPU time spent outside this process during each configuration (from /proc/stat:
 other processes, and the hypervisor's steal time), since the comparison only means something
 on a quiet machine.
@@ -24,8 +25,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
-from numsweep.engine.optimizers import sgd_step_prescaled
-from numsweep.engine.train import build_network
+from numsweep.engine.build import build_network
+from numsweep.engine.fused import fuse
+from numsweep.engine.optimizers import SGD
+from numsweep.engine.workspace import Workspace
 
 CONFIGS = {
     "convnet f=4 nf=10 nh=50": TrialSpec(model="convnet", f=4, nf=10, nh=50),
@@ -37,21 +40,25 @@ BATCH = 100
 
 
 def half_copy(net: Any) -> Any:
-    """The same parameters, its own buffers (the fast path allocates them on first use)."""
+    """The same parameters, its own buffers (the fused network allocates them on first
+    use)."""
     shard = copy.copy(net)
-    for name in ("_workspace", "_grads", "_ones_vec"):
-        shard.__dict__.pop(name, None)
+    shard._ws = Workspace(net.dtype)
+    shard._grads = None
+    shard._keep_scale = {}
     return shard
 
 
 def ms_per_update(spec: TrialSpec, x: np.ndarray, y: np.ndarray, split_batch: bool,
                   updates: int, lr: float = 0.01, lam: float = 0.003) -> float:
     rng = np.random.default_rng(0)
-    net = build_network(spec, (32, 32, 3), 10, rng)
+    net = fuse([build_network(spec, (32, 32, 3), 10, rng)], [0.0], [0.0])  # a lone trial
     xb = np.empty((BATCH, *x.shape[1:]), x.dtype)
     yb = np.empty(BATCH, np.int64)
     half = BATCH // 2
     halves = [half_copy(net), half_copy(net)] if split_batch else []
+    zero = np.zeros(1)
+    sgd = SGD(prescaled=True)
     with ThreadPoolExecutor(1) as pool:
         start = time.perf_counter()
         for _ in range(updates):
@@ -59,16 +66,16 @@ def ms_per_update(spec: TrialSpec, x: np.ndarray, y: np.ndarray, split_batch: bo
             np.take(y, idx, out=yb, mode="clip")
             np.take(x, idx, axis=0, out=xb, mode="clip")
             if split_batch:
-                second = pool.submit(halves[1].train_step, xb[half:], yb[half:], eps=0.0,
-                                     rng=None, scale=lr * (BATCH - half) / BATCH)
-                _, grads = halves[0].train_step(xb[:half], yb[:half], eps=0.0, rng=None,
-                                                scale=lr * half / BATCH)
+                second = pool.submit(halves[1].train_step, xb[half:], yb[half:], eps=zero,
+                                     rngs=None, scale=np.array([lr * (BATCH - half) / BATCH]))
+                _, grads = halves[0].train_step(xb[:half], yb[:half], eps=zero, rngs=None,
+                                                scale=np.array([lr * half / BATCH]))
                 _, grads_2 = second.result()
                 for k in grads:
                     np.add(grads[k], grads_2[k], out=grads[k])
             else:
-                _, grads = net.train_step(xb, yb, eps=0.0, rng=None, scale=lr)
-            sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
+                _, grads = net.train_step(xb, yb, eps=zero, rngs=None, scale=np.array([lr]))
+            sgd.update(net.params, grads, np.array([lr]), np.array([lam]), net.weight_names)
         return (time.perf_counter() - start) / updates * 1000
 
 

@@ -14,9 +14,9 @@ time only: the curves' evaluation is excluded, as in ``train_seconds``.
 
 With ``--layouts`` the script compares, in one process, the fused networks' ``train_step``
 (one update's forward and backward, no optimizer) in the lone trial's layout
-(``FusedMLP``, ``FusedPatchConvNet``: K per-trial products) against what ``fuse`` picks
-for K > 1 (``WideMLP``, ``FeatureMajorPatchConvNet``: the layer reading the shared batch
-one product for all K), CPU time per update per trial, median of ``--repeats``
+(``fuse(..., layout="lone")``: K per-trial products) against what ``fuse`` picks for
+K > 1 (the wide ``FusedMLP``, the feature-major ``FusedPatchConvNet``: the layer reading
+the shared batch one product for all K), CPU time per update per trial, median of ``--repeats``
 alternating runs, and each against a lone trial (K = 1) timed in the same alternation.
 
 Without ``--data`` the images are generated (random, CIFAR-10's shape): the timing is the
@@ -47,8 +47,9 @@ from sweep_common import (
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import Dataset, load_dataset, make_split
+from numsweep.engine.build import build_network
 from numsweep.engine.group import train_group
-from numsweep.engine.train import Prepared, build_network
+from numsweep.engine.inputs import Prepared
 
 MB = 1 << 20
 
@@ -87,7 +88,7 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def layouts(args: argparse.Namespace) -> None:
-    from numsweep.engine.fused import FusedMLP, FusedPatchConvNet, fuse
+    from numsweep.engine.fused import fuse
 
     ks = [int(k) for k in args.ks.split(",")]
     rng = np.random.default_rng(0)
@@ -106,10 +107,9 @@ def layouts(args: argparse.Namespace) -> None:
             nets = [build_network(s, images.shape[1:], 10, np.random.default_rng(i))
                     for i, s in enumerate(specs)]
             x = nets[0].prepare(images)
-            base = FusedMLP if name == "mlp" else FusedPatchConvNet
             # the lone trial timed alongside, so that each ratio compares runs of one moment
-            variants = {"alone": base(nets[:1], [0.0], [0.0]),  # type: ignore[arg-type]
-                        "lone": base(nets, [0.0] * k, [0.0] * k),  # type: ignore[arg-type]
+            variants = {"alone": fuse(nets[:1], [0.0], [0.0], layout="lone"),
+                        "lone": fuse(nets, [0.0] * k, [0.0] * k, layout="lone"),
                         "fused": fuse(nets, [0.0] * k, [0.0] * k)}
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.repeats):

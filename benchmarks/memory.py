@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.train import Prepared, build_network
+from numsweep.engine.build import build_network
+from numsweep.engine.inputs import Prepared
 
 MB = 1 << 20
 FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")

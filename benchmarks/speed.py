@@ -30,8 +30,10 @@ from sweep_common import cpu_model, print_table_header
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split, train
+from numsweep.engine.build import build_network
+from numsweep.engine.fused import fuse
+from numsweep.engine.group import evaluate_group
 from numsweep.engine.layers import patchify
-from numsweep.engine.train import build_network, evaluate
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def flops_per_update(spec: TrialSpec, image_shape: tuple[int, int, int], k: int 
 
 def update_products(spec: TrialSpec, image_shape: tuple[int, int, int], k: int = 10
                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The matrix products of one fast-path update (``train_step``), as (a, b, out) triples of
-    the same shapes and memory layouts, filled with random float32 values."""
+    """The matrix products of one update (the fused network's ``train_step``), as (a, b,
+    out) triples of the same shapes and memory layouts, filled with random float32 values."""
     rng = np.random.default_rng(0)
     n = spec.batch_size
 
@@ -238,12 +240,13 @@ def main() -> None:
     with threadpool_limits(args.threads):
         print(f"threads: numsweep (NumPy BLAS) {numpy_threads()}; PyTorch "
               f"{torch_threads() if torch_ok else 'not installed: PyTorch column skipped'}")
-        net = build_network(TrialSpec(model="convnet", f=4), (32, 32, 3), 10,
-                            np.random.default_rng(0))
+        net = fuse([build_network(TrialSpec(model="convnet", f=4), (32, 32, 3), 10,
+                                  np.random.default_rng(0))], [0.0], [0.0])  # a lone trial
         patch_s = min(_timed(lambda: patchify(split.x_train, 4)) for _ in range(3))
         prepared_test = net.prepare(split.x_test)
-        eval_s = min(_timed(lambda: evaluate(net, prepared_test, split.y_test, 0.0, 0.0))
-                     for _ in range(3))
+        zero = np.zeros(1)
+        eval_s = min(_timed(lambda: evaluate_group(net, prepared_test, split.y_test, zero,
+                                                   zero)) for _ in range(3))
         print(f"patch matrices of 49,000 images (f=4): {patch_s:.3f} s; "
               f"evaluating 10,000 test images (f=4 nf=10 nh=50): {eval_s:.3f} s")
 

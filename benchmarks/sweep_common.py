@@ -60,6 +60,8 @@ GROUP_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "course": ("convnet f=4 nf=10 nh=50", {"model": "convnet", "f": 4, "nf": 10, "nh": 50}),
     "wide": ("convnet f=4 nf=40 nh=300", {"model": "convnet", "f": 4, "nf": 40, "nh": 300}),
     "mlp": ("mlp hidden=50", {"model": "mlp", "hidden": (50,)}),
+    "conv3": ("convnet3 nf=16 filter_size=3 nh=100",
+              {"model": "convnet3", "nf": 16, "filter_size": 3, "nh": 100}),
 }
 
 

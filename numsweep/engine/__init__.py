@@ -2,15 +2,28 @@
 
 - ``spec``: TrialSpec (a trial's parameters), TrialResult, CurvePoint
 - ``data``: datasets (CIFAR-10, Fashion-MNIST, .npz) and normalised splits
-- ``layers``, ``losses``: the reference layers and losses (forward/backward pairs)
-- ``networks``: the MLP, the patchify ConvNet and the three-layer ConvNet
-- ``fused``: K networks of one structure stacked along a trial axis, trained as one
-- ``initializers``, ``optimizers``, ``schedules``, ``batch_schedules``, ``augment``
-- ``train``: one spec in, one result out; ``group``: K specs trained together (fused trials)
+- ``layers``: the reference layers (forward/backward pairs, allocating)
+- ``losses``: the data losses with a trial axis (and each one's reference), the L2 term
+- ``networks``: the reference MLP, patchify ConvNet and three-layer ConvNet (gradient-checked)
+- ``build``: a spec's network (``build_network``) and its layer shapes (``network_shape``)
+- ``fused``: the trained networks: K trials of one structure along a trial axis (K = 1 alone)
+- ``pertrial``: per-trial values broadcast against trial-stacked arrays
+- ``optimizers``: the update rules for K trials (per-trial hyperparameters) and the update
+- ``initializers``: weight initialisation
+- ``schedules``: learning-rate schedules; ``batch_schedules``: batch sizes and the sampler
+- ``augment``: flips, translations, cutout
+- ``streams``: the two random streams (the data stream, each trial's own)
+- ``runplan``: a run's lengths (n_s, updates, curve points, periods, evaluation chunk)
+- ``inputs``: the split as a network's inputs (``Prepared``) and each update's batch
+- ``evaluation``: one network measured on a set
+- ``group``: the one training loop, for K specs (fused trials) or one
+- ``train``: one spec in, one result out (a group of one)
+- ``range_test``: learning-rate and batch-size range tests on the same loop
 - ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
-- ``workspace``: reused scratch arrays; ``backend``: the array module (NumPy or CuPy)
-  and the ``device`` parameter's checks; ``sizing``: how many trials fit in a group
-- ``gradcheck``, ``range_test``: numerical gradient checks; learning-rate range tests
+- ``workspace``: reused scratch arrays
+- ``backend``: the array module (NumPy or CuPy) and the ``device`` parameter's checks
+- ``sizing``: how many trials fit in a group, and a network's memory
+- ``gradcheck``: numerical gradient checks
 """
 
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split

@@ -398,7 +398,7 @@ def weights_network(weights: Weights, image_shape: tuple[int, int, int],
                     num_classes: int) -> Any:
     """The lone network of ``weights.spec`` holding the kept parameters; a
     :class:`WeightsError` when they do not fit it."""
-    from numsweep.engine.train import build_network
+    from numsweep.engine.build import build_network
 
     net = build_network(weights.spec, image_shape, num_classes, np.random.default_rng(0))
     for name, p in net.params.items():
@@ -415,7 +415,7 @@ def measure_test_accuracy(weights: Weights, data: Any) -> float:
     """The test accuracy of the kept network on ``data`` (a Dataset, split as its spec
     says, or a Split), measured as training measured it."""
     from numsweep.engine.data import Split, make_split
-    from numsweep.engine.train import evaluate
+    from numsweep.engine.evaluation import evaluate
 
     spec = weights.spec
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,

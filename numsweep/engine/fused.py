@@ -1,21 +1,23 @@
-"""Fused networks: K trials of the same structure in one set of arrays, trained as one.
+"""The trained networks: K trials of the same structure in one set of arrays, trained as one.
 
-A fused network holds K copies of a network's parameters stacked along a leading trial axis:
-weights (K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a
-per-trial value (K, 1, 1) broadcasts against all of them. All K trials see the same batch,
-so the layer that reads it runs ONE product for all K trials (K > 1):
+A fused network holds K trials' parameters stacked along a leading trial axis: weights
+(K, D_in, D_out), biases (K, 1, D_out), so that every parameter is 3-D and a per-trial value
+(K, 1, 1) broadcasts against all of them; a lone trial is K = 1. All K trials see the same
+batch, so the layer that reads it runs ONE product for all K trials. One class per model,
+each with its layouts (:func:`fuse` picks one):
 
-- :class:`WideMLP`: the first layer (N, D) @ (D, K h), the K weight matrices side by side;
-  the deeper layers are batched per trial, (K, N, D) @ (K, D, D');
-- :class:`FeatureMajorPatchConvNet`: the patchify convolution (K nf, d) @ (d, n_p N), all
-  K filter banks against the batch's patches laid out feature-major once per batch, its
-  output read per trial by the hidden layer's batched product without a transposing pass;
+- :class:`FusedMLP`: per trial, or ``wide`` (K > 1): the first layer (N, D) @ (D, K h), the
+  K weight matrices side by side; the deeper layers are batched per trial;
+- :class:`FusedPatchConvNet`: patch rows, or ``feature_major`` (K > 1): the patchify
+  convolution (K nf, d) @ (d, n_p N), all K filter banks against the batch's patches laid
+  out feature-major once per batch, its output read per trial by the hidden layer's
+  batched product without a transposing pass;
+- :class:`FusedConvNet3`: the batch's im2col matrix against all K filter banks at once;
 - the loss, activation, bias, dropout and the update are one call each for all K.
 
-A group of one keeps the lone network's layout (:class:`FusedMLP`,
-:class:`FusedPatchConvNet`: the lone trial's own products), which the wide layouts would
-not speed up, and in the ConvNet's case would slow down (the patches' transpose costs
-what the lone products gain). Two layouts, one training loop (``group.py``).
+A group of one keeps the lone trial's own products (the per-trial and patch-row layouts),
+which the wide layouts would not speed up, and in the ConvNet's case would slow down (the
+patches' transpose costs what the lone products gain). One training loop (``group.py``).
 
 Measured per update per trial (``train_step``: forward and backward, no optimizer;
 ``benchmarks/group_speed.py --layouts --threads 1``, CPU time, medians of 5 (wide: 3)
@@ -49,9 +51,10 @@ in the order and shapes the lone network draws them, so a trial's numbers do not
 the other trials of its group, up to rounding: in the wide products a BLAS kernel may round
 a trial's numbers differently by its place (float64: relative ~1e-16 per product).
 
-The reference is the lone network (``networks.py``, itself tested against the allocating
-layers of ``layers.py``): ``tests/engine/test_group.py`` checks the fused gradients against
-K lone networks' ``loss`` (:meth:`FusedNet.lone_param` maps a fused layout back). Array
+The reference is the network of ``networks.py`` (the allocating layers of ``layers.py``,
+gradient-checked): ``tests/engine/test_fast_path.py`` and ``test_group.py`` check the fused
+losses and gradients, K = 1 and K > 1, against K reference networks' ``loss``
+(:meth:`FusedNet.lone_param` maps a fused layout back). Array
 functions come from :func:`backend.array_module` of the inputs and are ones NumPy and CuPy
 share.
 """
@@ -64,89 +67,12 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine.backend import array_module
-from numsweep.engine.losses import softmax_cross_entropy_inplace, svm_loss
-from numsweep.engine.networks import MLP, Network, PatchConvNet
+from numsweep.engine.losses import LOSSES
+from numsweep.engine.networks import Network, Structure, prepare_input
+from numsweep.engine.pertrial import per_trial
 from numsweep.engine.workspace import Workspace
 
 Arrays = dict[str, Any]
-
-
-def per_trial(values: Sequence[float], dtype: np.dtype | type, xp: Any = np) -> Any:
-    """Per-trial scalars as a (K, 1, 1) array of ``dtype``: each value rounded to ``dtype``
-    exactly as a lone trial's Python float is when it meets an array of that dtype."""
-    return xp.asarray(np.asarray(values, dtype=np.float64).astype(dtype).reshape(-1, 1, 1))
-
-
-class PerTrial:
-    """Per-trial hyperparameters (K, 1, 1) that behave like the lone trial's Python floats.
-
-    Arithmetic with Python numbers (``1 - rho``, ``1 + mu``, ``-mu``) stays in float64, and a
-    value meeting an array in a ufunc (``v *= mu``, ``np.multiply(g, 1 - b1, out=buf)``) is
-    first rounded to that array's dtype, as NumPy rounds a Python float: so the optimizers'
-    one ``step`` serves lone trials (floats) and groups (PerTrial) with the same numbers.
-    Derived values and their roundings are cached (they are the same every update).
-    """
-
-    def __init__(self, values: Any) -> None:
-        self.values = np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
-        self._derived: dict[tuple[str, float], PerTrial] = {}
-        self._cast: dict[Any, Any] = {}
-
-    def _derive(self, op: str, other: float) -> PerTrial:
-        out = self._derived.get((op, other))
-        if out is None:
-            v = self.values
-            value = {"rsub": lambda: other - v, "sub": lambda: v - other,
-                     "add": lambda: v + other, "mul": lambda: v * other,
-                     "rdiv": lambda: other / v, "div": lambda: v / other}[op]()
-            out = self._derived[(op, other)] = PerTrial(value)
-        return out
-
-    def __rsub__(self, other: float) -> PerTrial:
-        return self._derive("rsub", other)
-
-    def __sub__(self, other: float) -> PerTrial:
-        return self._derive("sub", other)
-
-    def __add__(self, other: float) -> PerTrial:
-        return self._derive("add", other)
-
-    __radd__ = __add__
-
-    def __mul__(self, other: float) -> PerTrial:
-        return self._derive("mul", other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self) -> PerTrial:
-        return self._derive("mul", -1.0)
-
-    def __truediv__(self, other: float) -> PerTrial:
-        return self._derive("div", other)
-
-    def __rtruediv__(self, other: float) -> PerTrial:
-        return self._derive("rdiv", other)
-
-    def __getitem__(self, idx: Any) -> PerTrial:
-        return PerTrial(self.values[idx])
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def as_array(self, dtype: Any, xp: Any = np) -> Any:
-        """The values rounded to ``dtype`` (cached)."""
-        arr = self._cast.get((dtype, xp))
-        if arr is None:
-            arr = self._cast[(dtype, xp)] = xp.asarray(self.values.astype(dtype))
-        return arr
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        arrays = [a for a in (*inputs, *kwargs.get("out", ())) if hasattr(a, "dtype")
-                  and not isinstance(a, PerTrial)]
-        dtype = arrays[0].dtype if arrays else np.float64
-        xp = array_module(arrays[0]) if arrays else np
-        args = [a.as_array(dtype, xp) if isinstance(a, PerTrial) else a for a in inputs]
-        return getattr(ufunc, method)(*args, **kwargs)
 
 
 def bmm(a: Any, b: Any, out: Any) -> Any:
@@ -158,88 +84,31 @@ def bmm(a: Any, b: Any, out: Any) -> Any:
     return xp.matmul(a, b, out=out)
 
 
-def softmax_cross_entropy_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                                dtype: np.dtype) -> np.ndarray:
-    """:func:`losses.softmax_cross_entropy_inplace` for K trials at once.
-
-    scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and scale are (K,)
-    float64. Returns the K mean losses (K,) float64, on the scores' device.
-    """
-    xp = array_module(scores)
-    k, n, c = scores.shape
-    if k == 1:
-        return np.array([softmax_cross_entropy_inplace(scores[0], y, float(eps[0]),
-                                                       float(scale[0]))])
-    flat = scores.reshape(k, n * c)
-    picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
-    scores -= scores.max(axis=2, keepdims=True)
-    picked = flat[:, picked_at].sum(axis=1, dtype=np.float64)
-    smooth = bool(np.any(eps))
-    rest = scores.sum(axis=(1, 2), dtype=np.float64) - picked if smooth else 0.0
-    xp.exp(scores, out=scores)
-    z = scores.sum(axis=2, keepdims=True)
-    log_z = xp.log(z).sum(axis=(1, 2), dtype=np.float64)
-    off = eps / (c - 1)
-    # the K losses stay on the scores' device (float64): the loop copies them back once
-    eps_x, off_x = (eps, off) if xp is np else (xp.asarray(eps), xp.asarray(off))
-    loss = -((1 - eps_x) * picked + off_x * rest - log_z) / n
-    z = xp.divide(per_trial(scale / n, dtype, xp), z, out=z)
-    scores *= z
-    if smooth:
-        scores -= per_trial(off * scale / n, dtype, xp)
-    flat[:, picked_at] -= per_trial((1 - eps - off) * scale / n, dtype, xp)[:, :, 0]
-    return loss
-
-
-def svm_loss_fused(scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray,
-                   dtype: np.dtype, delta: float = 1.0) -> np.ndarray:
-    """:func:`losses.svm_loss` for K trials: scores (K, N, C) overwritten with scale_k times
-    the gradient; returns the K mean losses (K,) on the scores' device. ``eps`` must be 0."""
-    if np.any(eps):
-        raise ValueError("label smoothing (eps) only applies to the softmax loss")
-    xp = array_module(scores)
-    k, n, _ = scores.shape
-    if k == 1:
-        loss, dscores = svm_loss(scores[0], y, 0.0, delta)
-        xp.multiply(dscores, float(scale[0]), out=scores[0])
-        return np.array([loss])
-    rows = xp.arange(n)
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    loss = margins.sum(axis=(1, 2)).astype(np.float64) / n
-    dscores = (margins > 0).astype(scores.dtype)
-    dscores[:, rows, y] = -dscores.sum(axis=2)
-    dscores /= n
-    xp.multiply(dscores, per_trial(scale, dtype, xp), out=scores)
-    return loss
-
-
-FUSED_LOSSES = {"softmax": softmax_cross_entropy_fused, "svm": svm_loss_fused}
 
 
 class FusedNet:
-    """What the fused MLP and ConvNet share: stacked parameters, activation, dropout, loss.
+    """What the fused networks share: stacked parameters, activation, dropout, loss.
 
-    ``params`` maps a lone network's parameter names to (K, ...) arrays; ``weight_names``
-    are those L2 applies to. ``template`` is the first trial's lone network: its ``prepare``
-    turns images into the input every trial of the group shares.
+    Built from a network's :class:`~numsweep.engine.networks.Structure` (what it is apart
+    from its weights) and ``params``: each parameter name of that structure -> its K
+    trials' values stacked, (K, rows, cols), biases (K, 1, n) (:func:`fuse` stacks them).
+    ``weight_names`` are those L2 applies to; :meth:`prepare` turns images into the input
+    every trial of the group shares.
     """
 
     params: Arrays
     weight_names: tuple[str, ...]
 
-    def __init__(self, nets: Sequence[Network], dropout: Sequence[float],
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
                  dropout_input: Sequence[float]) -> None:
-        first: Any = nets[0]
-        self.template: Network = first
-        self.k = len(nets)
-        self.dtype = next(iter(first.params.values())).dtype
-        self.activation = first.activation
-        self.leaky_slope = first.leaky_slope
-        self.loss_name = first.loss_name
-        self.weight_names = first.weight_names
+        self.structure = structure
+        self.params = params
+        self.k = len(dropout)
+        self.dtype = next(iter(params.values())).dtype
+        self.activation = structure.activation
+        self.leaky_slope = structure.leaky_slope
+        self.loss_name = structure.loss
+        self.weight_names = structure.weight_names
         self.dropout = np.asarray(dropout, dtype=np.float64)
         self.dropout_input = np.asarray(dropout_input, dtype=np.float64)
         self._ws = Workspace(self.dtype)
@@ -262,7 +131,8 @@ class FusedNet:
         return self
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        return self.template.prepare(images)
+        """images (N, H, W, C) -> the input every trial shares (:func:`networks.prepare_input`)."""
+        return prepare_input(self.structure, images)
 
     # -- group membership --------------------------------------------------------------
 
@@ -391,7 +261,7 @@ class FusedNet:
         return ones[:, :n]
 
     def loss_inplace(self, scores: Any, y: Any, eps: np.ndarray, scale: np.ndarray) -> Any:
-        return FUSED_LOSSES[self.loss_name](scores, y, eps, scale, self.dtype)
+        return LOSSES[self.loss_name].inplace(scores, y, eps, scale)
 
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -410,13 +280,57 @@ def _stack(nets: Sequence[Network], name: str) -> np.ndarray:
 
 
 class FusedMLP(FusedNet):
-    """K MLPs of the same widths: the lone :class:`~numsweep.engine.networks.MLP` fused."""
+    """K MLPs of the same widths (:class:`~numsweep.engine.networks.MLP` stacked), in one of
+    two layouts (``wide``; :func:`fuse` picks it: K > 1 with a hidden layer).
 
-    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.layers = nets[0].layers
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
+    Per trial (``wide=False``): every layer is a batched product (K, N, D) @ (K, D, D'); for
+    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
+
+    Wide (``wide=True``): the first layer reads the batch every trial shares, so its K
+    weight matrices are stored side by side, (D, K h), and meet the batch in ONE product,
+    (N, D) @ (D, K h) -> (N, K h), where the per-trial layout runs K products of (N, D) @
+    (D, h); its gradient is one product too, (D, N) @ (N, K h). ``params["W1"]`` and its
+    gradient are (K, D, h) views of those (D, K h) arrays, and the first layer's activations
+    (K, N, h) views of (N, K h) ones (strided: each trial's rows are h contiguous values),
+    which the later, per-trial batched products, the optimizers and the element-wise passes
+    read as they are. With input dropout the trials' inputs differ: the same layout, batched
+    per trial. Exactness: the same sums in the same order as the lone network, but a trial's
+    columns sit at another place in the wide product, which a BLAS kernel may round
+    differently; so float64 agrees with the lone run to rounding (tested at relative 1e-10),
+    not bitwise. For K = 1 the wide product is the lone one, so a group of one keeps the
+    per-trial layout; so does softmax regression (no hidden layer: its one layer's output is
+    the scores, which the losses want contiguous per trial).
+    """
+
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
+                 dropout_input: Sequence[float], *, wide: bool = False) -> None:
+        super().__init__(structure, params, dropout, dropout_input)
+        self.layers = structure.layers
+        self.wide = wide
+        self._widen(self.params)
+
+    def _widen(self, arrays: Arrays) -> Arrays:
+        """In the wide layout, ``arrays["W1"]`` (K, D, h) re-laid as a view of (D, K h)."""
+        if self.wide:
+            w = arrays["W1"]
+            xp = array_module(w)
+            buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype).transpose(1, 0, 2)
+            buf[...] = w
+            arrays["W1"] = buf
+        return arrays
+
+    def _select_params(self, idx: np.ndarray) -> Arrays:
+        return self._widen(super()._select_params(idx))
+
+    def to_device(self, xp: Any, seed: int) -> FusedNet:
+        super().to_device(xp, seed)
+        self._widen(self.params)  # the device copy left the wide layout
+        return self
+
+    def _grad_buffers(self) -> Arrays:
+        if self._grads is None:
+            self._grads = self._widen(super()._grad_buffers())
+        return self._grads
 
     def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
                  ) -> tuple[Any, tuple[list[Any], list[Any]]]:
@@ -459,77 +373,19 @@ class FusedMLP(FusedNet):
                 d = dh
         return loss, grads
 
-    # the layout of each layer's activations and products: here per trial, (K, N, D')
+    # the layout of each layer's activations and products: per trial (K, N, D'), except the
+    # wide layout's first layer, (K, N, h) views of (N, K h)
 
     def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
         """Layer i's output (or its gradient) (K, N, width)."""
+        if self.wide and i == 1:
+            return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
         return self._ws.get(name, (self.k, n, width))
 
     def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
-        bmm(h, w, out=out)
-
-    def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
-        bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
-
-
-class WideMLP(FusedMLP):
-    """The fused MLP for K > 1 trials (with a hidden layer), its first layer one wide product.
-
-    The first layer reads the batch every trial shares, so its K weight matrices are stored
-    side by side, (D, K h), and meet the batch in ONE product, (N, D) @ (D, K h) -> (N, K h),
-    where :class:`FusedMLP` runs K products of (N, D) @ (D, h); its gradient is one product
-    too, (D, N) @ (N, K h). ``params["W1"]`` and its gradient are (K, D, h) views of those
-    (D, K h) arrays, and the first layer's activations (K, N, h) views of (N, K h) ones
-    (strided: each trial's rows are h contiguous values), which the later, per-trial
-    batched products, the optimizers and the element-wise passes read as they are. With
-    input dropout the trials' inputs differ: the same layout, batched per trial.
-
-    Exactness: the same sums in the same order as the lone network, but a trial's columns
-    sit at another place in the wide product, which a BLAS kernel may round differently;
-    so float64 agrees with the lone run to rounding (tested at relative 1e-10), not bitwise.
-    For K = 1 the wide product is the lone one, so a group of one keeps :class:`FusedMLP`;
-    so does softmax regression (no hidden layer: its one layer's output is the scores, which
-    the losses want contiguous per trial).
-    """
-
-    def __init__(self, nets: Sequence[MLP], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.params["W1"] = self._wide(self.params["W1"])
-
-    @staticmethod
-    def _wide(w: Any) -> Any:
-        """(K, D, h) -> the same values as a (K, D, h) view of a (D, K h) array."""
-        xp = array_module(w)
-        buf = xp.empty((w.shape[1], w.shape[0], w.shape[2]), w.dtype)
-        out = buf.transpose(1, 0, 2)
-        out[...] = w
-        return out
-
-    def _select_params(self, idx: np.ndarray) -> Arrays:
-        params = super()._select_params(idx)
-        params["W1"] = self._wide(params["W1"])
-        return params
-
-    def to_device(self, xp: Any, seed: int) -> FusedNet:
-        super().to_device(xp, seed)
-        self.params["W1"] = self._wide(self.params["W1"])  # the copy left the wide layout
-        return self
-
-    def _grad_buffers(self) -> Arrays:
-        if self._grads is None:
-            super()._grad_buffers()
-            assert self._grads is not None
-            self._grads["W1"] = self._wide(self._grads["W1"])
-        return self._grads
-
-    def _activation_buffer(self, name: str, i: int, n: int, width: int) -> Any:
-        if i != 1:
-            return super()._activation_buffer(name, i, n, width)
-        return self._ws.get(name, (n, self.k, width)).transpose(1, 0, 2)
-
-    def _affine(self, i: int, h: Any, w: Any, out: Any) -> None:
-        if i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
+        if not self.wide:
+            bmm(h, w, out=out)
+        elif i == 1 and h.ndim == 2:  # the shared batch: one product for all K trials
             k, d, width = w.shape
             array_module(h).matmul(h, w.transpose(1, 0, 2).reshape(d, k * width),
                                    out=out.transpose(1, 0, 2).reshape(len(h), k * width))
@@ -537,7 +393,9 @@ class WideMLP(FusedMLP):
             array_module(out).matmul(h, w, out=out)
 
     def _weight_grad(self, i: int, a: Any, d: Any, out: Any) -> None:
-        if i == 1 and a.ndim == 2:
+        if not self.wide:
+            bmm(a.T if a.ndim == 2 else a.transpose(0, 2, 1), d, out=out)
+        elif i == 1 and a.ndim == 2:
             k, dim, width = out.shape
             array_module(a).matmul(a.T, d.transpose(1, 0, 2).reshape(len(a), k * width),
                                    out=out.transpose(1, 0, 2).reshape(dim, k * width))
@@ -546,21 +404,96 @@ class WideMLP(FusedMLP):
 
 
 class FusedPatchConvNet(FusedNet):
-    """K patchify ConvNets of the same shapes (one or several patch sizes): the lone
-    :class:`~numsweep.engine.networks.PatchConvNet` fused in its own layout; ``fuse`` takes
-    it for a group of one (K > 1: :class:`FeatureMajorPatchConvNet`).
+    """K patchify ConvNets of the same shapes (one or several patch sizes,
+    :class:`~numsweep.engine.networks.PatchConvNet` stacked), in one of two layouts
+    (``feature_major``; :func:`fuse` picks it for K > 1).
 
-    The shared patch matrix (N n_p, d) meets the K filter banks (K, d, nf) in a batched
-    product, whose output is laid out per trial, (K, N n_p, nf), for the hidden layer: for
-    K = 1 exactly the lone network's products, so a trial alone keeps its lone numbers.
+    Patch rows (``feature_major=False``): the shared patch matrix (N n_p, d) meets the K
+    filter banks (K, d, nf) in a batched product, whose output is laid out per trial, (K,
+    N n_p, nf), for the hidden layer: for K = 1 exactly the lone network's products, so a
+    trial alone keeps its lone numbers.
+
+    Feature-major (``feature_major=True``): the convolution is ONE wide product for all K
+    trials, and every later activation is contiguous per trial. Each branch's shared patch
+    matrix (N, n_p, d) is laid out once per batch for the whole group as P^T (d, n_p N),
+    columns ordered (patch, image); all K filter banks, stored stacked as (K nf, d), meet it
+    in one product, C = F^T P^T (K nf, n_p N), the wide, well-shaped product BLAS runs at
+    full rate, where the patch-row layout runs K products (N n_p, d) @ (d, nf) of nf = 10
+    skinny columns each. Trial k's block of C is (nf n_p, N), rows (filter, patch): the
+    bias, the activation and their gradients run in place on it, and the hidden layer reads
+    it as the transposed operand of its batched product, (K, N, nf n_p) @ (K, nf n_p, nh),
+    so no pass permutes it. Backward, the gradient dC comes straight out of (K, nf n_p, nh)
+    @ (K, nh, N) in C's layout, and the filters' gradient is again one product, dF^T = dC
+    (K nf, n_p N) @ P (n_p N, d). With input dropout the trials' patches differ: the same
+    products, batched per trial.
+
+    Parameters in the feature-major layout: a filter bank ``F`` (K, nf, d) (the lone (d, nf)
+    transposed), its bias (K, nf, 1), and W1 (K, rows, nh) with each branch's rows in
+    (filter, patch) order, where the lone network has (patch, filter); :meth:`lone_param`
+    gives them back in the lone layout (``select``, the optimizers and L2 need no change:
+    all are per-trial slices).
+
+    Exactness: the same sums in the same order as the lone network, but a trial's rows sit
+    at another place in the wide product, which a BLAS kernel may round differently
+    (float64: relative ~1e-16 per product); so a trial's numbers equal its lone run's to
+    rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
+    bits when another trial leaves the group.
+
+    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
+    activation and their gradients pass over C while it is there; a chunk's filter products
+    are still one product each (K nf = 80 rows or more for the course ConvNet).
+
+    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
+    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
+    K = 1), so a group of one keeps the patch-row layout.
     """
 
-    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        self.branches = nets[0].branches
-        self.multi = nets[0].multi
-        self.params = {name: _stack(nets, name) for name in nets[0].params}
+    CHUNK_BYTES = 2 << 20
+    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
+
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
+                 dropout_input: Sequence[float], *, feature_major: bool = False) -> None:
+        super().__init__(structure, params, dropout, dropout_input)
+        self.branches = structure.branches
+        self.multi = structure.multi
+        self.feature_major = feature_major
+        if not feature_major:
+            return
+        perm = np.arange(self.params["W1"].shape[1])
+        for br in self.branches:
+            block = np.arange(br.n_p * br.nf).reshape(br.n_p, br.nf)  # lone: (patch, filter)
+            perm[br.row:br.row + br.n_p * br.nf] = br.row + block.T.reshape(-1)
+        self._w1_perm = perm                  # fused row r is lone row perm[r]
+        self._w1_unperm = np.argsort(perm)
+        for br in self.branches:
+            self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
+            self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
+        self.params["W1"] = self.params["W1"][:, self._w1_perm]
+
+    def lone_param(self, name: str, a: Any) -> Any:
+        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
+        in the lone layout: (K, d, nf), (K, 1, nf), W1's lone rows."""
+        if not self.feature_major:
+            return a
+        if name == "W1":
+            return a[:, self._w1_unperm]
+        if any(name in (br.w, br.b) for br in self.branches):
+            return a.transpose(0, 2, 1)
+        return a
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        if self.feature_major:
+            return self._forward_feature_major(x, rngs)
+        return self._forward_patch_rows(x, rngs)
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients, in this layout's
+        parameters) of one update on the shared prepared batch x, y (N,), in reused
+        buffers. No L2 term."""
+        step = self._step_feature_major if self.feature_major else self._step_patch_rows
+        return step(x, y, eps=eps, rngs=rngs, scale=scale)
 
     def _patches(self, x: Any) -> list[Any]:
         """Each branch's patch rows (..., N n_p, d): x itself with one size (shared (N, n_p,
@@ -577,8 +510,8 @@ class FusedPatchConvNet(FusedNet):
             out.append(buf)
         return out
 
-    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
-                 ) -> tuple[Any, tuple[Any, ...]]:
+    def _forward_patch_rows(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                            ) -> tuple[Any, tuple[Any, ...]]:
         xp = array_module(x)
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
@@ -627,14 +560,14 @@ class FusedPatchConvNet(FusedNet):
         bmm(self._ones(n, xp), dh, out=grads["b1"])
         return dh
 
-    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+    def _step_patch_rows(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
         """(K data losses, scale_k times each trial's data gradients) of one update on the
         shared prepared batch x, y (N,), in reused buffers. No L2 term."""
         xp = array_module(x)
         grads = self._grad_buffers()
         n, k = len(x), self.k
-        scores, (ps, ts, h, keep_h) = self._forward(x, rngs)
+        scores, (ps, ts, h, keep_h) = self._forward_patch_rows(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
         w1 = self.params["W1"]
         dh = self._hidden_backward(scores, h, keep_h, grads)
@@ -656,68 +589,6 @@ class FusedPatchConvNet(FusedNet):
             bmm(self._ones(n * br.n_p, xp), ds, out=grads[br.b])
         return loss, grads
 
-
-class FeatureMajorPatchConvNet(FusedPatchConvNet):
-    """The fused patchify ConvNet for K > 1 trials, feature-major: its convolution is ONE
-    wide product for all K trials, and every later activation is contiguous per trial.
-
-    Each branch's shared patch matrix (N, n_p, d) is laid out once per batch for the whole
-    group as P^T (d, n_p N), columns ordered (patch, image); all K filter banks, stored
-    stacked as (K nf, d), meet it in one product, C = F^T P^T (K nf, n_p N), the wide,
-    well-shaped product BLAS runs at full rate, where :class:`FusedPatchConvNet` runs K
-    products (N n_p, d) @ (d, nf) of nf = 10 skinny columns each. Trial k's block of C is
-    (nf n_p, N), rows (filter, patch): the bias, the activation and their gradients run in
-    place on it, and the hidden layer reads it as the transposed operand of its batched
-    product, (K, N, nf n_p) @ (K, nf n_p, nh), so no pass permutes it. Backward, the
-    gradient dC comes straight out of (K, nf n_p, nh) @ (K, nh, N) in C's layout, and the
-    filters' gradient is again one product, dF^T = dC (K nf, n_p N) @ P (n_p N, d). With
-    input dropout the trials' patches differ: the same products, batched per trial.
-
-    Parameters here: a filter bank ``F`` (K, nf, d) (the lone (d, nf) transposed), its bias
-    (K, nf, 1), and W1 (K, rows, nh) with each branch's rows in (filter, patch) order, where
-    the lone network has (patch, filter); :meth:`lone_param` gives them back in the lone
-    layout (``select``, the optimizers and L2 need no change: all are per-trial slices).
-
-    Exactness: the same sums in the same order as the lone network, but a trial's rows sit
-    at another place in the wide product, which a BLAS kernel may round differently
-    (float64: relative ~1e-16 per product); so a trial's numbers equal its lone run's to
-    rounding (tested: float64 1e-10), not necessarily bitwise, and may change in the last
-    bits when another trial leaves the group.
-
-    The trials run in chunks (:meth:`_chunks`) whose C fits in cache, so the bias, the
-    activation and their gradients pass over C while it is there; a chunk's filter products
-    are still one product each (K nf = 80 rows or more for the course ConvNet).
-
-    Why not for K = 1: laying out P^T costs more than a lone trial's two filter products
-    gain from it (measured: the course ConvNet's update ~20% slower in this layout with
-    K = 1), so a group of one keeps :class:`FusedPatchConvNet` (the lone layout).
-    """
-
-    def __init__(self, nets: Sequence[PatchConvNet], dropout: Sequence[float],
-                 dropout_input: Sequence[float]) -> None:
-        super().__init__(nets, dropout, dropout_input)
-        perm = np.arange(self.params["W1"].shape[1])
-        for br in self.branches:
-            block = np.arange(br.n_p * br.nf).reshape(br.n_p, br.nf)  # lone: (patch, filter)
-            perm[br.row:br.row + br.n_p * br.nf] = br.row + block.T.reshape(-1)
-        self._w1_perm = perm                  # fused row r is lone row perm[r]
-        self._w1_unperm = np.argsort(perm)
-        for br in self.branches:
-            self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
-            self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
-        self.params["W1"] = self.params["W1"][:, self._w1_perm]
-
-    CHUNK_BYTES = 2 << 20
-    """About what one chunk of trials' convolution outputs may take (an L2 cache or two)."""
-
-    def lone_param(self, name: str, a: Any) -> Any:
-        """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)
-        in the layout of :class:`FusedPatchConvNet`: (K, d, nf), (K, 1, nf), W1's lone rows."""
-        if name == "W1":
-            return a[:, self._w1_unperm]
-        if any(name in (br.w, br.b) for br in self.branches):
-            return a.transpose(0, 2, 1)
-        return a
 
     def _patch_major(self, p: Any, i: int, n: int, n_p: int) -> tuple[Any, Any]:
         """Patches (N n_p, d) or per trial (K, N n_p, d), rows (image, patch), as P (n_p N,
@@ -743,8 +614,8 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         size = max(1, self.CHUNK_BYTES // per_trial)
         return [slice(s, min(s + size, self.k)) for s in range(0, self.k, size)]
 
-    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
-                 ) -> tuple[Any, tuple[Any, ...]]:
+    def _forward_feature_major(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                               ) -> tuple[Any, tuple[Any, ...]]:
         xp = array_module(x)
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
@@ -784,14 +655,14 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         out += self.params["b2"]
         return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
 
-    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+    def _step_feature_major(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
             np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
         """(K data losses, scale_k times each trial's data gradients, in this class's
         parameter layout) of one update on the shared prepared batch x, y (N,)."""
         xp = array_module(x)
         grads = self._grad_buffers()
         n = len(x)
-        scores, (pms, cs, masks, h, keep_h) = self._forward(x, rngs)
+        scores, (pms, cs, masks, h, keep_h) = self._forward_feature_major(x, rngs)
         loss = self.loss_inplace(scores, y, eps, scale)
         w1 = self.params["W1"]
         dh = self._hidden_backward(scores, h, keep_h, grads)
@@ -823,14 +694,174 @@ class FeatureMajorPatchConvNet(FusedPatchConvNet):
         return loss, grads
 
 
+class FusedConvNet3(FusedNet):
+    """K three-layer ConvNets of the same shapes (:class:`~numsweep.engine.networks.ConvNet3`)
+    fused: conv - act - 2x2 max pool - affine - act - [dropout] - affine.
+
+    The batch's im2col matrix (N H' W', F F C) is built once per batch and shared by the
+    group; its product with all K filter banks side by side, (F F C, K nf), is ONE wide
+    product whose output (N H' W', K nf) each trial reads as a strided (N, H', W', nf) view:
+    the bias, the activation, the pooling and the rest run per trial on those views. For
+    K = 1 it is the lone network's own product. With input dropout the trials' images differ:
+    each trial's own im2col matrix and its own product. The parameters keep the lone layout
+    (filters (K, F F C, nf)); the wide filter matrix is a per-update copy (small).
+    """
+
+    def __init__(self, structure: Structure, params: Arrays, dropout: Sequence[float],
+                 dropout_input: Sequence[float]) -> None:
+        super().__init__(structure, params, dropout, dropout_input)
+        self.filter_size = structure.filter_size
+        self.stride, self.pad = structure.stride, structure.pad
+
+    def _im2col(self, x: Any, name: str) -> tuple[Any, tuple[int, int, int]]:
+        """x (B, H, W, C) -> its columns (B H' W', F F C), rows (image, row, column), in the
+        workspace (as :func:`layers.conv_forward` lays them out), and (B, H', W')."""
+        xp = array_module(x)
+        b, h, w, c = x.shape
+        f, s, pad = self.filter_size, self.stride, self.pad
+        ho, wo = (h - f + 2 * pad) // s + 1, (w - f + 2 * pad) // s + 1
+        if pad:
+            xpad = self._ws.get(name + ".pad", (b, h + 2 * pad, w + 2 * pad, c))
+            for border in (xpad[:, :pad], xpad[:, pad + h:], xpad[:, :, :pad],
+                           xpad[:, :, pad + w:]):
+                border[...] = 0
+            xpad[:, pad:pad + h, pad:pad + w] = x
+        else:
+            xpad = x
+        cols = self._ws.get(name, (b * ho * wo, f * f * c))
+        view = cols.reshape(b, ho, wo, f, f, c)
+        if xp is np:
+            windows = np.lib.stride_tricks.sliding_window_view(xpad, (f, f), axis=(1, 2))
+            np.copyto(view, windows[:, ::s, ::s].transpose(0, 1, 2, 4, 5, 3))
+        else:
+            for i in range(f):
+                for j in range(f):
+                    view[:, :, :, i, j] = xpad[:, i:i + s * ho:s, j:j + s * wo:s]
+        return cols, (b, ho, wo)
+
+    def _conv(self, x: Any, xin: Any) -> tuple[Any, Any, tuple[int, int, int]]:
+        """The K convolutions (bias added) as (K, N, H', W', nf) views of one (N H' W', K nf)
+        array; the im2col matrix (shared, or per trial (K, N H' W', d)) and (N, H', W')."""
+        xp = array_module(x)
+        k = self.k
+        w, b = self.params["F"], self.params["bF"]
+        d, nf = w.shape[1], w.shape[2]
+        if xin.ndim == 4:       # the shared batch: one product for all K filter banks
+            cols, (n, ho, wo) = self._im2col(xin, "cols")
+            s = self._ws.get("s", (n * ho * wo, k * nf))
+            wide = self._ws.get("F.wide", (d, k, nf))
+            xp.copyto(wide, w.transpose(1, 0, 2))
+            xp.matmul(cols, wide.reshape(d, k * nf), out=s)
+        else:                   # each trial's own images (input dropout)
+            cols, (_, ho, wo) = self._im2col(xin.reshape(-1, *xin.shape[2:]), "cols")
+            n = len(x)
+            cols = cols.reshape(k, n * ho * wo, d)
+            s = self._ws.get("s", (n * ho * wo, k * nf))
+            xp.matmul(cols, w, out=s.reshape(n * ho * wo, k, nf).transpose(1, 0, 2))
+        s += b.reshape(1, k * nf)      # (K, 1, nf): trial-major, as the columns of s
+        return s, cols, (n, ho, wo)
+
+    @staticmethod
+    def _trial_view(s: Any, k: int, shape: tuple[int, int, int]) -> Any:
+        """(N H' W', K nf) -> (K, N, H', W', nf), a strided view."""
+        n, ho, wo = shape
+        return s.reshape(n, ho, wo, k, -1).transpose(3, 0, 1, 2, 4)
+
+    def _forward(self, x: Any, rngs: Sequence[np.random.Generator] | None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        xp = array_module(x)
+        k = self.k
+        xin, _ = self._input_dropout(x, rngs)
+        s, cols, shape = self._conv(x, xin)
+        self._act_inplace(s, "s")
+        sv = self._trial_view(s, k, shape)
+        n, ho, wo = shape
+        pooled = self._ws.get("pool", (k, n, ho // 2, wo // 2, sv.shape[-1]))
+        xp.maximum(sv[:, :, 0::2, 0::2], sv[:, :, 0::2, 1::2], out=pooled)
+        xp.maximum(pooled, sv[:, :, 1::2, 0::2], out=pooled)
+        xp.maximum(pooled, sv[:, :, 1::2, 1::2], out=pooled)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        flat = pooled.reshape(k, n, -1)
+        h = self._ws.get("h", (k, n, w1.shape[2]))
+        bmm(flat, w1, out=h)
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
+        out = self._ws.get("out", (k, n, w2.shape[2]))
+        bmm(h, w2, out=out)
+        out += self.params["b2"]
+        return out, (cols, s, shape, pooled, h, keep_h)
+
+    def _unpool(self, dpooled: Any, sv: Any, pooled: Any, dsv: Any) -> None:
+        """dsv (a view like sv) = each 2x2 window's gradient at its first maximum in (row,
+        column) order, as :func:`layers.max_pool_backward`."""
+        xp = array_module(sv)
+        taken = self._ws.get("pool.taken", pooled.shape, np.bool_)
+        taken[...] = False
+        hit = self._ws.get("pool.hit", pooled.shape, np.bool_)
+        for i in (0, 1):
+            for j in (0, 1):
+                xp.equal(sv[:, :, i::2, j::2], pooled, out=hit)
+                hit &= ~taken
+                taken |= hit
+                xp.multiply(dpooled, hit, out=dsv[:, :, i::2, j::2])
+
+    def train_step(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
+            np.random.Generator] | None, scale: np.ndarray) -> tuple[np.ndarray, Arrays]:
+        """(K data losses, scale_k times each trial's data gradients) of one update on the
+        shared batch of images x (N, H, W, C), y (N,), in reused buffers. No L2 term."""
+        xp = array_module(x)
+        grads = self._grad_buffers()
+        k, n = self.k, len(x)
+        scores, (cols, s, shape, pooled, h, keep_h) = self._forward(x, rngs)
+        loss = self.loss_inplace(scores, y, eps, scale)
+        w1, w2 = self.params["W1"], self.params["W2"]
+        bmm(h.transpose(0, 2, 1), scores, out=grads["W2"])
+        bmm(self._ones(n, xp), scores, out=grads["b2"])
+        dh = self._ws.get("dh", h.shape)
+        bmm(scores, w2.transpose(0, 2, 1), out=dh)
+        self._dropout_back_inplace(dh, keep_h, "h", self.dropout)
+        self._act_back_inplace(dh, h, "h")
+        bmm(self._ones(n, xp), dh, out=grads["b1"])
+        flat = pooled.reshape(k, n, -1)
+        bmm(flat.transpose(0, 2, 1), dh, out=grads["W1"])
+        dpooled = self._ws.get("dpool", flat.shape)
+        bmm(dh, w1.transpose(0, 2, 1), out=dpooled)
+        ds = self._ws.get("ds", s.shape)
+        self._unpool(dpooled.reshape(pooled.shape), self._trial_view(s, k, shape), pooled,
+                     self._trial_view(ds, k, shape))
+        self._act_back_inplace(ds, s, "s")
+        d, nf = grads["F"].shape[1], grads["F"].shape[2]
+        rows = ds.shape[0]
+        if cols.ndim == 2:      # the shared columns: one product for all K filter banks
+            wide = self._ws.get("dF.wide", (d, k, nf))
+            xp.matmul(cols.T, ds, out=wide.reshape(d, k * nf))
+            xp.copyto(grads["F"], wide.transpose(1, 0, 2))
+        else:
+            xp.matmul(cols.transpose(0, 2, 1), ds.reshape(rows, k, nf).transpose(1, 0, 2),
+                      out=grads["F"])
+        xp.matmul(self._ones(rows, xp), ds, out=grads["bF"].reshape(1, k * nf))
+        return loss, grads
+
+
 def fuse(nets: Sequence[Network], dropout: Sequence[float],
-         dropout_input: Sequence[float]) -> FusedNet:
-    """The fused network of K lone networks of the same class and shapes."""
-    if all(isinstance(net, MLP) for net in nets):
-        wide = len(nets) > 1 and nets[0].layers > 1  # type: ignore[attr-defined]
-        return (WideMLP if wide else FusedMLP)(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    if all(isinstance(net, PatchConvNet) for net in nets):
-        cls = FeatureMajorPatchConvNet if len(nets) > 1 else FusedPatchConvNet
-        return cls(nets, dropout, dropout_input)  # type: ignore[arg-type]
-    raise ValueError(f"cannot fuse {type(nets[0]).__name__}: only the MLP and the patchify "
-                     "ConvNet train in groups")
+         dropout_input: Sequence[float], layout: str | None = None) -> FusedNet:
+    """The fused network of K networks of one :class:`~numsweep.engine.networks.Structure`
+    (their initial weights), the weights stacked along the trial axis. ``layout``:
+    ``"wide"`` (the MLP's wide first layer, the feature-major ConvNet) or ``"lone"`` (every
+    product per trial, the lone network's); None picks as measured: wide for K > 1 (the
+    MLP: with a hidden layer), lone for K = 1. The three-layer ConvNet has one layout."""
+    structure = nets[0].structure
+    shapes = {name: p.shape for name, p in nets[0].params.items()}
+    if any(net.structure != structure or {name: p.shape for name, p in net.params.items()}
+           != shapes for net in nets):
+        raise ValueError("cannot fuse networks of different structures (class, shapes, "
+                         "activation or loss)")
+    params = {name: _stack(nets, name) for name in nets[0].params}
+    args = (structure, params, dropout, dropout_input)
+    wide = len(nets) > 1 if layout is None else layout == "wide"
+    if structure.model == "mlp":
+        return FusedMLP(*args, wide=wide and structure.layers > 1)
+    if structure.model == "convnet":
+        return FusedPatchConvNet(*args, feature_major=wide)
+    return FusedConvNet3(*args)

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from numsweep.engine import layers
-from numsweep.engine.losses import softmax_cross_entropy, svm_loss
+import numsweep.engine.layers as layers
+from numsweep.engine.fused import fuse
+from numsweep.engine.losses import add_l2_gradient, l2_penalty, softmax_cross_entropy, svm_loss
 from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
+from numsweep.engine.pertrial import trial_hp
 from numsweep.engine.spec import SpecError
 
 TOL = 1e-7
@@ -370,11 +372,45 @@ def network_cases() -> dict[str, NetworkCase]:
     return {c.name: c for c in cases}
 
 
+def check_fused_network(case: NetworkCase) -> CheckResult:
+    """The trained network (``fused.py``) of ``case``, two trials fused: the gradient of
+    the sum of both trials' costs (data loss from ``train_step`` plus lam_k ||W_k||^2, with
+    per-trial lam and label smoothing) w.r.t. the stacked parameters, against
+    ``train_step``'s gradients plus ``losses.add_l2_gradient``. The second trial is the
+    first moved by noise far below the kinks' margin."""
+    t0 = time.perf_counter()
+    net, x, y = smooth_case(case)
+    other = case.build(np.random.default_rng(0))
+    noise = np.random.default_rng(1)
+    for name, value in other.params.items():
+        value[...] = net.params[name] + noise.normal(scale=2e-4, size=value.shape)
+    fused = fuse([net, other], [net.dropout] * 2, [net.dropout_input] * 2)
+    lams = np.array([case.lam, 2 * case.lam + 0.01])
+    eps = np.array([case.eps, case.eps + 0.05]) if net.loss_name == "softmax" else np.zeros(2)
+
+    def cost() -> float:
+        losses, _ = fused.train_step(x, y, eps=eps, rngs=None if case.dropout_seed is None
+                                     else [case.rng(), case.rng()], scale=np.ones(2))
+        l2 = l2_penalty(fused.params, fused.weight_names, trials=True)
+        return float(np.sum(losses + lams * l2))
+
+    cost()
+    grads = {name: g.copy() for name, g in fused._grad_buffers().items()}
+    add_l2_gradient(grads, fused.params, fused.weight_names, trial_hp(lams))
+    errors = compare(grads, cost, fused.params)
+    return _result(f"fused_{case.name}", f"{case.what}; two trials fused", errors,
+                   fused.params, t0)
+
+
 def checks() -> dict[str, Callable[[], CheckResult]]:
-    """Every check by name: layers and losses first, then whole networks."""
+    """Every check by name: layers and losses first, then whole networks (the reference
+    networks, then the trained ones: two trials fused)."""
     out = _layer_checks()
-    for name, case in network_cases().items():
+    cases = network_cases()
+    for name, case in cases.items():
         out[name] = functools.partial(check_network, case)
+    for name, case in cases.items():
+        out[f"fused_{name}"] = functools.partial(check_fused_network, case)
     return out
 
 

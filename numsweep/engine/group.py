@@ -1,31 +1,37 @@
 """Fused trials: train K specs of the same structure together and get K TrialResults.
 
-:func:`train_group` trains a group of specs that share a :func:`group_key` as one fused
-network (``fused.py``): their weights stacked along a leading trial axis, one shared batch
-per update, one product where K lone trials would run K. Each result is what
-:func:`~numsweep.engine.train.train` gives for that spec alone (the same curves and metrics;
-float64 to rounding, float32 to the rounding of a different summation order), except that
-``train_seconds`` and ``eval_seconds`` are the group's time shared out evenly among the
-trials training at the time.
+:func:`train_group` is the engine's one training loop: every model and run kind trains
+through it. It trains a group of specs that share a :func:`group_key` as one fused network
+(``fused.py``): their weights stacked along a leading trial axis, one shared batch per
+update, one product where K lone trials would run K. A lone trial is a group of one
+(:func:`train.train` is ``train_group([spec])[0]``); a range test (``range_test.py``) is a
+group of one that measures no curves, with an :class:`UpdateObserver` that reads each
+update's batch loss and stops it. Each result is what that spec gives alone (the same
+curves and metrics; float64 to rounding, float32 to the rounding of a different summation
+order), except that ``train_seconds`` and ``eval_seconds`` are the group's time shared out
+evenly among the trials training at the time.
 
-Randomness comes in two explicit streams. The data stream (batch order, augmentation draws)
-is seeded by ``data_seed`` (``seed`` when unset) and shared by the group, so every trial of a
-group sees the same batches: comparing them is a paired comparison (common random numbers).
-Each trial's own stream (initialisation, dropout masks) is seeded by its ``seed``.
+The loop is a sequence of named steps (:class:`GroupRun`): prepare the inputs, draw a
+batch, step, measure a curve point, checkpoint, leave or finish.
+
+Randomness comes in two explicit streams (``streams.py``). The data stream (batch order,
+augmentation draws) is seeded by ``data_seed`` (``seed`` when unset) and shared by the
+group, so every trial of a group sees the same batches: comparing them is a paired
+comparison (common random numbers). Each trial's own stream (initialisation, dropout
+masks) is seeded by its ``seed``.
 
 Per-trial values (:data:`PER_TRIAL`) are (K,)-shaped arrays inside the group; everything
 else is the group key. A trial whose loss becomes NaN or inf leaves the group with its
 result marked diverged; a trial its reporter stops (a pruned trial) leaves it too; the
 others train on unchanged, as they would without it.
 
-``train`` trains every groupable spec as a group of one (``train_group([spec])``): one
-training path. A group of one keeps the lone trial's Python floats for its hyperparameters
-and takes plain 2-D products; measured side by side in one process against the former lone
-fast path (``FastNetwork.train_step``, 1 BLAS thread, CPU time, 7 alternating runs each on
-this project's busy 2-core machine) it took 1-7% more per update (medians; the course
-ConvNet with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread
-there. Specs that cannot be grouped (``convnet3``) train on the reference layers in
-``train.py``.
+A group of one keeps the lone trial's Python floats for its hyperparameters and takes plain
+2-D products; measured side by side in one process against the former lone fast path
+(``FastNetwork.train_step``, 1 BLAS thread, CPU time, 7 alternating runs each on this
+project's busy 2-core machine) it took 1-7% more per update (medians; the course ConvNet
+with SGD, Adam, Nesterov + dropout and the MLP), within the run-to-run spread there. Every
+model fuses: the MLP of any depth, the patchify ConvNet (one or several patch sizes) and
+the three-layer ConvNet.
 
 Devices: ``device`` is part of the group key. With ``device=cuda`` the same code runs on
 CuPy arrays (every array function is taken from the arrays, ``backend.array_module``): the
@@ -38,17 +44,19 @@ acted on at the next curve point). ``sizing.max_group_size`` says how many trial
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from numsweep.engine.augment import Augmenter
-from numsweep.engine.backend import array_module, device_copy, device_module, to_numpy
-from numsweep.engine.batch_schedules import BatchSampler, largest_batch, make_batch_schedule
+from numsweep.engine.backend import array_module, device_module, to_numpy
+from numsweep.engine.batch_schedules import BatchSampler, largest_batch
+from numsweep.engine.build import build_network
 from numsweep.engine.checkpoint import (
     SCRATCH_SLOTS,
     CheckpointWriter,
@@ -58,60 +66,37 @@ from numsweep.engine.checkpoint import (
     state_digest,
 )
 from numsweep.engine.data import Dataset, Split, make_split
-from numsweep.engine.fused import FusedNet, PerTrial, fuse, per_trial
+from numsweep.engine.fused import FusedNet, fuse
+from numsweep.engine.inputs import BatchDrawer, Prepared, prepare_inputs
+from numsweep.engine.losses import LOSSES, l2_penalty
 from numsweep.engine.networks import Network, param_count
-from numsweep.engine.optimizers import (
-    SGD,
-    AdaDelta,
-    AdaGrad,
-    Adam,
-    Momentum,
-    Nesterov,
-    Optimizer,
-    RMSProp,
-    RMSPropNesterov,
-    make_optimizer,
-    sgd_step_prescaled,
-)
-from numsweep.engine.schedules import CYCLIC, make_schedule
+from numsweep.engine.optimizers import Optimizer, make_optimizer
+from numsweep.engine.runplan import RunPlan, eval_chunk, plan_run
+from numsweep.engine.schedules import CYCLIC
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
+from numsweep.engine.streams import data_rng, device_seed, resolve_data_seed, trial_rng
+
+Reporter = Callable[[int, float], bool]
+"""Called with (update step, validation accuracy) at the end of every period (a cycle, or an
+epoch for the schedules without cycles); returning True stops training (a pruned trial)."""
+
+PointWatcher = Callable[[tuple[CurvePoint, ...], int], None]
+"""Called with the curve points a trial has just measured (one per split, at one update
+step) and its planned number of updates, as they are measured, so that a running trial can be
+shown; a run resumed from a checkpoint first passes the points restored from it (all at
+once). Called at curve points only: training pays nothing between them."""
 
 PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum", "beta1",
              "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed")
 """The parameters that may differ inside a group: none changes an array's shape, the batches
 or the kind of computation."""
 
-GROUPABLE_MODELS = ("mlp", "convnet")
-
-EVAL_CHUNK_MIN = 100
-"""A group of K measures a set EVAL_CHUNK // K images per forward pass (at least this many;
-EVAL_CHUNK of ``train.py`` for one trial), so its activations stay about as large."""
-
-
-def resolve_data_seed(spec: TrialSpec) -> int:
-    """The seed of the data stream: ``data_seed``, or ``seed`` when unset."""
-    return spec.seed if spec.data_seed is None else spec.data_seed
-
-
-def data_rng(data_seed: int) -> np.random.Generator:
-    """The data stream's generator: independent of the trial stream's even for equal seeds."""
-    return np.random.default_rng(np.random.SeedSequence(data_seed, spawn_key=(1,)))
-
-
-def trial_rng(spec: TrialSpec) -> np.random.Generator:
-    """The trial's own generator (initialisation, then dropout masks)."""
-    return np.random.default_rng(spec.seed)
-
-
-def device_seed(specs: Sequence[TrialSpec]) -> int:
-    """The seed of a group's device generator (dropout masks on a GPU), from its trials'
-    seeds: the same group draws the same masks."""
-    seq = np.random.SeedSequence([s.seed for s in specs], spawn_key=(2,))
-    return int(seq.generate_state(1, dtype=np.uint64)[0])
+GROUPABLE_MODELS = ("mlp", "convnet", "convnet3")
 
 
 def groupable(spec: TrialSpec) -> bool:
-    """Whether ``spec`` can train in a group (the MLP and the patchify ConvNet)."""
+    """Whether ``spec`` can train in a group of several (the MLP and the patchify ConvNet);
+    every spec trains as a group of one."""
     return spec.model in GROUPABLE_MODELS
 
 
@@ -128,126 +113,25 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@dataclasses.dataclass
-class FusedAdam(Adam):
-    """Adam with per-trial hyperparameters (:class:`fused.PerTrial`) and learning rates; the
-    bias corrections are computed in float64, as a lone trial computes them in floats, and
-    rounded to the parameters' dtype. ``lr_64`` holds the update's learning rates (K,)."""
-
-    lr_64: Any = None
-
-    def corrections(self, lr: Any) -> tuple[Any, Any]:
-        b1, b2 = self.beta1.values, self.beta2.values  # type: ignore[attr-defined]
-        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
-        lr_c1 = np.asarray(self.lr_64).reshape(-1, 1, 1) / (1 - b1 ** self.t)
-        xp = array_module(lr)
-        return xp.asarray(inv_sqrt_c2.astype(lr.dtype)), xp.asarray(lr_c1.astype(lr.dtype))
-
-
-def make_group_optimizer(specs: Sequence[TrialSpec]) -> Optimizer:
-    """The update rule of the group, its hyperparameters per trial (:class:`PerTrial`)."""
-
-    def hp(name: str) -> Any:
-        return PerTrial([getattr(s, name) for s in specs])
-
-    name = specs[0].optimizer
-    if name == "sgd":
-        return SGD()
-    if name == "momentum":
-        return Momentum(hp("momentum"))
-    if name == "nesterov":
-        return Nesterov(hp("momentum"))
-    if name == "adagrad":
-        return AdaGrad(hp("opt_eps"))
-    if name == "rmsprop":
-        return RMSProp(hp("rho"), hp("opt_eps"))
-    if name == "rmsprop_nesterov":
-        return RMSPropNesterov(hp("momentum"), hp("rho"), hp("opt_eps"))
-    if name == "adadelta":
-        return AdaDelta(hp("rho"), hp("opt_eps"))
-    if name == "adam":
-        return FusedAdam(hp("beta1"), hp("beta2"), hp("opt_eps"))
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def _select_optimizer(opt: Optimizer, idx: np.ndarray) -> None:
-    """Keep only the trials ``idx`` in the optimizer's per-trial values and state."""
-    for f in dataclasses.fields(opt):
-        value = getattr(opt, f.name)
-        if f.name == "state":
-            opt.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
-                         for name, slots in value.items()}
-        elif isinstance(value, PerTrial):
-            setattr(opt, f.name, value[idx])
-
-
-def _index_on(idx: np.ndarray, a: Any) -> Any:
-    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
-
-
-def _sgd_step_prescaled(params: dict[str, Any], scaled_grads: dict[str, Any], decay: Any,
-                        weight_names: tuple[str, ...]) -> None:
-    """:func:`optimizers.sgd_step_prescaled` for K trials: w = decay_k w - lr_k g on the
-    weights, w -= lr_k g on the rest (``decay`` None: no trial has L2)."""
-    for name, w in params.items():
-        if decay is not None and name in weight_names:
-            w *= decay
-        w -= scaled_grads[name]
-
-
 def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
                    eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
-    fused forward pass and one fused data loss (the loss of :func:`train.evaluate`, summed
+    fused forward pass and one fused data loss (the loss of :func:`evaluation.evaluate`, summed
     in float64) per chunk, on the set's device; three (K,) arrays come back to the host."""
-    from numsweep.engine.train import EVAL_CHUNK
-
     xp = array_module(x)
     k = net.k
-    chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
+    chunk = eval_chunk(k)
     eps_x = xp.asarray(np.asarray(eps, dtype=np.float64))
     loss_sum = xp.zeros(k)
     correct = xp.zeros(k, dtype=np.int64)
     for start in range(0, len(x), chunk):
         scores = net.scores(x[start:start + chunk])
         yb = y[start:start + chunk]
-        loss_sum += EVAL_LOSSES[net.loss_name](scores, yb, eps_x)
+        loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
         correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    l2 = xp.zeros(k)
-    for name in net.weight_names:
-        p = net.params[name]
-        l2 += (p * p).reshape(k, -1).sum(axis=1, dtype=np.float64)
+    l2 = l2_penalty(net.params, net.weight_names, trials=True)
     loss = to_numpy(loss_sum) / len(x)
     return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
-
-
-def softmax_loss_sums(scores: Any, y: Any, eps: Any) -> Any:
-    """Each trial's summed label-smoothed cross-entropy over a chunk, (K,) float64 on the
-    scores' device: scores (K, N, C), y (N,), eps (K,) float64 there too."""
-    xp = array_module(scores)
-    _, n, c = scores.shape
-    shifted = scores - scores.max(axis=2, keepdims=True)
-    log_z = xp.log(xp.exp(shifted).sum(axis=2))                          # (K, N)
-    picked = (shifted[:, xp.arange(n), y] - log_z).sum(axis=1, dtype=np.float64)
-    every = (shifted.sum(axis=2) - c * log_z).sum(axis=1, dtype=np.float64)
-    off = eps / (c - 1)
-    return -((1 - eps - off) * picked + off * every)
-
-
-def svm_loss_sums(scores: Any, y: Any, eps: Any, delta: float = 1.0) -> Any:
-    """Each trial's summed hinge loss over a chunk, (K,) float64 on the scores' device."""
-    xp = array_module(scores)
-    rows = xp.arange(scores.shape[1])
-    margins = scores - scores[:, rows, y][:, :, None]
-    margins += delta
-    margins[:, rows, y] = 0
-    xp.maximum(margins, 0, out=margins)
-    return margins.sum(axis=(1, 2), dtype=np.float64)
-
-
-EVAL_LOSSES = {"softmax": softmax_loss_sums, "svm": svm_loss_sums}
 
 
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
@@ -259,25 +143,386 @@ def _unstack(net: FusedNet, j: int, lone: Network) -> Network:
     return lone
 
 
+class UpdateObserver(Protocol):
+    """Hears every update of a run (a range test's measurements and stopping rule)."""
+
+    def before_update(self, run: GroupRun, xb: Any, yb: Any) -> None:
+        """Called with update ``run.step``'s batch before its forward pass."""
+
+    def after_update(self, run: GroupRun, losses: Any, lrs: np.ndarray) -> dict[int, str]:
+        """Called with the batch's data losses and learning rates (one per active trial)
+        before the parameters are updated; returns the trials (positions in the group's
+        spec order) to stop once this update is made, each with its message."""
+        ...
+
+
+class GroupRun:
+    """One group's run: its trials, their (fused) network and optimizer, the data stream,
+    and what each trial measured so far. Its methods are the loop's steps."""
+
+    def __init__(self, specs: list[TrialSpec], split: Split, net: FusedNet,
+                 lones: list[Network], rngs: list[np.random.Generator], xp: Any,
+                 prepared: Prepared, plan: RunPlan, sampler: BatchSampler,
+                 drawer: BatchDrawer) -> None:
+        self.specs, self.split, self.net, self.lones, self.rngs, self.xp = (
+            specs, split, net, lones, rngs, xp)
+        self.prepared, self.plan, self.sampler, self.drawer = prepared, plan, sampler, drawer
+        # plain SGD takes the gradients already scaled by each trial's learning rate
+        self.fused_sgd = specs[0].optimizer == "sgd"
+        self.optimizer = make_optimizer(specs, prescaled=self.fused_sgd)
+        self.counts = [param_count(lone) for lone in lones]
+        self.period_ends = frozenset(plan.period_ends)
+        self.reporters: list[Reporter | None] = [None] * len(specs)
+        self.watchers: list[PointWatcher | None] = [None] * len(specs)
+        self.weights: Sequence[str | Path | None] | None = None
+        self.observer: UpdateObserver | None = None
+        self.step = 0
+        self.active = list(range(len(specs)))  # trials still training, in the group's order
+        self.curves: list[list[CurvePoint]] = [[] for _ in specs]
+        self.train_seconds = [0.0] * len(specs)
+        self.eval_seconds = [0.0] * len(specs)
+        self.results: dict[int, TrialResult] = {}
+        self.resumed_at: int | None = None
+        # On a device the losses stay there: each update marks the trials whose loss became
+        # NaN/inf (the first such update and its loss), and at the next curve point they
+        # leave the group as they would have at that update.
+        self.watch: list[Any] = []        # [first bad update (K,), its loss (K,)], on device
+        self.epochs_at: list[float] = []  # the sampler's epochs after each update's batch
+        self.ones = np.ones(len(specs))
+        self.refresh()
+
+    # -- per-trial values ------------------------------------------------------------------
+
+    def values(self, name: str) -> np.ndarray:
+        return np.array([getattr(self.specs[i], name) for i in self.active], dtype=np.float64)
+
+    def refresh(self) -> None:
+        """The active trials' L2 and label smoothing, after trials left."""
+        self.eps_arr, self.lam_arr = self.values("eps"), self.values("lam")
+
+    def share(self, seconds: list[float], dt: float) -> None:
+        for i in self.active:
+            seconds[i] += dt / len(self.active)
+
+    def learning_rates(self, step: int) -> np.ndarray:
+        return np.array([self.plan.schedules[i].lr(step) for i in self.active])
+
+    # -- one update ------------------------------------------------------------------------
+
+    def update(self) -> None:
+        """Update ``step``: draw the batch, forward and backward, leave the trials whose
+        loss diverged, step the rest, stop those the observer stops."""
+        t0 = time.perf_counter()
+        step = self.step
+        xb, yb = self.drawer.draw(step)
+        if self.xp is not np:
+            self.epochs_at.append(self.sampler.epochs)
+        lrs = self.learning_rates(step)
+        if self.observer is not None:
+            self.observer.before_update(self, xb, yb)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
+            losses, grads = self.net.train_step(
+                xb, yb, eps=self.eps_arr, rngs=[self.rngs[i] for i in self.active],
+                scale=lrs if self.fused_sgd else self.ones[:len(self.active)])
+        stops = {} if self.observer is None else self.observer.after_update(self, losses, lrs)
+        if array_module(losses) is not np:
+            self.watch_step(losses, step)  # no copy back: checked at the next curve point
+            losses = None
+        bad = [] if losses is None or np.isfinite(losses).all() else [
+            j for j in range(len(self.active)) if not np.isfinite(losses[j])]
+        if bad:
+            self.share(self.train_seconds, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            grads, lrs = self.drop_diverged(bad, losses, grads, lrs)
+            if not self.active:
+                return
+        self.apply(grads, lrs)
+        self.step += 1
+        self.share(self.train_seconds, time.perf_counter() - t0)
+        if stops:
+            self.stop_trials(stops)
+
+    def drop_diverged(self, bad: list[int], losses: Any, grads: dict[str, Any],
+                      lrs: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        """The trials at positions ``bad`` diverged at this update: they leave, and the
+        update's gradients and rates are those of the others."""
+        step = self.step
+        for j in bad:
+            self.finish(self.active[j], step, diverged=True, message=(
+                f"loss diverged ({losses[j]}) at update {step} with learning rate "
+                f"{lrs[j]:.3g}"))
+        keep = [j for j in range(len(self.active)) if j not in bad]
+        at = np.array(keep, dtype=np.intp)
+        xp = self.xp
+        grads = {name: g[at if xp is np else xp.asarray(at)] for name, g in grads.items()}
+        self.leave(bad)
+        self.refresh()
+        return grads, lrs[keep]
+
+    def apply(self, grads: dict[str, Any], lrs: np.ndarray) -> None:
+        """The update rule's step, L2 included."""
+        self.optimizer.update(self.net.params, grads, lrs, self.lam_arr, self.net.weight_names)
+
+    def watch_step(self, losses: Any, step: int) -> None:
+        xp, watch = self.xp, self.watch
+        if not watch:
+            watch[:] = [xp.full(len(self.active), -1, dtype=np.int64),
+                        xp.zeros(len(self.active))]
+        newly = ~xp.isfinite(losses) & (watch[0] < 0)
+        watch[0] = xp.where(newly, step, watch[0])
+        watch[1] = xp.where(newly, losses, watch[1])
+
+    def flush_diverged(self) -> bool:
+        """The trials marked by :meth:`watch_step` leave; whether any did."""
+        if not self.watch:
+            return False
+        at, lost = to_numpy(self.watch[0]), to_numpy(self.watch[1])
+        self.watch.clear()
+        bad = [j for j in range(len(self.active)) if at[j] >= 0]
+        for j in bad:
+            first, i = int(at[j]), self.active[j]
+            self.finish(i, first, diverged=True, epochs=self.epochs_at[first], message=(
+                f"loss diverged ({lost[j]}) at update {first} with learning rate "
+                f"{self.plan.schedules[i].lr(first):.3g}"))
+        if bad:
+            self.leave(bad)
+            self.refresh()
+        return bool(bad)
+
+    # -- curve points ------------------------------------------------------------------------
+
+    def record(self) -> np.ndarray:
+        """A curve point of every active trial at ``step`` (training and validation sets);
+        the validation accuracies (K,)."""
+        step, prepared = self.step, self.prepared
+        t0 = time.perf_counter()
+        lams, eps = self.values("lam"), self.values("eps")
+        accs = np.empty(len(self.active))
+        x_ev = prepared.x_train[: self.specs[0].eval_train]
+        y_ev = prepared.y_train[: self.specs[0].eval_train]
+        for split_name, x, y in (("train", x_ev, y_ev), ("val", prepared.x_val, prepared.y_val)):
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's inf/NaN
+                loss, cost, acc = evaluate_group(self.net, x, y, lams, eps)
+            for j, i in enumerate(self.active):
+                self.curves[i].append(CurvePoint(step, split_name, float(loss[j]),
+                                                 float(cost[j]), float(acc[j]),
+                                                 self.plan.schedules[i].lr(step)))
+            accs = acc
+        self.share(self.eval_seconds, time.perf_counter() - t0)
+        for i in self.active:
+            watcher = self.watchers[i]
+            if watcher is not None:
+                watcher(tuple(self.curves[i][-2:]), self.plan.total)
+        return accs
+
+    def at_curve_point(self, writer: CheckpointWriter | None) -> None:
+        """Measure the curves; at a period's end the reporters may stop their trials; then
+        the checkpoint is written."""
+        step = self.step
+        if self.flush_diverged() and not self.active:
+            return
+        val_accs = self.record()
+        if step in self.period_ends and step < self.plan.total:
+            reps = self.reporters
+            self.stop_trials({i: f"stopped by the pruner at update {step}"
+                              for j, i in enumerate(self.active)
+                              if reps[i] is not None and reps[i](step, float(val_accs[j]))})
+        if writer is not None and self.active:
+            writer.save(partial(_capture_state, step, self.net, self.optimizer, self.lones,
+                                self.active, self.rngs, self.sampler, self.curves,
+                                self.train_seconds, self.eval_seconds, self.results))
+
+    # -- leaving and finishing -----------------------------------------------------------------
+
+    def leave(self, gone: list[int]) -> None:
+        """Trials (positions in ``active``) leave the group; the others keep their slices."""
+        keep = np.array([j for j in range(len(self.active)) if j not in gone], dtype=np.intp)
+        if len(keep):
+            self.net.select(keep)
+            self.optimizer.select(keep)
+        self.active[:] = [self.active[j] for j in keep]
+
+    def stop_trials(self, stops: dict[int, str]) -> None:
+        """The trials ``stops`` (spec positions, each with its message) leave the group,
+        each measured on the test set alone (on the group's device) when the run measures
+        curves."""
+        gone = [j for j, i in enumerate(self.active) if i in stops]
+        for j in gone:
+            i = self.active[j]
+            t0 = time.perf_counter()
+            lone = _unstack(self.net, j, self.lones[i])
+            test_acc = math.nan
+            if self.plan.curve_at:
+                alone = fuse([lone], [0.0], [0.0])
+                alone.to_device(self.xp, 0)
+                _, _, test_accs = evaluate_group(alone, self.prepared.x_test,
+                                                 self.prepared.y_test,
+                                                 self.values("lam")[j:j + 1],
+                                                 self.values("eps")[j:j + 1])
+                test_acc = float(test_accs[0])
+            self.eval_seconds[i] += time.perf_counter() - t0
+            self.finish(i, self.step, stopped=True, test_acc=test_acc, lone=lone,
+                        message=stops[i])
+        if gone:
+            self.leave(gone)
+            self.refresh()
+
+    def finish_active(self) -> None:
+        """The trials still training at the end: measured on the test set, finished."""
+        t0 = time.perf_counter()
+        test_accs = np.full(len(self.active), math.nan)
+        if self.plan.curve_at:
+            _, _, test_accs = evaluate_group(self.net, self.prepared.x_test,
+                                             self.prepared.y_test, self.values("lam"),
+                                             self.values("eps"))
+        self.share(self.eval_seconds, time.perf_counter() - t0)
+        for j, i in enumerate(self.active):
+            lone = _unstack(self.net, j, self.lones[i]) if self.weights is not None else None
+            self.finish(i, self.step, test_acc=float(test_accs[j]), lone=lone)
+
+    def finish(self, i: int, step: int, *, diverged: bool = False, stopped: bool = False,
+               message: str = "", test_acc: float = math.nan, lone: Network | None = None,
+               epochs: float | None = None) -> None:
+        """Trial i's result, after ``step`` updates (its weights kept when asked)."""
+        spec = self.specs[i]
+        if self.resumed_at is not None:
+            message = _joined(message, f"resumed from its checkpoint at update "
+                                       f"{self.resumed_at}")
+        val_acc = train_acc = math.nan
+        if not diverged:
+            train_acc, val_acc = _last_acc(self.curves[i], "train"), _last_acc(self.curves[i],
+                                                                               "val")
+        path = self.weights[i] if self.weights is not None else None
+        if lone is not None and path is not None:
+            message = _joined(message, keep_weights(
+                path, spec, lone.params, test_acc=test_acc, val_acc=val_acc, updates=step,
+                image_shape=list(self.split.x_train.shape[1:])))
+        total = self.plan.total
+        resolved = dataclasses.replace(
+            spec, n_s=self.plan.n_s, n_train=self.plan.n_train,
+            data_seed=resolve_data_seed(spec),
+            n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
+        self.results[i] = TrialResult(
+            spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
+            train_seconds=self.train_seconds[i], eval_seconds=self.eval_seconds[i],
+            updates=step, param_count=self.counts[i],
+            epochs=self.sampler.epochs if epochs is None else epochs, diverged=diverged,
+            stopped=stopped, message=message, curves=tuple(self.curves[i]))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def resume(self, saved: GroupState) -> None:
+        """Continue from ``saved``: its state restored, the reporters and watchers told
+        again what they heard before it."""
+        self.step = self.resumed_at = saved.step
+        _restore_state(saved, self.net, self.optimizer, self.lones, self.rngs, self.sampler)
+        self.active[:] = saved.active
+        self.curves[:] = saved.curves
+        self.results.update(saved.results)
+        self.train_seconds[:], self.eval_seconds[:] = saved.train_seconds, saved.eval_seconds
+        self.epochs_at[:] = [math.nan] * saved.step  # watch_step indexes it by update
+        self.refresh()
+        replay_reports(self.reporters, self.curves, self.results, sorted(self.period_ends),
+                       self.plan.total, saved.step)
+        for i, watcher in enumerate(self.watchers):
+            if watcher is not None and self.curves[i]:
+                watcher(tuple(self.curves[i]), self.plan.total)
+
+
+def _joined(*messages: str) -> str:
+    return "; ".join(m for m in messages if m)
+
+
+def _last_acc(curve: Sequence[CurvePoint], split: str) -> float:
+    return next((c.acc for c in reversed(curve) if c.split == split), math.nan)
+
+
+def _per_spec(values: Sequence[Any] | None, n: int, what: str) -> list[Any]:
+    out = list(values) if values is not None else [None] * n
+    if len(out) != n:
+        raise ValueError(f"{len(out)} {what} for {n} specs")
+    return out
+
+
+def start_run(specs: list[TrialSpec], data: Dataset | Split, *, prepared: Prepared | None,
+              curves: bool = True) -> GroupRun:
+    """Prepare a group's run: the split, each trial's stream and lone network, the fused
+    network on the group's device, the inputs there, the run's lengths, the data stream."""
+    spec0 = specs[0]
+    xp = device_module(spec0.device)  # a one-line DeviceError before any work
+    split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
+                                                             np.dtype(spec0.dtype))
+    rngs = [trial_rng(s) for s in specs]
+    lones = [build_network(s, split.x_train.shape[1:], split.num_classes, r)
+             for s, r in zip(specs, rngs, strict=True)]
+    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    net.to_device(xp, device_seed(specs))
+    augment = Augmenter.from_spec(spec0)
+    prepared = prepare_inputs(net, split, augment, spec0.eval_train, xp, prepared=prepared,
+                              eval_sets=curves)
+    plan = plan_run(specs, len(prepared.y_train), curves=curves)
+    sampler = BatchSampler(plan.n_train, data_rng(resolve_data_seed(spec0)))
+    drawer = BatchDrawer(prepared, split, augment, net, sampler, plan.batches,
+                         largest_batch(spec0), xp)
+    return GroupRun(specs, split, net, lones, rngs, xp, prepared, plan, sampler, drawer)
+
+
+def open_checkpoint(run: GroupRun, checkpoint: str | Path | None) -> CheckpointWriter | None:
+    """Resume ``run`` from ``checkpoint`` when it holds a state of these specs; the writer
+    of its next states (None without a file)."""
+    digest = state_digest(run.specs, run.prepared.y_train, run.split.x_train.shape[1:],
+                          run.split.num_classes)
+    saved = load_state(checkpoint, digest)
+    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
+    if saved is not None:
+        run.resume(saved)
+    elif run.plan.curve_at:
+        run.record()
+    return writer
+
+
+def run_updates(run: GroupRun, writer: CheckpointWriter | None) -> None:
+    """Update until the schedule ends or no trial is left; curves (and the checkpoint) at
+    the curve points; then the trials still training finish."""
+    while run.step < run.plan.total and run.active:
+        run.update()
+        if run.active and run.step in run.plan.curve_at:
+            run.at_curve_point(writer)
+    run.flush_diverged()
+    if writer is not None:
+        writer.close()
+    if run.active:
+        run.finish_active()
+
+
 def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
-                reporters: Sequence[Any] | None = None,
-                prepared: Any = None, checkpoint: str | Path | None = None,
+                reporters: Sequence[Reporter | None] | None = None,
+                prepared: Prepared | None = None, checkpoint: str | Path | None = None,
                 weights: Sequence[str | Path | None] | None = None,
-                on_points: Sequence[Any] | None = None) -> list[TrialResult]:
+                on_points: Sequence[PointWatcher | None] | None = None,
+                observer: UpdateObserver | None = None,
+                curves: bool = True) -> list[TrialResult]:
     """Train the specs of one group together; one TrialResult per spec, in their order.
 
-    The specs must share :func:`group_key` and be :func:`groupable`. ``reporters`` holds
-    one reporter (or None) per spec, called as :func:`train.train` calls it; one that
+    The specs must share :func:`group_key`, and be :func:`groupable` when they are more
+    than one. Curves hold the loss, cost and accuracy on the first ``eval_train`` training
+    images and on the validation set, ``curve_points`` times per period plus once before
+    training; a period is a cycle of the cyclic schedules (``cyclic``, ``exp_range``) and
+    an epoch of ``n_train // batch_size`` updates for the others. ``reporters`` holds one
+    :data:`Reporter` (or None) per spec, called at the end of every period; one that
     returns True stops its own trial only. ``prepared`` is the split turned into the
-    network's inputs (:class:`train.Prepared`), shared by every trial of the group.
+    network's inputs (:class:`inputs.Prepared`), shared by every trial of the group. With
+    augmentation on, each batch is augmented and then prepared (``net.prepare``).
 
     ``checkpoint``: the group's checkpoint file (``checkpoint.py``), written at every curve
     point; when it holds a state of these specs the run continues from it (the reporters
     first hear again the reports made before it) and ends as an uninterrupted run would.
     ``weights``: one path (or None) per spec where a trial that ends without diverging
     saves its network (:func:`checkpoint.keep_weights`: a failed write is said in the
-    trial's message, its result stands). ``on_points``: one :data:`train.PointWatcher` (or
-    None) per spec, told each curve point of its trial.
+    trial's message, its result stands). ``on_points``: one :data:`PointWatcher` (or
+    None) per spec, told each curve point of its trial. ``observer`` hears every update
+    (:class:`UpdateObserver`); ``curves=False`` measures no curves and no test accuracy.
+
     With ``device=cuda`` (CuPy) the split and ``prepared`` are copied to the GPU once per
     process (:func:`backend.device_copy`), the network's inputs prepared there, batches
     gathered there by the indices the CPU would draw (the same data stream), and the curves
@@ -285,300 +530,22 @@ def train_group(specs: Sequence[TrialSpec], data: Dataset | Split, *,
     marked on the device and leaves at the next curve point, stored as diverged at the
     update it diverged (as on the CPU).
     """
-    from numsweep.engine.train import (
-        Prepared,
-        build_network,
-        check_batch_sizes,
-        curve_steps,
-        resolve_n_s,
-    )
-
     specs = list(specs)
     if not specs:
         return []
     check_group(specs)
-    reps = list(reporters) if reporters is not None else [None] * len(specs)
-    if len(reps) != len(specs):
-        raise ValueError(f"{len(reps)} reporters for {len(specs)} specs")
-    watchers = list(on_points) if on_points is not None else [None] * len(specs)
-    if len(watchers) != len(specs):
-        raise ValueError(f"{len(watchers)} point watchers for {len(specs)} specs")
-    spec0 = specs[0]
-    xp = device_module(spec0.device)  # a one-line DeviceError before any work
-    dtype = np.dtype(spec0.dtype)
-    split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
-                                                             dtype)
-    rngs = [trial_rng(s) for s in specs]
-    lones = [build_network(s, split.x_train.shape[1:], split.num_classes, r)
-             for s, r in zip(specs, rngs, strict=True)]
-    counts = [param_count(lone) for lone in lones]
-    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
-    net.to_device(xp, device_seed(specs))
-    augment = Augmenter.from_spec(spec0)
-    if prepared is None:
-        images = {name: device_copy(getattr(split, name), xp)
-                  for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        train_part = images["x_train"][: spec0.eval_train] if augment.active \
-            else images["x_train"]
-        prepared = Prepared(net.prepare(train_part), images["y_train"],
-                            net.prepare(images["x_val"]), images["y_val"],
-                            net.prepare(images["x_test"]), images["y_test"])
-    elif xp is not np:
-        prepared = Prepared(*(device_copy(getattr(prepared, f.name), xp)
-                              for f in dataclasses.fields(prepared)))
-    x_tr, y_tr = prepared.x_train, prepared.y_train
-    n = len(y_tr)
-    check_batch_sizes(spec0, n)
-    n_s = resolve_n_s(spec0, n)
-    if n_s < 1:
-        raise ValueError(f"n_s resolves to {n_s}: n_train={n} is smaller than 2 batches")
-    digest = state_digest(specs, y_tr, split.x_train.shape[1:], split.num_classes)
-    saved = load_state(checkpoint, digest)
-    writer = CheckpointWriter(checkpoint, digest) if checkpoint is not None else None
-    plans = [make_schedule(s, n_s, n // s.batch_size) for s in specs]
-    total, ends = plans[0].total, plans[0].ends
-    schedules = [p.schedule for p in plans]
-    batches = make_batch_schedule(spec0, n_s, total)
-    # A group of one keeps the lone trial's Python floats (the same numbers as PerTrial
-    # gives, without the per-call cost of broadcasting K values).
-    scalar = len(specs) == 1
-    optimizer = make_optimizer(spec0.optimizer, spec0) if scalar else make_group_optimizer(specs)
-    fused_sgd = spec0.optimizer == "sgd"
-    images = device_copy(split.x_train, xp) if augment.active else None
-    checkpoints = set(curve_steps(ends, spec0.curve_points))
-    period_ends = set(ends)
-    x_ev, y_ev = x_tr[: spec0.eval_train], y_tr[: spec0.eval_train]
-    sampler = BatchSampler(n, data_rng(resolve_data_seed(spec0)))
-
-    active = list(range(len(specs)))        # trials still training, in the group's order
-    curves: list[list[CurvePoint]] = [[] for _ in specs]
-    train_seconds = [0.0] * len(specs)
-    eval_seconds = [0.0] * len(specs)
-    results: dict[int, TrialResult] = {}
-
-    def values(name: str) -> np.ndarray:
-        return np.array([getattr(specs[i], name) for i in active], dtype=np.float64)
-
-    def share(seconds: list[float], dt: float) -> None:
-        for i in active:
-            seconds[i] += dt / len(active)
-
-    def record(step: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        lams, eps = values("lam"), values("eps")
-        accs = np.empty(len(active))
-        for split_name, x, y in (("train", x_ev, y_ev), ("val", prepared.x_val, prepared.y_val)):
-            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's inf/NaN
-                loss, cost, acc = evaluate_group(net, x, y, lams, eps)
-            for j, i in enumerate(active):
-                curves[i].append(CurvePoint(step, split_name, float(loss[j]), float(cost[j]),
-                                            float(acc[j]), schedules[i].lr(step)))
-            accs = acc
-        share(eval_seconds, time.perf_counter() - t0)
-        for i in active:
-            if watchers[i] is not None:
-                watchers[i](tuple(curves[i][-2:]), total)
-        return accs
-
-    def finish(i: int, step: int, *, diverged: bool = False, stopped: bool = False,
-               message: str = "", test_acc: float = float("nan"),
-               lone: Network | None = None, epochs: float | None = None) -> None:
-        spec = specs[i]
-        if saved is not None:
-            message = "; ".join(m for m in (message, f"resumed from its checkpoint at update "
-                                                     f"{saved.step}") if m)
-        if diverged:
-            val_acc = train_acc = float("nan")
-        else:
-            train_acc = next(c.acc for c in reversed(curves[i]) if c.split == "train")
-            val_acc = next(c.acc for c in reversed(curves[i]) if c.split == "val")
-        if lone is not None and weights is not None and weights[i] is not None:
-            unkept = keep_weights(weights[i], specs[i], lone.params, test_acc=test_acc,
-                                  val_acc=val_acc, updates=step,
-                                  image_shape=list(split.x_train.shape[1:]))
-            message = "; ".join(m for m in (message, unkept) if m)
-        resolved = dataclasses.replace(
-            spec, n_s=n_s, n_train=n, data_seed=resolve_data_seed(spec),
-            n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
-        results[i] = TrialResult(
-            spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
-            train_seconds=train_seconds[i], eval_seconds=eval_seconds[i], updates=step,
-            param_count=counts[i], epochs=sampler.epochs if epochs is None else epochs,
-            diverged=diverged,
-            stopped=stopped, message=message, curves=tuple(curves[i]))
-
-    def leave(gone: list[int]) -> None:
-        """Trials (positions in ``active``) leave the group; the others keep their slices."""
-        keep = np.array([j for j in range(len(active)) if j not in gone], dtype=np.intp)
-        if len(keep):
-            net.select(keep)
-            _select_optimizer(optimizer, keep)
-        active[:] = [active[j] for j in keep]
-
-    # On a device the losses stay there: each update marks the trials whose loss became
-    # NaN/inf (the first such update and its loss), and at the next curve point they leave
-    # the group as they would have at that update (the rest are untouched by them meanwhile).
-    watch: list[Any] = []             # [first bad update (K,), its loss (K,)], on the device
-    epochs_at: list[float] = []       # the sampler's epochs after each update's batch
-
-    def watch_step(losses: Any, step: int) -> None:
-        if not watch:
-            watch[:] = [xp.full(len(active), -1, dtype=np.int64), xp.zeros(len(active))]
-        newly = ~xp.isfinite(losses) & (watch[0] < 0)
-        watch[0] = xp.where(newly, step, watch[0])
-        watch[1] = xp.where(newly, losses, watch[1])
-
-    def flush_diverged() -> bool:
-        """The trials marked by ``watch_step`` leave; whether any did."""
-        if not watch:
-            return False
-        at, lost = to_numpy(watch[0]), to_numpy(watch[1])
-        watch.clear()
-        bad = [j for j in range(len(active)) if at[j] >= 0]
-        for j in bad:
-            first, i = int(at[j]), active[j]
-            finish(i, first, diverged=True, epochs=epochs_at[first], message=(
-                f"loss diverged ({lost[j]}) at update {first} with learning rate "
-                f"{schedules[i].lr(first):.3g}"))
-        if bad:
-            leave(bad)
-        return bool(bad)
-
-    step = 0
-    if saved is None:
-        record(0)
-    else:
-        step = saved.step
-        _restore_state(saved, net, optimizer, lones, rngs, sampler)
-        active[:] = saved.active
-        curves[:] = saved.curves
-        results.update(saved.results)
-        train_seconds[:], eval_seconds[:] = saved.train_seconds, saved.eval_seconds
-        epochs_at[:] = [float("nan")] * step  # watch_step indexes it by update
-        replay_reports(reps, curves, results, sorted(period_ends), total, step)
-        for i, watcher in enumerate(watchers):
-            if watcher is not None and curves[i]:
-                watcher(tuple(curves[i]), total)
-    b_max = largest_batch(spec0)
-    x_buf = xp.empty((b_max, *x_tr.shape[1:]), x_tr.dtype) if images is None else None
-    y_buf = xp.empty(b_max, y_tr.dtype)
-    eps_arr, lam_arr = values("eps"), values("lam")
-    ones = np.ones(len(specs))
-    while step < total and active:
-        t0 = time.perf_counter()
-        idx = sampler.next(batches.size(step))
-        if xp is not np:
-            epochs_at.append(sampler.epochs)
-        lrs = np.array([schedules[i].lr(step) for i in active])
-        yb = y_buf[:len(idx)]
-        if xp is np:
-            np.take(y_tr, idx, out=yb, mode="clip")
-        else:  # the host's indices (the data stream) gather the batch on the device
-            idx = xp.asarray(idx)
-            xp.take(y_tr, idx, out=yb)
-        if x_buf is not None:
-            xb = x_buf[:len(idx)]
-            if xp is np:
-                np.take(x_tr, idx, axis=0, out=xb, mode="clip")
-            else:
-                xp.take(x_tr, idx, axis=0, out=xb)
-        else:
-            assert images is not None
-            xa, yb = augment(images[idx], yb, sampler.rng)
-            xb = net.prepare(xa)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked just below
-            losses, grads = net.train_step(
-                xb, yb, eps=eps_arr, rngs=[rngs[i] for i in active],
-                scale=lrs if fused_sgd else ones[:len(active)])
-        if array_module(losses) is not np:
-            watch_step(losses, step)  # no copy back: checked at the next curve point
-            losses = None
-        bad = [] if losses is None or np.isfinite(losses).all() else [
-            j for j in range(len(active)) if not np.isfinite(losses[j])]
-        if bad:
-            share(train_seconds, time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            for j in bad:
-                finish(active[j], step, diverged=True, message=(
-                    f"loss diverged ({losses[j]}) at update {step} with learning rate "
-                    f"{lrs[j]:.3g}"))
-            keep = [j for j in range(len(active)) if j not in bad]
-            at = np.array(keep, dtype=np.intp)
-            grads = {name: g[at if xp is np else xp.asarray(at)] for name, g in grads.items()}
-            lrs = lrs[keep]
-            leave(bad)
-            if not active:
-                break
-            eps_arr, lam_arr = values("eps"), values("lam")
-        if scalar:
-            lr, lam = float(lrs[0]), specs[0].lam
-            if fused_sgd:
-                sgd_step_prescaled(net.params, grads, lr, lam, net.weight_names)
-            else:
-                if lam:
-                    for name in net.weight_names:
-                        grads[name] += (2 * lam) * net.params[name]
-                optimizer.step(net.params, grads, lr)
-        elif fused_sgd:
-            decay = per_trial(1 - 2 * lrs * lam_arr, dtype, xp) if lam_arr.any() else None
-            _sgd_step_prescaled(net.params, grads, decay, net.weight_names)
-        else:
-            if lam_arr.any():
-                two_lam = per_trial(2 * lam_arr, dtype, xp)
-                for name in net.weight_names:
-                    grads[name] += two_lam * net.params[name]
-            if isinstance(optimizer, FusedAdam):
-                optimizer.lr_64 = lrs
-            optimizer.step(net.params, grads, per_trial(lrs, dtype, xp))
-        step += 1
-        share(train_seconds, time.perf_counter() - t0)
-        if step in checkpoints:
-            if flush_diverged():
-                if not active:
-                    break
-                eps_arr, lam_arr = values("eps"), values("lam")
-            val_accs = record(step)
-            if step in period_ends and step < total:
-                stop = [j for j, i in enumerate(active)
-                        if reps[i] is not None and reps[i](step, float(val_accs[j]))]
-                for j in stop:
-                    i = active[j]
-                    t0 = time.perf_counter()
-                    # alone on the group's device: its lone network fused as a group of one
-                    lone = _unstack(net, j, lones[i])
-                    alone = fuse([lone], [0.0], [0.0])
-                    alone.to_device(xp, 0)
-                    _, _, test_accs = evaluate_group(alone, prepared.x_test, prepared.y_test,
-                                                     values("lam")[j:j + 1],
-                                                     values("eps")[j:j + 1])
-                    test_acc = float(test_accs[0])
-                    eval_seconds[i] += time.perf_counter() - t0
-                    finish(i, step, stopped=True, test_acc=test_acc, lone=lone,
-                           message=f"stopped by the pruner at update {step}")
-                if stop:
-                    leave(stop)
-                    eps_arr, lam_arr = values("eps"), values("lam")
-            if writer is not None and active:
-                writer.save(partial(_capture_state, step, net, optimizer, lones, active, rngs,
-                                    sampler, curves, train_seconds, eval_seconds, results))
-
-    flush_diverged()
-    if writer is not None:
-        writer.close()
-    if active:
-        t0 = time.perf_counter()
-        _, _, test_accs = evaluate_group(net, prepared.x_test, prepared.y_test,
-                                         values("lam"), values("eps"))
-        share(eval_seconds, time.perf_counter() - t0)
-        for j, i in enumerate(active):
-            lone = _unstack(net, j, lones[i]) if weights is not None else None
-            finish(i, step, test_acc=float(test_accs[j]), lone=lone)
-    return [results[i] for i in range(len(specs))]
+    reps = _per_spec(reporters, len(specs), "reporters")
+    watchers = _per_spec(on_points, len(specs), "point watchers")
+    run = start_run(specs, data, prepared=prepared, curves=curves)
+    run.reporters, run.watchers, run.weights, run.observer = reps, watchers, weights, observer
+    writer = open_checkpoint(run, checkpoint)
+    run_updates(run, writer)
+    return [run.results[i] for i in range(len(specs))]
 
 
 def check_group(specs: Sequence[TrialSpec]) -> None:
     """A ValueError naming the first parameter two specs of a would-be group differ in."""
-    if not groupable(specs[0]):
+    if len(specs) > 1 and not groupable(specs[0]):
         raise ValueError(f"model={specs[0].model} cannot train in a group (only "
                          f"{', '.join(GROUPABLE_MODELS)})")
     key0 = group_key(specs[0])
@@ -633,7 +600,7 @@ def _restore_state(state: GroupState, net: FusedNet, optimizer: Optimizer,
     keep = np.asarray(state.active, dtype=np.intp)
     if len(keep) < net.k:
         net.select(keep)
-        _select_optimizer(optimizer, keep)
+        optimizer.select(keep)
 
     def fused(name: str, per_trial_arrays: Sequence[np.ndarray], like: Any) -> Any:
         shape = like.shape[1:]

@@ -1,5 +1,11 @@
 """Networks: a fully connected net of any depth, the patchify ConvNet and a three-layer ConvNet.
 
+These are the reference networks, written on the allocating layers of ``layers.py``: their
+``loss`` (forward, backward and the L2 cost) is what the gradient checks verify
+(``gradcheck.py``) and what the trained networks, the fused ones of ``fused.py`` (K trials
+along a leading axis; K = 1 a lone trial), are tested against. A network here also draws a
+trial's initial weights (``build_network`` in ``train.py``), which the fused network stacks.
+
 A network holds its parameters in ``params`` (names -> arrays); ``weight_names`` are the
 ones L2 applies to (weights and filters, never biases). Inputs are first turned into the
 network's own representation by ``prepare`` (flattened images, the patch matrix, or the
@@ -19,17 +25,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from numsweep.engine import layers
+import numsweep.engine.layers as layers
 from numsweep.engine.backend import array_module
 from numsweep.engine.initializers import init_weights
-from numsweep.engine.losses import LOSSES, softmax_cross_entropy_inplace
+from numsweep.engine.losses import add_l2_gradient, get_loss, l2_penalty
 from numsweep.engine.spec import ACTIVATIONS
-from numsweep.engine.workspace import Workspace
 
 
 class Network(Protocol):
     params: dict[str, np.ndarray]
     weight_names: tuple[str, ...]
+    structure: Structure
 
     def prepare(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -42,20 +48,59 @@ class Network(Protocol):
              rng: np.random.Generator | None) -> tuple[float, float, dict[str, np.ndarray]]: ...
 
 
-class FastNetwork(Network, Protocol):
-    """A network with the training fast path (buffers reused across updates)."""
-
-    def train_step(self, x: np.ndarray, y: np.ndarray, *, eps: float,
-                   rng: np.random.Generator | None,
-                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]: ...
-
-
-def l2_penalty(params: dict[str, np.ndarray], names: tuple[str, ...]) -> float:
-    return float(sum(np.vdot(params[n], params[n]) for n in names))
-
-
 def param_count(net: Network) -> int:
     return int(sum(p.size for p in net.params.values()))
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a network is apart from its weights: everything a trained network of ``fused.py``
+    needs to know of it (it stacks the weights of K networks of one structure). ``model``
+    names the kind; ``layers`` (the MLP's affine layers), ``branches`` and ``multi`` (the
+    patchify ConvNet's patch sizes) and ``filter_size``, ``stride``, ``pad`` (the
+    three-layer ConvNet's convolution) are its shape; :func:`prepare_input` turns images
+    into its input."""
+
+    model: str
+    activation: str
+    leaky_slope: float
+    loss: str
+    weight_names: tuple[str, ...]
+    layers: int = 0
+    branches: tuple[_Branch, ...] = ()
+    multi: bool = False
+    filter_size: int = 0
+    stride: int = 1
+    pad: int = 0
+
+
+def prepare_input(structure: Structure, images: np.ndarray) -> np.ndarray:
+    """images (N, H, W, C) -> the network's input, once per dataset: flattened (N, H*W*C)
+    for the MLP; the patch matrix (N, n_p, f*f*C) for the patchify ConvNet, with several
+    patch sizes their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C);
+    the images themselves (contiguous) for the three-layer ConvNet."""
+    if structure.model == "mlp":
+        return images.reshape(len(images), -1)
+    if structure.model == "convnet3":
+        return array_module(images).ascontiguousarray(images)
+    if not structure.multi:
+        return layers.patchify(images, structure.branches[0].f)
+    n, h, w, c = images.shape
+    xp = array_module(images)
+    out = xp.empty((n, sum(br.n_p * br.d for br in structure.branches)), images.dtype)
+    for br in structure.branches:
+        f = br.f
+        if xp is not np:  # a device: its own strided copy
+            out[:, br.col:br.col + br.n_p * br.d] = layers.patchify(images, f).reshape(n, -1)
+            continue
+        # one copy per size, straight into its block: the block viewed as
+        # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
+        block = out[:, br.col:br.col + br.n_p * br.d]
+        view = np.lib.stride_tricks.as_strided(
+            block, (n, h // f, w // f, f, f, c),
+            (out.strides[0], *(block.itemsize * s for s in (w // f * br.d, br.d, f * c, c, 1))))
+        np.copyto(view, images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4, 5))
+    return out
 
 
 class _Base:
@@ -63,20 +108,19 @@ class _Base:
 
     params: dict[str, np.ndarray]
     weight_names: tuple[str, ...]
+    structure: Structure
 
     def __init__(self, *, activation: str, leaky_slope: float, dropout: float,
                  dropout_input: float, loss: str) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r} (known: "
                              f"{', '.join(ACTIVATIONS)})")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
         self.activation = activation
         self.leaky_slope = leaky_slope
         self.dropout = dropout
         self.dropout_input = dropout_input
         self.loss_name = loss
-        self._loss_fn = LOSSES[loss]
+        self._loss_fn = get_loss(loss).reference
         self._act: Callable[[np.ndarray], tuple[np.ndarray, Any]]
         self._act_back: Callable[[np.ndarray, Any], np.ndarray]
         if activation == "relu":
@@ -85,110 +129,25 @@ class _Base:
             self._act = lambda x: layers.leaky_relu_forward(x, leaky_slope)
             self._act_back = layers.leaky_relu_backward
 
+    def _structure(self, model: str, **shape: Any) -> Structure:
+        return Structure(model, self.activation, self.leaky_slope, self.loss_name,
+                         self.weight_names, **shape)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """images (N, H, W, C) -> this network's input (:func:`prepare_input`)."""
+        return prepare_input(self.structure, images)
+
     def data_loss(self, scores: np.ndarray, y: np.ndarray,
                   eps: float) -> tuple[float, np.ndarray]:
         """(mean data loss, dscores) of scores (N, K) against labels y (N,)."""
         return self._loss_fn(scores, y, eps)
 
-    # The fast path: the same computation as ``loss`` (the reference, tested against it),
-    # with every array of the update held in a Workspace and the products written in place.
-
-    def _ws(self) -> Workspace:
-        ws: Workspace | None = getattr(self, "_workspace", None)
-        if ws is None:
-            ws = self._workspace = Workspace(next(iter(self.params.values())).dtype)
-        return ws
-
-    def _grad_buffers(self) -> dict[str, np.ndarray]:
-        grads: dict[str, np.ndarray] | None = getattr(self, "_grads", None)
-        if grads is None:
-            grads = self._grads = {k: np.empty_like(v) for k, v in self.params.items()}
-        return grads
-
-    def _act_inplace(self, a: np.ndarray, name: str) -> None:
-        """a = act(a) in place (``name`` names its scratch arrays).
-
-        ReLU as a * (a > 0): the mask is kept for the backward pass, and a comparison and a
-        product are about twice as fast as ``np.maximum(a, 0)`` here."""
-        if self.activation == "relu":
-            mask = self._ws().get(name + ".mask", a.shape, np.bool_)
-            np.greater(a, 0, out=mask)
-            np.multiply(a, mask, out=a)
-        else:
-            tmp = self._ws().get(name + ".act", a.shape)
-            np.multiply(a, self.leaky_slope, out=tmp)
-            np.maximum(a, tmp, out=a)
-
-    def _act_back_inplace(self, d: np.ndarray, out: np.ndarray, name: str) -> None:
-        """d *= act'(pre-activation), in place: ReLU's mask from the forward pass of the same
-        ``name`` (out > 0), leaky ReLU's from its output ``out``."""
-        ws = self._ws()
-        mask = ws.get(name + ".mask", out.shape, np.bool_)
-        if self.activation == "relu":
-            np.multiply(d, mask, out=d)
-        else:
-            np.greater(out, 0, out=mask)
-            tmp = ws.get(name + ".act", d.shape)
-            np.multiply(d, self.leaky_slope, out=tmp)
-            np.copyto(tmp, d, where=mask)
-            d[...] = tmp
-
-    def _dropout_inplace(self, a: np.ndarray, rate: float, rng: np.random.Generator | None,
-                         name: str) -> np.ndarray | None:
-        """Inverted dropout of ``a`` in place; returns the keep mask (None: no dropout).
-
-        Draws the same float32 uniforms as :func:`layers.dropout_forward`."""
-        if rng is None or rate == 0:
-            return None
-        ws = self._ws()
-        u = ws.get(name + ".u", a.shape, np.float32)
-        rng.random(dtype=np.float32, out=u)
-        keep = ws.get(name + ".keep", a.shape, np.bool_)
-        np.greater_equal(u, rate, out=keep)
-        np.multiply(a, keep, out=a)
-        a *= np.asarray(1 / (1 - rate), dtype=a.dtype)
-        return keep
-
-    def _input_dropout(self, x: np.ndarray, rng: np.random.Generator | None
-                       ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The input after inverted dropout (a workspace copy: the batch stays untouched) and
-        its keep mask; the input itself and None without dropout."""
-        if rng is None or not self.dropout_input:
-            return x, None
-        xd = self._ws().get("x", x.shape)
-        np.copyto(xd, x)
-        return xd, self._dropout_inplace(xd, self.dropout_input, rng, "x")
-
-    @staticmethod
-    def _dropout_back_inplace(d: np.ndarray, keep: np.ndarray | None, rate: float) -> None:
-        if keep is not None:
-            np.multiply(d, keep, out=d)
-            d *= np.asarray(1 / (1 - rate), dtype=d.dtype)
-
-    def _ones(self, n: int) -> np.ndarray:
-        """A vector of n ones: bias gradients as ones @ d (one BLAS call, not a reduction)."""
-        ones: np.ndarray | None = getattr(self, "_ones_vec", None)
-        if ones is None or len(ones) < n:
-            ones = self._ones_vec = np.ones(n, dtype=self._ws().dtype)
-        return ones[:n]
-
-    def _loss_inplace(self, scores: np.ndarray, y: np.ndarray, eps: float,
-                      scale: float) -> float:
-        """Mean data loss; scores are overwritten with scale times their gradient."""
-        if self.loss_name == "softmax":
-            return softmax_cross_entropy_inplace(scores, y, eps, scale)
-        loss, dscores = self._loss_fn(scores, y, eps)
-        np.multiply(dscores, scale, out=scores)
-        return loss
-
     def _cost(self, loss: float, grads: dict[str, np.ndarray], lam: float) -> float:
         """Adds lam * sum ||W||^2 to the loss and 2 lam W to the weight gradients."""
-        cost = loss
-        if lam:
-            cost += lam * l2_penalty(self.params, self.weight_names)
-            for name in self.weight_names:
-                grads[name] += (2 * lam) * self.params[name]
-        return cost
+        if not lam:
+            return loss
+        add_l2_gradient(grads, self.params, self.weight_names, lam)
+        return loss + lam * l2_penalty(self.params, self.weight_names)
 
 
 class MLP(_Base):
@@ -208,10 +167,7 @@ class MLP(_Base):
             self.params[f"b{i + 1}"] = np.zeros(dims[i + 1], dtype=dtype)
         self.layers = len(dims) - 1
         self.weight_names = tuple(f"W{i + 1}" for i in range(self.layers))
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C) -> (N, H*W*C)."""
-        return images.reshape(len(images), -1)
+        self.structure = self._structure("mlp", layers=self.layers)
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, list[Any], Any]:
@@ -244,53 +200,9 @@ class MLP(_Base):
                                                                         input_grad=i > 1)
         return loss, self._cost(loss, grads, lam), grads
 
-    def _forward_fast(self, x: np.ndarray, rng: np.random.Generator | None
-                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
-        """Scores (a workspace array), the inputs of each affine layer and the dropout masks."""
-        ws = self._ws()
-        n = len(x)
-        x, keep = self._input_dropout(x, rng)
-        keeps = [keep]
-        inputs = [x]
-        h = x
-        for i in range(1, self.layers + 1):
-            w, b = self.params[f"W{i}"], self.params[f"b{i}"]
-            out = ws.get(f"h{i}", (n, w.shape[1]))
-            np.matmul(h, w, out=out)
-            out += b
-            if i < self.layers:
-                self._act_inplace(out, f"h{i}")
-                keeps.append(self._dropout_inplace(out, self.dropout, rng, f"h{i}"))
-                inputs.append(out)
-            h = out
-        return h, inputs, keeps
-
     def scores(self, x: np.ndarray) -> np.ndarray:
         """x (N, D) -> scores (N, K), without dropout."""
-        return self._forward_fast(x, None)[0].copy()
-
-    def train_step(self, x: np.ndarray, y: np.ndarray, *, eps: float,
-                   rng: np.random.Generator | None,
-                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]:
-        """(data loss, scale times the gradients of the data loss) of one update, computed in
-        reused buffers: the gradients are overwritten by the next call. No L2 term."""
-        ws = self._ws()
-        grads = self._grad_buffers()
-        scores, inputs, keeps = self._forward_fast(x, rng)
-        loss = self._loss_inplace(scores, y, eps, scale)
-        d = scores
-        ones = self._ones(len(x))
-        for i in range(self.layers, 0, -1):
-            w = self.params[f"W{i}"]
-            np.matmul(inputs[i - 1].T, d, out=grads[f"W{i}"])
-            np.matmul(ones, d, out=grads[f"b{i}"])
-            if i > 1:
-                dh = ws.get(f"d{i - 1}", (len(x), w.shape[0]))
-                np.matmul(d, w.T, out=dh)
-                self._dropout_back_inplace(dh, keeps[i - 1], self.dropout)
-                self._act_back_inplace(dh, inputs[i - 1], f"h{i - 1}")
-                d = dh
-        return loss, grads
+        return self._forward(x, None)[0]
 
 
 class PatchConvNet(_Base):
@@ -344,47 +256,18 @@ class PatchConvNet(_Base):
             "b2": np.zeros(num_classes, dtype=dtype),
         })
         self.weight_names = (*(br.w for br in self.branches), "W1", "W2")
+        self.structure = self._structure("convnet", branches=tuple(self.branches),
+                                         multi=self.multi)
 
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C) -> patch matrix (N, n_p, f*f*C); with several patch sizes
-        their patch matrices flattened and side by side, (N, sum_i n_p_i f_i f_i C)."""
-        if not self.multi:
-            return layers.patchify(images, self.branches[0].f)
-        n, h, w, c = images.shape
-        xp = array_module(images)
-        out = xp.empty((n, sum(br.n_p * br.d for br in self.branches)), images.dtype)
-        for br in self.branches:
-            f = br.f
-            if xp is not np:  # a device: its own strided copy
-                out[:, br.col:br.col + br.n_p * br.d] = layers.patchify(images, f).reshape(n, -1)
-                continue
-            # one copy per size, straight into its block: the block viewed as
-            # (N, H/f, W/f, f, f, C) takes the images' (N, H/f, f, W/f, f, C) transposed
-            block = out[:, br.col:br.col + br.n_p * br.d]
-            view = np.lib.stride_tricks.as_strided(
-                block, (n, h // f, w // f, f, f, c),
-                (out.strides[0], *(block.itemsize * s for s in (w // f * br.d, br.d, f * c, c,
-                                                                 1))))
-            np.copyto(view, images.reshape(n, h // f, f, w // f, f, c).transpose(0, 1, 3, 2, 4,
-                                                                                 5))
-        return out
-
-    def _patches(self, x: np.ndarray, ws: Workspace | None = None) -> list[np.ndarray]:
+    def _patches(self, x: np.ndarray) -> list[np.ndarray]:
         """Each branch's patch matrix (N, n_p, d) from the prepared input: contiguous
-        copies (into the workspace when given) with several sizes, x itself with one."""
+        copies with several sizes, x itself with one."""
         if not self.multi:
             return [x]
         n = len(x)
-        out = []
-        for i, br in enumerate(self.branches):
-            block = x[:, br.col:br.col + br.n_p * br.d]
-            if ws is None:
-                out.append(np.ascontiguousarray(block).reshape(n, br.n_p, br.d))
-            else:
-                buf = ws.get(f"p{i}", (n, br.n_p, br.d))
-                np.copyto(buf.reshape(n, -1), block)
-                out.append(buf)
-        return out
+        return [np.ascontiguousarray(x[:, br.col:br.col + br.n_p * br.d]).reshape(n, br.n_p,
+                                                                                    br.d)
+                for br in self.branches]
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, tuple[Any, ...]]:
@@ -420,81 +303,9 @@ class PatchConvNet(_Base):
                                                                      input_grad=False)
         return loss, self._cost(loss, grads, lam), {k: grads[k] for k in self.params}
 
-    def _forward_fast(self, x: np.ndarray, rng: np.random.Generator | None
-                      ) -> tuple[np.ndarray, tuple[Any, ...]]:
-        """Scores (a workspace array) and what the backward pass needs."""
-        ws = self._ws()
-        n = len(x)
-        x, _ = self._input_dropout(x, rng)
-        ps = self._patches(x, ws)
-        w1, w2 = self.params["W1"], self.params["W2"]
-        h = ws.get("h", (n, w1.shape[1]))
-        ss = []
-        for i, (br, p) in enumerate(zip(self.branches, ps, strict=True)):
-            s = ws.get(f"s{i}", (n * br.n_p, br.nf))
-            np.matmul(p.reshape(n * br.n_p, br.d), self.params[br.w], out=s)
-            # the bias repeated per patch, added along rows of n_p * nf values: a broadcast
-            # over rows of only nf values costs a loop step per patch
-            tiled = ws.get(f"bias{i}", (br.n_p, br.nf))
-            np.copyto(tiled, self.params[br.b])
-            s2 = s.reshape(n, -1)
-            s2 += tiled.reshape(-1)
-            self._act_inplace(s, f"s{i}")
-            ss.append(s)
-            w1_rows = w1[br.row:br.row + br.n_p * br.nf]
-            if i == 0:
-                np.matmul(s.reshape(n, -1), w1_rows, out=h)
-            else:
-                tmp = ws.get("h.part", h.shape)
-                np.matmul(s.reshape(n, -1), w1_rows, out=tmp)
-                h += tmp
-        h += self.params["b1"]
-        self._act_inplace(h, "h")
-        keep_h = self._dropout_inplace(h, self.dropout, rng, "h")
-        out = ws.get("out", (n, w2.shape[1]))
-        np.matmul(h, w2, out=out)
-        out += self.params["b2"]
-        return out, (ps, ss, h, keep_h)
-
     def scores(self, p: np.ndarray) -> np.ndarray:
         """p as :meth:`prepare` makes it -> scores (N, K), without dropout."""
-        return self._forward_fast(p, None)[0].copy()
-
-    def train_step(self, p: np.ndarray, y: np.ndarray, *, eps: float,
-                   rng: np.random.Generator | None,
-                   scale: float = 1.0) -> tuple[float, dict[str, np.ndarray]]:
-        """(data loss, scale times the gradients of the data loss) of one update, computed in
-        reused buffers: the gradients are overwritten by the next call. No L2 term.
-
-        Every product is one matmul shaped for the BLAS: each convolution and its filter
-        gradient over the (N n_p, f*f*C) patch rows, the bias gradients as ones @ d; with
-        several patch sizes the hidden layer's weights are used block by block (no
-        concatenated copy of the convolutions' outputs)."""
-        ws = self._ws()
-        grads = self._grad_buffers()
-        n = len(p)
-        scores, (ps, ss, h, keep_h) = self._forward_fast(p, rng)
-        loss = self._loss_inplace(scores, y, eps, scale)
-        ones = self._ones(max(n * br.n_p for br in self.branches))
-        w1, w2 = self.params["W1"], self.params["W2"]
-        np.matmul(h.T, scores, out=grads["W2"])
-        np.matmul(ones[:n], scores, out=grads["b2"])
-        dh = ws.get("dh", h.shape)
-        np.matmul(scores, w2.T, out=dh)
-        self._dropout_back_inplace(dh, keep_h, self.dropout)
-        self._act_back_inplace(dh, h, "h")
-        np.matmul(ones[:n], dh, out=grads["b1"])
-        for i, (br, p_i, s) in enumerate(zip(self.branches, ps, ss, strict=True)):
-            rows = slice(br.row, br.row + br.n_p * br.nf)
-            s2 = s.reshape(n, -1)
-            np.matmul(s2.T, dh, out=grads["W1"][rows])
-            ds = ws.get(f"ds{i}", s2.shape)
-            np.matmul(dh, w1[rows].T, out=ds)
-            ds = ds.reshape(s.shape)
-            self._act_back_inplace(ds, s, f"s{i}")
-            np.matmul(p_i.reshape(n * br.n_p, br.d).T, ds, out=grads[br.w])
-            np.matmul(ones[:n * br.n_p], ds, out=grads[br.b])
-        return loss, grads
+        return self._forward(p, None)[0]
 
 
 @dataclass(frozen=True)
@@ -552,10 +363,8 @@ class ConvNet3(_Base):
             "b2": np.zeros(num_classes, dtype=dtype),
         }
         self.weight_names = ("F", "W1", "W2")
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """images (N, H, W, C), used as they are (contiguous)."""
-        return np.ascontiguousarray(images)
+        self.structure = self._structure("convnet3", filter_size=filter_size, stride=stride,
+                                         pad=self.pad)
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator | None
                  ) -> tuple[np.ndarray, tuple[Any, ...]]:

@@ -1,17 +1,24 @@
-"""Update rules. Hyperparameters live on the optimizer; per-parameter state in ``state``.
+"""Update rules for K trials at once (K = 1: a lone trial), and the update with L2.
 
-Every optimizer has the same signature: ``step(params, grads, lr)`` updates each array of
-``params`` in place with the gradient of the same name, at the learning rate ``lr`` given by
-the schedule. ``state`` maps a parameter name to that parameter's own arrays (velocities,
+:func:`make_optimizer` makes the rule of K specs, each hyperparameter per trial: a Python
+float for K = 1, a :class:`pertrial.PerTrial` (K values broadcast against the trial-stacked
+parameters (K, ...)) for K > 1, so that one ``step`` per rule serves both with the same
+numbers. ``step(params, grads, lr)`` updates each array of ``params`` in place with the
+gradient of the same name at the learning rate ``lr`` (a float or a PerTrial, like the
+hyperparameters); :meth:`Rule.update` is a training update: the L2 term (written once, in
+:func:`losses.add_l2_gradient`) and the step from the K trials' learning rates and L2
+strengths. ``state`` maps a parameter name to that parameter's own arrays (velocities,
 running averages and a scratch buffer), created on the first step with the parameter's shape
 and dtype, so a float32 network is updated in float32 with no array allocated per step.
 The array functions come from the parameters' module (:func:`backend.array_module`: NumPy,
-or CuPy on a GPU); per-trial hyperparameters of a group (``fused.PerTrial``) meet the arrays
-through :func:`_hp`, which leaves a lone trial's Python floats as they are.
+or CuPy on a GPU); per-trial values meet the arrays through :func:`pertrial.operand`, which
+leaves a lone trial's Python floats as they are.
 
 The formulas (w a parameter, g its gradient, eta the learning rate):
 
-- ``sgd``: w -= eta g
+- ``sgd``: w -= eta g; with ``prescaled`` (the training loop's SGD) the gradients come
+  already multiplied by eta and L2 enters as the decay w = (1 - 2 eta lam) w - eta g: two
+  passes over each weight and no scratch array
 - ``momentum``: v = mu v - eta g; w += v
 - ``nesterov`` (the CS231n form, which keeps the look-ahead point as the parameter):
   v' = mu v - eta g; w += -mu v + (1 + mu) v'
@@ -28,13 +35,18 @@ The formulas (w a parameter, g its gradient, eta the learning rate):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from numsweep.engine.backend import array_module
+from numsweep.engine.losses import add_l2_gradient
+from numsweep.engine.pertrial import PerTrial, hp_values, trial_hp
+from numsweep.engine.pertrial import operand as _hp
 from numsweep.engine.spec import TrialSpec
 
 Params = dict[str, np.ndarray]
@@ -55,66 +67,98 @@ def _slot(state: State, name: str, w: np.ndarray, *keys: str) -> list[np.ndarray
     return out
 
 
-def _hp(value: Any, like: Any) -> Any:
-    """A hyperparameter as ``like``'s ufuncs take it: a float or an array as it is, a group's
-    per-trial values (``fused.PerTrial``) as an array of ``like``'s dtype on its device
-    (NumPy would round them itself; CuPy's ufuncs take only arrays and scalars)."""
-    as_array = getattr(value, "as_array", None)
-    return value if as_array is None else as_array(like.dtype, array_module(like))
+class Rule:
+    """What every update rule shares: the training update and the trials' selection."""
+
+    state: State
+    prescaled = False
+    """Whether ``update`` takes gradients already multiplied by the learning rates."""
+
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
+        raise NotImplementedError
+
+    def update(self, params: Params, grads: Params, lrs: np.ndarray, lams: np.ndarray,
+               weight_names: tuple[str, ...]) -> None:
+        """One training update of K trials from the data gradients ``grads``: the L2 term
+        lam_k ||W||^2 of each trial's weights ``weight_names`` added to them, then the step
+        at the learning rates ``lrs`` (K,) float64 (``lams`` (K,) float64 too)."""
+        add_l2_gradient(grads, params, weight_names, trial_hp(lams))
+        self.step(params, grads, trial_hp(lrs))
+
+    def select(self, idx: np.ndarray) -> None:
+        """Keep only the trials ``idx`` (indices into the current K) in the per-trial
+        hyperparameters and the state."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "state":
+                self.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
+                              for name, slots in value.items()}
+            elif isinstance(value, PerTrial):
+                setattr(self, f.name, value[idx])
+
+
+def _index_on(idx: np.ndarray, a: Any) -> Any:
+    """Host indices as ``a``'s module indexes with them (CuPy: a device copy)."""
+    xp = array_module(a)
+    return idx if xp is np else xp.asarray(idx)
 
 
 @dataclass
-class SGD:
-    """Plain mini-batch gradient descent: w -= lr * dw."""
+class SGD(Rule):
+    """Plain mini-batch gradient descent: w -= lr * dw (``prescaled``: see ``update``)."""
 
     state: State = field(default_factory=dict)
+    prescaled: bool = False  # type: ignore[misc]
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             (buf,) = _slot(self.state, name, w, "buf")
-            array_module(w).multiply(grads[name], lr, out=buf)
+            array_module(w).multiply(grads[name], _hp(lr, w), out=buf)
             w -= buf
 
-
-def sgd_step_prescaled(params: Params, scaled_grads: Params, lr: float, lam: float,
-                       weight_names: tuple[str, ...]) -> None:
-    """SGD with L2 fused into the update, from gradients already multiplied by lr.
-
-    w = (1 - 2 lr lam) w - lr g for the weights in ``weight_names`` and w -= lr g for the
-    rest: the same step as ``SGD.step`` on the gradient of the cost (g + 2 lam w) in two
-    passes over each weight and no scratch array (``scaled_grads`` hold lr g).
-    """
-    decay = 1 - 2 * lr * lam
-    for name, w in params.items():
-        if lam and name in weight_names:
-            w *= decay
-        w -= scaled_grads[name]
+    def update(self, params: Params, grads: Params, lrs: np.ndarray, lams: np.ndarray,
+               weight_names: tuple[str, ...]) -> None:
+        """As :meth:`Rule.update`; ``prescaled``: ``grads`` hold lr_k g (the network scaled
+        them) and each weight is updated as w = (1 - 2 lr_k lam_k) w - lr_k g."""
+        if not self.prescaled:
+            super().update(params, grads, lrs, lams, weight_names)
+            return
+        if len(lams) == 1:  # a lone trial: Python floats, no per-update arrays
+            lam = float(lams[0])
+            decay: Any = 1 - 2 * float(lrs[0]) * lam if lam else None
+        else:
+            lams = np.asarray(lams, dtype=np.float64)
+            decay = PerTrial(1 - 2 * np.asarray(lrs) * lams) if lams.any() else None
+        for name, w in params.items():
+            if decay is not None and name in weight_names:
+                w *= _hp(decay, w)
+            w -= grads[name]
 
 
 @dataclass
-class Momentum:
+class Momentum(Rule):
     """SGD with (heavy-ball) momentum: v = mu v - lr dw; w += v."""
 
     momentum: float = 0.9
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             v, buf = _slot(self.state, name, w, "v", "buf")
             v *= _hp(self.momentum, v)
-            array_module(w).multiply(grads[name], lr, out=buf)
+            array_module(w).multiply(grads[name], _hp(lr, w), out=buf)
             v -= buf
             w += v
 
 
 @dataclass
-class Nesterov:
+class Nesterov(Rule):
     """Nesterov momentum: v' = mu v - lr dw; w += -mu v + (1 + mu) v'."""
 
     momentum: float = 0.9
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         mu = self.momentum
         for name, w in params.items():
             xp = array_module(w)
@@ -122,30 +166,30 @@ class Nesterov:
             xp.multiply(v, _hp(-mu, v), out=buf)            # buf = -mu v
             w += buf
             v *= _hp(mu, v)
-            xp.multiply(grads[name], lr, out=buf)
+            xp.multiply(grads[name], _hp(lr, w), out=buf)
             v -= buf                                # v' = mu v - lr g
             xp.multiply(v, _hp(1 + mu, v), out=buf)
             w += buf
 
 
-def _adaptive_step(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: float,
-                   lr: float) -> None:
+def _adaptive_step(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: Any,
+                   lr: Any) -> None:
     """buf = lr g / (sqrt(r) + eps): the step of AdaGrad, RMSProp and RMSProp + Nesterov."""
     xp = array_module(r)
     xp.sqrt(r, out=buf)
     buf += _hp(eps, buf)
     xp.divide(g, buf, out=buf)
-    buf *= lr
+    buf *= _hp(lr, buf)
 
 
 @dataclass
-class AdaGrad:
+class AdaGrad(Rule):
     """r += dw^2; w -= lr dw / (sqrt(r) + eps)."""
 
     eps: float = 1e-8
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             g = grads[name]
             r, buf = _slot(self.state, name, w, "r", "buf")
@@ -164,14 +208,14 @@ def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> N
 
 
 @dataclass
-class RMSProp:
+class RMSProp(Rule):
     """r = rho r + (1 - rho) dw^2; w -= lr dw / (sqrt(r) + eps)."""
 
     rho: float = 0.9
     eps: float = 1e-8
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             g = grads[name]
             r, buf = _slot(self.state, name, w, "r", "buf")
@@ -181,7 +225,7 @@ class RMSProp:
 
 
 @dataclass
-class RMSPropNesterov:
+class RMSPropNesterov(Rule):
     """RMSProp with Nesterov momentum: r as RMSProp; v' = mu v - lr dw / (sqrt(r) + eps);
     w += -mu v + (1 + mu) v'."""
 
@@ -190,7 +234,7 @@ class RMSPropNesterov:
     eps: float = 1e-8
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         mu = self.momentum
         for name, w in params.items():
             g = grads[name]
@@ -207,14 +251,14 @@ class RMSPropNesterov:
 
 
 @dataclass
-class AdaDelta:
+class AdaDelta(Rule):
     """Zeiler's AdaDelta, its step scaled by lr (lr = 1 is the original rule)."""
 
     rho: float = 0.9
     eps: float = 1e-8
     state: State = field(default_factory=dict)
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             g = grads[name]
             xp = array_module(w)
@@ -226,12 +270,12 @@ class AdaDelta:
             xp.sqrt(d, out=d)
             d *= g                                  # d = sqrt(s + eps) / sqrt(a + eps) g
             _rms_average(s, d, buf, self.rho)
-            d *= lr
+            d *= _hp(lr, d)
             w -= d
 
 
 @dataclass
-class Adam:
+class Adam(Rule):
     """Adam with bias correction; ``t`` counts the steps taken."""
 
     beta1: float = 0.9
@@ -240,11 +284,20 @@ class Adam:
     state: State = field(default_factory=dict)
     t: int = 0
 
-    def corrections(self, lr: float) -> tuple[float, float]:
-        """(1 / sqrt(1 - beta2^t), lr / (1 - beta1^t)): the bias corrections of step t."""
-        return 1 / math.sqrt(1 - self.beta2 ** self.t), lr / (1 - self.beta1 ** self.t)
+    def corrections(self, lr: Any) -> tuple[Any, Any]:
+        """(1 / sqrt(1 - beta2^t), lr / (1 - beta1^t)): the bias corrections of step t,
+        computed in float64 (per trial: as a lone trial computes them in floats), then
+        floats or PerTrial values like the hyperparameters."""
+        if not any(isinstance(v, PerTrial) for v in (self.beta1, self.beta2, lr)):
+            return 1 / math.sqrt(1 - self.beta2 ** self.t), lr / (1 - self.beta1 ** self.t)
+        b1, b2, lr64 = (np.asarray(hp_values(v)) for v in (self.beta1, self.beta2, lr))
+        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
+        lr_c1 = lr64 / (1 - b1 ** self.t)
+        shape = np.broadcast_shapes(inv_sqrt_c2.shape, lr_c1.shape)
+        return (PerTrial(np.broadcast_to(inv_sqrt_c2, shape)),
+                PerTrial(np.broadcast_to(lr_c1, shape)))
 
-    def step(self, params: Params, grads: Params, lr: float) -> None:
+    def step(self, params: Params, grads: Params, lr: Any) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         inv_sqrt_c2, lr_c1 = self.corrections(lr)
@@ -257,33 +310,41 @@ class Adam:
             m += buf
             _rms_average(v, g, buf, b2)
             xp.sqrt(v, out=buf)
-            buf *= inv_sqrt_c2
+            buf *= _hp(inv_sqrt_c2, buf)
             buf += _hp(self.eps, buf)
             xp.divide(m, buf, out=buf)
-            buf *= lr_c1
+            buf *= _hp(lr_c1, buf)
             w -= buf
 
 
 Optimizer = SGD | Momentum | Nesterov | AdaGrad | RMSProp | RMSPropNesterov | AdaDelta | Adam
 
 
-def make_optimizer(name: str, spec: TrialSpec | None = None) -> Optimizer:
-    """The update rule ``name`` with its hyperparameters from ``spec`` (defaults without)."""
-    s = spec or TrialSpec()
+def make_optimizer(specs: TrialSpec | Sequence[TrialSpec], *,
+                   prescaled: bool = False) -> Optimizer:
+    """The update rule of K specs (one spec: a lone trial) sharing ``optimizer``, each
+    hyperparameter per trial (a float for K = 1). ``prescaled``: SGD's ``update`` takes
+    gradients already multiplied by the learning rates (the other rules ignore it)."""
+    specs = [specs] if isinstance(specs, TrialSpec) else list(specs)
+    name = specs[0].optimizer
+
+    def hp(field_name: str) -> Any:
+        return trial_hp([getattr(s, field_name) for s in specs])
+
     if name == "sgd":
-        return SGD()
+        return SGD(prescaled=prescaled)
     if name == "momentum":
-        return Momentum(s.momentum)
+        return Momentum(hp("momentum"))
     if name == "nesterov":
-        return Nesterov(s.momentum)
+        return Nesterov(hp("momentum"))
     if name == "adagrad":
-        return AdaGrad(s.opt_eps)
+        return AdaGrad(hp("opt_eps"))
     if name == "rmsprop":
-        return RMSProp(s.rho, s.opt_eps)
+        return RMSProp(hp("rho"), hp("opt_eps"))
     if name == "rmsprop_nesterov":
-        return RMSPropNesterov(s.momentum, s.rho, s.opt_eps)
+        return RMSPropNesterov(hp("momentum"), hp("rho"), hp("opt_eps"))
     if name == "adadelta":
-        return AdaDelta(s.rho, s.opt_eps)
+        return AdaDelta(hp("rho"), hp("opt_eps"))
     if name == "adam":
-        return Adam(s.beta1, s.beta2, s.opt_eps)
+        return Adam(hp("beta1"), hp("beta2"), hp("opt_eps"))
     raise ValueError(f"unknown optimizer {name!r}")

@@ -6,7 +6,11 @@ of magnitude, and record the training loss against it (Smith 2017, section 3.3).
 ``schedule="exponential"``). ``batch`` mode: the batch size rises exponentially from
 ``b_min`` to ``b_max`` at the constant learning rate ``eta_max``
 (``batch_schedule="exponential"``). Every other parameter (network, update rule, L2,
-augmentation, seed) is the spec's own. The loss at each update is the mini-batch loss before
+augmentation, seed) is the spec's own, and so are the two random streams of every run: the
+batches and augmentation draws come from the data stream (``data_seed``), the initial
+weights and dropout masks from the trial's own (``seed``). The test trains on the engine's
+one loop (:func:`group.train_group`) as a group of one that measures no curves. The loss at
+each update is the mini-batch loss before
 that update; ``smoothed`` is its bias-corrected exponential moving average. The test stops
 early when the smoothed loss exceeds ``stop_factor`` times its minimum, or is NaN or inf.
 """
@@ -15,21 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from numsweep.engine.augment import Augmenter
-from numsweep.engine.batch_schedules import BatchSampler, make_batch_schedule
 from numsweep.engine.data import Dataset, Split, make_split
-from numsweep.engine.networks import param_count
-from numsweep.engine.optimizers import make_optimizer
-from numsweep.engine.schedules import make_schedule
+from numsweep.engine.group import GroupRun, train_group
+from numsweep.engine.losses import l2_penalty
 from numsweep.engine.spec import SpecError, TrialSpec
-from numsweep.engine.train import build_network, check_batch_sizes
 
 MODES = ("lr", "batch")
 DEFAULT_UPDATES = 200
@@ -120,11 +119,53 @@ def _suggestions(values: list[float], smoothed: list[float]) -> tuple[float, flo
     return values[lowest], steepest
 
 
+class _RangeRecorder:
+    """The range test's :class:`group.UpdateObserver`: each update's batch loss, cost and
+    accuracy (before the update), its smoothed loss, and the stopping rule."""
+
+    def __init__(self, stop_factor: float, smoothing: float) -> None:
+        self.stop_factor, self.smoothing = stop_factor, smoothing
+        self.lrs: list[float] = []
+        self.sizes: list[int] = []
+        self.losses: list[float] = []
+        self.costs: list[float] = []
+        self.accs: list[float] = []
+        self.smoothed: list[float] = []
+        self.average = 0.0
+        self.lowest = math.inf
+        self.l2 = 0.0
+
+    def before_update(self, run: GroupRun, xb: Any, yb: Any) -> None:
+        scores = run.net.scores(xb)[0]
+        self.accs.append(float((scores.argmax(axis=1) == yb).mean()))
+        self.sizes.append(len(yb))
+        self.l2 = l2_penalty(run.net.params, run.net.weight_names)
+
+    def after_update(self, run: GroupRun, losses: Any, lrs: np.ndarray) -> dict[int, str]:
+        loss, lam = float(losses[0]), run.specs[0].lam
+        self.lrs.append(float(lrs[0]))
+        self.losses.append(loss)
+        self.costs.append(loss + lam * self.l2 if lam else loss)
+        if not math.isfinite(loss):
+            self.smoothed.append(math.inf)  # the loop ends the diverged run
+            return {}
+        self.average = self.smoothing * self.average + (1 - self.smoothing) * loss
+        self.smoothed.append(self.average / (1 - self.smoothing ** len(self.losses)))
+        self.lowest = min(self.lowest, self.smoothed[-1])
+        if self.smoothed[-1] > self.stop_factor * self.lowest:
+            return {0: f"stopped after {len(self.losses)} updates: smoothed loss "
+                       f"{self.smoothed[-1]:.3g} exceeds {self.stop_factor:g} x its minimum "
+                       f"{self.lowest:.3g}"}
+        return {}
+
+
 def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
                stop_factor: float = 4.0, smoothing: float = 0.98) -> RangeTestResult:
-    """Run the ``mode`` range test of ``spec`` on ``data`` (see the module docstring)."""
+    """Run the ``mode`` range test of ``spec`` on ``data`` (see the module docstring): a
+    group of one on the engine's loop (:func:`group.train_group`), without curves, its
+    updates heard by a :class:`_RangeRecorder`."""
     run = range_spec(spec, mode)
-    if run.device != "cpu":  # one short run on the reference layers: the CPU's job
+    if run.device != "cpu":  # one short run: the CPU's job
         raise SpecError(f"device={run.device!r} is invalid for a range test: expected cpu "
                         "(range tests train one network on the CPU)")
     if not stop_factor > 1:
@@ -133,70 +174,16 @@ def range_test(spec: TrialSpec, data: Dataset | Split, mode: str = "lr", *,
         raise ValueError(f"smoothing={smoothing} must be in [0, 1)")
     split = data if isinstance(data, Split) else make_split(data, run.n_train, run.n_val,
                                                              np.dtype(run.dtype))
-    rng = np.random.default_rng(run.seed)
-    net = build_network(run, split.x_train.shape[1:], split.num_classes, rng)
-    augment = Augmenter.from_spec(run)
-    x_tr = split.x_train if augment.active else net.prepare(split.x_train)
-    y_tr = split.y_train
-    n = len(x_tr)
-    check_batch_sizes(run, n)
-    n_s = max(1, 2 * (n // run.batch_size))  # unused by the exponential schedules
-    plan = make_schedule(run, n_s, n // run.batch_size)
-    batches = make_batch_schedule(run, n_s, plan.total)
-    optimizer = make_optimizer(run.optimizer, run)
-    sampler = BatchSampler(n, rng)
-
-    lrs: list[float] = []
-    sizes: list[int] = []
-    losses: list[float] = []
-    costs: list[float] = []
-    accs: list[float] = []
-    smoothed: list[float] = []
-    average = 0.0
-    lowest = math.inf
-    message = ""
-    stopped = False
-    seconds = 0.0
-    for step in range(plan.total):
-        t0 = time.perf_counter()
-        size = batches.size(step)
-        idx = sampler.next(size)
-        lr = plan.schedule.lr(step)
-        if augment.active:
-            xa, yb = augment(x_tr[idx], y_tr[idx], rng)
-            xb = net.prepare(xa)
-        else:
-            xb, yb = x_tr[idx], y_tr[idx]
-        with np.errstate(over="ignore", invalid="ignore"):
-            scores = net.scores(xb)
-            loss, cost, grads = net.loss(xb, yb, lam=run.lam, eps=run.eps, rng=rng)
-        lrs.append(lr)
-        sizes.append(size)
-        losses.append(float(loss))
-        costs.append(float(cost))
-        accs.append(float((scores.argmax(axis=1) == yb).mean()))
-        if not math.isfinite(loss):
-            smoothed.append(math.inf)
-            seconds += time.perf_counter() - t0
-            stopped = True
-            message = f"loss diverged ({loss}) at update {step} with learning rate {lr:.3g}"
-            break
-        average = smoothing * average + (1 - smoothing) * float(loss)
-        smoothed.append(average / (1 - smoothing ** (step + 1)))
-        lowest = min(lowest, smoothed[-1])
-        optimizer.step(net.params, grads, lr)
-        seconds += time.perf_counter() - t0
-        if smoothed[-1] > stop_factor * lowest:
-            stopped = True
-            message = (f"stopped after {step + 1} updates: smoothed loss {smoothed[-1]:.3g} "
-                       f"exceeds {stop_factor:g} x its minimum {lowest:.3g}")
-            break
-    values = lrs if mode == "lr" else [float(b) for b in sizes]
-    finite = [v for v in smoothed if math.isfinite(v)]
+    recorder = _RangeRecorder(stop_factor, smoothing)
+    result = train_group([run], split, observer=recorder, curves=False)[0]
+    values = recorder.lrs if mode == "lr" else [float(b) for b in recorder.sizes]
+    finite = [v for v in recorder.smoothed if math.isfinite(v)]
     best, steepest = _suggestions(values[:len(finite)], finite)
     return RangeTestResult(
-        mode=mode, spec=dataclasses.replace(run, n_train=n), lrs=tuple(lrs),
-        batch_sizes=tuple(sizes), losses=tuple(losses), costs=tuple(costs), accs=tuple(accs),
-        smoothed=tuple(smoothed), best=best, steepest=steepest, updates=len(losses),
-        param_count=param_count(net), train_seconds=seconds, stopped_early=stopped,
-        message=message)
+        mode=mode, spec=dataclasses.replace(run, n_train=len(split.y_train)),
+        lrs=tuple(recorder.lrs), batch_sizes=tuple(recorder.sizes),
+        losses=tuple(recorder.losses), costs=tuple(recorder.costs), accs=tuple(recorder.accs),
+        smoothed=tuple(recorder.smoothed), best=best, steepest=steepest,
+        updates=len(recorder.losses), param_count=result.param_count,
+        train_seconds=result.train_seconds,
+        stopped_early=result.stopped or result.diverged, message=result.message)

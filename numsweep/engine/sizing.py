@@ -13,12 +13,14 @@ pass the memory free after it is loaded (``backend.free_bytes``).
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 
 import numpy as np
 
+from numsweep.engine.batch_schedules import largest_batch
+from numsweep.engine.build import network_shape
+from numsweep.engine.runplan import eval_chunk
 from numsweep.engine.spec import SpecError, TrialSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 2, "nesterov": 2, "adagrad": 2, "rmsprop": 2,
@@ -34,30 +36,19 @@ HEADROOM = 0.8
 
 def _rows(spec: TrialSpec, k: int) -> int:
     """Images whose activations a trial's buffers hold: a batch or an evaluation chunk."""
-    from numsweep.engine.batch_schedules import largest_batch
-    from numsweep.engine.group import EVAL_CHUNK_MIN
-    from numsweep.engine.train import EVAL_CHUNK
-
-    chunk = max(EVAL_CHUNK // k, EVAL_CHUNK_MIN) if k > 1 else EVAL_CHUNK
-    return max(largest_batch(spec) * spec.aug_copies, chunk)
+    return max(largest_batch(spec) * spec.aug_copies, eval_chunk(k))
 
 
 def param_count(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes: int) -> int:
-    """The parameters of one trial of ``spec`` (the MLP or the patchify ConvNet)."""
-    h, w, c = image_shape
-    if spec.model == "mlp":
-        dims = [h * w * c, *spec.hidden, num_classes]
-        return sum(a * b + b for a, b in itertools.pairwise(dims))
-    conv = sum((f * f * c) * nf + nf for f, nf in spec.patches)
-    width = sum((h // f) * (w // f) * nf for f, nf in spec.patches)
-    return conv + width * spec.nh + spec.nh + spec.nh * num_classes + num_classes
+    """The parameters of one trial of ``spec`` (:func:`build.network_shape`)."""
+    return network_shape(spec, image_shape, num_classes).param_count
 
 
 def _activation_values(spec: TrialSpec, image_shape: tuple[int, int, int],
                        num_classes: int) -> tuple[int, int]:
     """(values of the dtype, bytes of masks) one image takes in one trial's buffers."""
-    h, w, c = image_shape
-    d = h * w * c
+    d = math.prod(image_shape)
+    shape = network_shape(spec, image_shape, num_classes)
     values = 3 * num_classes                       # scores, and two loss temporaries
     masks = 0
     if spec.dropout_input:
@@ -68,14 +59,10 @@ def _activation_values(spec: TrialSpec, image_shape: tuple[int, int, int],
         copies = 1 if spec.model == "mlp" else 3 + (branches > 1)
         values += copies * branches * d
         masks += 5 * branches * d                  # float32 draws and the keep mask
-    if spec.model == "mlp":
-        widths = list(spec.hidden)
-    else:
-        convs = sum((h // f) * (w // f) * nf for f, nf in spec.patches)
-        values += 2 * convs                        # the convolution's output and gradient
-        masks += convs                             # its activation mask
-        widths = [spec.nh]
-    for width in widths:
+    if spec.model != "mlp":
+        values += 2 * shape.conv_outputs           # the convolution's output and gradient
+        masks += shape.conv_outputs                # its activation mask
+    for width in shape.hidden:
         values += 3 * width                        # output, gradient, activation scratch
         masks += width + (5 * width if spec.dropout else 0)
     return values, masks
@@ -99,12 +86,14 @@ def trial_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classes:
 
 def shared_bytes(spec: TrialSpec, image_shape: tuple[int, int, int]) -> int:
     """Bytes a group holds once: the batch (augmented, prepared) and its patch matrices in
-    the feature-major layout (two copies)."""
-    from numsweep.engine.batch_schedules import largest_batch
-
+    the feature-major layout (two copies); for ``convnet3`` the batch and the matrix of its
+    filter windows (one row per convolution output), which every trial's filters meet."""
     item = np.dtype(spec.dtype).itemsize
     rows = largest_batch(spec) * spec.aug_copies
     d = math.prod(image_shape)
+    if spec.model == "convnet3":
+        conv = network_shape(spec, image_shape, 1).layers[0]  # the classes do not matter here
+        return rows * item * (2 * d + conv.positions * conv.rows)
     return rows * d * item * (6 if spec.model == "convnet" else 2)
 
 
@@ -139,16 +128,11 @@ def network_bytes(spec: TrialSpec, image_shape: tuple[int, int, int], num_classe
     activations), from the spec alone: nothing is allocated."""
     if spec.model != "convnet3":
         return trial_bytes(spec, image_shape, num_classes, 1) + shared_bytes(spec, image_shape)
-    h, w, c = image_shape
-    pad = spec.conv_pad if spec.conv_pad is not None else (spec.filter_size - 1) // 2
-    ho = max(1, (h + 2 * pad - spec.filter_size) // spec.conv_stride + 1)
-    wo = max(1, (w + 2 * pad - spec.filter_size) // spec.conv_stride + 1)
-    nf = spec.nf if isinstance(spec.nf, int) else max(spec.nf)
-    params = (spec.filter_size ** 2 * c * nf + (ho // 2) * (wo // 2) * nf * spec.nh
-              + spec.nh * num_classes)
+    shape = network_shape(spec, image_shape, num_classes)
+    conv = shape.layers[0]
     item = np.dtype(spec.dtype).itemsize
-    per_image = ho * wo * (spec.filter_size ** 2 * c + 3 * nf) + 3 * spec.nh
-    return ((3 + OPTIMIZER_SLOTS[spec.optimizer]) * params * item
+    per_image = conv.positions * (conv.rows + 3 * conv.cols) + 3 * spec.nh
+    return ((3 + OPTIMIZER_SLOTS[spec.optimizer]) * shape.param_count * item
             + _rows(spec, 1) * per_image * item)
 
 
@@ -170,7 +154,10 @@ def check_network_memory(spec: TrialSpec, image_shape: tuple[int, int, int],
     memory (``memory`` bytes), before anything is allocated (was: numpy's MemoryError, or
     the machine swapping, on the first array)."""
     memory = memory if memory is not None else machine_memory()
-    need = network_bytes(spec, image_shape, num_classes)
+    try:
+        need = network_bytes(spec, image_shape, num_classes)
+    except ValueError:
+        return  # shapes that do not fit the images: building the network says which
     if memory is not None and need > memory:
         sizes = {"mlp": f"hidden={list(spec.hidden)}",
                  "convnet": f"f={spec.f} nf={spec.nf} nh={spec.nh}",

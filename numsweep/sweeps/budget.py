@@ -12,15 +12,16 @@ eval_seconds`` divided by their MACs, or :data:`DEFAULT_SECONDS_PER_MAC` without
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from numsweep.engine.build import network_shape
+from numsweep.engine.runplan import planned_updates
+from numsweep.engine.schedules import CYCLIC
 from numsweep.engine.spec import SpecError, TrialSpec
-from numsweep.engine.spec import planned_updates as updates_of
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps.events import TrialEvent
 from numsweep.sweeps.spec import StageSpec, SweepSpec, grid_points
@@ -43,25 +44,9 @@ class DataShape:
 
 
 def forward_macs(spec: TrialSpec, shape: DataShape) -> float:
-    """Multiply-adds of one forward pass of one image."""
-    h, w, c = shape.image_shape
-    k = shape.num_classes
-    if spec.model == "mlp":
-        widths = [h * w * c, *spec.hidden, k]
-        return float(sum(a * b for a, b in itertools.pairwise(widths)))
-    if spec.model == "convnet":  # one patchify convolution per (patch size, filter count)
-        return float(sum((h // f) * (w // f) * (f * f * c * nf + nf * spec.nh)
-                         for f, nf in spec.patches) + spec.nh * k)
-    pad = spec.conv_pad if spec.conv_pad is not None else (spec.filter_size - 1) // 2
-    ho = (h + 2 * pad - spec.filter_size) // spec.conv_stride + 1
-    wo = (w + 2 * pad - spec.filter_size) // spec.conv_stride + 1
-    return float(ho * wo * spec.filter_size ** 2 * c * spec.nf
-                 + (ho // 2) * (wo // 2) * spec.nf * spec.nh + spec.nh * k)
-
-
-def planned_updates(spec: TrialSpec, n_train: int) -> int:
-    n_s = spec.n_s if spec.n_s is not None else 2 * (n_train // spec.batch_size)
-    return updates_of(spec, n_s)
+    """Multiply-adds of one forward pass of one image (the engine's layer shapes,
+    :func:`~numsweep.engine.build.network_shape`)."""
+    return float(network_shape(spec, shape.image_shape, shape.num_classes).forward_macs)
 
 
 def trial_macs(spec: TrialSpec, shape: DataShape, updates: int | None = None) -> float:
@@ -74,7 +59,7 @@ def trial_macs(spec: TrialSpec, shape: DataShape, updates: int | None = None) ->
              else (spec.b_min + spec.b_max) / 2)
     fwd = forward_macs(spec, shape)
     train = done * (3 * batch * fwd * spec.aug_copies + UPDATE_OVERHEAD_MACS)
-    periods = spec.cycles if spec.schedule in ("cyclic", "exp_range") else max(
+    periods = spec.cycles if spec.schedule in CYCLIC else max(
         1, total // max(1, n_train // spec.batch_size))
     points = 1 + spec.curve_points * periods * done / max(1, total)
     evaluate = points * (min(spec.eval_train, n_train) + spec.n_val) * fwd
@@ -167,7 +152,7 @@ def stage_seconds_per_trial(spec: SweepSpec, stage: StageSpec, model: CostModel)
         try:
             costs.append(model.seconds(TrialSpec.from_mapping({**spec.stage_fixed(stage),
                                                                **config})))
-        except SpecError:
+        except (SpecError, ValueError):  # not a trial, or shapes that do not fit the images
             continue
     if not costs:
         costs = [model.seconds(TrialSpec.from_mapping(spec.stage_fixed(stage)))]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from numsweep.engine import TrialSpec, make_split
-from numsweep.engine.train import build_network
+from numsweep.engine.build import build_network
 from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.worker import SPLIT_FIELDS, SharedSplit, split_key
 

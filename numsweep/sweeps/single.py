@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from numsweep.engine import SpecError, TrialResult, TrialSpec, load_dataset
+from numsweep.engine.build import build_network
 from numsweep.engine.checkpoint import WEIGHTS_NOT_KEPT, clear_state
 from numsweep.engine.sizing import check_augmentation, check_network_memory
-from numsweep.engine.train import build_network
 from numsweep.storage import Storage, StorageError
 from numsweep.sweeps.dataset_cache import absolute_data
 from numsweep.sweeps.guards import check_run_length, check_trial_data, single_trial_sweep

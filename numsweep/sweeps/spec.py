@@ -1036,8 +1036,8 @@ def check_against_images(spec: SweepSpec, image_shape: tuple[int, int, int],
                          num_classes: int) -> None:
     """Build each model shape the spec can produce on these images; a shape that does not fit
     (such as an f that does not divide the image size) is a one-line error naming the field."""
+    from numsweep.engine.build import build_network
     from numsweep.engine.sizing import check_augmentation, check_network_memory
-    from numsweep.engine.train import build_network
 
     other = [k for k, v in DATASETS.items() if v == tuple(image_shape) and k != spec.dataset]
     if spec.dataset is not None and other:  # images of your own are fine; the other set is not

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from numsweep.engine import Split, TrialResult, TrialSpec, make_split
 from numsweep.engine import train as train_engine
-from numsweep.engine.train import Prepared
+from numsweep.engine.inputs import Prepared
 from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.front_pruning import FrontPruner, FrontRule, RungClock
 from numsweep.sweeps.optuna_bridge import make_pruner, pruner_state, quiet
@@ -195,9 +195,9 @@ Reporter = SnapshotPruner | Recorder | FrontPruner
 
 def trial_param_count(spec: TrialSpec, split: Split) -> int:
     """The parameters of the trial's network, before it trains (for the rung rule)."""
+    from numsweep.engine.build import build_network
     from numsweep.engine.networks import param_count
     from numsweep.engine.sizing import param_count as estimated
-    from numsweep.engine.train import build_network
 
     shape = tuple(split.x_train.shape[1:])
     if spec.model in ("mlp", "convnet"):

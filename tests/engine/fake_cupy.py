@@ -6,7 +6,7 @@ real device array refuses, so the engine's array code is checked for it on the C
 
 - a host (NumPy) array meeting a device array in a ufunc, an index or an assignment;
 - a ``numpy.*`` function called on a device array (the code must use its ``xp``);
-- a group's per-trial values (``fused.PerTrial``) handed to a ufunc unconverted.
+- a group's per-trial values (``pertrial.PerTrial``) handed to a ufunc unconverted.
 
 It counts copies: ``to_host`` (``.get()``), ``syncs`` (``float()``, ``int()``, ``bool()`` of a
 device value), ``to_device`` (``asarray`` of host data).

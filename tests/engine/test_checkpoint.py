@@ -212,6 +212,23 @@ def test_convnet3_resumes_from_its_checkpoint(split32: Split, tmp_path: Path,
     assert "resumed from its checkpoint" in resumed.message
 
 
+def test_a_convnet3_group_resumes_from_its_checkpoint(split64: Split, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fused group of three-layer ConvNets checkpoints as every group does: resumed, each
+    trial ends bitwise as the uninterrupted group's."""
+    spec = TrialSpec(**{**BASE, "cycles": 2}, model="convnet3", **SHAPES["convnet3"],
+                     filter_size=3, optimizer="adam", eta_max=0.003, dtype="float64", seed=4)
+    specs = [spec.replace(seed=4 + i, data_seed=4, lam=0.001 * i, dropout=0.1 * i)
+             for i in range(3)]
+    path = tmp_path / "c3group.npz"
+    reference = train_group(specs, split64)
+    interrupted_checkpoint(specs, split64, path, monkeypatch)
+    resumed = train_group(specs, split64, checkpoint=path)
+    for a, b in zip(resumed, reference, strict=True):
+        assert_identical(a, b)
+        assert "resumed from its checkpoint" in a.message
+
+
 def test_no_checkpoint_file_trains_from_the_start_without_a_warning(
         split64: Split, tmp_path: Path) -> None:
     spec = group_specs()[1]

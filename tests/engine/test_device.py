@@ -148,7 +148,7 @@ def test_the_data_goes_to_the_device_once_per_process(split: Split,
     """A worker passes the same host arrays (its split, its shared patch matrices) to every
     group: they are copied to the device the first time only."""
     from numsweep.engine import backend
-    from numsweep.engine.train import Prepared
+    from numsweep.engine.inputs import Prepared
 
     backend._DEVICE_COPIES.clear()
     spec = _group(CASES["convnet_sgd_smoothing"], 2, "cuda")

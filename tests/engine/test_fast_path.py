@@ -1,9 +1,13 @@
-"""The training fast path (``train_step``: buffers reused across updates, products written in
-place) against the reference ``loss`` of the same network: same data loss, same gradients."""
+"""The fused networks (the trained ones: K trials along a leading axis, K = 1 a lone trial)
+against the reference ``loss`` of the networks they stack (the allocating layers, checked
+against numerical gradients in test_gradients.py): same data losses, same gradients, and
+with the L2 term (``losses.add_l2_gradient``) the reference's gradients of the cost; then
+training curves against a written-out reference loop."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,63 +15,97 @@ import pytest
 from numsweep.engine import Split, TrialSpec, gradcheck, load_dataset, make_split, train
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.batch_schedules import BatchSampler
-from numsweep.engine.group import data_rng, resolve_data_seed, trial_rng
-from numsweep.engine.losses import softmax_cross_entropy, softmax_cross_entropy_inplace
-from numsweep.engine.networks import MLP, PatchConvNet
+from numsweep.engine.build import build_network
+from numsweep.engine.fused import fuse
+from numsweep.engine.losses import add_l2_gradient
+from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.pertrial import trial_hp
+from numsweep.engine.runplan import curve_steps, resolve_n_s
 from numsweep.engine.schedules import make_schedule
-from numsweep.engine.train import build_network, curve_steps, resolve_n_s
+from numsweep.engine.streams import data_rng, resolve_data_seed, trial_rng
 from numsweep.engine.workspace import Workspace
 from tests.conftest import for_model
 
-FAST_CASES = {name: case for name, case in gradcheck.network_cases().items()
-              if not name.startswith("convnet3")}
+CASES = gradcheck.network_cases()
 
 
-@pytest.mark.parametrize("name", list(FAST_CASES))
-def test_train_step_matches_the_reference_loss(name: str) -> None:
-    """Every gradcheck case of the fast networks (L2, smoothing, dropout, leaky ReLU, SVM):
-    train_step gives the data gradients of loss() times ``scale`` (loss() adds 2 lam W)."""
-    case = FAST_CASES[name]
+def trial_nets(case: gradcheck.NetworkCase, k: int) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """k networks of ``case``'s structure (the first its gradient check's, the others other
+    draws, their parameters moved by noise so biases are not zero) and the shared batch."""
     net, x, y = gradcheck.smooth_case(case)
-    loss, _, ref = net.loss(x, y, lam=0.0, eps=case.eps, rng=case.rng())
-    for scale in (1.0, 0.25):
-        fast_loss, grads = net.train_step(x, y, eps=case.eps, rng=case.rng(), scale=scale)
-        assert fast_loss == pytest.approx(loss, rel=1e-12)
-        assert set(grads) == set(ref)
-        for k in ref:
-            np.testing.assert_allclose(grads[k], scale * ref[k], rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(net.scores(x), net._forward(x, None)[0], rtol=1e-12)
+    nets = [net]
+    for i in range(1, k):
+        rng = np.random.default_rng(100 + i)
+        other = case.build(rng)
+        for value in other.params.values():
+            value += rng.normal(scale=0.1, size=value.shape)
+        nets.append(other)
+    return nets, x, y
 
 
-@pytest.mark.parametrize("model", ["mlp", "convnet"])
-def test_train_step_reuses_its_buffers_across_batch_sizes(model: str) -> None:
+def dropout_rngs(case: gradcheck.NetworkCase, k: int) -> list[Any] | None:
+    if case.dropout_seed is None:
+        return None
+    return [np.random.default_rng(case.dropout_seed + i) for i in range(k)]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_fused_network_matches_the_reference_loss(name: str, k: int) -> None:
+    """Every gradcheck network case (L2, smoothing, dropout, leaky ReLU, SVM, every model):
+    train_step of K fused trials gives each trial's reference data loss and scale_k times
+    its data gradients; with lam_k 2 W added, the reference's gradients of the cost."""
+    case = CASES[name]
+    nets, x, y = trial_nets(case, k)
+    fused = fuse(nets, [n.dropout for n in nets], [n.dropout_input for n in nets])
+    smooth = case.eps or (k > 1 and nets[0].loss_name == "softmax")
+    eps = np.array([case.eps, 0.05, 0.2][:k]) if smooth else np.zeros(k)
+    lams = np.array([case.lam, 0.01, 0.0][:k])
+    for scale in (np.ones(k), np.array([0.25, 0.5, 2.0][:k])):
+        losses, grads = fused.train_step(x, y, eps=eps, scale=scale,
+                                         rngs=dropout_rngs(case, k))
+        if scale[0] == 1:
+            add_l2_gradient(grads, fused.params, fused.weight_names, trial_hp(lams))
+        refs = [net.loss(x, y, lam=float(lams[i]) if scale[0] == 1 else 0.0,
+                         eps=float(eps[i]), rng=(dropout_rngs(case, k) or [None] * k)[i])
+                for i, net in enumerate(nets)]
+        for i, (loss, _, ref) in enumerate(refs):
+            assert losses[i] == pytest.approx(loss, rel=1e-12)
+            assert set(grads) == set(ref)
+            for key, g in ref.items():
+                got = fused.lone_param(key, grads[key])[i].reshape(g.shape)
+                np.testing.assert_allclose(got, scale[i] * g, rtol=1e-10, atol=1e-13)
+    for i, net in enumerate(nets):
+        np.testing.assert_allclose(fused.scores(x)[i], net.scores(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet3"])
+def test_train_step_reuses_its_buffers_across_batch_sizes(model: str, k: int) -> None:
     rng = np.random.default_rng(0)
-    net = (MLP(48, (7,), 5, rng=rng, dtype=np.float32) if model == "mlp" else
-           PatchConvNet((4, 4, 3), 2, 3, 6, 5, rng=rng, dtype=np.float32))
+    nets: list[Any] = [
+        MLP(48, (7,), 5, rng=rng, dtype=np.float32) if model == "mlp" else
+        PatchConvNet((4, 4, 3), 2, 3, 6, 5, rng=rng, dtype=np.float32) if model == "convnet"
+        else ConvNet3((4, 4, 3), 3, 3, 6, 5, rng=rng, dtype=np.float32) for _ in range(k)]
+    net = fuse(nets, [0.0] * k, [0.0] * k)
     x = net.prepare(rng.normal(size=(9, 4, 4, 3)).astype(np.float32))
     y = rng.integers(0, 5, size=9)
-    first = {k: v.copy() for k, v in net.train_step(x, y, eps=0.1, rng=None)[1].items()}
-    _, small = net.train_step(x[:4], y[:4], eps=0.1, rng=None)
-    ids = {k: id(v) for k, v in small.items()}
-    _, again = net.train_step(x, y, eps=0.1, rng=None)
-    assert {k: id(v) for k, v in again.items()} == ids
-    for k, ref in net.loss(x, y, lam=0.0, eps=0.1, rng=None)[2].items():
-        assert again[k].dtype == np.float32
-        np.testing.assert_allclose(again[k], ref, rtol=1e-4, atol=1e-6)
-        np.testing.assert_array_equal(again[k], first[k])
-    np.testing.assert_allclose(net.scores(x[3:5]), net.scores(x)[3:5], rtol=1e-6)
-
-
-@pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_inplace_softmax_cross_entropy(eps: float) -> None:
-    rng = np.random.default_rng(1)
-    scores, y = rng.normal(scale=5, size=(6, 4)), rng.integers(0, 4, size=6)
-    loss, dscores = softmax_cross_entropy(scores, y, eps)
-    work = scores.copy()
-    assert softmax_cross_entropy_inplace(work, y, eps, scale=0.5) == pytest.approx(loss,
-                                                                                  rel=1e-12)
-    np.testing.assert_allclose(work, 0.5 * dscores, rtol=1e-12, atol=1e-15)
+    step = {"eps": np.full(k, 0.1), "rngs": None, "scale": np.ones(k)}
+    first = {key: v.copy() for key, v in net.train_step(x, y, **step)[1].items()}
+    _, small = net.train_step(x[:4], y[:4], **step)
+    ids = {key: id(v) for key, v in small.items()}
+    _, again = net.train_step(x, y, **step)
+    assert {key: id(v) for key, v in again.items()} == ids
+    for i, lone in enumerate(nets):
+        for key, ref in lone.loss(x, y, lam=0.0, eps=0.1, rng=None)[2].items():
+            assert again[key].dtype == np.float32
+            got = net.lone_param(key, again[key])[i].reshape(ref.shape)
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
+    part = net.scores(x[3:5]).copy()  # a workspace array: the next call overwrites it
+    np.testing.assert_allclose(part, net.scores(x)[:, 3:5], rtol=1e-6)
 
 
 def test_workspace_views_share_one_buffer_per_name() -> None:
@@ -91,7 +129,7 @@ def reference_training(spec: TrialSpec, split: Split) -> list[tuple[int, str, fl
     x_tr, x_val = net.prepare(split.x_train), net.prepare(split.x_val)
     n = len(x_tr)
     plan = make_schedule(spec, resolve_n_s(spec, n), n // spec.batch_size)
-    optimizer = make_optimizer(spec.optimizer, spec)
+    optimizer = make_optimizer(spec)
     augment = Augmenter.from_spec(spec)
     checkpoints = set(curve_steps(plan.ends, spec.curve_points))
     curves = []
@@ -150,3 +188,15 @@ def test_training_curves_match_the_reference_loop(tiny_npz: Path, changes: dict[
     np.testing.assert_allclose([g[2] for g in got], [r[2] for r in ref], rtol=rtol)
     np.testing.assert_allclose([g[3] for g in got], [r[3] for r in ref], atol=0.011)
     assert ref[-2][2] < 0.9 * ref[0][2]  # it trained: the comparison is not of idle nets
+
+
+def test_only_networks_of_one_structure_fuse() -> None:
+    rng = np.random.default_rng(0)
+    mlp = MLP(48, (7,), 5, rng=rng)
+    for other in (MLP(48, (8,), 5, rng=rng), MLP(48, (7,), 5, rng=rng, activation="leaky_relu"),
+                  MLP(48, (7,), 5, rng=rng, loss="svm"), PatchConvNet((4, 4, 3), 2, 3, 7, 5,
+                                                                      rng=rng)):
+        with pytest.raises(ValueError, match="cannot fuse networks of different structures"):
+            fuse([mlp, other], [0.0, 0.0], [0.0, 0.0])
+    fused = fuse([mlp, MLP(48, (7,), 5, rng=rng, dropout=0.5)], [0.0, 0.5], [0.0, 0.0])
+    assert fused.structure == mlp.structure and fused.k == 2   # dropout rates are per trial

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from numsweep.engine import gradcheck, layers
+from numsweep.engine.fused import FusedConvNet3
 from numsweep.engine.gradcheck import TOL, numeric_grad, rel_error
 from numsweep.engine.losses import softmax_cross_entropy, svm_loss
 
@@ -87,3 +88,19 @@ def test_svm_loss_by_hand() -> None:
 def test_svm_loss_refuses_label_smoothing() -> None:
     with pytest.raises(ValueError, match="only the softmax loss"):
         svm_loss(np.zeros((1, 3)), np.array([0]), 0.1)
+
+
+def test_every_network_is_checked_fused_too() -> None:
+    assert {f"fused_{name}" for name in gradcheck.network_cases()} <= set(CHECKS)
+
+
+def test_a_wrong_fused_gradient_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def average_unpool(self: FusedConvNet3, dpooled: np.ndarray, sv: np.ndarray,
+                       pooled: np.ndarray, dsv: np.ndarray) -> None:
+        for i in (0, 1):
+            for j in (0, 1):
+                dsv[:, :, i::2, j::2] = dpooled / 4
+
+    monkeypatch.setattr(FusedConvNet3, "_unpool", average_unpool)
+    result = CHECKS["fused_convnet3"]()
+    assert not result.passed and result.worst in ("F", "bF")

@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 
 from numsweep.engine import Split, TrialSpec, load_dataset, make_split, train
-from numsweep.engine.fused import FeatureMajorPatchConvNet, PerTrial, fuse
-from numsweep.engine.group import data_rng, group_key, groupable, resolve_data_seed, train_group
-from numsweep.engine.networks import MLP, PatchConvNet
+from numsweep.engine.fused import FusedPatchConvNet, fuse
+from numsweep.engine.group import group_key, groupable, train_group
+from numsweep.engine.networks import MLP, ConvNet3, PatchConvNet
 from numsweep.engine.optimizers import make_optimizer
+from numsweep.engine.pertrial import PerTrial
 from numsweep.engine.spec import RULE_PARAMETERS
+from numsweep.engine.streams import data_rng, resolve_data_seed
 from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -115,6 +117,26 @@ def test_a_trial_in_a_group_matches_its_lone_run(splits: dict[str, Split], name:
     assert first[-2].loss < first[0].loss  # it trained: not a comparison of idle networks
 
 
+def test_eight_convnet3_trials_in_a_group_match_their_lone_runs(splits: dict[str, Split]
+                                                                ) -> None:
+    """K = 8 three-layer ConvNets fused, one of them pruned at the first period's end: each
+    result is its lone run's (float64 to 1e-10), the pruned one's too."""
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 5, "dtype": "float64",
+                                             "model": "convnet3", "filter_size": 3,
+                                             "optimizer": "adam", "eta_max": 0.003}))
+    specs = variants(spec, 8)
+
+    def prune_third(step: int, val_acc: float) -> bool:
+        return True
+
+    reporters = [prune_third if i == 2 else None for i in range(8)]
+    results = train_group(specs, splits["float64"], reporters=reporters)
+    assert results[2].stopped and sum(r.stopped for r in results) == 1
+    for i, (s, result) in enumerate(zip(specs, results, strict=True)):
+        alone = train(s, splits["float64"], reporter=reporters[i])
+        assert_same(result, alone, rtol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["convnet_nesterov_step_leaky",
                                   "convnet_multi_adagrad_batch_cyclic"])
 def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
@@ -122,7 +144,7 @@ def test_a_convnet_group_in_chunks_of_trials_matches_lone_runs(
     """The feature-major ConvNet runs its trials in cache-sized chunks: here 2 of 5 trials
     per chunk (the tiny images fit any chunk otherwise)."""
     per_trial = 8 * 20 * (3 * 16 if "multi" not in name else 3 * 16 + 2 * 4)
-    monkeypatch.setattr(FeatureMajorPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
+    monkeypatch.setattr(FusedPatchConvNet, "CHUNK_BYTES", 2 * per_trial)
     spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64", **CASES[name]}))
     specs = variants(spec, 5)
     for s, result in zip(specs, train_group(specs, splits["float64"]), strict=True):
@@ -144,7 +166,8 @@ def test_float32_groups_match_lone_runs_to_rounding(splits: dict[str, Split],
 
 
 @pytest.mark.parametrize("shared_input", [False, True])
-@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet_multi"])
+@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet_multi", "convnet3",
+                                   "convnet3_pad0"])
 def test_fused_gradients_match_lone_reference_losses(model: str, shared_input: bool) -> None:
     """train_step of K fused networks against each lone network's reference ``loss``, with
     per-trial label smoothing, dropout rates and gradient scales; with input dropout (each
@@ -163,10 +186,13 @@ def test_fused_gradients_match_lone_reference_losses(model: str, shared_input: b
             nets.append(MLP(48, (7, 5), 4, **common))
         elif model == "convnet":
             nets.append(PatchConvNet((4, 4, 3), 2, 3, 6, 4, **common))
-        else:
+        elif model == "convnet_multi":
             nets.append(PatchConvNet((8, 8, 3), (2, 4), (3, 2), 6, 4, **common))
+        else:  # the three-layer ConvNet: padded 3x3 filters, or unpadded 5x5 ones
+            size, pad = (3, None) if model == "convnet3" else (5, 0)
+            nets.append(ConvNet3((8, 8, 3), 3, size, 6, 4, pad=pad, **common))
     fused = fuse(nets, dropout, dropout_input)
-    shape = (6, 4, 4, 3) if model != "convnet_multi" else (6, 8, 8, 3)
+    shape = (6, 4, 4, 3) if model in ("mlp", "convnet") else (6, 8, 8, 3)
     x = nets[0].prepare(rng.normal(size=shape))
     y = rng.integers(0, 4, size=6)
     eps = np.array([0.0, 0.1, 0.2])
@@ -193,7 +219,7 @@ def test_per_trial_values_round_like_python_floats() -> None:
     b = np.ones((2, 1, 1), np.float32)
     b *= rho
     assert b.dtype == np.float32 and b[1, 0, 0] == np.float32(0.999)
-    opt = make_optimizer("rmsprop", TrialSpec(optimizer="rmsprop", rho=0.8))
+    opt = make_optimizer(TrialSpec(optimizer="rmsprop", rho=0.8))
     assert opt.rho == 0.8  # lone trials keep plain floats
 
 
@@ -209,7 +235,7 @@ def test_a_diverging_trial_leaves_the_group_and_the_others_train_on_unchanged(
     assert with_it[1].diverged and "diverged" in with_it[1].message
     assert np.isnan(with_it[1].val_acc) and with_it[1].updates < without[0].updates
     # to rounding, not bitwise: the fused ConvNet's filter product is one product as wide
-    # as the group (FeatureMajorPatchConvNet), and a BLAS kernel may round a trial's rows
+    # as the group (the feature-major FusedPatchConvNet), and a BLAS kernel may round a trial's rows
     # differently at another place in it
     for a, b in zip((with_it[0], with_it[2]), without, strict=True):
         assert not a.diverged
@@ -236,7 +262,7 @@ def test_a_pruned_trial_leaves_the_group_and_the_others_go_on(
     alone = train(specs[1], splits["float64"], reporter=lambda s, v: True)
     assert_same(grouped[1], alone, rtol=1e-10)
     # the others as in a group without it: to rounding, not bitwise, because the fused
-    # MLP's first layer is one product as wide as the group (WideMLP), and a trial's place
+    # MLP's first layer is one product as wide as the group (the wide FusedMLP), and a trial's place
     # in it may change a product's last bits
     without = train_group([specs[0], specs[2]], splits["float64"])
     for a, b in zip((grouped[0], grouped[2]), without, strict=True):
@@ -251,14 +277,13 @@ def test_group_key_and_what_cannot_be_grouped(splits: dict[str, Split]) -> None:
     assert group_key(spec) != group_key(spec.replace(seed=2))      # data_seed follows seed
     assert group_key(spec) == group_key(spec.replace(seed=2, data_seed=1))
     assert group_key(spec) != group_key(spec.replace(batch_size=50))
-    assert not groupable(spec.replace(model="convnet3")) and groupable(spec)
+    assert all(groupable(spec.replace(model=m)) for m in ("mlp", "convnet", "convnet3"))
     small = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64"}))
     with pytest.raises(ValueError, match="share batch_size"):
         train_group([small, small.replace(batch_size=10)], splits["float64"])
-    with pytest.raises(ValueError, match="model=convnet3 cannot train in a group"):
-        train_group([TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64",
-                                                       "model": "convnet3"}))],
-                    splits["float64"])
+    conv3 = TrialSpec.from_mapping(for_model({**BASE, "dtype": "float64", "model": "convnet3"}))
+    with pytest.raises(ValueError, match="share filter_size"):
+        train_group([conv3, conv3.replace(filter_size=5)], splits["float64"])
     assert train_group([], splits["float64"]) == []
 
 
@@ -300,7 +325,27 @@ def test_each_trial_s_curve_points_are_told_as_they_are_measured(
     # before training, half way through the first cycle and at its end, where it stops
     assert results[1].stopped and [points[0].step for points, _ in heard[1]] == [0, 4, 8]
     for lone_spec in (spec, spec.replace(model="convnet3", hidden=[50], filter_size=3, cycles=1)):
-        alone: list[Any] = []  # a group of one; the reference loop
+        alone: list[Any] = []  # a group of one
         lone = train(lone_spec, splits["float64"],
                      on_points=lambda points, total, alone=alone: alone.extend(points))
         assert alone == list(lone.curves)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("changes", [
+    {"optimizer": "adam", "eta_max": 0.003, "filter_size": 3},
+    {"filter_size": 5, "conv_pad": 0, "activation": "leaky_relu", "loss": "svm"},
+], ids=["adam_cyclic", "sgd_unpadded_leaky_svm"])
+def test_convnet3_fused_in_a_group_matches_its_lone_run(
+        splits: dict[str, Split], changes: dict[str, Any], k: int) -> None:
+    """The fused three-layer ConvNet (fused.FusedConvNet3) trained as a group of K against
+    each trial's lone run (``train``, a group of one): float64 to 1e-10, with per-trial
+    values spread (dropout and input dropout included)."""
+    spec = TrialSpec.from_mapping(for_model({**BASE, "seed": 3, "dtype": "float64",
+                                             "model": "convnet3", **changes}))
+    specs = variants(spec, k)
+    alone = [train(s, splits["float64"]) for s in specs]
+    for result, lone in zip(train_group(specs, splits["float64"]), alone, strict=True):
+        assert not result.diverged
+        assert_same(result, lone, rtol=1e-10)
+    assert alone[-1].curves[-2].loss < alone[-1].curves[0].loss

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from numsweep.engine import layers
+from numsweep.engine.build import build_network
 from numsweep.engine.losses import LOSSES
 from numsweep.engine.networks import MLP, ConvNet3, Network, PatchConvNet, param_count
 from numsweep.engine.spec import ACTIVATIONS, MODELS, SpecError, TrialSpec
 from numsweep.engine.spec import LOSSES as LOSS_NAMES
-from numsweep.engine.train import build_network
 
 
 def overfit(net: Network, images: np.ndarray, y: np.ndarray, steps: int, lr: float) -> float:
@@ -95,9 +95,9 @@ def test_scores_never_drop_out() -> None:
 def test_data_loss_follows_the_loss_parameter() -> None:
     rng = np.random.default_rng(0)
     scores, y = rng.normal(size=(5, 3)), rng.integers(0, 3, size=5)
-    for name, fn in LOSSES.items():
+    for name, loss in LOSSES.items():
         net = MLP(4, (3,), 3, rng=rng, loss=name)
-        assert net.data_loss(scores, y, 0.0)[0] == fn(scores, y, 0.0)[0]
+        assert net.data_loss(scores, y, 0.0)[0] == loss.reference(scores, y, 0.0)[0]
 
 
 def test_loss_and_activation_names_agree_with_the_spec() -> None:

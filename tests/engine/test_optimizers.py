@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from numsweep.engine.optimizers import (
     RMSPropNesterov,
     make_optimizer,
 )
-from numsweep.engine.spec import OPTIMIZERS, TrialSpec
+from numsweep.engine.spec import OPTIMIZERS, RULE_PARAMETERS, TrialSpec
 
 GRADS = [2.0, -1.0, 0.5]
 
@@ -120,7 +121,7 @@ def test_adam_by_hand() -> None:
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_updates_are_in_place_float32_and_leave_gradients_alone(name: str) -> None:
     rng = np.random.default_rng(0)
-    opt = make_optimizer(name, TrialSpec(optimizer=name))
+    opt = make_optimizer(TrialSpec(optimizer=name))
     params = {"W": rng.normal(size=(4, 3)).astype(np.float32),
               "b": np.zeros(3, np.float32)}
     arrays = {k: v for k, v in params.items()}
@@ -139,11 +140,63 @@ def test_updates_are_in_place_float32_and_leave_gradients_alone(name: str) -> No
 
 def test_hyperparameters_come_from_the_spec() -> None:
     spec = TrialSpec(optimizer="adam", beta1=0.8, beta2=0.99, opt_eps=1e-6)
-    adam = make_optimizer("adam", spec)
+    adam = make_optimizer(spec)
     assert (adam.beta1, adam.beta2, adam.eps) == (0.8, 0.99, 1e-6)  # type: ignore[union-attr]
     nesterov = TrialSpec(optimizer="nesterov", momentum=0.7)
-    assert make_optimizer("nesterov", nesterov).momentum == 0.7  # type: ignore[union-attr]
+    assert make_optimizer(nesterov).momentum == 0.7  # type: ignore[union-attr]
     adadelta = TrialSpec(optimizer="adadelta", rho=0.95)
-    assert make_optimizer("adadelta", adadelta).rho == 0.95  # type: ignore[union-attr]
+    assert make_optimizer(adadelta).rho == 0.95  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
-        make_optimizer("lbfgs")
+        make_optimizer([types.SimpleNamespace(optimizer="lbfgs")])  # type: ignore[list-item]
+
+
+SPREAD = {"momentum": [0.5, 0.9, 0.7], "beta1": [0.8, 0.9, 0.85], "beta2": [0.99, 0.999, 0.995],
+          "rho": [0.8, 0.9, 0.95], "opt_eps": [1e-8, 1e-6, 1e-7]}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_k_trials_update_as_k_lone_trials(name: str, dtype: type) -> None:
+    """One rule of K = 3 trials (per-trial hyperparameters, learning rates and L2 strengths
+    broadcast against trial-stacked parameters) gives each trial's lone update (K = 1,
+    Python floats): bitwise, the same roundings (Adam: to its corrections' last bit); SGD
+    both plain and prescaled."""
+    own = {k: v for k, v in SPREAD.items() if name in RULE_PARAMETERS[k][1]}
+    specs = [TrialSpec(optimizer=name, **{k: v[i] for k, v in own.items()}) for i in range(3)]
+    lrs, lams = np.array([0.01, 0.03, 0.02]), np.array([0.0, 0.01, 0.002])
+    rng = np.random.default_rng(0)
+    weights = ("W",)
+    for prescaled in ((False, True) if name == "sgd" else (False,)):
+        group = make_optimizer(specs, prescaled=prescaled)
+        lone = [make_optimizer(s, prescaled=prescaled) for s in specs]
+        params = {"W": rng.normal(size=(3, 4, 2)).astype(dtype),
+                  "b": rng.normal(size=(3, 1, 2)).astype(dtype)}
+        lone_params = [{k: v[i].copy() for k, v in params.items()} for i in range(3)]
+        for _ in range(3):
+            grads = {k: rng.normal(size=v.shape).astype(dtype) for k, v in params.items()}
+            scale = lrs.reshape(-1, 1, 1).astype(dtype) if prescaled else 1
+            grads = {k: (g * scale).astype(dtype) for k, g in grads.items()}
+            for i in range(3):
+                lone[i].update(lone_params[i], {k: g[i].copy() for k, g in grads.items()},
+                               lrs[i:i + 1], lams[i:i + 1], weights)
+            group.update(params, grads, lrs, lams, weights)
+        for i in range(3):
+            for k in params:
+                if name == "adam":  # its bias corrections b^t: NumPy's pow per trial in a
+                    # group, Python's for a lone trial, which may differ in the last bit
+                    np.testing.assert_allclose(params[k][i], lone_params[i][k], rtol=1e-6
+                                               if dtype == np.float32 else 1e-14)
+                else:
+                    np.testing.assert_array_equal(params[k][i], lone_params[i][k])
+
+
+def test_a_group_keeps_the_selected_trials_state() -> None:
+    specs = [TrialSpec(optimizer="adam", beta1=b) for b in (0.8, 0.9, 0.85)]
+    opt = make_optimizer(specs)
+    params = {"W": np.ones((3, 2, 2))}
+    opt.update(params, {"W": np.arange(12.0).reshape(3, 2, 2)}, np.full(3, 0.1), np.zeros(3),
+               ("W",))
+    m = opt.state["W"]["m"].copy()
+    opt.select(np.array([2, 0]))
+    assert opt.beta1.values.ravel().tolist() == [0.85, 0.8]  # type: ignore[union-attr]
+    np.testing.assert_array_equal(opt.state["W"]["m"], m[[2, 0]])

@@ -66,3 +66,40 @@ def test_range_test_errors(tiny_npz: Path) -> None:
     with pytest.raises(ValueError, match="stop_factor"):
         range_test(TrialSpec(**{**BASE, "hidden": (16,)}), load_dataset(tiny_npz), "lr",
                    stop_factor=1.0)
+
+
+def test_range_test_keeps_the_two_streams_apart(tiny_npz: Path) -> None:
+    """Batches come from the data stream (``data_seed``), the initial weights and dropout
+    from the trial's own (``seed``), as in every other run: the first update's loss is that
+    of the network ``seed`` builds on the first batch ``data_seed`` draws."""
+    from numsweep.engine.batch_schedules import BatchSampler
+    from numsweep.engine.build import build_network
+    from numsweep.engine.streams import data_rng, trial_rng
+
+    spec = range_spec_from({**BASE, "n_updates": 3, "dtype": "float64", "seed": 3,
+                            "data_seed": 7}, "lr")
+    split = make_split(load_dataset(tiny_npz), spec.n_train, spec.n_val, np.dtype("float64"))
+    result = range_test(spec, split, "lr")
+    net = build_network(spec, split.x_train.shape[1:], split.num_classes, trial_rng(spec))
+    idx = BatchSampler(len(split.y_train), data_rng(7)).next(spec.batch_size)
+    loss, _, _ = net.loss(net.prepare(split.x_train[idx]), split.y_train[idx], lam=0.0,
+                          eps=spec.eps, rng=None)
+    assert result.losses[0] == pytest.approx(loss, rel=1e-12)
+    other_data = range_test(spec.replace(data_seed=8), split, "lr")
+    other_init = range_test(spec.replace(seed=4), split, "lr")
+    assert other_data.losses[0] != result.losses[0] != other_init.losses[0]
+
+
+def test_a_batch_range_test_needs_no_half_cycle(tiny_npz: Path) -> None:
+    """Its lengths do not depend on ``n_s``: a ``batch_size`` (unused) larger than the
+    training set, which resolves n_s to 0, is no error (a run that uses n_s refuses it)."""
+    spec = range_spec_from({"n_train": 80, "n_val": 40, "hidden": 16, "batch_size": 100,
+                            "b_min": 10, "b_max": 60, "n_updates": 5}, "batch")
+    result = range_test(spec, load_dataset(tiny_npz), "batch")
+    assert result.updates == 5 and result.batch_sizes[0] == 10 and result.batch_sizes[-1] == 60
+    from numsweep.engine import train
+
+    cyclic = TrialSpec(n_train=80, n_val=40, hidden=(16,), batch_size=100, b_min=10, b_max=60,
+                       batch_schedule="cyclic")
+    with pytest.raises(ValueError, match="n_s resolves to 0"):
+        train(cyclic, load_dataset(tiny_npz))

@@ -10,6 +10,7 @@ from numsweep.engine.batch_schedules import (
     LinearBatch,
     make_batch_schedule,
 )
+from numsweep.engine.runplan import curve_steps
 from numsweep.engine.schedules import (
     ConstantLR,
     ExponentialLR,
@@ -21,7 +22,6 @@ from numsweep.engine.schedules import (
     make_schedule,
 )
 from numsweep.engine.spec import SpecError, TrialSpec
-from numsweep.engine.train import curve_steps
 
 
 def test_triangular_cycle_turning_points_are_exact() -> None:

@@ -41,6 +41,9 @@ def _peak(specs: list[TrialSpec], split: Split) -> int:
     {"model": "mlp", "optimizer": "momentum", "dropout": 0.2},
     {"model": "convnet", "f": (4, 8), "nf": (10, 20), "dropout_input": 0.1,
      "optimizer": "nesterov"},
+    {"model": "convnet3", "nf": 16, "filter_size": 3, "nh": 50},
+    {"model": "convnet3", "nf": 8, "filter_size": 5, "conv_pad": 0, "nh": 50, "dropout": 0.2,
+     "optimizer": "adam"},
 ])
 def test_the_estimate_bounds_what_a_trial_takes(split: Split, case: dict[str, Any]) -> None:
     base = TrialSpec(schedule="constant", n_updates=2, n_train=400, n_val=200,
@@ -61,3 +64,26 @@ def test_max_group_size_fits_the_free_memory() -> None:
     wide = spec.replace(nf=40, nh=300, optimizer="adam")
     assert max_group_size(wide, (32, 32, 3), 10, 64 << 20) < small
     assert max_group_size(spec, (32, 32, 3), 10, 1 << 10) == 1  # never below one
+
+
+@pytest.mark.parametrize("shape", [
+    {"model": "mlp", "hidden": (30, 20)},
+    {"model": "convnet", "f": 4, "nf": 6, "nh": 20},
+    {"model": "convnet", "f": (2, 8), "nf": (3, 5), "nh": 20},
+    {"model": "convnet", "f": (4,), "nf": (3,), "nh": 20},
+    {"model": "convnet3", "nf": 4, "filter_size": 3, "nh": 20},
+    {"model": "convnet3", "nf": 4, "filter_size": 5, "nh": 20, "conv_stride": 1, "conv_pad": 0},
+])
+def test_the_estimates_read_the_shapes_of_the_network_the_engine_builds(shape: dict[str, Any]
+                                                                        ) -> None:
+    """Sizing takes a network's layer shapes and parameter count from the engine's
+    ``network_shape``, which must be what ``build_network`` builds."""
+    from numsweep.engine.build import build_network, network_shape
+    from numsweep.engine.networks import param_count
+    from numsweep.engine.sizing import param_count as estimated
+
+    spec = TrialSpec(**shape)
+    net = build_network(spec, (32, 32, 3), 10, np.random.default_rng(0))
+    layers = network_shape(spec, (32, 32, 3), 10)
+    assert layers.params == {name: p.shape for name, p in net.params.items()}
+    assert estimated(spec, (32, 32, 3), 10) == param_count(net) == layers.param_count

@@ -131,8 +131,8 @@ def test_mlp_overfits_100_examples(tiny_npz: Path) -> None:
 @pytest.mark.parametrize("loss", ["svm", "softmax"])
 def test_curves_measure_the_networks_own_loss(tiny_npz: Path, loss: str) -> None:
     """The curves' loss is the trained loss (SVM hinge or cross-entropy), not always softmax."""
+    from numsweep.engine.build import build_network
     from numsweep.engine.losses import softmax_cross_entropy, svm_loss
-    from numsweep.engine.train import build_network
 
     spec = TrialSpec(loss=loss, n_train=300, n_val=100, batch_size=50, cycles=1, n_s=3,
                      hidden=(16,), eval_train=300, lam=0.01, eta_max=0.01)

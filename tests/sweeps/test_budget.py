@@ -28,6 +28,24 @@ def test_forward_arithmetic_of_each_model() -> None:
     assert 1.8 < long / short < 2.1
 
 
+def test_the_cost_reads_the_engine_s_shapes_and_run_length() -> None:
+    """The layer shapes are the engine's (``network_shape``, what ``build_network`` builds)
+    and the updates its planned run (``runplan.planned_updates``: n_s resolved from n_train)."""
+    from numsweep.engine.build import network_shape
+    from numsweep.engine.runplan import planned_updates
+
+    conv3 = TrialSpec(model="convnet3", nf=8, filter_size=5, nh=30, conv_pad=0)
+    # 28 x 28 outputs of 75 x 8, pooled to 14 x 14 x 8 = 1568 inputs of the hidden layer
+    assert forward_macs(conv3, CIFAR) == 28 * 28 * 75 * 8 + 1568 * 30 + 30 * 10
+    multi = TrialSpec(model="convnet", f=(2, 8), nf=(3, 5), nh=20)
+    assert forward_macs(multi, CIFAR) == network_shape(multi, (32, 32, 3), 10).forward_macs
+    spec = TrialSpec(n_train=1000, batch_size=100, cycles=3)
+    fwd = forward_macs(spec, CIFAR)
+    assert planned_updates(spec, 1000) == 2 * 20 * 3
+    per_update = 3 * 100 * fwd + 2e5
+    assert trial_macs(spec, CIFAR) - trial_macs(spec, CIFAR, updates=0) > 119 * per_update
+
+
 def test_calibrated_estimate_is_within_the_stated_factor_of_measured_time(
         tmp_path: Path, tiny_npz: Path) -> None:
     storage = Storage(f"sqlite:///{tmp_path / 'b.db'}")

@@ -214,7 +214,9 @@ def test_automatic_group_size_and_groups_by_key() -> None:
     # proposals that wait for results: not from --jobs
     assert auto_group_size(mlp, 20, 1, (3, 32, 32), 10, sync=4, memory=2**34) == \
         auto_group_size(mlp, 20, 4, (3, 32, 32), 10, sync=4, memory=2**34) == 2
-    assert auto_group_size(TrialSpec(model="convnet3"), 8, 1, (3, 32, 32), 10) == 1
+    # every model fuses, the three-layer ConvNet too
+    assert auto_group_size(TrialSpec(model="convnet3"), 8, 1, (3, 32, 32), 10,
+                           memory=2**34) == 8
     specs = [TrialSpec(lam=0.1), TrialSpec(lam=0.2, hidden=(8,)), TrialSpec(lam=0.3),
              TrialSpec(model="convnet3"), TrialSpec(lam=0.4)]
     groups = form_groups(specs, lambda s: s, 2)
