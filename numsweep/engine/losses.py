@@ -69,15 +69,16 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
 def softmax_inplace(scores: Any, y: Any, eps: Any, scale: Any) -> Any:
     """:func:`softmax_cross_entropy` of K trials for the training step, without temporaries
     of (K, N, C): scores (K, N, C) is overwritten with scale_k (p - y_smooth_k) / N; eps and
-    scale are (K,) float64. Returns the K mean losses (K,) float64.
+    scale are (K,) float64. Returns the K mean losses (K,) float64 (on the host for K = 1,
+    whose loss the 2-D form already brought back).
 
     The loss uses sum_j y_j log p_j = sum_j y_j s_j - log Z with the shifted scores s (their
     row maximum subtracted), so no log-probabilities are stored."""
     xp = array_module(scores)
     k, n, c = scores.shape
     if k == 1:
-        return xp.asarray([_softmax_rows_inplace(scores[0], y, float(eps[0]),
-                                                 float(scale[0]))])
+        return np.array([_softmax_rows_inplace(scores[0], y, float(eps[0]),
+                                               float(scale[0]))])
     eps, scale = np.asarray(eps, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     flat = scores.reshape(k, n * c)
     picked_at = xp.arange(n) * c + y    # (row, label) as flat indices: one gather per trial
