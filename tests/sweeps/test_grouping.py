@@ -214,13 +214,15 @@ def test_automatic_group_size_and_groups_by_key() -> None:
     # proposals that wait for results: not from --jobs
     assert auto_group_size(mlp, 20, 1, (3, 32, 32), 10, sync=4, memory=2**34) == \
         auto_group_size(mlp, 20, 4, (3, 32, 32), 10, sync=4, memory=2**34) == 2
-    # every model fuses, the three-layer ConvNet too
+    # every model fuses, the three-layer ConvNet too, but it is faster alone unless
+    # --group-size says otherwise (then form_groups groups it like the others)
     assert auto_group_size(TrialSpec(model="convnet3"), 8, 1, (3, 32, 32), 10,
-                           memory=2**34) == 8
+                           memory=2**34) == 1
     specs = [TrialSpec(lam=0.1), TrialSpec(lam=0.2, hidden=(8,)), TrialSpec(lam=0.3),
-             TrialSpec(model="convnet3"), TrialSpec(lam=0.4)]
+             TrialSpec(model="convnet3"), TrialSpec(lam=0.4),
+             TrialSpec(model="convnet3", lam=0.5)]
     groups = form_groups(specs, lambda s: s, 2)
-    assert [[s.lam for s in g] for g in groups] == [[0.1, 0.3], [0.2], [0.0], [0.4]]
+    assert [[s.lam for s in g] for g in groups] == [[0.1, 0.3], [0.2], [0.0, 0.5], [0.4]]
 
 
 def test_a_lone_trial_is_one_trial_in_the_grouping_words() -> None:
