@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from numsweep.engine import TrialSpec, load_dataset, make_split, train
 from numsweep.engine.build import build_network
+from numsweep.engine.evaluation import evaluate_group
 from numsweep.engine.fused import fuse
-from numsweep.engine.group import evaluate_group
 from numsweep.engine.layers import patchify
 
 

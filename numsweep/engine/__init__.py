@@ -15,7 +15,7 @@
 - ``streams``: the two random streams (the data stream, each trial's own)
 - ``runplan``: a run's lengths (n_s, updates, curve points, periods, evaluation chunk)
 - ``inputs``: the split as a network's inputs (``Prepared``) and each update's batch
-- ``evaluation``: one network measured on a set
+- ``evaluation``: every trial of a fused network measured on a whole set
 - ``group``: the one training loop, for K specs (fused trials) or one
 - ``train``: one spec in, one result out (a group of one)
 - ``range_test``: learning-rate and batch-size range tests on the same loop

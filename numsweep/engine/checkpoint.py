@@ -415,11 +415,14 @@ def measure_test_accuracy(weights: Weights, data: Any) -> float:
     """The test accuracy of the kept network on ``data`` (a Dataset, split as its spec
     says, or a Split), measured as training measured it."""
     from numsweep.engine.data import Split, make_split
-    from numsweep.engine.evaluation import evaluate
+    from numsweep.engine.evaluation import evaluate_group
+    from numsweep.engine.fused import fuse
 
     spec = weights.spec
     split = data if isinstance(data, Split) else make_split(data, spec.n_train, spec.n_val,
                                                              np.dtype(spec.dtype))
-    net = weights_network(weights, split.x_test.shape[1:], split.num_classes)
-    _, _, acc = evaluate(net, net.prepare(split.x_test), split.y_test, spec.lam, spec.eps)
-    return acc
+    net = fuse([weights_network(weights, split.x_test.shape[1:], split.num_classes)],
+               [0.0], [0.0])
+    _, _, accs = evaluate_group(net, net.prepare(split.x_test), split.y_test,
+                                np.array([spec.lam]), np.array([spec.eps]))
+    return float(accs[0])

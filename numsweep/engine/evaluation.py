@@ -1,29 +1,32 @@
-"""Measuring one lone network on a whole set (a group measures its trials with
-:func:`group.evaluate_group`)."""
+"""Measuring networks on a whole set: every trial of a fused network (a lone trial, or a kept
+network, as a group of one) in one forward pass per chunk."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from numsweep.engine.losses import l2_penalty
-from numsweep.engine.networks import Network
-from numsweep.engine.runplan import EVAL_CHUNK
+from numsweep.engine.backend import array_module, to_numpy
+from numsweep.engine.fused import FusedNet
+from numsweep.engine.losses import LOSSES, l2_penalty
+from numsweep.engine.runplan import eval_chunk
 
 
-def evaluate(net: Network, x: np.ndarray, y: np.ndarray, lam: float,
-             eps: float) -> tuple[float, float, float]:
-    """(loss, cost, accuracy) over a whole set, in chunks to bound memory.
-
-    The loss is the network's own data loss (softmax cross-entropy with label smoothing
-    ``eps``, or the SVM loss); the cost adds lam times the sum of squared weights.
-    """
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), EVAL_CHUNK):
-        scores = net.scores(x[start:start + EVAL_CHUNK])
-        yb = y[start:start + EVAL_CHUNK]
-        loss, _ = net.data_loss(scores, yb, eps)
-        loss_sum += loss * len(yb)
-        correct += int((scores.argmax(axis=1) == yb).sum())
-    loss = loss_sum / len(x)
-    cost = loss + lam * l2_penalty(net.params, net.weight_names)
-    return loss, cost, correct / len(x)
+def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
+                   eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
+    fused forward pass and one fused data loss (the training loss, summed in float64) per
+    chunk, on the set's device; three (K,) arrays come back to the host."""
+    xp = array_module(x)
+    k = net.k
+    chunk = eval_chunk(k)
+    eps_x = xp.asarray(np.asarray(eps, dtype=np.float64))
+    loss_sum = xp.zeros(k)
+    correct = xp.zeros(k, dtype=np.int64)
+    for start in range(0, len(x), chunk):
+        scores = net.scores(x[start:start + chunk])
+        yb = y[start:start + chunk]
+        loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
+        correct += (scores.argmax(axis=2) == yb).sum(axis=1)
+    l2 = l2_penalty(net.params, net.weight_names, trials=True)
+    loss = to_numpy(loss_sum) / len(x)
+    return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)

@@ -66,12 +66,12 @@ from numsweep.engine.checkpoint import (
     state_digest,
 )
 from numsweep.engine.data import Dataset, Split, make_split
+from numsweep.engine.evaluation import evaluate_group
 from numsweep.engine.fused import FusedNet, fuse
 from numsweep.engine.inputs import BatchDrawer, Prepared, prepare_inputs
-from numsweep.engine.losses import LOSSES, l2_penalty
 from numsweep.engine.networks import Network, param_count
 from numsweep.engine.optimizers import Optimizer, make_optimizer
-from numsweep.engine.runplan import RunPlan, eval_chunk, plan_run
+from numsweep.engine.runplan import RunPlan, plan_run
 from numsweep.engine.schedules import CYCLIC
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
 from numsweep.engine.streams import data_rng, device_seed, resolve_data_seed, trial_rng
@@ -111,27 +111,6 @@ def group_key(spec: TrialSpec) -> tuple[tuple[str, Any], ...]:
 
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
-
-
-def evaluate_group(net: FusedNet, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
-                   eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loss, cost, accuracy) of every trial over a whole set, each (K,) NumPy float64: one
-    fused forward pass and one fused data loss (the loss of :func:`evaluation.evaluate`, summed
-    in float64) per chunk, on the set's device; three (K,) arrays come back to the host."""
-    xp = array_module(x)
-    k = net.k
-    chunk = eval_chunk(k)
-    eps_x = xp.asarray(np.asarray(eps, dtype=np.float64))
-    loss_sum = xp.zeros(k)
-    correct = xp.zeros(k, dtype=np.int64)
-    for start in range(0, len(x), chunk):
-        scores = net.scores(x[start:start + chunk])
-        yb = y[start:start + chunk]
-        loss_sum += LOSSES[net.loss_name].sums(scores, yb, eps_x)
-        correct += (scores.argmax(axis=2) == yb).sum(axis=1)
-    l2 = l2_penalty(net.params, net.weight_names, trials=True)
-    loss = to_numpy(loss_sum) / len(x)
-    return loss, loss + lams * to_numpy(l2), to_numpy(correct) / len(x)
 
 
 def _unstack(net: FusedNet, j: int, lone: Network) -> Network:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from numsweep.engine.batch_schedules import BatchSchedule, largest_batch, make_batch_schedule
 from numsweep.engine.schedules import CYCLIC, Schedule, make_schedule
-from numsweep.engine.spec import TrialSpec
-from numsweep.engine.spec import planned_updates as updates_with_n_s
+from numsweep.engine.spec import TrialSpec, updates_with_n_s
 
 EVAL_CHUNK = 1000
 """Images per forward pass when one trial measures a set: small enough that a chunk's

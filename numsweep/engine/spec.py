@@ -269,13 +269,13 @@ class TrialSpec:
                 raise RunTooLong(
                     f"cycles={self.cycles} x curve_points={self.curve_points} curve "
                     f"measurements is invalid: expected at most {MAX_MEASUREMENTS:,}")
-            total = planned_updates(self, self.n_s or 1)
+            total = updates_with_n_s(self, self.n_s or 1)
             if total > MAX_UPDATES:
                 n_s = f"n_s={self.n_s}" if self.n_s is not None else "n_s at least 1"
                 raise RunTooLong(
                     f"cycles={self.cycles} with cycle_mult={self.cycle_mult} and {n_s} plan "
                     f"more than {MAX_UPDATES:,} updates: invalid")
-        elif self.n_updates is None and planned_updates(self, self.n_s or 1) > MAX_UPDATES:
+        elif self.n_updates is None and updates_with_n_s(self, self.n_s or 1) > MAX_UPDATES:
             raise RunTooLong(f"cycles={self.cycles} with n_s={self.n_s or 1} plan more than "
                              f"{MAX_UPDATES:,} updates (n_updates unset: 2 x n_s x cycles): "
                              "invalid")
@@ -304,7 +304,7 @@ class TrialSpec:
         return out
 
 
-def planned_updates(spec: TrialSpec, n_s: int) -> int:
+def updates_with_n_s(spec: TrialSpec, n_s: int) -> int:
     """The updates ``spec`` plans with its half-cycle resolved to ``n_s``. Stops counting
     growing cycles once past :data:`MAX_UPDATES` (so that an absurd spec costs nothing)."""
     if spec.schedule not in CYCLIC_SCHEDULES:

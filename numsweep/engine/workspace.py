@@ -1,4 +1,4 @@
-"""Scratch arrays reused across training updates, so the fast path allocates nothing per step.
+"""Scratch arrays reused across training updates, so the training loop allocates nothing per step.
 
 A :class:`Workspace` hands out named arrays of a requested shape. Each name owns one flat
 buffer that grows when a larger shape is asked for; smaller shapes are views of its start

@@ -13,12 +13,12 @@ from typing import Any
 from numsweep.engine import DataError, Dataset, SpecError, TrialSpec
 from numsweep.engine.batch_schedules import largest_batch
 from numsweep.engine.data import dataset_fingerprint
+from numsweep.engine.runplan import planned_updates, resolve_n_s
 from numsweep.engine.spec import (
     CYCLIC_SCHEDULES,
     MAX_MEASUREMENTS,
     MAX_UPDATES,
     RunTooLong,
-    planned_updates,
 )
 from numsweep.errors import NumsweepError
 from numsweep.storage import RunSettings, Storage, SweepRecord, TrialState
@@ -192,8 +192,8 @@ def check_run_length(spec: TrialSpec, n_train: int, *, force: bool = False) -> N
     """The run of ``spec`` on ``n_train`` images: more than :data:`MAX_UPDATES` updates or
     :data:`MAX_MEASUREMENTS` curve measurements are refused; more than
     :data:`LONG_RUN_UPDATES` updates need ``force``."""
-    n_s = spec.n_s if spec.n_s is not None else max(1, 2 * (n_train // spec.batch_size))
-    updates = planned_updates(spec, n_s)
+    n_s = resolve_n_s(spec, n_train)
+    updates = planned_updates(spec, n_train)
     resolved = "" if spec.n_s is not None else f" (n_s={n_s} from n_train={n_train})"
     if updates > MAX_UPDATES:
         raise RunTooLong(f"the run plans more than {MAX_UPDATES:,} updates{resolved}, the most "

@@ -195,15 +195,10 @@ Reporter = SnapshotPruner | Recorder | FrontPruner
 
 def trial_param_count(spec: TrialSpec, split: Split) -> int:
     """The parameters of the trial's network, before it trains (for the rung rule)."""
-    from numsweep.engine.build import build_network
-    from numsweep.engine.networks import param_count
-    from numsweep.engine.sizing import param_count as estimated
+    from numsweep.engine.sizing import param_count
 
     shape = tuple(split.x_train.shape[1:])
-    if spec.model in ("mlp", "convnet"):
-        return estimated(spec, shape, split.num_classes)  # type: ignore[arg-type]
-    net = build_network(spec, shape, split.num_classes, np.random.default_rng(0))
-    return param_count(net)
+    return param_count(spec, shape, split.num_classes)  # type: ignore[arg-type]
 
 
 def make_reporter(task: TrialTask, split: Split, clock: RungClock) -> Reporter:
