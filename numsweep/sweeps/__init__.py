@@ -36,6 +36,7 @@
 - ``single.py``: one configuration trained in this process and stored (``numsweep train``).
 - ``range_tests.py``: range tests stored as trials (``numsweep range-test``).
 - ``rerun.py``: a stored trial trained again and compared (``numsweep trial rerun``).
+- ``deletion.py``: a sweep removed from the database and from disk (``sweep delete``).
 - ``kept.py``: where checkpoints and kept networks live, the keep policy, gc, evaluate.
 - ``budget.py``: the planner's cost model and time estimates, recalibrated as stages start.
 - ``progress.py``: the live progress display.
