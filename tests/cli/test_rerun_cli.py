@@ -103,7 +103,7 @@ def test_a_range_test_that_stopped_itself_is_rerun_with_the_same_rule(tmp_path: 
                                                                      data: Path) -> None:
     db = f"sqlite:///{tmp_path / 't.db'}"
     made = invoke("range-test", "lr", "n_train=300", "n_val=100", "hidden=8", "batch_size=10",
-                  "eta_min=1e-2", "eta_max=1e4", "n_updates=300", "--stop-factor", "2",
+                  "eta_min=1e-2", "eta_max=1e6", "n_updates=300", "--stop-factor", "2",
                   "--data", data, "--db", db)
     assert made.exit_code == 0, made.output
     [original] = Storage(db).get_trials("range-test")
