@@ -165,6 +165,20 @@ class FusedNet:
             self._grads = {k: xp.empty(v.shape, v.dtype) for k, v in self.params.items()}
         return self._grads
 
+    def _hidden_to_scores(self, h: Any, rngs: Sequence[np.random.Generator] | None
+                          ) -> tuple[Any, Any]:
+        """The ConvNets' head: the hidden layer's products h (K, N, nh) get b1, the
+        activation and dropout in place, then the scores (K, N, C) = h W2 + b2; returns the
+        scores and the dropout mask (None without dropout)."""
+        h += self.params["b1"]
+        self._act_inplace(h, "h")
+        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
+        w2 = self.params["W2"]
+        out = self._ws.get("out", (*h.shape[:2], w2.shape[2]))
+        bmm(h, w2, out=out)
+        out += self.params["b2"]
+        return out, keep_h
+
     def _act_inplace(self, a: Any, name: str, mask: Any = None) -> None:
         """a = act(a) in place, as the lone network's ``_act_inplace``; the mask (a > 0) is
         kept in ``mask`` when one is given (else, for ReLU only, in the workspace's)."""
@@ -516,7 +530,7 @@ class FusedPatchConvNet(FusedNet):
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
         ps = self._patches(x)
-        w1, w2 = self.params["W1"], self.params["W2"]
+        w1 = self.params["W1"]
         h = self._ws.get("h", (k, n, w1.shape[2]))
         ts = []
         for i, (br, p) in enumerate(zip(self.branches, ps, strict=True)):
@@ -538,12 +552,7 @@ class FusedPatchConvNet(FusedNet):
                 tmp = self._ws.get("h.part", h.shape)
                 bmm(t2, w1_rows, out=tmp)
                 h += tmp
-        h += self.params["b1"]
-        self._act_inplace(h, "h")
-        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
-        out = self._ws.get("out", (k, n, w2.shape[2]))
-        bmm(h, w2, out=out)
-        out += self.params["b2"]
+        out, keep_h = self._hidden_to_scores(h, rngs)
         return out, (ps, ts, h, keep_h)
 
     def _hidden_backward(self, scores: Any, h: Any, keep_h: Any, grads: Arrays) -> Any:
@@ -620,7 +629,7 @@ class FusedPatchConvNet(FusedNet):
         n, k = len(x), self.k
         x, _ = self._input_dropout(x, rngs)
         ps = self._patches(x)
-        w1, w2 = self.params["W1"], self.params["W2"]
+        w1 = self.params["W1"]
         h = self._ws.get("h", (k, n, w1.shape[2]))
         pms = [self._patch_major(p, i, n, br.n_p)
                for i, (br, p) in enumerate(zip(self.branches, ps, strict=True))]
@@ -647,12 +656,7 @@ class FusedPatchConvNet(FusedNet):
                     tmp = self._ws.get("h.part", h[run].shape)
                     bmm(rows_t, w1_rows, out=tmp)
                     h[run] += tmp
-        h += self.params["b1"]
-        self._act_inplace(h, "h")
-        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
-        out = self._ws.get("out", (k, n, w2.shape[2]))
-        bmm(h, w2, out=out)
-        out += self.params["b2"]
+        out, keep_h = self._hidden_to_scores(h, rngs)
         return out, ([pm for pm, _ in pms], cs, masks, h, keep_h)
 
     def _step_feature_major(self, x: Any, y: Any, *, eps: np.ndarray, rngs: Sequence[
@@ -780,16 +784,11 @@ class FusedConvNet3(FusedNet):
         xp.maximum(sv[:, :, 0::2, 0::2], sv[:, :, 0::2, 1::2], out=pooled)
         xp.maximum(pooled, sv[:, :, 1::2, 0::2], out=pooled)
         xp.maximum(pooled, sv[:, :, 1::2, 1::2], out=pooled)
-        w1, w2 = self.params["W1"], self.params["W2"]
+        w1 = self.params["W1"]
         flat = pooled.reshape(k, n, -1)
         h = self._ws.get("h", (k, n, w1.shape[2]))
         bmm(flat, w1, out=h)
-        h += self.params["b1"]
-        self._act_inplace(h, "h")
-        keep_h = self._dropout_inplace(h, self.dropout, rngs, "h")
-        out = self._ws.get("out", (k, n, w2.shape[2]))
-        bmm(h, w2, out=out)
-        out += self.params["b2"]
+        out, keep_h = self._hidden_to_scores(h, rngs)
         return out, (cols, s, shape, pooled, h, keep_h)
 
     def _unpool(self, dpooled: Any, sv: Any, pooled: Any, dsv: Any) -> None:
