@@ -45,8 +45,7 @@ import numpy as np
 
 from numsweep.engine.backend import array_module
 from numsweep.engine.losses import add_l2_gradient
-from numsweep.engine.pertrial import PerTrial, hp_values, trial_hp
-from numsweep.engine.pertrial import operand as _hp
+from numsweep.engine.pertrial import PerTrial, hp_values, operand, trial_hp
 from numsweep.engine.spec import TrialSpec
 
 Params = dict[str, np.ndarray]
@@ -113,7 +112,7 @@ class SGD(Rule):
     def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             (buf,) = _slot(self.state, name, w, "buf")
-            array_module(w).multiply(grads[name], _hp(lr, w), out=buf)
+            array_module(w).multiply(grads[name], operand(lr, w), out=buf)
             w -= buf
 
     def update(self, params: Params, grads: Params, lrs: np.ndarray, lams: np.ndarray,
@@ -131,7 +130,7 @@ class SGD(Rule):
             decay = PerTrial(1 - 2 * np.asarray(lrs) * lams) if lams.any() else None
         for name, w in params.items():
             if decay is not None and name in weight_names:
-                w *= _hp(decay, w)
+                w *= operand(decay, w)
             w -= grads[name]
 
 
@@ -145,8 +144,8 @@ class Momentum(Rule):
     def step(self, params: Params, grads: Params, lr: Any) -> None:
         for name, w in params.items():
             v, buf = _slot(self.state, name, w, "v", "buf")
-            v *= _hp(self.momentum, v)
-            array_module(w).multiply(grads[name], _hp(lr, w), out=buf)
+            v *= operand(self.momentum, v)
+            array_module(w).multiply(grads[name], operand(lr, w), out=buf)
             v -= buf
             w += v
 
@@ -163,12 +162,12 @@ class Nesterov(Rule):
         for name, w in params.items():
             xp = array_module(w)
             v, buf = _slot(self.state, name, w, "v", "buf")
-            xp.multiply(v, _hp(-mu, v), out=buf)            # buf = -mu v
+            xp.multiply(v, operand(-mu, v), out=buf)            # buf = -mu v
             w += buf
-            v *= _hp(mu, v)
-            xp.multiply(grads[name], _hp(lr, w), out=buf)
+            v *= operand(mu, v)
+            xp.multiply(grads[name], operand(lr, w), out=buf)
             v -= buf                                # v' = mu v - lr g
-            xp.multiply(v, _hp(1 + mu, v), out=buf)
+            xp.multiply(v, operand(1 + mu, v), out=buf)
             w += buf
 
 
@@ -177,9 +176,9 @@ def _adaptive_step(g: np.ndarray, r: np.ndarray, buf: np.ndarray, eps: Any,
     """buf = lr g / (sqrt(r) + eps): the step of AdaGrad, RMSProp and RMSProp + Nesterov."""
     xp = array_module(r)
     xp.sqrt(r, out=buf)
-    buf += _hp(eps, buf)
+    buf += operand(eps, buf)
     xp.divide(g, buf, out=buf)
-    buf *= _hp(lr, buf)
+    buf *= operand(lr, buf)
 
 
 @dataclass
@@ -202,8 +201,8 @@ class AdaGrad(Rule):
 def _rms_average(r: np.ndarray, g: np.ndarray, buf: np.ndarray, rho: float) -> None:
     """r = rho r + (1 - rho) g^2, using ``buf`` as scratch."""
     array_module(g).multiply(g, g, out=buf)
-    buf *= _hp(1 - rho, buf)
-    r *= _hp(rho, r)
+    buf *= operand(1 - rho, buf)
+    r *= operand(rho, r)
     r += buf
 
 
@@ -241,12 +240,12 @@ class RMSPropNesterov(Rule):
             xp = array_module(w)
             r, v, buf = _slot(self.state, name, w, "r", "v", "buf")
             _rms_average(r, g, buf, self.rho)
-            xp.multiply(v, _hp(-mu, v), out=buf)
+            xp.multiply(v, operand(-mu, v), out=buf)
             w += buf
-            v *= _hp(mu, v)
+            v *= operand(mu, v)
             _adaptive_step(g, r, buf, self.eps, lr)
             v -= buf
-            xp.multiply(v, _hp(1 + mu, v), out=buf)
+            xp.multiply(v, operand(1 + mu, v), out=buf)
             w += buf
 
 
@@ -264,13 +263,13 @@ class AdaDelta(Rule):
             xp = array_module(w)
             a, s, buf, d = _slot(self.state, name, w, "a", "s", "buf", "d")
             _rms_average(a, g, buf, self.rho)
-            xp.add(s, _hp(self.eps, s), out=d)
-            xp.add(a, _hp(self.eps, a), out=buf)
+            xp.add(s, operand(self.eps, s), out=d)
+            xp.add(a, operand(self.eps, a), out=buf)
             xp.divide(d, buf, out=d)
             xp.sqrt(d, out=d)
             d *= g                                  # d = sqrt(s + eps) / sqrt(a + eps) g
             _rms_average(s, d, buf, self.rho)
-            d *= _hp(lr, d)
+            d *= operand(lr, d)
             w -= d
 
 
@@ -305,15 +304,15 @@ class Adam(Rule):
             g = grads[name]
             xp = array_module(w)
             m, v, buf = _slot(self.state, name, w, "m", "v", "buf")
-            m *= _hp(b1, m)
-            xp.multiply(g, _hp(1 - b1, g), out=buf)
+            m *= operand(b1, m)
+            xp.multiply(g, operand(1 - b1, g), out=buf)
             m += buf
             _rms_average(v, g, buf, b2)
             xp.sqrt(v, out=buf)
-            buf *= _hp(inv_sqrt_c2, buf)
-            buf += _hp(self.eps, buf)
+            buf *= operand(inv_sqrt_c2, buf)
+            buf += operand(self.eps, buf)
             xp.divide(m, buf, out=buf)
-            buf *= _hp(lr_c1, buf)
+            buf *= operand(lr_c1, buf)
             w -= buf
 
 
