@@ -23,6 +23,7 @@ from numsweep.storage.plan import StagePlan, describe_space
 from numsweep.storage.records import (
     CurveRecord,
     RunSettings,
+    SlotGroupRecord,
     SlotRecord,
     StageRecord,
     SweepRecord,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_URL",
     "CurveRecord",
     "RunSettings",
+    "SlotGroupRecord",
     "SlotRecord",
     "StagePlan",
     "StageRecord",

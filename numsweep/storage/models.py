@@ -166,6 +166,29 @@ class CurvePointModel(Base):
     lr: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class SlotGroupModel(Base):
+    """A slot group that ended (engine ``train_slots``): K slots refilled from the stage's
+    trials as each ended, and how full they were. One row per (stage, group): a resumed group
+    that ends again replaces its row."""
+
+    __tablename__ = "ns_slot_groups"
+    __table_args__ = (UniqueConstraint("stage_id", "group_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage_id: Mapped[int] = mapped_column(ForeignKey("ns_stages.id"))
+    group_id: Mapped[int] = mapped_column(Integer)  # the id of its first trial
+    worker: Mapped[str] = mapped_column(String(200), default="")  # host:pid that trained it
+    size: Mapped[int] = mapped_column(Integer)  # K, its slots
+    steps: Mapped[int] = mapped_column(BigInteger)  # group updates made
+    slot_updates: Mapped[int] = mapped_column(BigInteger)  # trial-updates trained
+    trials: Mapped[int] = mapped_column(Integer)  # trials that joined it
+    # the group updates made before the stage first had no trial for a free slot, and the
+    # trial-updates trained in them
+    full_steps: Mapped[int] = mapped_column(BigInteger)
+    full_slot_updates: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class LeaseModel(Base):
     """A short exclusive turn (such as proposing a stage's next configuration) held by one
     process until it gives it back or ``expires_at`` passes (its process died)."""

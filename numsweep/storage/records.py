@@ -97,3 +97,30 @@ class CurveRecord:
     cost: float
     acc: float
     lr: float
+
+
+@dataclass(frozen=True)
+class SlotGroupRecord:
+    """A slot group that ended: ``size`` slots (K) over ``steps`` group updates trained
+    ``slot_updates`` trial-updates for ``trials`` trials; ``full_steps`` and
+    ``full_slot_updates`` count the updates before the stage first had no trial for a free
+    slot. ``group_id`` is the id of its first trial; ``worker`` the process that trained it."""
+
+    id: int
+    stage_id: int
+    stage: str
+    group_id: int
+    worker: str
+    size: int
+    steps: int
+    slot_updates: int
+    trials: int
+    full_steps: int
+    full_slot_updates: int
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def occupancy(self) -> float:
+        """The share of its slot-updates that trained a trial (1.0 when it made none)."""
+        return self.slot_updates / (self.steps * self.size) if self.steps else 1.0

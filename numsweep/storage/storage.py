@@ -50,6 +50,7 @@ from numsweep.storage.models import (
     CurvePointModel,
     FloatKind,
     LeaseModel,
+    SlotGroupModel,
     StageModel,
     SweepModel,
     SweepRunModel,
@@ -61,6 +62,7 @@ from numsweep.storage.models import (
 from numsweep.storage.records import (
     CurveRecord,
     RunSettings,
+    SlotGroupRecord,
     SlotRecord,
     StageRecord,
     SweepRecord,
@@ -479,8 +481,8 @@ class Storage:
     @_retrying
     def delete_sweep(self, sweep_id: int) -> int:
         """Remove a sweep and everything numsweep stored of it (stages, trials with their
-        parameters, metrics and curves, its stages' leases) in one transaction; the number of
-        trials removed."""
+        parameters, metrics and curves, its stages' slot groups and leases) in one
+        transaction; the number of trials removed."""
         with self.session() as s:
             trial_ids = select(TrialModel.id).where(TrialModel.sweep_id == sweep_id)
             count = int(s.scalar(select(func.count()).select_from(trial_ids.subquery())) or 0)
@@ -491,6 +493,9 @@ class Storage:
                           .execution_options(synchronize_session=False))
             s.execute(delete(SweepRunModel).where(SweepRunModel.sweep_id == sweep_id)
                       .execution_options(synchronize_session=False))
+            if stage_ids:
+                s.execute(delete(SlotGroupModel).where(SlotGroupModel.stage_id.in_(stage_ids))
+                          .execution_options(synchronize_session=False))
             s.execute(delete(TrialModel).where(TrialModel.sweep_id == sweep_id)
                       .execution_options(synchronize_session=False))
             if stage_ids:
@@ -1023,6 +1028,63 @@ class Storage:
                                 _nan_if_none(r.cost), _nan_if_none(r.acc), _nan_if_none(r.lr))
                     for r in rows]
 
+    # Slot groups: how full a stage's slots were
+
+    def record_slot_group(self, stage_id: int, group_id: int, worker: str, size: int,
+                          steps: int, slot_updates: int, trials: int, full_steps: int,
+                          full_slot_updates: int, *,
+                          started_at: datetime | None = None) -> SlotGroupRecord:
+        """Store a slot group that ended (see :class:`SlotGroupRecord`), in place of the row
+        of the same (stage, group) if there is one (a resumed group that ended again).
+        ``started_at``: when it began; None: when its first trial (``group_id``) started."""
+        values = {"worker": worker, "size": int(size), "steps": int(steps),
+                  "slot_updates": int(slot_updates), "trials": int(trials),
+                  "full_steps": int(full_steps), "full_slot_updates": int(full_slot_updates)}
+        for _ in range(3):  # two processes inserting the same row at once: one wins
+            try:
+                return self._record_slot_group(stage_id, group_id, values, started_at)
+            except StorageConflict:
+                continue
+        raise StorageError(f"cannot store slot group {group_id} in {self.shown_url}")
+
+    @_retrying
+    def _record_slot_group(self, stage_id: int, group_id: int, values: dict[str, Any],
+                           started_at: datetime | None) -> SlotGroupRecord:
+        with self.session() as s:
+            stage = _get(s, StageModel, stage_id, "stage")
+            ended = now()
+            if started_at is None:
+                started_at = s.scalar(select(TrialModel.started_at)
+                                      .where(TrialModel.id == group_id)) or ended
+            row = s.scalar(select(SlotGroupModel).where(SlotGroupModel.stage_id == stage_id,
+                                                        SlotGroupModel.group_id == group_id))
+            if row is None:
+                row = SlotGroupModel(stage_id=stage_id, group_id=group_id)
+                s.add(row)
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.started_at, row.finished_at = started_at, ended
+            s.flush()
+            return _slot_group_record(row, stage.name)
+
+    @_retrying
+    def slot_groups(self, stage_id: int | None = None, *,
+                    sweep: str | None = None) -> list[SlotGroupRecord]:
+        """The slot groups stored of one stage, or of every stage of ``sweep``, in the order
+        they were first stored."""
+        if (stage_id is None) == (sweep is None):
+            raise ValueError("give a stage id or a sweep name")
+        query = (select(SlotGroupModel, StageModel.name)
+                 .join(StageModel, SlotGroupModel.stage_id == StageModel.id)
+                 .order_by(SlotGroupModel.id))
+        if stage_id is not None:
+            query = query.where(SlotGroupModel.stage_id == stage_id)
+        else:
+            query = (query.join(SweepModel, StageModel.sweep_id == SweepModel.id)
+                     .where(SweepModel.name == sweep))
+        with self.session() as s:
+            return [_slot_group_record(row, name) for row, name in s.execute(query)]
+
     # Bulk reads for analysis: plain tuples from a few queries, no ORM objects per row.
 
     @_retrying
@@ -1183,3 +1245,11 @@ def _trial_record(row: TrialModel, sweep: str, stage: str | None) -> TrialRecord
         setup=json.loads(row.setup_json) if row.setup_json else {},
         group_id=row.group_id, group_size=row.group_size,
     )
+
+
+def _slot_group_record(row: SlotGroupModel, stage: str) -> SlotGroupRecord:
+    return SlotGroupRecord(
+        id=row.id, stage_id=row.stage_id, stage=stage, group_id=row.group_id,
+        worker=row.worker, size=row.size, steps=row.steps, slot_updates=row.slot_updates,
+        trials=row.trials, full_steps=row.full_steps, full_slot_updates=row.full_slot_updates,
+        started_at=row.started_at, finished_at=row.finished_at)

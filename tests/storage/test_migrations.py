@@ -114,6 +114,7 @@ def test_a_database_from_before_versions_is_upgraded_keeping_every_row(tmp_path:
     after = _rows(path)
 
     assert after.pop(VERSION_TABLE) == [{"version_num": HEAD}]
+    assert after.pop("ns_slot_groups") == []
     runs = {r["sweep_id"]: r for r in after.pop("ns_sweep_runs")}
     for old, new in zip(before.pop("ns_sweeps"), after.pop("ns_sweeps"), strict=True):
         spec = json.loads(new.pop("spec_json"))
@@ -169,6 +170,46 @@ def test_an_upgraded_database_goes_on_working_for_writers(tmp_path: Path) -> Non
     assert not storage.list_stages(sweep.id)[2].plan.study_ready
     assert storage.delete_sweep(sweep.id) == 12
     assert [s.name for s in storage.list_sweeps()] == ["train"]
+
+
+def _schema(path: Path) -> dict[str, str]:
+    """Every table's and index's SQL, by name."""
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+
+
+def _at_revision(path: Path, revision: str) -> None:
+    """The SQLite database at ``path`` migrated to ``revision``."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        migrate_to(conn, revision)
+    engine.dispose()
+
+
+def test_a_database_of_0003_gets_the_slot_groups_table_and_nothing_else_changes(
+        tmp_path: Path) -> None:
+    path = _fixture_copy(tmp_path)
+    _at_revision(path, "0003")
+    rows, schema = _rows(path), _schema(path)
+    assert "ns_slot_groups" not in rows and rows["ns_trials"]
+    reader = Storage(f"sqlite:///{path}", read_only=True)  # reads it as of today, writes nothing
+    assert reader.slot_groups(sweep="lam") == []
+    reader.dispose()
+    assert (_rows(path), _schema(path)) == (rows, schema)
+
+    storage = Storage(f"sqlite:///{path}")
+    stage = storage.list_stages(storage.get_sweep("lam").id)[0]
+    after, after_schema = _rows(path), _schema(path)
+    assert after.pop(VERSION_TABLE) == [{"version_num": HEAD}]
+    assert after.pop("ns_slot_groups") == [] and "ns_slot_groups" in after_schema
+    rows.pop(VERSION_TABLE)
+    assert after == rows
+    assert {k: v for k, v in after_schema.items() if "ns_slot_groups" not in k} == schema
+    storage.record_slot_group(stage.id, 1, "host:1", 2, 10, 18, 3, 8, 16)
+    assert [g.occupancy for g in storage.slot_groups(sweep="lam")] == [0.9]
+    storage.dispose()
+    _at_revision(path, "0003")  # and the downgrade takes the table away again
+    assert _schema(path) == schema
 
 
 def _open_and_count(url: str, errors: multiprocessing.Queue) -> None:
@@ -262,7 +303,8 @@ def test_a_postgresql_database_from_before_versions_is_upgraded(postgres_schema:
     storage = Storage(postgres_schema)
     got = _as_before(reads(storage))
     storage.dispose()
-    assert "ns_sweep_runs" in inspect(create_engine(postgres_schema)).get_table_names()
+    assert {"ns_sweep_runs", "ns_slot_groups"} <= set(
+        inspect(create_engine(postgres_schema)).get_table_names())
     expected = json.loads((FIXTURES / "unversioned_reads.json").read_text())
     assert got["trials"] == expected["trials"] and got["sweeps"] == expected["sweeps"]
     assert got["curves"] == expected["curves"] and got["slots"] == expected["slots"]
@@ -307,3 +349,40 @@ def test_processes_opening_one_postgresql_database_at_once_make_or_upgrade_it_on
         assert conn.execute(text("SELECT count(*) FROM ns_sweep_runs")).scalar() == (
             0 if fresh else 1)
     engine.dispose()
+
+
+def _server_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every numsweep table on the server, by table, in id order."""
+    engine = create_engine(url)
+    tables = MetaData()
+    tables.reflect(engine)
+    try:
+        with engine.connect() as conn:
+            return {t.name: sorted((tuple(r) for r in conn.execute(t.select())), key=repr)
+                    for t in tables.sorted_tables if t.name.startswith("ns_")}
+    finally:
+        engine.dispose()
+
+
+def test_a_postgresql_database_of_0003_gets_the_slot_groups_table(postgres_schema: str) -> None:
+    _copy_fixture_to(postgres_schema)
+    engine = create_engine(postgres_schema)
+    with engine.begin() as conn:
+        migrate_to(conn, "0003")
+    engine.dispose()
+    before = _server_rows(postgres_schema)
+    assert "ns_slot_groups" not in before and before["ns_trials"]
+    storage = Storage(postgres_schema)
+    after = _server_rows(postgres_schema)
+    assert after.pop(VERSION_TABLE) == [(HEAD,)] and before.pop(VERSION_TABLE) == [("0003",)]
+    assert after.pop("ns_slot_groups") == [] and after == before
+    sweep = storage.get_sweep("lam")
+    stage = storage.list_stages(sweep.id)[0]
+    big = 3 * 2**31  # group updates of a long stage: above a 32-bit integer
+    storage.record_slot_group(stage.id, 1, "host:1", 2, big, 2 * big - 10, 3, big, 2 * big)
+    storage.record_slot_group(stage.id, 1, "host:2", 2, big, 2 * big, 3, big, 2 * big)
+    [group] = storage.slot_groups(sweep="lam")
+    assert (group.worker, group.slot_updates, group.occupancy) == ("host:2", 2 * big, 1.0)
+    storage.delete_sweep(sweep.id)
+    assert storage.slot_groups(stage.id) == []
+    storage.dispose()

@@ -125,3 +125,36 @@ def test_a_running_trial_s_points_are_stored_then_replaced_by_its_whole_curve(
     assert shown(storage.get_curves([tid])) == shown(whole)
     assert not storage.add_running_curve_points(tid, [CurveRecord(tid, 99, "val", 0, 0, 1, 0)])
     assert len(storage.get_curves([tid])) == len(whole)
+
+
+def test_slot_groups_are_stored_once_per_group_and_go_with_their_sweep(tmp_path: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=1)
+    other = storage.get_or_create_sweep("t", {"name": "t"}, seed=1)
+    coarse = storage.get_or_create_stage(sweep.id, 0, "coarse", "random", {})
+    fine = storage.get_or_create_stage(sweep.id, 1, "fine", "random", {})
+    kept = storage.get_or_create_stage(other.id, 0, "coarse", "random", {})
+    first = storage.start_trial(sweep.id, coarse.id, None, {"lam": 0.1}, seed=1)
+    started = storage.get_trials(trial_ids=[first])[0].started_at
+    group = storage.record_slot_group(coarse.id, first, "host:1", 4, 100, 360, 7, 80, 320)
+    assert (group.stage, group.group_id, group.worker, group.size, group.steps,
+            group.slot_updates, group.trials, group.full_steps, group.full_slot_updates) == (
+        "coarse", first, "host:1", 4, 100, 360, 7, 80, 320)
+    assert group.started_at == started and group.finished_at >= started
+    assert group.occupancy == 0.9
+    # the group resumed and ended again: its row replaced, not doubled
+    again = storage.record_slot_group(coarse.id, first, "host:2", 4, 120, 440, 8, 80, 320)
+    storage.record_slot_group(fine.id, first, "host:2", 2, 10, 20, 2, 10, 20)
+    storage.record_slot_group(kept.id, 5, "host:3", 2, 10, 15, 3, 5, 10)
+    [stored] = storage.slot_groups(coarse.id)
+    assert stored == again and (stored.id, stored.worker, stored.steps) == (group.id,
+                                                                             "host:2", 120)
+    assert [(g.stage, g.size) for g in storage.slot_groups(sweep="s")] == [("coarse", 4),
+                                                                          ("fine", 2)]
+    with pytest.raises(StorageError, match="no stage with id 999"):
+        storage.record_slot_group(999, 1, "host:1", 2, 1, 1, 1, 1, 1)
+    assert storage.delete_sweep(sweep.id) == 1
+    assert storage.slot_groups(sweep="s") == [] and storage.slot_groups(coarse.id) == []
+    assert [g.stage_id for g in storage.slot_groups(sweep="t")] == [kept.id]
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ns_slot_groups").fetchone() == (1,)
