@@ -13,6 +13,7 @@
 - ``telling.py``: outcomes kept by their Optuna trials, configurations told in order.
 - ``pool.py``: the worker pool, made again after a worker died with the same settings.
 - ``events.py``: what a run tells its caller (:class:`TrialEvent`, :class:`StageSummary`).
+- ``occupancy.py``: how full a stage's slot groups ran; a group that ended stored and told.
 - ``seeds.py``: every seed drawn from the sweep seed (trials, data streams, samplers).
 - ``pipeline.py``: ``sweep run``/``resume``/``extend``, ``worker``: options to a finished run.
 - ``optuna_bridge.py``: everything said to Optuna: encode/decode/suggest, samplers, pruners,

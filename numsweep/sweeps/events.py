@@ -1,5 +1,6 @@
-"""What a running sweep tells its caller: a :class:`TrialEvent` as each stage starts and
-each trial starts, measures a curve point and ends; a :class:`StageSummary` per stage."""
+"""What a running sweep tells its caller: a :class:`TrialEvent` as each stage starts, each
+trial starts, measures a curve point and ends, and each slot group ends; a
+:class:`StageSummary` per stage."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from numsweep.sweeps.worker import TrialOutcome
 @dataclass(frozen=True)
 class TrialEvent:
     """Sent to the progress display: a stage starts ("stage"), a trial starts, measures a
-    curve point ("point", with its val_acc) or ends."""
+    curve point ("point", with its val_acc) or ends, a slot group ends ("group", with the
+    stage's occupancy so far)."""
 
-    kind: str  # "stage", "started", "point" or "finished"
+    kind: str  # "stage", "started", "point", "finished" or "group"
     stage: str
     number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None
@@ -32,11 +34,14 @@ class TrialEvent:
     counts: Mapping[str, int] = field(default_factory=dict)  # finished before ("stage")
     trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
     jobs: int | None = None  # trials this process runs at once ("stage")
-    group_size: int = 1  # trials trained together at most ("stage"), or the finished
-    # trial's group ("finished"); 1: one at a time
+    group_size: int = 1  # trials trained together at most ("stage"), the finished
+    # trial's group ("finished"), or the slot group's slots ("group"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
     step: int | None = None  # the update of its latest curve point ("point")
     total: int | None = None  # the updates it plans ("point")
+    # the share of the slot-updates of the stage's slot groups stored so far (every
+    # process's) that trained a trial ("group"): see sweeps/occupancy.py
+    occupancy: float | None = None
 
 
 @dataclass(frozen=True)
