@@ -630,6 +630,8 @@ def sweep_show(name: str, top: int, db: str) -> None:
         if st.note:
             click.echo(f"  why: {st.note}")
         click.echo(f"  grouped: {st.grouping}")
+        if st.slots:
+            click.echo(f"  slots: {st.slots}")
         if st.front:
             click.echo(f"  Pareto front: {len(st.front)} trials: " + ", ".join(
                 f"{t.id} ({', '.join(_score(o, t) for o in st.objectives)})"

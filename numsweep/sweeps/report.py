@@ -1,5 +1,5 @@
 """What ``numsweep sweep show`` prints: a sweep's stages, the ranges each chose and why, the
-counts of trials by state and the best trials."""
+counts of trials by state, how full their slot groups were, and the best trials."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numsweep.pareto import Objective
-from numsweep.storage import StagePlan, Storage, SweepRecord, TrialRecord, TrialState
+from numsweep.storage import (
+    SlotGroupRecord,
+    StagePlan,
+    Storage,
+    SweepRecord,
+    TrialRecord,
+    TrialState,
+)
 from numsweep.sweeps.objectives import chosen, objective_values, ranked
+from numsweep.sweeps.occupancy import Occupancy, stage_occupancy
+
+SHOWN_GROUPS = 12
+"""Slot groups whose trials are listed one by one (the others are counted)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,34 @@ class StageReport:
     objectives: tuple[Objective, ...] = ()
     front: tuple[TrialRecord, ...] = ()  # with several objectives: the Pareto front
     warm_start: str = ""  # where the stage's first configurations came from (the spec's)
+    slot_groups: tuple[SlotGroupRecord, ...] = ()  # its slot groups that ended, as stored
+
+    @property
+    def occupancy(self) -> Occupancy | None:
+        """How full its slot groups were; None when it trained in none."""
+        return stage_occupancy(self.slot_groups) if self.slot_groups else None
+
+    @property
+    def slots(self) -> str:
+        """Its slot groups in words, e.g. ``3 groups of 4 slots, occupancy 97.3% (99.1% until
+        the stage ran out of trials); trials per group: 12, 11, 9``; empty without any."""
+        occupancy = self.occupancy
+        if occupancy is None:
+            return ""
+        by_size: dict[int, int] = {}
+        for g in self.slot_groups:
+            by_size[g.size] = by_size.get(g.size, 0) + 1
+        sizes = " + ".join(f"{n} group{'' if n == 1 else 's'} of {k} slots"
+                           for k, n in sorted(by_size.items(), reverse=True))
+        words = f"{sizes}, occupancy {occupancy.share:.1%}"
+        if occupancy.ran_dry:
+            dry = occupancy.until_dry
+            words += (" (short of trials from its first update)" if dry is None else
+                      f" ({dry:.1%} until the stage ran out of trials)")
+        trials = [str(g.trials) for g in self.slot_groups[:SHOWN_GROUPS]]
+        more = len(self.slot_groups) - len(trials)
+        return (words + "; trials per group: " + ", ".join(trials)
+                + (f" and {more} more groups" if more else ""))
 
     @property
     def grouping(self) -> str:
@@ -98,6 +137,7 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
     record = storage.get_sweep(name)
     trials = storage.get_trials(name)
     by_id = {t.id: t for t in trials}
+    slot_groups = storage.slot_groups(sweep=name)
     stages = []
     for st in storage.list_stages(record.id):
         mine = [t for t in trials if t.stage == st.name]
@@ -118,7 +158,8 @@ def sweep_report(storage: Storage, name: str, top: int = 5) -> SweepReport:
                 groups[t.group_id] = groups.get(t.group_id, 0) + 1
         unrecorded = sum(t.group_id is None and t.state.is_finished() for t in mine)
         stages.append(StageReport(st.name, st.sampler, plan, st.note, counts, best, groups,
-                                  unrecorded, objectives, front, warm))
+                                  unrecorded, objectives, front, warm,
+                                  tuple(g for g in slot_groups if g.stage_id == st.id)))
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     counts = {}
     for t in trials:
