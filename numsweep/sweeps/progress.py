@@ -1,5 +1,6 @@
 """The live progress display of a sweep (rich): per stage the trials done, running, pruned and
-failed and the best val_acc so far; under it each running trial's update count and latest
+failed, the best val_acc so far and how full its slot groups ran (the occupancy of those that
+ended, see :mod:`.occupancy`); under it each running trial's update count and latest
 val_acc (from its curve points, as they are measured); elapsed time, time left, and the
 planner's estimate against the measured time of the finished trials (both train+eval seconds
 per trial, a grouped trial's its share of the group's, summed over the stage:
@@ -27,10 +28,10 @@ from numsweep.storage import TrialState
 from numsweep.sweeps.events import TrialEvent
 from numsweep.terminal import fit_columns
 
-COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "groups of",
+COLUMNS = ("stage", "done", "running", "pruned", "failed", "reused", "groups of", "slots",
            "best val_acc", "estimated s", "measured s")
 PRIORITY = ("stage", "done", "best val_acc", "running", "failed", "pruned", "measured s",
-            "estimated s", "groups of", "reused")
+            "estimated s", "slots", "groups of", "reused")
 """The progress table's columns in the order they are kept when the terminal is narrow;
 a column whose every cell is 0 or empty is left out before any other."""
 RUNNING_ROWS = 12
@@ -75,6 +76,7 @@ class _Stage:
     estimated: list[float] = field(default_factory=list)
     group_size: int = 1
     group_auto: bool = False
+    occupancy: float | None = None  # of its slot groups that ended so far
 
     @property
     def finished(self) -> int:
@@ -139,6 +141,14 @@ class SweepProgress:
             self.running[_key(event)] = _Trial(event.stage, event.trial_id)
         elif event.kind == "point":
             self._point(event)
+        elif event.kind == "group":
+            if event.occupancy is not None:
+                stage.occupancy = event.occupancy
+                if self.lines and not self.console.is_terminal:
+                    self.live.console.print(f"{event.stage}: a slot group of "
+                                            f"{event.group_size} ended; slots "
+                                            f"{_share(event.occupancy)} full so far",
+                                            highlight=False)
         elif event.kind == "finished":
             stage.running = max(0, stage.running - 1)
             self.running.pop(_key(event), None)
@@ -211,6 +221,7 @@ class SweepProgress:
                 "running": str(st.running), "pruned": str(st.counts.get("PRUNED", 0)),
                 "failed": str(st.counts.get("FAILED", 0)), "reused": str(st.reused),
                 "groups of": f"{st.group_size}" + (" (auto)" if st.group_auto else ""),
+                "slots": "" if st.occupancy is None else _share(st.occupancy),
                 "best val_acc": "" if math.isnan(st.best) else f"{st.best:.4f}",
                 "estimated s": f"{sum(st.estimated):.1f}" if st.estimated else "",
                 "measured s": f"{sum(st.measured):.1f}" if st.measured else ""})
@@ -250,6 +261,12 @@ class SweepProgress:
                       f"jobs {self.jobs}")
         running = self._running_table()
         return Group(table, running, footer) if running is not None else Group(table, footer)
+
+
+def _share(occupancy: float) -> str:
+    """``97%``; a share that is not all of it never shows as 100%."""
+    percent = min(round(occupancy * 100), 99) if occupancy < 1 else 100
+    return f"{percent}%"
 
 
 def _key(event: TrialEvent) -> int | str:

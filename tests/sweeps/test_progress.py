@@ -169,3 +169,21 @@ def test_without_a_terminal_a_running_trial_prints_its_curve_points() -> None:
     assert "running trial" in shown.getvalue() and "10/30" in shown.getvalue()
     assert "0.5000" in shown.getvalue()
     assert "update 10/30" not in terminal.getvalue()  # no line: the table shows it
+
+
+def test_a_slot_group_that_ended_shows_the_stage_s_occupancy_so_far() -> None:
+    out = io.StringIO()
+    with SweepProgress(Console(file=out, width=200), jobs=1) as progress:
+        progress(TrialEvent("stage", "coarse", planned=24, group_size=4))
+        progress(TrialEvent("stage", "fine", planned=8))
+        assert all(r["slots"] == "" for r in progress.rows())  # no group ended yet
+        progress(TrialEvent("group", "coarse", group_size=4, occupancy=0.973))
+        progress(TrialEvent("group", "coarse", group_size=4, occupancy=0.996))
+        assert [r["slots"] for r in progress.rows()] == ["99%", ""]  # never rounds up to all
+        table = io.StringIO()
+        Console(file=table, width=200).print(progress.render())
+    header = next(line for line in table.getvalue().splitlines() if "done" in line)
+    assert "slots" in header and "99%" in table.getvalue()
+    lines = out.getvalue().splitlines()  # without a terminal: a line per group
+    assert "coarse: a slot group of 4 ended; slots 97% full so far" in lines
+    assert "coarse: a slot group of 4 ended; slots 99% full so far" in lines
