@@ -36,6 +36,7 @@ _LAZY = {
     "load_trials": "numsweep.analysis.queries",
     "load_curves": "numsweep.analysis.queries",
     "load_stages": "numsweep.analysis.queries",
+    "load_slot_groups": "numsweep.analysis.queries",
     "find_trials": "numsweep.analysis.queries",
     "parse_where": "numsweep.analysis.queries",
     "build_report": "numsweep.analysis.report",

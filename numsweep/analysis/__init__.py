@@ -2,8 +2,9 @@
 
 Modules:
 
-- ``queries``: :func:`load_trials`, :func:`load_curves`, :func:`load_stages` (the database as
-  pandas DataFrames); ``find_trials`` and its ``--where`` conditions (``parse_where``).
+- ``queries``: :func:`load_trials`, :func:`load_curves`, :func:`load_stages`,
+  :func:`load_slot_groups` (the database as pandas DataFrames); ``find_trials`` and its
+  ``--where`` conditions (``parse_where``).
 - ``formatting``: how values, metrics and quantities are written (table cells, axis labels);
   used by the charts, the report and the CLI.
 - ``tables``: trial tables that fit a terminal width (columns dropped by priority).
@@ -27,7 +28,7 @@ from numsweep.analysis.importance import draw_importance, importance_data
 from numsweep.analysis.lambda_search import draw_lambda, lambda_data
 from numsweep.analysis.optimizers import draw_optimizers, optimizer_data
 from numsweep.analysis.pareto import draw_pareto, pareto_data
-from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.analysis.queries import load_curves, load_slot_groups, load_stages, load_trials
 from numsweep.analysis.range_tests import draw_range_test, range_test_data
 from numsweep.analysis.selection import ChartError
 
@@ -46,6 +47,7 @@ __all__ = [
     "importance_data",
     "lambda_data",
     "load_curves",
+    "load_slot_groups",
     "load_stages",
     "load_trials",
     "optimizer_data",

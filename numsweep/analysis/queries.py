@@ -1,4 +1,4 @@
-"""Collect trials and curves from the database as pandas DataFrames.
+"""Collect trials, curves and slot groups from the database as pandas DataFrames.
 
 Columns use the shared vocabulary: one column per parameter (``lam``, ``f``, ...) and per
 result (``val_acc``, ``test_acc``, ``train_seconds``, ...), plus ``trial_id``, ``sweep``,
@@ -30,6 +30,10 @@ META_COLUMNS = ("trial_id", "sweep", "stage", "number", "state", "seed", "starte
 """``group_id`` (the id of its fused group's first trial) and ``group_size``: <NA> for a
 trial trained alone or stored by an older numsweep."""
 CURVE_COLUMNS = ("trial_id", "step", "split", "loss", "cost", "acc", "lr")
+SLOT_GROUP_COLUMNS = ("stage", "group_id", "worker", "size", "steps", "slot_updates", "trials",
+                      "full_steps", "full_slot_updates", "occupancy", "started_at",
+                      "finished_at")
+"""A slot group's columns: ``occupancy`` is ``slot_updates / (steps * size)``."""
 INTEGER_METRICS = ("updates", "param_count")
 MODEL_PARAMETERS = {
     "mlp": ("hidden",),
@@ -288,3 +292,17 @@ def load_stages(db: str | Storage, sweep: str) -> tuple[SweepRecord, list[StageR
     storage = _storage(db)
     record = storage.get_sweep(sweep)
     return record, storage.list_stages(record.id)
+
+
+def load_slot_groups(db: str | Storage, sweep: str, *, stage: str | None = None
+                     ) -> pd.DataFrame:
+    """The sweep's slot groups that ended (of one ``stage``), one row each in the order they
+    were stored: :data:`SLOT_GROUP_COLUMNS`. Empty when it trained in none."""
+    storage = _storage(db)
+    storage.get_sweep(sweep)  # a one-line error naming the sweeps there are
+    groups = [g for g in storage.slot_groups(sweep=sweep) if stage is None or g.stage == stage]
+    frame = pd.DataFrame([{name: getattr(g, name) for name in SLOT_GROUP_COLUMNS}
+                          for g in groups], columns=list(SLOT_GROUP_COLUMNS))
+    counts = [name for name in SLOT_GROUP_COLUMNS if name not in
+              ("stage", "worker", "occupancy", "started_at", "finished_at")]
+    return frame.astype({name: "Int64" for name in counts} | {"occupancy": float})

@@ -125,3 +125,25 @@ def test_parsed_conditions_filter_as_trials_where_does(demo_db: str) -> None:
     got = find_trials(demo_db, where=parse_where(["val_acc>0.44", "stage=coarse"]))
     assert got["trial_id"].tolist() == find_trials(
         demo_db, where=[("val_acc", ">", 0.44), ("stage", "=", "coarse")])["trial_id"].tolist()
+
+
+def test_slot_groups_load_as_a_frame_with_their_occupancy(tmp_path: Path) -> None:
+    import numsweep
+
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=1)
+    coarse = storage.get_or_create_stage(sweep.id, 0, "coarse", "random", {})
+    fine = storage.get_or_create_stage(sweep.id, 1, "fine", "random", {})
+    storage.record_slot_group(coarse.id, 1, "host:1", 4, 100, 360, 12, 80, 320)
+    storage.record_slot_group(fine.id, 20, "host:2", 2, 10, 20, 3, 10, 20)
+    frame = numsweep.load_slot_groups(storage, "s")
+    assert list(frame.columns) == ["stage", "group_id", "worker", "size", "steps",
+                                   "slot_updates", "trials", "full_steps", "full_slot_updates",
+                                   "occupancy", "started_at", "finished_at"]
+    assert frame["stage"].tolist() == ["coarse", "fine"]
+    assert frame["occupancy"].tolist() == [0.9, 1.0] and frame["size"].dtype == "Int64"
+    assert numsweep.load_slot_groups(storage, "s", stage="fine")["group_id"].tolist() == [20]
+    empty = numsweep.load_slot_groups(storage, "s", stage="final")
+    assert empty.empty and "occupancy" in empty.columns
+    with pytest.raises(StorageError, match="no sweep named 'nope'"):
+        numsweep.load_slot_groups(storage, "nope")
