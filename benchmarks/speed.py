@@ -168,6 +168,30 @@ def have_torch() -> bool:
     return True
 
 
+def torch_network(spec: TrialSpec, shape: tuple[int, int, int], k: int = 10):
+    """The PyTorch version of the spec's patchify ConvNet or one-hidden-layer MLP, for
+    images of ``shape`` (channels, height, width), in PyTorch's default initialisation."""
+    import torch
+
+    c, h, w = shape
+    if spec.model == "convnet":
+        n_p = (h // spec.f) * (w // spec.f)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(c, spec.nf, spec.f, stride=spec.f), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(n_p * spec.nf, spec.nh), torch.nn.ReLU(),
+            torch.nn.Linear(spec.nh, k))
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w, spec.hidden[0]),
+                               torch.nn.ReLU(), torch.nn.Linear(spec.hidden[0], k))
+
+
+def cyclic_lr(spec: TrialSpec, step: int) -> float:
+    """The triangular cyclical learning rate of update ``step`` (0-based)."""
+    n_s = spec.n_s or 1
+    phase = step % (2 * n_s)
+    rise = phase if phase <= n_s else 2 * n_s - phase
+    return spec.eta_min + (spec.eta_max - spec.eta_min) * rise / n_s
+
+
 def torch_ms_per_update(spec: TrialSpec, split, threads: int) -> float:
     import torch
 
@@ -175,17 +199,7 @@ def torch_ms_per_update(spec: TrialSpec, split, threads: int) -> float:
     torch.manual_seed(spec.seed)
     x = torch.from_numpy(np.ascontiguousarray(split.x_train.transpose(0, 3, 1, 2)))
     y = torch.from_numpy(split.y_train)
-    c, h, w = x.shape[1:]
-    if spec.model == "convnet":
-        n_p = (h // spec.f) * (w // spec.f)
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(c, spec.nf, spec.f, stride=spec.f), torch.nn.ReLU(),
-            torch.nn.Flatten(), torch.nn.Linear(n_p * spec.nf, spec.nh), torch.nn.ReLU(),
-            torch.nn.Linear(spec.nh, 10))
-    else:
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w,
-                                                                      spec.hidden[0]),
-                                  torch.nn.ReLU(), torch.nn.Linear(spec.hidden[0], 10))
+    net = torch_network(spec, tuple(x.shape[1:]))
     weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
     opt = torch.optim.SGD(net.parameters(), lr=spec.eta_min)
     n_s = spec.n_s or 1
@@ -201,10 +215,8 @@ def torch_ms_per_update(spec: TrialSpec, split, threads: int) -> float:
         if b == 0 and step:
             order = torch.from_numpy(rng.permutation(n))
         idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
-        phase = step % (2 * n_s)
-        rise = phase if phase <= n_s else 2 * n_s - phase
         for group in opt.param_groups:
-            group["lr"] = spec.eta_min + (spec.eta_max - spec.eta_min) * rise / n_s
+            group["lr"] = cyclic_lr(spec, step)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(x[idx]), y[idx]) + spec.lam * sum((wt * wt).sum() for wt in weights)
         loss.backward()
