@@ -11,11 +11,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from numsweep.engine import Split, TrialResult, TrialSpec, load_dataset, make_split, train
+from numsweep.engine import (
+    Split,
+    TrialResult,
+    TrialSpec,
+    load_dataset,
+    make_split,
+    train,
+    train_group,
+)
 from numsweep.engine.augment import Augmenter
 from numsweep.engine.slots import SlotStats, SlotTrial, train_slots
 from tests.conftest import for_model
-from tests.engine.test_group import BASE, assert_same, variants
+from tests.engine.test_group import BASE, CASES, assert_same, variants
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,7 @@ def test_a_trial_joining_mid_stream_reruns_alone_to_its_numbers(
     assert sorted(feed.results) == [0, 1, 2, 3]
     offsets = [feed.results[k].spec.data_offset for k in range(4)]
     assert offsets == [0, 0, 6, 6]  # the second pair joined when the first completed
-    for key, result in feed.results.items():
+    for result in feed.results.values():
         assert not result.diverged and result.updates == 6
         assert_same(result, train(result.spec, splits["float64"]), rtol=1e-10)
     assert stats == SlotStats(size=2, steps=12, slot_updates=24, trials=4, full_steps=12,
@@ -89,3 +97,172 @@ def test_augmenter_skip_draws_what_augmenting_draws() -> None:
         aug.skip(5, x.shape[1:], b)
         assert a.bit_generator.state == b.bit_generator.state
         assert a.random() == b.random()
+
+
+SLOT_CASES = {
+    **{name: case for name, case in CASES.items() if "batch_schedule" not in case},
+    "convnet_multi_adagrad": {"model": "convnet", "f": (4, 8), "nf": (3, 2),
+                              "optimizer": "adagrad", "eta_max": 0.02},
+    "convnet3_adam_dropout": {"model": "convnet3", "nf": 3, "nh": 8, "optimizer": "adam",
+                              "eta_max": 0.003, "dropout": 0.2, "dropout_input": 0.1},
+}
+"""Every model (the MLP of depth 2 and 1, the ConvNet with one and two patch sizes, the
+three-layer ConvNet), every update rule and every schedule kind; dropout (``variants``
+spreads it over the trials) and augmentation in some."""
+
+
+def first_period_end(spec: TrialSpec) -> int:
+    from numsweep.engine.runplan import plan_run
+
+    return plan_run([spec], BASE["n_train"]).period_ends[0]
+
+
+def prune_and_refill(spec: TrialSpec, split: Split) -> dict[int, TrialResult]:
+    """Two slots, four trials: trial 1 is pruned at its first period end P and trial 2 takes
+    its slot there (joins at P > 0); trial 0 completes at T and trial 3 joins at T."""
+    feed = QueueFeed(slot_trials(variants(spec, 4)), prune={1})
+    train_slots(2, feed, split)
+    results = feed.results
+    period, total = first_period_end(spec), results[0].updates
+    assert sorted(results) == [0, 1, 2, 3]
+    assert results[1].stopped and results[1].updates == period
+    assert [results[k].spec.data_offset for k in range(4)] == [0, 0, period, total]
+    assert results[1].message == f"stopped by the pruner at update {period}"
+    return results
+
+
+@pytest.mark.parametrize("name", list(SLOT_CASES))
+def test_every_trial_of_a_slot_group_reruns_alone_to_its_numbers(
+        splits: dict[str, Split], name: str) -> None:
+    spec = spec_of(**SLOT_CASES[name])
+    results = prune_and_refill(spec, splits["float64"])
+    for key in (0, 2, 3):
+        assert not results[key].diverged and not results[key].stopped
+        assert_same(results[key], train(results[key].spec, splits["float64"]), rtol=1e-10)
+    # the pruned trial alone, stopped by a reporter at the same period end
+    alone = train(results[1].spec, splits["float64"], reporter=lambda step, acc: True)
+    assert_same(results[1], alone, rtol=1e-10)
+    late = results[3].curves
+    assert late[-2].loss < late[0].loss  # it trained: not a comparison of idle networks
+
+
+def test_float32_slots_agree_with_lone_runs_to_rounding(splits: dict[str, Split]) -> None:
+    spec = spec_of("float32", model="convnet", optimizer="adam", eta_max=0.003)
+    results = prune_and_refill(spec, splits["float32"])
+    for key in (0, 2, 3):
+        assert_same(results[key], train(results[key].spec, splits["float32"]), rtol=1e-4)
+
+
+def test_a_lone_run_with_data_offset_skips_that_many_batches(
+        splits: dict[str, Split]) -> None:
+    """data_offset changes the batches (so a test of it can fail), and a trial that joins a
+    group at step s0 alone in its slots trains as train(spec with data_offset=s0)."""
+    spec = spec_of(model="convnet", schedule="constant", n_updates=8, eta_max=0.02,
+                   flip=0.5, translate=1, cutout=3, aug_copies=2)
+    plain, skipped = train(spec, splits["float64"]), train(spec.replace(data_offset=6),
+                                                           splits["float64"])
+    assert skipped.spec.data_offset == 6 and skipped.epochs == plain.epochs
+    assert [c.loss for c in skipped.curves[1:]] != [c.loss for c in plain.curves[1:]]
+    feed = QueueFeed(slot_trials([spec.replace(seed=4), spec]), prune={0})
+    train_slots(1, feed, splits["float64"])
+    assert feed.results[0].updates == 6  # pruned at its first epoch's end
+    assert feed.results[1].spec.data_offset == 6
+    assert_same(feed.results[1], skipped, rtol=1e-10)
+
+
+def test_data_offset_is_a_checked_per_trial_parameter() -> None:
+    from numsweep.engine.group import group_key
+    from numsweep.engine.spec import SpecError
+
+    spec = spec_of(data_offset=12)
+    assert TrialSpec.from_mapping(spec.to_dict()) == spec
+    assert TrialSpec.from_mapping({"data_offset": "12"}).data_offset == 12
+    assert group_key(spec) == group_key(spec.replace(data_offset=0))
+    with pytest.raises(SpecError, match="data_offset=-1 is invalid"):
+        spec_of(data_offset=-1)
+    with pytest.raises(SpecError, match="batch_schedule=constant"):
+        spec_of(data_offset=2, batch_schedule="cyclic")
+
+
+def test_train_group_refuses_specs_of_different_offsets(splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=4)
+    with pytest.raises(ValueError, match="must share data_offset"):
+        train_group([spec, spec.replace(seed=5, data_offset=2)], splits["float64"])
+
+
+def test_a_mid_stream_join_needs_a_constant_batch_size(splits: dict[str, Split]) -> None:
+    spec = spec_of(batch_schedule="cyclic", b_min=10, b_max=30)
+    feed = QueueFeed(slot_trials([spec, spec.replace(seed=4)]))
+    with pytest.raises(ValueError, match="only with batch_schedule=constant"):
+        train_slots(1, feed, splits["float64"])
+    assert feed.results[0].updates == 16  # the first trained; the second could not join
+    both = QueueFeed(slot_trials([spec, spec.replace(seed=4)]))
+    train_slots(2, both, splits["float64"])  # both at step 0: a batch group
+    assert_same(both.results[1], train(both.results[1].spec, splits["float64"]), rtol=1e-10)
+
+
+def test_a_diverged_trial_is_replaced_at_the_step_it_diverged(
+        splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=10, eta_max=0.05)
+    wild = spec.replace(seed=5, eta_max=1e150)
+    feed = QueueFeed(slot_trials([spec, wild, spec.replace(seed=6)]))
+    stats = train_slots(2, feed, splits["float64"])
+    diverged, late = feed.results[1], feed.results[2]
+    assert diverged.diverged and 0 < diverged.updates < 10
+    assert late.spec.data_offset == diverged.updates + 1  # the diverging update's batch
+    assert ([1], 1, [2]) in feed.calls  # told at once, and refilled in the same call
+    alone = train(diverged.spec, splits["float64"])
+    assert (alone.diverged, alone.updates, alone.message, alone.epochs) == (
+        True, diverged.updates, diverged.message, diverged.epochs)
+    assert_same(late, train(late.spec, splits["float64"]), rtol=1e-10)
+    assert stats.slot_updates == 10 + (diverged.updates + 1) + 10
+
+
+def test_slot_stats_count_the_slots_used(splits: dict[str, Split]) -> None:
+    """Two slots, three trials of 6 updates: two train steps 0-5, the third alone 6-11 (the
+    feed had one trial for two free slots at step 6)."""
+    spec = spec_of(schedule="constant", n_updates=6)
+    feed = QueueFeed(slot_trials([spec.replace(seed=s) for s in (1, 2, 3)]))
+    stats = train_slots(2, feed, splits["float64"])
+    assert stats == SlotStats(size=2, steps=12, slot_updates=18, trials=3, full_steps=6,
+                              full_slot_updates=12)
+    assert stats.occupancy == 0.75
+    assert feed.calls == [([], 2, [0, 1]), ([0, 1], 2, [2]), ([2], 2, [])]
+    assert SlotStats(3, 0, 0, 0, 0, 0).occupancy == 1.0
+
+
+def test_a_feed_that_gives_fewer_leaves_slots_empty_and_is_asked_again(
+        splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=6)
+    specs = [spec.replace(seed=s) for s in range(4)]
+    feed = QueueFeed(slot_trials(specs), per_call=1)
+    stats = train_slots(3, feed, splits["float64"])
+    assert feed.calls == [([], 3, [0]), ([0], 3, [1]), ([1], 3, [2]), ([2], 3, [3]),
+                          ([3], 3, [])]
+    assert [feed.results[k].spec.data_offset for k in range(4)] == [0, 6, 12, 18]
+    assert stats == SlotStats(size=3, steps=24, slot_updates=24, trials=4, full_steps=0,
+                              full_slot_updates=0)
+    assert stats.occupancy == pytest.approx(1 / 3)
+
+
+def test_first_trials_fill_slots_and_the_feed_is_asked_for_the_rest(
+        splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=4)
+    feed = QueueFeed([SlotTrial(9, spec.replace(seed=9))])
+    train_slots(3, feed, splits["float64"], first=[SlotTrial(5, spec.replace(seed=5))])
+    assert feed.calls[0] == ([], 2, [9])
+    assert sorted(feed.results) == [5, 9]
+    with pytest.raises(ValueError, match="free"):
+        train_slots(1, QueueFeed([]), splits["float64"],
+                    first=slot_trials([spec, spec.replace(seed=2)]))
+
+
+def test_reports_come_at_each_trials_own_period_ends(splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=13)  # epochs of 6 updates: ends 6, 12
+    feed = QueueFeed(slot_trials([spec.replace(seed=s) for s in range(3)]), per_call=1)
+    train_slots(2, feed, splits["float64"])
+    # trial 0 at 0, trial 1 joins when trial 0 ends (13), trial 2 when trial 1 does (26)
+    assert [[(k, own) for k, own, _ in r] for r in feed.reports] == [
+        [(0, 6)], [(0, 12)], [(1, 6)], [(1, 12)], [(2, 6)], [(2, 12)]]
+    val = {c.step: c.acc for c in feed.results[1].curves if c.split == "val"}
+    assert [acc for k, _, acc in feed.reports[2] if k == 1] == [val[6]]
