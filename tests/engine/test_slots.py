@@ -266,3 +266,103 @@ def test_reports_come_at_each_trials_own_period_ends(splits: dict[str, Split]) -
         [(0, 6)], [(0, 12)], [(1, 6)], [(1, 12)], [(2, 6)], [(2, 12)]]
     val = {c.step: c.acc for c in feed.results[1].curves if c.split == "val"}
     assert [acc for k, _, acc in feed.reports[2] if k == 1] == [val[6]]
+
+
+class Crash(Exception):
+    """Stands for the process being killed."""
+
+
+class CrashingFeed(QueueFeed):
+    """A :class:`QueueFeed` that raises at its ``crash_at``-th refill call (0: the start)."""
+
+    def __init__(self, trials: Sequence[SlotTrial], crash_at: int, **kwargs: Any) -> None:
+        super().__init__(trials, **kwargs)
+        self.crash_at = crash_at
+
+    def refill(self, ended: Sequence[tuple[int, TrialResult]],
+               free: int) -> Sequence[SlotTrial]:
+        if len(self.calls) == self.crash_at:
+            raise Crash
+        return super().refill(ended, free)
+
+
+def bits(result: TrialResult) -> str:
+    """Everything a result holds but its seconds, exactly (NaN equal to NaN)."""
+    import json
+
+    from numsweep.engine.checkpoint import result_to_json
+
+    values = result_to_json(result)
+    del values["train_seconds"], values["eval_seconds"]
+    return json.dumps(values)
+
+
+def checkpoint_trials() -> list[SlotTrial]:
+    spec = spec_of(model="convnet", optimizer="adam", eta_max=0.003, dropout=0.2,
+                   flip=0.5, translate=1)
+    specs = variants(spec, 6)
+    specs[4] = specs[4].replace(eta_max=1e150, eta_min=1e149)  # diverges
+    return slot_trials(specs)
+
+
+PRUNE = {1, 3}
+
+
+def test_a_killed_slot_group_resumes_from_its_checkpoint_bitwise(
+        splits: dict[str, Split], tmp_path: Path) -> None:
+    from numsweep.engine.checkpoint import load_slot_state
+
+    split, path = splits["float64"], tmp_path / "slots.npz"
+    whole = QueueFeed(checkpoint_trials(), prune=PRUNE)
+    whole_stats = train_slots(3, whole, split)
+    assert any(r.diverged for r in whole.results.values())
+    killed = CrashingFeed(checkpoint_trials(), crash_at=2, prune=PRUNE)
+    with pytest.raises(Crash):
+        train_slots(3, killed, split, checkpoint=path)
+    saved = load_slot_state(path, None)
+    assert saved is not None and saved.group.step > 0
+    members = [int(m["key"]) for m in saved.members]
+    # killed at step 16's refill: the state of step 12, trial 3 (joined at 8) mid-run
+    assert (saved.group.step, sorted(members)) == (12, [0, 2, 3])
+    # the feed as it stood at that step: the trials it had not handed out yet
+    offsets = {k: r.spec.data_offset for k, r in whole.results.items()}
+    by_key = {t.key: t for t in checkpoint_trials()}
+    rest = QueueFeed([by_key[k] for k in sorted(by_key) if offsets[k] > saved.group.step],
+                     prune=PRUNE)
+    resumed_stats = train_slots(3, rest, split, checkpoint=path,
+                                first=[by_key[k] for k in members])
+    merged = {**killed.results, **rest.results}
+    assert sorted(merged) == sorted(whole.results)
+    assert set(rest.results) >= set(members)
+    for key, result in whole.results.items():
+        assert bits(merged[key]) == bits(result), key
+    assert resumed_stats == whole_stats
+
+
+def test_a_checkpoint_of_other_members_is_not_resumed(splits: dict[str, Split],
+                                                      tmp_path: Path) -> None:
+    from numsweep.engine.checkpoint import CheckpointWarning
+
+    split, path = splits["float64"], tmp_path / "slots.npz"
+    with pytest.raises(Crash):
+        train_slots(3, CrashingFeed(checkpoint_trials(), crash_at=2, prune=PRUNE), split,
+                    checkpoint=path)
+    trials = checkpoint_trials()
+    fresh = QueueFeed(trials[3:], prune=PRUNE)
+    fresh_stats = train_slots(3, fresh, split, first=trials[:3])
+    again = QueueFeed(trials[3:], prune=PRUNE)
+    with pytest.warns(CheckpointWarning, match="another group of trials"):
+        again_stats = train_slots(3, again, split, checkpoint=path, first=trials[:3])
+    assert again_stats == fresh_stats
+    assert {k: bits(r) for k, r in again.results.items()} == {
+        k: bits(r) for k, r in fresh.results.items()}
+
+
+def test_a_group_checkpoint_is_never_a_slot_groups(splits: dict[str, Split],
+                                                   tmp_path: Path) -> None:
+    from numsweep.engine.checkpoint import CheckpointWarning, load_slot_state
+
+    spec = spec_of(schedule="constant", n_updates=6)
+    train(spec, splits["float64"], checkpoint=tmp_path / "one.npz")
+    with pytest.warns(CheckpointWarning):
+        assert load_slot_state(tmp_path / "one.npz", None) is None
