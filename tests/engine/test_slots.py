@@ -366,3 +366,46 @@ def test_a_group_checkpoint_is_never_a_slot_groups(splits: dict[str, Split],
     train(spec, splits["float64"], checkpoint=tmp_path / "one.npz")
     with pytest.warns(CheckpointWarning):
         assert load_slot_state(tmp_path / "one.npz", None) is None
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in for CuPy (``fake_cupy``: arrays that refuse what device arrays refuse)."""
+    import sys
+
+    from tests.engine import fake_cupy
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
+    monkeypatch.setattr(fake_cupy, "COUNTS", fake_cupy.Counts())
+
+
+def test_a_slot_group_on_the_device_reruns_alone_to_its_numbers(
+        splits: dict[str, Split], fake_gpu: None) -> None:
+    spec = spec_of(model="mlp", hidden=(10, 6), optimizer="adam", eta_max=0.003,
+                   device="cuda", translate=1)
+    results = prune_and_refill(spec, splits["float64"])
+    # trial 2 drops out with the group's device masks; 0 and 3 (joined at T) draw none
+    for key in (0, 3):
+        assert_same(results[key], train(results[key].spec, splits["float64"]), rtol=1e-10)
+    no_dropout = spec_of(model="mlp", hidden=(10, 6), optimizer="adam", eta_max=0.003,
+                         device="cuda", translate=1, seed=8)
+    feed = QueueFeed(slot_trials([spec, no_dropout.replace(lam=0.01), no_dropout]),
+                     prune={0})
+    train_slots(2, feed, splits["float64"])
+    assert feed.results[2].spec.data_offset == first_period_end(spec)
+    assert_same(feed.results[2], train(feed.results[2].spec, splits["float64"]), rtol=1e-10)
+
+
+def test_a_trial_diverging_on_the_device_is_replaced_at_the_next_curve_point(
+        splits: dict[str, Split], fake_gpu: None) -> None:
+    spec = spec_of(model="convnet", schedule="constant", n_updates=10, eta_max=0.05,
+                   device="cuda", curve_points=1)  # curve points at 6 and 10
+    wild = spec.replace(seed=5, eta_max=1e150)
+    feed = QueueFeed(slot_trials([spec, wild, spec.replace(seed=6)]))
+    train_slots(2, feed, splits["float64"])
+    diverged, late = feed.results[1], feed.results[2]
+    cpu = train(diverged.spec.replace(device="cpu"), splits["float64"])
+    assert diverged.diverged and (diverged.updates, diverged.message, diverged.epochs) == (
+        cpu.updates, cpu.message, cpu.epochs)
+    assert diverged.updates < 5 and late.spec.data_offset == 6  # acted on at update 6
+    assert_same(late, train(late.spec, splits["float64"]), rtol=1e-10)
