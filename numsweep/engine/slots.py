@@ -416,8 +416,8 @@ class SlotRun:
         """The fused network of ``members``' rows: the group's own when they are all, else a
         copy of just their rows (the group's arrays untouched)."""
         net = self.g.net
-        rows = [j for j, m in enumerate(self.members) if m in members]
-        if len(rows) == len(self.members):
+        rows = [self.members.index(m) for m in members]  # in the order of ``members``
+        if rows == list(range(len(self.members))):
             return net
         sub = copy.copy(net)
         sub.select(np.array(rows, dtype=np.intp))

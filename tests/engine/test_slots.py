@@ -231,9 +231,10 @@ def test_slot_stats_count_the_slots_used(splits: dict[str, Split]) -> None:
     assert SlotStats(3, 0, 0, 0, 0, 0).occupancy == 1.0
 
 
+@pytest.mark.parametrize("model", ["mlp", "convnet", "convnet3"])
 def test_a_feed_that_gives_fewer_leaves_slots_empty_and_is_asked_again(
-        splits: dict[str, Split]) -> None:
-    spec = spec_of(schedule="constant", n_updates=6)
+        splits: dict[str, Split], model: str) -> None:
+    spec = spec_of(model=model, schedule="constant", n_updates=6)
     specs = [spec.replace(seed=s) for s in range(4)]
     feed = QueueFeed(slot_trials(specs), per_call=1)
     stats = train_slots(3, feed, splits["float64"])
@@ -243,6 +244,8 @@ def test_a_feed_that_gives_fewer_leaves_slots_empty_and_is_asked_again(
     assert stats == SlotStats(size=3, steps=24, slot_updates=24, trials=4, full_steps=0,
                               full_slot_updates=0)
     assert stats.occupancy == pytest.approx(1 / 3)
+    last = feed.results[3]  # joined an empty group at step 18
+    assert_same(last, train(last.spec, splits["float64"]), rtol=1e-10)
 
 
 def test_first_trials_fill_slots_and_the_feed_is_asked_for_the_rest(
@@ -409,3 +412,43 @@ def test_a_trial_diverging_on_the_device_is_replaced_at_the_next_curve_point(
         cpu.updates, cpu.message, cpu.epochs)
     assert diverged.updates < 5 and late.spec.data_offset == 6  # acted on at update 6
     assert_same(late, train(late.spec, splits["float64"]), rtol=1e-10)
+
+
+def test_slot_trials_keep_their_weights_and_tell_their_watchers(
+        splits: dict[str, Split], tmp_path: Path) -> None:
+    from numsweep.engine.checkpoint import load_weights
+
+    spec = spec_of(model="convnet", schedule="constant", n_updates=8)
+    heard: dict[int, list[Any]] = {0: [], 1: []}
+    trials = [SlotTrial(k, spec.replace(seed=k), watcher=lambda points, total, k=k:
+                        heard[k].append((points, total)), weights=tmp_path / f"{k}.npz")
+              for k in (0, 1)]
+    feed = QueueFeed(trials, prune={0})
+    train_slots(1, feed, splits["float64"])
+    late = feed.results[1]
+    assert late.spec.data_offset == 6
+    assert [p for points, _ in heard[1] for p in points] == list(late.curves)
+    assert {total for _, total in heard[1]} == {8}
+    alone = tmp_path / "alone.npz"
+    train(late.spec, splits["float64"], weights=alone)
+    kept, again = load_weights(tmp_path / "1.npz"), load_weights(alone)
+    assert kept.spec == late.spec and kept.info["updates"] == 8
+    for name, a in again.params.items():
+        np.testing.assert_allclose(kept.params[name], a, rtol=1e-10)
+    assert load_weights(tmp_path / "0.npz").info["updates"] == 6  # the pruned one's too
+
+
+def test_a_slot_group_without_curves(splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=5)
+    feed = QueueFeed(slot_trials([spec.replace(seed=s) for s in range(3)]))
+    stats = train_slots(2, feed, splits["float64"], curves=False)
+    assert [feed.results[k].spec.data_offset for k in range(3)] == [0, 0, 5]
+    assert all(not r.curves and np.isnan(r.test_acc) for r in feed.results.values())
+    assert feed.reports == [] and stats.steps == 10
+
+
+def test_a_trial_of_another_group_key_cannot_join(splits: dict[str, Split]) -> None:
+    spec = spec_of(schedule="constant", n_updates=5)
+    feed = QueueFeed(slot_trials([spec, spec.replace(hidden=(12,))]))
+    with pytest.raises(ValueError, match="must share hidden"):
+        train_slots(1, feed, splits["float64"])
