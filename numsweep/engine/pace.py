@@ -39,8 +39,7 @@ def pace_spec(spec: TrialSpec) -> TrialSpec:
     validation or evaluation sets to speak of (the shapes of an update are unchanged)."""
     n_train = PACE_BATCHES * largest_batch(spec)
     return dataclasses.replace(spec, n_train=n_train, n_val=1, eval_train=min(
-        spec.eval_train, n_train), n_updates=None, n_s=None, step_size=None,
-        data_seed=0, seed=0,
+        spec.eval_train, n_train), data_seed=0, seed=0,
         # small steps: random data must not make a trial diverge and leave its group
         eta_max=min(spec.eta_max, 1e-3), eta_min=min(spec.eta_min, 1e-3))
 

@@ -127,12 +127,13 @@ def engine_measure(spec: TrialSpec, image_shape: tuple[int, ...], num_classes: i
 
 
 def cached_pace(spec: TrialSpec, image_shape: Sequence[int], num_classes: int,
-                sizes: Sequence[int], threads: int, *, measure: Measure = engine_measure,
+                sizes: Sequence[int], threads: int, *, measure: Measure | None = None,
                 machine: Mapping[str, Any] | None = None,
                 folder: Path | None = None) -> dict[int, float]:
     """Seconds per trial-update of each of ``sizes`` that was measured: from the cache when
     it holds a measurement of this machine and group asked for every one of ``sizes``, else
-    measured and kept (beside what was kept of other sizes)."""
+    measured by ``measure`` (default :func:`engine_measure`) and kept (beside what was kept
+    of other sizes)."""
     path = (folder or cache_folder()) / CACHE_FILE
     key = cache_key(spec, image_shape, num_classes, threads,
                     machine_key(spec) if machine is None else machine)
@@ -140,6 +141,7 @@ def cached_pace(spec: TrialSpec, image_shape: Sequence[int], num_classes: int,
     hit = _read(path).get(key)
     if hit is not None and wanted <= hit[0] and 1 in hit[1]:
         return {k: v for k, v in hit[1].items() if k in wanted}
+    measure = engine_measure if measure is None else measure
     measured = {int(k): float(v) for k, v in measure(spec, tuple(image_shape), num_classes,
                                                      sorted(wanted), threads).items()}
     if 1 in measured:
