@@ -76,10 +76,13 @@ def group_pace(spec: TrialSpec, image_shape: Sequence[int], num_classes: int,
     trains one untimed update, then ``repeats`` times ``updates`` timed updates, the sizes
     interleaved so that a slow moment of the machine touches them all; the fastest repeat
     counts. A size whose untimed update says that its timed ones would take the measurement
-past ``budget`` seconds is left out, and so are the larger ones (their K absent from the
-answer). ``threads``: the BLAS threads the trials train with (``threadpoolctl``; None:
-    as the process is). Every group is held at once (about twice the largest's memory);
-    on a GPU the memory they took is handed back to the device at the end."""
+    past ``budget`` seconds (counted from the first size's untimed update on, so that one-time
+    costs such as a GPU's kernel compilation do not count) is left out, and so are the larger
+    ones (their K absent from the answer); when only the first size is left, its untimed
+    update is the answer. ``threads``: the BLAS threads the trials train with
+    (``threadpoolctl``; None: as the process is). Every group is held at once (about twice
+    the largest's memory); on a GPU the memory they took is handed back to the device at
+    the end."""
     from threadpoolctl import threadpool_limits
 
     from numsweep.engine.backend import _DEVICE_COPIES
@@ -93,8 +96,10 @@ answer). ``threads``: the BLAS threads the trials train with (``threadpoolctl``;
     copies_before = set(_DEVICE_COPIES)
     runs: dict[int, GroupRun] = {}
     updates, repeats = max(1, updates), max(1, repeats)
-    start = time.perf_counter()
+    start = math.inf  # the budget counts from the first size's first update on
     planned = 0.0  # the timed updates' seconds, from each size's untimed update
+    first: dict[int, float] = {}  # seconds per trial-update of each size's untimed update
+    best: dict[int, float] = {}
     try:
         with threadpool_limits(limits=threads):
             for k in sizes:
@@ -103,11 +108,16 @@ answer). ``threads``: the BLAS threads the trials train with (``threadpoolctl``;
                 t0 = time.perf_counter()
                 run.update()  # buffers allocated, kernels compiled: not timed
                 _synchronize(run.xp)
-                cost = (time.perf_counter() - t0) * updates * repeats
-                if runs and time.perf_counter() - start + planned + cost > budget:
+                now = time.perf_counter()
+                cost = (now - t0) * updates * repeats
+                if runs and now - start + planned + cost > budget:
                     break
+                start = min(start, now)
                 planned += cost
                 runs[k] = run
+                first[k] = (now - t0) / k
+            if len(runs) == 1:  # one size alone decides nothing: its untimed update says it
+                return first
             xp = runs[sizes[0]].xp
             best = {k: math.inf for k in runs}
             for _ in range(repeats):

@@ -4,6 +4,7 @@ through the engine's own training step, on random data of the trial's shapes."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from threadpoolctl import threadpool_info
@@ -49,3 +50,35 @@ def test_the_measurement_leaves_the_process_blas_threads_as_they_were() -> None:
     before = [i["num_threads"] for i in threadpool_info()]
     group_pace(MODELS["mlp"], (8, 8, 3), 10, [1, 2], threads=1, updates=1, repeats=1)
     assert [i["num_threads"] for i in threadpool_info()] == before
+
+
+def test_on_a_gpu_it_synchronizes_and_hands_the_memory_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the stand-in for CuPy (``fake_cupy``): the timed updates end at a device
+    synchronisation, and the measurement leaves neither device copies nor pooled memory."""
+    import sys
+    import types
+
+    from numsweep.engine import backend
+    from tests.engine import fake_cupy
+
+    fake = fake_cupy.FakeCupy(devices=1)
+    calls = {"synchronize": 0, "free_all_blocks": 0}
+
+    def count(name: str) -> Any:
+        def call() -> None:
+            calls[name] += 1
+        return call
+
+    fake.cuda.Device = lambda *_: types.SimpleNamespace(synchronize=count("synchronize"))
+    fake.get_default_memory_pool = lambda: types.SimpleNamespace(
+        free_bytes=lambda: 0, free_all_blocks=count("free_all_blocks"))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(fake_cupy, "COUNTS", fake_cupy.Counts())
+    copies = set(backend._DEVICE_COPIES)
+    spec = TrialSpec(model="mlp", hidden=(8,), device="cuda", **TINY)
+    pace = group_pace(spec, (8, 8, 3), 10, [1, 2], threads=1, updates=1, repeats=2,
+                      budget=600.0)
+    assert sorted(pace) == [1, 2] and all(s > 0 for s in pace.values())
+    assert calls["synchronize"] >= 2 * 2 and calls["free_all_blocks"] == 1
+    assert set(backend._DEVICE_COPIES) == copies
