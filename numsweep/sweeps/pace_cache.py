@@ -11,6 +11,7 @@ measurement unkept. Deleting the file makes every group size be measured again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import tempfile
@@ -92,7 +93,8 @@ def _read(path: Path) -> dict[str, Entry]:
         if raw.get("version") != CACHE_VERSION:
             return {}
         return {str(key): (frozenset(int(k) for k in entry["asked"]),
-                           {int(k): float(v) for k, v in entry["seconds"].items()})
+                           {int(k): float(v) for k, v in entry["seconds"].items()
+                            if math.isfinite(float(v)) and float(v) > 0})
                 for key, entry in raw["entries"].items()}
     except Exception:  # corrupt, truncated, another format: measured again, rewritten
         return {}
