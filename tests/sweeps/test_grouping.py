@@ -240,9 +240,12 @@ def test_the_automatic_size_is_the_fastest_measured_per_trial() -> None:
     # every size slower per trial than a lone trial: one at a time
     slower = pace_of({1: 1e-3, 2: 1.5e-3, 4: 1.2e-3, 8: 1.1e-3})
     assert auto_group_size(MLP, 8, 1, SHAPE, 10, memory=2**34, measure=slower).size == 1
-    # as fast as a lone trial is no gain either
+    # as fast as a lone trial, or faster by less than the measurement's spread: no gain
     even = pace_of({1: 1e-3, 2: 1e-3})
     assert auto_group_size(MLP, 2, 1, SHAPE, 10, memory=2**34, measure=even).size == 1
+    close = pace_of({1: 1e-3, 2: 0.97e-3, 4: 0.99e-3})
+    assert auto_group_size(MLP, 4, 1, SHAPE, 10, memory=2**34, measure=close).size == 1
+    assert fastest_size({1: 1.0, 2: 0.94}, 2) == 2
 
 
 def test_the_automatic_size_keeps_to_the_trials_jobs_and_memory() -> None:
