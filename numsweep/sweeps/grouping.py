@@ -84,14 +84,16 @@ minute apart, slower in the other two)."""
 
 
 def fastest_size(pace: Mapping[int, float], cap: int) -> int:
-    """The size of least time per trial-update among the measured ones up to ``cap``; 1 when
-    none is :data:`GAIN_MARGIN` faster per trial than a lone trial (ties go to the smaller
-    group)."""
-    best, best_time = 1, pace[1] * (1 - GAIN_MARGIN)
-    for k in sorted(pace):
-        if 1 < k <= cap and pace[k] < best_time:
-            best, best_time = k, pace[k]
-    return best
+    """The size of least time per trial-update among the measured ones up to ``cap``, or the
+    smallest within :data:`GAIN_MARGIN` of it (as fast within the spread, and a smaller
+    group holds less memory and lags less); 1 when none is :data:`GAIN_MARGIN` faster per
+    trial than a lone trial."""
+    lone = pace[1]
+    sizes = sorted(k for k in pace if 1 < k <= cap and pace[k] < lone * (1 - GAIN_MARGIN))
+    if not sizes:
+        return 1
+    fastest = min(pace[k] for k in sizes)
+    return next(k for k in sizes if pace[k] <= fastest * (1 + GAIN_MARGIN))
 
 
 def auto_group_size(spec: TrialSpec, trials: int, jobs: int, image_shape: Sequence[int],

@@ -246,6 +246,9 @@ def test_the_automatic_size_is_the_fastest_measured_per_trial() -> None:
     close = pace_of({1: 1e-3, 2: 0.97e-3, 4: 0.99e-3})
     assert auto_group_size(MLP, 4, 1, SHAPE, 10, memory=2**34, measure=close).size == 1
     assert fastest_size({1: 1.0, 2: 0.94}, 2) == 2
+    # sizes as fast as the fastest within the spread: the smallest of them
+    assert fastest_size({1: 1.0, 2: 0.9, 4: 0.72, 8: 0.70, 16: 0.71, 32: 0.69}, 32) == 4
+    assert fastest_size({1: 1.0, 2: 0.9, 4: 0.8, 8: 0.6, 16: 0.5}, 32) == 16
 
 
 def test_the_automatic_size_keeps_to_the_trials_jobs_and_memory() -> None:
