@@ -261,7 +261,7 @@ def test_the_automatic_size_keeps_to_the_trials_jobs_and_memory() -> None:
     tight = pace_of(falling)
     assert auto_group_size(MLP, 8, 2, SHAPE, 10, memory=2**20, measure=tight).size == 1
     assert tight.asked == []
-    # a stage of one trial, a model that cannot be grouped: nothing measured
+    # a stage of one trial: nothing measured
     assert auto_group_size(MLP, 1, 1, SHAPE, 10, memory=2**34, measure=tight).size == 1
     assert tight.asked == []
     # on a GPU up to 256 in a group, as its memory allows
