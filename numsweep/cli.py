@@ -339,8 +339,9 @@ def jobs_option(fn: F) -> F:
 def group_size_option(fn: F) -> F:
     return click.option("--group-size", "group_size", default=None, metavar="K",
                         type=click.IntRange(min=0),
-                        show_default="automatic, from the stage's size, the free memory and "
-                                     "--jobs",
+                        show_default="automatic: the fastest per trial as measured on "
+                                     "this machine, within the stage's size over --jobs "
+                                     "and the free memory",
                         help="Train up to K like-shaped trials of a stage together as one "
                              "fused group (0 or 1: one at a time).")(fn)
 

@@ -22,8 +22,9 @@ class StagePlan:
     own; ``setup_by`` the process that stored it and adds the reused trials to the Optuna
     study, ``study_ready`` once that is done; ``group_size`` how many of its trials train
     together as one fused group at most (1: one at a time; None: stored by an older numsweep,
-    which trained them one at a time) and ``group_auto`` whether that was chosen
-    automatically.
+    which trained them one at a time), ``group_auto`` whether that was chosen
+    automatically and ``group_pace`` the measurement that chose it (seconds per
+    trial-update by group size; empty when none was made, or stored by an older numsweep).
     """
 
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class StagePlan:
     study_ready: bool = True
     group_size: int | None = None
     group_auto: bool = False
+    group_pace: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -53,6 +55,8 @@ class StagePlan:
         if self.group_size is not None:
             out["group_size"] = self.group_size
             out["group_auto"] = self.group_auto
+        if self.group_pace:
+            out["group_pace"] = {str(k): v for k, v in sorted(self.group_pace.items())}
         return out
 
     @classmethod
@@ -69,7 +73,18 @@ class StagePlan:
                    setup_by=str(raw.get("setup_by", "")),
                    study_ready=bool(raw.get("study_ready", True)),
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
-                   group_auto=bool(raw.get("group_auto", False)))
+                   group_auto=bool(raw.get("group_auto", False)),
+                   group_pace=_pace(raw.get("group_pace")))
+
+    def describe_pace(self) -> str:
+        """The measurement that chose the group size, e.g. ``measured per trial-update:
+        K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms`` (empty without one)."""
+        if not self.group_pace:
+            return ""
+        sizes = sorted(self.group_pace)
+        return "measured per trial-update: " + ", ".join(
+            f"{'K=' if i == 0 else ''}{k} {self.group_pace[k] * 1e3:.2f} ms"
+            for i, k in enumerate(sizes))
 
     def describe(self, sampler: str = "grid") -> str:
         """The plan in words: ranges, fixed values, trials planned and reused. A ``best``
@@ -86,6 +101,16 @@ class StagePlan:
             words.append(f"fused groups of up to {self.group_size}"
                          + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
+
+
+def _pace(raw: Any) -> dict[int, float]:
+    """A stored measurement ({"8": seconds, ...}); nothing for an older plan or a bad one."""
+    if not isinstance(raw, dict):
+        return {}
+    try:
+        return {int(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        return {}
 
 
 def _trials(n: int) -> str:

@@ -28,6 +28,7 @@
 - ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
 - ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.
 - ``grouping.py``: which claimed trials train together as fused groups; the automatic size.
+- ``pace_cache.py``: the measured speed of each group size, kept per machine (user cache).
 - ``worker.py``: what runs in a worker process: train one trial or group, never raise.
 - ``deaths.py``: which trial a dead worker process was running (only that one counts as lost).
 - ``interrupts.py``: Ctrl-C or SIGTERM acted on within seconds, running trials marked interrupted.

@@ -69,10 +69,12 @@ class StageReport:
     def grouping(self) -> str:
         """How the stage's trials trained, in words: the fused groups by size and the
         stored group size, e.g. ``8 trials in 2 fused groups of 4 (group size 4,
-        automatic)``."""
+        automatic; measured per trial-update: K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms)``."""
         size = self.plan.group_size
+        pace = self.plan.describe_pace()
         setting = ("" if size is None else
-                   f" (group size {size}{', automatic' if self.plan.group_auto else ''})")
+                   f" (group size {size}{', automatic' if self.plan.group_auto else ''}"
+                   f"{'; ' + pace if pace else ''})")
         trials = sum(self.groups.values())
         fused = {g: n for g, n in self.groups.items() if n > 1}
         if not fused:
