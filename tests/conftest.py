@@ -39,19 +39,19 @@ def write_images_npz(path: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def suite_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``$NUMSWEEP_CACHE_DIR`` for the whole suite (the group-size measurements kept by
+    """``$NUMSWEEP_CACHE`` for the whole suite (the group-size measurements kept by
     ``sweeps.pace_cache``; the commands the tests spawn inherit it): nothing is written to
     the user's ``~/.cache``."""
     folder = tmp_path_factory.mktemp("cache")
-    before = os.environ.get("NUMSWEEP_CACHE_DIR")
-    os.environ["NUMSWEEP_CACHE_DIR"] = str(folder)
+    before = os.environ.get("NUMSWEEP_CACHE")
+    os.environ["NUMSWEEP_CACHE"] = str(folder)
     try:
         yield folder
     finally:
         if before is None:
-            os.environ.pop("NUMSWEEP_CACHE_DIR", None)
+            os.environ.pop("NUMSWEEP_CACHE", None)
         else:
-            os.environ["NUMSWEEP_CACHE_DIR"] = before
+            os.environ["NUMSWEEP_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The measured speed of fused groups (``engine.pace.group_pace``), kept per machine.
 
-One JSON file, ``group_pace.json`` in the user's cache folder (``$NUMSWEEP_CACHE_DIR``, else
+One JSON file, ``group_pace.json`` in the user's cache folder (``$NUMSWEEP_CACHE``, else
 ``$XDG_CACHE_HOME/numsweep``, else ``~/.cache/numsweep``), maps a key (this machine: CPU model,
 cores, BLAS libraries and their kernels, NumPy version, device; the group's shapes; the BLAS
 threads per trial) to the seconds per trial-update of each measured group size. A corrupt or
@@ -35,14 +35,10 @@ Measure = Callable[[TrialSpec, tuple[int, ...], int, Sequence[int], int], Mappin
 
 
 def cache_folder() -> Path:
-    """The user's cache folder of numsweep's measurements."""
-    folder = os.environ.get("NUMSWEEP_CACHE_DIR")
-    if folder:
-        return Path(folder)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "numsweep"
-    return Path.home() / ".cache" / "numsweep"
+    """numsweep's cache folder, the data's too (``engine.data.cache_dir``)."""
+    from numsweep.engine.data import cache_dir
+
+    return cache_dir()
 
 
 def cpu_model() -> str:

@@ -313,7 +313,7 @@ def test_a_tpe_stage_takes_the_measured_size_stores_and_shows_it(
         tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from numsweep.sweeps import pace_cache
 
-    monkeypatch.setenv("NUMSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "cache"))
     seen: list[tuple[TrialSpec, list[int], int]] = []
 
     def measure(spec: TrialSpec, shape: Any, classes: int, sizes: Any,
@@ -347,7 +347,7 @@ def test_no_measurement_with_a_group_size_given(
         tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from numsweep.sweeps import pace_cache
 
-    monkeypatch.setenv("NUMSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "cache"))
 
     def measure(*_args: Any) -> dict[int, float]:
         raise AssertionError("measured with --group-size given")

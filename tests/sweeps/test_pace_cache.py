@@ -104,9 +104,9 @@ def test_a_measurement_without_a_lone_trial_is_not_kept(tmp_path: Path) -> None:
 
 def test_the_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
-    monkeypatch.setenv("NUMSWEEP_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("NUMSWEEP_CACHE", str(tmp_path / "mine"))
     assert cache_folder() == tmp_path / "mine"
-    monkeypatch.delenv("NUMSWEEP_CACHE_DIR")
+    monkeypatch.delenv("NUMSWEEP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_folder() == tmp_path / "xdg" / "numsweep"
     monkeypatch.delenv("XDG_CACHE_HOME")
