@@ -24,13 +24,19 @@ from numsweep.engine import (
     train_group,
     train_population,
 )
+from numsweep.engine.build import build_network
 from numsweep.engine.data import Split, load_dataset, make_split
+from numsweep.engine.fused import fuse
+from numsweep.engine.group import RULE_VALUES as RULE_FIELDS
 from numsweep.engine.group import group_key, start_run
+from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.pbt import (
     Population,
     choose_members,
     explore_values,
 )
+from numsweep.engine.pertrial import PerTrial
+from numsweep.engine.spec import RULE_PARAMETERS
 from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -347,3 +353,73 @@ def test_hp_changes_apply_just_before_their_update(split: Split) -> None:
     assert all(x != y for x, y in after)  # update 5 took the new values
     with pytest.raises(SpecError, match=r"an update in 1\.\.11"):
         train(base.replace(hp_changes=[[12, "lam", 0.1]]), split)
+
+
+# -- the pieces an exploit and an explore use --------------------------------------------------
+
+def three_nets(seed: int = 0) -> list[Any]:
+    spec = TrialSpec(hidden=(6, 5), dtype="float64")
+    return [build_network(spec.replace(seed=seed + i), (4, 4, 3), 10,
+                          np.random.default_rng(seed + i)) for i in range(3)]
+
+
+@pytest.mark.parametrize("layout", ["wide", "lone"])
+def test_fused_net_copy_row_and_set_values(layout: str) -> None:
+    """copy_row copies one trial's slice of every parameter (the wide layout's views
+    included) and nothing else; set_values changes one trial's dropout rates: the next
+    step is that of a net fused with those rates."""
+    net = fuse(three_nets(), [0.0] * 3, [0.0] * 3, layout)
+    before = {name: p.copy() for name, p in net.params.items()}
+    net.copy_row(0, 2)
+    for name, p in net.params.items():
+        assert np.array_equal(p[0], before[name][2])
+        assert np.array_equal(p[1:], before[name][1:])
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(8, 48)), rng.integers(0, 10, size=8)
+    net = fuse(three_nets(), [0.0] * 3, [0.0] * 3, layout)
+    net.train_step(x, y, eps=np.zeros(3), rngs=None, scale=np.ones(3))  # caches filled
+    net.set_values(1, dropout=0.5, dropout_input=0.2)
+    want = fuse(three_nets(), [0.0, 0.5, 0.0], [0.0, 0.2, 0.0], layout)
+    steps = []
+    for fused in (net, want):
+        rngs = [np.random.default_rng(i) for i in range(3)]
+        loss, grads = fused.train_step(x, y, eps=np.zeros(3), rngs=rngs, scale=np.ones(3))
+        steps.append((loss, {k: v.copy() for k, v in grads.items()}))
+    assert np.array_equal(steps[0][0], steps[1][0])
+    for name in steps[0][1]:
+        assert np.array_equal(steps[0][1][name], steps[1][1][name])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "rmsprop_nesterov", "adam"])
+def test_rule_copy_row_and_set_values(optimizer: str) -> None:
+    """set_values gives trial 1 the values of another spec: steps then equal those of a
+    rule made from the specs with those values; copy_row copies trial 2's state into 0
+    (and a per-trial count)."""
+    base = TrialSpec(optimizer=optimizer)
+    names = [n for n in ("momentum", "rho", "beta1", "beta2", "opt_eps")
+             if optimizer in RULE_PARAMETERS[n][1]]
+    new = {"momentum": 0.5, "rho": 0.7, "beta1": 0.6, "beta2": 0.95, "opt_eps": 1e-4}
+    specs = [base.replace(seed=i) for i in range(3)]
+    changed = [specs[0], base.replace(**{n: new[n] for n in names}), specs[2]]
+    rule, want = make_optimizer(specs), make_optimizer(changed)
+    rule.set_values(1, **{RULE_FIELDS[n]: new[n] for n in names})
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 4, 5))}
+    other = {"W": params["W"].copy()}
+    for _ in range(3):
+        g = {"W": rng.normal(size=(3, 4, 5))}
+        rule.step(params, {"W": g["W"].copy()}, PerTrial([0.1, 0.2, 0.3]))
+        want.step(other, {"W": g["W"].copy()}, PerTrial([0.1, 0.2, 0.3]))
+    assert np.array_equal(params["W"], other["W"])
+    rule.per_trial(3)
+    if optimizer == "adam":
+        rule.t[2] = 9  # type: ignore[index, union-attr]
+    state = {k: a.copy() for k, a in rule.state["W"].items()}
+    rule.copy_row(0, 2)
+    for k, a in rule.state["W"].items():
+        assert np.array_equal(a[0], state[k][2]) and np.array_equal(a[1:], state[k][1:])
+    if optimizer == "adam":
+        assert list(rule.t) == [9, 3, 9]  # type: ignore[arg-type, union-attr]
+    lone = make_optimizer(specs[0])
+    lone.set_values(0, **{RULE_FIELDS[names[0]]: new[names[0]]})
+    assert getattr(lone, RULE_FIELDS[names[0]]) == new[names[0]]
