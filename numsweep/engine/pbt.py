@@ -370,14 +370,14 @@ def train_population(specs: Sequence[TrialSpec], data: Dataset | Split,
 
 def _segments(events: Sequence[ExploitEvent], member: int) -> tuple[int, list[int]]:
     """(the root ancestor, the indices of the events the member's final weights came
-    through, the latest first)."""
+    through, the latest first). A source is never replaced at its own exploit step, so
+    the source's latest event before this one is at an earlier update."""
     chain: list[int] = []
-    current, before = member, math.inf
+    current = member
     for n in range(len(events) - 1, -1, -1):
-        e = events[n]
-        if e.member == current and e.update < before:
+        if events[n].member == current:
             chain.append(n)
-            current, before = e.source, e.update
+            current = events[n].source
     return current, chain
 
 

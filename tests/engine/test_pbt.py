@@ -16,6 +16,7 @@ from numsweep.engine import (
     Bound,
     ExploitEvent,
     PBTSettings,
+    SlotTrial,
     SpecError,
     TrialSpec,
     lineage_changes,
@@ -23,6 +24,7 @@ from numsweep.engine import (
     train,
     train_group,
     train_population,
+    train_slots,
 )
 from numsweep.engine.build import build_network
 from numsweep.engine.data import Split, load_dataset, make_split
@@ -332,7 +334,7 @@ def test_hp_changes_are_validated_stored_and_per_trial() -> None:
             TrialSpec.from_mapping({"hp_changes": bad})
 
 
-def test_hp_changes_apply_just_before_their_update(split: Split) -> None:
+def test_hp_changes_apply_just_before_their_update(split: Split, tmp_path: Path) -> None:
     """eta_max changed before update 5 of a constant schedule: the curves up to it are the
     unchanged run's, the rate from update 5 on is the new one; a change past the run's end
     is refused in one line."""
@@ -351,6 +353,20 @@ def test_hp_changes_apply_just_before_their_update(split: Split) -> None:
     after = [(a.loss, b.loss) for a, b in zip(run.curves, plain.curves, strict=True)
              if a.step == 6]
     assert all(x != y for x, y in after)  # update 5 took the new values
+    # killed after the change and resumed from its checkpoint: the changes before the
+    # checkpoint's update are in force again
+    path = tmp_path / "run.npz"
+
+    def stop_at_8(points: Any, total: int) -> None:
+        if points[0].step == 8:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(changed, split, checkpoint=path, on_points=stop_at_8)
+    resumed = train(changed, split, checkpoint=path)
+    # update 7's checkpoint, or 6's while 7's was still being written (in the background)
+    assert resumed.message in {f"resumed from its checkpoint at update {u}" for u in (6, 7)}
+    assert resumed.curves == run.curves and resumed.test_acc == run.test_acc
     with pytest.raises(SpecError, match=r"an update in 1\.\.11"):
         train(base.replace(hp_changes=[[12, "lam", 0.1]]), split)
 
@@ -377,7 +393,8 @@ def test_fused_net_copy_row_and_set_values(layout: str) -> None:
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(8, 48)), rng.integers(0, 10, size=8)
     net = fuse(three_nets(), [0.0] * 3, [0.0] * 3, layout)
-    net.train_step(x, y, eps=np.zeros(3), rngs=None, scale=np.ones(3))  # caches filled
+    net.train_step(x, y, eps=np.zeros(3), rngs=[np.random.default_rng(9)] * 3,
+                   scale=np.ones(3))  # the per-trial rate caches filled
     net.set_values(1, dropout=0.5, dropout_input=0.2)
     want = fuse(three_nets(), [0.0, 0.5, 0.0], [0.0, 0.2, 0.0], layout)
     steps = []
@@ -423,3 +440,17 @@ def test_rule_copy_row_and_set_values(optimizer: str) -> None:
     lone = make_optimizer(specs[0])
     lone.set_values(0, **{RULE_FIELDS[names[0]]: new[names[0]]})
     assert getattr(lone, RULE_FIELDS[names[0]]) == new[names[0]]
+
+
+def test_a_slot_group_refuses_a_trial_with_hp_changes(split: Split) -> None:
+    """A slot's values are its rows' for the whole run: hp_changes would be ignored."""
+    class OneFeed:
+        def refill(self, ended: Any, free: int) -> list[SlotTrial]:
+            spec = population(1)[0].replace(hp_changes=[[3, "lam", 0.01]])
+            return [SlotTrial(1, spec)] if not ended else []
+
+        def report(self, reports: Any) -> list[int]:
+            return []
+
+    with pytest.raises(ValueError, match="hp_changes trains alone or in train_group"):
+        train_slots(1, OneFeed(), split)
