@@ -24,8 +24,9 @@ masks) is seeded by its ``seed``.
 
 Per-trial values (:data:`PER_TRIAL`) are (K,)-shaped arrays inside the group; everything
 else is the group key. A trial whose loss becomes NaN or inf leaves the group with its
-result marked diverged; a trial its reporter stops (a pruned trial) leaves it too; the
-others train on unchanged, as they would without it.
+result marked diverged (in population-based training, ``pbt.py``, it stays, marked, until
+the next exploit step replaces its rows); a trial its reporter stops (a pruned trial)
+leaves it too; the others train on unchanged, as they would without it.
 
 A group of one keeps the lone trial's Python floats for its hyperparameters and takes plain
 2-D products; measured side by side in one process against the former lone fast path

@@ -6,6 +6,7 @@ determinism, checkpoint kill and resume, replay of a member's lineage alone, and
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +223,12 @@ def test_a_population_killed_and_resumed_from_its_checkpoint_ends_as_one_run(
     assert resumed.results[0].message == "resumed from its checkpoint at update 9"
     same_results(whole, resumed)
     assert heard[0] == list(whole.results[0].curves)  # restored points first, then the rest
-    # another population's settings do not resume from it
+    # another population's settings do not resume from it, nor does a damaged file
     with pytest.warns(UserWarning, match="another population"):
         train_population(specs, split, dataclasses.replace(settings, seed=3), checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        same_results(whole, train_population(specs, split, settings, checkpoint=path))
 
 
 def test_replay_alone_equals_the_population_member(split: Split) -> None:
@@ -454,3 +458,26 @@ def test_a_slot_group_refuses_a_trial_with_hp_changes(split: Split) -> None:
 
     with pytest.raises(ValueError, match="hp_changes trains alone or in train_group"):
         train_slots(1, OneFeed(), split)
+
+
+def test_a_population_on_the_device_is_the_cpu_population(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the stand-in for CuPy (``fake_cupy``): the row copies and value edits work on
+    device arrays; a member diverged there is marked at the exploit step (nothing comes
+    back per update) and replaced as on the CPU: the same events, the same curves (float64
+    to 1e-10)."""
+    from tests.engine import fake_cupy
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
+    specs = population(6)
+    specs[2] = specs[2].replace(eta_max=1e150, eta_min=1e149)
+    settings = PBTSettings(interval=3, bounds=BOUNDS)
+    cpu = train_population(specs, split, settings)
+    gpu = train_population([s.replace(device="cuda") for s in specs], split, settings)
+    assert cpu.events[0].member == 2 and np.isnan(cpu.events[0].metric_member)
+    assert [(e.update, e.member, e.source, e.after) for e in gpu.events] == [
+        (e.update, e.member, e.source, e.after) for e in cpu.events]
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert not b.diverged and b.updates == a.updates
+        np.testing.assert_allclose([c.loss for c in b.curves], [c.loss for c in a.curves],
+                                   rtol=1e-10)
