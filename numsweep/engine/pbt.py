@@ -286,8 +286,9 @@ class Population:
                 self.done_at = run.step
                 if writer is not None and run.active:
                     writer.save(self.capture)
-                for event in events if self.on_exploit is not None else ():
-                    self.on_exploit(event)  # type: ignore[misc]
+                if self.on_exploit is not None:
+                    for event in events:
+                        self.on_exploit(event)
                 if not run.active:
                     break
             run.hold_diverged = run.step < last

@@ -28,6 +28,7 @@ from numsweep.engine import (
     train_slots,
 )
 from numsweep.engine.build import build_network
+from numsweep.engine.checkpoint import load_weights
 from numsweep.engine.data import Split, load_dataset, make_split
 from numsweep.engine.fused import fuse
 from numsweep.engine.group import RULE_VALUES as RULE_FIELDS
@@ -69,11 +70,13 @@ def same_results(a: Any, b: Any) -> None:
             (y.val_acc, y.test_acc, y.train_acc, y.updates, y.diverged))
 
 
-def test_a_population_trains_and_its_results_hold_the_final_values(split: Split) -> None:
+def test_a_population_trains_and_its_results_hold_the_final_values(split: Split,
+                                                                   tmp_path: Path) -> None:
     specs = population()
     settings = PBTSettings(interval=3, bounds=BOUNDS)
     heard: list[ExploitEvent] = []
-    result = train_population(specs, split, settings, on_exploit=heard.append)
+    paths = [tmp_path / f"{i}.npz" for i in range(8)]
+    result = train_population(specs, split, settings, on_exploit=heard.append, weights=paths)
     assert len(result.results) == 8 and result.events and list(result.events) == heard
     assert {e.update for e in result.events} == {3, 6, 9, 12, 15}  # total 16
     assert result.exploit_seconds > 0 and 0 < result.exploit_share() < 1
@@ -82,6 +85,7 @@ def test_a_population_trains_and_its_results_hold_the_final_values(split: Split)
         want = last[-1] if last else {b.name: getattr(specs[i], b.name) for b in BOUNDS}
         assert {b.name: getattr(r.spec, b.name) for b in BOUNDS} == want
         assert r.updates == 16 and not r.diverged and r.spec.seed == i
+        assert load_weights(paths[i]).spec == r.spec  # the kept network names its values
 
 
 @pytest.mark.parametrize("model, optimizer", [("mlp", "momentum"), ("mlp", "adam"),
@@ -196,6 +200,11 @@ def test_a_diverged_member_is_replaced_at_the_next_exploit_step(split: Split) ->
     plain = train_group(specs, split)
     for a, b in zip(alone.results, plain, strict=True):
         assert a.curves == b.curves and a.updates == b.updates
+    # every member diverged at an exploit step: nothing to copy from, all end diverged
+    wild = [s.replace(eta_max=1e150, eta_min=1e149) for s in specs[:2]]
+    lost = train_population(wild, split, PBTSettings(interval=3, bounds=BOUNDS))
+    assert not lost.events and all(r.diverged and r.updates == 3 for r in lost.results)
+    assert all("loss diverged" in r.message for r in lost.results)
 
 
 class Stop(Exception):
@@ -368,8 +377,8 @@ def test_hp_changes_apply_just_before_their_update(split: Split, tmp_path: Path)
     with pytest.raises(Stop):
         train(changed, split, checkpoint=path, on_points=stop_at_8)
     resumed = train(changed, split, checkpoint=path)
-    # update 7's checkpoint, or 6's while 7's was still being written (in the background)
-    assert resumed.message in {f"resumed from its checkpoint at update {u}" for u in (6, 7)}
+    # update 7's checkpoint: the run stopped at 8 waited for its write
+    assert resumed.message == "resumed from its checkpoint at update 7"
     assert resumed.curves == run.curves and resumed.test_acc == run.test_acc
     with pytest.raises(SpecError, match=r"an update in 1\.\.11"):
         train(base.replace(hp_changes=[[12, "lam", 0.1]]), split)
