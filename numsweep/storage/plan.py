@@ -36,6 +36,7 @@ class StagePlan:
     study_ready: bool = True
     group_size: int | None = None
     group_auto: bool = False
+    grouping: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -53,6 +54,8 @@ class StagePlan:
         if self.group_size is not None:
             out["group_size"] = self.group_size
             out["group_auto"] = self.group_auto
+        if self.grouping is not None:
+            out["grouping"] = self.grouping
         return out
 
     @classmethod
@@ -69,7 +72,8 @@ class StagePlan:
                    setup_by=str(raw.get("setup_by", "")),
                    study_ready=bool(raw.get("study_ready", True)),
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
-                   group_auto=bool(raw.get("group_auto", False)))
+                   group_auto=bool(raw.get("group_auto", False)),
+                   grouping=None if raw.get("grouping") is None else str(raw["grouping"]))
 
     def describe(self, sampler: str = "grid") -> str:
         """The plan in words: ranges, fixed values, trials planned and reused. A ``best``
@@ -83,7 +87,8 @@ class StagePlan:
         if self.reused:
             words.append(f"{len(self.reused)} earlier {_trials(len(self.reused))} reused")
         if self.group_size is not None and self.group_size > 1:
-            words.append(f"fused groups of up to {self.group_size}"
+            kind = "slot groups of" if self.grouping == "slots" else "fused groups of up to"
+            words.append(f"{kind} {self.group_size}"
                          + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
 

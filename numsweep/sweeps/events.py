@@ -17,7 +17,7 @@ class TrialEvent:
     """Sent to the progress display: a stage starts ("stage"), a trial starts, measures a
     curve point ("point", with its val_acc) or ends."""
 
-    kind: str  # "stage", "started", "point" or "finished"
+    kind: str  # "stage", "started", "point", "finished" or "group" (a slot group ended)
     stage: str
     number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None
@@ -33,10 +33,12 @@ class TrialEvent:
     trial_id: int | None = None  # the database id: what `trials`, `--trial` and `rerun` take
     jobs: int | None = None  # trials this process runs at once ("stage")
     group_size: int = 1  # trials trained together at most ("stage"), or the finished
-    # trial's group ("finished"); 1: one at a time
+    # trial's group ("finished"), or the slots of a slot group ("group"); 1: one at a time
     group_auto: bool = False  # the group size was chosen automatically ("stage")
     step: int | None = None  # the update of its latest curve point ("point")
     total: int | None = None  # the updates it plans ("point")
+    occupancy: float | None = None  # the share of a slot group's slot-updates that
+    # trained a trial ("group")
 
 
 @dataclass(frozen=True)

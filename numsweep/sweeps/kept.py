@@ -100,6 +100,19 @@ def checkpoint_path(root: Path, sweep: str, stage: str, slots: Sequence[int]) ->
     return root / _safe(sweep) / _safe(stage) / f"slots-{'-'.join(map(str, sorted(slots)))}.npz"
 
 
+def slot_group_checkpoint_path(root: Path, sweep: str, stage: str, group_id: int) -> Path:
+    """The checkpoint of a slot group of a stage (its file names its members); ``group_id``
+    is the id of the first trial it started with."""
+    return root / _safe(sweep) / _safe(stage) / f"group-{group_id}.npz"
+
+
+def slot_group_checkpoints(root: Path, sweep: str, stage: str) -> list[Path]:
+    """The slot-group checkpoints of a stage, oldest group first."""
+    folder = root / _safe(sweep) / _safe(stage)
+    found = folder.glob("group-*.npz") if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.stem.split("-")[1]))
+
+
 def train_checkpoint_path(root: Path, sweep: str, spec: TrialSpec) -> Path:
     """The checkpoint of a ``numsweep train`` run: keyed by its spec, so running the same
     command again continues it."""
