@@ -18,6 +18,8 @@
 - ``evaluation``: every trial of a fused network measured on a whole set
 - ``group``: the one training loop, for K specs (fused trials) or one
 - ``train``: one spec in, one result out (a group of one)
+- ``slots``: slot groups (continuous batching): a freed slot refilled at once by a feed,
+  each trial at its own update count (``train_slots``)
 - ``range_test``: learning-rate and batch-size range tests on the same loop
 - ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
 - ``workspace``: reused scratch arrays
@@ -29,6 +31,7 @@
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split
 from numsweep.engine.group import group_key, groupable, train_group
 from numsweep.engine.sizing import max_group_size
+from numsweep.engine.slots import Feed, SlotStats, SlotTrial, train_slots
 from numsweep.engine.spec import CurvePoint, SpecError, TrialResult, TrialSpec, parameter_names
 from numsweep.engine.train import train
 
@@ -36,6 +39,9 @@ __all__ = [
     "CurvePoint",
     "DataError",
     "Dataset",
+    "Feed",
+    "SlotStats",
+    "SlotTrial",
     "SpecError",
     "Split",
     "TrialResult",
@@ -48,4 +54,5 @@ __all__ = [
     "parameter_names",
     "train",
     "train_group",
+    "train_slots",
 ]

@@ -143,3 +143,15 @@ class Augmenter:
         if self.cutout:
             x = cutout(x, self.cutout, rng)
         return x, y
+
+    def skip(self, n: int, image_shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        """Draw from ``rng`` what augmenting a batch of ``n`` images of ``image_shape``
+        (H, W, C) draws, touching no image: a run that joins a data stream mid-way skips
+        the batches before it (``inputs.BatchDrawer.skip``)."""
+        n *= self.copies
+        if self.flip:
+            rng.random(n)
+        if self.translate:
+            _shifts(n, self.translate, rng)
+        if self.cutout:
+            _cutout_corners(n, image_shape[0], image_shape[1], self.cutout, rng)

@@ -35,6 +35,7 @@ the spec (``numsweep trial weights`` exports them; ``numpy.load`` reads them any
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -85,7 +86,7 @@ class GroupState:
     active: list[int]
     params: list[Arrays]
     slots: list[dict[str, Arrays]]
-    opt_t: int | None
+    opt_t: int | list[int] | None  # a list: each trial's count (a slot group's Adam)
     trial_rngs: list[dict[str, Any]]
     data_rng: dict[str, Any]
     sampler_order: np.ndarray
@@ -194,8 +195,50 @@ def result_from_json(data: Mapping[str, Any]) -> TrialResult:
 
 # -- checkpoints ----------------------------------------------------------------------------
 
+@dataclass
+class SlotState:
+    """A slot group's state at one group step (``slots.py``): its trials' rows as a
+    :class:`GroupState` (every row active, in row order) and what a slot group adds:
+    ``members`` (per row: its key, spec, the group step it joined at and the stream's
+    images drawn then), the group's counters (``stats``), and the digest of its members
+    (:func:`slot_digest`), the ones a run resuming from it must start with."""
+
+    digest: str
+    group: GroupState
+    members: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+def slot_digest(size: int, members: Sequence[tuple[int, TrialSpec]], y_train: np.ndarray,
+                x_shape: tuple[int, ...], num_classes: int) -> str:
+    """What a slot group's checkpoint must match: its size, its members' keys and specs (in
+    key order, ``data_offset`` aside: the engine sets it), the data as in
+    :func:`state_digest`."""
+    specs = [dataclasses.replace(spec, data_offset=0) for _, spec in sorted(
+        members, key=lambda member: member[0])]
+    keys = sorted(key for key, _ in members)
+    return state_digest(specs, y_train, x_shape, num_classes) + f".slots{size}." + \
+        hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+
+
 def save_state(path: str | Path, digest: str, state: GroupState) -> None:
     """Write ``state`` as the checkpoint at ``path``, replacing the previous one atomically."""
+    arrays, header = _state_arrays(digest, state)
+    arrays["header"] = _json_array(header)
+    write_npz_atomic(path, arrays)
+
+
+def save_slot_state(path: str | Path, state: SlotState) -> None:
+    """Write a slot group's ``state`` at ``path`` (atomically, as :func:`save_state`)."""
+    arrays, header = _state_arrays(state.digest, state.group)
+    header.update(kind="slots", members=state.members, stats=state.stats)
+    arrays["header"] = _json_array(header)
+    write_npz_atomic(path, arrays)
+
+
+def _state_arrays(digest: str, state: GroupState) -> tuple[dict[str, np.ndarray],
+                                                           dict[str, Any]]:
+    """A group state's arrays and JSON header, as a checkpoint file holds them."""
     arrays: dict[str, np.ndarray] = {"sampler_order": np.asarray(state.sampler_order)}
     for j, params in enumerate(state.params):
         for name, a in params.items():
@@ -213,8 +256,7 @@ def save_state(path: str | Path, digest: str, state: GroupState) -> None:
         "train_seconds": state.train_seconds, "eval_seconds": state.eval_seconds,
         "results": {str(i): result_to_json(r) for i, r in state.results.items()},
     }
-    arrays["header"] = _json_array(header)
-    write_npz_atomic(path, arrays)
+    return arrays, header
 
 
 def load_state(path: str | Path | None, digest: str) -> GroupState | None:
@@ -230,6 +272,26 @@ def load_state(path: str | Path | None, digest: str) -> GroupState | None:
             _warn(path, "it was written for other specs or data")
             return None
         return _state_from(header, arrays)
+    except READ_ERRORS as exc:
+        _warn(path, f"it is unreadable ({type(exc).__name__}: {exc})".splitlines()[0])
+        return None
+
+
+def load_slot_state(path: str | Path | None, digest: str | None) -> SlotState | None:
+    """The slot group's state in the checkpoint at ``path`` when it is whole and its digest
+    is ``digest`` (None: any slot group's, to look at it); None and a
+    :class:`CheckpointWarning` as :func:`load_state`."""
+    if path is None or not Path(path).exists():
+        return None
+    path = Path(path)
+    try:
+        header, arrays = _read_npz(path)
+        if (header.get("format") != FORMAT or header.get("kind") != "slots"
+                or (digest is not None and header.get("digest") != digest)):
+            _warn(path, "it was written for another group of trials or other data")
+            return None
+        return SlotState(str(header["digest"]), _state_from(header, arrays),
+                         list(header["members"]), dict(header["stats"]))
     except READ_ERRORS as exc:
         _warn(path, f"it is unreadable ({type(exc).__name__}: {exc})".splitlines()[0])
         return None
@@ -291,9 +353,12 @@ class CheckpointWriter:
         self._thread.start()
         self.blocked_seconds += time.perf_counter() - t0
 
-    def _write(self, state: GroupState) -> None:
+    def _write(self, state: GroupState | SlotState) -> None:
         try:
-            save_state(self.path, self.digest, state)
+            if isinstance(state, SlotState):  # a slot group's: its digest is its members'
+                save_slot_state(self.path, state)
+            else:
+                save_state(self.path, self.digest, state)
         except Exception as exc:  # reported on the training thread by _wait
             self._error = exc
 

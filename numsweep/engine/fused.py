@@ -146,6 +146,30 @@ class FusedNet:
         self._grads = None
         self._keep_scale = {}
 
+    def join(self, nets: Sequence[Network], dropout: Sequence[float],
+             dropout_input: Sequence[float]) -> None:
+        """Append trials after the current K (a slot group's new trials): ``nets``, their
+        lone networks with their initial weights, laid out as this network's trials are."""
+        new = fuse(nets, dropout, dropout_input, layout=self.layout)
+        xp = array_module(next(iter(self.params.values())))
+        self.params = self._adopt({name: xp.concatenate([p, xp.asarray(new.params[name])])
+                                   for name, p in self.params.items()})
+        self.k += len(nets)
+        self.dropout = np.concatenate([self.dropout, new.dropout])
+        self.dropout_input = np.concatenate([self.dropout_input, new.dropout_input])
+        self._grads = None
+        self._keep_scale = {}
+
+    @property
+    def layout(self) -> str:
+        """``"wide"`` or ``"lone"`` (see :func:`fuse`)."""
+        return "lone"
+
+    def _adopt(self, arrays: Arrays) -> Arrays:
+        """Freshly stacked parameters (K, ...) in this network's layout (as ``select``
+        leaves them)."""
+        return arrays
+
     def lone_param(self, name: str, a: Any) -> Any:
         """Trial-stacked ``a`` (K, ...) of parameter ``name`` (the parameter or its gradient)
         with each trial's slice in the lone network's order (reshaped: a.[j].reshape(lone
@@ -336,6 +360,13 @@ class FusedMLP(FusedNet):
     def _select_params(self, idx: np.ndarray) -> Arrays:
         return self._widen(super()._select_params(idx))
 
+    @property
+    def layout(self) -> str:
+        return "wide" if self.wide else "lone"
+
+    def _adopt(self, arrays: Arrays) -> Arrays:
+        return self._widen(arrays)
+
     def to_device(self, xp: Any, seed: int) -> FusedNet:
         super().to_device(xp, seed)
         self._widen(self.params)  # the device copy left the wide layout
@@ -483,6 +514,10 @@ class FusedPatchConvNet(FusedNet):
             self.params[br.w] = self.params[br.w].transpose(0, 2, 1).copy()
             self.params[br.b] = self.params[br.b].transpose(0, 2, 1).copy()
         self.params["W1"] = self.params["W1"][:, self._w1_perm]
+
+    @property
+    def layout(self) -> str:
+        return "wide" if self.feature_major else "lone"
 
     def lone_param(self, name: str, a: Any) -> Any:
         """Trial-stacked ``a`` (K, ...) of parameter ``name`` (a parameter or its gradient)

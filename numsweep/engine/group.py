@@ -87,9 +87,10 @@ shown; a run resumed from a checkpoint first passes the points restored from it 
 once). Called at curve points only: training pays nothing between them."""
 
 PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum", "beta1",
-             "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed")
+             "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed", "data_offset")
 """The parameters that may differ inside a group: none changes an array's shape, the batches
-or the kind of computation."""
+or the kind of computation (``data_offset``: the trials of a slot group, ``slots.py``, join
+its data stream at different steps; those of one :func:`train_group` share it)."""
 
 GROUPABLE_MODELS = ("mlp", "convnet", "convnet3")
 
@@ -376,11 +377,7 @@ class GroupRun:
             message = _joined(message, keep_weights(
                 path, spec, lone.params, test_acc=test_acc, val_acc=val_acc, updates=step,
                 image_shape=list(self.split.x_train.shape[1:])))
-        total = self.plan.total
-        resolved = dataclasses.replace(
-            spec, n_s=self.plan.n_s, n_train=self.plan.n_train,
-            data_seed=resolve_data_seed(spec),
-            n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else total)
+        resolved = resolved_spec(spec, self.plan)
         self.results[i] = TrialResult(
             spec=resolved, val_acc=val_acc, test_acc=test_acc, train_acc=train_acc,
             train_seconds=self.train_seconds[i], eval_seconds=self.eval_seconds[i],
@@ -408,6 +405,13 @@ class GroupRun:
                 watcher(tuple(self.curves[i]), self.plan.total)
 
 
+def resolved_spec(spec: TrialSpec, plan: RunPlan) -> TrialSpec:
+    """``spec`` as run: ``n_s``, ``n_train``, ``data_seed`` and ``n_updates`` resolved."""
+    return dataclasses.replace(
+        spec, n_s=plan.n_s, n_train=plan.n_train, data_seed=resolve_data_seed(spec),
+        n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else plan.total)
+
+
 def _joined(*messages: str) -> str:
     return "; ".join(m for m in messages if m)
 
@@ -424,9 +428,10 @@ def _per_spec(values: Sequence[Any] | None, n: int, what: str) -> list[Any]:
 
 
 def start_run(specs: list[TrialSpec], data: Dataset | Split, *, prepared: Prepared | None,
-              curves: bool = True) -> GroupRun:
+              curves: bool = True, layout: str | None = None) -> GroupRun:
     """Prepare a group's run: the split, each trial's stream and lone network, the fused
-    network on the group's device, the inputs there, the run's lengths, the data stream."""
+    network on the group's device (``layout``: see :func:`fused.fuse`), the inputs there,
+    the run's lengths, the data stream (its first ``data_offset`` batches skipped)."""
     spec0 = specs[0]
     xp = device_module(spec0.device)  # a one-line DeviceError before any work
     split = data if isinstance(data, Split) else make_split(data, spec0.n_train, spec0.n_val,
@@ -434,7 +439,7 @@ def start_run(specs: list[TrialSpec], data: Dataset | Split, *, prepared: Prepar
     rngs = [trial_rng(s) for s in specs]
     lones = [build_network(s, split.x_train.shape[1:], split.num_classes, r)
              for s, r in zip(specs, rngs, strict=True)]
-    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs])
+    net = fuse(lones, [s.dropout for s in specs], [s.dropout_input for s in specs], layout)
     net.to_device(xp, device_seed(specs))
     augment = Augmenter.from_spec(spec0)
     prepared = prepare_inputs(net, split, augment, spec0.eval_train, xp, prepared=prepared,
@@ -443,6 +448,9 @@ def start_run(specs: list[TrialSpec], data: Dataset | Split, *, prepared: Prepar
     sampler = BatchSampler(plan.n_train, data_rng(resolve_data_seed(spec0)))
     drawer = BatchDrawer(prepared, split, augment, net, sampler, plan.batches,
                          largest_batch(spec0), xp)
+    if spec0.data_offset:  # the batches drawn before the trial joined its stream
+        drawer.skip(range(spec0.data_offset))
+        sampler.drawn = 0  # its epochs count its own images
     return GroupRun(specs, split, net, lones, rngs, xp, prepared, plan, sampler, drawer)
 
 
@@ -528,6 +536,11 @@ def check_group(specs: Sequence[TrialSpec]) -> None:
         raise ValueError(f"model={specs[0].model} cannot train in a group (only "
                          f"{', '.join(GROUPABLE_MODELS)})")
     key0 = group_key(specs[0])
+    offsets = sorted({s.data_offset for s in specs})
+    if len(offsets) > 1:
+        raise ValueError(f"specs of one group must share data_offset ({offsets[0]} != "
+                         f"{offsets[1]}; a slot group, slots.train_slots, joins trials at "
+                         "different steps)")
     for spec in specs[1:]:
         for (name, a), (_, b) in zip(key0, group_key(spec), strict=True):
             if a != b:

@@ -69,6 +69,15 @@ class BatchDrawer:
                       if self.images is None else None)
         self.y_buf = xp.empty(b_max, self.y.dtype)
 
+    def skip(self, steps: range) -> None:
+        """Draw the batches of updates ``steps`` from the data stream without making them
+        (indices and augmentation draws: the stream then stands where those updates leave
+        it)."""
+        for step in steps:
+            idx = self.sampler.next(self.batches.size(step))
+            if self.images is not None:
+                self.augment.skip(len(idx), self.images.shape[1:], self.sampler.rng)
+
     def draw(self, step: int) -> tuple[Any, Any]:
         """(inputs, labels) of update ``step``'s batch (buffers: valid until the next)."""
         xp = self.xp

@@ -92,8 +92,33 @@ class Rule:
             if f.name == "state":
                 self.state = {name: {k: a[_index_on(idx, a)] for k, a in slots.items()}
                               for name, slots in value.items()}
-            elif isinstance(value, PerTrial):
+            elif isinstance(value, (PerTrial, np.ndarray)):  # np.ndarray: Adam's counts
                 setattr(self, f.name, value[idx])
+
+    def join(self, new: Rule, k: int, n: int) -> None:
+        """Append ``n`` trials after the current ``k``: the hyperparameters of ``new`` (the
+        rule of their specs, no step taken) and state rows of zeros, so each starts as a
+        lone trial's fresh rule does. The hyperparameters become :class:`PerTrial`."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "state":
+                self.state = {name: {slot: _append_zeros(a, n) for slot, a in slots.items()}
+                              for name, slots in value.items()}
+            elif f.name == "t":  # Adam's step count, per trial once trials join
+                self.t = np.concatenate([np.broadcast_to(np.asarray(value, np.int64), (k,)),
+                                         np.zeros(n, dtype=np.int64)])
+            elif isinstance(value, (float, PerTrial)):
+                ours = np.broadcast_to(np.asarray(hp_values(value), np.float64).reshape(-1),
+                                       (k,))
+                theirs = np.broadcast_to(np.asarray(hp_values(getattr(new, f.name)),
+                                                    np.float64).reshape(-1), (n,))
+                setattr(self, f.name, PerTrial(np.concatenate([ours, theirs])))
+
+
+def _append_zeros(a: Any, n: int) -> Any:
+    """``a`` (K, ...) with ``n`` rows of zeros appended (on ``a``'s device)."""
+    xp = array_module(a)
+    return xp.concatenate([a, xp.zeros((n, *a.shape[1:]), a.dtype)])
 
 
 def _index_on(idx: np.ndarray, a: Any) -> Any:
@@ -275,23 +300,28 @@ class AdaDelta(Rule):
 
 @dataclass
 class Adam(Rule):
-    """Adam with bias correction; ``t`` counts the steps taken."""
+    """Adam with bias correction; ``t`` counts the steps taken (an int, or each trial's
+    count (K,) in a slot group, whose trials join at different steps)."""
 
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
     state: State = field(default_factory=dict)
-    t: int = 0
+    t: int | np.ndarray = 0
 
     def corrections(self, lr: Any) -> tuple[Any, Any]:
         """(1 / sqrt(1 - beta2^t), lr / (1 - beta1^t)): the bias corrections of step t,
         computed in float64 (per trial: as a lone trial computes them in floats), then
         floats or PerTrial values like the hyperparameters."""
-        if not any(isinstance(v, PerTrial) for v in (self.beta1, self.beta2, lr)):
-            return 1 / math.sqrt(1 - self.beta2 ** self.t), lr / (1 - self.beta1 ** self.t)
+        t = self.t
+        if not isinstance(t, np.ndarray) and not any(
+                isinstance(v, PerTrial) for v in (self.beta1, self.beta2, lr)):
+            return 1 / math.sqrt(1 - self.beta2 ** t), lr / (1 - self.beta1 ** t)
         b1, b2, lr64 = (np.asarray(hp_values(v)) for v in (self.beta1, self.beta2, lr))
-        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** self.t)
-        lr_c1 = lr64 / (1 - b1 ** self.t)
+        if isinstance(t, np.ndarray):
+            t = t.reshape(-1, 1, 1)
+        inv_sqrt_c2 = 1 / np.sqrt(1 - b2 ** t)
+        lr_c1 = lr64 / (1 - b1 ** t)
         shape = np.broadcast_shapes(inv_sqrt_c2.shape, lr_c1.shape)
         return (PerTrial(np.broadcast_to(inv_sqrt_c2, shape)),
                 PerTrial(np.broadcast_to(lr_c1, shape)))

@@ -71,6 +71,10 @@ class TrialSpec:
     ``data_seed`` the data stream (batch order, augmentation draws); ``data_seed`` of
     ``None`` means ``seed``, so a lone ``seed=5`` still fixes everything. The two streams
     are drawn from independent generators even when both seeds are equal.
+    ``data_offset`` is the number of batches of the data stream drawn before the trial's
+    first update (a trial that joined a slot group at that group step, ``slots.py``): the
+    run first skips them (every draw, augmentation included); it needs a constant batch
+    size.
     ``device`` is where the arrays live: ``cpu`` (NumPy) or ``cuda`` (CuPy on a GPU).
     """
 
@@ -116,6 +120,7 @@ class TrialSpec:
     init: str = "xavier"
     seed: int = 0
     data_seed: int | None = None
+    data_offset: int = 0
     n_train: int | None = None
     n_val: int = 5000
     curve_points: int = 10
@@ -157,6 +162,10 @@ class TrialSpec:
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
         _check(self.data_seed is None or self.data_seed >= 0, "data_seed", self.data_seed,
                ">= 0 (unset: seed)")
+        _check(self.data_offset >= 0, "data_offset", self.data_offset, ">= 0 batches")
+        _check(self.data_offset == 0 or self.batch_schedule == "constant", "data_offset",
+               self.data_offset, f"0 with batch_schedule={self.batch_schedule} (a trial "
+               "joins a data stream mid-way only with batch_schedule=constant)")
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
@@ -355,7 +364,7 @@ def _check(ok: bool, name: str, value: object, expected: str) -> None:
 
 _INT_FIELDS = {"nh", "batch_size", "n_s", "cycles", "seed", "n_train", "n_val",
                "curve_points", "eval_train", "filter_size", "conv_stride", "conv_pad",
-               "data_seed"}
+               "data_seed", "data_offset"}
 _FLOAT_FIELDS = {"lam", "eps", "eta_min", "eta_max", "dropout", "dropout_input", "leaky_slope"}
 _OPTIONAL = {"n_s", "n_train", "conv_pad", "data_seed"}
 # Training: schedules, batch-size schedules, update rules, augmentation.
