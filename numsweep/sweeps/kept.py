@@ -113,6 +113,19 @@ def slot_group_checkpoints(root: Path, sweep: str, stage: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.stem.split("-")[1]))
 
 
+def slot_group_members(path: Path) -> list[int] | None:
+    """The members (their keys: planned slots) of the slot group whose checkpoint is at
+    ``path``, in its row order; None when it holds no slot group's state."""
+    import warnings
+
+    from numsweep.engine.checkpoint import CheckpointWarning, load_slot_state
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CheckpointWarning)
+        state = load_slot_state(path, None)
+    return None if state is None else [int(m["key"]) for m in state.members]
+
+
 def train_checkpoint_path(root: Path, sweep: str, spec: TrialSpec) -> Path:
     """The checkpoint of a ``numsweep train`` run: keyed by its spec, so running the same
     command again continues it."""

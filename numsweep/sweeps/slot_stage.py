@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import time
 from concurrent.futures import BrokenExecutor, Future
-from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,12 @@ from numsweep.storage import SlotRecord
 from numsweep.sweeps.claims import claimable, lost_slot, run_again
 from numsweep.sweeps.context import Pending, Plan, SlotGroupRun, SweepContext
 from numsweep.sweeps.deaths import execute_slots_announced, watch_worker_deaths
-from numsweep.sweeps.kept import slot_group_checkpoint_path, slot_group_checkpoints, weights_path
+from numsweep.sweeps.kept import (
+    slot_group_checkpoint_path,
+    slot_group_checkpoints,
+    slot_group_members,
+    weights_path,
+)
 from numsweep.sweeps.liveness import POLL_SECONDS
 from numsweep.sweeps.optuna_bridge import quiet, trial_id_of
 from numsweep.sweeps.planning import cut, planned_configs
@@ -351,16 +355,12 @@ class SlotStage:
     def _saved_group_of(self, slot: int) -> tuple[Path, list[int]] | None:
         """The checkpoint of a slot group of this stage that held ``slot`` when it last
         saved, not yet taken by this process."""
-        from numsweep.engine.slots import checkpoint_members
-
         settings = self.ctx.settings
         for path in slot_group_checkpoints(settings.checkpoint_dir, self.ctx.spec.name,
                                            self.stage.name):
             if path in self.saved:
                 continue
-            members = None
-            with suppress(Exception):  # unreadable: no state to continue from
-                members = checkpoint_members(path)
+            members = slot_group_members(path)
             if members is None:
                 continue
             if slot in members:
