@@ -23,7 +23,15 @@ What is guaranteed (see docs/sweeps.md, "Parallel runs and reproducibility"):
   is ``sync`` rounded up to a multiple of K (:func:`grouping.proposal_lag`); K = 1 is the
   rule above. So with the same stored K the same sweep seed gives the same trials with any
   ``--jobs`` up to S / K, and the same metrics (bit for bit when the groups form alike,
-  else to the rounding above).
+  else to the rounding above). That is batch grouping (``grouping="batch"``);
+- slot groups (``grouping="slots"``, the default for K > 1, :mod:`slot_stage`): a slot
+  freed by a trial that ended is refilled at once, and a sampler is asked then, knowing
+  every result told so far (no lag). One process (``--jobs 1``), the same sweep seed and the
+  same K give the same trials and metrics, bit for bit. With several processes the sampler
+  sees results in the order they arrive, so what TPE, GP or CMA-ES propose (and the step a
+  trial joins its group at) depends on timing; grid, ``configs``, random and qmc stages stay
+  fixed lists. Each trial stores the group step it joined at (``data_offset``), so it reruns
+  alone to the same metrics.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ from tests.sweeps.test_durable import (
     computing,
     finish,
     numsweep,
+    signal_while_trials_run,
+    spec_dict,
+    states_so_far,
+    wait_for,
     write_spec,
 )
 from tests.sweeps.test_worker_deaths import running_pid_files
@@ -234,6 +238,36 @@ def test_a_dead_worker_costs_only_its_slot_groups_members(tmp_path: Path,
     assert_each_planned_trial_complete_once(storage, "gs")
     lost = {t.id for t in storage.get_trials("gs") if t.message.startswith(LOST_PREFIX)}
     assert lost == members
+
+
+def test_ctrl_c_of_a_slot_stage_then_resume_completes_each_trial_once(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    name = "slc"
+    # a grid stage, then a TPE stage: both in slot groups of 4
+    path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=40, grid=8))
+    url = f"sqlite:///{tmp_path / (name + '.db')}"
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--group-size", "4", "--db", url,
+                    "--data", tiny_npz)
+    storage = Storage(url)
+
+    def some_done_some_running() -> bool:
+        counts = states_so_far(storage, name)
+        return counts[TrialState.COMPLETE] >= 4 and counts[TrialState.RUNNING] >= 1
+
+    wait_for("complete and running trials", some_done_some_running, [proc])
+    signal_while_trials_run(proc, storage, name, lambda pid: os.killpg(pid, signal.SIGINT))
+    code, _out, err = finish(proc)
+    assert code == 130, err
+    kept = {t.id: t.metrics["val_acc"] for t in storage.get_trials(name)
+            if t.state is TrialState.COMPLETE}
+    assert any(t.state is TrialState.INTERRUPTED for t in storage.get_trials(name))
+    assert not any(t.state is TrialState.RUNNING for t in storage.get_trials(name))
+    resume_sweep(name, storage, jobs=2)
+    assert_each_planned_trial_complete_once(storage, name)
+    assert {t.id: t.metrics["val_acc"] for t in storage.get_trials(name)
+            if t.id in kept} == kept
+    stages = storage.list_stages(storage.get_sweep(name).id)
+    assert {s.plan.grouping for s in stages} == {"slots"}
 
 
 def test_grouping_is_stored_with_the_stage_and_shown(tmp_path: Path, tiny_npz: Path) -> None:
