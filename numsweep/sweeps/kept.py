@@ -109,8 +109,14 @@ def slot_group_checkpoint_path(root: Path, sweep: str, stage: str, group_id: int
 def slot_group_checkpoints(root: Path, sweep: str, stage: str) -> list[Path]:
     """The slot-group checkpoints of a stage, oldest group first."""
     folder = root / _safe(sweep) / _safe(stage)
-    found = folder.glob("group-*.npz") if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(p.stem.split("-")[1]))
+    found = [p for p in (folder.glob("group-*.npz") if folder.is_dir() else [])
+             if _group_of(p) is not None]
+    return sorted(found, key=lambda p: _group_of(p) or 0)
+
+
+def _group_of(path: Path) -> int | None:
+    match = re.fullmatch(r"group-(\d+)\.npz", path.name)
+    return int(match.group(1)) if match else None
 
 
 def slot_group_members(path: Path) -> list[int] | None:
@@ -252,6 +258,8 @@ def collect_garbage(storage: Storage, sweep: str, folder: str | Path | None = No
         if path.parent.name in ("weights", "train"):
             continue
         slots = _slots_of(path)
+        if slots is None and _group_of(path) is not None:
+            slots = slot_group_members(path)  # a slot group's: the members it saved
         stage = next((s for (s, _) in latest if s is not None and _safe(s) == path.parent.name),
                      None)
         if slots is None or stage is None:

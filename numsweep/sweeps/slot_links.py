@@ -49,6 +49,16 @@ class LinkBroken(RuntimeError):
     """The sweep process that owns the group is gone: no answer will come."""
 
 
+class SweepSideError(Exception):
+    """The sweep process could not answer (its database went away, ...): raised through
+    the group trained in its own process, then as ``error`` again outside it, so that the
+    sweep stops as it does on that error, not failing the group's trials."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 Answer = Callable[[str, int, Any], Any]
 """The sweep side: answers one request (kind, group id, arguments)."""
 
@@ -60,7 +70,10 @@ class DirectLink:
         self.answer = answer
 
     def ask(self, kind: str, group: int, args: Any) -> Any:
-        return self.answer(kind, group, args)
+        try:
+            return self.answer(kind, group, args)
+        except Exception as exc:
+            raise SweepSideError(exc) from exc
 
 
 def _write_whole(path: Path, payload: bytes) -> None:
@@ -129,13 +142,15 @@ def _dask_queue(name: str) -> Any:
     return Queue(name)
 
 
-def _answered(answer: Answer, kind: str, group: int, args: Any) -> bytes:
-    """The answer as the worker reads it; an error of the sweep side fails the group."""
+def _answered(answer: Answer, kind: str, group: int, args: Any
+              ) -> tuple[bytes, Exception | None]:
+    """The answer as the worker reads it, and the error of the sweep side, if any (the
+    worker's group fails with its message; the sweep process raises it once answered)."""
     try:
-        return pickle.dumps((True, answer(kind, group, args)))
+        return pickle.dumps((True, answer(kind, group, args))), None
     except Exception as exc:
         return pickle.dumps((False, f"the sweep process could not answer: "
-                                    f"{type(exc).__name__}: {exc}"))
+                                    f"{type(exc).__name__}: {exc}")), exc
 
 
 class FileServer:
@@ -158,7 +173,10 @@ class FileServer:
                 continue
             path.unlink(missing_ok=True)
             tag = path.name[len("slotreq-"):]
-            _write_whole(self.folder / f"slotans-{tag}", _answered(answer, kind, group, args))
+            payload, error = _answered(answer, kind, group, args)
+            _write_whole(self.folder / f"slotans-{tag}", payload)
+            if error is not None:
+                raise error
         return len(paths)
 
 
@@ -181,11 +199,15 @@ class DaskServer:
             raws: Sequence[bytes] = self.requests.get(batch=True)
         except Exception:  # the scheduler went away: the groups' ends say what is lost
             return 0
+        failed: Exception | None = None
         for raw in raws:
             kind, group, args = pickle.loads(raw)
-            with suppress(Exception):
-                Queue(f"{self.requests.name}-{group}", client=self.client).put(
-                    _answered(answer, kind, group, args))
+            payload, error = _answered(answer, kind, group, args)
+            failed = failed or error
+            with suppress(Exception):  # the scheduler went away: the group's end says so
+                Queue(f"{self.requests.name}-{group}", client=self.client).put(payload)
+        if failed is not None:
+            raise failed
         return len(raws)
 
 

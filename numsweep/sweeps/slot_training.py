@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from threadpoolctl import threadpool_limits
 
 from numsweep.sweeps.front_pruning import FrontPruner, RungClock
+from numsweep.sweeps.slot_links import SweepSideError
 from numsweep.sweeps.worker import (
     Recorder,
     TrialOutcome,
@@ -167,6 +168,8 @@ def execute_slots(task: SlotGroupTask,
                                 prepared=prepared_for(first.spec, split, first.shared),
                                 checkpoint=task.checkpoint)
         return SlotGroupOutcome(task.group_id, stats)
+    except SweepSideError as exc:  # the group trained in the sweep's process, which stops
+        raise exc.error from None
     except Exception as exc:  # the sweep records it for every trial the group held
         held = list(feed.members.values()) if feed is not None else list(task.first)
         error = f"{type(exc).__name__}: {exc}"

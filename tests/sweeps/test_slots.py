@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from numsweep.cli import cli
-from numsweep.storage import Storage, TrialRecord, TrialState
+from numsweep.storage import Storage, StorageUnavailable, TrialRecord, TrialState
 from numsweep.sweeps import parse_spec, resume_sweep, run_sweep
 from numsweep.sweeps.deaths import LOST_PREFIX
 from numsweep.sweeps.events import TrialEvent
@@ -52,6 +52,12 @@ def grid_spec(name: str = "gs", grid: int = 6, **fixed: Any) -> dict:
     return {"name": name, "seed": 3, "fixed": {**FIXED, **fixed},
             "space": {"lam": {"low": 1e-4, "high": 1e-1, "log": True, "grid": grid}},
             "stages": [{"name": "grid", "sampler": "grid"}]}
+
+
+def invoke_ok(*args: object) -> bool:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return True
 
 
 def offset(t: TrialRecord) -> int:
@@ -167,9 +173,13 @@ def test_a_sweep_killed_mid_group_resumes_the_group_to_the_uninterrupted_results
         original(self, state, first)
 
     monkeypatch.setattr(engine_slots.SlotRun, "resume", resume)
+    kept = saved.read_bytes()
+    assert invoke_ok("sweep", "gc", "gs", "--db", url) and saved.exists()  # members running
     resume_sweep("gs", Storage(url), jobs=1, grace=1)
     assert resumed == [[0, 1]]  # the two members together, mid-run, from the checkpoint
-    assert not saved.exists()
+    assert not saved.exists()  # removed as its group ended
+    saved.write_bytes(kept)  # left over: its members are final now, so gc removes it
+    assert invoke_ok("sweep", "gc", "gs", "--db", url) and not saved.exists()
     storage, ref_storage = Storage(url), Storage(reference_url)
     assert_each_planned_trial_complete_once(storage, "gs")
     for t in storage.get_trials("gs", states=[TrialState.COMPLETE]):
@@ -179,6 +189,27 @@ def test_a_sweep_killed_mid_group_resumes_the_group_to_the_uninterrupted_results
                                                if k.endswith("_seconds")}}
         assert [(c.step, c.split, c.loss, c.acc) for c in storage.get_curves([t.id])] == \
             [(c.step, c.split, c.loss, c.acc) for c in ref_storage.get_curves([ref.id])]
+
+
+def test_a_database_gone_during_a_refill_stops_the_sweep_and_fails_no_trial(
+        tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numsweep.sweeps.slot_stage as slot_stage
+
+    original = slot_stage.store_outcome
+    calls: list[int] = []
+
+    def store_then_lose_the_database(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageUnavailable("the database was unreachable for 0 s (--db-wait)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slot_stage, "store_outcome", store_then_lose_the_database)
+    storage = Storage(f"sqlite:///{tmp_path / 'gone.db'}")
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        run_sweep(parse_spec(grid_spec(grid=4), "test"), storage, data_source=str(tiny_npz),
+                  jobs=1, group_size=2)
+    assert not storage.get_trials("gs", states=[TrialState.FAILED])
 
 
 def test_two_loky_jobs_train_each_trial_once_in_two_slot_groups(tmp_path: Path,
