@@ -12,7 +12,9 @@ order), except that ``train_seconds`` and ``eval_seconds`` are the group's time 
 evenly among the trials training at the time.
 
 The loop is a sequence of named steps (:class:`GroupRun`): prepare the inputs, draw a
-batch, step, measure a curve point, checkpoint, leave or finish.
+batch, step, measure a curve point, checkpoint, leave or finish. A slot group
+(``slots.py``) builds on the same pieces and refills a freed row at once; the trials of one
+``train_group`` share their ``data_offset`` (the batches of the stream skipped first).
 
 Randomness comes in two explicit streams (``streams.py``). The data stream (batch order,
 augmentation draws) is seeded by ``data_seed`` (``seed`` when unset) and shared by the

@@ -105,14 +105,28 @@ class Rule:
                 self.state = {name: {slot: _append_zeros(a, n) for slot, a in slots.items()}
                               for name, slots in value.items()}
             elif f.name == "t":  # Adam's step count, per trial once trials join
-                self.t = np.concatenate([np.broadcast_to(np.asarray(value, np.int64), (k,)),
+                self.t = np.concatenate([_rows(value, k, np.int64),
                                          np.zeros(n, dtype=np.int64)])
             elif isinstance(value, (float, PerTrial)):
-                ours = np.broadcast_to(np.asarray(hp_values(value), np.float64).reshape(-1),
-                                       (k,))
-                theirs = np.broadcast_to(np.asarray(hp_values(getattr(new, f.name)),
-                                                    np.float64).reshape(-1), (n,))
-                setattr(self, f.name, PerTrial(np.concatenate([ours, theirs])))
+                setattr(self, f.name, PerTrial(np.concatenate([
+                    _rows(value, k, np.float64), _rows(getattr(new, f.name), n, np.float64)])))
+
+    def per_trial(self, k: int) -> None:
+        """Every hyperparameter of these ``k`` trials a :class:`PerTrial` (and Adam's step
+        count per trial), whatever ``k``: a slot group's rule keeps one form as its trials
+        come and go."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "t":
+                self.t = _rows(value, k, np.int64).copy()
+            elif isinstance(value, (float, PerTrial)):
+                setattr(self, f.name, PerTrial(_rows(value, k, np.float64)))
+
+
+def _rows(value: Any, k: int, dtype: Any) -> np.ndarray:
+    """A hyperparameter of ``k`` trials (a float, a PerTrial, a count) as (k,) values."""
+    values = np.asarray(hp_values(value), dtype=dtype).reshape(-1)
+    return values if len(values) == k else np.full(k, values[0], dtype=dtype)
 
 
 def _append_zeros(a: Any, n: int) -> Any:

@@ -67,7 +67,7 @@ from numsweep.engine.group import (
 )
 from numsweep.engine.inputs import Prepared
 from numsweep.engine.networks import Network, param_count
-from numsweep.engine.optimizers import Rule, make_optimizer
+from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.schedules import Schedule, make_schedule
 from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
 from numsweep.engine.streams import trial_rng
@@ -160,14 +160,6 @@ class Member:
         return self.spec.data_offset
 
 
-def per_trial_rule(rule: Rule, k: int) -> Rule:
-    """``rule`` of K = ``k`` trials with every hyperparameter a PerTrial (and Adam's step
-    count per trial), whatever K: a slot group's rule keeps one form as trials come and go,
-    so a run resumed from its checkpoint computes exactly what the uninterrupted one did."""
-    rule.join(rule, 0, k)
-    return rule
-
-
 class SlotRun:
     """One slot group's run: the shared pieces of a :class:`group.GroupRun` (split, fused
     network, update rule, data stream, plan), its members (one per occupied slot, in the
@@ -211,7 +203,7 @@ class SlotRun:
         check_group(specs)
         run = start_run(specs, self.split_for(specs[0]), prepared=self.prepared,
                         curves=self.curves, layout="wide" if self.size > 1 else "lone")
-        per_trial_rule(run.optimizer, len(specs))
+        run.optimizer.per_trial(len(specs))  # one form as trials come and go: bitwise resumes
         self.group, self.prepared = run, run.prepared
         self.members = [
             Member(t.key, dataclasses.replace(t.spec, data_offset=s), 0, run.plan.schedules[j],
@@ -424,8 +416,8 @@ class SlotRun:
         """The fused network of ``members``' rows: the group's own when they are all, else a
         copy of just their rows (the group's arrays untouched)."""
         net = self.g.net
-        rows = [j for j, m in enumerate(self.members) if m in members]
-        if len(rows) == len(self.members):
+        rows = [self.members.index(m) for m in members]  # in the order of ``members``
+        if rows == list(range(len(self.members))):
             return net
         sub = copy.copy(net)
         sub.select(np.array(rows, dtype=np.intp))
