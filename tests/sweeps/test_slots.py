@@ -129,6 +129,25 @@ def test_a_slot_trial_reruns_alone_to_the_same_metrics(
         assert f"same metrics as trial {t.id}" in result.output
 
 
+@pytest.mark.parametrize("pruner", ["halving", "hyperband"])
+def test_asynchronous_halving_prunes_slot_trials_on_the_live_study(
+        pruner: str, tmp_path: Path, tiny_npz: Path) -> None:
+    import optuna
+
+    raw = tpe_spec(f"h{pruner}", n_trials=12, cycles=4)
+    raw["stages"][0]["pruner"] = pruner
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run_sweep(parse_spec(raw, "test"), Storage(url), data_source=str(tiny_npz), jobs=1,
+              group_size=4)
+    trials = Storage(url).get_trials(f"h{pruner}")
+    pruned = [t for t in trials if t.state is TrialState.PRUNED]
+    assert pruned and all(offset(t) > 0 for t in pruned)
+    study = optuna.load_study(study_name=f"h{pruner}/search", storage=url)
+    rungs = [t for t in study.trials
+             if any(k.startswith("completed_rung_") for k in t.system_attrs)]
+    assert len(rungs) >= len(pruned)  # the pruner kept its rungs in the study itself
+
+
 KILLED_MID_GROUP = """
 ck.save_state = original  # a slot group writes slot states: kill after its second one
 original_slot = ck.save_slot_state
