@@ -38,6 +38,7 @@ class StagePlan:
     group_size: int | None = None
     group_auto: bool = False
     group_pace: dict[int, float] = field(default_factory=dict)
+    grouping: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -57,6 +58,8 @@ class StagePlan:
             out["group_auto"] = self.group_auto
         if self.group_pace:
             out["group_pace"] = {str(k): v for k, v in sorted(self.group_pace.items())}
+        if self.grouping is not None:
+            out["grouping"] = self.grouping
         return out
 
     @classmethod
@@ -74,7 +77,8 @@ class StagePlan:
                    study_ready=bool(raw.get("study_ready", True)),
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
                    group_auto=bool(raw.get("group_auto", False)),
-                   group_pace=_pace(raw.get("group_pace")))
+                   group_pace=_pace(raw.get("group_pace")),
+                   grouping=None if raw.get("grouping") is None else str(raw["grouping"]))
 
     def describe_pace(self) -> str:
         """The measurement that chose the group size, e.g. ``measured per trial-update:
@@ -98,7 +102,8 @@ class StagePlan:
         if self.reused:
             words.append(f"{len(self.reused)} earlier {_trials(len(self.reused))} reused")
         if self.group_size is not None and self.group_size > 1:
-            words.append(f"fused groups of up to {self.group_size}"
+            kind = "slot groups of" if self.grouping == "slots" else "fused groups of up to"
+            words.append(f"{kind} {self.group_size}"
                          + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
 

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from numsweep.defaults import DEFAULT_GROUPING, GROUPINGS
 from numsweep.engine import TrialSpec
 from numsweep.storage import SlotRecord, StagePlan, StageRecord, TrialRecord, TrialState
 from numsweep.sweeps.context import Plan, ProcessSettings, SweepContext
@@ -161,7 +162,7 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
         # the process that stores the plan adds the reused trials to the study
         setup_by=ctx.settings.name, study_ready=not reused,
         group_size=choice.size, group_auto=ctx.settings.group_size is None,
-        group_pace=choice.pace)
+        group_pace=choice.pace, grouping=ctx.settings.grouping or DEFAULT_GROUPING)
     return ctx.storage.get_or_create_stage(ctx.sweep.id, index, stage.name,
                                            stage.sampler, plan.to_dict(), note)
 
@@ -179,6 +180,19 @@ def _plan_group_size(ctx: SweepContext, stage: StageSpec, trials: int) -> GroupC
     dataset = ctx.data.dataset
     return auto_group_size(spec, trials, ctx.pool.jobs, dataset.image_shape,
                            len(dataset.classes), threads=ctx.settings.threads)
+
+
+def check_grouping(grouping: str | None) -> str | None:
+    if grouping is not None and grouping not in GROUPINGS:
+        raise SweepSpecError(f"--grouping must be one of {', '.join(GROUPINGS)}, "
+                             f"got {grouping!r}")
+    return grouping
+
+
+def exec_grouping(settings: ProcessSettings, plan: Plan) -> str:
+    """How this process forms the stage's groups: ``--grouping`` when given, else the
+    stage's stored choice (batch for a stage stored by an older numsweep)."""
+    return settings.grouping or plan.stored.grouping or "batch"
 
 
 def exec_group_size(settings: ProcessSettings, plan: Plan) -> int:

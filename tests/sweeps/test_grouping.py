@@ -1,4 +1,5 @@
-"""Fused trial groups in sweeps (tiny generated data): grid and TPE stages trained grouped,
+"""Fused trial groups in sweeps (tiny generated data), batch groups (``grouping="batch"``;
+slot groups: test_slots.py): grid and TPE stages trained grouped,
 the same metrics as ungrouped, divergence and pruning inside a group, Ctrl-C and resume of a
 grouped stage, ``sweep show`` and ``trial rerun`` of a grouped trial."""
 
@@ -65,8 +66,8 @@ def test_grid_stage_grouped_gives_the_metrics_it_gives_ungrouped(tmp_path: Path,
     spec = make([{"name": "grid", "sampler": "grid"}], dtype="float64", model="convnet",
                 f=4, nf=3, n_s=6, cycles=2)
     grouped, alone = db(tmp_path, "grouped"), db(tmp_path, "alone")
-    run_sweep(spec, grouped, data_source=str(tiny_npz), jobs=1, group_size=4)
-    run_sweep(spec, alone, data_source=str(tiny_npz), jobs=2, group_size=1)
+    run_sweep(spec, grouped, data_source=str(tiny_npz), jobs=1, group_size=4, grouping="batch")
+    run_sweep(spec, alone, data_source=str(tiny_npz), jobs=2, group_size=1, grouping="batch")
     g, a = by_slot(grouped, "g"), by_slot(alone, "g")
     assert sorted(g) == sorted(a) and len(g) == 4
     for key, trial in g.items():
@@ -100,8 +101,8 @@ def test_tpe_stage_with_group_size_four_asks_in_batches(tmp_path: Path,
     spec = make([{"name": "tpe", "sampler": "tpe", "n_trials": 8, "sync": 4}],
                 space={"lam": {"low": 1e-4, "high": 1.0, "log": True}})
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
-    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=4)
-    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=4)
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=4, grouping="batch")
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=4, grouping="batch")
     trials = one.get_trials("g")
     assert Counter(t.state for t in trials) == {TrialState.COMPLETE: 8}
     assert sorted(Counter(t.group_id for t in trials).values()) == [4, 4]
@@ -121,7 +122,8 @@ def test_a_diverging_trial_fails_in_its_group_and_the_others_complete(
         space={"eta_max": {"low": 1e-3, "high": 1e6, "log": True},
                "lam": {"low": 1e-4, "high": 1.0, "log": True}})
     storage = db(tmp_path, "div")
-    [summary] = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=3)
+    [summary] = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=3,
+                          grouping="batch")
     fine, diverged, other = storage.get_trials("g")
     assert diverged.state is TrialState.FAILED and "diverged" in diverged.message
     assert fine.state is other.state is TrialState.COMPLETE
@@ -129,7 +131,7 @@ def test_a_diverging_trial_fails_in_its_group_and_the_others_complete(
     assert summary.counts == {"FAILED": 1, "COMPLETE": 2}
     # the survivors got what they get without the diverging trial beside them
     alone = db(tmp_path, "alone")
-    run_sweep(spec, alone, data_source=str(tiny_npz), jobs=1, group_size=1)
+    run_sweep(spec, alone, data_source=str(tiny_npz), jobs=1, group_size=1, grouping="batch")
     lone = storage_metrics(alone)
     assert storage_metrics(storage)[0] == pytest.approx(lone[0], rel=1e-5)
     assert storage_metrics(storage)[2] == pytest.approx(lone[2], rel=1e-5)
@@ -152,7 +154,7 @@ def test_a_pruned_trial_leaves_its_group_and_the_others_go_on(tmp_path: Path,
                 space={"lam": {"low": 1e-4, "high": 10.0, "log": True}}, cycles=3,
                 eta_max=0.05)
     storage = db(tmp_path, "prune")
-    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=2)
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=2, grouping="batch")
     trials = storage.get_trials("g")
     states = [t.state for t in trials]
     assert states == [TrialState.COMPLETE] * 4 + [TrialState.PRUNED, TrialState.COMPLETE]
@@ -168,7 +170,8 @@ def test_ctrl_c_of_a_grouped_stage_then_resume_completes_each_trial_once(
     # groups long enough to be running still when the sweep acts on the signal
     path = write_spec(tmp_path, spec_dict(name, n_trials=12, cycles=40, grid=8))
     url = f"sqlite:///{tmp_path / (name + '.db')}"
-    proc = numsweep("sweep", "run", path, "--jobs", "2", "--group-size", "4", "--db", url,
+    proc = numsweep("sweep", "run", path, "--jobs", "2", "--group-size", "4",
+                    "--grouping", "batch", "--db", url,
                     "--data", tiny_npz)
     storage = Storage(url)
 
@@ -202,11 +205,12 @@ def test_sweep_show_says_how_trials_were_grouped_and_rerun_is_the_same(
         "sweep", "run", "lambda-search", "n_train=300", "n_val=100", "batch_size=50",
         "hidden=16", "eval_train=100", "coarse.cycles=1", "fine.n_trials=4", "fine.cycles=1",
         "final.n_val=100", "final.n_train=300", "final.cycles=1", "dtype=float64",
-        "--jobs", "1", "--group-size", "4", "--db", url, "--data", str(tiny_npz)],
+        "--jobs", "1", "--group-size", "4", "--grouping", "batch", "--db", url,
+        "--data", str(tiny_npz)],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
     show = runner.invoke(cli, ["sweep", "show", "lambda-search", "--db", url])
-    assert "grouped: 8 trials in 2 fused groups (2 of 4) (group size 4)" in show.output
+    assert "grouped: 8 trials in 2 fused groups (2 of 4) (group size 4, batch)" in show.output
     grouped = [t for t in Storage(url).get_trials("lambda-search")
                if t.group_size == 4 and t.state is TrialState.COMPLETE]
     rerun = runner.invoke(cli, ["trial", "rerun", str(grouped[1].id), "--db", url])
@@ -334,8 +338,9 @@ def test_a_tpe_stage_takes_the_measured_size_stores_and_shows_it(
     assert measured.model == "mlp" and measured.hidden == (16,)
     assert {t.group_size for t in storage.get_trials("g")} == {8}
     show = CliRunner().invoke(cli, ["sweep", "show", "g", "--db", storage.url])
-    assert ("grouped: 8 trials in 1 fused group (1 of 8) (group size 8, automatic; measured "
-            "per trial-update: K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms, 8 1.35 ms)") in show.output
+    assert ("grouped: 8 trials in 1 slot group (8 trials through 8 slots) (group size 8, "
+            "slots, automatic; measured per trial-update: K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms, "
+            "8 1.35 ms)") in show.output
     # a second sweep of the same shapes: from the cache, not measured again
     run_sweep(make([{"name": "tpe", "sampler": "tpe", "n_trials": 8, "sync": 4}],
                    space={"lam": {"low": 1e-4, "high": 1.0, "log": True}}, name="h"),
@@ -379,7 +384,7 @@ def test_a_finished_trial_reports_its_stored_train_and_eval_seconds_and_its_grou
     spec = make([{"name": "grid", "sampler": "grid"}])
     storage = db(tmp_path, "seconds")
     events: list[Any] = []
-    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=4,
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=4, grouping="batch",
               estimate=lambda _spec: 1.0, on_event=events.append)
     finished = {e.trial_id: e for e in events if e.kind == "finished"}
     trials = storage.get_trials("g")

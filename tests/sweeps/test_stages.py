@@ -110,9 +110,10 @@ def test_same_seed_same_trials_and_metrics_with_one_or_two_jobs(tmp_path: Path,
                  {"name": "tpe", "sampler": "tpe", "n_trials": 11, "narrow": True},
                  {"name": "final", "sampler": "best", "fixed": {"cycles": 2}}])
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
-    # one stored group size (the automatic one shares a stage out over the jobs)
-    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=2)
-    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=2)
+    # the lag rule of batch groups, with one stored group size (the automatic one shares a
+    # stage out over the jobs); slot groups are the same for one process only (test_slots.py)
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=2, grouping="batch")
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=2, grouping="batch")
     assert _key(one) == _key(two)
     assert len(_key(one)) >= 4
 
