@@ -28,9 +28,9 @@ Both prune on the live study at each trial's own rungs (numsweep's slot stages a
 study as it is when a trial reaches a rung; its batch groups judge on a snapshot taken
 when the trial was proposed, a few configurations behind: the stage's ``sync``). They still
 need not prune the same number: which trials reach a rung first differs (16 start together
-in a slot group, 2 at a time in the peer). The script prints both counts. numsweep's time includes its curves (the spec's
-10 points per cycle on up to 10,000 training and the validation images); the peer measures
-only what it reports.
+in a slot group, 2 at a time in the peer). The script prints both counts. numsweep's time
+includes its curves (the spec's 10 points per cycle on up to 10,000 training and the
+validation images); the peer measures only what it reports.
 
 Each numsweep run starts cold (its data loading, sharing and worker start-up counted). Per
 run the script prints wall time, trials complete / pruned, group sizes, slot occupancy (slot
