@@ -130,15 +130,17 @@ def grouping_note(row: Row) -> str:
 
 def occupancy_of(storage: Any, sweep: str) -> tuple[str, list[int]]:
     """The sweep's slot occupancy (slot-updates trained / (group steps x slots), over every
-    slot group) and the groups' sizes; "n/a" where none are stored."""
-    read = getattr(storage, "slot_groups", None)
-    if read is None:
+    slot group), with in brackets the share until the stage ran out of trials
+    (``sweeps.occupancy``), and the groups' sizes; "n/a" where none are stored."""
+    from numsweep.sweeps.occupancy import stage_occupancy
+
+    groups = storage.slot_groups(sweep=sweep)
+    if not sum(g.steps * g.size for g in groups):
         return "n/a", []
-    groups = read(sweep=sweep)
-    cells = sum(g.steps * g.size for g in groups)
-    if not cells:
-        return "n/a", []
-    return f"{sum(g.slot_updates for g in groups) / cells:.2f}", [g.size for g in groups]
+    occupancy = stage_occupancy(groups)
+    dry = occupancy.until_dry
+    return (f"{occupancy.share:.2f}" + (f" ({dry:.2f})" if dry is not None else ""),
+            [g.size for g in groups])
 
 
 def numsweep_run(args: argparse.Namespace, row: Row, trials: int, seed: int) -> Run:
@@ -372,7 +374,8 @@ def print_report(args: argparse.Namespace, runs: list[Run], started: datetime) -
           + (" (--quick: not for publishing)" if args.quick else ""))
     print()
     print_table_header("trials", "seed", "run", "wall s", "complete / pruned", "group sizes",
-                       "slot occupancy", "best val_acc", "wall / slots (same pruner)")
+                       "slot occupancy (until out of trials)", "best val_acc",
+                       "wall / slots (same pruner)")
     for run in runs:
         r = ratio(runs, run)
         failed = f" ({run.failed} failed)" if run.failed else ""
