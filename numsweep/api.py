@@ -85,7 +85,7 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
           overrides: Mapping[str, Any] | None = None, jobs: int | None = None, threads: int = 1,
           progress: bool = True, checkpoint_dir: str | Path | None = None,
           keep_weights: str = "best", force: bool = False,
-          grouping: str = "slots") -> SweepResult:
+          grouping: str | None = None) -> SweepResult:
     """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
 
     ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
@@ -103,7 +103,8 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     its own: the trial ids of an in-memory database come again in the next one. ``force``
     is ``--force``: trials of more than 10,000,000 updates may run. ``grouping`` is
     ``--grouping``: ``slots`` (each worker trains one slot group, refilled as trials end)
-    or ``batch``."""
+    or ``batch``; None: slots for a stage with a pruner or a sampler that learns from
+    results, batch for a fixed list."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.guards import default_jobs
     from numsweep.sweeps.spec import check_against_images, resolve_data

@@ -340,7 +340,8 @@ def group_size_option(fn: F) -> F:
     """--group-size and --grouping (sweep run, resume, extend, worker)."""
     fn = click.option("--grouping", "grouping", default=None,
                       type=click.Choice(GROUPINGS),
-                      show_default="slots; for a stage already planned, as it was stored",
+                      show_default="slots for a stage with a pruner or tpe/gp/cmaes, batch for "
+                                   "a fixed list; a stage already planned: as stored",
                       help="How a stage's groups form: slots (each worker trains one slot "
                            "group and refills a slot as soon as its trial ends) or batch "
                            "(a group's trials start together; it ends with its last).")(fn)

@@ -13,5 +13,12 @@ DEVICES = ("cpu", "cuda")
 GROUPINGS = ("slots", "batch")
 """How a stage's groups form (--grouping): slot groups refill a slot as soon as its trial
 ends; batch groups start their trials together and end with the last."""
-DEFAULT_GROUPING = "slots"
-"""How a new stage's groups form unless --grouping says otherwise."""
+
+
+def default_grouping(waits_for_results: bool) -> str:
+    """How a new stage's groups form unless --grouping says otherwise: slots for a stage
+    whose trials end at different times or whose proposals learn from results (a pruner,
+    tpe/gp/cmaes), batch for a fixed list of equally long trials (grid, configs, random,
+    qmc, best without a pruner), which all start at the data stream's first batch, so that
+    their metrics depend on neither --jobs nor the group size."""
+    return "slots" if waits_for_results else "batch"

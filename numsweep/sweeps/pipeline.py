@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_GROUPING
+from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE
 from numsweep.storage import Storage, TrialRecord
 from numsweep.sweeps.budget import CostModel, StageCalibrated, calibrate, data_shape
 from numsweep.sweeps.events import EventHandler, StageSummary
@@ -159,7 +159,7 @@ def start_sweep(spec_file: str, overrides: Mapping[str, str], db: str, options: 
                          grace=options.grace, checkpoint_dir=options.checkpoint_dir,
                          keep_weights=options.keep_weights or DEFAULT_KEEP,
                          group_size=options.group_size, force=options.force,
-                         grouping=options.grouping or DEFAULT_GROUPING)
+                         grouping=options.grouping)
 
     return _displayed(storage, jobs, spec.name, model, console, run)
 

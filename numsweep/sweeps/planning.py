@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from numsweep.defaults import DEFAULT_GROUPING, GROUPINGS
+from numsweep.defaults import GROUPINGS, default_grouping
 from numsweep.engine import TrialSpec
 from numsweep.storage import SlotRecord, StagePlan, StageRecord, TrialRecord, TrialState
 from numsweep.sweeps.context import Plan, ProcessSettings, SweepContext
@@ -162,7 +162,8 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
         # the process that stores the plan adds the reused trials to the study
         setup_by=ctx.settings.name, study_ready=not reused,
         group_size=choice.size, group_auto=ctx.settings.group_size is None,
-        group_pace=choice.pace, grouping=ctx.settings.grouping or DEFAULT_GROUPING)
+        group_pace=choice.pace,
+        grouping=ctx.settings.grouping or default_grouping(stage.waits_for_results))
     return ctx.storage.get_or_create_stage(ctx.sweep.id, index, stage.name,
                                            stage.sampler, plan.to_dict(), note)
 

@@ -24,14 +24,16 @@ What is guaranteed (see docs/sweeps.md, "Parallel runs and reproducibility"):
   rule above. So with the same stored K the same sweep seed gives the same trials with any
   ``--jobs`` up to S / K, and the same metrics (bit for bit when the groups form alike,
   else to the rounding above). That is batch grouping (``grouping="batch"``);
-- slot groups (``grouping="slots"``, the default for K > 1, :mod:`slot_stage`): a slot
+- slot groups (``grouping="slots"``, for K > 1 the default of a stage with a pruner or a
+  sampler that learns from results; a fixed list of equally long trials defaults to batch
+  groups, so its metrics depend on neither ``--jobs`` nor K; :mod:`slot_stage`): a slot
   freed by a trial that ended is refilled at once, and a sampler is asked then, knowing
   every result told so far (no lag). One process (``--jobs 1``), the same sweep seed and the
   same K give the same trials and metrics, bit for bit. With several processes the sampler
   sees results in the order they arrive, so what TPE, GP or CMA-ES propose (and the step a
-  trial joins its group at) depends on timing; grid, ``configs``, random and qmc stages stay
-  fixed lists. Each trial stores the group step it joined at (``data_offset``), so it reruns
-  alone to the same metrics.
+  trial joins its group at, and so the batches it trains on) depends on timing; grid,
+  ``configs``, random and qmc stages stay fixed lists of configurations. Each trial stores
+  the group step it joined at (``data_offset``), so it reruns alone to the same metrics.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
               keep_weights: str = DEFAULT_KEEP,
               group_size: int | None = None, force: bool = False,
-              grouping: str = "slots") -> list[StageSummary]:
+              grouping: str | None = None) -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
@@ -227,7 +229,9 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     :func:`grouping.auto_group_size`); ``grouping`` how the groups form: ``slots`` (a
     slot group refills a slot as soon as its trial ends, see :mod:`slot_stage`) or
     ``batch`` (a group's trials start together; the group ends with its last), stored with
-    each stage. ``force`` allows trials longer than
+    each stage; None: per stage (``defaults.default_grouping``: slots where a pruner or a
+    sampler that learns from results makes trials end or start at different times, batch
+    for a fixed list). ``force`` allows trials longer than
     :data:`guards.LONG_RUN_UPDATES` updates. Other processes may join with
     :func:`resume_sweep`. Raises :class:`SweepInterrupted` on Ctrl-C.
     """

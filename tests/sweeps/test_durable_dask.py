@@ -33,8 +33,9 @@ def test_dask_backend_completes_a_sweep_on_a_local_cluster(tmp_path: Path,
                               backend="dask", scheduler=cluster.scheduler_address,
                               on_event=events.append)
     assert [s.counts for s in summaries] == [{"COMPLETE": 4}, {"COMPLETE": 4}]
-    # the grid stage in slot groups of 2 (one per worker thread), fed through the scheduler
-    assert [(e.stage, e.group_size) for e in events if e.kind == "group"] == [("coarse", 2)] * 2
+    # the TPE stage in slot groups of 2 (one per worker thread), fed through the scheduler;
+    # the grid stage, a fixed list, in batch groups
+    assert [(e.stage, e.group_size) for e in events if e.kind == "group"] == [("fine", 2)] * 2
     assert_each_planned_trial_complete_once(storage, "dask")
     trials = storage.get_trials("dask")
     assert {t.state for t in trials} == {TrialState.COMPLETE}
