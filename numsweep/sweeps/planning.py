@@ -24,8 +24,15 @@ from numsweep.sweeps.objectives import (
     ranked,
 )
 from numsweep.sweeps.optuna_bridge import entry_values, inside
+from numsweep.sweeps.population import initial_values
 from numsweep.sweeps.slots import slot_counts
-from numsweep.sweeps.spec import ParamSpace, StageSpec, SweepSpecError, grid_points
+from numsweep.sweeps.spec import (
+    ParamSpace,
+    StageSpec,
+    SweepSpecError,
+    explored_entries,
+    grid_points,
+)
 from numsweep.sweeps.warm_start import config_key, warm_configs
 
 
@@ -123,6 +130,10 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
         best, note = _best_config(ctx, stage, index)
         queue = [best]
         space = {k: p for k, p in space.items() if not set(p.names) & set(stage.fixed)}
+    elif stage.sampler == "pbt":  # the population's initial values, planned once
+        assert stage.pbt is not None
+        space = explored_entries(space, stage)
+        queue = initial_values(space, stage.pbt.population, ctx.spec.seed, index)
     reused = _reusable(ctx, stage, space, fixed)
     if stage.sampler == "grid":
         points = grid_points(space, fixed)
@@ -145,7 +156,7 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
             taken_already=[config_key(space, c, fixed) for c in queue])
         queue += warm
         note = (note + "; " if note else "") + warm_note
-    n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
+    n_configs = (len(queue) if stage.sampler in ("grid", "list", "best", "pbt")
                  else stage.n_trials or 0)
     queue = queue[:n_configs]
     if reused:
