@@ -24,7 +24,14 @@ from threadpoolctl import threadpool_limits
 
 from numsweep.engine import TrialSpec
 from numsweep.engine.checkpoint import clear_state
-from numsweep.storage import LineageRecord, StorageUnavailable, TrialRecord, TrialState
+from numsweep.storage import (
+    LineageRecord,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    TrialRecord,
+    TrialState,
+)
 from numsweep.sweeps.claims import lost_slot
 from numsweep.sweeps.context import RunningTrial, SweepContext
 from numsweep.sweeps.deaths import judge_worker_loss
@@ -355,22 +362,22 @@ class MemberHistory:
     trial_ids: tuple[int, ...]  # each slot's trial id
 
 
-def member_history(ctx_storage: Any, trial: TrialRecord) -> MemberHistory | None:
+def member_history(storage: Storage, trial: TrialRecord) -> MemberHistory | None:
     """The history of ``trial`` when it is a member of a pbt stage (None otherwise), from
     its stage's plan (the initial values) and stored lineage."""
     from numsweep.engine.pbt import lineage_changes, lineage_root
 
     if trial.stage is None or trial.slot is None:
         return None
-    sweep = ctx_storage.get_sweep(trial.sweep)
-    stage = next((s for s in ctx_storage.list_stages(sweep.id) if s.name == trial.stage), None)
+    sweep = storage.get_sweep(trial.sweep)
+    stage = next((s for s in storage.list_stages(sweep.id) if s.name == trial.stage), None)
     if stage is None or stage.sampler != "pbt":
         return None
     initial = [dict(c) for c in stage.plan.configs]
-    slots = latest(ctx_storage.stage_slots(stage.id))
+    slots = latest(storage.stage_slots(stage.id))
     ids = tuple(slots[s].trial_id if s in slots else -1 for s in range(len(initial)))
     slot_of = {t: s for s, t in enumerate(ids)}
-    records = ctx_storage.lineage(stage.id)
+    records = storage.lineage(stage.id)
     slot_of.update({r.trial_id: slot_of.get(r.trial_id, -1) for r in records})
     events = population_events(records, slot_of)
     root = lineage_root(events, trial.slot)
@@ -382,3 +389,21 @@ def member_history(ctx_storage: Any, trial: TrialRecord) -> MemberHistory | None
             chain.append((e.update, e.member, e.source))
             member, before = e.source, e.update
     return MemberHistory(trial.slot, root, dict(initial[root]), changes, tuple(chain), ids)
+
+
+@dataclass(frozen=True)
+class TrialDetails:
+    """What ``numsweep trial show`` prints: the stored trial, and for a pbt member its
+    history."""
+
+    trial: TrialRecord
+    history: MemberHistory | None
+
+
+def trial_details(storage: Storage, trial_id: int) -> TrialDetails:
+    """The stored trial ``trial_id`` (a one-line error when there is none) with its pbt
+    history when it is a member of a pbt stage."""
+    found = storage.get_trials(trial_ids=[trial_id])
+    if not found:
+        raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
+    return TrialDetails(found[0], member_history(storage, found[0]))

@@ -92,6 +92,11 @@ def _best_config(ctx: SweepContext, stage: StageSpec, index: int
     key, best = chosen(items, means, objectives, stage.pick)
     mean = mean_values([t.metrics for t in best], objectives) or ()
     params = json.loads(key)
+    first = min(best, key=lambda t: t.id)
+    replay = ""
+    if first.stage in [s.name for s in spec.stages if s.sampler == "pbt"]:
+        # a pbt member: its schedule from the root ancestor's values, retrained alone
+        params, replay = _pbt_schedule(ctx, first, params)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in params.items())
     seeds = f" (mean of {len(best)} seeds)" if len(best) > 1 else ""
@@ -103,9 +108,24 @@ def _best_config(ctx: SweepContext, stage: StageSpec, index: int
         front = (f" (pick = {stage.pick} on the Pareto front of {size} configurations "
                  f"over {describe(objectives)})")
     note = (f"best of {', '.join(sources)}{front}: trial {min(t.id for t in best)} "
-            f"{scores}{seeds} with {shown}; retrained with "
+            f"{scores}{seeds} with {shown}{replay}; retrained with "
             f"{', '.join(f'{k}={v}' for k, v in stage.fixed.items()) or 'the same settings'}")
     return {k: v for k, v in params.items() if k not in stage.fixed}, note
+
+
+def _pbt_schedule(ctx: SweepContext, trial: TrialRecord, params: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], str]:
+    """The configuration that retrains pbt member ``trial``'s schedule alone from scratch:
+    its root ancestor's initial values and the changes of its lineage (``hp_changes``)."""
+    from numsweep.sweeps.pbt import member_history
+
+    history = member_history(ctx.storage, trial)
+    if history is None:
+        return dict(params), ""
+    out = {**params, **history.initial,
+           "hp_changes": [list(change) for change in history.changes]}
+    return out, (f" (pbt member; its schedule of {len(history.changes)} changes from the "
+                 f"values of member {history.root} at update 0)")
 
 
 def _reusable(ctx: SweepContext, stage: StageSpec, space: Mapping[str, ParamSpace],
