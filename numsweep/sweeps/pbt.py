@@ -43,7 +43,7 @@ from numsweep.sweeps.population import pbt_settings
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.seeds import stage_data_seed, trial_seed
 from numsweep.sweeps.slots import final, latest, slot_counts
-from numsweep.sweeps.spec import StageSpec, SweepSpecError
+from numsweep.sweeps.spec import ParamSpace, StageSpec, SweepSpecError
 from numsweep.sweeps.submission import LIVE_POLL_SECONDS, take_points
 from numsweep.sweeps.worker import (
     TrialOutcome,
@@ -111,19 +111,19 @@ def execute_population(task: PopulationTask) -> PopulationOutcome:
             for m in members))
 
 
-def member_specs(ctx: SweepContext, index: int, fixed: Mapping[str, Any],
-                 initial: Sequence[Mapping[str, Any]]) -> list[TrialSpec]:
+def member_specs(seed: int, index: int, fixed: Mapping[str, Any],
+                 initial: Sequence[Mapping[str, Any]], device: str | None = None
+                 ) -> list[TrialSpec]:
     """Every member's spec: the stage's fixed values, its initial values, its own seed and
     the stage's data seed (one data stream: the population trains as one group)."""
-    seed = ctx.spec.seed
     specs = []
     for slot, values in enumerate(initial):
         seeds = {"seed": trial_seed(seed, index, slot),
                  "data_seed": (fixed["data_seed"] if fixed.get("data_seed") is not None
                                else stage_data_seed(seed, index))}
         params = {**fixed, **values, **seeds}
-        if ctx.settings.device is not None:
-            params["device"] = ctx.settings.device
+        if device is not None:
+            params["device"] = device
         specs.append(TrialSpec.from_mapping(params))
     return specs
 
@@ -139,7 +139,7 @@ def run_pbt_stage(ctx: SweepContext, index: int, stage: StageSpec) -> StageSumma
     settings.notify(TrialEvent("stage", stage.name, planned=population, reused=0,
                                message=plan.note, counts=slot_counts(slots.values()),
                                jobs=ctx.pool.jobs, group_size=population))
-    specs = member_specs(ctx, index, plan.fixed, plan.queue)
+    specs = member_specs(ctx.spec.seed, index, plan.fixed, plan.queue, settings.device)
     engine_settings = pbt_settings(stage, plan.space, ctx.spec.seed, index)
     _check_interval(stage, specs[0], ctx)
     while True:
@@ -407,3 +407,48 @@ def trial_details(storage: Storage, trial_id: int) -> TrialDetails:
     if not found:
         raise StorageError(f"no trial with id {trial_id} in {storage.shown_url}")
     return TrialDetails(found[0], member_history(storage, found[0]))
+
+
+def rerun_member(storage: Storage, original: TrialRecord, data_source: str | None,
+                 threads: int | None) -> tuple[int, TrialOutcome] | None:
+    """Train the population of pbt member ``original`` again in this process (from its
+    stage's stored plan and seeds; no checkpoint) and store that member's result as a trial
+    of the sweep ``rerun``; None when ``original`` is no pbt member."""
+    from numsweep.engine.pbt import train_population
+    from numsweep.sweeps.guards import single_trial_sweep
+    from numsweep.sweeps.runner import stored_spec
+
+    if original.stage is None or original.slot is None:
+        return None
+    record = storage.get_sweep(original.sweep)
+    stages = storage.list_stages(record.id)
+    stored = next((s for s in stages if s.name == original.stage), None)
+    if stored is None or stored.sampler != "pbt":
+        return None
+    spec, _, _ = stored_spec(storage, original.sweep)
+    stage = spec.stages[stored.index]
+    plan_space = {n: ParamSpace.from_dict(n, d) for n, d in stored.plan.space.items()}
+    specs = member_specs(spec.seed, stored.index, spec.stage_fixed(stage), stored.plan.configs)
+    settings = pbt_settings(stage, plan_space, spec.seed, stored.index)
+    member = specs[original.slot]
+    sweep = single_trial_sweep(storage, "rerun")
+    trial_id = storage.start_trial(sweep.id, None, storage.next_trial_number(sweep.id),
+                                   member.to_dict(), member.seed,
+                                   setup={"data": data_source,
+                                          "pbt_member": [original.sweep, original.stage,
+                                                         original.slot]})
+    task = TrialTask(trial_id, member, data_source, threads)
+    try:
+        split = load_split(task)
+        with threadpool_limits(limits=threads):
+            population = train_population(specs, split, settings)
+        result = population.results[original.slot]
+        outcome = TrialOutcome(trial_id, dataclasses.replace(
+            result, message=(f"{result.message}; " if result.message else "")
+            + f"rerun of trial {original.id} (its whole population of {len(specs)})"),
+            worker=worker_name(), group=(trial_id, len(specs)))
+    except Exception as exc:  # stored as the rerun's failure
+        outcome = TrialOutcome(trial_id, None, error=f"{type(exc).__name__}: {exc}",
+                               traceback=traceback.format_exc(), worker=worker_name())
+    record_outcome(storage, outcome)
+    return trial_id, outcome

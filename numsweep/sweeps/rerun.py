@@ -19,6 +19,7 @@ from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.guards import check_rerun_data, check_trial_data
 from numsweep.sweeps.kept import sweep_policy, weights_path
+from numsweep.sweeps.pbt import rerun_member
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.single import run_single
 from numsweep.sweeps.worker import TrialOutcome
@@ -107,6 +108,12 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         return Rerun(original, test.trial_id, test.metrics,
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
     check_trial_data(spec, cached_dataset(data_source))  # this data, before a trial is stored
+    member = rerun_member(storage, original, data_source, threads)
+    if member is not None:  # a pbt member: its whole population trains again
+        new_id, outcome = member
+        result = outcome.result
+        return Rerun(original, new_id, result.metrics() if result is not None else {},
+                     error=outcome.error if result is None else None, outcome=outcome)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     missing = unkept_network(storage, original)
     fresh = None if missing is None else missing.with_name(missing.name + ".rerun")
