@@ -23,7 +23,9 @@ class StagePlan:
     study, ``study_ready`` once that is done; ``group_size`` how many of its trials train
     together as one fused group at most (1: one at a time; None: stored by an older numsweep,
     which trained them one at a time) and ``group_auto`` whether that was chosen
-    automatically.
+    automatically. A ``pbt`` stage's ``configs`` are its members' initial values;
+    ``exploit_seconds`` and ``exploit_steps`` its population's time in exploit steps and
+    their number, once it ended (None before).
     """
 
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -36,6 +38,8 @@ class StagePlan:
     study_ready: bool = True
     group_size: int | None = None
     group_auto: bool = False
+    exploit_seconds: float | None = None
+    exploit_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -53,6 +57,10 @@ class StagePlan:
         if self.group_size is not None:
             out["group_size"] = self.group_size
             out["group_auto"] = self.group_auto
+        if self.exploit_seconds is not None:
+            out["exploit_seconds"] = self.exploit_seconds
+        if self.exploit_steps is not None:
+            out["exploit_steps"] = self.exploit_steps
         return out
 
     @classmethod
@@ -69,7 +77,11 @@ class StagePlan:
                    setup_by=str(raw.get("setup_by", "")),
                    study_ready=bool(raw.get("study_ready", True)),
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
-                   group_auto=bool(raw.get("group_auto", False)))
+                   group_auto=bool(raw.get("group_auto", False)),
+                   exploit_seconds=None if raw.get("exploit_seconds") is None
+                   else float(raw["exploit_seconds"]),
+                   exploit_steps=None if raw.get("exploit_steps") is None
+                   else int(raw["exploit_steps"]))
 
     def describe(self, sampler: str = "grid") -> str:
         """The plan in words: ranges, fixed values, trials planned and reused. A ``best``

@@ -328,7 +328,7 @@ def _store(ctx: SweepContext, stage_id: int, stage: StageSpec,
         notify(TrialEvent("finished", stage.name, job.number, state, val, message,
                           seconds=trial_seconds(result), trial_id=job.trial_id,
                           group_size=len(ids)))
-    if outcome.events:
+    if any(o.result is not None for o in outcome.outcomes):
         storage.merge_stage_space(stage_id, {"exploit_seconds": outcome.exploit_seconds,
                                              "exploit_steps": len(outcome.events)})
 

@@ -56,11 +56,11 @@ def test_each_bad_pbt_value_is_a_one_line_spec_error(key: str, value: Any,
 def test_an_interval_is_required_and_pbt_keys_belong_to_pbt_stages() -> None:
     raw = raw_spec()
     del raw["stages"][0]["interval"]
-    with pytest.raises(SweepSpecError, match="stages.pop.interval is required"):
+    with pytest.raises(SweepSpecError, match=r"stages\.pop\.interval is required"):
         parse_spec(raw, "<test>")
     raw = raw_spec()
     raw["stages"][1]["population"] = 4
-    with pytest.raises(SweepSpecError, match="stages.final.population: only a pbt stage"):
+    with pytest.raises(SweepSpecError, match=r"stages\.final\.population: only a pbt stage"):
         parse_spec(raw, "<test>")
 
 
