@@ -12,7 +12,7 @@ import pytest
 from numsweep.analysis import charts
 from numsweep.analysis.plots import lineage_data
 from numsweep.analysis.selection import ChartError
-from numsweep.storage import CurveRecord, Storage, StorageError, TrialState
+from numsweep.storage import CurveRecord, StagePlan, Storage, StorageError, TrialState
 
 matplotlib.use("Agg")
 
@@ -25,7 +25,10 @@ def pbt_db(path: Path) -> tuple[Storage, list[int]]:
     updates 0, 10, 20; at update 10 member 2 copied member 0, at 20 member 1 copied member 2."""
     storage = Storage(f"sqlite:///{path}")
     sweep = storage.get_or_create_sweep("p", {"name": "p", "stages": [PBT_STAGE]}, seed=0)
-    stage = storage.get_or_create_stage(sweep.id, 0, "pop", "pbt", {})
+    initial = ({"lam": 1e-4}, {"lam": 1e-3}, {"lam": 1e-2})
+    plan = StagePlan(space={"lam": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}},
+                     configs=initial, n_configs=3, planned=3)
+    stage = storage.get_or_create_stage(sweep.id, 0, "pop", "pbt", plan.to_dict())
     ids = []
     for slot, (lam, acc) in enumerate([(1e-4, 0.5), (1e-3, 0.3), (1e-2, 0.4)]):
         [(tid, _)] = storage.claim_slots(sweep.id, stage.id, [(slot, {"lam": lam}, slot)],
