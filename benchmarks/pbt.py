@@ -125,7 +125,7 @@ def tpe_run(args: argparse.Namespace, seed: int) -> Run:
                 break
             per_trial = run.updates / max(run.trials, 1)
             more = max(1, math.ceil((budget - run.updates) / per_trial))
-            extend_sweep(name, storage, {"search": f"+{more}"}, data_source=args.data,
+            extend_sweep(name, storage, {"search.n_trials": f"+{more}"}, data_source=args.data,
                          jobs=args.jobs)
     return summed(storage, name, "numsweep TPE + halving", seed, clock.seconds, None)
 

@@ -211,3 +211,13 @@ def test_the_best_stage_retrains_the_best_members_schedule_from_its_root(
     assert {n: final.params[n] for n in ("lam", "eta_max")} == dict(hist.initial)
     stage = storage.list_stages(storage.get_sweep("p").id)[1]
     assert f"trial {best.id}" in stage.note and "pbt member" in stage.note
+
+
+def test_the_planner_counts_a_pbt_stages_population_and_extend_refuses_it() -> None:
+    from numsweep.sweeps.budget import stage_trials
+    from numsweep.sweeps.extend import parse_extension
+
+    spec = parse_spec(raw_spec(population=6), "<test>")
+    assert [stage_trials(spec, s) for s in spec.stages] == [6, 1]
+    with pytest.raises(SweepSpecError, match="stage pop is a pbt stage"):
+        parse_extension(spec, {"pop.n_trials": "+4"})
