@@ -20,6 +20,8 @@
 - ``train``: one spec in, one result out (a group of one)
 - ``slots``: slot groups (continuous batching): a freed slot refilled at once by a feed,
   each trial at its own update count (``train_slots``)
+- ``pbt``: population-based training inside one fused group (``train_population``):
+  exploit = row copies in the fused arrays, explore = edits of the per-trial values
 - ``range_test``: learning-rate and batch-size range tests on the same loop
 - ``checkpoint``: a group's training state saved and resumed; kept weights (``.npz``)
 - ``workspace``: reused scratch arrays
@@ -30,16 +32,29 @@
 
 from numsweep.engine.data import DataError, Dataset, Split, load_dataset, make_split
 from numsweep.engine.group import group_key, groupable, train_group
+from numsweep.engine.pbt import (
+    Bound,
+    ExploitEvent,
+    PBTSettings,
+    PopulationResult,
+    lineage_changes,
+    lineage_root,
+    train_population,
+)
 from numsweep.engine.sizing import max_group_size
 from numsweep.engine.slots import Feed, SlotStats, SlotTrial, train_slots
 from numsweep.engine.spec import CurvePoint, SpecError, TrialResult, TrialSpec, parameter_names
 from numsweep.engine.train import train
 
 __all__ = [
+    "Bound",
     "CurvePoint",
     "DataError",
     "Dataset",
+    "ExploitEvent",
     "Feed",
+    "PBTSettings",
+    "PopulationResult",
     "SlotStats",
     "SlotTrial",
     "SpecError",
@@ -48,11 +63,14 @@ __all__ = [
     "TrialSpec",
     "group_key",
     "groupable",
+    "lineage_changes",
+    "lineage_root",
     "load_dataset",
     "make_split",
     "max_group_size",
     "parameter_names",
     "train",
     "train_group",
+    "train_population",
     "train_slots",
 ]

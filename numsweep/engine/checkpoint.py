@@ -209,6 +209,16 @@ class SlotState:
     stats: dict[str, Any]
 
 
+@dataclass
+class PopulationState:
+    """A population's state at an exploit step (``pbt.py``): the group's (every member
+    training, in member order) and what population-based training adds in ``extra`` (a
+    JSON-able mapping: the members' values, the events so far, the PBT generator)."""
+
+    group: GroupState
+    extra: dict[str, Any]
+
+
 def slot_digest(size: int, members: Sequence[tuple[int, TrialSpec]], y_train: np.ndarray,
                 x_shape: tuple[int, ...], num_classes: int) -> str:
     """What a slot group's checkpoint must match: its size, its members' keys and specs (in
@@ -234,6 +244,32 @@ def save_slot_state(path: str | Path, state: SlotState) -> None:
     header.update(kind="slots", members=state.members, stats=state.stats)
     arrays["header"] = _json_array(header)
     write_npz_atomic(path, arrays)
+
+
+def save_population_state(path: str | Path, digest: str, state: PopulationState) -> None:
+    """Write a population's ``state`` at ``path`` (atomically, as :func:`save_state`)."""
+    arrays, header = _state_arrays(digest, state.group)
+    header.update(kind="pbt", pbt=state.extra)
+    arrays["header"] = _json_array(header)
+    write_npz_atomic(path, arrays)
+
+
+def load_population_state(path: str | Path | None, digest: str) -> PopulationState | None:
+    """The population's state in the checkpoint at ``path`` when it is whole and for this
+    run; None and a :class:`CheckpointWarning` as :func:`load_state`."""
+    if path is None or not Path(path).exists():
+        return None
+    path = Path(path)
+    try:
+        header, arrays = _read_npz(path)
+        if (header.get("format") != FORMAT or header.get("kind") != "pbt"
+                or header.get("digest") != digest):
+            _warn(path, "it was written for another population, settings or data")
+            return None
+        return PopulationState(_state_from(header, arrays), dict(header["pbt"]))
+    except READ_ERRORS as exc:
+        _warn(path, f"it is unreadable ({type(exc).__name__}: {exc})".splitlines()[0])
+        return None
 
 
 def _state_arrays(digest: str, state: GroupState) -> tuple[dict[str, np.ndarray],
@@ -353,10 +389,12 @@ class CheckpointWriter:
         self._thread.start()
         self.blocked_seconds += time.perf_counter() - t0
 
-    def _write(self, state: GroupState | SlotState) -> None:
+    def _write(self, state: GroupState | SlotState | PopulationState) -> None:
         try:
             if isinstance(state, SlotState):  # a slot group's: its digest is its members'
                 save_slot_state(self.path, state)
+            elif isinstance(state, PopulationState):
+                save_population_state(self.path, self.digest, state)
             else:
                 save_state(self.path, self.digest, state)
         except Exception as exc:  # reported on the training thread by _wait

@@ -160,6 +160,20 @@ class FusedNet:
         self._grads = None
         self._keep_scale = {}
 
+    def copy_row(self, dst: int, src: int) -> None:
+        """Trial ``dst``'s parameters become a copy of trial ``src``'s (every layout indexes
+        a trial's slice by its leading index; the wide layout's views write through)."""
+        for p in self.params.values():
+            p[dst] = p[src]
+
+    def set_values(self, j: int, *, dropout: float, dropout_input: float) -> None:
+        """Trial ``j``'s dropout rates from the next update on (the cached per-trial
+        arrays rebuilt)."""
+        self.dropout = self.dropout.copy()
+        self.dropout_input = self.dropout_input.copy()
+        self.dropout[j], self.dropout_input[j] = dropout, dropout_input
+        self._keep_scale = {}
+
     @property
     def layout(self) -> str:
         """``"wide"`` or ``"lone"`` (see :func:`fuse`)."""

@@ -74,8 +74,8 @@ from numsweep.engine.inputs import BatchDrawer, Prepared, prepare_inputs
 from numsweep.engine.networks import Network, param_count
 from numsweep.engine.optimizers import Optimizer, make_optimizer
 from numsweep.engine.runplan import RunPlan, plan_run
-from numsweep.engine.schedules import CYCLIC
-from numsweep.engine.spec import CurvePoint, TrialResult, TrialSpec
+from numsweep.engine.schedules import CYCLIC, make_schedule
+from numsweep.engine.spec import CurvePoint, SpecError, TrialResult, TrialSpec
 from numsweep.engine.streams import data_rng, device_seed, resolve_data_seed, trial_rng
 
 Reporter = Callable[[int, float], bool]
@@ -89,10 +89,16 @@ shown; a run resumed from a checkpoint first passes the points restored from it 
 once). Called at curve points only: training pays nothing between them."""
 
 PER_TRIAL = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum", "beta1",
-             "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed", "data_offset")
+             "beta2", "rho", "opt_eps", "dropout", "dropout_input", "seed", "data_offset",
+             "hp_changes")
 """The parameters that may differ inside a group: none changes an array's shape, the batches
 or the kind of computation (``data_offset``: the trials of a slot group, ``slots.py``, join
-its data stream at different steps; those of one :func:`train_group` share it)."""
+its data stream at different steps; those of one :func:`train_group` share it;
+``hp_changes``: each trial's values change at its own updates, :meth:`GroupRun.set_values`)."""
+
+RULE_VALUES = {"momentum": "momentum", "beta1": "beta1", "beta2": "beta2", "rho": "rho",
+               "opt_eps": "eps"}
+"""The spec's update-rule values and the rule fields (``optimizers.py``) that hold them."""
 
 GROUPABLE_MODELS = ("mlp", "convnet", "convnet3")
 
@@ -148,6 +154,7 @@ class GroupRun:
                  drawer: BatchDrawer) -> None:
         self.specs, self.split, self.net, self.lones, self.rngs, self.xp = (
             specs, split, net, lones, rngs, xp)
+        self.declared = list(specs)  # as given: ``specs`` hold the values trained with now
         self.prepared, self.plan, self.sampler, self.drawer = prepared, plan, sampler, drawer
         # plain SGD takes the gradients already scaled by each trial's learning rate
         self.fused_sgd = specs[0].optimizer == "sgd"
@@ -171,6 +178,11 @@ class GroupRun:
         self.watch: list[Any] = []        # [first bad update (K,), its loss (K,)], on device
         self.epochs_at: list[float] = []  # the sampler's epochs after each update's batch
         self.ones = np.ones(len(specs))
+        # population-based training (pbt.py) keeps a diverged trial in the group, marked
+        # (spec position -> message), until an exploit step replaces its rows
+        self.hold_diverged = False
+        self.marked: dict[int, str] = {}
+        self.changes = _changes_by_update(specs, plan.total)
         self.refresh()
 
     # -- per-trial values ------------------------------------------------------------------
@@ -181,6 +193,32 @@ class GroupRun:
     def refresh(self) -> None:
         """The active trials' L2 and label smoothing, after trials left."""
         self.eps_arr, self.lam_arr = self.values("eps"), self.values("lam")
+
+    def set_values(self, i: int, values: dict[str, float]) -> None:
+        """Trial i's (spec position, training) per-trial values from the next update on:
+        its spec, its schedule rebuilt with them (a function of the step, so at the same
+        position), the update rule's and the network's per-trial values."""
+        spec = self.specs[i] = dataclasses.replace(self.specs[i], **values)
+        j, plan = self.active.index(i), self.plan
+        schedules = list(plan.schedules)
+        schedules[i] = make_schedule(spec, plan.n_s, plan.n_train // spec.batch_size).schedule
+        self.plan = dataclasses.replace(plan, schedules=tuple(schedules))
+        self.optimizer.set_values(j, **{field: getattr(spec, name)
+                                        for name, field in RULE_VALUES.items()})
+        self.net.set_values(j, dropout=spec.dropout, dropout_input=spec.dropout_input)
+        self.refresh()
+
+    def copy_member(self, dst: int, src: int) -> None:
+        """Trial ``dst``'s rows (positions in ``active``) become copies of trial ``src``'s:
+        parameters, optimizer state, Adam's count when per trial (its values stay)."""
+        self.net.copy_row(dst, src)
+        self.optimizer.copy_row(dst, src)
+
+    def apply_changes(self, step: int) -> None:
+        """The ``hp_changes`` due just before update ``step`` (of the trials training)."""
+        for i, values in self.changes.get(step, ()):
+            if i in self.active:
+                self.set_values(i, values)
 
     def share(self, seconds: list[float], dt: float) -> None:
         for i in self.active:
@@ -212,6 +250,9 @@ class GroupRun:
             losses = None
         bad = [] if losses is None or np.isfinite(losses).all() else [
             j for j in range(len(self.active)) if not np.isfinite(losses[j])]
+        if bad and self.hold_diverged:
+            self.mark({j: (step, float(losses[j])) for j in bad})
+            bad = []
         if bad:
             self.share(self.train_seconds, time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -241,6 +282,14 @@ class GroupRun:
         self.refresh()
         return grads, lrs[keep]
 
+    def mark(self, lost: dict[int, tuple[int, float]]) -> None:
+        """Trials (positions in ``active``) whose loss diverged (update, loss), held in the
+        group (:attr:`hold_diverged`): marked with the message they would leave with."""
+        for j, (step, loss) in lost.items():
+            i = self.active[j]
+            self.marked.setdefault(i, f"loss diverged ({loss}) at update {step} with "
+                                      f"learning rate {self.plan.schedules[i].lr(step):.3g}")
+
     def apply(self, grads: dict[str, Any], lrs: np.ndarray) -> None:
         """The update rule's step, L2 included."""
         self.optimizer.update(self.net.params, grads, lrs, self.lam_arr, self.net.weight_names)
@@ -261,6 +310,9 @@ class GroupRun:
         at, lost = to_numpy(self.watch[0]), to_numpy(self.watch[1])
         self.watch.clear()
         bad = [j for j in range(len(self.active)) if at[j] >= 0]
+        if self.hold_diverged:
+            self.mark({j: (int(at[j]), float(lost[j])) for j in bad})
+            return False
         for j in bad:
             first, i = int(at[j]), self.active[j]
             self.finish(i, first, diverged=True, epochs=self.epochs_at[first], message=(
@@ -365,8 +417,9 @@ class GroupRun:
     def finish(self, i: int, step: int, *, diverged: bool = False, stopped: bool = False,
                message: str = "", test_acc: float = math.nan, lone: Network | None = None,
                epochs: float | None = None) -> None:
-        """Trial i's result, after ``step`` updates (its weights kept when asked)."""
-        spec = self.specs[i]
+        """Trial i's result, after ``step`` updates (its weights kept when asked); its spec
+        as given (``hp_changes`` and all)."""
+        spec = self.declared[i]
         if self.resumed_at is not None:
             message = _joined(message, f"resumed from its checkpoint at update "
                                        f"{self.resumed_at}")
@@ -389,6 +442,12 @@ class GroupRun:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
+    def capture(self) -> GroupState:
+        """The group's state now (host copies, in the lone layout)."""
+        return _capture_state(self.step, self.net, self.optimizer, self.lones, self.active,
+                              self.rngs, self.sampler, self.curves, self.train_seconds,
+                              self.eval_seconds, self.results)
+
     def resume(self, saved: GroupState) -> None:
         """Continue from ``saved``: its state restored, the reporters and watchers told
         again what they heard before it."""
@@ -399,6 +458,8 @@ class GroupRun:
         self.results.update(saved.results)
         self.train_seconds[:], self.eval_seconds[:] = saved.train_seconds, saved.eval_seconds
         self.epochs_at[:] = [math.nan] * saved.step  # watch_step indexes it by update
+        for step in sorted(u for u in self.changes if u < saved.step):
+            self.apply_changes(step)
         self.refresh()
         replay_reports(self.reporters, self.curves, self.results, sorted(self.period_ends),
                        self.plan.total, saved.step)
@@ -412,6 +473,23 @@ def resolved_spec(spec: TrialSpec, plan: RunPlan) -> TrialSpec:
     return dataclasses.replace(
         spec, n_s=plan.n_s, n_train=plan.n_train, data_seed=resolve_data_seed(spec),
         n_updates=None if spec.n_updates is None and spec.schedule in CYCLIC else plan.total)
+
+
+def _changes_by_update(specs: Sequence[TrialSpec], total: int
+                       ) -> dict[int, list[tuple[int, dict[str, float]]]]:
+    """Each update's ``hp_changes``: (spec position, its values) in spec order; a
+    SpecError for a change at no update of the run (0 < update < total)."""
+    out: dict[int, list[tuple[int, dict[str, float]]]] = {}
+    for i, spec in enumerate(specs):
+        by_update: dict[int, dict[str, float]] = {}
+        for update, name, value in spec.hp_changes:
+            if not 0 < update < total:
+                raise SpecError(f"hp_changes={[update, name, value]!r} is invalid: expected "
+                                f"an update in 1..{total - 1} (the run has {total} updates)")
+            by_update.setdefault(update, {})[name] = value
+        for update, values in by_update.items():
+            out.setdefault(update, []).append((i, values))
+    return dict(sorted(out.items()))
 
 
 def _joined(*messages: str) -> str:
@@ -474,6 +552,8 @@ def run_updates(run: GroupRun, writer: CheckpointWriter | None) -> None:
     """Update until the schedule ends or no trial is left; curves (and the checkpoint) at
     the curve points; then the trials still training finish."""
     while run.step < run.plan.total and run.active:
+        if run.changes:
+            run.apply_changes(run.step)
         run.update()
         if run.active and run.step in run.plan.curve_at:
             run.at_curve_point(writer)

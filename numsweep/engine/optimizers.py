@@ -95,6 +95,32 @@ class Rule:
             elif isinstance(value, (PerTrial, np.ndarray)):  # np.ndarray: Adam's counts
                 setattr(self, f.name, value[idx])
 
+    def copy_row(self, dst: int, src: int) -> None:
+        """Trial ``dst``'s state (and Adam's count, when per trial) becomes a copy of trial
+        ``src``'s; the hyperparameters stay (see :meth:`set_values`)."""
+        for slots in self.state.values():
+            for a in slots.values():
+                a[dst] = a[src]
+        t = getattr(self, "t", None)
+        if isinstance(t, np.ndarray):
+            t[dst] = t[src]
+
+    def set_values(self, j: int, **values: float) -> None:
+        """Trial ``j``'s hyperparameters (fields of this rule, e.g. ``momentum=0.8``; names
+        it lacks are ignored) from the next step on: a float alone, a new PerTrial else."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name not in values:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, PerTrial):
+                rows = value.values.reshape(-1).copy()
+                rows[j] = values[f.name]
+                setattr(self, f.name, PerTrial(rows))
+            elif isinstance(value, float):
+                if j != 0:
+                    raise IndexError(f"trial {j} of a rule of one trial")
+                setattr(self, f.name, float(values[f.name]))
+
     def join(self, new: Rule, k: int, n: int) -> None:
         """Append ``n`` trials after the current ``k``: the hyperparameters of ``new`` (the
         rule of their specs, no step taken) and state rows of zeros, so each starts as a

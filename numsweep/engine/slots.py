@@ -235,6 +235,9 @@ class SlotRun:
                 raise ValueError(f"a trial joins a slot group mid-way (at group step "
                                  f"{self.step}) only with batch_schedule=constant, not "
                                  f"{t.spec.batch_schedule}")
+            if t.spec.hp_changes:  # a slot's values are its own rows' for the whole run
+                raise ValueError("a trial with hp_changes trains alone or in train_group, "
+                                 "not in a slot group")
         if self.group is None:
             self.setup(trials, [0] * len(trials))
             new = self.members

@@ -45,6 +45,11 @@ ACTIVATIONS = ("relu", "leaky_relu")
 LOSSES = ("softmax", "svm")
 CYCLIC_SCHEDULES = ("cyclic", "exp_range")  # a run's length is set by n_s, cycles, cycle_mult
 
+CHANGEABLE = ("lam", "eps", "eta_min", "eta_max", "eta_decay", "gamma", "momentum", "beta1",
+              "beta2", "rho", "opt_eps", "dropout", "dropout_input")
+"""The parameters ``hp_changes`` may change mid-run (and population-based training explore):
+the per-trial values of a fused group (``group.PER_TRIAL``) but the two seeds' kin."""
+
 MAX_UPDATES = 10**9
 """A run planned longer is refused whatever the data (years of training on one core)."""
 MAX_MEASUREMENTS = 10**6
@@ -76,6 +81,9 @@ class TrialSpec:
     run first skips them (every draw, augmentation included); it needs a constant batch
     size.
     ``device`` is where the arrays live: ``cpu`` (NumPy) or ``cuda`` (CuPy on a GPU).
+    ``hp_changes`` are (update, name, value) changes of :data:`CHANGEABLE` values, each made
+    just before that update (the schedule of a population-based training member's values,
+    ``pbt.lineage_changes``); ascending updates, each > 0 (and below the run's total).
     """
 
     model: str = "mlp"
@@ -121,6 +129,7 @@ class TrialSpec:
     seed: int = 0
     data_seed: int | None = None
     data_offset: int = 0
+    hp_changes: tuple[tuple[int, str, float], ...] = ()
     n_train: int | None = None
     n_val: int = 5000
     curve_points: int = 10
@@ -166,6 +175,7 @@ class TrialSpec:
         _check(self.data_offset == 0 or self.batch_schedule == "constant", "data_offset",
                self.data_offset, f"0 with batch_schedule={self.batch_schedule} (a trial "
                "joins a data stream mid-way only with batch_schedule=constant)")
+        self._check_hp_changes()
         _check(self.n_train is None or self.n_train >= 1, "n_train", self.n_train, "at least 1")
         _check(self.n_val >= 1, "n_val", self.n_val, "at least 1")
         _check(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
@@ -178,6 +188,31 @@ class TrialSpec:
                    f"{'unset' if default is None else f'{default!r} (unset)'} with "
                    f"{control}={setting} (it applies to "
                    f"{control}={', '.join(users)})")
+
+    def _check_hp_changes(self) -> None:
+        """Each change names a changeable value, at an update after the previous one's (or
+        the same), once per name and update; the values in force after each update's
+        changes are a valid spec's."""
+        object.__setattr__(self, "hp_changes", tuple(tuple(c) for c in self.hp_changes))
+        seen: set[tuple[int, str]] = set()
+        values: dict[str, Any] = {}
+        for n, change in enumerate(self.hp_changes):
+            update, name, value = change
+            last = self.hp_changes[n - 1][0] if n else 1
+            _check(name in CHANGEABLE, "hp_changes", list(change),
+                   f"a change of one of {', '.join(CHANGEABLE)}")
+            _check(update >= last, "hp_changes", list(change),
+                   f"an update >= {last} (ascending, each > 0)")
+            _check((update, name) not in seen, "hp_changes", list(change),
+                   f"one change of {name} at update {update}")
+            seen.add((update, name))
+            values[name] = value
+            if n + 1 < len(self.hp_changes) and self.hp_changes[n + 1][0] == update:
+                continue  # an update's changes hold together
+            try:
+                dataclasses.replace(self, hp_changes=(), **values)
+            except SpecError as exc:
+                raise SpecError(f"hp_changes={list(change)!r} is invalid: {exc}") from None
 
     def _check_patches(self) -> None:
         """f and nf: one patch size and filter count, or lists of the same length (several
@@ -307,6 +342,10 @@ class TrialSpec:
         """Plain JSON-able values (``hidden``, and ``f``/``nf`` when several, as lists)."""
         out = dataclasses.asdict(self)
         out["hidden"] = list(self.hidden)
+        if self.hp_changes:  # absent when empty: the specs (and digests) as before it existed
+            out["hp_changes"] = [list(change) for change in self.hp_changes]
+        else:
+            del out["hp_changes"]
         for name in ("f", "nf"):
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
@@ -388,6 +427,8 @@ def coerce(name: str, raw: Any) -> Any:
             return float(raw)
         if name == "hidden":
             return _to_widths(raw)
+        if name == "hp_changes":
+            return _to_changes(raw)
         if name in ("f", "nf"):
             widths = _to_widths(raw)
             return widths[0] if len(widths) == 1 and not isinstance(raw, (list, tuple)) \
@@ -412,6 +453,20 @@ def _to_int(raw: Any) -> int:
         value = float(raw) if any(c in raw for c in ".eE") else int(raw)
         return _to_int(value)
     raise ValueError
+
+
+def _to_changes(raw: Any) -> tuple[tuple[int, str, float], ...]:
+    """[[update, name, value], ...] (or its JSON text) as (int, str, float) triples."""
+    rows = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(rows, (list, tuple)):
+        raise ValueError
+    out = []
+    for row in rows:
+        if not isinstance(row, (list, tuple)) or len(row) != 3 or not isinstance(row[1], str) \
+                or isinstance(row[2], bool):
+            raise ValueError
+        out.append((_to_int(row[0]), row[1], float(row[2])))
+    return tuple(out)
 
 
 def _to_widths(raw: Any) -> tuple[int, ...]:
