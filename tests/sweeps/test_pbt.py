@@ -7,12 +7,15 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from numsweep.engine import TrialSpec
 from numsweep.storage import Storage, TrialState
 from numsweep.sweeps import parse_spec, rerun_trial, resume_sweep, run_sweep
+from numsweep.sweeps.planning import _pbt_schedule
 from numsweep.sweeps.population import initial_values
 from numsweep.sweeps.spec import ParamSpace, SweepSpecError
 from tests.killed_child import run_killed_after_second_save
@@ -158,6 +161,17 @@ def test_the_same_sweep_seed_gives_the_same_population_history(tmp_path: Path,
 
 
 KILLED_RUN = """
+population_saves = []
+original_population = ck.save_population_state
+
+def save_population_then_die(*args, **kwargs):  # a population's checkpoints, as above
+    original_population(*args, **kwargs)
+    population_saves.append(1)
+    if len(population_saves) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ck.save_population_state = save_population_then_die
+
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec, run_sweep
 from tests.sweeps.test_pbt import raw_spec
@@ -207,10 +221,23 @@ def test_the_best_stage_retrains_the_best_members_schedule_from_its_root(
     hist = trial_details(storage, best.id).history
     assert hist is not None
     changes = [list(c) for c in hist.changes]
-    assert final.params["hp_changes"] == changes
+    assert (final.params.get("hp_changes") or []) == changes
     assert {n: final.params[n] for n in ("lam", "eta_max")} == dict(hist.initial)
     stage = storage.list_stages(storage.get_sweep("p").id)[1]
     assert f"trial {best.id}" in stage.note and "pbt member" in stage.note
+    # a member that was replaced: its root's initial values and the changes of its lineage
+    replaced = {s.trial_id for s in storage.lineage(sweep="p")}
+    member = next(t for t in members if t.id in replaced)
+    config, note = _pbt_schedule(SimpleNamespace(storage=storage), member, member.params)
+    hist = trial_details(storage, member.id).history
+    assert hist is not None and hist.changes
+    plan = storage.list_stages(storage.get_sweep("p").id)[0].plan
+    assert {n: config[n] for n in ("lam", "eta_max")} == plan.configs[hist.root]
+    assert config["hp_changes"] == [list(c) for c in hist.changes]
+    assert f"from the values of member {hist.root} at update 0" in note
+    # trained alone from scratch with that schedule: a valid spec, the changes applied
+    spec = TrialSpec.from_mapping({**config, "seed": 1})
+    assert [list(c) for c in spec.hp_changes] == config["hp_changes"]
 
 
 def test_the_planner_counts_a_pbt_stages_population_and_extend_refuses_it() -> None:
