@@ -809,7 +809,7 @@ def trial_show(trial_id: int, db: str) -> None:
     """
     from numsweep.analysis.formatting import format_cell
     from numsweep.storage import Storage
-    from numsweep.sweeps.pbt import trial_details
+    from numsweep.sweeps.lineage import trial_details
 
     details = trial_details(Storage(db, create=False), trial_id)
     t = details.trial

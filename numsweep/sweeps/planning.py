@@ -117,7 +117,7 @@ def _pbt_schedule(ctx: SweepContext, trial: TrialRecord, params: Mapping[str, An
                   ) -> tuple[dict[str, Any], str]:
     """The configuration that retrains pbt member ``trial``'s schedule alone from scratch:
     its root ancestor's initial values and the changes of its lineage (``hp_changes``)."""
-    from numsweep.sweeps.pbt import member_history
+    from numsweep.sweeps.lineage import member_history
 
     history = member_history(ctx.storage, trial)
     if history is None:

@@ -5,12 +5,13 @@ resume, plans the same population), and the engine's settings made from the stag
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numsweep.sweeps.seeds import SAMPLER_SEED_NUMBER, trial_seed
+from numsweep.engine import TrialSpec
+from numsweep.sweeps.seeds import SAMPLER_SEED_NUMBER, stage_data_seed, trial_seed
 from numsweep.sweeps.spec import ParamSpace, StageSpec, SweepSpecError
 
 if TYPE_CHECKING:
@@ -57,6 +58,23 @@ def pbt_settings(stage: StageSpec, space: Mapping[str, ParamSpace], sweep_seed: 
                        metric_subset=pbt.metric_subset, factors=next(iter(factors)),
                        resample_probability=pbt.resample_probability, bounds=bounds,
                        seed=trial_seed(sweep_seed, stage_index, PBT_SEED_NUMBER))
+
+
+def member_specs(seed: int, index: int, fixed: Mapping[str, Any],
+                 initial: Sequence[Mapping[str, Any]], device: str | None = None
+                 ) -> list[TrialSpec]:
+    """Every member's spec: the stage's fixed values, its initial values, its own seed and
+    the stage's data seed (one data stream: the population trains as one group)."""
+    specs = []
+    for slot, values in enumerate(initial):
+        seeds = {"seed": trial_seed(seed, index, slot),
+                 "data_seed": (fixed["data_seed"] if fixed.get("data_seed") is not None
+                               else stage_data_seed(seed, index))}
+        params = {**fixed, **values, **seeds}
+        if device is not None:
+            params["device"] = device
+        specs.append(TrialSpec.from_mapping(params))
+    return specs
 
 
 def explored_values(params: Mapping[str, Any], space: Mapping[str, ParamSpace]

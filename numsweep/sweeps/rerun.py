@@ -19,7 +19,7 @@ from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.guards import check_rerun_data, check_trial_data
 from numsweep.sweeps.kept import sweep_policy, weights_path
-from numsweep.sweeps.pbt import rerun_member
+from numsweep.sweeps.lineage import rerun_member
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.single import run_single
 from numsweep.sweeps.worker import TrialOutcome

@@ -211,7 +211,7 @@ def test_a_rerun_of_a_pbt_member_trains_its_population_again(tmp_path: Path,
 
 def test_the_best_stage_retrains_the_best_members_schedule_from_its_root(
         tmp_path: Path, tiny_npz: Path) -> None:
-    from numsweep.sweeps.pbt import trial_details
+    from numsweep.sweeps.lineage import trial_details
 
     storage = run(tmp_path, tiny_npz)
     [final] = storage.get_trials("p", stage="final")
