@@ -790,6 +790,8 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     alone = (f" (trained alone; trial {trial_id} trained in fused group {original.group_id} "
              f"of {original.group_size})"
              if original.group_size is not None and original.group_size > 1 else "")
+    if rerun.population is not None:
+        alone = f" (its pbt population of {rerun.population} trained again)"
     click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
     if rerun.restored is not None:
         click.echo(f"wrote the network trial {trial_id} had not kept: {rerun.restored}")

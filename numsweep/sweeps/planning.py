@@ -98,7 +98,7 @@ def _best_config(ctx: SweepContext, stage: StageSpec, index: int
         # a pbt member: its schedule from the root ancestor's values, retrained alone
         params, replay = _pbt_schedule(ctx, first, params)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in params.items())
+                      for k, v in params.items() if k != "hp_changes")  # told in words
     seeds = f" (mean of {len(best)} seeds)" if len(best) > 1 else ""
     scores = ", ".join(f"{o.metric} {v:.4g}" if o.metric != "val_acc" else f"val_acc {v:.4f}"
                        for o, v in zip(objectives, mean, strict=True))

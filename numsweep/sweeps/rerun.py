@@ -40,6 +40,7 @@ class Rerun:
     compared: tuple[str, ...] = RERUN_METRICS
     outcome: TrialOutcome | None = field(default=None, repr=False)  # None for range tests
     restored: Path | None = None  # the original's network, written again (it had none)
+    population: int | None = None  # a pbt member's: the size of its population trained again
 
     def differences(self) -> dict[str, tuple[float, float]]:
         """Metrics that differ between the original and the rerun: name -> (was, now)."""
@@ -113,7 +114,8 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         new_id, outcome = member
         result = outcome.result
         return Rerun(original, new_id, result.metrics() if result is not None else {},
-                     error=outcome.error if result is None else None, outcome=outcome)
+                     error=outcome.error if result is None else None, outcome=outcome,
+                     population=outcome.group[1] if outcome.group else None)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     missing = unkept_network(storage, original)
     fresh = None if missing is None else missing.with_name(missing.name + ".rerun")
