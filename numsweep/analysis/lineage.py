@@ -58,7 +58,7 @@ def lineage_points(trials: pd.DataFrame, curves: pd.DataFrame, lineage: pd.DataF
 def draw_lineage(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Each member's line over the updates (coloured by ``attrs["color"]``'s value on a log
     scale when it spans more than a decade), each exploit step an arrow from the member
-    copied to the member replaced."""
+    copied (its metric there) to the member replaced (its own, before the copy)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
@@ -77,10 +77,10 @@ def draw_lineage(data: pd.DataFrame, ax: Axes | None = None) -> Axes:
         line_color = cmap(norm(shade)) if norm is not None and np.isfinite(shade) else "C0"
         ax.plot(member["step"], member[metric], color=line_color, linewidth=1.2, alpha=0.85)
     for link in data.attrs["links"].itertuples():
-        if np.isfinite(link.source_value):
-            ax.annotate("", xy=(link.update, link.source_value),
-                        xytext=(link.update, link.member_value
+        if np.isfinite(link.source_value):  # from the member copied to the one replaced
+            ax.annotate("", xy=(link.update, link.member_value
                                 if np.isfinite(link.member_value) else link.source_value),
+                        xytext=(link.update, link.source_value),
                         arrowprops={"arrowstyle": "->", "color": "0.4", "linewidth": 0.8})
     if norm is not None:
         bar = ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
