@@ -77,9 +77,9 @@ def test_lineage_data_has_each_members_points_and_the_exploit_links(tmp_path: Pa
     ax = charts.draw_lineage(data)
     assert len(ax.lines) == 3
     # each exploit step an arrow at its update, from the member copied to the one replaced
-    arrows = [(a.xyann, a.xy) for a in ax.texts]
-    assert arrows[0] == pytest.approx(((10, 60.0), (10, 50.0)))
-    assert arrows[1] == pytest.approx(((20, 70.0), (20, 70.0)))  # a NaN metric: at the source
+    arrows = [(*a.xyann, *a.xy) for a in ax.texts]
+    assert arrows[0] == pytest.approx((10, 60.0, 10, 50.0))
+    assert arrows[1] == pytest.approx((20, 70.0, 20, 70.0))  # a NaN metric: at the source
     out = charts.save(ax, tmp_path / "lineage.png")
     assert out.stat().st_size > 0 and out.read_bytes()[:4] == b"\x89PNG"
 
