@@ -1076,6 +1076,10 @@ def _parse_pbt(raw: Mapping[str, Any], where: str, space: Mapping[str, ParamSpac
             raise fail(f"{where}.mutations.{name}={factors!r} must be a non-empty list of "
                        "positive factors such as [0.8, 1.2]")
         mutations[name] = tuple(float(f) for f in factors)
+    if len({mutations.get(name, DEFAULT_FACTORS) for name in explored}) > 1:
+        raise fail(f"{where}.mutations: every explored parameter is perturbed by the same "
+                   f"factors (the engine's rule); give one list for each of "
+                   f"{', '.join(explored)}")
     return PBTStage(population=population, interval=interval, quantile=float(quantile),
                     metric=metric, metric_subset=subset, mutations=mutations,
                     resample_probability=float(resample))

@@ -46,6 +46,8 @@ def raw_spec(name: str = "p", seed: int = 3, **stage: Any) -> dict[str, Any]:
      "stages.pop.resample_probability=1.5 must be a number in [0, 1]"),
     ("mutations", {"lam": [0, 2]}, "stages.pop.mutations.lam=[0, 2] must be a non-empty list"),
     ("mutations", {"eps": [0.5]}, "stages.pop.mutations.eps: not explored by this stage"),
+    ("mutations", {"lam": [0.5, 2.0]},
+     "stages.pop.mutations: every explored parameter is perturbed by the same factors"),
     ("n_trials", 4, "stages.pop.n_trials: a pbt stage trains its population"),
     ("pruner", "median", "stages.pop.pruner: a pbt stage trains its population"),
 ])
