@@ -246,6 +246,10 @@ def save_slot_state(path: str | Path, state: SlotState) -> None:
     write_npz_atomic(path, arrays)
 
 
+POPULATION_KEYS = ("values", "events", "rng", "exploit_seconds", "done_at", "marked")
+"""What a population's state adds to its group's (``pbt.Population.capture``)."""
+
+
 def save_population_state(path: str | Path, digest: str, state: PopulationState) -> None:
     """Write a population's ``state`` at ``path`` (atomically, as :func:`save_state`)."""
     arrays, header = _state_arrays(digest, state.group)
@@ -266,7 +270,10 @@ def load_population_state(path: str | Path | None, digest: str) -> PopulationSta
                 or header.get("digest") != digest):
             _warn(path, "it was written for another population, settings or data")
             return None
-        return PopulationState(_state_from(header, arrays), dict(header["pbt"]))
+        extra = dict(header["pbt"])
+        for key in POPULATION_KEYS:  # a KeyError: the file is not used
+            extra[key]
+        return PopulationState(_state_from(header, arrays), extra)
     except READ_ERRORS as exc:
         _warn(path, f"it is unreadable ({type(exc).__name__}: {exc})".splitlines()[0])
         return None

@@ -24,8 +24,9 @@ masks) is seeded by its ``seed``.
 
 Per-trial values (:data:`PER_TRIAL`) are (K,)-shaped arrays inside the group; everything
 else is the group key. A trial whose loss becomes NaN or inf leaves the group with its
-result marked diverged; a trial its reporter stops (a pruned trial) leaves it too; the
-others train on unchanged, as they would without it.
+result marked diverged (in population-based training, ``pbt.py``, it stays, marked, until
+the next exploit step replaces its rows); a trial its reporter stops (a pruned trial)
+leaves it too; the others train on unchanged, as they would without it.
 
 A group of one keeps the lone trial's Python floats for its hyperparameters and takes plain
 2-D products; measured side by side in one process against the former lone fast path
@@ -550,16 +551,19 @@ def open_checkpoint(run: GroupRun, checkpoint: str | Path | None) -> CheckpointW
 
 def run_updates(run: GroupRun, writer: CheckpointWriter | None) -> None:
     """Update until the schedule ends or no trial is left; curves (and the checkpoint) at
-    the curve points; then the trials still training finish."""
-    while run.step < run.plan.total and run.active:
-        if run.changes:
-            run.apply_changes(run.step)
-        run.update()
-        if run.active and run.step in run.plan.curve_at:
-            run.at_curve_point(writer)
-    run.flush_diverged()
-    if writer is not None:
-        writer.close()
+    the curve points; then the trials still training finish. A run stopped by an exception
+    (a watcher's, Ctrl-C) first waits for its checkpoint write in flight."""
+    try:
+        while run.step < run.plan.total and run.active:
+            if run.changes:
+                run.apply_changes(run.step)
+            run.update()
+            if run.active and run.step in run.plan.curve_at:
+                run.at_curve_point(writer)
+        run.flush_diverged()
+    finally:
+        if writer is not None:
+            writer.close()
     if run.active:
         run.finish_active()
 

@@ -286,8 +286,9 @@ class Population:
                 self.done_at = run.step
                 if writer is not None and run.active:
                     writer.save(self.capture)
-                for event in events if self.on_exploit is not None else ():
-                    self.on_exploit(event)  # type: ignore[misc]
+                if self.on_exploit is not None:
+                    for event in events:
+                        self.on_exploit(event)
                 if not run.active:
                     break
             run.hold_diverged = run.step < last
@@ -370,14 +371,14 @@ def train_population(specs: Sequence[TrialSpec], data: Dataset | Split,
 
 def _segments(events: Sequence[ExploitEvent], member: int) -> tuple[int, list[int]]:
     """(the root ancestor, the indices of the events the member's final weights came
-    through, the latest first)."""
+    through, the latest first). A source is never replaced at its own exploit step, so
+    the source's latest event before this one is at an earlier update."""
     chain: list[int] = []
-    current, before = member, math.inf
+    current = member
     for n in range(len(events) - 1, -1, -1):
-        e = events[n]
-        if e.member == current and e.update < before:
+        if events[n].member == current:
             chain.append(n)
-            current, before = e.source, e.update
+            current = events[n].source
     return current, chain
 
 

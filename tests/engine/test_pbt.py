@@ -6,6 +6,7 @@ determinism, checkpoint kill and resume, replay of a member's lineage alone, and
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from numsweep.engine import (
     Bound,
     ExploitEvent,
     PBTSettings,
+    SlotTrial,
     SpecError,
     TrialSpec,
     lineage_changes,
@@ -23,14 +25,22 @@ from numsweep.engine import (
     train,
     train_group,
     train_population,
+    train_slots,
 )
+from numsweep.engine.build import build_network
+from numsweep.engine.checkpoint import load_weights
 from numsweep.engine.data import Split, load_dataset, make_split
+from numsweep.engine.fused import fuse
+from numsweep.engine.group import RULE_VALUES as RULE_FIELDS
 from numsweep.engine.group import group_key, start_run
+from numsweep.engine.optimizers import make_optimizer
 from numsweep.engine.pbt import (
     Population,
     choose_members,
     explore_values,
 )
+from numsweep.engine.pertrial import PerTrial
+from numsweep.engine.spec import RULE_PARAMETERS
 from tests.conftest import for_model
 
 BASE = {"n_train": 120, "n_val": 40, "batch_size": 20, "n_s": 4, "cycles": 2,
@@ -60,11 +70,13 @@ def same_results(a: Any, b: Any) -> None:
             (y.val_acc, y.test_acc, y.train_acc, y.updates, y.diverged))
 
 
-def test_a_population_trains_and_its_results_hold_the_final_values(split: Split) -> None:
+def test_a_population_trains_and_its_results_hold_the_final_values(split: Split,
+                                                                   tmp_path: Path) -> None:
     specs = population()
     settings = PBTSettings(interval=3, bounds=BOUNDS)
     heard: list[ExploitEvent] = []
-    result = train_population(specs, split, settings, on_exploit=heard.append)
+    paths = [tmp_path / f"{i}.npz" for i in range(8)]
+    result = train_population(specs, split, settings, on_exploit=heard.append, weights=paths)
     assert len(result.results) == 8 and result.events and list(result.events) == heard
     assert {e.update for e in result.events} == {3, 6, 9, 12, 15}  # total 16
     assert result.exploit_seconds > 0 and 0 < result.exploit_share() < 1
@@ -73,6 +85,7 @@ def test_a_population_trains_and_its_results_hold_the_final_values(split: Split)
         want = last[-1] if last else {b.name: getattr(specs[i], b.name) for b in BOUNDS}
         assert {b.name: getattr(r.spec, b.name) for b in BOUNDS} == want
         assert r.updates == 16 and not r.diverged and r.spec.seed == i
+        assert load_weights(paths[i]).spec == r.spec  # the kept network names its values
 
 
 @pytest.mark.parametrize("model, optimizer", [("mlp", "momentum"), ("mlp", "adam"),
@@ -187,6 +200,11 @@ def test_a_diverged_member_is_replaced_at_the_next_exploit_step(split: Split) ->
     plain = train_group(specs, split)
     for a, b in zip(alone.results, plain, strict=True):
         assert a.curves == b.curves and a.updates == b.updates
+    # every member diverged at an exploit step: nothing to copy from, all end diverged
+    wild = [s.replace(eta_max=1e150, eta_min=1e149) for s in specs[:2]]
+    lost = train_population(wild, split, PBTSettings(interval=3, bounds=BOUNDS))
+    assert not lost.events and all(r.diverged and r.updates == 3 for r in lost.results)
+    assert all("loss diverged" in r.message for r in lost.results)
 
 
 class Stop(Exception):
@@ -214,9 +232,12 @@ def test_a_population_killed_and_resumed_from_its_checkpoint_ends_as_one_run(
     assert resumed.results[0].message == "resumed from its checkpoint at update 9"
     same_results(whole, resumed)
     assert heard[0] == list(whole.results[0].curves)  # restored points first, then the rest
-    # another population's settings do not resume from it
+    # another population's settings do not resume from it, nor does a damaged file
     with pytest.warns(UserWarning, match="another population"):
         train_population(specs, split, dataclasses.replace(settings, seed=3), checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        same_results(whole, train_population(specs, split, settings, checkpoint=path))
 
 
 def test_replay_alone_equals_the_population_member(split: Split) -> None:
@@ -326,7 +347,7 @@ def test_hp_changes_are_validated_stored_and_per_trial() -> None:
             TrialSpec.from_mapping({"hp_changes": bad})
 
 
-def test_hp_changes_apply_just_before_their_update(split: Split) -> None:
+def test_hp_changes_apply_just_before_their_update(split: Split, tmp_path: Path) -> None:
     """eta_max changed before update 5 of a constant schedule: the curves up to it are the
     unchanged run's, the rate from update 5 on is the new one; a change past the run's end
     is refused in one line."""
@@ -345,5 +366,127 @@ def test_hp_changes_apply_just_before_their_update(split: Split) -> None:
     after = [(a.loss, b.loss) for a, b in zip(run.curves, plain.curves, strict=True)
              if a.step == 6]
     assert all(x != y for x, y in after)  # update 5 took the new values
+    # killed after the change and resumed from its checkpoint: the changes before the
+    # checkpoint's update are in force again
+    path = tmp_path / "run.npz"
+
+    def stop_at_8(points: Any, total: int) -> None:
+        if points[0].step == 8:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(changed, split, checkpoint=path, on_points=stop_at_8)
+    resumed = train(changed, split, checkpoint=path)
+    # update 7's checkpoint: the run stopped at 8 waited for its write
+    assert resumed.message == "resumed from its checkpoint at update 7"
+    assert resumed.curves == run.curves and resumed.test_acc == run.test_acc
     with pytest.raises(SpecError, match=r"an update in 1\.\.11"):
         train(base.replace(hp_changes=[[12, "lam", 0.1]]), split)
+
+
+# -- the pieces an exploit and an explore use --------------------------------------------------
+
+def three_nets(seed: int = 0) -> list[Any]:
+    spec = TrialSpec(hidden=(6, 5), dtype="float64")
+    return [build_network(spec.replace(seed=seed + i), (4, 4, 3), 10,
+                          np.random.default_rng(seed + i)) for i in range(3)]
+
+
+@pytest.mark.parametrize("layout", ["wide", "lone"])
+def test_fused_net_copy_row_and_set_values(layout: str) -> None:
+    """copy_row copies one trial's slice of every parameter (the wide layout's views
+    included) and nothing else; set_values changes one trial's dropout rates: the next
+    step is that of a net fused with those rates."""
+    net = fuse(three_nets(), [0.0] * 3, [0.0] * 3, layout)
+    before = {name: p.copy() for name, p in net.params.items()}
+    net.copy_row(0, 2)
+    for name, p in net.params.items():
+        assert np.array_equal(p[0], before[name][2])
+        assert np.array_equal(p[1:], before[name][1:])
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(8, 48)), rng.integers(0, 10, size=8)
+    net = fuse(three_nets(), [0.0] * 3, [0.0] * 3, layout)
+    net.train_step(x, y, eps=np.zeros(3), rngs=[np.random.default_rng(9)] * 3,
+                   scale=np.ones(3))  # the per-trial rate caches filled
+    net.set_values(1, dropout=0.5, dropout_input=0.2)
+    want = fuse(three_nets(), [0.0, 0.5, 0.0], [0.0, 0.2, 0.0], layout)
+    steps = []
+    for fused in (net, want):
+        rngs = [np.random.default_rng(i) for i in range(3)]
+        loss, grads = fused.train_step(x, y, eps=np.zeros(3), rngs=rngs, scale=np.ones(3))
+        steps.append((loss, {k: v.copy() for k, v in grads.items()}))
+    assert np.array_equal(steps[0][0], steps[1][0])
+    for name in steps[0][1]:
+        assert np.array_equal(steps[0][1][name], steps[1][1][name])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "rmsprop_nesterov", "adam"])
+def test_rule_copy_row_and_set_values(optimizer: str) -> None:
+    """set_values gives trial 1 the values of another spec: steps then equal those of a
+    rule made from the specs with those values; copy_row copies trial 2's state into 0
+    (and a per-trial count)."""
+    base = TrialSpec(optimizer=optimizer)
+    names = [n for n in ("momentum", "rho", "beta1", "beta2", "opt_eps")
+             if optimizer in RULE_PARAMETERS[n][1]]
+    new = {"momentum": 0.5, "rho": 0.7, "beta1": 0.6, "beta2": 0.95, "opt_eps": 1e-4}
+    specs = [base.replace(seed=i) for i in range(3)]
+    changed = [specs[0], base.replace(**{n: new[n] for n in names}), specs[2]]
+    rule, want = make_optimizer(specs), make_optimizer(changed)
+    rule.set_values(1, **{RULE_FIELDS[n]: new[n] for n in names})
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 4, 5))}
+    other = {"W": params["W"].copy()}
+    for _ in range(3):
+        g = {"W": rng.normal(size=(3, 4, 5))}
+        rule.step(params, {"W": g["W"].copy()}, PerTrial([0.1, 0.2, 0.3]))
+        want.step(other, {"W": g["W"].copy()}, PerTrial([0.1, 0.2, 0.3]))
+    assert np.array_equal(params["W"], other["W"])
+    rule.per_trial(3)
+    if optimizer == "adam":
+        rule.t[2] = 9  # type: ignore[index, union-attr]
+    state = {k: a.copy() for k, a in rule.state["W"].items()}
+    rule.copy_row(0, 2)
+    for k, a in rule.state["W"].items():
+        assert np.array_equal(a[0], state[k][2]) and np.array_equal(a[1:], state[k][1:])
+    if optimizer == "adam":
+        assert list(rule.t) == [9, 3, 9]  # type: ignore[arg-type, union-attr]
+    lone = make_optimizer(specs[0])
+    lone.set_values(0, **{RULE_FIELDS[names[0]]: new[names[0]]})
+    assert getattr(lone, RULE_FIELDS[names[0]]) == new[names[0]]
+
+
+def test_a_slot_group_refuses_a_trial_with_hp_changes(split: Split) -> None:
+    """A slot's values are its rows' for the whole run: hp_changes would be ignored."""
+    class OneFeed:
+        def refill(self, ended: Any, free: int) -> list[SlotTrial]:
+            spec = population(1)[0].replace(hp_changes=[[3, "lam", 0.01]])
+            return [SlotTrial(1, spec)] if not ended else []
+
+        def report(self, reports: Any) -> list[int]:
+            return []
+
+    with pytest.raises(ValueError, match="hp_changes trains alone or in train_group"):
+        train_slots(1, OneFeed(), split)
+
+
+def test_a_population_on_the_device_is_the_cpu_population(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the stand-in for CuPy (``fake_cupy``): the row copies and value edits work on
+    device arrays; a member diverged there is marked at the exploit step (nothing comes
+    back per update) and replaced as on the CPU: the same events, the same curves (float64
+    to 1e-10)."""
+    from tests.engine import fake_cupy
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.FakeCupy(devices=1))
+    specs = population(6)
+    specs[2] = specs[2].replace(eta_max=1e150, eta_min=1e149)
+    settings = PBTSettings(interval=3, bounds=BOUNDS)
+    cpu = train_population(specs, split, settings)
+    gpu = train_population([s.replace(device="cuda") for s in specs], split, settings)
+    assert cpu.events[0].member == 2 and np.isnan(cpu.events[0].metric_member)
+    assert [(e.update, e.member, e.source, e.after) for e in gpu.events] == [
+        (e.update, e.member, e.source, e.after) for e in cpu.events]
+    for a, b in zip(cpu.results, gpu.results, strict=True):
+        assert not b.diverged and b.updates == a.updates
+        np.testing.assert_allclose([c.loss for c in b.curves], [c.loss for c in a.curves],
+                                   rtol=1e-10)
