@@ -84,7 +84,8 @@ def _override_text(value: Any) -> str:
 def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, jobs: int | None = None, threads: int = 1,
           progress: bool = True, checkpoint_dir: str | Path | None = None,
-          keep_weights: str = "best", force: bool = False) -> SweepResult:
+          keep_weights: str = "best", force: bool = False,
+          grouping: str = "slots") -> SweepResult:
     """Run every stage of ``spec`` and store its trials in ``db`` (a URL or a SQLite path).
 
     ``data`` is the dataset (an .npz, a folder, ...; default: CIFAR-10 downloaded into the
@@ -100,7 +101,9 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     ``Storage("sqlite://", in_memory=True)``: the returned :class:`SweepResult` reads from
     that object (no other process can see it), and ``checkpoint_dir`` must be a folder of
     its own: the trial ids of an in-memory database come again in the next one. ``force``
-    is ``--force``: trials of more than 10,000,000 updates may run."""
+    is ``--force``: trials of more than 10,000,000 updates may run. ``grouping`` is
+    ``--grouping``: ``slots`` (each worker trains one slot group, refilled as trials end)
+    or ``batch``."""
     from numsweep.engine import load_dataset
     from numsweep.sweeps.guards import default_jobs
     from numsweep.sweeps.spec import check_against_images, resolve_data
@@ -116,7 +119,7 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
     display = progress_display() if progress else None
     summaries = run_sweep(parsed, storage, data_source=source, jobs=jobs, threads=threads,
                           on_event=display, checkpoint_dir=checkpoint_dir,
-                          keep_weights=keep_weights, force=force)
+                          keep_weights=keep_weights, force=force, grouping=grouping)
     if display is not None:
         display.close()
     return SweepResult(parsed.name, storage.url, tuple(summaries),
@@ -125,18 +128,19 @@ def sweep(spec: SpecSource, *, db: str | Storage = DEFAULT_URL, data: str | Path
 
 def extend(name: str, additions: Mapping[str, Any], *, db: str | Storage = DEFAULT_URL,
            data: str | Path | None = None, jobs: int = 1, threads: int | None = None,
-           progress: bool = True) -> SweepResult:
+           progress: bool = True, grouping: str | None = None) -> SweepResult:
     """Give sampler stages of the stored sweep ``name`` more trials and run them, as
     ``numsweep sweep extend NAME STAGE.n_trials=+N`` does: ``additions`` maps
     ``"STAGE.n_trials"`` to ``"+N"`` (trials to add) or to the new total. Runs as a resume
-    runs (the stored spec; ``data`` defaults to the sweep's and other data is refused)."""
+    runs (the stored spec; ``data`` defaults to the sweep's and other data is refused);
+    ``grouping`` is ``--grouping`` (None: as each stage stored it)."""
     from numsweep.sweeps.extend import extend_sweep
 
     storage = db if isinstance(db, Storage) else Storage(str(db))
     display = progress_display() if progress else None
     summaries = extend_sweep(name, storage, {k: str(v) for k, v in additions.items()},
                              data_source=None if data is None else str(data), jobs=jobs,
-                             threads=threads, on_event=display)
+                             threads=threads, on_event=display, grouping=grouping)
     if display is not None:
         display.close()
     return SweepResult(name, storage.url, tuple(summaries))

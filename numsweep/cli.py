@@ -25,7 +25,7 @@ from rich.table import Table
 
 # only light modules here: pandas, matplotlib, SQLAlchemy, Optuna and the engine load
 # inside the commands that use them, so that --help and quick commands start at once
-from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_URL, DEVICES
+from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_URL, DEVICES, GROUPINGS
 from numsweep.errors import NumsweepError
 from numsweep.shield import install_sigint_handler
 
@@ -337,12 +337,20 @@ def jobs_option(fn: F) -> F:
 
 
 def group_size_option(fn: F) -> F:
+    """--group-size and --grouping (sweep run, resume, extend, worker)."""
+    fn = click.option("--grouping", "grouping", default=None,
+                      type=click.Choice(GROUPINGS),
+                      show_default="slots; for a stage already planned, as it was stored",
+                      help="How a stage's groups form: slots (each worker trains one slot "
+                           "group and refills a slot as soon as its trial ends) or batch "
+                           "(a group's trials start together; it ends with its last).")(fn)
     return click.option("--group-size", "group_size", default=None, metavar="K",
                         type=click.IntRange(min=0),
-                        show_default="automatic, from the stage's size, the free memory and "
-                                     "--jobs",
+                        show_default="automatic: the fastest per trial as measured on "
+                                     "this machine, within the stage's size over --jobs "
+                                     "and the free memory",
                         help="Train up to K like-shaped trials of a stage together as one "
-                             "fused group (0 or 1: one at a time).")(fn)
+                             "fused group, or K slots (0 or 1: one at a time).")(fn)
 
 
 def stored_threads_option(fn: F) -> F:
@@ -446,7 +454,8 @@ def _params_text(params: dict[str, Any]) -> str:
 @data_option
 @db_option
 def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, force: bool,
-              group_size: int | None, threads: int, budget: str | None, device: str | None,
+              group_size: int | None, grouping: str | None, threads: int,
+              budget: str | None, device: str | None,
               backend: str, scheduler: str | None, grace: float, db_wait: float,
               checkpoint_dir: str | None, keep_weights: str, data: str | None,
               db: str) -> None:
@@ -471,7 +480,8 @@ def sweep_run(spec_file: str, overrides: tuple[str, ...], jobs: int | None, forc
     options = RunOptions(jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
                          grace=grace, db_wait=db_wait, data=data,
                          checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-                         device=device, group_size=group_size, force=force)
+                         device=device, group_size=group_size, grouping=grouping,
+                         force=force)
     overrides_given = parse_overrides(overrides)
     _run_printed(lambda: start_sweep(spec_file, overrides_given, db, options, console=console,
                                      budget=budget, download=_download_progress()), db)
@@ -518,14 +528,15 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
             scheduler: str | None, grace: float, db_wait: float, data: str | None,
             db: str, checkpoint_dir: str | None, keep_weights: str | None,
             device: str | None, group_size: int | None = None,
-            extend: dict[str, str] | None = None) -> None:
+            grouping: str | None = None, extend: dict[str, str] | None = None) -> None:
     """``sweep resume``, ``sweep extend`` and ``worker``: one library call, then print."""
     from numsweep.sweeps.pipeline import RunOptions, continue_sweep
 
     options = RunOptions(jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
                          grace=grace, db_wait=db_wait, data=data,
                          checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-                         device=device, group_size=group_size, force=force)
+                         device=device, group_size=group_size, grouping=grouping,
+                         force=force)
     _run_printed(lambda: continue_sweep(name, db, options, console=console, extend=extend,
                                         download=_download_progress()), db)
 
@@ -534,6 +545,7 @@ def _resume(name: str, jobs: int | None, force: bool, threads: int | None, backe
 @click.argument("name")
 @stored_sweep_options
 def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | None,
+                 grouping: str | None,
                  threads: int | None, backend: str, scheduler: str | None, grace: float,
                  db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
                  keep_weights: str | None, device: str | None) -> None:
@@ -550,7 +562,7 @@ def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | Non
         numsweep sweep resume lambda-search --db sqlite:///t.db --grace 30
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights, device, group_size)
+            checkpoint_dir, keep_weights, device, group_size, grouping)
 
 
 @sweep.command("extend")
@@ -558,7 +570,8 @@ def sweep_resume(name: str, jobs: int | None, force: bool, group_size: int | Non
 @click.argument("additions", nargs=-1, metavar="STAGE.n_trials=+N...")
 @stored_sweep_options
 def sweep_extend(name: str, additions: tuple[str, ...], jobs: int | None, force: bool,
-                 group_size: int | None, threads: int | None, backend: str,
+                 group_size: int | None, grouping: str | None, threads: int | None,
+                 backend: str,
                  scheduler: str | None, grace: float, db_wait: float, data: str | None,
                  db: str, checkpoint_dir: str | None, keep_weights: str | None,
                  device: str | None) -> None:
@@ -573,7 +586,7 @@ def sweep_extend(name: str, additions: tuple[str, ...], jobs: int | None, force:
         numsweep sweep extend lambda-search fine.n_trials=24 --jobs 2
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights, device, group_size,
+            checkpoint_dir, keep_weights, device, group_size, grouping,
             extend=parse_overrides(additions))
 
 
@@ -716,6 +729,7 @@ def sweep_delete(name: str, yes: bool, db: str) -> None:
 @click.argument("name")
 @stored_sweep_options
 def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
+           grouping: str | None,
            threads: int | None, backend: str, scheduler: str | None, grace: float,
            db_wait: float, data: str | None, db: str, checkpoint_dir: str | None,
            keep_weights: str | None, device: str | None) -> None:
@@ -733,7 +747,7 @@ def worker(name: str, jobs: int | None, force: bool, group_size: int | None,
             --data /scratch/cifar10.npz --jobs 4
     """
     _resume(name, jobs, force, threads, backend, scheduler, grace, db_wait, data, db,
-            checkpoint_dir, keep_weights, device, group_size)
+            checkpoint_dir, keep_weights, device, group_size, grouping)
 
 
 @cli.group()

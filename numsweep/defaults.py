@@ -10,3 +10,8 @@ DEFAULT_GRACE = 60.0
 killed or its machine went away) and runs again."""
 DEVICES = ("cpu", "cuda")
 """What ``device`` may be: NumPy on the CPU, or CuPy on an NVIDIA GPU."""
+GROUPINGS = ("slots", "batch")
+"""How a stage's groups form (--grouping): slot groups refill a slot as soon as its trial
+ends; batch groups start their trials together and end with the last."""
+DEFAULT_GROUPING = "slots"
+"""How a new stage's groups form unless --grouping says otherwise."""

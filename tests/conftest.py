@@ -1,8 +1,9 @@
 """Shared fixtures: small generated datasets (never the real data); the ``numsweep`` command's
-Ctrl-C handler for one test."""
+Ctrl-C handler for one test; a cache folder of the suite's own (never the user's)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,23 @@ def write_images_npz(path: Path, seed: int) -> Path:
     x_test, y_test = make_images(200, rng)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$NUMSWEEP_CACHE`` for the whole suite (the group-size measurements kept by
+    ``sweeps.pace_cache``; the commands the tests spawn inherit it): nothing is written to
+    the user's ``~/.cache``."""
+    folder = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("NUMSWEEP_CACHE")
+    os.environ["NUMSWEEP_CACHE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop("NUMSWEEP_CACHE", None)
+        else:
+            os.environ["NUMSWEEP_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

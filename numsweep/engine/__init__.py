@@ -27,6 +27,7 @@
 - ``workspace``: reused scratch arrays
 - ``backend``: the array module (NumPy or CuPy) and the ``device`` parameter's checks
 - ``sizing``: how many trials fit in a group, and a network's memory
+- ``pace``: how fast a group of each size trains here, per trial (sizes groups)
 - ``gradcheck``: numerical gradient checks
 """
 

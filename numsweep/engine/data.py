@@ -3,7 +3,7 @@
 Supported sources, by what ``load_dataset`` is given:
 
 - ``None`` or ``"cifar10"``: the official CIFAR-10 python archive, downloaded once into the
-  cache folder (``$NUMSWEEP_CACHE`` or ``~/.cache/numsweep``), MD5-checked and extracted;
+  cache folder (:func:`cache_dir`), MD5-checked and extracted;
 - a ``.tar.gz`` file: that archive, already downloaded (extracted into the cache under its
   MD5, see :func:`load_archive`);
 - a ``cifar-10-batches-py`` folder (or a folder holding one);
@@ -94,7 +94,13 @@ class Split:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NUMSWEEP_CACHE", Path.home() / ".cache" / "numsweep"))
+    """numsweep's cache folder (downloaded archives, group-size measurements):
+    ``$NUMSWEEP_CACHE``, else ``$XDG_CACHE_HOME/numsweep``, else ``~/.cache/numsweep``."""
+    folder = os.environ.get("NUMSWEEP_CACHE")
+    if folder:
+        return Path(folder)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "numsweep" if xdg else Path.home() / ".cache" / "numsweep"
 
 
 def load_dataset(source: str | os.PathLike[str] | None = None, *,

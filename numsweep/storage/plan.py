@@ -22,10 +22,12 @@ class StagePlan:
     own; ``setup_by`` the process that stored it and adds the reused trials to the Optuna
     study, ``study_ready`` once that is done; ``group_size`` how many of its trials train
     together as one fused group at most (1: one at a time; None: stored by an older numsweep,
-    which trained them one at a time) and ``group_auto`` whether that was chosen
-    automatically. A ``pbt`` stage's ``configs`` are its members' initial values;
-    ``exploit_seconds`` and ``exploit_steps`` its population's time in exploit steps and
-    their number, once it ended (None before).
+    which trained them one at a time), ``group_auto`` whether that was chosen
+    automatically and ``group_pace`` the measurement that chose it (seconds per
+    trial-update by group size; empty when none was made, or stored by an older numsweep).
+    A ``pbt`` stage's ``configs`` are its members' initial values; ``exploit_seconds`` and
+    ``exploit_steps`` its population's time in exploit steps and their number, once it
+    ended (None before).
     """
 
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -38,6 +40,8 @@ class StagePlan:
     study_ready: bool = True
     group_size: int | None = None
     group_auto: bool = False
+    group_pace: dict[int, float] = field(default_factory=dict)
+    grouping: str | None = None
     exploit_seconds: float | None = None
     exploit_steps: int | None = None
 
@@ -57,6 +61,10 @@ class StagePlan:
         if self.group_size is not None:
             out["group_size"] = self.group_size
             out["group_auto"] = self.group_auto
+        if self.group_pace:
+            out["group_pace"] = {str(k): v for k, v in sorted(self.group_pace.items())}
+        if self.grouping is not None:
+            out["grouping"] = self.grouping
         if self.exploit_seconds is not None:
             out["exploit_seconds"] = self.exploit_seconds
         if self.exploit_steps is not None:
@@ -78,10 +86,22 @@ class StagePlan:
                    study_ready=bool(raw.get("study_ready", True)),
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
                    group_auto=bool(raw.get("group_auto", False)),
+                   group_pace=_pace(raw.get("group_pace")),
+                   grouping=None if raw.get("grouping") is None else str(raw["grouping"]),
                    exploit_seconds=None if raw.get("exploit_seconds") is None
                    else float(raw["exploit_seconds"]),
                    exploit_steps=None if raw.get("exploit_steps") is None
                    else int(raw["exploit_steps"]))
+
+    def describe_pace(self) -> str:
+        """The measurement that chose the group size, e.g. ``measured per trial-update:
+        K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms`` (empty without one)."""
+        if not self.group_pace:
+            return ""
+        sizes = sorted(self.group_pace)
+        return "measured per trial-update: " + ", ".join(
+            f"{'K=' if i == 0 else ''}{k} {self.group_pace[k] * 1e3:.2f} ms"
+            for i, k in enumerate(sizes))
 
     def describe(self, sampler: str = "grid") -> str:
         """The plan in words: ranges, fixed values, trials planned and reused. A ``best``
@@ -95,9 +115,20 @@ class StagePlan:
         if self.reused:
             words.append(f"{len(self.reused)} earlier {_trials(len(self.reused))} reused")
         if self.group_size is not None and self.group_size > 1:
-            words.append(f"fused groups of up to {self.group_size}"
+            kind = "slot groups of" if self.grouping == "slots" else "fused groups of up to"
+            words.append(f"{kind} {self.group_size}"
                          + (" (automatic)" if self.group_auto else ""))
         return "; ".join(words)
+
+
+def _pace(raw: Any) -> dict[int, float]:
+    """A stored measurement ({"8": seconds, ...}); nothing for an older plan or a bad one."""
+    if not isinstance(raw, dict):
+        return {}
+    try:
+        return {int(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        return {}
 
 
 def _trials(n: int) -> str:

@@ -13,7 +13,10 @@
 - ``slots.py``: a stage's slots as stored: latest attempts, final or not, counted.
 - ``claims.py``: lost and interrupted trials found and claimed again.
 - ``submission.py``: claimed trials to the pool in groups, their curve points and outcomes back.
-- ``telling.py``: outcomes kept by their Optuna trials, configurations told in order.
+- ``slot_stage.py``: a stage trained in slot groups (a freed slot refilled at once), live pruning.
+- ``slot_training.py``: what runs in a worker for a slot group: its feed, never raise.
+- ``slot_links.py``: a slot group's feed to the sweep process: a call, files, Dask queues.
+- ``telling.py``: outcomes kept by their Optuna trials, configurations told (in order, or at once).
 - ``pool.py``: the worker pool, made again after a worker died with the same settings.
 - ``events.py``: what a run tells its caller (:class:`TrialEvent`, :class:`StageSummary`).
 - ``occupancy.py``: how full a stage's slot groups ran; a group that ended stored and told.
@@ -30,7 +33,8 @@
 - ``liveness.py``: heartbeats and how a lost trial (its process gone) is detected.
 - ``data_share.py``: how data reaches worker processes (memory-mapped ``.npy`` files).
 - ``executors.py``: where trials run: this process, loky worker processes, a Dask cluster.
-- ``grouping.py``: which claimed trials train together as fused groups; the automatic size.
+- ``grouping.py``: which claimed trials train together as batch groups; the automatic size.
+- ``pace_cache.py``: the measured speed of each group size, kept per machine (user cache).
 - ``worker.py``: what runs in a worker process: train one trial or group, never raise.
 - ``deaths.py``: which trial a dead worker process was running (only that one counts as lost).
 - ``interrupts.py``: Ctrl-C or SIGTERM acted on within seconds, running trials marked interrupted.

@@ -24,19 +24,24 @@ if TYPE_CHECKING:
 def lost_slot(ctx: SweepContext, slots: Mapping[int, SlotRecord]) -> SlotRecord | None:
     """The first slot to run again: interrupted, or left RUNNING by a process that is
     gone."""
-    mine = {job.trial_id for job in ctx.trials.running.values()}
-    mine |= {job.trial_id for job, _, _ in ctx.trials.pending}
-    now = utcnow()
+    mine = ctx.trials.mine()
+    return next((slot for slot in slots.values() if claimable(ctx, slot, mine)), None)
+
+
+def claimable(ctx: SweepContext, slot: SlotRecord, mine: set[int] | None = None) -> bool:
+    """Whether ``slot``'s latest attempt is to run again: interrupted, or RUNNING in a
+    process that is gone (not one of this process's own, ``mine``)."""
+    if slot.state is TrialState.INTERRUPTED:
+        return True
+    if slot.state is not TrialState.RUNNING:
+        return False
+    if slot.trial_id in (ctx.trials.mine() if mine is None else mine):
+        return False
     grace = ctx.settings.grace
     # after an outage no process could stamp its heartbeat: judge them a grace later
     back = ctx.storage.reconnected_at
     stale_ok = back is None or time.monotonic() - back > grace
-    for slot in slots.values():
-        if slot.state is TrialState.INTERRUPTED or (
-                slot.trial_id not in mine and (
-                    is_lost(slot, grace, now) if stale_ok else is_gone(slot.worker))):
-            return slot
-    return None
+    return is_lost(slot, grace, utcnow()) if stale_ok else is_gone(slot.worker)
 
 
 def run_again(ctx: SweepContext, study: optuna.Study, stage: StageSpec,

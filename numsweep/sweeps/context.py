@@ -50,6 +50,7 @@ class ProcessSettings:
     name: str  # this process (worker_name()): host and pid
     device: str | None = None  # the device of every trial this process trains; None: each
     # trial's own
+    grouping: str | None = None  # "slots" or "batch"; None: as the stage stored it
     notify: EventHandler = _ignore
     estimate: Estimator | None = None
 
@@ -105,6 +106,19 @@ Pending = tuple[RunningTrial, TrialSpec, PruneSnapshot | None]
 
 
 @dataclass
+class SlotGroupRun:
+    """A slot group this process runs (``slot_stage.py``): its key (``engine.group_key``),
+    its checkpoint, and its members now (they change at each refill)."""
+
+    group_id: int
+    stage: str
+    key: Any
+    size: int
+    checkpoint: Path
+    members: dict[int, RunningTrial] = field(default_factory=dict)  # trial id -> job
+
+
+@dataclass
 class InFlight:
     """The trials of this process: claimed and waiting for a group (``pending``), submitted
     (``running``, a future each), and what it finished or could not write."""
@@ -113,6 +127,7 @@ class InFlight:
     running: dict[Future[TrialOutcome], RunningTrial] = field(default_factory=dict)
     training: dict[int, RunningTrial] = field(default_factory=dict)  # id -> job, from start
     inline: RunningTrial | None = None  # its group runs in this process (--jobs 1)
+    slot_groups: dict[Future[Any], SlotGroupRun] = field(default_factory=dict)
     finished: int = 0
     unsaved: list[TrialOutcome] = field(default_factory=list)  # the database is away
 
@@ -120,10 +135,17 @@ class InFlight:
         """Every trial this process holds RUNNING in the database."""
         ids = [job.trial_id for job in self.running.values()]
         ids += [job.trial_id for job, _, _ in self.pending]
-        return ids + ([self.inline.trial_id] if self.inline is not None else [])
+        ids += list(self.training)  # a group trained in this process: every member
+        ids += [i for run in self.slot_groups.values() for i in run.members]
+        ids += [self.inline.trial_id] if self.inline is not None else []
+        return list(dict.fromkeys(ids))
+
+    def mine(self) -> set[int]:
+        """The trials this process claimed and has not stored yet."""
+        return set(self.ids())
 
     def groups_running(self) -> int:
-        return len({job.group for job in self.running.values()})
+        return len({job.group for job in self.running.values()}) + len(self.slot_groups)
 
 
 @dataclass

@@ -66,6 +66,36 @@ def execute_group_announced(task: Any) -> Any:
             path.unlink(missing_ok=True)
 
 
+def execute_slots_announced(task: Any) -> Any:
+    """:func:`numsweep.sweeps.slot_training.execute_slots` in a worker process, leaving a
+    pid file for each trial while it is a member of the group (members change at each
+    refill: only the trials the group holds when it dies count as its)."""
+    from numsweep.sweeps.slot_training import execute_slots
+
+    written: set[Path] = set()
+
+    def join(tasks: Any) -> None:
+        for t in tasks:
+            if t.shared is not None:
+                path = _pid_file(t.shared.folder, t.trial_id)
+                with contextlib.suppress(OSError):  # else the watcher does not know
+                    path.write_text(str(os.getpid()))
+                    written.add(path)
+
+    def leave(tasks: Any) -> None:
+        for t in tasks:
+            if t.shared is not None:
+                path = _pid_file(t.shared.folder, t.trial_id)
+                path.unlink(missing_ok=True)
+                written.discard(path)
+
+    try:
+        return execute_slots(task, on_join=join, on_leave=leave)
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
+
+
 class DeathWatch:
     """A daemon thread that notes when the worker processes named by pid files die."""
 

@@ -19,7 +19,7 @@ class TrialEvent:
     curve point ("point", with its val_acc) or ends, a slot group ends ("group", with the
     stage's occupancy so far)."""
 
-    kind: str  # "stage", "started", "point", "finished" or "group"
+    kind: str  # "stage", "started", "point", "finished" or "group" (a slot group ended)
     stage: str
     number: int = -1  # the trial's number in its sweep; shown is trial_id
     state: TrialState | None = None

@@ -100,6 +100,38 @@ def checkpoint_path(root: Path, sweep: str, stage: str, slots: Sequence[int]) ->
     return root / _safe(sweep) / _safe(stage) / f"slots-{'-'.join(map(str, sorted(slots)))}.npz"
 
 
+def slot_group_checkpoint_path(root: Path, sweep: str, stage: str, group_id: int) -> Path:
+    """The checkpoint of a slot group of a stage (its file names its members); ``group_id``
+    is the id of the first trial it started with."""
+    return root / _safe(sweep) / _safe(stage) / f"group-{group_id}.npz"
+
+
+def slot_group_checkpoints(root: Path, sweep: str, stage: str) -> list[Path]:
+    """The slot-group checkpoints of a stage, oldest group first."""
+    folder = root / _safe(sweep) / _safe(stage)
+    found = [p for p in (folder.glob("group-*.npz") if folder.is_dir() else [])
+             if _group_of(p) is not None]
+    return sorted(found, key=lambda p: _group_of(p) or 0)
+
+
+def _group_of(path: Path) -> int | None:
+    match = re.fullmatch(r"group-(\d+)\.npz", path.name)
+    return int(match.group(1)) if match else None
+
+
+def slot_group_members(path: Path) -> list[int] | None:
+    """The members (their keys: planned slots) of the slot group whose checkpoint is at
+    ``path``, in its row order; None when it holds no slot group's state."""
+    import warnings
+
+    from numsweep.engine.checkpoint import CheckpointWarning, load_slot_state
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CheckpointWarning)
+        state = load_slot_state(path, None)
+    return None if state is None else [int(m["key"]) for m in state.members]
+
+
 def train_checkpoint_path(root: Path, sweep: str, spec: TrialSpec) -> Path:
     """The checkpoint of a ``numsweep train`` run: keyed by its spec, so running the same
     command again continues it."""
@@ -226,6 +258,8 @@ def collect_garbage(storage: Storage, sweep: str, folder: str | Path | None = No
         if path.parent.name in ("weights", "train"):
             continue
         slots = _slots_of(path)
+        if slots is None and _group_of(path) is not None:
+            slots = slot_group_members(path)  # a slot group's: the members it saved
         stage = next((s for (s, _) in latest if s is not None and _safe(s) == path.parent.name),
                      None)
         if slots is None or stage is None:

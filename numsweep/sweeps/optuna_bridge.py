@@ -154,9 +154,12 @@ def nsga2_population(n_trials: int | None) -> int:
 
 
 def make_sampler(sampler: str, seed: int, n_trials: int | None = None,
-                 population: int | None = None) -> optuna.samplers.BaseSampler:
+                 population: int | None = None, liar: bool = False
+                 ) -> optuna.samplers.BaseSampler:
+    """``liar``: TPE proposes as if running trials had ended badly (``constant_liar``), so
+    that proposals made while others run spread out (slot stages)."""
     if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=liar)
     if sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(
             seed=seed, population_size=population or nsga2_population(n_trials))
@@ -222,14 +225,16 @@ def study_name(sweep: str, stage: str) -> str:
 def load_study(storage: optuna.storages.BaseStorage, name: str, sampler: str, seed: int,
                pruner: str, attrs: Mapping[str, Any], description: str,
                objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
-               n_trials: int | None = None) -> optuna.Study:
+               n_trials: int | None = None, liar: bool = False) -> optuna.Study:
     """The stage's study (created by the first process to get here), with its objectives
-    named and the stage's spec, sampler and narrowing note as study user attributes."""
+    named and the stage's spec, sampler and narrowing note as study user attributes
+    (``liar``: see :func:`make_sampler`)."""
     with quiet():
         study = optuna.create_study(storage=storage, study_name=name,
                                     directions=[o.direction for o in objectives],
                                     load_if_exists=True,
-                                    sampler=make_sampler(sampler, seed, n_trials),
+                                    sampler=make_sampler(sampler, seed, n_trials,
+                                                         liar=liar),
                                     pruner=make_pruner(pruner))
         if [d.name.lower() for d in study.directions] != [o.direction for o in objectives]:
             raise SweepSpecError(f"the Optuna study {name!r} optimises "

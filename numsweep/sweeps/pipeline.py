@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE
+from numsweep.defaults import DEFAULT_DB_WAIT, DEFAULT_GRACE, DEFAULT_GROUPING
 from numsweep.storage import Storage, TrialRecord
 from numsweep.sweeps.budget import CostModel, StageCalibrated, calibrate, data_shape
 from numsweep.sweeps.events import EventHandler, StageSummary
@@ -46,6 +46,7 @@ class RunOptions:
     keep_weights: str | None = None
     device: str | None = None
     group_size: int | None = None
+    grouping: str | None = None  # None: slots for a new sweep, as stored for a stored one
     force: bool = False
 
 
@@ -157,7 +158,8 @@ def start_sweep(spec_file: str, overrides: Mapping[str, str], db: str, options: 
                          backend=options.backend, scheduler=options.scheduler,
                          grace=options.grace, checkpoint_dir=options.checkpoint_dir,
                          keep_weights=options.keep_weights or DEFAULT_KEEP,
-                         group_size=options.group_size, force=options.force)
+                         group_size=options.group_size, force=options.force,
+                         grouping=options.grouping or DEFAULT_GROUPING)
 
     return _displayed(storage, jobs, spec.name, model, console, run)
 
@@ -191,7 +193,8 @@ def continue_sweep(name: str, db: str, options: RunOptions, *, console: Console,
             estimate=estimate, backend=options.backend, scheduler=options.scheduler,
             grace=options.grace, checkpoint_dir=options.checkpoint_dir,
             keep_weights=options.keep_weights, device=options.device,
-            group_size=options.group_size, force=options.force)
+            group_size=options.group_size, force=options.force,
+            grouping=options.grouping)
         if extend is not None:
             return extend_sweep(name, storage, extend, **kwargs)
         return resume_sweep(name, storage, **kwargs)

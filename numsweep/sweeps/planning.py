@@ -9,11 +9,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from numsweep.defaults import DEFAULT_GROUPING, GROUPINGS
 from numsweep.engine import TrialSpec
 from numsweep.storage import SlotRecord, StagePlan, StageRecord, TrialRecord, TrialState
 from numsweep.sweeps.context import Plan, ProcessSettings, SweepContext
 from numsweep.sweeps.events import StageSummary
-from numsweep.sweeps.grouping import auto_group_size
+from numsweep.sweeps.grouping import GroupChoice, auto_group_size
 from numsweep.sweeps.narrowing import narrow_space
 from numsweep.sweeps.objectives import (
     Objective,
@@ -184,31 +185,48 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
             f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
             f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)}) "
             f"and trains {n_configs * stage.replicates} new")
+    # a pbt population is one fused group: nothing to measure or choose
+    choice = (GroupChoice(n_configs) if stage.sampler == "pbt"
+              else _plan_group_size(ctx, stage, n_configs * stage.replicates))
     plan = StagePlan(
         space={k: p.to_dict() for k, p in space.items()}, fixed=dict(stage.fixed),
         planned=n_configs * stage.replicates, reused=tuple(t.id for t in reused),
         configs=tuple(queue), n_configs=n_configs,
         # the process that stores the plan adds the reused trials to the study
         setup_by=ctx.settings.name, study_ready=not reused,
-        group_size=_plan_group_size(ctx, stage, n_configs * stage.replicates),
-        group_auto=ctx.settings.group_size is None)
+        group_size=choice.size, group_auto=ctx.settings.group_size is None,
+        group_pace=choice.pace,
+        grouping="batch" if stage.sampler == "pbt" else ctx.settings.grouping or DEFAULT_GROUPING)
     return ctx.storage.get_or_create_stage(ctx.sweep.id, index, stage.name,
                                            stage.sampler, plan.to_dict(), note)
 
 
-def _plan_group_size(ctx: SweepContext, stage: StageSpec, trials: int) -> int:
+def _plan_group_size(ctx: SweepContext, stage: StageSpec, trials: int) -> GroupChoice:
     """The stage's group size: ``--group-size``, or chosen from the stage's size, the
-    jobs and the free memory (see :func:`grouping.auto_group_size`)."""
+    jobs, the free memory and a measurement of what pays here, whatever the sampler (see
+    :func:`grouping.auto_group_size`)."""
     if ctx.settings.group_size is not None:
-        return ctx.settings.group_size
+        return GroupChoice(ctx.settings.group_size)
     try:
         spec = TrialSpec.from_mapping(ctx.spec.stage_fixed(stage))
     except ValueError:
-        return 1
+        return GroupChoice(1)
     dataset = ctx.data.dataset
     return auto_group_size(spec, trials, ctx.pool.jobs, dataset.image_shape,
-                           len(dataset.classes),
-                           sync=stage.sync if stage.waits_for_results else None)
+                           len(dataset.classes), threads=ctx.settings.threads)
+
+
+def check_grouping(grouping: str | None) -> str | None:
+    if grouping is not None and grouping not in GROUPINGS:
+        raise SweepSpecError(f"--grouping must be one of {', '.join(GROUPINGS)}, "
+                             f"got {grouping!r}")
+    return grouping
+
+
+def exec_grouping(settings: ProcessSettings, plan: Plan) -> str:
+    """How this process forms the stage's groups: ``--grouping`` when given, else the
+    stage's stored choice (batch for a stage stored by an older numsweep)."""
+    return settings.grouping or plan.stored.grouping or "batch"
 
 
 def exec_group_size(settings: ProcessSettings, plan: Plan) -> int:

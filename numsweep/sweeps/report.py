@@ -68,11 +68,16 @@ class StageReport:
     @property
     def grouping(self) -> str:
         """How the stage's trials trained, in words: the fused groups by size and the
-        stored group size, e.g. ``8 trials in 2 fused groups of 4 (group size 4,
-        automatic)``."""
+        stored group size, e.g. ``8 trials in 2 fused groups (2 of 4) (group size 4,
+        batch, automatic)``, or ``10 trials in 2 slot groups (6, 4 trials through 4 slots)
+        (group size 4, slots,
+        automatic; measured per trial-update: K=1 2.10 ms, 2 2.40 ms, 4 1.61 ms)``."""
         size = self.plan.group_size
+        kind = f", {self.plan.grouping}" if self.plan.grouping and size and size > 1 else ""
+        pace = self.plan.describe_pace()
         setting = ("" if size is None else
-                   f" (group size {size}{', automatic' if self.plan.group_auto else ''})")
+                   f" (group size {size}{kind}{', automatic' if self.plan.group_auto else ''}"
+                   f"{'; ' + pace if pace else ''})")
         trials = sum(self.groups.values())
         fused = {g: n for g, n in self.groups.items() if n > 1}
         if not fused:
@@ -86,7 +91,12 @@ class StageReport:
                                                                        reverse=True))
             alone = trials - sum(fused.values())
             plural = "s" if len(fused) > 1 else ""
-            words = (f"{trials} trials in {len(fused)} fused group{plural} ({sizes})"
+            if self.plan.grouping == "slots":  # a slot group's trials: all that passed through
+                sizes = ", ".join(str(n) for n in sorted(fused.values(), reverse=True))
+                sizes = f"{sizes} trials through {size} slots" if size else sizes
+            words = (f"{trials} trials in {len(fused)} "
+                     f"{'slot' if self.plan.grouping == 'slots' else 'fused'} group{plural} "
+                     f"({sizes})"
                      + (f", {alone} alone" if alone else ""))
         if self.unrecorded:
             words += f"; {self.unrecorded} trials without a recorded group"

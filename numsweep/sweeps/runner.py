@@ -23,7 +23,15 @@ What is guaranteed (see docs/sweeps.md, "Parallel runs and reproducibility"):
   is ``sync`` rounded up to a multiple of K (:func:`grouping.proposal_lag`); K = 1 is the
   rule above. So with the same stored K the same sweep seed gives the same trials with any
   ``--jobs`` up to S / K, and the same metrics (bit for bit when the groups form alike,
-  else to the rounding above).
+  else to the rounding above). That is batch grouping (``grouping="batch"``);
+- slot groups (``grouping="slots"``, the default for K > 1, :mod:`slot_stage`): a slot
+  freed by a trial that ended is refilled at once, and a sampler is asked then, knowing
+  every result told so far (no lag). One process (``--jobs 1``), the same sweep seed and the
+  same K give the same trials and metrics, bit for bit. With several processes the sampler
+  sees results in the order they arrive, so what TPE, GP or CMA-ES propose (and the step a
+  trial joins its group at) depends on timing; grid, ``configs``, random and qmc stages stay
+  fixed lists. Each trial stores the group step it joined at (``data_offset``), so it reruns
+  alone to the same metrics.
 """
 
 from __future__ import annotations
@@ -54,13 +62,16 @@ from numsweep.sweeps.liveness import DEFAULT_GRACE, POLL_SECONDS
 from numsweep.sweeps.optuna_bridge import optuna_storage
 from numsweep.sweeps.pbt import run_pbt_stage
 from numsweep.sweeps.planning import (
+    check_grouping,
     cut,
     exec_group_size,
+    exec_grouping,
     planned_configs,
     stage_plan,
     stage_summary,
 )
 from numsweep.sweeps.proposals import new_config
+from numsweep.sweeps.slot_stage import SlotStage, slots_fit
 from numsweep.sweeps.slots import final, latest, slot_counts
 from numsweep.sweeps.spec import StageSpec, SweepSpec, SweepSpecError, parse_spec
 from numsweep.sweeps.studies import stage_study
@@ -92,7 +103,8 @@ class SweepRunner:
                  backend: str = "loky", scheduler: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str = DEFAULT_KEEP, group_size: int | None = None,
-                 force: bool = False, device: str | None = None) -> None:
+                 force: bool = False, device: str | None = None,
+                 grouping: str | None = None) -> None:
         if jobs is not None and jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         if jobs is None and backend != "dask":
@@ -110,7 +122,8 @@ class SweepRunner:
             keep_weights=check_policy(keep_weights),
             group_size=None if group_size is None else max(group_size, 1), force=force,
             resume=resume, deadline=deadline, name=worker_name(), device=device,
-            notify=on_event or (lambda _event: None), estimate=estimate)
+            grouping=check_grouping(grouping), notify=on_event or (lambda _event: None),
+            estimate=estimate)
         self.trials = InFlight()
 
     def run(self) -> list[StageSummary]:
@@ -139,13 +152,19 @@ class SweepRunner:
             "stage", stage.name, planned=plan.n_configs * reps, reused=len(plan.reused),
             message=plan.note, counts=slot_counts(slots.values()), jobs=ctx.pool.jobs,
             group_size=size, group_auto=settings.group_size is None and plan.stored.group_auto))
-        study = stage_study(ctx, index, stage, plan)
+        slotted = size > 1 and exec_grouping(settings, plan) == "slots" and slots_fit(plan)
+        study = stage_study(ctx, index, stage, plan, liar=slotted)
         lagged = stage.waits_for_results
         stage_deadline = (time.monotonic() + stage.time_budget if stage.time_budget else None)
         # the sweep's budget never skips a final ``best`` stage: it is what the sweep is for
         sweep_deadline = None if stage.sampler == "best" else settings.deadline
         deadlines = [d for d in (stage_deadline, sweep_deadline) if d is not None]
         deadline = min(deadlines) if deadlines else None
+        if slotted:
+            slots = SlotStage(ctx, index, stage, plan, study, size, deadline).run()
+            apply_policy(storage, ctx.spec.name, settings.checkpoint_dir,
+                         settings.keep_weights, stages=[stage.name])
+            return stage_summary(ctx, index, stage, plan, slots)
         told = 0  # configurations [0, told) are told to the study, in order
 
         while True:
@@ -198,7 +217,8 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
               backend: str = "loky", scheduler: str | None = None,
               grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
               keep_weights: str = DEFAULT_KEEP,
-              group_size: int | None = None, force: bool = False) -> list[StageSummary]:
+              group_size: int | None = None, force: bool = False,
+              grouping: str = "slots") -> list[StageSummary]:
     """Run every stage of ``spec`` in order and store every trial; returns a summary per stage.
 
     ``threads`` is the BLAS thread count per trial (default 1); ``estimate``
@@ -207,7 +227,10 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
     ``loky`` (``jobs`` worker processes on this machine) or ``dask`` (the cluster whose
     scheduler is at ``scheduler``). ``group_size`` trains up to that many trials of a stage
     together as fused groups (0 or 1: one at a time; None: chosen per stage, see
-    :func:`grouping.auto_group_size`). ``force`` allows trials longer than
+    :func:`grouping.auto_group_size`); ``grouping`` how the groups form: ``slots`` (a
+    slot group refills a slot as soon as its trial ends, see :mod:`slot_stage`) or
+    ``batch`` (a group's trials start together; the group ends with its last), stored with
+    each stage. ``force`` allows trials longer than
     :data:`guards.LONG_RUN_UPDATES` updates. Other processes may join with
     :func:`resume_sweep`. Raises :class:`SweepInterrupted` on Ctrl-C.
     """
@@ -216,7 +239,7 @@ def run_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
                        on_event=on_event, estimate=estimate, deadline=deadline,
                        backend=backend, scheduler=scheduler, grace=grace,
                        checkpoint_dir=checkpoint_dir, keep_weights=keep_weights,
-                       group_size=group_size, force=force).run()
+                       group_size=group_size, force=force, grouping=grouping).run()
 
 
 def create_sweep(spec: SweepSpec, storage: Storage, *, data_source: str | None,
@@ -258,7 +281,8 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                  grace: float = DEFAULT_GRACE, checkpoint_dir: str | Path | None = None,
                  keep_weights: str | None = None,
                  device: str | None = None,
-                 group_size: int | None = None, force: bool = False) -> list[StageSummary]:
+                 group_size: int | None = None, force: bool = False,
+                 grouping: str | None = None) -> list[StageSummary]:
     """Continue sweep ``name`` from the spec stored in the database, beside any other
     processes working on it: run what is left, again what was interrupted or lost (no
     heartbeat for ``grace`` seconds), and nothing twice. ``data_source`` defaults to the data
@@ -267,7 +291,9 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
     from its checkpoint. ``device`` (``cpu``, ``cuda``) sets the device parameter of the
     trials this process trains. ``group_size`` (see :func:`run_sweep`) sets the stages this
     process plans and how many trials it trains together; stages already planned keep their
-    stored size for their proposals. ``force``: see :func:`run_sweep`."""
+    stored size for their proposals. ``grouping`` (see :func:`run_sweep`; None: as each
+    stage stored it, slots for a stage this process plans). ``force``: see
+    :func:`run_sweep`."""
     spec, stored_data, stored_threads = stored_spec(storage, name)
     stored_policy, stored_root = sweep_policy(storage, name)
     if device is not None:
@@ -278,7 +304,7 @@ def resume_sweep(name: str, storage: Storage, *, data_source: str | None = None,
                          backend=backend, scheduler=scheduler, grace=grace,
                          checkpoint_dir=checkpoint_dir or stored_root,
                          keep_weights=keep_weights or stored_policy, group_size=group_size,
-                         force=force, device=device)
+                         force=force, device=device, grouping=grouping)
     return runner.run()
 
 

@@ -46,8 +46,10 @@ def optuna_call(storage: Storage, fn: Callable[[], T]) -> T:
         raise
 
 
-def stage_study(ctx: SweepContext, index: int, stage: StageSpec, plan: Plan) -> optuna.Study:
-    """The stage's Optuna study (created by the first process), with the reused trials."""
+def stage_study(ctx: SweepContext, index: int, stage: StageSpec, plan: Plan, *,
+                liar: bool = False) -> optuna.Study:
+    """The stage's Optuna study (created by the first process), with the reused trials
+    (``liar``: see :func:`optuna_bridge.make_sampler`)."""
     spec, settings = ctx.spec, ctx.settings
     rec = ctx.storage.get_stage(ctx.sweep.id, index)
     note = rec.note if rec is not None else plan.note
@@ -65,7 +67,8 @@ def stage_study(ctx: SweepContext, index: int, stage: StageSpec, plan: Plan) -> 
     def load() -> optuna.Study:
         study = load_study(ctx.ostorage, name, stage.sampler,
                            sampler_seed(spec.seed, index, settings.resume, settings.name),
-                           stage.pruner, attrs, description, objectives, stage.n_trials)
+                           stage.pruner, attrs, description, objectives, stage.n_trials,
+                           liar=liar)
         if plan.reused and not _reused_added(ctx, index):
             add_reused(study, plan.space, plan.fixed, plan.reused, objectives)
             rec = ctx.storage.get_stage(ctx.sweep.id, index)

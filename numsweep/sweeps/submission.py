@@ -170,24 +170,50 @@ def finish(ctx: SweepContext, future: Future[TrialOutcome], study: optuna.Study,
            stage: StageSpec) -> None:
     """A trial ended: its outcome stored (and kept by its Optuna trial), or, when its
     worker died, the loss judged: it runs again, or fails once lost too often."""
-    trials, storage, notify = ctx.trials, ctx.storage, ctx.settings.notify
+    trials = ctx.trials
     job = trials.running.pop(future)
-    trials.training.pop(job.trial_id, None)
-    ctx.live.forget(job.trial_id)
     try:
         outcome = future.result()
     except Exception as exc:  # the worker process died (killed, out of memory, ...)
         ctx.pool.after_worker_death()
-        verdict = judge_worker_loss(storage, job.trial_id, exc, ctx.data.folder,
-                                    MAX_LOST_ATTEMPTS)
-        if not verdict.fail:
-            storage.interrupt_trials([job.trial_id], verdict.message)
-            ctx.heart.remove(job.trial_id)
-            notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
-                              message=verdict.short, trial_id=job.trial_id))
+        lost = worker_lost(ctx, job, exc, stage)
+        if lost is None:
             return
-        outcome = TrialOutcome(job.trial_id, None, error=verdict.message,
-                               traceback=traceback.format_exc(), worker=ctx.settings.name)
+        outcome = lost
+    state = store_outcome(ctx, job, outcome, study, stage)
+    # stored: its group's checkpoint is of no more use once none of its trials runs here
+    if state is not None and job.checkpoint is not None and not any(
+            j.group == job.group for j in trials.running.values()):
+        clear_state(job.checkpoint)
+
+
+def worker_lost(ctx: SweepContext, job: RunningTrial, exc: BaseException,
+                stage: StageSpec) -> TrialOutcome | None:
+    """``job``'s worker died: None when it runs again (marked interrupted), else its
+    failed outcome (lost too often) to store."""
+    verdict = judge_worker_loss(ctx.storage, job.trial_id, exc, ctx.data.folder,
+                                MAX_LOST_ATTEMPTS)
+    if not verdict.fail:
+        ctx.trials.training.pop(job.trial_id, None)
+        ctx.live.forget(job.trial_id)
+        ctx.storage.interrupt_trials([job.trial_id], verdict.message)
+        ctx.heart.remove(job.trial_id)
+        ctx.settings.notify(TrialEvent("finished", stage.name, job.number,
+                                       TrialState.INTERRUPTED, message=verdict.short,
+                                       trial_id=job.trial_id))
+        return None
+    return TrialOutcome(job.trial_id, None, error=verdict.message,
+                        traceback="".join(traceback.format_exception(exc)),
+                        worker=ctx.settings.name)
+
+
+def store_outcome(ctx: SweepContext, job: RunningTrial, outcome: TrialOutcome,
+                  study: optuna.Study, stage: StageSpec) -> TrialState | None:
+    """Store how ``job`` ended (kept by its Optuna trial first) and show it; None when it
+    was taken for lost meanwhile (not kept)."""
+    trials, storage, notify = ctx.trials, ctx.storage, ctx.settings.notify
+    trials.training.pop(job.trial_id, None)
+    ctx.live.forget(job.trial_id)
     try:
         if job.study_trial is not None:  # before the slot is final: then it may be told
             keep_outcome(ctx, study, stage, job, outcome)
@@ -196,15 +222,11 @@ def finish(ctx: SweepContext, future: Future[TrialOutcome], study: optuna.Study,
         trials.unsaved.append(outcome)
         raise
     ctx.heart.remove(job.trial_id)
-    # stored: its group's checkpoint is of no more use once none of its trials runs here
-    if state is not None and job.checkpoint is not None and not any(
-            j.group == job.group for j in trials.running.values()):
-        clear_state(job.checkpoint)
     if state is None:
         notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
                           message="taken for lost meanwhile: result not kept",
                           trial_id=job.trial_id))
-        return
+        return None
     trials.finished += 1
     val = outcome.result.val_acc if outcome.result else None
     message = outcome.error or (outcome.result.message if outcome.result else "")
@@ -212,3 +234,4 @@ def finish(ctx: SweepContext, future: Future[TrialOutcome], study: optuna.Study,
                       estimate=job.estimate, seconds=trial_seconds(outcome),
                       trial_id=job.trial_id,
                       group_size=outcome.group[1] if outcome.group else 1))
+    return state

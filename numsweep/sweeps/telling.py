@@ -42,18 +42,33 @@ def tell_ready(ctx: SweepContext, study: optuna.Study, reps: int,
                slots: Mapping[int, SlotRecord], told: int, limit: int) -> int:
     """Tell the study, in order, configurations ``told`` .. ``limit - 1`` whose trials
     are all final (whichever process ran them); returns the new ``told``."""
-    objectives = ctx.study_objectives[study.study_name]
-    while told < limit:
-        records = [slots.get(told * reps + r) for r in range(reps)]
-        if not all(final(s) for s in records):
-            break
-        done = [s for s in records if s is not None]
-        curve = _val_curve(ctx.storage, done[0].trial_id) if len(done) == 1 else []
-        values = _told_values(ctx.storage, done, objectives)
-        optuna_call(ctx.storage, lambda done=done, curve=curve, values=values:  # type: ignore[misc]
-                    tell(study, ctx.ostorage, done, curve, values))
+    while told < limit and _tell_config(ctx, study, reps, slots, told):
         told += 1
     return told
+
+
+def tell_final(ctx: SweepContext, study: optuna.Study, reps: int,
+               slots: Mapping[int, SlotRecord], told: set[int], limit: int) -> None:
+    """Tell the study each configuration below ``limit`` whose trials are all final and
+    that is not in ``told`` yet (added there), as soon as it is: a slot stage's sampler
+    knows every result so far."""
+    for k in range(limit):
+        if k not in told and _tell_config(ctx, study, reps, slots, k):
+            told.add(k)
+
+
+def _tell_config(ctx: SweepContext, study: optuna.Study, reps: int,
+                 slots: Mapping[int, SlotRecord], k: int) -> bool:
+    """Tell configuration ``k`` when its trials are all final; False when they are not."""
+    objectives = ctx.study_objectives[study.study_name]
+    records = [slots.get(k * reps + r) for r in range(reps)]
+    if not all(final(s) for s in records):
+        return False
+    done = [s for s in records if s is not None]
+    curve = _val_curve(ctx.storage, done[0].trial_id) if len(done) == 1 else []
+    values = _told_values(ctx.storage, done, objectives)
+    optuna_call(ctx.storage, lambda: tell(study, ctx.ostorage, done, curve, values))
+    return True
 
 
 def keep_outcome(ctx: SweepContext, study: optuna.Study, stage: StageSpec, job: RunningTrial,

@@ -28,9 +28,13 @@ def test_dask_backend_completes_a_sweep_on_a_local_cluster(tmp_path: Path,
     storage = Storage(f"sqlite:///{tmp_path / 'd.db'}")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
+        events: list = []
         summaries = run_sweep(spec, storage, data_source=str(tiny_npz), jobs=None,
-                              backend="dask", scheduler=cluster.scheduler_address)
+                              backend="dask", scheduler=cluster.scheduler_address,
+                              on_event=events.append)
     assert [s.counts for s in summaries] == [{"COMPLETE": 4}, {"COMPLETE": 4}]
+    # the grid stage in slot groups of 2 (one per worker thread), fed through the scheduler
+    assert [(e.stage, e.group_size) for e in events if e.kind == "group"] == [("coarse", 2)] * 2
     assert_each_planned_trial_complete_once(storage, "dask")
     trials = storage.get_trials("dask")
     assert {t.state for t in trials} == {TrialState.COMPLETE}

@@ -2,7 +2,7 @@
 traceback, leaves no trial RUNNING, and a resume then completes every planned trial once.
 
 Four chains run at once, each on its own SQLite file (``--jobs 1`` and ``--jobs 2``, each with
-fused groups and with one trial a task): run (or resume) a sweep, send SIGINT to its process
+slot groups and with one trial a task): run (or resume) a sweep, send SIGINT to its process
 after a scripted delay, check how it ended, and again, until the chain has interrupted 13 live
 processes; then resume to the end. Every other interrupt comes a scripted delay after the
 start (imports, data loading, set-up); the others a delay after the run's first trial appears
@@ -71,7 +71,7 @@ def chain(index: int, tmp_path: Path, data: Path, problems: list[str],
           interrupted: list[float]) -> None:
     url = f"sqlite:///{tmp_path / f'chain{index}.db'}"
     jobs = "1" if index % 2 == 0 else "2"
-    grouping = [] if index < 2 else ["--group-size", "1"]  # fused groups, or a trial a task
+    grouping = [] if index < 2 else ["--group-size", "1"]  # slot groups, or a trial a task
     generation = 0
     sent = 0
     while sent < INTERRUPTS_PER_CHAIN:

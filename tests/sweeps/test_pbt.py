@@ -139,6 +139,9 @@ def test_a_pbt_stage_stores_each_member_as_a_trial_and_every_exploit_step(
     assert sorted(t.slot for t in members) == [0, 1, 2, 3]
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAILED) for t in members)
     assert {t.group_size for t in members} == {4}
+    plan = storage.list_stages(storage.get_sweep("p").id)[0].plan
+    assert (plan.group_size, plan.grouping, plan.group_pace) == (4, "batch", {})  # no probe
+    assert plan.exploit_steps == 3 and plan.exploit_seconds is not None
     steps = storage.lineage(sweep="p")
     # exploit steps at updates 6, 12, 18: the bottom quarter (one member) each
     assert [s.update for s in steps] == [6, 12, 18]

@@ -110,8 +110,10 @@ def test_same_seed_same_trials_and_metrics_with_one_or_two_jobs(tmp_path: Path,
                  {"name": "tpe", "sampler": "tpe", "n_trials": 11, "narrow": True},
                  {"name": "final", "sampler": "best", "fixed": {"cycles": 2}}])
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
-    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1)
-    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2)
+    # the lag rule of batch groups, with one stored group size (the automatic one shares a
+    # stage out over the jobs); slot groups are the same for one process only (test_slots.py)
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=2, grouping="batch")
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=2, grouping="batch")
     assert _key(one) == _key(two)
     assert len(_key(one)) >= 4
 
@@ -165,7 +167,8 @@ def test_pruning_stops_bad_trials_and_keeps_their_curves(tmp_path: Path,
                   "configs": [{"lam": 0.0}, {"lam": 1e-3}, {"lam": 20.0}, {"lam": 30.0}]}],
                 space={"lam": {"low": 0.0, "high": 50.0}}, cycles=3)
     storage = db(tmp_path)
-    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1)
+    # one at a time: each trial is proposed knowing the one before (sync = 1)
+    run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1, group_size=1)
     trials = storage.get_trials("t")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2
     full = trials[0].metrics["updates"]
@@ -185,8 +188,9 @@ def test_pruning_decisions_do_not_depend_on_jobs(tmp_path: Path, tiny_npz: Path)
                   "sync": 2}], space={"lam": {"low": 1e-4, "high": 30.0, "log": True}},
                 cycles=2)
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
-    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1)
-    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2)
+    # one stored group size (the automatic one shares a stage out over the jobs)
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=1)
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=1)
     assert _key(one) == _key(two)
     states = [t.state for t in one.get_trials("t")]
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
@@ -295,8 +299,9 @@ def test_halving_and_hyperband_prune_from_worker_snapshots(tmp_path: Path, tiny_
     spec = make([{"name": "p", "sampler": "list", "pruner": pruner, "sync": 1,
                   "configs": configs}], space={"lam": {"low": 0.0, "high": 50.0}}, cycles=4)
     one, two = db(tmp_path, "one"), db(tmp_path, "two")
-    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1)
-    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2)
+    # one stored group size (the automatic one shares a stage out over the jobs)
+    run_sweep(spec, one, data_source=str(tiny_npz), jobs=1, group_size=1)
+    run_sweep(spec, two, data_source=str(tiny_npz), jobs=2, group_size=1)
     assert _key(one) == _key(two)
     states = [t.state for t in one.get_trials("t")]
     assert TrialState.PRUNED in states[3:]
