@@ -253,3 +253,16 @@ def test_the_planner_counts_a_pbt_stages_population_and_extend_refuses_it() -> N
     assert [stage_trials(spec, s) for s in spec.stages] == [6, 1]
     with pytest.raises(SweepSpecError, match="stage pop is a pbt stage"):
         parse_extension(spec, {"pop.n_trials": "+4"})
+
+
+def test_an_interval_past_the_run_on_the_datas_n_train_is_a_one_line_error(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    raw = raw_spec("late", interval=24)
+    del raw["fixed"]["n_train"]  # the run's length is known only on the data
+    spec = parse_spec(raw, "<test>")
+    storage = Storage(f"sqlite:///{tmp_path / 'late.db'}")
+    with pytest.raises(SweepSpecError) as caught:
+        run_sweep(spec, storage, data_source=str(tiny_npz), jobs=1,
+                  checkpoint_dir=tmp_path / "ck")
+    assert "stages.pop.interval=24 must be below the run's 24 updates" in str(caught.value)
+    assert "\n" not in str(caught.value) and storage.get_trials("late") == []
