@@ -18,18 +18,19 @@ processes with one BLAS thread per trial, wall time end to end. Rows (``--only``
   calling ``study.optimize`` until ``MaxTrialsCallback`` counts N trials), every trial a
   PyTorch training of the same network, schedule, L2 and initialisation; it reports val_acc
   where numsweep's pruner hears it (the ends of cycles before the last: updates 1,600 and
-  3,200) and records the last one at update 4,800 (as numsweep's told trials do, so that
-  the pruner's automatic minimum resource, the longest complete trial's steps / 100, is the
-  same); its data loading and ``import torch`` are excluded from the time;
+  3,200) and records the last one at update 4,800 (as numsweep's told trials do); its
+  minimum resource is the first report's update (1,600), as numsweep's is
+  (``optuna_bridge.FirstRungHalving``); its data loading and ``import torch`` are excluded
+  from the time;
 - ``peer-none``: the peer without a pruner.
 
-With the same pruner settings the two still prune differently: numsweep's pruner judges a
-trial against the study as it was when the trial was proposed (the trials told by then, a
-few configurations behind: the stage's ``sync``), the peer's against the live study, running
-trials' rung values included, so the peer prunes more (a quick run of 32 trials: 19 pruned
-against 26). The script prints both counts. numsweep's time includes its curves (the spec's
-10 points per cycle on up to 10,000 training and the validation images); the peer measures
-only what it reports.
+Both prune on the live study at each trial's own rungs (numsweep's slot stages ask the
+study as it is when a trial reaches a rung; its batch groups judge on a snapshot taken
+when the trial was proposed, a few configurations behind: the stage's ``sync``). They still
+need not prune the same number: which trials reach a rung first differs (16 start together
+in a slot group, 2 at a time in the peer). The script prints both counts. numsweep's time
+includes its curves (the spec's 10 points per cycle on up to 10,000 training and the
+validation images); the peer measures only what it reports.
 
 Each numsweep run starts cold (its data loading, sharing and worker start-up counted). Per
 run the script prints wall time, trials complete / pruned, group sizes, slot occupancy (slot
@@ -129,15 +130,17 @@ def grouping_note(row: Row) -> str:
 
 def occupancy_of(storage: Any, sweep: str) -> tuple[str, list[int]]:
     """The sweep's slot occupancy (slot-updates trained / (group steps x slots), over every
-    slot group) and the groups' sizes; "n/a" where none are stored."""
-    read = getattr(storage, "slot_groups", None)
-    if read is None:
+    slot group), with in brackets the share until the stage ran out of trials
+    (``sweeps.occupancy``), and the groups' sizes; "n/a" where none are stored."""
+    from numsweep.sweeps.occupancy import stage_occupancy
+
+    groups = storage.slot_groups(sweep=sweep)
+    if not sum(g.steps * g.size for g in groups):
         return "n/a", []
-    groups = read(sweep=sweep)
-    cells = sum(g.steps * g.size for g in groups)
-    if not cells:
-        return "n/a", []
-    return f"{sum(g.slot_updates for g in groups) / cells:.2f}", [g.size for g in groups]
+    occupancy = stage_occupancy(groups)
+    dry = occupancy.until_dry
+    return (f"{occupancy.share:.2f}" + (f" ({dry:.2f})" if dry is not None else ""),
+            [g.size for g in groups])
 
 
 def numsweep_run(args: argparse.Namespace, row: Row, trials: int, seed: int) -> Run:
@@ -171,23 +174,24 @@ def numsweep_run(args: argparse.Namespace, row: Row, trials: int, seed: int) -> 
 # -- the peer: Optuna + PyTorch ------------------------------------------------------------
 
 
-def halving_settings() -> dict[str, Any]:
+def halving_settings(first_report: int) -> dict[str, Any]:
     """numsweep's ``halving`` pruner's settings, read from the pruner it makes (Optuna's
-    private attributes: the pruner has no public getters)."""
+    private attributes: the pruner has no public getters); its minimum resource is the
+    first step a trial reports at (``optuna_bridge.FirstRungHalving``): ``first_report``."""
     from numsweep.sweeps.optuna_bridge import make_pruner
 
     pruner = make_pruner("halving")
-    return {"min_resource": getattr(pruner, "_min_resource", None) or "auto",
+    return {"min_resource": getattr(pruner, "_min_resource", None) or first_report,
             "reduction_factor": pruner._reduction_factor,  # type: ignore[attr-defined]
             "min_early_stopping_rate": pruner._min_early_stopping_rate,  # type: ignore[attr-defined]
             "bootstrap_count": pruner._bootstrap_count}  # type: ignore[attr-defined]
 
 
-def peer_pruner(kind: str) -> Any:
+def peer_pruner(kind: str, first_report: int) -> Any:
     import optuna
 
     if kind == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**halving_settings())
+        return optuna.pruners.SuccessiveHalvingPruner(**halving_settings(first_report))
     return optuna.pruners.NopPruner()
 
 
@@ -277,7 +281,8 @@ def _peer_worker(index: int, settings: dict[str, Any], ready: Any, start: Any) -
     study = optuna.load_study(study_name=settings["study"],
                               storage=peer_storage(settings["url"]),
                               sampler=optuna.samplers.TPESampler(seed=1000 * seed + index),
-                              pruner=peer_pruner(settings["pruner"]))
+                              pruner=peer_pruner(settings["pruner"],
+                                                 2 * settings["size"]["n_s"]))
 
     def objective(trial: optuna.Trial) -> float:
         params = {k: trial.suggest_float(k, lo, hi, log=True) for k, (lo, hi) in SPACE.items()}
@@ -362,14 +367,15 @@ def print_report(args: argparse.Namespace, runs: list[Run], started: datetime) -
     print(f"Search: convnet f=4 nf=10 nh=50, n_train {size['n_train']}, n_val {size['n_val']}, "
           f"{size['cycles']} cycles of n_s {size['n_s']} "
           f"({2 * size['n_s'] * size['cycles']} updates), TPE over lam and eta_max (log); "
-          f"halving pruner {halving_settings()}, reports at updates "
+          f"halving pruner {halving_settings(2 * size['n_s'])}, reports at updates "
           f"{', '.join(str(2 * size['n_s'] * c) for c in range(1, size['cycles']))}"
           + ("; grouping not available in this checkout: slots and batch rows both ran "
              "today's batch groups" if not HAS_GROUPING else "")
           + (" (--quick: not for publishing)" if args.quick else ""))
     print()
     print_table_header("trials", "seed", "run", "wall s", "complete / pruned", "group sizes",
-                       "slot occupancy", "best val_acc", "wall / slots (same pruner)")
+                       "slot occupancy (until out of trials)", "best val_acc",
+                       "wall / slots (same pruner)")
     for run in runs:
         r = ratio(runs, run)
         failed = f" ({run.failed} failed)" if run.failed else ""

@@ -183,11 +183,23 @@ def make_sampler(sampler: str, seed: int, n_trials: int | None = None,
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+class FirstRungHalving(optuna.pruners.SuccessiveHalvingPruner):
+    """Optuna's asynchronous successive halving (reduction factor 4) whose minimum resource
+    is the first step a trial reports at (the end of its first period), where Optuna's
+    ``min_resource="auto"`` waits for a completed trial to estimate it: the first trials of
+    a stage, which start together in a slot group, are judged at their first rung."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if self._min_resource is None and trial.intermediate_values:
+            self._min_resource = min(trial.intermediate_values)
+        return super().prune(study, trial)
+
+
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if kind == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return FirstRungHalving()
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()

@@ -147,3 +147,27 @@ def test_a_running_trials_values_never_reach_a_pruning_snapshot_and_the_end_wins
         # told: what comes late from the trial's run changes nothing
         report_running(ostorage, "s/coarse", running.number, [(12, 0.9)])
         assert study.get_trials()[0].intermediate_values == {0: 0.1, 4: 0.35, 8: 0.5}
+
+
+def test_halving_judges_the_first_trials_at_their_first_rung_before_any_completes() -> None:
+    """Eight trials that start together (a slot group) report at step 1600 with no trial
+    complete: Optuna's automatic minimum resource would wait; numsweep's takes the first
+    reported step, so all but the best so far (the top quarter) are pruned there."""
+    from numsweep.sweeps.optuna_bridge import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("halving"))
+    trials = [study.ask() for _ in range(8)]
+    verdicts = []
+    for t, value in zip(trials, [0.5, 0.4, 0.6, 0.3, 0.2, 0.7, 0.1, 0.35], strict=True):
+        t.report(value, 1600)
+        verdicts.append(t.should_prune())
+    # promoted: a value in the top quarter of those at the rung so far (the best alone
+    # while fewer than four are there)
+    assert verdicts == [False, True, False, True, True, False, True, True]
+    # Optuna's own with min_resource="auto" prunes nothing here
+    plain = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.SuccessiveHalvingPruner())
+    t = plain.ask()
+    t.report(0.1, 1600)
+    assert not t.should_prune()
