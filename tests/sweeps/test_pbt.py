@@ -198,6 +198,9 @@ def test_a_population_killed_mid_run_resumes_from_its_checkpoint_with_the_same_h
     again = storage.get_trials("k", stage="pop")
     assert {t.state for t in again if t.attempt == 0} == {TrialState.INTERRUPTED}
     assert all(t.message.startswith("lost: no heartbeat") for t in again if t.attempt == 0)
+    # continued from the file, not trained again from update 0
+    assert all("resumed from its checkpoint at update 12" in t.message
+               for t in again if t.attempt == 1)
     whole = run(tmp_path, tiny_npz, "w")
     got, expected = history(storage, "k"), history(whole, "w")
     assert got == expected
