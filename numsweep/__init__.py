@@ -37,6 +37,7 @@ _LAZY = {
     "load_curves": "numsweep.analysis.queries",
     "load_stages": "numsweep.analysis.queries",
     "load_slot_groups": "numsweep.analysis.queries",
+    "load_lineage": "numsweep.analysis.queries",
     "find_trials": "numsweep.analysis.queries",
     "parse_where": "numsweep.analysis.queries",
     "build_report": "numsweep.analysis.report",

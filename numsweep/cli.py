@@ -805,9 +805,50 @@ def trial_rerun(trial_id: int, data: str | None, db: str) -> None:
     alone = (f" (trained alone; trial {trial_id} trained in fused group {original.group_id} "
              f"of {original.group_size})"
              if original.group_size is not None and original.group_size > 1 else "")
+    if rerun.population is not None:
+        alone = f" (its pbt population of {rerun.population} trained again)"
     click.echo(f"trial {rerun.trial_id}: same metrics as trial {trial_id}{alone}")
     if rerun.restored is not None:
         click.echo(f"wrote the network trial {trial_id} had not kept: {rerun.restored}")
+
+
+@trial.command("show")
+@click.argument("trial_id", type=int)
+@db_option
+def trial_show(trial_id: int, db: str) -> None:
+    """A stored trial: its sweep, stage, state, parameters and metrics; for a member of a pbt
+    stage also its schedule of explored values and its ancestry (the exploit steps that
+    made it).
+
+    \b
+    Example:
+        numsweep trial show 12 --db sqlite:///t.db
+    """
+    from numsweep.analysis.formatting import format_cell
+    from numsweep.storage import Storage
+    from numsweep.sweeps.lineage import trial_details
+
+    details = trial_details(Storage(db, create=False), trial_id)
+    t = details.trial
+    click.echo(f"trial {t.id}: sweep {t.sweep}, stage {t.stage or '-'}, {t.state.value}"
+               + (f" ({t.message})" if t.message else ""))
+    click.echo("parameters: " + _params_text(dict(t.params)))
+    click.echo("metrics: " + ", ".join(f"{k}={format_cell(v)}"
+                                       for k, v in sorted(t.metrics.items())))
+    history = details.history
+    if history is None:
+        return
+    ids = history.trial_ids
+    click.echo(f"pbt member {history.slot} of {len(ids)}; its weights trace back to member "
+               f"{history.root} (trial {ids[history.root]}) at update 0")
+    click.echo("schedule:")
+    click.echo("  update 0: " + _params_text(dict(history.initial)))
+    for update, name, value in history.changes:
+        click.echo(f"  update {update}: {name}={value:.6g}")
+    click.echo("ancestry:" if history.ancestry else "ancestry: never replaced")
+    for update, member, source in history.ancestry:
+        click.echo(f"  update {update}: member {member} (trial {ids[member]}) copied member "
+                   f"{source} (trial {ids[source]})")
 
 
 @trial.command("weights")
@@ -1142,6 +1183,32 @@ def plot_importance(sweeps: tuple[str, ...], stage: str | None, output: str, db:
 
     _wrote(charts.draw_importance(importance_chart(db, sweeps, stage, metric, _names(params))),
            output)
+
+
+@plot.command("lineage")
+@click.option("--sweep", "sweep_name", required=True, metavar="NAME",
+              help="Sweep whose pbt stage to draw.")
+@click.option("--stage", default=None, help="The pbt stage (when the sweep has several).")
+@click.option("--color", default=None, metavar="PARAM",
+              help="Colour each member's line by its value of this parameter.")
+@click.option("--metric", default=None, type=click.Choice(["val_acc", "val_loss"]),
+              help="The members' metric (default: the stage's own).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .png, .svg or .pdf.")
+@db_option
+def plot_lineage(sweep_name: str, stage: str | None, color: str | None, metric: str | None,
+                 output: str, db: str) -> None:
+    """A pbt stage's population over the updates: one line per member (its metric at each
+    curve point), each exploit step an arrow from the member copied to the member replaced.
+
+    \b
+    Example:
+        numsweep plot lineage --sweep pbt-lambda --color lam -o lineage.png
+    """
+    from numsweep.analysis import charts
+    from numsweep.analysis.plots import lineage_data
+
+    _wrote(charts.draw_lineage(lineage_data(db, sweep_name, stage, color, metric)), output)
 
 
 @plot.command("pareto")

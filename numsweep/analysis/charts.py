@@ -20,6 +20,7 @@ from numsweep.analysis.formatting import (
 )
 from numsweep.analysis.importance import draw_importance, importance_data
 from numsweep.analysis.lambda_search import draw_lambda, lambda_data
+from numsweep.analysis.lineage import draw_lineage, lineage_points
 from numsweep.analysis.optimizers import draw_optimizers, optimizer_data
 from numsweep.analysis.pareto import (
     draw_pareto,
@@ -58,6 +59,7 @@ __all__ = [
     "draw_curves",
     "draw_importance",
     "draw_lambda",
+    "draw_lineage",
     "draw_optimizers",
     "draw_pareto",
     "draw_range_test",
@@ -65,6 +67,7 @@ __all__ = [
     "format_value",
     "importance_data",
     "lambda_data",
+    "lineage_points",
     "metric_columns",
     "metric_label",
     "new_axes",

@@ -15,9 +15,10 @@ import pandas as pd
 from numsweep.analysis.bars import bar_data
 from numsweep.analysis.curves import curve_data
 from numsweep.analysis.lambda_search import lambda_data
+from numsweep.analysis.lineage import lineage_points
 from numsweep.analysis.optimizers import optimizer_data
 from numsweep.analysis.pareto import objective_front_data, pareto_data
-from numsweep.analysis.queries import load_curves, load_stages, load_trials
+from numsweep.analysis.queries import load_curves, load_lineage, load_stages, load_trials
 from numsweep.analysis.range_tests import range_test_data
 from numsweep.analysis.report import sweep_importance_data
 from numsweep.analysis.selection import ChartError, best_trials, select_trials
@@ -103,3 +104,26 @@ def pareto_chart(db: Database, sweeps: Sequence[str], stage: str | None,
     if objectives is None:
         return pareto_data(frame, x, y, by)
     return objective_front_data(frame, objectives, pick, by)
+
+
+def lineage_data(db: Database, sweep: str, stage: str | None = None,
+                 color: str | None = None, metric: str | None = None) -> pd.DataFrame:
+    """``plot lineage``: :func:`lineage_points` of the members of the sweep's pbt stage
+    (``stage``, needed when it has several), their validation curves and lineage; ``metric``
+    defaults to the stage's own (val_acc or val_loss)."""
+    record, stages = load_stages(db, sweep)
+    pbt = [s for s in stages if s.sampler == "pbt" and (stage is None or s.name == stage)]
+    if not pbt:
+        where = f"stage {stage!r} of sweep {sweep!r}" if stage else f"sweep {sweep!r}"
+        raise ChartError(f"{where} has no pbt stage: no population to draw")
+    if len(pbt) > 1:
+        raise ChartError(f"sweep {sweep!r} has {len(pbt)} pbt stages "
+                         f"({', '.join(s.name for s in pbt)}): choose one with --stage")
+    name = pbt[0].name
+    if metric is None:
+        raw = next((s for s in record.spec.get("stages", []) if s.get("name") == name), {})
+        metric = str(raw.get("metric", "val_acc"))
+    trials = selected_trials(db, [sweep], name)
+    trials = trials[trials["state"].isin(["COMPLETE", "FAILED"])]
+    curves = load_curves(db, trials["trial_id"].tolist())
+    return lineage_points(trials, curves, load_lineage(db, sweep, stage=name), metric, color)

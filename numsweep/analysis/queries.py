@@ -306,3 +306,29 @@ def load_slot_groups(db: str | Storage, sweep: str, *, stage: str | None = None
     counts = [name for name in SLOT_GROUP_COLUMNS if name not in
               ("stage", "worker", "occupancy", "started_at", "finished_at")]
     return frame.astype({name: "Int64" for name in counts} | {"occupancy": float})
+
+
+LINEAGE_COLUMNS = ("stage", "trial_id", "update", "source_trial_id", "metric_member",
+                   "metric_source")
+"""The columns of :func:`load_lineage` before the explored values (``before_NAME`` and
+``after_NAME`` for each explored parameter)."""
+
+
+def load_lineage(db: str | Storage, sweep: str, *, stage: str | None = None) -> pd.DataFrame:
+    """The exploit steps of the sweep's pbt stages (of one ``stage``), one row per member
+    replaced, in the order they happened: :data:`LINEAGE_COLUMNS` (``trial_id`` the member
+    replaced, ``source_trial_id`` the member it copied, both metrics at that ``update``), then
+    ``before_NAME`` and ``after_NAME`` per explored parameter. Empty when it has none."""
+    storage = _storage(db)
+    storage.get_sweep(sweep)  # a one-line error naming the sweeps there are
+    steps = [r for r in storage.lineage(sweep=sweep) if stage is None or r.stage == stage]
+    names = list(dict.fromkeys(n for r in steps for n in (*r.before, *r.after)))
+    rows = [{"stage": r.stage, "trial_id": r.trial_id, "update": r.update,
+             "source_trial_id": r.source_trial_id, "metric_member": r.metric_member,
+             "metric_source": r.metric_source,
+             **{f"before_{n}": r.before.get(n, np.nan) for n in names},
+             **{f"after_{n}": r.after.get(n, np.nan) for n in names}} for r in steps]
+    columns = [*LINEAGE_COLUMNS, *(f"before_{n}" for n in names),
+               *(f"after_{n}" for n in names)]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"trial_id": "Int64", "update": "Int64", "source_trial_id": "Int64"})

@@ -22,6 +22,7 @@ from numsweep.storage.models import TrialState
 from numsweep.storage.plan import StagePlan, describe_space
 from numsweep.storage.records import (
     CurveRecord,
+    LineageRecord,
     RunSettings,
     SlotGroupRecord,
     SlotRecord,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_DB_WAIT",
     "DEFAULT_URL",
     "CurveRecord",
+    "LineageRecord",
     "RunSettings",
     "SlotGroupRecord",
     "SlotRecord",

@@ -189,6 +189,23 @@ class SlotGroupModel(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class LineageModel(Base):
+    """A pbt stage's exploit step for one member: at group update ``update`` the member
+    ``trial_id`` took the weights of ``source_trial_id`` and its explored values, perturbed
+    (``before_json`` -> ``after_json``); both metrics at that step (NULL stands for NaN)."""
+
+    __tablename__ = "ns_lineage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage_id: Mapped[int] = mapped_column(ForeignKey("ns_stages.id"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("ns_trials.id"))
+    update: Mapped[int] = mapped_column(BigInteger)
+    source_trial_id: Mapped[int] = mapped_column(ForeignKey("ns_trials.id"))
+    metric_member: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metric_source: Mapped[float | None] = mapped_column(Float, nullable=True)
+    before_json: Mapped[str] = mapped_column(Text)
+    after_json: Mapped[str] = mapped_column(Text)
+
+
 class LeaseModel(Base):
     """A short exclusive turn (such as proposing a stage's next configuration) held by one
     process until it gives it back or ``expires_at`` passes (its process died)."""

@@ -25,6 +25,9 @@ class StagePlan:
     which trained them one at a time), ``group_auto`` whether that was chosen
     automatically and ``group_pace`` the measurement that chose it (seconds per
     trial-update by group size; empty when none was made, or stored by an older numsweep).
+    A ``pbt`` stage's ``configs`` are its members' initial values; ``exploit_seconds`` and
+    ``exploit_steps`` its population's time in exploit steps and their number, once it
+    ended (None before).
     """
 
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -39,6 +42,8 @@ class StagePlan:
     group_auto: bool = False
     group_pace: dict[int, float] = field(default_factory=dict)
     grouping: str | None = None
+    exploit_seconds: float | None = None
+    exploit_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON form (the same keys numsweep has always stored)."""
@@ -60,6 +65,10 @@ class StagePlan:
             out["group_pace"] = {str(k): v for k, v in sorted(self.group_pace.items())}
         if self.grouping is not None:
             out["grouping"] = self.grouping
+        if self.exploit_seconds is not None:
+            out["exploit_seconds"] = self.exploit_seconds
+        if self.exploit_steps is not None:
+            out["exploit_steps"] = self.exploit_steps
         return out
 
     @classmethod
@@ -78,7 +87,11 @@ class StagePlan:
                    group_size=None if raw.get("group_size") is None else int(raw["group_size"]),
                    group_auto=bool(raw.get("group_auto", False)),
                    group_pace=_pace(raw.get("group_pace")),
-                   grouping=None if raw.get("grouping") is None else str(raw["grouping"]))
+                   grouping=None if raw.get("grouping") is None else str(raw["grouping"]),
+                   exploit_seconds=None if raw.get("exploit_seconds") is None
+                   else float(raw["exploit_seconds"]),
+                   exploit_steps=None if raw.get("exploit_steps") is None
+                   else int(raw["exploit_steps"]))
 
     def describe_pace(self) -> str:
         """The measurement that chose the group size, e.g. ``measured per trial-update:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -124,3 +125,22 @@ class SlotGroupRecord:
     def occupancy(self) -> float:
         """The share of its slot-updates that trained a trial (1.0 when it made none)."""
         return self.slot_updates / (self.steps * self.size) if self.steps else 1.0
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    """One exploit step of a pbt stage for one member: at group update ``update`` trial
+    ``trial_id`` copied trial ``source_trial_id`` (weights and explored values) and perturbed
+    its values from ``before`` to ``after``; ``metric_member`` and ``metric_source`` are the
+    stage's metric of both at that step (NaN for a diverged member)."""
+
+    id: int
+    stage_id: int
+    stage: str
+    trial_id: int
+    update: int
+    source_trial_id: int
+    metric_member: float
+    metric_source: float
+    before: Mapping[str, float]
+    after: Mapping[str, float]

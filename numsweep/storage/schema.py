@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 VERSION_TABLE = "ns_alembic_version"
-REVISIONS = ("0001", "0002", "0003", "0004")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """The revisions of ``migrations/versions``, oldest first (a test checks them)."""
 HEAD = REVISIONS[-1]
 """The newest revision: the one this numsweep reads and writes."""

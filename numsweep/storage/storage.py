@@ -50,6 +50,7 @@ from numsweep.storage.models import (
     CurvePointModel,
     FloatKind,
     LeaseModel,
+    LineageModel,
     SlotGroupModel,
     StageModel,
     SweepModel,
@@ -61,6 +62,7 @@ from numsweep.storage.models import (
 )
 from numsweep.storage.records import (
     CurveRecord,
+    LineageRecord,
     RunSettings,
     SlotGroupRecord,
     SlotRecord,
@@ -481,7 +483,7 @@ class Storage:
     @_retrying
     def delete_sweep(self, sweep_id: int) -> int:
         """Remove a sweep and everything numsweep stored of it (stages, trials with their
-        parameters, metrics and curves, its stages' slot groups and leases) in one
+        parameters, metrics and curves, its stages' slot groups, lineage and leases) in one
         transaction; the number of trials removed."""
         with self.session() as s:
             trial_ids = select(TrialModel.id).where(TrialModel.sweep_id == sweep_id)
@@ -494,8 +496,9 @@ class Storage:
             s.execute(delete(SweepRunModel).where(SweepRunModel.sweep_id == sweep_id)
                       .execution_options(synchronize_session=False))
             if stage_ids:
-                s.execute(delete(SlotGroupModel).where(SlotGroupModel.stage_id.in_(stage_ids))
-                          .execution_options(synchronize_session=False))
+                for staged in (SlotGroupModel, LineageModel):
+                    s.execute(delete(staged).where(staged.stage_id.in_(stage_ids))
+                              .execution_options(synchronize_session=False))
             s.execute(delete(TrialModel).where(TrialModel.sweep_id == sweep_id)
                       .execution_options(synchronize_session=False))
             if stage_ids:
@@ -1085,6 +1088,47 @@ class Storage:
         with self.session() as s:
             return [_slot_group_record(row, name) for row, name in s.execute(query)]
 
+    # Lineage: a pbt stage's exploit steps
+
+    @_retrying
+    def record_lineage(self, stage_id: int,
+                       steps: Sequence[tuple[int, int, int, float, float, Mapping[str, float],
+                                             Mapping[str, float]]]) -> int:
+        """Store a pbt stage's exploit steps, each ``(trial_id, update, source_trial_id,
+        metric_member, metric_source, before, after)``, in place of any the stage has (a
+        resumed population that ended again stores its whole history once), in one
+        transaction; the number of rows stored."""
+        with self.session() as s:
+            _get(s, StageModel, stage_id, "stage")
+            s.execute(delete(LineageModel).where(LineageModel.stage_id == stage_id)
+                      .execution_options(synchronize_session=False))
+            s.add_all(LineageModel(
+                stage_id=stage_id, trial_id=int(trial), update=int(update),
+                source_trial_id=int(source), metric_member=_finite_or_none(float(member)),
+                metric_source=_finite_or_none(float(metric)),
+                before_json=json.dumps({k: float(v) for k, v in before.items()}),
+                after_json=json.dumps({k: float(v) for k, v in after.items()}))
+                for trial, update, source, member, metric, before, after in steps)
+            return len(steps)
+
+    @_retrying
+    def lineage(self, stage_id: int | None = None, *,
+                sweep: str | None = None) -> list[LineageRecord]:
+        """The exploit steps stored of one pbt stage, or of every stage of ``sweep``, in the
+        order they happened."""
+        if (stage_id is None) == (sweep is None):
+            raise ValueError("give a stage id or a sweep name")
+        query = (select(LineageModel, StageModel.name)
+                 .join(StageModel, LineageModel.stage_id == StageModel.id)
+                 .order_by(LineageModel.id))
+        if stage_id is not None:
+            query = query.where(LineageModel.stage_id == stage_id)
+        else:
+            query = (query.join(SweepModel, StageModel.sweep_id == SweepModel.id)
+                     .where(SweepModel.name == sweep))
+        with self.session() as s:
+            return [_lineage_record(row, name) for row, name in s.execute(query)]
+
     # Bulk reads for analysis: plain tuples from a few queries, no ORM objects per row.
 
     @_retrying
@@ -1253,3 +1297,12 @@ def _slot_group_record(row: SlotGroupModel, stage: str) -> SlotGroupRecord:
         worker=row.worker, size=row.size, steps=row.steps, slot_updates=row.slot_updates,
         trials=row.trials, full_steps=row.full_steps, full_slot_updates=row.full_slot_updates,
         started_at=row.started_at, finished_at=row.finished_at)
+
+
+def _lineage_record(row: LineageModel, stage: str) -> LineageRecord:
+    return LineageRecord(
+        id=row.id, stage_id=row.stage_id, stage=stage, trial_id=row.trial_id,
+        update=row.update, source_trial_id=row.source_trial_id,
+        metric_member=_nan_if_none(row.metric_member),
+        metric_source=_nan_if_none(row.metric_source),
+        before=json.loads(row.before_json), after=json.loads(row.after_json))

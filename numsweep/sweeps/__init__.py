@@ -7,6 +7,9 @@
 - ``planning.py``: a stage's plan (space, queue, reused trials) stored once for every process.
 - ``studies.py``: a stage's Optuna study set up, every Optuna call retried.
 - ``proposals.py``: the proposal turn (a lease): configuration k proposed and its slots claimed.
+- ``pbt.py``: a ``pbt`` stage: its population claimed, trained as one task, stored.
+- ``population.py``: a pbt stage's initial values, member specs and engine settings.
+- ``lineage.py``: a pbt member's ancestry and schedule read back (``trial show``), its rerun.
 - ``slots.py``: a stage's slots as stored: latest attempts, final or not, counted.
 - ``claims.py``: lost and interrupted trials found and claimed again.
 - ``submission.py``: claimed trials to the pool in groups, their curve points and outcomes back.

@@ -141,6 +141,8 @@ def stage_trials(spec: SweepSpec, stage: StageSpec) -> int:
         n = len(stage.configs)
     elif stage.sampler == "best":
         n = 1
+    elif stage.pbt is not None:  # its population, trained together
+        n = stage.pbt.population
     else:
         n = stage.n_trials or 0
     return n * stage.replicates

@@ -25,8 +25,15 @@ from numsweep.sweeps.objectives import (
     ranked,
 )
 from numsweep.sweeps.optuna_bridge import entry_values, inside
+from numsweep.sweeps.population import initial_values
 from numsweep.sweeps.slots import slot_counts
-from numsweep.sweeps.spec import ParamSpace, StageSpec, SweepSpecError, grid_points
+from numsweep.sweeps.spec import (
+    ParamSpace,
+    StageSpec,
+    SweepSpecError,
+    explored_entries,
+    grid_points,
+)
 from numsweep.sweeps.warm_start import config_key, warm_configs
 
 
@@ -86,8 +93,13 @@ def _best_config(ctx: SweepContext, stage: StageSpec, index: int
     key, best = chosen(items, means, objectives, stage.pick)
     mean = mean_values([t.metrics for t in best], objectives) or ()
     params = json.loads(key)
+    first = min(best, key=lambda t: t.id)
+    replay = ""
+    if first.stage in [s.name for s in spec.stages if s.sampler == "pbt"]:
+        # a pbt member: its schedule from the root ancestor's values, retrained alone
+        params, replay = _pbt_schedule(ctx, first, params)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in params.items())
+                      for k, v in params.items() if k != "hp_changes")  # told in words
     seeds = f" (mean of {len(best)} seeds)" if len(best) > 1 else ""
     scores = ", ".join(f"{o.metric} {v:.4g}" if o.metric != "val_acc" else f"val_acc {v:.4f}"
                        for o, v in zip(objectives, mean, strict=True))
@@ -97,9 +109,24 @@ def _best_config(ctx: SweepContext, stage: StageSpec, index: int
         front = (f" (pick = {stage.pick} on the Pareto front of {size} configurations "
                  f"over {describe(objectives)})")
     note = (f"best of {', '.join(sources)}{front}: trial {min(t.id for t in best)} "
-            f"{scores}{seeds} with {shown}; retrained with "
+            f"{scores}{seeds} with {shown}{replay}; retrained with "
             f"{', '.join(f'{k}={v}' for k, v in stage.fixed.items()) or 'the same settings'}")
     return {k: v for k, v in params.items() if k not in stage.fixed}, note
+
+
+def _pbt_schedule(ctx: SweepContext, trial: TrialRecord, params: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], str]:
+    """The configuration that retrains pbt member ``trial``'s schedule alone from scratch:
+    its root ancestor's initial values and the changes of its lineage (``hp_changes``)."""
+    from numsweep.sweeps.lineage import member_history
+
+    history = member_history(ctx.storage, trial)
+    if history is None:
+        return dict(params), ""
+    out = {**params, **history.initial,
+           "hp_changes": [list(change) for change in history.changes]}
+    return out, (f" (pbt member; its schedule of {len(history.changes)} changes from the "
+                 f"values of member {history.root} at update 0)")
 
 
 def _reusable(ctx: SweepContext, stage: StageSpec, space: Mapping[str, ParamSpace],
@@ -124,6 +151,10 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
         best, note = _best_config(ctx, stage, index)
         queue = [best]
         space = {k: p for k, p in space.items() if not set(p.names) & set(stage.fixed)}
+    elif stage.sampler == "pbt":  # the population's initial values, planned once
+        assert stage.pbt is not None
+        space = explored_entries(space, stage)
+        queue = initial_values(space, stage.pbt.population, ctx.spec.seed, index)
     reused = _reusable(ctx, stage, space, fixed)
     if stage.sampler == "grid":
         points = grid_points(space, fixed)
@@ -146,7 +177,7 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
             taken_already=[config_key(space, c, fixed) for c in queue])
         queue += warm
         note = (note + "; " if note else "") + warm_note
-    n_configs = (len(queue) if stage.sampler in ("grid", "list", "best")
+    n_configs = (len(queue) if stage.sampler in ("grid", "list", "best", "pbt")
                  else stage.n_trials or 0)
     queue = queue[:n_configs]
     if reused:
@@ -154,7 +185,9 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
             f"reuses {len(reused)} trials of {stage.narrow.source if stage.narrow else ''} "
             f"inside the narrowed range (ids {', '.join(str(t.id) for t in reused)}) "
             f"and trains {n_configs * stage.replicates} new")
-    choice = _plan_group_size(ctx, stage, n_configs * stage.replicates)
+    # a pbt population is one fused group: nothing to measure or choose
+    choice = (GroupChoice(n_configs) if stage.sampler == "pbt"
+              else _plan_group_size(ctx, stage, n_configs * stage.replicates))
     plan = StagePlan(
         space={k: p.to_dict() for k, p in space.items()}, fixed=dict(stage.fixed),
         planned=n_configs * stage.replicates, reused=tuple(t.id for t in reused),
@@ -163,7 +196,8 @@ def _store_plan(ctx: SweepContext, index: int, stage: StageSpec) -> StageRecord:
         setup_by=ctx.settings.name, study_ready=not reused,
         group_size=choice.size, group_auto=ctx.settings.group_size is None,
         group_pace=choice.pace,
-        grouping=ctx.settings.grouping or default_grouping(stage.waits_for_results))
+        grouping="batch" if stage.sampler == "pbt" else (
+            ctx.settings.grouping or default_grouping(stage.waits_for_results)))
     return ctx.storage.get_or_create_stage(ctx.sweep.id, index, stage.name,
                                            stage.sampler, plan.to_dict(), note)
 

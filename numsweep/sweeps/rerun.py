@@ -19,6 +19,7 @@ from numsweep.storage import Storage, StorageError, TrialRecord, TrialState
 from numsweep.sweeps.dataset_cache import cached_dataset
 from numsweep.sweeps.guards import check_rerun_data, check_trial_data
 from numsweep.sweeps.kept import sweep_policy, weights_path
+from numsweep.sweeps.lineage import rerun_member
 from numsweep.sweeps.range_tests import run_range_test
 from numsweep.sweeps.single import run_single
 from numsweep.sweeps.worker import TrialOutcome
@@ -39,6 +40,7 @@ class Rerun:
     compared: tuple[str, ...] = RERUN_METRICS
     outcome: TrialOutcome | None = field(default=None, repr=False)  # None for range tests
     restored: Path | None = None  # the original's network, written again (it had none)
+    population: int | None = None  # a pbt member's: the size of its population trained again
 
     def differences(self) -> dict[str, tuple[float, float]]:
         """Metrics that differ between the original and the rerun: name -> (was, now)."""
@@ -107,6 +109,13 @@ def rerun_trial(storage: Storage, trial_id: int, *, data_source: str | None = No
         return Rerun(original, test.trial_id, test.metrics,
                      compared=("updates", f"best_{mode}", f"steepest_{mode}"))
     check_trial_data(spec, cached_dataset(data_source))  # this data, before a trial is stored
+    member = rerun_member(storage, original, data_source, threads)
+    if member is not None:  # a pbt member: its whole population trains again
+        new_id, outcome = member
+        result = outcome.result
+        return Rerun(original, new_id, result.metrics() if result is not None else {},
+                     error=outcome.error if result is None else None, outcome=outcome,
+                     population=outcome.group[1] if outcome.group else None)
     stop_at = int(original.metrics["updates"]) if original.state is TrialState.PRUNED else None
     missing = unkept_network(storage, original)
     fresh = None if missing is None else missing.with_name(missing.name + ".rerun")

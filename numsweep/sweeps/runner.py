@@ -62,6 +62,7 @@ from numsweep.sweeps.kept import (
 from numsweep.sweeps.lifecycle import opened, starting
 from numsweep.sweeps.liveness import DEFAULT_GRACE, POLL_SECONDS
 from numsweep.sweeps.optuna_bridge import optuna_storage
+from numsweep.sweeps.pbt import run_pbt_stage
 from numsweep.sweeps.planning import (
     check_grouping,
     cut,
@@ -140,6 +141,8 @@ class SweepRunner:
                     for i, stage in enumerate(self.settings.spec.stages)]
 
     def _run_stage(self, ctx: SweepContext, index: int, stage: StageSpec) -> StageSummary:
+        if stage.sampler == "pbt":  # one population task, no Optuna study (sweeps.pbt)
+            return run_pbt_stage(ctx, index, stage)
         settings, storage, trials = ctx.settings, ctx.storage, ctx.trials
         plan = stage_plan(ctx, index, stage)
         reps = stage.replicates

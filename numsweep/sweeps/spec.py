@@ -62,9 +62,10 @@ from numsweep.sweeps.objectives import (
     parse_objectives,
 )
 
-SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "nsga2", "list", "best")
+SAMPLERS = ("grid", "random", "tpe", "qmc", "gp", "cmaes", "nsga2", "list", "best", "pbt")
 """grid: every grid point once; random, tpe, qmc, gp, cmaes, nsga2: Optuna samplers; list:
-only the stage's ``configs``; best: retrain the best configuration of earlier stages."""
+only the stage's ``configs``; best: retrain the best configuration of earlier stages; pbt:
+population-based training of ``population`` members trained together (``sweeps.pbt``)."""
 MULTI_OBJECTIVE_SAMPLERS = ("grid", "random", "tpe", "qmc", "nsga2", "list", "best")
 """The samplers a stage with several objectives can use (tpe in its multi-objective mode)."""
 PRUNERS = ("none", "median", "halving", "hyperband", "front")
@@ -257,6 +258,7 @@ class StageSpec:
     pick: str = "accuracy"  # a best stage's choice on a Pareto front (pareto.PICKS)
     warm_start: WarmStart | None = None
     prune_share: float = 0.5  # pruner = "front": the share of a rung that may dominate
+    pbt: PBTStage | None = None  # sampler = "pbt": its population and exploit settings
 
     @property
     def waits_for_results(self) -> bool:
@@ -297,6 +299,46 @@ class StageSpec:
             out["from"] = list(self.source)
         if self.sync != DEFAULT_SYNC:
             out["sync"] = self.sync
+        if self.pbt is not None:
+            out.update(self.pbt.to_dict())
+        return out
+
+
+PBT_METRICS = ("val_acc", "val_loss")
+"""What a pbt stage ranks its members by at each exploit step (val_acc higher, val_loss
+lower is better)."""
+DEFAULT_FACTORS = (0.8, 1.2)
+NOT_EXPLORED = ("seed", "data_offset")
+"""Per-trial values a pbt stage never explores (a member's own stream and data position)."""
+
+
+@dataclass(frozen=True)
+class PBTStage:
+    """A pbt stage's settings: ``population`` members trained together; every ``interval``
+    updates the bottom ``quantile`` (by ``metric``, measured on the first ``metric_subset``
+    validation images, None: all) copy a member of the top ``quantile`` and perturb its
+    explored values: multiplied by one of ``mutations[name]``, or with
+    ``resample_probability`` drawn anew from the parameter's range."""
+
+    population: int = 16
+    interval: int = 100
+    quantile: float = 0.25
+    metric: str = "val_acc"
+    metric_subset: int | None = None
+    mutations: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    resample_probability: float = 0.25
+
+    def factors(self, name: str) -> tuple[float, ...]:
+        return tuple(self.mutations.get(name, DEFAULT_FACTORS))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"population": self.population, "interval": self.interval,
+                               "quantile": self.quantile, "metric": self.metric,
+                               "resample_probability": self.resample_probability}
+        if self.metric_subset is not None:
+            out["metric_subset"] = self.metric_subset
+        if self.mutations:
+            out["mutations"] = {k: list(v) for k, v in self.mutations.items()}
         return out
 
 
@@ -492,12 +534,15 @@ def load_spec(path: str | Path, overrides: Mapping[str, str] | None = None) -> S
     return spec.with_overrides(overrides) if overrides else spec
 
 
+PBT_KEYS = ("population", "interval", "quantile", "metric", "metric_subset", "mutations",
+            "resample_probability")
+"""The stage keys of a pbt stage (see :class:`PBTStage`)."""
 _TOP_KEYS = {"name", "seed", "description", "dataset", "epochs", "fixed", "space", "stages",
              "objective", "objectives"}
 _SPACE_KEYS = {"type", "low", "high", "log", "grid", "choices", "when"}
 _STAGE_KEYS = {"name", "sampler", "n_trials", "fixed", "time_budget", "configs", "replicates",
                "narrow", "reuse", "pruner", "from", "sync", "epochs", "objective",
-               "objectives", "pick", "warm_start", "prune_share"}
+               "objectives", "pick", "warm_start", "prune_share", *PBT_KEYS}
 _NARROW_KEYS = {"from", "top_k", "widen"}
 _WARM_START_KEYS = {"sweep", "stage", "top_k", "db"}
 
@@ -822,7 +867,7 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
     stage_fixed = _check_params(raw.get("fixed", {}), f"{where}.fixed", fail)
     searched = set(searched_names(space))
     clash = sorted(set(stage_fixed) & searched)
-    if clash and sampler != "best":
+    if clash and sampler not in ("best", "pbt"):
         raise fail(f"{where}.fixed: {', '.join(clash)} is searched; a stage cannot fix it")
     try:
         TrialSpec.from_mapping({**fixed, **stage_fixed})
@@ -861,6 +906,11 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
     if epochs is not None:
         _positive_int(epochs, f"{where}.epochs", fail)
     sync = _positive_int(raw.get("sync", DEFAULT_SYNC), f"{where}.sync", fail)
+    if sampler != "pbt":
+        given = [k for k in PBT_KEYS if k in raw]
+        if given:
+            raise fail(f"{where}.{given[0]}: only a pbt stage (sampler = \"pbt\") takes it")
+    pbt = None
     reuse = raw.get("reuse", True)
     if not isinstance(reuse, bool):
         raise fail(f"{where}.reuse={reuse!r} must be true or false")
@@ -919,6 +969,15 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
         if not earlier:
             raise fail(f"{where}: sampler = 'best' needs an earlier stage to take the best "
                        "configuration from")
+    elif sampler == "pbt":
+        pbt = _parse_pbt(raw, where, space, {**fixed, **stage_fixed}, fail)
+        for key, bad in (("n_trials", n_trials), ("pruner", pruner if pruner != "none" else None),
+                         ("configs", configs or None), ("narrow", narrow),
+                         ("warm_start", warm_start),
+                         ("replicates", replicates if replicates != 1 else None)):
+            if bad is not None:
+                raise fail(f"{where}.{key}: a pbt stage trains its population ('population' "
+                           f"members); it takes no {key}")
     else:
         if n_trials is None:
             raise fail(f"{where}.n_trials is required for the {sampler} sampler")
@@ -947,7 +1006,83 @@ def _parse_stage(index: int, raw: Any, space: Mapping[str, ParamSpace],
                      time_budget=time_budget, configs=tuple(configs), replicates=replicates,
                      narrow=narrow, reuse=reuse, pruner=pruner, source=source, sync=sync,
                      epochs=epochs, objectives=objectives, pick=pick, warm_start=warm_start,
-                     prune_share=float(prune_share))
+                     prune_share=float(prune_share), pbt=pbt)
+
+
+def explored_entries(space: Mapping[str, ParamSpace], stage: StageSpec
+                     ) -> dict[str, ParamSpace]:
+    """The space entries a pbt stage explores: every entry its own ``fixed`` leaves."""
+    return {k: p for k, p in space.items() if not set(p.names) & set(stage.fixed)}
+
+
+def _parse_pbt(raw: Mapping[str, Any], where: str, space: Mapping[str, ParamSpace],
+               fixed: Mapping[str, Any], fail: Any) -> PBTStage:
+    from numsweep.engine.group import PER_TRIAL
+    from numsweep.engine.runplan import planned_updates
+
+    explorable = [n for n in PER_TRIAL if n not in NOT_EXPLORED]
+    explored = {k: p for k, p in space.items() if not set(p.names) & set(fixed)}
+    if not explored:
+        raise fail(f"{where}: a pbt stage explores the space, and it is empty (or all fixed "
+                   "by the stage)")
+    for p in explored.values():
+        if p.tied or p.name not in explorable:
+            raise fail(f"{where}: space.{p.name} cannot be explored by pbt: it explores "
+                       f"per-trial values only ({', '.join(explorable)}); fix it in the "
+                       f"stage's 'fixed'")
+        if p.type != "float":
+            raise fail(f"{where}: space.{p.name} must be a float range (low, high) for pbt")
+        if p.when:
+            raise fail(f"{where}: space.{p.name}: a pbt stage explores every member's value; "
+                       "it takes no 'when'")
+    population = raw.get("population", 16)
+    if not isinstance(population, int) or isinstance(population, bool) or population < 2:
+        raise fail(f"{where}.population={population!r} must be an integer of at least 2")
+    if population > MAX_TRIALS:
+        raise fail(f"{where}.population={population} is more than {MAX_TRIALS:,} trials")
+    if "interval" not in raw:
+        raise fail(f"{where}.interval is required for a pbt stage (updates between "
+                   "exploit steps)")
+    interval = _positive_int(raw["interval"], f"{where}.interval", fail)
+    trial = TrialSpec.from_mapping(dict(fixed))
+    if trial.n_train is not None:
+        updates = planned_updates(trial, trial.n_train)
+        if interval >= updates:
+            raise fail(f"{where}.interval={interval} must be below the run's {updates} "
+                       "updates (else no exploit step happens)")
+    quantile = raw.get("quantile", 0.25)
+    if not _is_number(quantile) or not 0 < quantile <= 0.5:
+        raise fail(f"{where}.quantile={quantile!r} must be a number in (0, 0.5]")
+    metric = raw.get("metric", "val_acc")
+    if metric not in PBT_METRICS:
+        raise fail(f"{where}.metric={metric!r} must be one of {', '.join(PBT_METRICS)}")
+    subset = raw.get("metric_subset")
+    if subset is not None:
+        _positive_int(subset, f"{where}.metric_subset", fail)
+        if subset > trial.n_val:
+            raise fail(f"{where}.metric_subset={subset} is more than n_val={trial.n_val} "
+                       "validation images")
+    resample = raw.get("resample_probability", 0.25)
+    if not _is_number(resample) or not 0 <= resample <= 1:
+        raise fail(f"{where}.resample_probability={resample!r} must be a number in [0, 1]")
+    mutations_raw = _table(raw.get("mutations", {}), f"{where}.mutations", fail)
+    mutations: dict[str, tuple[float, ...]] = {}
+    for name, factors in mutations_raw.items():
+        if name not in explored:
+            raise fail(f"{where}.mutations.{name}: not explored by this stage (explored: "
+                       f"{', '.join(explored)})")
+        if (not isinstance(factors, list) or not factors
+                or not all(_is_number(f) and f > 0 for f in factors)):
+            raise fail(f"{where}.mutations.{name}={factors!r} must be a non-empty list of "
+                       "positive factors such as [0.8, 1.2]")
+        mutations[name] = tuple(float(f) for f in factors)
+    if len({mutations.get(name, DEFAULT_FACTORS) for name in explored}) > 1:
+        raise fail(f"{where}.mutations: every explored parameter is perturbed by the same "
+                   f"factors (the engine's rule); give one list for each of "
+                   f"{', '.join(explored)}")
+    return PBTStage(population=population, interval=interval, quantile=float(quantile),
+                    metric=metric, metric_subset=subset, mutations=mutations,
+                    resample_probability=float(resample))
 
 
 def _parse_warm_start(raw: Any, where: str, sampler: str, fail: Any) -> WarmStart | None:

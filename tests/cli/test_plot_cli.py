@@ -159,3 +159,22 @@ def test_report_of_several_sweeps_compares_them(db: str, tmp_path: Path) -> None
     assert "# Sweeps lambda, archs compared" in text and "## Best trial of each sweep" in text
     result = invoke("report", "lambda", "nope", "-o", tmp_path / "cmp2", "--db", db)
     assert result.exit_code == 1 and "no sweep named 'nope'" in result.output
+
+
+def test_plot_lineage_writes_the_population_chart_and_names_a_bad_sweep(
+        tmp_path: Path) -> None:
+    from tests.analysis.test_lineage import pbt_db
+
+    storage, _ = pbt_db(tmp_path / "p.db")
+    url = storage.url
+    storage.dispose()
+    out = tmp_path / "lineage.png"
+    result = invoke("plot", "lineage", "--sweep", "p", "--color", "lam", "-o", out, "--db", url)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote {out}" and out.read_bytes()[:4] == b"\x89PNG"
+    for args, message in ((("--sweep", "nope"), "no sweep named 'nope'"),
+                          (("--sweep", "p", "--color", "bogus"), "unknown parameter 'bogus'")):
+        result = invoke("plot", "lineage", *args, "-o", tmp_path / "x.png", "--db", url)
+        assert result.exit_code == 1 and message in result.output
+        assert result.output.startswith("Error: ") and result.output.strip().count("\n") == 0
+        assert not (tmp_path / "x.png").exists()

@@ -151,3 +151,19 @@ def test_a_rerun_on_data_too_small_for_it_stores_no_failed_trial(tmp_path: Path,
                     "--data", small, "--db", db)
     assert result.exit_code == 1 and "b_max=256 exceeds n_train=150" in result.output
     assert len(Storage(db).get_trials()) == 2  # was: a FAILED range test
+
+
+def test_a_pbt_member_is_rerun_with_its_whole_population(tmp_path: Path, data: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    assert invoke("sweep", "run", "pbt-lambda", "n_train=300", "n_val=100", "n_s=6",
+                  "eval_train=100", "population.population=4", "population.interval=8",
+                  "population.metric_subset=50", "--jobs", "1", "--data", data,
+                  "--db", db).exit_code == 0
+    storage = Storage(db)
+    member = storage.get_trials("pbt-lambda", stage="population")[2]
+    result = invoke("trial", "rerun", member.id, "--db", db)
+    assert result.exit_code == 0, result.output
+    assert (f"same metrics as trial {member.id} (its pbt population of 4 trained again)"
+            in result.output)
+    [again] = storage.get_trials("rerun")
+    assert again.setup["pbt_member"] == ["pbt-lambda", "population", member.slot]

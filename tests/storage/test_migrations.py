@@ -114,7 +114,7 @@ def test_a_database_from_before_versions_is_upgraded_keeping_every_row(tmp_path:
     after = _rows(path)
 
     assert after.pop(VERSION_TABLE) == [{"version_num": HEAD}]
-    assert after.pop("ns_slot_groups") == []
+    assert after.pop("ns_slot_groups") == [] and after.pop("ns_lineage") == []
     runs = {r["sweep_id"]: r for r in after.pop("ns_sweep_runs")}
     for old, new in zip(before.pop("ns_sweeps"), after.pop("ns_sweeps"), strict=True):
         spec = json.loads(new.pop("spec_json"))
@@ -202,13 +202,42 @@ def test_a_database_of_0003_gets_the_slot_groups_table_and_nothing_else_changes(
     after, after_schema = _rows(path), _schema(path)
     assert after.pop(VERSION_TABLE) == [{"version_num": HEAD}]
     assert after.pop("ns_slot_groups") == [] and "ns_slot_groups" in after_schema
+    after.pop("ns_lineage")
     rows.pop(VERSION_TABLE)
     assert after == rows
-    assert {k: v for k, v in after_schema.items() if "ns_slot_groups" not in k} == schema
+    assert {k: v for k, v in after_schema.items()
+            if "ns_slot_groups" not in k and "ns_lineage" not in k} == schema
     storage.record_slot_group(stage.id, 1, "host:1", 2, 10, 18, 3, 8, 16)
     assert [g.occupancy for g in storage.slot_groups(sweep="lam")] == [0.9]
     storage.dispose()
     _at_revision(path, "0003")  # and the downgrade takes the table away again
+    assert _schema(path) == schema
+
+
+def test_a_database_of_0004_gets_the_lineage_table_and_nothing_else_changes(
+        tmp_path: Path) -> None:
+    path = _fixture_copy(tmp_path)
+    _at_revision(path, "0004")
+    rows, schema = _rows(path), _schema(path)
+    assert "ns_lineage" not in rows and rows["ns_trials"]
+    reader = Storage(f"sqlite:///{path}", read_only=True)  # reads it as of today, writes nothing
+    assert reader.lineage(sweep="lam") == []
+    reader.dispose()
+    assert (_rows(path), _schema(path)) == (rows, schema)
+
+    storage = Storage(f"sqlite:///{path}")
+    stage = storage.list_stages(storage.get_sweep("lam").id)[0]
+    after, after_schema = _rows(path), _schema(path)
+    assert after.pop(VERSION_TABLE) == [{"version_num": HEAD}]
+    assert after.pop("ns_lineage") == [] and "ns_lineage" in after_schema
+    rows.pop(VERSION_TABLE)
+    assert after == rows
+    assert {k: v for k, v in after_schema.items() if "ns_lineage" not in k} == schema
+    a, b = (t.id for t in storage.get_trials("lam")[:2])
+    storage.record_lineage(stage.id, [(a, 10, b, 0.1, 0.2, {"lam": 0.1}, {"lam": 0.12})])
+    assert [(r.trial_id, r.source_trial_id) for r in storage.lineage(sweep="lam")] == [(a, b)]
+    storage.dispose()
+    _at_revision(path, "0004")  # and the downgrade takes the table away again
     assert _schema(path) == schema
 
 
@@ -375,7 +404,8 @@ def test_a_postgresql_database_of_0003_gets_the_slot_groups_table(postgres_schem
     storage = Storage(postgres_schema)
     after = _server_rows(postgres_schema)
     assert after.pop(VERSION_TABLE) == [(HEAD,)] and before.pop(VERSION_TABLE) == [("0003",)]
-    assert after.pop("ns_slot_groups") == [] and after == before
+    assert after.pop("ns_slot_groups") == [] and after.pop("ns_lineage") == []
+    assert after == before
     sweep = storage.get_sweep("lam")
     stage = storage.list_stages(sweep.id)[0]
     big = 3 * 2**31  # group updates of a long stage: above a 32-bit integer
@@ -385,4 +415,30 @@ def test_a_postgresql_database_of_0003_gets_the_slot_groups_table(postgres_schem
     assert (group.worker, group.slot_updates, group.occupancy) == ("host:2", 2 * big, 1.0)
     storage.delete_sweep(sweep.id)
     assert storage.slot_groups(stage.id) == []
+    storage.dispose()
+
+
+def test_a_postgresql_database_of_0004_gets_the_lineage_table(postgres_schema: str) -> None:
+    _copy_fixture_to(postgres_schema)
+    engine = create_engine(postgres_schema)
+    with engine.begin() as conn:
+        migrate_to(conn, "0004")
+    engine.dispose()
+    before = _server_rows(postgres_schema)
+    assert "ns_lineage" not in before and before["ns_trials"]
+    storage = Storage(postgres_schema)
+    after = _server_rows(postgres_schema)
+    assert after.pop(VERSION_TABLE) == [(HEAD,)] and before.pop(VERSION_TABLE) == [("0004",)]
+    assert after.pop("ns_lineage") == [] and after == before
+    sweep = storage.get_sweep("lam")
+    stage = storage.list_stages(sweep.id)[0]
+    a, b = (t.id for t in storage.get_trials("lam")[:2])
+    big = 3 * 2**31  # the update of a long population: above a 32-bit integer
+    storage.record_lineage(stage.id, [(a, big, b, float("nan"), 0.5, {"lam": 0.1},
+                                       {"lam": 0.12})])
+    [step] = storage.lineage(sweep="lam")
+    assert (step.trial_id, step.update, step.source_trial_id, step.metric_source) == (
+        a, big, b, 0.5)
+    storage.delete_sweep(sweep.id)
+    assert storage.lineage(stage.id) == []
     storage.dispose()

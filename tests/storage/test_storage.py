@@ -158,3 +158,34 @@ def test_slot_groups_are_stored_once_per_group_and_go_with_their_sweep(tmp_path:
     assert [g.stage_id for g in storage.slot_groups(sweep="t")] == [kept.id]
     with sqlite3.connect(tmp_path / "r.db") as conn:
         assert conn.execute("SELECT count(*) FROM ns_slot_groups").fetchone() == (1,)
+
+
+def test_a_pbt_stages_lineage_is_stored_once_read_back_in_order_and_goes_with_its_sweep(
+        tmp_path: Path) -> None:
+    storage = Storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sweep = storage.get_or_create_sweep("s", {"name": "s"}, seed=1)
+    other = storage.get_or_create_sweep("t", {"name": "t"}, seed=1)
+    pop = storage.get_or_create_stage(sweep.id, 0, "pop", "pbt", {})
+    kept = storage.get_or_create_stage(other.id, 0, "pop", "pbt", {})
+    a, b = (storage.start_trial(sweep.id, pop.id, None, {"lam": 0.1}, seed=i) for i in (1, 2))
+    c, d = (storage.start_trial(other.id, kept.id, None, {"lam": 0.1}, seed=i) for i in (1, 2))
+    steps = [(a, 10, b, 0.1, 0.5, {"lam": 0.1}, {"lam": 0.24}),
+             (b, 20, a, math.nan, 0.6, {"lam": 0.2}, {"lam": 0.192})]
+    assert storage.record_lineage(pop.id, steps) == 2
+    # the population resumed and ended again: its history replaced, not doubled
+    assert storage.record_lineage(pop.id, steps) == 2
+    storage.record_lineage(kept.id, [(c, 5, d, 0.2, 0.3, {"lam": 1.0}, {"lam": 1.2})])
+    got = storage.lineage(pop.id)
+    assert [(r.stage, r.trial_id, r.update, r.source_trial_id, r.metric_source, dict(r.before),
+             dict(r.after)) for r in got] == [
+        ("pop", a, 10, b, 0.5, {"lam": 0.1}, {"lam": 0.24}),
+        ("pop", b, 20, a, 0.6, {"lam": 0.2}, {"lam": 0.192})]
+    assert got[0].metric_member == 0.1 and math.isnan(got[1].metric_member)
+    assert storage.lineage(sweep="s") == got
+    with pytest.raises(StorageError, match="no stage with id 999"):
+        storage.record_lineage(999, steps)
+    storage.delete_sweep(sweep.id)
+    assert storage.lineage(sweep="s") == [] and storage.lineage(pop.id) == []
+    assert [r.trial_id for r in storage.lineage(sweep="t")] == [c]
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ns_lineage").fetchone() == (1,)

@@ -21,7 +21,7 @@ from tests.conftest import make_images
 
 PRESETS = ["fc-one-cycle", "fc-three-cycles", "lambda-search", "fc-wide-augmented",
            "conv-archs", "conv-longer", "label-smoothing", "conv-best", "optimizers",
-           "range-tests", "cutout", "modular-nets", "conv-pareto"]
+           "range-tests", "cutout", "modular-nets", "conv-pareto", "pbt-lambda"]
 
 
 def invoke(*args: object):
@@ -174,6 +174,18 @@ def _conv_pareto(spec: SweepSpec) -> None:
     assert (t.model, t.lam, t.n_s, t.batch_size, t.n_val) == ("convnet", 0.003, 800, 100, 1000)
 
 
+def _pbt_lambda(spec: SweepSpec) -> None:
+    t = trial(spec, "population")
+    assert (t.model, t.f, t.nf, t.nh) == ("convnet", 4, 10, 50)
+    reference = trial(load_spec("lambda-search"), "coarse")  # the same length
+    assert (t.cycles, t.n_s, t.batch_size, t.n_val, t.eta_min) == (
+        reference.cycles, reference.n_s, reference.batch_size, reference.n_val,
+        reference.eta_min)
+    pop, final = spec.stages
+    assert pop.sampler == "pbt" and pop.pbt is not None and pop.pbt.population == 16
+    assert set(spec.space) == {"lam", "eta_max"} and final.sampler == "best"
+
+
 CHECKS: dict[str, Callable[[SweepSpec], None]] = {
     "fc-one-cycle": _fc(500, 1),
     "fc-three-cycles": _fc(800, 3),
@@ -188,6 +200,7 @@ CHECKS: dict[str, Callable[[SweepSpec], None]] = {
     "cutout": _cutout,
     "modular-nets": _modular,
     "conv-pareto": _conv_pareto,
+    "pbt-lambda": _pbt_lambda,
 }
 
 
@@ -276,6 +289,9 @@ SMOKE = {
                     "clr-exp-decay.cycles=1", "cyclic-batch.cycles=1", "cyclic-batch.b_max=128"],
     "conv-pareto": ["n_train=300", "n_val=100", "n_s=3", "eval_train=100",
                     "search.n_trials=6"],
+    "pbt-lambda": ["n_train=300", "n_val=100", "n_s=6", "eval_train=100",
+                   "population.population=4", "population.interval=8",
+                   "population.metric_subset=50"],
 }
 
 
