@@ -350,3 +350,25 @@ def test_grouping_is_stored_with_the_stage_and_shown(tmp_path: Path, tiny_npz: P
     bad = runner.invoke(cli, ["sweep", "run", str(path), "--grouping", "pairs",
                               "--db", f"sqlite:///{tmp_path / 'bad.db'}"])
     assert bad.exit_code != 0 and "'pairs' is not one of 'slots', 'batch'" in bad.output
+
+
+def test_a_diverged_slot_trial_is_failed_and_its_slot_refilled_at_once(
+        tmp_path: Path, tiny_npz: Path) -> None:
+    """A TPE stage over eta_max up to 1e300: the trials whose loss diverges fail with the update
+    they diverged at, and the next trial joins at the step after it (the diverging update's
+    batch was drawn); every planned trial ends."""
+    raw = {"name": "dv", "seed": 2, "fixed": {**FIXED, "cycles": 2},
+           "space": {"eta_max": {"low": 1e-2, "high": 1e300, "log": True}},
+           "stages": [{"name": "search", "sampler": "tpe", "n_trials": 10}]}
+    url = f"sqlite:///{tmp_path / 'dv.db'}"
+    run_sweep(parse_spec(raw, "test"), Storage(url), data_source=str(tiny_npz), jobs=1,
+              group_size=3)
+    trials = Storage(url).get_trials("dv")
+    [stage] = Storage(url).list_stages(Storage(url).get_sweep("dv").id)
+    assert stage.plan.grouping == "slots" and len(trials) == 10
+    diverged = [t for t in trials if t.state is TrialState.FAILED]
+    assert diverged and all("diverged" in t.message for t in diverged)
+    joins = {offset(t) for t in trials}
+    refilled = [t for t in diverged if offset(t) + int(t.metrics["updates"]) + 1 in joins]
+    assert refilled, [(offset(t), t.metrics.get("updates")) for t in diverged]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAILED) for t in trials)
