@@ -16,6 +16,7 @@ from numsweep.engine import Dataset, TrialSpec
 from numsweep.storage import Storage
 from numsweep.sweeps import parse_spec
 from numsweep.sweeps.executors import make_executor
+from numsweep.sweeps.pace_cache import cpu_model
 
 
 def add_size_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,18 +90,6 @@ def fresh_storage(workdir: str, name: str) -> Storage:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return Storage(f"sqlite:///{path}")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``platform.processor()`` is empty on many Linux machines)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> str:

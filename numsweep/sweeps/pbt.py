@@ -25,13 +25,12 @@ from threadpoolctl import threadpool_limits
 from numsweep.engine import TrialSpec
 from numsweep.engine.checkpoint import clear_state
 from numsweep.storage import (
-    StorageUnavailable,
     TrialState,
 )
 from numsweep.sweeps.claims import lost_slot
 from numsweep.sweeps.context import RunningTrial, SweepContext
 from numsweep.sweeps.deaths import judge_worker_loss
-from numsweep.sweeps.events import StageSummary, TrialEvent, trial_seconds
+from numsweep.sweeps.events import StageSummary, TrialEvent
 from numsweep.sweeps.kept import apply_policy, checkpoint_path, weights_path
 from numsweep.sweeps.liveness import MAX_LOST_ATTEMPTS, POLL_SECONDS
 from numsweep.sweeps.planning import stage_plan, stage_summary
@@ -39,7 +38,7 @@ from numsweep.sweeps.population import member_specs, pbt_settings
 from numsweep.sweeps.results import record_outcome
 from numsweep.sweeps.slots import final, latest, slot_counts
 from numsweep.sweeps.spec import StageSpec, SweepSpecError
-from numsweep.sweeps.submission import LIVE_POLL_SECONDS, take_points
+from numsweep.sweeps.submission import LIVE_POLL_SECONDS, store_outcome, take_points
 from numsweep.sweeps.worker import (
     TrialOutcome,
     TrialTask,
@@ -282,30 +281,17 @@ def _store(ctx: SweepContext, stage_id: int, stage: StageSpec,
            outcome: PopulationOutcome) -> None:
     """The lineage (the whole history, in place of any stored), then each member claimed
     here as a normal trial; the exploit share in the stage's note."""
-    storage, notify = ctx.storage, ctx.settings.notify
+    storage = ctx.storage
     steps = [(ids[e.member], int(e.update), ids[e.source], float(e.metric_member),
               float(e.metric_source), dict(e.before), dict(e.after)) for e in outcome.events]
     if outcome.events or all(o.result is not None for o in outcome.outcomes):
         storage.record_lineage(stage_id, steps)
     for slot, job in sorted(members.items()):
         result = outcome.outcomes[slot]
-        try:
-            state = record_outcome(storage, dataclasses.replace(result, trial_id=job.trial_id))
-        except StorageUnavailable:
-            ctx.trials.unsaved.append(result)
-            raise
-        ctx.heart.remove(job.trial_id)
-        if state is None:
-            notify(TrialEvent("finished", stage.name, job.number, TrialState.INTERRUPTED,
-                              message="taken for lost meanwhile: result not kept",
-                              trial_id=job.trial_id))
-            continue
-        ctx.trials.finished += 1
-        val = result.result.val_acc if result.result else None
-        message = result.error or (result.result.message if result.result else "")
-        notify(TrialEvent("finished", stage.name, job.number, state, val, message,
-                          seconds=trial_seconds(result), trial_id=job.trial_id,
-                          group_size=len(ids)))
+        # a member is a trial like any other: stored and shown as submission stores them
+        store_outcome(ctx, job, dataclasses.replace(
+            result, trial_id=job.trial_id, group=result.group or (ids[0], len(ids))),
+            None, stage)
     if any(o.result is not None for o in outcome.outcomes):
         storage.merge_stage_space(stage_id, {"exploit_seconds": outcome.exploit_seconds,
                                              "exploit_steps": len(outcome.events)})
