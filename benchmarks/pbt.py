@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -41,7 +40,13 @@ from typing import Any
 
 import numpy as np
 from speed import cyclic_lr, have_torch, torch_network
-from sweep_common import Stopwatch, cpu_model, fresh_storage, print_table_header
+from sweep_common import (
+    Stopwatch,
+    cpu_model,
+    fresh_storage,
+    print_command_and_date,
+    print_table_header,
+)
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
 from numsweep.storage import Storage, TrialState
@@ -280,11 +285,7 @@ def print_report(args: argparse.Namespace, runs: list[Run], started: datetime) -
     import optuna
 
     size = args.size
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    print()
-    print(f"Command: `{command}`")
-    print(f"Date: {started:%Y-%m-%d %H:%M} UTC, {(time.time() - started.timestamp()) / 60:.1f} "
-          "min for the whole script")
+    print_command_and_date(started)
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"NumPy {np.__version__}, Optuna {optuna.__version__}; --jobs {args.jobs}; 1-minute "
           f"load average at the end {os.getloadavg()[0]:.2f}")

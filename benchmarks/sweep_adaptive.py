@@ -54,10 +54,7 @@ import inspect
 import multiprocessing
 import os
 import platform
-import shlex
 import statistics
-import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +62,13 @@ from typing import Any
 
 import numpy as np
 from speed import cyclic_lr, have_torch, torch_network
-from sweep_common import Stopwatch, cpu_model, fresh_storage, print_table_header
+from sweep_common import (
+    Stopwatch,
+    cpu_model,
+    fresh_storage,
+    print_command_and_date,
+    print_table_header,
+)
 from sweep_throughput import blas, cold_start
 
 from numsweep.engine import TrialSpec, load_dataset, make_split
@@ -356,11 +359,7 @@ def versions() -> str:
 
 def print_report(args: argparse.Namespace, runs: list[Run], started: datetime) -> None:
     size = args.size
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    print()
-    print(f"Command: `{command}`")
-    print(f"Date: {started:%Y-%m-%d %H:%M} UTC, {(time.time() - started.timestamp()) / 60:.1f} "
-          "min for the whole script")
+    print_command_and_date(started)
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, BLAS {blas()}, {versions()}; "
           f"--jobs {args.jobs}, 1 BLAS / PyTorch thread per trial; 1-minute load average at "
           f"the end {os.getloadavg()[0]:.2f}")

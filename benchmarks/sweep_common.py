@@ -83,6 +83,18 @@ def print_table_header(*columns: str) -> None:
     print("|" + "---|" * len(columns))
 
 
+def print_command_and_date(started: Any) -> None:
+    """The report's first lines: the command as run, and when it started and how long the
+    whole script took (``started``: a UTC ``datetime``)."""
+    import shlex
+    import sys
+
+    print()
+    print(f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
+    print(f"Date: {started:%Y-%m-%d %H:%M} UTC, {(time.time() - started.timestamp()) / 60:.1f} "
+          "min for the whole script")
+
+
 def fresh_storage(workdir: str, name: str) -> Storage:
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
